@@ -1,0 +1,11 @@
+//! hub: a thread-per-core Socket.IO server.
+//!
+//! Layers, bottom up (see `docs/architecture.md`):
+//! - [`engineio`]: Engine.IO codecs and the session state machine, sans-IO;
+//! - [`http`] and [`ws`]: HTTP/1.1 and WebSocket codecs, sans-IO;
+//! - [`shard`]: glommio executors, listeners, cross-shard routing, the IO around the above;
+//! - [`engine`]: the Engine.IO server API an application sits on.
+
+pub mod engineio;
+pub mod http;
+pub mod ws;
