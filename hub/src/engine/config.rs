@@ -1,0 +1,77 @@
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::engineio::session::SessionConfig;
+use crate::http::cors::{AllowedOrigins, Cors};
+
+/// One Engine.IO endpoint (a path on the shared port).
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// The request path prefix, with leading and trailing slash: `/engine.io/`.
+    pub path: String,
+    pub session: SessionConfig,
+    pub cors: Cors,
+    /// Accept Engine.IO v3 (Socket.IO v1/v2 clients).
+    pub allow_eio3: bool,
+}
+
+impl EngineConfig {
+    pub fn new(path: &str) -> EngineConfig {
+        let mut path = path.to_string();
+        if !path.starts_with('/') {
+            path.insert(0, '/');
+        }
+        if !path.ends_with('/') {
+            path.push('/');
+        }
+        EngineConfig {
+            path,
+            session: SessionConfig::default(),
+            cors: Cors {
+                origins: AllowedOrigins::Any,
+                credentials: true,
+                max_age_secs: None,
+            },
+            allow_eio3: true,
+        }
+    }
+
+    /// Does a request path belong to this endpoint? `/engine.io` and `/engine.io/...` do.
+    pub(crate) fn matches(&self, path: &str) -> bool {
+        let base = &self.path[..self.path.len() - 1];
+        path == base || path.starts_with(&self.path)
+    }
+}
+
+/// The process-wide settings: listeners, shards, HTTP limits.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub bind: SocketAddr,
+    /// Executors to run; 0 means one per available core.
+    pub shards: usize,
+    /// Pin shard `i` to core `i % cores`.
+    pub pin_cores: bool,
+    /// A request must arrive whole within this time of its first byte.
+    pub request_timeout: Duration,
+    /// A keep-alive connection with no request for this long is closed.
+    pub idle_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    /// Messages each cross-shard channel holds before senders wait.
+    pub mesh_capacity: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: SocketAddr::from(([0, 0, 0, 0], 3000)),
+            shards: 0,
+            pin_cores: false,
+            request_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            max_header_bytes: 16 * 1024,
+            max_headers: 64,
+            mesh_capacity: 1024,
+        }
+    }
+}

@@ -1,0 +1,18 @@
+use std::rc::Rc;
+use std::sync::Arc;
+
+use super::{CloseReason, Data, Socket};
+
+/// An application on top of Engine.IO. One instance lives on each shard and
+/// hears only the sessions that shard owns, so it needs no locks.
+pub trait Handler: 'static {
+    /// A session opened (its handshake was answered).
+    fn on_open(&self, socket: &Socket);
+    /// A message arrived.
+    fn on_message(&self, socket: &Socket, data: Data);
+    /// The session closed; `socket.send` no longer delivers.
+    fn on_close(&self, socket: &Socket, reason: CloseReason);
+}
+
+/// Builds the [`Handler`] of each shard, given the shard index.
+pub type HandlerFactory = Arc<dyn Fn(usize) -> Rc<dyn Handler> + Send + Sync>;

@@ -1,0 +1,15 @@
+//! The Engine.IO server API: what an application implements ([`Handler`])
+//! and holds ([`Socket`]), the way the `engine.io` npm package can be used
+//! without Socket.IO.
+
+mod config;
+mod handler;
+mod socket;
+
+pub use config::{EngineConfig, ServerConfig};
+pub use handler::{Handler, HandlerFactory};
+pub use socket::{HandshakeInfo, Socket};
+pub(crate) use socket::SessionEntry;
+
+pub use crate::engineio::session::CloseReason;
+pub use crate::engineio::{Data, ProtocolVersion, TransportKind};

@@ -1,0 +1,129 @@
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Instant, SystemTime};
+
+use crate::engineio::session::{Event, Session};
+use crate::engineio::{Data, ProtocolVersion, Sid, TransportKind};
+use crate::shard::signal::Signal;
+
+use super::Handler;
+
+/// What the client said when it opened the session.
+#[derive(Clone, Debug)]
+pub struct HandshakeInfo {
+    pub remote_addr: SocketAddr,
+    /// The request target of the handshake, path and query.
+    pub url: String,
+    /// The query parameters, in order, Engine.IO's own included.
+    pub query: Vec<(String, String)>,
+    /// Header names are lower case.
+    pub headers: Vec<(String, String)>,
+    pub issued: SystemTime,
+}
+
+impl HandshakeInfo {
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn header(&self, lower_name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == lower_name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A session as a shard holds it: the state machine and the signals that
+/// wake its IO.
+pub(crate) struct SessionEntry {
+    pub sid: Sid,
+    pub shard: usize,
+    pub session: RefCell<Session>,
+    /// The outbox, a parked GET's answer or the upgrade state changed.
+    pub io_changed: Signal,
+    /// The session's next deadline may have moved earlier.
+    pub timer_changed: Signal,
+    pub handshake: HandshakeInfo,
+    pub handler: Rc<dyn Handler>,
+}
+
+impl SessionEntry {
+    /// Hand the session's pending events to the application and wake the IO.
+    /// Called after every input; never with the session borrowed.
+    pub fn dispatch(self: &Rc<Self>) {
+        let socket = Socket(self.clone());
+        loop {
+            let event = self.session.borrow_mut().poll_event();
+            match event {
+                Some(Event::Message(data)) => self.handler.on_message(&socket, data),
+                Some(Event::Closed(reason)) => self.handler.on_close(&socket, reason),
+                None => break,
+            }
+        }
+        self.io_changed.notify();
+        self.timer_changed.notify();
+    }
+}
+
+/// A handle on one Engine.IO session, valid on the shard that owns it.
+#[derive(Clone)]
+pub struct Socket(pub(crate) Rc<SessionEntry>);
+
+impl Socket {
+    /// The Engine.IO session id.
+    pub fn sid(&self) -> &str {
+        self.0.sid.as_str()
+    }
+
+    /// The shard that owns this session.
+    pub fn shard(&self) -> usize {
+        self.0.shard
+    }
+
+    /// Queue a message for the client; false once the session is closed.
+    pub fn send(&self, data: Data) -> bool {
+        let queued = self.0.session.borrow_mut().send(data);
+        if queued {
+            self.0.io_changed.notify();
+        }
+        queued
+    }
+
+    /// Close the session ("forced close"); what is already queued is still sent.
+    pub fn close(&self) {
+        self.0
+            .session
+            .borrow_mut()
+            .close(crate::engineio::session::CloseReason::ForcedClose, Instant::now());
+        self.0.dispatch();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.0.session.borrow().is_closed()
+    }
+
+    pub fn transport(&self) -> TransportKind {
+        self.0.session.borrow().transport()
+    }
+
+    pub fn protocol(&self) -> ProtocolVersion {
+        self.0.session.borrow().version()
+    }
+
+    pub fn handshake(&self) -> &HandshakeInfo {
+        &self.0.handshake
+    }
+
+    /// Packets queued and not yet written.
+    pub fn buffered(&self) -> usize {
+        self.0.session.borrow().outbox_len()
+    }
+}
+
+impl std::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket").field("sid", &self.sid()).finish()
+    }
+}

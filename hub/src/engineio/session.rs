@@ -1,0 +1,845 @@
+//! The Engine.IO session state machine, sans-IO.
+//!
+//! A [`Session`] is fed with what happened (a poll GET, a decoded packet, a
+//! WebSocket probe, the current time) and answers with what to do next: the
+//! packets to put on the wire, the application events, its next deadline.
+//! It owns no sockets and reads no clock, so every heartbeat, timeout and
+//! upgrade rule is tested with a fake clock.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::handshake::open_json;
+use super::packet::{Data, Packet, ProtocolVersion};
+use super::query::TransportKind;
+
+/// The timing and size settings a session runs with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionConfig {
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+    pub upgrade_timeout: Duration,
+    pub max_payload: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            ping_interval: Duration::from_millis(25_000),
+            ping_timeout: Duration::from_millis(20_000),
+            upgrade_timeout: Duration::from_millis(10_000),
+            max_payload: 1_000_000,
+        }
+    }
+}
+
+/// Why a session closed, with the reference server's wording.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// No pong (v4) or no ping (v3) in time.
+    PingTimeout,
+    /// The client closed: a `1` packet or its WebSocket went away.
+    TransportClose,
+    /// The client broke a protocol rule (overlapping GETs, wrong heartbeat direction).
+    TransportError,
+    /// The client sent bytes that do not decode.
+    ParseError,
+    /// The application closed the session.
+    ForcedClose,
+    /// The server is stopping.
+    ServerShuttingDown,
+}
+
+impl CloseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::PingTimeout => "ping timeout",
+            CloseReason::TransportClose => "transport close",
+            CloseReason::TransportError => "transport error",
+            CloseReason::ParseError => "parse error",
+            CloseReason::ForcedClose => "forced close",
+            CloseReason::ServerShuttingDown => "server shutting down",
+        }
+    }
+
+    /// Closes the client asked for are acknowledged with a noop; the others
+    /// tell the client with a close packet.
+    fn initiated_by_client(self) -> bool {
+        matches!(
+            self,
+            CloseReason::TransportClose | CloseReason::TransportError | CloseReason::ParseError
+        )
+    }
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the application hears from a session.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Event {
+    Message(Data),
+    Closed(CloseReason),
+}
+
+/// The answer to a long-polling GET.
+#[derive(Debug, PartialEq)]
+pub enum GetOutcome {
+    /// Answer now with these packets.
+    Respond(Vec<Packet>),
+    /// Hold the request until [`Session::take_parked`] yields packets.
+    Park,
+    /// A GET is already waiting: the session is closed, this one gets a bare 400.
+    Overlap,
+    /// The session is not on polling any more: 400 "Bad request".
+    WrongTransport,
+}
+
+/// What to do with a packet that arrived on a WebSocket still probing for an upgrade.
+#[derive(Debug, PartialEq)]
+pub enum UpgradeStep {
+    /// Write this packet on the probing WebSocket.
+    Reply(Packet),
+    /// The session now lives on the WebSocket.
+    Upgraded,
+    /// The upgrade failed: close the probing WebSocket, the session stays on polling.
+    Abort,
+    /// Nothing to do.
+    Ignore,
+}
+
+/// Why a WebSocket may not take over a session.
+#[derive(Debug, PartialEq, Eq)]
+pub enum UpgradeRefusal {
+    AlreadyUpgraded,
+    AlreadyUpgrading,
+    Closed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum UpgradeState {
+    None,
+    Started {
+        attempt: u32,
+        deadline: Instant,
+        probed: bool,
+    },
+}
+
+/// An Engine.IO session: heartbeats, buffering, long-polling and upgrade rules.
+#[derive(Debug)]
+pub struct Session {
+    version: ProtocolVersion,
+    config: SessionConfig,
+    transport: TransportKind,
+    upgrade: UpgradeState,
+    upgrade_attempts: u32,
+    outbox: VecDeque<Packet>,
+    events: VecDeque<Event>,
+    parked: bool,
+    /// v4: when to send the next ping; v3: unused.
+    next_ping: Option<Instant>,
+    /// v4: the pong deadline; v3: the silence deadline.
+    heartbeat_deadline: Option<Instant>,
+    closed: Option<CloseReason>,
+    /// A polling session closed by the server waits this long for a GET to take its last packets.
+    linger_deadline: Option<Instant>,
+    finished: bool,
+}
+
+impl Session {
+    /// A new session; its open packet is the first thing in the outbox and
+    /// its heartbeat timers start now.
+    pub fn new(
+        sid: &str,
+        version: ProtocolVersion,
+        transport: TransportKind,
+        config: SessionConfig,
+        now: Instant,
+    ) -> Session {
+        let upgrades: &[&str] = match transport {
+            TransportKind::Polling => &["websocket"],
+            TransportKind::WebSocket => &[],
+        };
+        let open = open_json(
+            sid,
+            upgrades,
+            config.ping_interval.as_millis() as u64,
+            config.ping_timeout.as_millis() as u64,
+            config.max_payload,
+        );
+        let (next_ping, heartbeat_deadline) = match version {
+            ProtocolVersion::V4 => (Some(now + config.ping_interval), None),
+            ProtocolVersion::V3 => (None, Some(now + config.ping_interval + config.ping_timeout)),
+        };
+        let mut outbox = VecDeque::with_capacity(2);
+        outbox.push_back(Packet::Open(open));
+        Session {
+            version,
+            config,
+            transport,
+            upgrade: UpgradeState::None,
+            upgrade_attempts: 0,
+            outbox,
+            events: VecDeque::new(),
+            parked: false,
+            next_ping,
+            heartbeat_deadline,
+            closed: None,
+            linger_deadline: None,
+            finished: false,
+        }
+    }
+
+    pub fn version(&self) -> ProtocolVersion {
+        self.version
+    }
+
+    pub fn transport(&self) -> TransportKind {
+        self.transport
+    }
+
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_some()
+    }
+
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.closed
+    }
+
+    /// True once nothing more will be sent: the IO layer forgets the session.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Queue a message; false when the session is closed.
+    pub fn send(&mut self, data: Data) -> bool {
+        if self.closed.is_some() {
+            return false;
+        }
+        self.outbox.push_back(Packet::Message(data));
+        true
+    }
+
+    /// How many packets wait to be written.
+    pub fn outbox_len(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// The next application event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The earliest instant at which [`Session::handle_timeout`] has work.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if self.finished {
+            return None;
+        }
+        let upgrade = match self.upgrade {
+            UpgradeState::Started { deadline, .. } => Some(deadline),
+            UpgradeState::None => None,
+        };
+        if self.closed.is_some() {
+            return self.linger_deadline;
+        }
+        [self.next_ping, self.heartbeat_deadline, upgrade]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Run the timers due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(closed_at) = self.linger_deadline {
+            if now >= closed_at {
+                self.finished = true;
+                self.linger_deadline = None;
+            }
+        }
+        if self.closed.is_some() {
+            return;
+        }
+        if let UpgradeState::Started { deadline, .. } = self.upgrade {
+            if now >= deadline {
+                self.upgrade = UpgradeState::None;
+            }
+        }
+        if matches!(self.heartbeat_deadline, Some(d) if now >= d) {
+            self.close(CloseReason::PingTimeout, now);
+            return;
+        }
+        if matches!(self.next_ping, Some(d) if now >= d) {
+            self.next_ping = None;
+            self.outbox.push_back(Packet::Ping(String::new()));
+            self.heartbeat_deadline = Some(now + self.config.ping_timeout);
+        }
+    }
+
+    /// Close the session from the server side (or for a protocol error).
+    /// The application hears [`Event::Closed`] once.
+    pub fn close(&mut self, reason: CloseReason, now: Instant) {
+        if self.closed.is_some() {
+            return;
+        }
+        self.closed = Some(reason);
+        self.next_ping = None;
+        self.heartbeat_deadline = None;
+        self.upgrade = UpgradeState::None;
+        self.events.push_back(Event::Closed(reason));
+        match self.transport {
+            TransportKind::Polling if !reason.initiated_by_client() && !self.parked => {
+                // The client learns of the close from its next GET.
+                self.linger_deadline = Some(now + self.config.ping_interval + self.config.ping_timeout);
+            }
+            TransportKind::Polling if self.parked => {}
+            _ => {
+                if reason.initiated_by_client() {
+                    self.outbox.clear();
+                }
+                // WebSocket sessions finish when the IO layer has written the
+                // outbox and closed the socket; see `take_ws_packets`.
+                if self.transport == TransportKind::Polling {
+                    self.finished = true;
+                }
+            }
+        }
+    }
+
+    /// A long-polling GET arrived.
+    pub fn on_get(&mut self, now: Instant) -> GetOutcome {
+        if self.transport != TransportKind::Polling {
+            return GetOutcome::WrongTransport;
+        }
+        if self.parked {
+            self.close(CloseReason::TransportError, now);
+            return GetOutcome::Overlap;
+        }
+        if let Some(reason) = self.closed {
+            self.finished = true;
+            self.linger_deadline = None;
+            let mut packets: Vec<Packet> = self.outbox.drain(..).collect();
+            if !reason.initiated_by_client() {
+                packets.push(Packet::Close);
+            } else {
+                packets.clear();
+                packets.push(Packet::Noop);
+            }
+            return GetOutcome::Respond(packets);
+        }
+        if let UpgradeState::Started { probed: true, .. } = self.upgrade {
+            return GetOutcome::Respond(vec![Packet::Noop]);
+        }
+        if !self.outbox.is_empty() {
+            return GetOutcome::Respond(self.outbox.drain(..).collect());
+        }
+        self.parked = true;
+        GetOutcome::Park
+    }
+
+    /// True while a GET is parked.
+    pub fn has_parked_get(&self) -> bool {
+        self.parked
+    }
+
+    /// The answer for the parked GET, once there is one.
+    pub fn take_parked(&mut self) -> Option<Vec<Packet>> {
+        if !self.parked {
+            return None;
+        }
+        let answer = if let Some(reason) = self.closed {
+            self.finished = true;
+            self.linger_deadline = None;
+            if reason.initiated_by_client() {
+                self.outbox.clear();
+                vec![Packet::Noop]
+            } else {
+                let mut packets: Vec<Packet> = self.outbox.drain(..).collect();
+                packets.push(Packet::Close);
+                packets
+            }
+        } else if self.transport != TransportKind::Polling
+            || matches!(self.upgrade, UpgradeState::Started { probed: true, .. })
+        {
+            vec![Packet::Noop]
+        } else if !self.outbox.is_empty() {
+            self.outbox.drain(..).collect()
+        } else {
+            return None;
+        };
+        self.parked = false;
+        Some(answer)
+    }
+
+    /// Packets that arrived on the session's own transport (a POST body or a
+    /// WebSocket frame after the upgrade).
+    pub fn on_packets(&mut self, packets: impl IntoIterator<Item = Packet>, now: Instant) {
+        for packet in packets {
+            if self.closed.is_some() {
+                return;
+            }
+            self.on_packet(packet, now);
+        }
+    }
+
+    fn on_packet(&mut self, packet: Packet, now: Instant) {
+        match packet {
+            Packet::Message(data) => self.events.push_back(Event::Message(data)),
+            Packet::Close => self.close(CloseReason::TransportClose, now),
+            Packet::Ping(data) => match self.version {
+                ProtocolVersion::V3 => {
+                    self.heartbeat_deadline =
+                        Some(now + self.config.ping_interval + self.config.ping_timeout);
+                    self.outbox.push_back(Packet::Pong(data));
+                }
+                ProtocolVersion::V4 => self.close(CloseReason::TransportError, now),
+            },
+            Packet::Pong(_) => match self.version {
+                ProtocolVersion::V4 => {
+                    self.heartbeat_deadline = None;
+                    self.next_ping = Some(now + self.config.ping_interval);
+                }
+                ProtocolVersion::V3 => self.close(CloseReason::TransportError, now),
+            },
+            // Harmless out of place, as in the reference server.
+            Packet::Open(_) | Packet::Upgrade | Packet::Noop => {}
+        }
+    }
+
+    /// Undecodable input on the session's transport.
+    pub fn on_parse_error(&mut self, now: Instant) {
+        self.close(CloseReason::ParseError, now);
+    }
+
+    /// The session's WebSocket went away without a close packet.
+    pub fn on_transport_closed(&mut self, now: Instant) {
+        self.close(CloseReason::TransportClose, now);
+    }
+
+    /// For a WebSocket session: take everything queued for the wire.
+    /// Once closed, this is the last call and the session is finished.
+    pub fn take_ws_packets(&mut self, out: &mut Vec<Packet>) {
+        if self.transport != TransportKind::WebSocket {
+            return;
+        }
+        out.extend(self.outbox.drain(..));
+        if self.closed.is_some() {
+            self.finished = true;
+        }
+    }
+
+    /// A WebSocket with this session's sid opened; it may take over once probed.
+    /// Returns the attempt number the WebSocket quotes back.
+    pub fn begin_upgrade(&mut self, now: Instant) -> Result<u32, UpgradeRefusal> {
+        if self.closed.is_some() {
+            return Err(UpgradeRefusal::Closed);
+        }
+        if self.transport == TransportKind::WebSocket {
+            return Err(UpgradeRefusal::AlreadyUpgraded);
+        }
+        if self.upgrade != UpgradeState::None {
+            return Err(UpgradeRefusal::AlreadyUpgrading);
+        }
+        self.upgrade_attempts += 1;
+        self.upgrade = UpgradeState::Started {
+            attempt: self.upgrade_attempts,
+            deadline: now + self.config.upgrade_timeout,
+            probed: false,
+        };
+        Ok(self.upgrade_attempts)
+    }
+
+    /// Is upgrade `attempt` still under way?
+    pub fn upgrade_pending(&self, attempt: u32) -> bool {
+        matches!(self.upgrade, UpgradeState::Started { attempt: a, .. } if a == attempt)
+    }
+
+    /// A packet arrived on the probing WebSocket of upgrade `attempt`.
+    pub fn on_upgrade_packet(&mut self, attempt: u32, packet: Packet) -> UpgradeStep {
+        let UpgradeState::Started {
+            attempt: current,
+            probed,
+            ..
+        } = self.upgrade
+        else {
+            return UpgradeStep::Abort;
+        };
+        if current != attempt || self.closed.is_some() {
+            return UpgradeStep::Abort;
+        }
+        match packet {
+            Packet::Ping(data) if data == "probe" => {
+                if let UpgradeState::Started { probed, .. } = &mut self.upgrade {
+                    *probed = true;
+                }
+                UpgradeStep::Reply(Packet::Pong(data))
+            }
+            Packet::Upgrade if probed => {
+                self.upgrade = UpgradeState::None;
+                self.transport = TransportKind::WebSocket;
+                UpgradeStep::Upgraded
+            }
+            Packet::Noop => UpgradeStep::Ignore,
+            _ => {
+                self.upgrade = UpgradeState::None;
+                UpgradeStep::Abort
+            }
+        }
+    }
+
+    /// The probing WebSocket of `attempt` closed or failed.
+    pub fn abort_upgrade(&mut self, attempt: u32) {
+        if self.upgrade_pending(attempt) {
+            self.upgrade = UpgradeState::None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SID: &str = "AAAAAAAAAAAAAAAAAAAAAAAA";
+
+    fn config() -> SessionConfig {
+        SessionConfig {
+            ping_interval: Duration::from_millis(300),
+            ping_timeout: Duration::from_millis(200),
+            upgrade_timeout: Duration::from_millis(1000),
+            max_payload: 1000,
+        }
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn polling(version: ProtocolVersion, t0: Instant) -> Session {
+        let mut s = Session::new(SID, version, TransportKind::Polling, config(), t0);
+        match s.on_get(t0) {
+            GetOutcome::Respond(p) => assert!(matches!(p.as_slice(), [Packet::Open(_)])),
+            other => panic!("handshake answered {other:?}"),
+        }
+        s
+    }
+
+    fn text(s: &str) -> Packet {
+        Packet::Message(Data::Text(s.into()))
+    }
+
+    #[test]
+    fn open_packet_lists_upgrades_per_transport() {
+        let t0 = Instant::now();
+        let mut p = Session::new(SID, ProtocolVersion::V4, TransportKind::Polling, config(), t0);
+        let GetOutcome::Respond(packets) = p.on_get(t0) else {
+            panic!()
+        };
+        assert_eq!(
+            packets,
+            vec![Packet::Open(format!(
+                r#"{{"sid":"{SID}","upgrades":["websocket"],"pingInterval":300,"pingTimeout":200,"maxPayload":1000}}"#
+            ))]
+        );
+        let mut w = Session::new(SID, ProtocolVersion::V4, TransportKind::WebSocket, config(), t0);
+        let mut out = Vec::new();
+        w.take_ws_packets(&mut out);
+        let Packet::Open(json) = &out[0] else { panic!() };
+        assert!(json.contains(r#""upgrades":[]"#));
+    }
+
+    #[test]
+    fn v4_first_ping_at_interval_not_before() {
+        let t0 = Instant::now();
+        let mut s = polling(ProtocolVersion::V4, t0);
+        assert_eq!(s.next_deadline(), Some(t0 + ms(300)));
+        s.handle_timeout(t0 + ms(299));
+        assert_eq!(s.outbox_len(), 0);
+        s.handle_timeout(t0 + ms(300));
+        assert_eq!(s.on_get(t0 + ms(300)), GetOutcome::Respond(vec![Packet::Ping(String::new())]));
+        assert_eq!(s.next_deadline(), Some(t0 + ms(500)));
+    }
+
+    #[test]
+    fn v4_pong_schedules_next_ping() {
+        let t0 = Instant::now();
+        let mut s = polling(ProtocolVersion::V4, t0);
+        s.handle_timeout(t0 + ms(300));
+        s.on_packets([Packet::Pong(String::new())], t0 + ms(350));
+        assert_eq!(s.next_deadline(), Some(t0 + ms(650)));
+        s.handle_timeout(t0 + ms(600));
+        assert!(!s.is_closed());
+    }
+
+    #[test]
+    fn v4_missing_pong_times_out() {
+        let t0 = Instant::now();
+        let mut s = polling(ProtocolVersion::V4, t0);
+        s.handle_timeout(t0 + ms(300));
+        s.handle_timeout(t0 + ms(499));
+        assert!(!s.is_closed());
+        s.handle_timeout(t0 + ms(500));
+        assert_eq!(s.close_reason(), Some(CloseReason::PingTimeout));
+        assert_eq!(s.poll_event(), Some(Event::Closed(CloseReason::PingTimeout)));
+        assert_eq!(s.poll_event(), None);
+    }
+
+    #[test]
+    fn v4_client_ping_is_an_error() {
+        let t0 = Instant::now();
+        let mut s = polling(ProtocolVersion::V4, t0);
+        s.on_packets([Packet::Ping(String::new())], t0);
+        assert_eq!(s.close_reason(), Some(CloseReason::TransportError));
+    }
+
+    #[test]
+    fn v3_client_pings_and_server_pongs() {
+        let t0 = Instant::now();
+        let mut s = polling(ProtocolVersion::V3, t0);
+        assert_eq!(s.next_deadline(), Some(t0 + ms(500)));
+        s.on_packets([Packet::Ping(String::new())], t0 + ms(400));
+        assert_eq!(s.next_deadline(), Some(t0 + ms(900)));
+        assert_eq!(s.on_get(t0 + ms(400)), GetOutcome::Respond(vec![Packet::Pong(String::new())]));
+        s.handle_timeout(t0 + ms(899));
+        assert!(!s.is_closed());
+        s.handle_timeout(t0 + ms(900));
+        assert_eq!(s.close_reason(), Some(CloseReason::PingTimeout));
+    }
+
+    #[test]
+    fn v3_server_never_pings_and_pong_is_an_error() {
+        let t0 = Instant::now();
+        let mut s = polling(ProtocolVersion::V3, t0);
+        s.handle_timeout(t0 + ms(499));
+        assert_eq!(s.outbox_len(), 0);
+        s.on_packets([Packet::Pong(String::new())], t0 + ms(10));
+        assert_eq!(s.close_reason(), Some(CloseReason::TransportError));
+    }
+
+    #[test]
+    fn parked_get_answered_when_data_arrives() {
+        let t0 = Instant::now();
+        let mut s = polling(ProtocolVersion::V4, t0);
+        assert_eq!(s.on_get(t0), GetOutcome::Park);
+        assert_eq!(s.take_parked(), None);
+        assert!(s.send(Data::Text("a".into())));
+        assert!(s.send(Data::Binary(vec![1u8, 2].into())));
+        assert_eq!(
+            s.take_parked(),
+            Some(vec![text("a"), Packet::Message(Data::Binary(vec![1u8, 2].into()))])
+        );
+        assert!(!s.has_parked_get());
+    }
+
+    #[test]
+    fn duplicate_get_closes_the_session() {
+        let t0 = Instant::now();
+        let mut s = polling(ProtocolVersion::V4, t0);
+        assert_eq!(s.on_get(t0), GetOutcome::Park);
+        assert_eq!(s.on_get(t0), GetOutcome::Overlap);
+        assert_eq!(s.close_reason(), Some(CloseReason::TransportError));
+        // The first GET learns the session is over with a close packet.
+        assert_eq!(s.take_parked(), Some(vec![Packet::Close]));
+        assert!(s.is_finished());
+    }
+
+    #[test]
+    fn client_close_answers_parked_get_with_noop() {
+        let t0 = Instant::now();
+        let mut s = polling(ProtocolVersion::V4, t0);
+        assert_eq!(s.on_get(t0), GetOutcome::Park);
+        s.on_packets([Packet::Close, text("ignored")], t0);
+        assert_eq!(s.poll_event(), Some(Event::Closed(CloseReason::TransportClose)));
+        assert_eq!(s.poll_event(), None, "nothing after close is delivered");
+        assert_eq!(s.take_parked(), Some(vec![Packet::Noop]));
+        assert!(s.is_finished());
+    }
+
+    #[test]
+    fn client_close_without_parked_get_finishes_at_once() {
+        let t0 = Instant::now();
+        let mut s = polling(ProtocolVersion::V4, t0);
+        s.on_packets([Packet::Close], t0);
+        assert!(s.is_finished());
+    }
+
+    #[test]
+    fn server_close_on_polling_hands_last_packets_to_next_get() {
+        let t0 = Instant::now();
+        let mut s = polling(ProtocolVersion::V4, t0);
+        s.send(Data::Text("bye".into()));
+        s.close(CloseReason::ForcedClose, t0);
+        assert!(!s.send(Data::Text("late".into())));
+        assert!(!s.is_finished());
+        assert_eq!(s.on_get(t0 + ms(5)), GetOutcome::Respond(vec![text("bye"), Packet::Close]));
+        assert!(s.is_finished());
+    }
+
+    #[test]
+    fn server_close_on_polling_lingers_then_finishes() {
+        let t0 = Instant::now();
+        let mut s = polling(ProtocolVersion::V4, t0);
+        s.close(CloseReason::ForcedClose, t0);
+        assert_eq!(s.next_deadline(), Some(t0 + ms(500)));
+        s.handle_timeout(t0 + ms(500));
+        assert!(s.is_finished());
+        assert_eq!(s.next_deadline(), None);
+    }
+
+    #[test]
+    fn ping_timeout_answers_parked_get_with_close() {
+        let t0 = Instant::now();
+        let mut s = polling(ProtocolVersion::V4, t0);
+        s.handle_timeout(t0 + ms(300));
+        assert_eq!(s.on_get(t0 + ms(300)), GetOutcome::Respond(vec![Packet::Ping(String::new())]));
+        assert_eq!(s.on_get(t0 + ms(301)), GetOutcome::Park);
+        s.handle_timeout(t0 + ms(500));
+        assert_eq!(s.take_parked(), Some(vec![Packet::Close]));
+        assert!(s.is_finished());
+    }
+
+    #[test]
+    fn upgrade_probe_noop_then_upgrade_moves_the_outbox() {
+        let t0 = Instant::now();
+        let mut s = polling(ProtocolVersion::V4, t0);
+        assert_eq!(s.on_get(t0), GetOutcome::Park);
+        let attempt = s.begin_upgrade(t0).unwrap();
+        // Before the probe, polling goes on as usual.
+        assert_eq!(s.take_parked(), None);
+        assert_eq!(
+            s.on_upgrade_packet(attempt, Packet::Ping("probe".into())),
+            UpgradeStep::Reply(Packet::Pong("probe".into()))
+        );
+        // The parked GET is released with a noop, and so is any new one.
+        assert_eq!(s.take_parked(), Some(vec![Packet::Noop]));
+        assert_eq!(s.on_get(t0), GetOutcome::Respond(vec![Packet::Noop]));
+        // Messages queued during the upgrade wait for the WebSocket.
+        s.send(Data::Text("held".into()));
+        let mut out = Vec::new();
+        s.take_ws_packets(&mut out);
+        assert!(out.is_empty());
+        assert_eq!(s.on_upgrade_packet(attempt, Packet::Upgrade), UpgradeStep::Upgraded);
+        assert_eq!(s.transport(), TransportKind::WebSocket);
+        s.take_ws_packets(&mut out);
+        assert_eq!(out, vec![text("held")]);
+        assert_eq!(s.on_get(t0), GetOutcome::WrongTransport);
+        assert_eq!(s.begin_upgrade(t0), Err(UpgradeRefusal::AlreadyUpgraded));
+    }
+
+    #[test]
+    fn a_second_upgrade_is_refused_while_one_runs() {
+        let t0 = Instant::now();
+        let mut s = polling(ProtocolVersion::V4, t0);
+        let a = s.begin_upgrade(t0).unwrap();
+        assert_eq!(s.begin_upgrade(t0), Err(UpgradeRefusal::AlreadyUpgrading));
+        s.abort_upgrade(a);
+        assert!(!s.upgrade_pending(a));
+        let b = s.begin_upgrade(t0).unwrap();
+        assert_ne!(a, b);
+        // A packet from the stale attempt cannot complete the new one.
+        assert_eq!(s.on_upgrade_packet(a, Packet::Upgrade), UpgradeStep::Abort);
+        assert!(s.upgrade_pending(b));
+    }
+
+    #[test]
+    fn upgrade_without_probe_aborts() {
+        let t0 = Instant::now();
+        let mut s = polling(ProtocolVersion::V4, t0);
+        let a = s.begin_upgrade(t0).unwrap();
+        assert_eq!(s.on_upgrade_packet(a, Packet::Upgrade), UpgradeStep::Abort);
+        assert_eq!(s.transport(), TransportKind::Polling);
+        assert!(!s.is_closed());
+    }
+
+    #[test]
+    fn upgrade_times_out_and_polling_goes_on() {
+        let t0 = Instant::now();
+        let mut s = Session::new(
+            SID,
+            ProtocolVersion::V3,
+            TransportKind::Polling,
+            SessionConfig {
+                upgrade_timeout: ms(100),
+                ..config()
+            },
+            t0,
+        );
+        let _ = s.on_get(t0);
+        let a = s.begin_upgrade(t0).unwrap();
+        s.on_upgrade_packet(a, Packet::Ping("probe".into()));
+        assert_eq!(s.next_deadline(), Some(t0 + ms(100)));
+        s.handle_timeout(t0 + ms(100));
+        assert!(!s.upgrade_pending(a));
+        s.send(Data::Text("x".into()));
+        assert_eq!(s.on_get(t0 + ms(100)), GetOutcome::Respond(vec![text("x")]));
+    }
+
+    #[test]
+    fn websocket_session_client_close_drops_outbox() {
+        let t0 = Instant::now();
+        let mut s = Session::new(SID, ProtocolVersion::V4, TransportKind::WebSocket, config(), t0);
+        let mut out = Vec::new();
+        s.take_ws_packets(&mut out);
+        s.send(Data::Text("x".into()));
+        s.on_packets([Packet::Close], t0);
+        out.clear();
+        s.take_ws_packets(&mut out);
+        assert!(out.is_empty());
+        assert!(s.is_finished());
+    }
+
+    #[test]
+    fn websocket_session_forced_close_flushes_outbox() {
+        let t0 = Instant::now();
+        let mut s = Session::new(SID, ProtocolVersion::V4, TransportKind::WebSocket, config(), t0);
+        let mut out = Vec::new();
+        s.take_ws_packets(&mut out);
+        s.send(Data::Text("last".into()));
+        s.close(CloseReason::ForcedClose, t0);
+        out.clear();
+        s.take_ws_packets(&mut out);
+        assert_eq!(out, vec![text("last")]);
+        assert!(s.is_finished());
+        assert_eq!(s.begin_upgrade(t0), Err(UpgradeRefusal::Closed));
+    }
+
+    #[test]
+    fn websocket_heartbeat_pings_go_through_outbox() {
+        let t0 = Instant::now();
+        let mut s = Session::new(SID, ProtocolVersion::V4, TransportKind::WebSocket, config(), t0);
+        let mut out = Vec::new();
+        s.take_ws_packets(&mut out);
+        out.clear();
+        s.handle_timeout(t0 + ms(300));
+        s.take_ws_packets(&mut out);
+        assert_eq!(out, vec![Packet::Ping(String::new())]);
+        s.on_packets([Packet::Pong(String::new())], t0 + ms(310));
+        s.handle_timeout(t0 + ms(500));
+        assert!(!s.is_closed());
+    }
+
+    #[test]
+    fn messages_become_events_in_order() {
+        let t0 = Instant::now();
+        let mut s = polling(ProtocolVersion::V4, t0);
+        s.on_packets([text("1"), Packet::Noop, text("2")], t0);
+        assert_eq!(s.poll_event(), Some(Event::Message(Data::Text("1".into()))));
+        assert_eq!(s.poll_event(), Some(Event::Message(Data::Text("2".into()))));
+        assert_eq!(s.poll_event(), None);
+    }
+
+    #[test]
+    fn parse_error_closes() {
+        let t0 = Instant::now();
+        let mut s = polling(ProtocolVersion::V4, t0);
+        s.on_parse_error(t0);
+        assert_eq!(s.poll_event(), Some(Event::Closed(CloseReason::ParseError)));
+        assert!(s.is_finished());
+    }
+}

@@ -1,0 +1,255 @@
+//! One accepted TCP connection: read HTTP requests, route them to the
+//! Engine.IO endpoint and the shard that owns their session, answer.
+
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::{Buf, BytesMut};
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::future;
+use glommio::net::TcpStream;
+use glommio::timer::Timer;
+
+use super::mesh::Handoff;
+use super::polling::{self, EngineResponse, PollRequest};
+use super::state::Shard;
+use super::websocket;
+use crate::engineio::query::parse_query;
+use crate::engineio::{ErrorCode, Sid, TransportKind};
+use crate::http::request::{parse_request, HttpError, Method, Request};
+use crate::http::response::Response;
+
+const READ_CHUNK: usize = 4096;
+
+enum ReadOutcome {
+    Request(Request),
+    /// The peer went away or stayed idle: close quietly.
+    Closed,
+    /// The request is bad or too slow: answer with this status and close.
+    Refuse(u16),
+}
+
+pub(crate) async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    loop {
+        let request = match read_request(&shard, &mut stream, &mut buf).await {
+            ReadOutcome::Request(request) => request,
+            ReadOutcome::Closed => return,
+            ReadOutcome::Refuse(status) => {
+                out.clear();
+                Response::new(status).write_to(false, &mut out);
+                let _ = stream.write_all(&out).await;
+                let _ = stream.close().await;
+                return;
+            }
+        };
+        let keep_alive = request.keep_alive();
+        let response = match route(&shard, request, peer).await {
+            Routed::Respond(response) => response,
+            Routed::WebSocket(endpoint, request, query) => {
+                websocket::serve(shard, endpoint, stream, peer, request, query, buf).await;
+                return;
+            }
+            Routed::HandOff(owner, endpoint, request, query) => {
+                hand_off(&shard, owner, endpoint, stream, peer, request, query, buf).await;
+                return;
+            }
+        };
+        out.clear();
+        response.write_to(keep_alive, &mut out);
+        if stream.write_all(&out).await.is_err() || !keep_alive {
+            let _ = stream.close().await;
+            return;
+        }
+    }
+}
+
+async fn read_request(shard: &Shard, stream: &mut TcpStream, buf: &mut BytesMut) -> ReadOutcome {
+    let idle_deadline = Instant::now() + shard.config.idle_timeout;
+    let mut request_deadline = None;
+    loop {
+        if !buf.is_empty() {
+            match parse_request(buf, &shard.limits) {
+                Ok(Some((request, used))) => {
+                    buf.advance(used);
+                    return ReadOutcome::Request(request);
+                }
+                Ok(None) => {}
+                Err(error) => return ReadOutcome::Refuse(refusal_status(&error)),
+            }
+            request_deadline.get_or_insert_with(|| Instant::now() + shard.config.request_timeout);
+        }
+        let deadline = request_deadline.unwrap_or(idle_deadline);
+        match read_some(stream, buf, deadline).await {
+            Some(Ok(0)) | Some(Err(_)) => return ReadOutcome::Closed,
+            Some(Ok(_)) => {}
+            None if request_deadline.is_some() => return ReadOutcome::Refuse(408),
+            None => return ReadOutcome::Closed,
+        }
+    }
+}
+
+fn refusal_status(error: &HttpError) -> u16 {
+    error.status()
+}
+
+/// Read what is available into `buf`; None when `deadline` passes first.
+pub(crate) async fn read_some(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    deadline: Instant,
+) -> Option<std::io::Result<usize>> {
+    let start = buf.len();
+    buf.resize(start + READ_CHUNK, 0);
+    let wait = deadline.saturating_duration_since(Instant::now());
+    let result = future::or(
+        async { Some(stream.read(&mut buf[start..]).await) },
+        async {
+            Timer::new(wait).await;
+            None
+        },
+    )
+    .await;
+    let got = match &result {
+        Some(Ok(n)) => *n,
+        _ => 0,
+    };
+    buf.truncate(start + got);
+    result
+}
+
+enum Routed {
+    Respond(Response),
+    WebSocket(usize, Request, crate::engineio::EngineQuery),
+    HandOff(usize, usize, Request, crate::engineio::EngineQuery),
+}
+
+async fn route(shard: &Rc<Shard>, request: Request, peer: SocketAddr) -> Routed {
+    let Some(endpoint) = shard.route(request.path()) else {
+        return Routed::Respond(Response::new(404).body("text/plain; charset=UTF-8", "Not Found"));
+    };
+    let config = shard.endpoints[endpoint].config.clone();
+    let origin = request.header("origin").map(str::to_string);
+    if request.method == Method::Options {
+        return Routed::Respond(
+            config
+                .cors
+                .preflight(origin.as_deref(), request.header("access-control-request-headers")),
+        );
+    }
+    let answer = match engine_request(shard, endpoint, request, peer).await {
+        Ok(answer) => answer,
+        Err(routed) => return routed,
+    };
+    let mut response = Response::new(answer.status).body(answer.content_type, answer.body);
+    for (name, value) in config.cors.response_headers(origin.as_deref()) {
+        response = response.header(name, value);
+    }
+    Routed::Respond(response)
+}
+
+/// The Engine.IO part of routing. Err carries a WebSocket that leaves the HTTP loop.
+async fn engine_request(
+    shard: &Rc<Shard>,
+    endpoint: usize,
+    request: Request,
+    peer: SocketAddr,
+) -> Result<EngineResponse, Routed> {
+    let config = &shard.endpoints[endpoint].config;
+    let query = match parse_query(request.query(), config.allow_eio3) {
+        Ok(query) => query,
+        Err(code) => return Ok(EngineResponse::error(code)),
+    };
+    let sid = match &query.sid {
+        None => None,
+        Some(raw) => match Sid::parse(raw).filter(|sid| sid.shard() < shard.count) {
+            Some(sid) => Some(sid),
+            None => return Ok(EngineResponse::error(ErrorCode::UnknownSid)),
+        },
+    };
+    if request.is_websocket_upgrade() {
+        if query.transport != TransportKind::WebSocket {
+            return Ok(EngineResponse::error(ErrorCode::BadRequest));
+        }
+        return Err(match sid {
+            Some(sid) if sid.shard() != shard.id => {
+                Routed::HandOff(sid.shard(), endpoint, request, query)
+            }
+            _ => Routed::WebSocket(endpoint, request, query),
+        });
+    }
+    if query.transport == TransportKind::WebSocket {
+        return Ok(EngineResponse::error(ErrorCode::BadRequest));
+    }
+    let Some(sid) = sid else {
+        if request.method != Method::Get {
+            return Ok(EngineResponse::error(ErrorCode::BadHandshakeMethod));
+        }
+        let target = request.target.clone();
+        return Ok(polling::handshake(
+            shard,
+            endpoint,
+            &query,
+            &target,
+            request.headers,
+            peer,
+        ));
+    };
+    let binary_body = request
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("application/octet-stream"));
+    let poll = PollRequest {
+        is_get: request.method == Method::Get,
+        is_post: request.method == Method::Post,
+        query,
+        sid,
+        body: request.body,
+        binary_body,
+    };
+    let owner = sid.shard();
+    if owner == shard.id {
+        return Ok(polling::handle(shard.clone(), endpoint, poll).await);
+    }
+    match shard.mesh.get() {
+        Some(mesh) => Ok(mesh.forward_poll(shard.id, owner, endpoint, poll).await),
+        None => Ok(EngineResponse::error(ErrorCode::UnknownSid)),
+    }
+}
+
+/// Give a WebSocket upgrade to the shard owning its session: the connection's
+/// file descriptor moves, duplicated, with the request and unread bytes.
+#[allow(clippy::too_many_arguments)]
+async fn hand_off(
+    shard: &Rc<Shard>,
+    owner: usize,
+    endpoint: usize,
+    stream: TcpStream,
+    peer: SocketAddr,
+    request: Request,
+    query: crate::engineio::EngineQuery,
+    leftover: BytesMut,
+) {
+    let Some(mesh) = shard.mesh.get() else {
+        return;
+    };
+    // SAFETY: dup returns a fresh descriptor that nothing else owns.
+    let dup = unsafe { libc::dup(stream.as_raw_fd()) };
+    if dup < 0 {
+        return;
+    }
+    let fd = unsafe { OwnedFd::from_raw_fd(dup) };
+    drop(stream);
+    let handoff = Handoff {
+        fd,
+        peer,
+        endpoint,
+        request,
+        query,
+        leftover,
+    };
+    mesh.hand_off(owner, handoff).await;
+}

@@ -1,0 +1,14 @@
+//! The IO layer: one glommio executor per shard, its listener, the HTTP
+//! connections, the long-polling and WebSocket transports around the sans-IO
+//! sessions, and the channel mesh between shards.
+
+mod conn;
+mod mesh;
+mod polling;
+mod runtime;
+pub(crate) mod signal;
+mod state;
+mod timer;
+mod websocket;
+
+pub use runtime::{RunningServer, Server, ServerError};

@@ -1,0 +1,224 @@
+//! The long-polling transport on the shard that owns the session: the
+//! handshake, GET (answered at once or parked) and POST.
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+
+use super::state::Shard;
+use super::timer;
+use crate::engine::{HandshakeInfo, SessionEntry, Socket};
+use crate::engineio::jsonp::{unwrap_jsonp_post, wrap_jsonp};
+use crate::engineio::payload::{decode_payload, encode_payload};
+use crate::engineio::session::{GetOutcome, Session};
+use crate::engineio::{EngineQuery, ErrorCode, Packet, ProtocolVersion, Sid, TransportKind};
+use crate::shard::signal::Signal;
+
+const TEXT: &str = "text/plain; charset=UTF-8";
+
+/// An answer from the Engine.IO layer, before HTTP and CORS dress it.
+/// `Send`, so an owner shard can return it to the shard holding the connection.
+#[derive(Debug)]
+pub(crate) struct EngineResponse {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Bytes,
+}
+
+impl EngineResponse {
+    pub fn error(code: ErrorCode) -> EngineResponse {
+        EngineResponse {
+            status: 400,
+            content_type: "application/json",
+            body: Bytes::from(code.json()),
+        }
+    }
+
+    pub fn status(status: u16) -> EngineResponse {
+        EngineResponse {
+            status,
+            content_type: TEXT,
+            body: Bytes::new(),
+        }
+    }
+
+    fn ok() -> EngineResponse {
+        EngineResponse {
+            status: 200,
+            content_type: TEXT,
+            body: Bytes::from_static(b"ok"),
+        }
+    }
+}
+
+/// A polling request for an existing session, as forwarded between shards.
+#[derive(Debug)]
+pub(crate) struct PollRequest {
+    pub is_get: bool,
+    pub is_post: bool,
+    pub query: EngineQuery,
+    pub sid: Sid,
+    pub body: Bytes,
+    pub binary_body: bool,
+}
+
+/// Open a session over polling: the handshake GET.
+pub(crate) fn handshake(
+    shard: &Rc<Shard>,
+    endpoint: usize,
+    query: &EngineQuery,
+    target: &str,
+    headers: Vec<(String, String)>,
+    remote_addr: SocketAddr,
+) -> EngineResponse {
+    let entry = open_session(shard, endpoint, query, target, headers, remote_addr, TransportKind::Polling);
+    let outcome = entry.session.borrow_mut().on_get(Instant::now());
+    shard.settle(endpoint, &entry);
+    match outcome {
+        GetOutcome::Respond(packets) => encode(query, entry.session.borrow().version(), &packets),
+        // The open packet is always queued, so the handshake never parks.
+        _ => EngineResponse::status(500),
+    }
+}
+
+/// Create a session on this shard, start its clock and tell the application.
+pub(crate) fn open_session(
+    shard: &Rc<Shard>,
+    endpoint: usize,
+    query: &EngineQuery,
+    target: &str,
+    headers: Vec<(String, String)>,
+    remote_addr: SocketAddr,
+    transport: TransportKind,
+) -> Rc<SessionEntry> {
+    let ep = &shard.endpoints[endpoint];
+    let sid = Sid::generate(shard.id);
+    let session = Session::new(
+        sid.as_str(),
+        query.version,
+        transport,
+        ep.config.session,
+        Instant::now(),
+    );
+    let entry = Rc::new(SessionEntry {
+        sid,
+        shard: shard.id,
+        session: RefCell::new(session),
+        io_changed: Signal::new(),
+        timer_changed: Signal::new(),
+        handshake: HandshakeInfo {
+            remote_addr,
+            url: target.to_string(),
+            query: query.params.clone(),
+            headers,
+            issued: SystemTime::now(),
+        },
+        handler: ep.handler.clone(),
+    });
+    ep.sessions.borrow_mut().insert(sid, entry.clone());
+    glommio::spawn_local(timer::run(shard.clone(), endpoint, entry.clone())).detach();
+    ep.handler.on_open(&Socket(entry.clone()));
+    entry
+}
+
+/// A GET or POST for a session this shard owns.
+pub(crate) async fn handle(shard: Rc<Shard>, endpoint: usize, req: PollRequest) -> EngineResponse {
+    let Some(entry) = shard.session(endpoint, &req.sid) else {
+        return EngineResponse::error(ErrorCode::UnknownSid);
+    };
+    let version = entry.session.borrow().version();
+    if version != req.query.version {
+        return EngineResponse::error(ErrorCode::BadRequest);
+    }
+    if req.is_get {
+        get(&shard, endpoint, &entry, &req.query).await
+    } else if req.is_post {
+        post(&shard, endpoint, &entry, &req)
+    } else {
+        EngineResponse::error(ErrorCode::BadRequest)
+    }
+}
+
+async fn get(
+    shard: &Rc<Shard>,
+    endpoint: usize,
+    entry: &Rc<SessionEntry>,
+    query: &EngineQuery,
+) -> EngineResponse {
+    let version = entry.session.borrow().version();
+    let outcome = entry.session.borrow_mut().on_get(Instant::now());
+    let packets = match outcome {
+        GetOutcome::Respond(packets) => packets,
+        GetOutcome::Overlap => {
+            shard.settle(endpoint, entry);
+            return EngineResponse::status(400);
+        }
+        GetOutcome::WrongTransport => return EngineResponse::error(ErrorCode::BadRequest),
+        GetOutcome::Park => loop {
+            let listen = entry.io_changed.listen();
+            if let Some(packets) = entry.session.borrow_mut().take_parked() {
+                break packets;
+            }
+            listen.await;
+        },
+    };
+    shard.settle(endpoint, entry);
+    encode(query, version, &packets)
+}
+
+fn post(shard: &Rc<Shard>, endpoint: usize, entry: &Rc<SessionEntry>, req: &PollRequest) -> EngineResponse {
+    let (version, transport, max_payload) = {
+        let session = entry.session.borrow();
+        (session.version(), session.transport(), session.config().max_payload)
+    };
+    if transport != TransportKind::Polling {
+        return EngineResponse::error(ErrorCode::BadRequest);
+    }
+    if req.body.len() as u64 > max_payload {
+        return EngineResponse::status(413);
+    }
+    let decoded = match &req.query.jsonp {
+        Some(_) => unwrap_jsonp_post(&req.body)
+            .and_then(|text| decode_payload(version, text.as_bytes(), false)),
+        None => decode_payload(version, &req.body, req.binary_body),
+    };
+    let now = Instant::now();
+    match decoded {
+        Ok(packets) => {
+            entry.session.borrow_mut().on_packets(packets, now);
+            shard.settle(endpoint, entry);
+            EngineResponse::ok()
+        }
+        Err(_) => {
+            entry.session.borrow_mut().on_parse_error(now);
+            shard.settle(endpoint, entry);
+            EngineResponse::error(ErrorCode::BadRequest)
+        }
+    }
+}
+
+fn encode(query: &EngineQuery, version: ProtocolVersion, packets: &[Packet]) -> EngineResponse {
+    match &query.jsonp {
+        Some(j) => {
+            let payload = encode_payload(version, packets, false);
+            let text = String::from_utf8(payload.body).unwrap_or_default();
+            EngineResponse {
+                status: 200,
+                content_type: "text/javascript; charset=UTF-8",
+                body: Bytes::from(wrap_jsonp(j, &text)),
+            }
+        }
+        None => {
+            let supports_binary = version == ProtocolVersion::V4 || !query.b64;
+            let payload = encode_payload(version, packets, supports_binary);
+            EngineResponse {
+                status: 200,
+                content_type: payload.content_type,
+                body: Bytes::from(payload.body),
+            }
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! Starting the shards: one glommio executor each, each with its own
+//! `SO_REUSEPORT` listener, joined by a channel mesh.
+
+use std::cell::OnceCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::net::TcpListener;
+use glommio::timer::Timer;
+use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
+
+use super::conn;
+use super::mesh::{self, Mesh, MeshMsg};
+use super::state::{Endpoint, Shard};
+use crate::engine::{EngineConfig, HandlerFactory, ServerConfig};
+use crate::http::request::Limits;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("no endpoint configured")]
+    NoEndpoint,
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot start shard {shard}: {message}")]
+    Executor { shard: usize, message: String },
+    #[error("shard {shard} stopped abnormally")]
+    ShardFailed { shard: usize },
+}
+
+/// A server to start: process settings plus one or more Engine.IO endpoints.
+pub struct Server {
+    config: ServerConfig,
+    endpoints: Vec<(EngineConfig, HandlerFactory)>,
+}
+
+/// The shards, running.
+pub struct RunningServer {
+    local_addr: SocketAddr,
+    shards: usize,
+    handles: Vec<ExecutorJoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// The address the listeners are bound to (with the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn shards(&self) -> usize {
+        self.shards
+    }
+
+    /// Block until every shard stops.
+    pub fn join(self) -> Result<(), ServerError> {
+        for (shard, handle) in self.handles.into_iter().enumerate() {
+            handle.join().map_err(|_| ServerError::ShardFailed { shard })?;
+        }
+        Ok(())
+    }
+}
+
+impl Server {
+    pub fn new(config: ServerConfig) -> Server {
+        Server {
+            config,
+            endpoints: Vec::new(),
+        }
+    }
+
+    pub fn endpoint(mut self, config: EngineConfig, factory: HandlerFactory) -> Server {
+        self.endpoints.push((config, factory));
+        self
+    }
+
+    /// Start the shards; returns once every listener is bound.
+    pub fn start(self) -> Result<RunningServer, ServerError> {
+        if self.endpoints.is_empty() {
+            return Err(ServerError::NoEndpoint);
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let count = if self.config.shards == 0 {
+            cores
+        } else {
+            self.config.shards
+        };
+        let config = Arc::new(self.config);
+        let endpoints: Arc<Vec<(Arc<EngineConfig>, HandlerFactory)>> = Arc::new(
+            self.endpoints
+                .into_iter()
+                .map(|(c, f)| (Arc::new(c), f))
+                .collect(),
+        );
+        let mesh_builder = (count > 1).then(|| MeshBuilder::<MeshMsg, _>::full(count, config.mesh_capacity));
+        // Mesh peers are ordered by executor id; each shard records its own.
+        let executor_ids = Arc::new(Mutex::new(Vec::<(usize, usize)>::new()));
+        // glommio locks io_memory per executor; stay within the locked-memory limit.
+        let io_memory = ((6 << 20) / count).clamp(256 << 10, 1 << 20);
+
+        let (bound_tx, bound_rx) = mpsc::channel::<Result<SocketAddr, ServerError>>();
+        let mut addr = config.bind;
+        let mut handles = Vec::with_capacity(count);
+        for id in 0..count {
+            let placement = if config.pin_cores {
+                Placement::Fixed(id % cores)
+            } else {
+                Placement::Unbound
+            };
+            let config = config.clone();
+            let endpoints = endpoints.clone();
+            let mesh_builder = mesh_builder.clone();
+            let executor_ids = executor_ids.clone();
+            let bound_tx = bound_tx.clone();
+            let handle = LocalExecutorBuilder::new(placement)
+                .name(&format!("hub-shard-{id}"))
+                .io_memory(io_memory)
+                .spawn(move || async move {
+                    run_shard(id, count, addr, config, endpoints, mesh_builder, executor_ids, bound_tx).await
+                })
+                .map_err(|e| ServerError::Executor {
+                    shard: id,
+                    message: e.to_string(),
+                })?;
+            handles.push(handle);
+            let bound = bound_rx.recv().map_err(|_| ServerError::ShardFailed { shard: id })??;
+            // Later shards join the port the first one got.
+            addr = bound;
+        }
+        Ok(RunningServer {
+            local_addr: addr,
+            shards: count,
+            handles,
+        })
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_shard(
+    id: usize,
+    count: usize,
+    addr: SocketAddr,
+    config: Arc<ServerConfig>,
+    endpoints: Arc<Vec<(Arc<EngineConfig>, HandlerFactory)>>,
+    mesh_builder: Option<MeshBuilder<MeshMsg, glommio::channels::channel_mesh::Full>>,
+    executor_ids: Arc<Mutex<Vec<(usize, usize)>>>,
+    bound_tx: mpsc::Sender<Result<SocketAddr, ServerError>>,
+) {
+    let listener = match TcpListener::bind(addr) {
+        Ok(listener) => listener,
+        Err(error) => {
+            let _ = bound_tx.send(Err(ServerError::Bind {
+                addr,
+                source: std::io::Error::other(error.to_string()),
+            }));
+            return;
+        }
+    };
+    let local = listener.local_addr().unwrap_or(addr);
+    let max_body_bytes = endpoints
+        .iter()
+        .map(|(c, _)| c.session.max_payload as usize)
+        .max()
+        .unwrap_or(1_000_000);
+    let shard = Rc::new(Shard {
+        id,
+        count,
+        limits: Limits {
+            max_header_bytes: config.max_header_bytes,
+            max_headers: config.max_headers,
+            max_body_bytes,
+        },
+        config,
+        endpoints: endpoints
+            .iter()
+            .map(|(config, factory)| Endpoint {
+                config: config.clone(),
+                handler: factory(id),
+                sessions: Default::default(),
+            })
+            .collect(),
+        mesh: OnceCell::new(),
+    });
+    if let Some(builder) = mesh_builder {
+        executor_ids
+            .lock()
+            .expect("executor id list")
+            .push((glommio::executor().id(), id));
+        let _ = bound_tx.send(Ok(local));
+        let Ok((senders, receivers)) = builder.join().await else {
+            tracing::error!(shard = id, "cannot join the shard mesh");
+            return;
+        };
+        let mut ids = executor_ids.lock().expect("executor id list").clone();
+        ids.sort_unstable();
+        let mut peer_of_shard = vec![0; count];
+        for (peer, (_, shard_id)) in ids.iter().enumerate() {
+            peer_of_shard[*shard_id] = peer;
+        }
+        mesh::spawn_receivers(&shard, receivers);
+        let _ = shard.mesh.set(Mesh::new(senders, peer_of_shard));
+    } else {
+        let _ = bound_tx.send(Ok(local));
+    }
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                let peer = stream
+                    .peer_addr()
+                    .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+                glommio::spawn_local(conn::serve(shard.clone(), stream, peer)).detach();
+            }
+            Err(error) => {
+                // Out of descriptors or a transient error: back off instead of spinning.
+                tracing::warn!(shard = id, %error, "accept failed");
+                Timer::new(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}

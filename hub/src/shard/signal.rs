@@ -1,0 +1,82 @@
+//! A shard-local "something changed" signal with any number of waiters.
+//!
+//! Waiters take a [`Listener`] *before* checking their condition, then await
+//! it; any [`Signal::notify`] after that point wakes them, so no wake-up is
+//! lost between the check and the wait.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+#[derive(Default)]
+pub struct Signal {
+    generation: Cell<u64>,
+    waiters: RefCell<Vec<Waker>>,
+}
+
+impl Signal {
+    pub fn new() -> Signal {
+        Signal::default()
+    }
+
+    /// Wake every current listener.
+    pub fn notify(&self) {
+        self.generation.set(self.generation.get().wrapping_add(1));
+        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
+        for waker in waiters {
+            waker.wake();
+        }
+    }
+
+    /// A future that completes at the first `notify` after this call.
+    pub fn listen(&self) -> Listener<'_> {
+        Listener {
+            signal: self,
+            generation: self.generation.get(),
+        }
+    }
+}
+
+pub struct Listener<'a> {
+    signal: &'a Signal,
+    generation: u64,
+}
+
+impl Future for Listener<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.signal.generation.get() != self.generation {
+            return Poll::Ready(());
+        }
+        let mut waiters = self.signal.waiters.borrow_mut();
+        if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
+            waiters.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_lite::future;
+
+    #[test]
+    fn notify_before_await_is_not_lost() {
+        let signal = Signal::new();
+        let listener = signal.listen();
+        signal.notify();
+        future::block_on(listener);
+    }
+
+    #[test]
+    fn listener_pends_until_notified() {
+        let signal = Signal::new();
+        let mut listener = Box::pin(signal.listen());
+        assert!(future::block_on(future::poll_once(&mut listener)).is_none());
+        signal.notify();
+        assert!(future::block_on(future::poll_once(&mut listener)).is_some());
+    }
+}

@@ -1,0 +1,56 @@
+//! What one shard owns: its endpoints, their sessions, its end of the mesh.
+
+use std::cell::{OnceCell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use ahash::AHashMap;
+
+use super::mesh::Mesh;
+use crate::engine::{EngineConfig, Handler, SessionEntry, ServerConfig};
+use crate::engineio::Sid;
+use crate::http::request::Limits;
+
+pub(crate) struct Endpoint {
+    pub config: Arc<EngineConfig>,
+    pub handler: Rc<dyn Handler>,
+    pub sessions: RefCell<AHashMap<Sid, Rc<SessionEntry>>>,
+}
+
+pub(crate) struct Shard {
+    pub id: usize,
+    pub count: usize,
+    pub config: Arc<ServerConfig>,
+    pub endpoints: Vec<Endpoint>,
+    pub limits: Limits,
+    pub mesh: OnceCell<Mesh>,
+}
+
+impl Shard {
+    /// The endpoint serving a request path.
+    pub fn route(&self, path: &str) -> Option<usize> {
+        self.endpoints.iter().position(|e| e.config.matches(path))
+    }
+
+    pub fn session(&self, endpoint: usize, sid: &Sid) -> Option<Rc<SessionEntry>> {
+        self.endpoints[endpoint].sessions.borrow().get(sid).cloned()
+    }
+
+    /// Deliver the session's events and drop it once it is finished.
+    pub fn settle(&self, endpoint: usize, entry: &Rc<SessionEntry>) {
+        entry.dispatch();
+        if entry.session.borrow().is_finished() {
+            self.forget(endpoint, entry);
+        }
+    }
+
+    pub fn forget(&self, endpoint: usize, entry: &Rc<SessionEntry>) {
+        let mut sessions = self.endpoints[endpoint].sessions.borrow_mut();
+        if sessions
+            .get(&entry.sid)
+            .is_some_and(|held| Rc::ptr_eq(held, entry))
+        {
+            sessions.remove(&entry.sid);
+        }
+    }
+}

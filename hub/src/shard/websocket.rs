@@ -1,0 +1,331 @@
+//! The WebSocket transport: the handshake, WebSocket-only sessions, the
+//! probe and upgrade of a polling session, then frames both ways.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use futures_lite::future;
+use futures_lite::io::AsyncWriteExt;
+use glommio::net::TcpStream;
+
+use super::conn::read_some;
+use super::mesh::Handoff;
+use super::polling::{open_session, EngineResponse};
+use super::state::Shard;
+use crate::engine::SessionEntry;
+use crate::engineio::session::{CloseReason, UpgradeStep};
+use crate::engineio::{EngineQuery, ErrorCode, Packet, ProtocolVersion, Sid, TransportKind, WsFrame};
+use crate::http::request::Request;
+use crate::http::response::Response;
+use crate::ws::codec::{self, Decoder, Message, WsError};
+use crate::ws::handshake;
+
+/// A WebSocket connection after its handshake.
+struct WsConn {
+    stream: TcpStream,
+    rbuf: BytesMut,
+    wbuf: Vec<u8>,
+    decoder: Decoder,
+    version: ProtocolVersion,
+}
+
+enum Wake {
+    Read(Option<std::io::Result<usize>>),
+    Changed,
+}
+
+/// The far deadline used while a connection waits on its peer: the session's
+/// own heartbeat decides when it is dead.
+fn far() -> Instant {
+    Instant::now() + std::time::Duration::from_secs(3600)
+}
+
+impl WsConn {
+    async fn flush(&mut self) -> bool {
+        if self.wbuf.is_empty() {
+            return true;
+        }
+        let ok = self.stream.write_all(&self.wbuf).await.is_ok();
+        self.wbuf.clear();
+        ok
+    }
+
+    fn push_packet(&mut self, packet: &Packet) {
+        match packet.encode_ws(self.version) {
+            WsFrame::Text(text) => codec::encode_text(text.as_bytes(), &mut self.wbuf),
+            WsFrame::Binary(bytes) => codec::encode_binary(&bytes, &mut self.wbuf),
+        }
+    }
+
+    async fn close(&mut self, code: u16) {
+        codec::encode_close(code, "", &mut self.wbuf);
+        self.flush().await;
+        let _ = self.stream.close().await;
+    }
+
+    /// Wait for bytes from the peer or a change of the session.
+    async fn wait(&mut self, entry: &SessionEntry) -> Wake {
+        let listen = entry.io_changed.listen();
+        let rbuf = &mut self.rbuf;
+        let stream = &mut self.stream;
+        future::or(async { Wake::Read(read_some(stream, rbuf, far()).await) }, async {
+            listen.await;
+            Wake::Changed
+        })
+        .await
+    }
+
+    /// Decode one Engine.IO packet from a complete WebSocket message.
+    fn packet(&self, message: Message) -> Result<Option<Packet>, CloseReason> {
+        match message {
+            Message::Text(text) => Packet::decode_text(self.version, &text)
+                .map(Some)
+                .map_err(|_| CloseReason::ParseError),
+            Message::Binary(bytes) => Packet::decode_ws_binary(self.version, bytes)
+                .map(Some)
+                .map_err(|_| CloseReason::ParseError),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// An upgrade request arriving on the shard that owns its session (or a new
+/// WebSocket-only session).
+pub(crate) async fn serve(
+    shard: Rc<Shard>,
+    endpoint: usize,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    request: Request,
+    query: EngineQuery,
+    leftover: BytesMut,
+) {
+    let accept = match handshake::accept(&request) {
+        Ok(accept) => accept,
+        Err(_) => {
+            let mut out = Vec::new();
+            let answer = EngineResponse::error(ErrorCode::BadRequest);
+            Response::new(answer.status)
+                .body(answer.content_type, answer.body)
+                .write_to(false, &mut out);
+            let _ = stream.write_all(&out).await;
+            let _ = stream.close().await;
+            return;
+        }
+    };
+    let existing = match &query.sid {
+        Some(raw) => {
+            let entry = Sid::parse(raw).and_then(|sid| shard.session(endpoint, &sid));
+            match entry {
+                Some(entry) => Some(entry),
+                None => {
+                    let mut out = Vec::new();
+                    let answer = EngineResponse::error(ErrorCode::UnknownSid);
+                    Response::new(answer.status)
+                        .body(answer.content_type, answer.body)
+                        .write_to(false, &mut out);
+                    let _ = stream.write_all(&out).await;
+                    let _ = stream.close().await;
+                    return;
+                }
+            }
+        }
+        None => None,
+    };
+    if stream.write_all(&accept).await.is_err() {
+        return;
+    }
+    let max_payload = shard.endpoints[endpoint].config.session.max_payload as usize;
+    let mut conn = WsConn {
+        stream,
+        rbuf: leftover,
+        wbuf: Vec::new(),
+        decoder: Decoder::new(max_payload),
+        version: query.version,
+    };
+    let entry = match existing {
+        Some(entry) => {
+            if entry.session.borrow().version() != query.version {
+                conn.close(1002).await;
+                return;
+            }
+            let attempt = entry.session.borrow_mut().begin_upgrade(Instant::now());
+            let Ok(attempt) = attempt else {
+                conn.close(1000).await;
+                return;
+            };
+            entry.timer_changed.notify();
+            if !probe(&shard, endpoint, &mut conn, &entry, attempt).await {
+                entry.session.borrow_mut().abort_upgrade(attempt);
+                shard.settle(endpoint, &entry);
+                conn.close(1000).await;
+                return;
+            }
+            entry
+        }
+        None => {
+            let target = request.target.clone();
+            open_session(
+                &shard,
+                endpoint,
+                &query,
+                &target,
+                request.headers,
+                peer,
+                TransportKind::WebSocket,
+            )
+        }
+    };
+    run(&shard, endpoint, &mut conn, &entry).await;
+    shard.forget(endpoint, &entry);
+}
+
+/// A WebSocket handed over by another shard.
+pub(crate) async fn adopt(shard: Rc<Shard>, handoff: Handoff) {
+    let raw = std::os::fd::IntoRawFd::into_raw_fd(handoff.fd);
+    // SAFETY: the descriptor was duplicated for us and is owned by nothing else.
+    let stream = unsafe { <TcpStream as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+    serve(
+        shard,
+        handoff.endpoint,
+        stream,
+        handoff.peer,
+        handoff.request,
+        handoff.query,
+        handoff.leftover,
+    )
+    .await;
+}
+
+/// Drive the probe of upgrade `attempt`; true once the session moved here.
+async fn probe(
+    shard: &Rc<Shard>,
+    endpoint: usize,
+    conn: &mut WsConn,
+    entry: &Rc<SessionEntry>,
+    attempt: u32,
+) -> bool {
+    loop {
+        loop {
+            let message = match conn.decoder.decode(&mut conn.rbuf) {
+                Ok(Some(message)) => message,
+                Ok(None) => break,
+                Err(_) => return false,
+            };
+            if let Message::Ping(payload) = &message {
+                codec::encode_pong(payload, &mut conn.wbuf);
+                continue;
+            }
+            if matches!(message, Message::Close(_)) {
+                return false;
+            }
+            let packet = match conn.packet(message) {
+                Ok(Some(packet)) => packet,
+                Ok(None) => continue,
+                Err(_) => return false,
+            };
+            let step = entry.session.borrow_mut().on_upgrade_packet(attempt, packet);
+            match step {
+                UpgradeStep::Reply(reply) => {
+                    conn.push_packet(&reply);
+                    // A parked GET can now be released with a noop.
+                    shard.settle(endpoint, entry);
+                }
+                UpgradeStep::Upgraded => {
+                    shard.settle(endpoint, entry);
+                    return conn.flush().await;
+                }
+                UpgradeStep::Abort => return false,
+                UpgradeStep::Ignore => {}
+            }
+        }
+        if !conn.flush().await {
+            return false;
+        }
+        if !entry.session.borrow().upgrade_pending(attempt) {
+            return false;
+        }
+        match conn.wait(entry).await {
+            Wake::Read(Some(Ok(n))) if n > 0 => {}
+            Wake::Read(_) => return false,
+            Wake::Changed => {}
+        }
+    }
+}
+
+/// The session lives on this WebSocket: write its outbox, feed it frames.
+async fn run(shard: &Rc<Shard>, endpoint: usize, conn: &mut WsConn, entry: &Rc<SessionEntry>) {
+    let mut packets = Vec::new();
+    let mut close_code = 1000;
+    let mut peer_gone = false;
+    loop {
+        // Frames already read (e.g. sent right after the upgrade) come first.
+        loop {
+            let message = match conn.decoder.decode(&mut conn.rbuf) {
+                Ok(Some(message)) => message,
+                Ok(None) => break,
+                Err(error) => {
+                    close_code = error.close_code();
+                    let reason = match error {
+                        WsError::TooBig => CloseReason::TransportError,
+                        _ => CloseReason::ParseError,
+                    };
+                    entry.session.borrow_mut().close(reason, Instant::now());
+                    break;
+                }
+            };
+            match message {
+                Message::Ping(payload) => codec::encode_pong(&payload, &mut conn.wbuf),
+                Message::Pong(_) => {}
+                Message::Close(_) => {
+                    entry.session.borrow_mut().on_transport_closed(Instant::now());
+                    break;
+                }
+                other => match conn.packet(other) {
+                    Ok(Some(packet)) => entry.session.borrow_mut().on_packets([packet], Instant::now()),
+                    Ok(None) => {}
+                    Err(_) => {
+                        close_code = 1002;
+                        entry.session.borrow_mut().on_parse_error(Instant::now());
+                        break;
+                    }
+                },
+            }
+            if entry.session.borrow().is_closed() {
+                break;
+            }
+        }
+        shard.settle(endpoint, entry);
+        entry.session.borrow_mut().take_ws_packets(&mut packets);
+        for packet in packets.drain(..) {
+            conn.push_packet(&packet);
+        }
+        let finished = entry.session.borrow().is_finished();
+        if finished {
+            if peer_gone {
+                let _ = conn.stream.close().await;
+            } else {
+                conn.close(close_code).await;
+            }
+            return;
+        }
+        if !conn.flush().await {
+            entry.session.borrow_mut().on_transport_closed(Instant::now());
+            peer_gone = true;
+            continue;
+        }
+        if entry.session.borrow().outbox_len() > 0 {
+            continue;
+        }
+        match conn.wait(entry).await {
+            Wake::Read(Some(Ok(n))) if n > 0 => {}
+            Wake::Read(_) => {
+                entry.session.borrow_mut().on_transport_closed(Instant::now());
+                peer_gone = true;
+            }
+            Wake::Changed => {}
+        }
+    }
+}
