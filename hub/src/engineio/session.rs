@@ -295,9 +295,14 @@ impl Session {
         self.upgrade = UpgradeState::None;
         self.events.push_back(Event::Closed(reason));
         match self.transport {
-            TransportKind::Polling if !reason.initiated_by_client() && !self.parked => {
+            TransportKind::Polling
+                if !reason.initiated_by_client()
+                    && reason != CloseReason::PingTimeout
+                    && !self.parked =>
+            {
                 // The client learns of the close from its next GET.
-                self.linger_deadline = Some(now + self.config.ping_interval + self.config.ping_timeout);
+                self.linger_deadline =
+                    Some(now + self.config.ping_interval + self.config.ping_timeout);
             }
             TransportKind::Polling if self.parked => {}
             _ => {
@@ -357,9 +362,14 @@ impl Session {
         let answer = if let Some(reason) = self.closed {
             self.finished = true;
             self.linger_deadline = None;
-            if reason.initiated_by_client() {
+            if reason == CloseReason::TransportClose {
+                // The client asked to close: its pending GET is released with a noop.
                 self.outbox.clear();
                 vec![Packet::Noop]
+            } else if reason.initiated_by_client() {
+                // A protocol error: the pending GET learns the session is over.
+                self.outbox.clear();
+                vec![Packet::Close]
             } else {
                 let mut packets: Vec<Packet> = self.outbox.drain(..).collect();
                 packets.push(Packet::Close);
@@ -537,7 +547,13 @@ mod tests {
     #[test]
     fn open_packet_lists_upgrades_per_transport() {
         let t0 = Instant::now();
-        let mut p = Session::new(SID, ProtocolVersion::V4, TransportKind::Polling, config(), t0);
+        let mut p = Session::new(
+            SID,
+            ProtocolVersion::V4,
+            TransportKind::Polling,
+            config(),
+            t0,
+        );
         let GetOutcome::Respond(packets) = p.on_get(t0) else {
             panic!()
         };
@@ -547,10 +563,18 @@ mod tests {
                 r#"{{"sid":"{SID}","upgrades":["websocket"],"pingInterval":300,"pingTimeout":200,"maxPayload":1000}}"#
             ))]
         );
-        let mut w = Session::new(SID, ProtocolVersion::V4, TransportKind::WebSocket, config(), t0);
+        let mut w = Session::new(
+            SID,
+            ProtocolVersion::V4,
+            TransportKind::WebSocket,
+            config(),
+            t0,
+        );
         let mut out = Vec::new();
         w.take_ws_packets(&mut out);
-        let Packet::Open(json) = &out[0] else { panic!() };
+        let Packet::Open(json) = &out[0] else {
+            panic!()
+        };
         assert!(json.contains(r#""upgrades":[]"#));
     }
 
@@ -562,7 +586,10 @@ mod tests {
         s.handle_timeout(t0 + ms(299));
         assert_eq!(s.outbox_len(), 0);
         s.handle_timeout(t0 + ms(300));
-        assert_eq!(s.on_get(t0 + ms(300)), GetOutcome::Respond(vec![Packet::Ping(String::new())]));
+        assert_eq!(
+            s.on_get(t0 + ms(300)),
+            GetOutcome::Respond(vec![Packet::Ping(String::new())])
+        );
         assert_eq!(s.next_deadline(), Some(t0 + ms(500)));
     }
 
@@ -586,7 +613,10 @@ mod tests {
         assert!(!s.is_closed());
         s.handle_timeout(t0 + ms(500));
         assert_eq!(s.close_reason(), Some(CloseReason::PingTimeout));
-        assert_eq!(s.poll_event(), Some(Event::Closed(CloseReason::PingTimeout)));
+        assert_eq!(
+            s.poll_event(),
+            Some(Event::Closed(CloseReason::PingTimeout))
+        );
         assert_eq!(s.poll_event(), None);
     }
 
@@ -605,7 +635,10 @@ mod tests {
         assert_eq!(s.next_deadline(), Some(t0 + ms(500)));
         s.on_packets([Packet::Ping(String::new())], t0 + ms(400));
         assert_eq!(s.next_deadline(), Some(t0 + ms(900)));
-        assert_eq!(s.on_get(t0 + ms(400)), GetOutcome::Respond(vec![Packet::Pong(String::new())]));
+        assert_eq!(
+            s.on_get(t0 + ms(400)),
+            GetOutcome::Respond(vec![Packet::Pong(String::new())])
+        );
         s.handle_timeout(t0 + ms(899));
         assert!(!s.is_closed());
         s.handle_timeout(t0 + ms(900));
@@ -632,7 +665,10 @@ mod tests {
         assert!(s.send(Data::Binary(vec![1u8, 2].into())));
         assert_eq!(
             s.take_parked(),
-            Some(vec![text("a"), Packet::Message(Data::Binary(vec![1u8, 2].into()))])
+            Some(vec![
+                text("a"),
+                Packet::Message(Data::Binary(vec![1u8, 2].into()))
+            ])
         );
         assert!(!s.has_parked_get());
     }
@@ -655,7 +691,10 @@ mod tests {
         let mut s = polling(ProtocolVersion::V4, t0);
         assert_eq!(s.on_get(t0), GetOutcome::Park);
         s.on_packets([Packet::Close, text("ignored")], t0);
-        assert_eq!(s.poll_event(), Some(Event::Closed(CloseReason::TransportClose)));
+        assert_eq!(
+            s.poll_event(),
+            Some(Event::Closed(CloseReason::TransportClose))
+        );
         assert_eq!(s.poll_event(), None, "nothing after close is delivered");
         assert_eq!(s.take_parked(), Some(vec![Packet::Noop]));
         assert!(s.is_finished());
@@ -677,7 +716,10 @@ mod tests {
         s.close(CloseReason::ForcedClose, t0);
         assert!(!s.send(Data::Text("late".into())));
         assert!(!s.is_finished());
-        assert_eq!(s.on_get(t0 + ms(5)), GetOutcome::Respond(vec![text("bye"), Packet::Close]));
+        assert_eq!(
+            s.on_get(t0 + ms(5)),
+            GetOutcome::Respond(vec![text("bye"), Packet::Close])
+        );
         assert!(s.is_finished());
     }
 
@@ -697,7 +739,10 @@ mod tests {
         let t0 = Instant::now();
         let mut s = polling(ProtocolVersion::V4, t0);
         s.handle_timeout(t0 + ms(300));
-        assert_eq!(s.on_get(t0 + ms(300)), GetOutcome::Respond(vec![Packet::Ping(String::new())]));
+        assert_eq!(
+            s.on_get(t0 + ms(300)),
+            GetOutcome::Respond(vec![Packet::Ping(String::new())])
+        );
         assert_eq!(s.on_get(t0 + ms(301)), GetOutcome::Park);
         s.handle_timeout(t0 + ms(500));
         assert_eq!(s.take_parked(), Some(vec![Packet::Close]));
@@ -724,7 +769,10 @@ mod tests {
         let mut out = Vec::new();
         s.take_ws_packets(&mut out);
         assert!(out.is_empty());
-        assert_eq!(s.on_upgrade_packet(attempt, Packet::Upgrade), UpgradeStep::Upgraded);
+        assert_eq!(
+            s.on_upgrade_packet(attempt, Packet::Upgrade),
+            UpgradeStep::Upgraded
+        );
         assert_eq!(s.transport(), TransportKind::WebSocket);
         s.take_ws_packets(&mut out);
         assert_eq!(out, vec![text("held")]);
@@ -783,7 +831,13 @@ mod tests {
     #[test]
     fn websocket_session_client_close_drops_outbox() {
         let t0 = Instant::now();
-        let mut s = Session::new(SID, ProtocolVersion::V4, TransportKind::WebSocket, config(), t0);
+        let mut s = Session::new(
+            SID,
+            ProtocolVersion::V4,
+            TransportKind::WebSocket,
+            config(),
+            t0,
+        );
         let mut out = Vec::new();
         s.take_ws_packets(&mut out);
         s.send(Data::Text("x".into()));
@@ -797,7 +851,13 @@ mod tests {
     #[test]
     fn websocket_session_forced_close_flushes_outbox() {
         let t0 = Instant::now();
-        let mut s = Session::new(SID, ProtocolVersion::V4, TransportKind::WebSocket, config(), t0);
+        let mut s = Session::new(
+            SID,
+            ProtocolVersion::V4,
+            TransportKind::WebSocket,
+            config(),
+            t0,
+        );
         let mut out = Vec::new();
         s.take_ws_packets(&mut out);
         s.send(Data::Text("last".into()));
@@ -812,7 +872,13 @@ mod tests {
     #[test]
     fn websocket_heartbeat_pings_go_through_outbox() {
         let t0 = Instant::now();
-        let mut s = Session::new(SID, ProtocolVersion::V4, TransportKind::WebSocket, config(), t0);
+        let mut s = Session::new(
+            SID,
+            ProtocolVersion::V4,
+            TransportKind::WebSocket,
+            config(),
+            t0,
+        );
         let mut out = Vec::new();
         s.take_ws_packets(&mut out);
         out.clear();

@@ -1,0 +1,876 @@
+//! WebSocket frame codec (RFC 6455), server side, sans-IO.
+//!
+//! Decoding validates everything a server must reject (and that Autobahn tests) and reassembles
+//! fragmented messages. Encoding writes unmasked server frames, so one encoded frame can be
+//! written unchanged to every recipient of a broadcast.
+
+use std::io::Cursor;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
+use tungstenite::protocol::frame::FrameHeader;
+
+/// A complete message from the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    Text(String),
+    Binary(Bytes),
+    Ping(Bytes),
+    Pong(Bytes),
+    /// `None` for an empty close frame, else the status code and reason.
+    Close(Option<(u16, String)>),
+}
+
+/// A protocol violation. The connection must be closed with [`WsError::close_code`].
+#[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
+pub enum WsError {
+    #[error("WebSocket protocol error: {0}")]
+    Protocol(&'static str),
+    #[error("WebSocket message too big")]
+    TooBig,
+    #[error("invalid UTF-8 in WebSocket text")]
+    InvalidUtf8,
+}
+
+impl WsError {
+    /// The close code to send: 1002 protocol error, 1009 message too big, 1007 invalid data.
+    pub fn close_code(&self) -> u16 {
+        match self {
+            WsError::Protocol(_) => 1002,
+            WsError::TooBig => 1009,
+            WsError::InvalidUtf8 => 1007,
+        }
+    }
+}
+
+/// A data message being reassembled from fragments.
+#[derive(Debug)]
+struct Partial {
+    text: bool,
+    data: Vec<u8>,
+    /// For text: bytes known to be valid UTF-8 so far, so invalid text fails on the fragment that
+    /// breaks it (RFC 6455 8.1 "fail fast") without re-scanning earlier fragments.
+    utf8_checked: usize,
+}
+
+/// Incremental frame decoder. Holds only the reassembly state of a fragmented message; when no
+/// message is in flight it owns no heap memory, so idle connections stay cheap.
+///
+/// After an error the connection must be closed; the decoder is not meant to be reused.
+#[derive(Debug)]
+pub struct Decoder {
+    max_message_bytes: usize,
+    partial: Option<Partial>,
+}
+
+impl Decoder {
+    /// `max_message_bytes` bounds each reassembled message (Engine.IO's `maxPayload`).
+    pub fn new(max_message_bytes: usize) -> Self {
+        Decoder {
+            max_message_bytes,
+            partial: None,
+        }
+    }
+
+    /// Consume complete frames from the front of `buf` and return the next complete message,
+    /// or `Ok(None)` when more bytes are needed (a partial frame stays in `buf`, untouched).
+    ///
+    /// Control frames that arrive between the fragments of a message are returned as soon as
+    /// they are read; the fragments so far are kept. Header-level violations (including a
+    /// declared length over the limit) are reported as soon as the header bytes are present,
+    /// before the payload arrives.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, WsError> {
+        loop {
+            let Some((fin, opcode, payload)) = self.next_frame(buf)? else {
+                return Ok(None);
+            };
+            match opcode {
+                OpCode::Control(Control::Close) => return parse_close(payload).map(Some),
+                OpCode::Control(Control::Ping) => return Ok(Some(Message::Ping(payload.into()))),
+                OpCode::Control(Control::Pong) => return Ok(Some(Message::Pong(payload.into()))),
+                OpCode::Data(Data::Text) | OpCode::Data(Data::Binary) => {
+                    let text = opcode == OpCode::Data(Data::Text);
+                    if fin {
+                        return finish(text, payload).map(Some);
+                    }
+                    let mut p = Partial {
+                        text,
+                        data: payload,
+                        utf8_checked: 0,
+                    };
+                    check_utf8_prefix(&mut p)?;
+                    self.partial = Some(p);
+                }
+                OpCode::Data(Data::Continue) => {
+                    // next_frame guarantees a message is in flight.
+                    let Some(p) = self.partial.as_mut() else {
+                        return Err(WsError::Protocol("continuation frame without a start"));
+                    };
+                    p.data.extend_from_slice(&payload);
+                    check_utf8_prefix(p)?;
+                    if fin {
+                        let p = self.partial.take().expect("checked above");
+                        return finish(p.text, p.data).map(Some);
+                    }
+                }
+                // Rejected by next_frame.
+                _ => return Err(WsError::Protocol("unknown opcode")),
+            }
+        }
+    }
+
+    /// Validate and take the next whole frame: `(fin, opcode, unmasked payload)`.
+    fn next_frame(&self, buf: &mut BytesMut) -> Result<Option<(bool, OpCode, Vec<u8>)>, WsError> {
+        // Checks on the first two bytes come first so a bad frame fails as early as possible.
+        let Some(&b0) = buf.first() else {
+            return Ok(None);
+        };
+        let fin = b0 & 0x80 != 0;
+        if b0 & 0x70 != 0 {
+            // No extension is negotiated, so RSV1-3 must be clear.
+            return Err(WsError::Protocol("reserved bits set"));
+        }
+        let op = b0 & 0x0f;
+        let is_control = op & 0x08 != 0;
+        match op {
+            0 if self.partial.is_none() => {
+                return Err(WsError::Protocol("continuation frame without a start"))
+            }
+            1 | 2 if self.partial.is_some() => {
+                return Err(WsError::Protocol(
+                    "new data frame inside a fragmented message",
+                ))
+            }
+            0..=2 | 8..=10 => {}
+            _ => return Err(WsError::Protocol("unknown opcode")),
+        }
+        if is_control && !fin {
+            return Err(WsError::Protocol("fragmented control frame"));
+        }
+        if let Some(&b1) = buf.get(1) {
+            if b1 & 0x80 == 0 {
+                return Err(WsError::Protocol("unmasked client frame"));
+            }
+            if is_control && b1 & 0x7f > 125 {
+                return Err(WsError::Protocol("control frame payload over 125 bytes"));
+            }
+        }
+
+        // The declared length is known before the mask arrives: refuse an oversized data frame
+        // right away rather than waiting for (or buffering) any more of it.
+        if let Some(len) = declared_len(buf) {
+            if len >> 63 != 0 {
+                return Err(WsError::Protocol("payload length with the high bit set"));
+            }
+            if !is_control {
+                self.check_size(len)?;
+            }
+        }
+
+        let mut cursor = Cursor::new(&buf[..]);
+        let (header, len) = match FrameHeader::parse(&mut cursor) {
+            Ok(Some(h)) => h,
+            Ok(None) => return Ok(None),
+            Err(_) => return Err(WsError::Protocol("invalid frame header")),
+        };
+        let header_len = cursor.position() as usize;
+        // Checked above (declared_len sees the same bytes): <= max_message_bytes for data,
+        // <= 125 for control frames, so it fits in usize.
+        let len = len as usize;
+        let Some(mask) = header.mask else {
+            return Err(WsError::Protocol("unmasked client frame"));
+        };
+        if buf.len() - header_len < len {
+            return Ok(None);
+        }
+        // Copy out rather than split the read buffer, so a retained message never pins the
+        // connection's (larger) read buffer allocation.
+        let mut payload = buf[header_len..header_len + len].to_vec();
+        unmask(&mut payload, mask);
+        buf.advance(header_len + len);
+        Ok(Some((fin, header.opcode, payload)))
+    }
+
+    /// A data frame of `len` bytes must fit in what is left of the message budget.
+    fn check_size(&self, len: u64) -> Result<(), WsError> {
+        let so_far = self.partial.as_ref().map_or(0, |p| p.data.len());
+        let room = self.max_message_bytes.saturating_sub(so_far) as u64;
+        if len > room {
+            return Err(WsError::TooBig);
+        }
+        Ok(())
+    }
+}
+
+/// The payload length declared by the frame header at the front of `buf`, once its length
+/// bytes (but not necessarily the mask) are present.
+fn declared_len(buf: &[u8]) -> Option<u64> {
+    let short = *buf.get(1)? & 0x7f;
+    match short {
+        126 => Some(u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?]) as u64),
+        127 => Some(u64::from_be_bytes(buf.get(2..10)?.try_into().ok()?)),
+        n => Some(n as u64),
+    }
+}
+
+/// Turn a whole data message into a [`Message`].
+fn finish(text: bool, data: Vec<u8>) -> Result<Message, WsError> {
+    if text {
+        String::from_utf8(data)
+            .map(Message::Text)
+            .map_err(|_| WsError::InvalidUtf8)
+    } else {
+        Ok(Message::Binary(Bytes::from(data)))
+    }
+}
+
+/// For a fragmented text message, fail as soon as the bytes so far cannot be a UTF-8 prefix.
+fn check_utf8_prefix(p: &mut Partial) -> Result<(), WsError> {
+    if !p.text {
+        return Ok(());
+    }
+    match std::str::from_utf8(&p.data[p.utf8_checked..]) {
+        Ok(_) => p.utf8_checked = p.data.len(),
+        // A definite error, not merely a sequence cut at the end of the fragment.
+        Err(e) if e.error_len().is_some() => return Err(WsError::InvalidUtf8),
+        Err(e) => p.utf8_checked += e.valid_up_to(),
+    }
+    Ok(())
+}
+
+/// Close payload: empty, or a 2-byte valid status code followed by a UTF-8 reason.
+fn parse_close(payload: Vec<u8>) -> Result<Message, WsError> {
+    match payload.len() {
+        0 => Ok(Message::Close(None)),
+        1 => Err(WsError::Protocol("close payload of one byte")),
+        _ => {
+            let code = u16::from_be_bytes([payload[0], payload[1]]);
+            if !is_valid_close_code(code) {
+                return Err(WsError::Protocol("invalid close code"));
+            }
+            let reason =
+                String::from_utf8(payload[2..].to_vec()).map_err(|_| WsError::InvalidUtf8)?;
+            Ok(Message::Close(Some((code, reason))))
+        }
+    }
+}
+
+/// Codes a peer may send (the same set Node `ws` accepts): the defined 1000-1014 except the
+/// reserved 1004-1006, and the registered/private range 3000-4999.
+fn is_valid_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
+/// XOR the payload with the 4-byte mask, eight bytes at a time (the mask period divides 8, so
+/// every word sees the mask at the same phase).
+fn unmask(data: &mut [u8], mask: [u8; 4]) {
+    let wide = u64::from_ne_bytes([
+        mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
+    ]);
+    let mut chunks = data.chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        chunk.copy_from_slice(&(u64::from_ne_bytes(word) ^ wide).to_ne_bytes());
+    }
+    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
+        *b ^= mask[i & 3];
+    }
+}
+
+/// Append one final, unmasked frame.
+fn encode(opcode: OpCode, payload: &[u8], out: &mut Vec<u8>) {
+    let header = FrameHeader {
+        is_final: true,
+        opcode,
+        mask: None,
+        ..FrameHeader::default()
+    };
+    out.reserve(header.len(payload.len() as u64) + payload.len());
+    header
+        .format(payload.len() as u64, out)
+        .expect("writing to a Vec cannot fail");
+    out.extend_from_slice(payload);
+}
+
+/// Append a text frame. `payload` must be UTF-8 (not checked: callers encode from `str`).
+pub fn encode_text(payload: &[u8], out: &mut Vec<u8>) {
+    encode(OpCode::Data(Data::Text), payload, out);
+}
+
+/// Append a binary frame.
+pub fn encode_binary(payload: &[u8], out: &mut Vec<u8>) {
+    encode(OpCode::Data(Data::Binary), payload, out);
+}
+
+/// Append a ping frame. Control payloads are capped at 125 bytes; longer input is truncated.
+pub fn encode_ping(payload: &[u8], out: &mut Vec<u8>) {
+    encode(
+        OpCode::Control(Control::Ping),
+        &payload[..payload.len().min(125)],
+        out,
+    );
+}
+
+/// Append a pong frame (echo the ping's payload). Truncated to 125 bytes like [`encode_ping`].
+pub fn encode_pong(payload: &[u8], out: &mut Vec<u8>) {
+    encode(
+        OpCode::Control(Control::Pong),
+        &payload[..payload.len().min(125)],
+        out,
+    );
+}
+
+/// Append a close frame with `code` and `reason`, the reason cut at a character boundary to
+/// fit the 125-byte control payload limit.
+pub fn encode_close(code: u16, reason: &str, out: &mut Vec<u8>) {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut payload = [0u8; 125];
+    payload[..2].copy_from_slice(&code.to_be_bytes());
+    payload[2..2 + end].copy_from_slice(&reason.as_bytes()[..end]);
+    encode(OpCode::Control(Control::Close), &payload[..2 + end], out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+    const MAX: usize = 1_000_000;
+
+    /// Build a client frame by hand (independently of tungstenite's formatter).
+    fn frame(b0: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+        let mut v = vec![b0];
+        let m = if mask.is_some() { 0x80 } else { 0 };
+        match payload.len() {
+            n if n < 126 => v.push(m | n as u8),
+            n if n < 65536 => {
+                v.push(m | 126);
+                v.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                v.push(m | 127);
+                v.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        match mask {
+            Some(k) => {
+                v.extend_from_slice(&k);
+                v.extend(payload.iter().enumerate().map(|(i, b)| b ^ k[i % 4]));
+            }
+            None => v.extend_from_slice(payload),
+        }
+        v
+    }
+
+    fn masked(b0: u8, payload: &[u8]) -> Vec<u8> {
+        frame(b0, payload, Some(MASK))
+    }
+
+    fn decode_all(bytes: &[u8], max: usize) -> Result<Vec<Message>, WsError> {
+        let mut d = Decoder::new(max);
+        let mut buf = BytesMut::from(bytes);
+        let mut out = Vec::new();
+        while let Some(m) = d.decode(&mut buf)? {
+            out.push(m);
+        }
+        assert!(buf.is_empty(), "left over: {buf:?}");
+        Ok(out)
+    }
+
+    fn decode_one(bytes: &[u8]) -> Result<Option<Message>, WsError> {
+        Decoder::new(MAX).decode(&mut BytesMut::from(bytes))
+    }
+
+    fn text(s: &str) -> Message {
+        Message::Text(s.into())
+    }
+
+    #[test]
+    fn rfc6455_5_7_masked_text() {
+        let raw = [
+            0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ];
+        assert_eq!(masked(0x81, b"Hello"), raw);
+        assert_eq!(decode_all(&raw, MAX), Ok(vec![text("Hello")]));
+    }
+
+    #[test]
+    fn rfc6455_5_7_masked_pong() {
+        let raw = [
+            0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+        ];
+        assert_eq!(
+            decode_all(&raw, MAX),
+            Ok(vec![Message::Pong(Bytes::from_static(b"Hello"))])
+        );
+    }
+
+    #[test]
+    fn rfc6455_5_7_unmasked_examples_are_rejected_but_encode_identically() {
+        // Single-frame unmasked text / ping: what a server sends, what a client must not.
+        let text_frame = [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f];
+        let ping_frame = [0x89, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f];
+        assert_eq!(
+            decode_one(&text_frame),
+            Err(WsError::Protocol("unmasked client frame"))
+        );
+        assert_eq!(
+            decode_one(&ping_frame),
+            Err(WsError::Protocol("unmasked client frame"))
+        );
+        let mut out = Vec::new();
+        encode_text(b"Hello", &mut out);
+        assert_eq!(out, text_frame);
+        out.clear();
+        encode_ping(b"Hello", &mut out);
+        assert_eq!(out, ping_frame);
+    }
+
+    #[test]
+    fn rfc6455_5_7_fragmented_text() {
+        // The RFC's unmasked fragments 0x01 0x03 "Hel" / 0x80 0x02 "lo", masked as a client must.
+        let mut raw = masked(0x01, b"Hel");
+        raw.extend(masked(0x80, b"lo"));
+        assert_eq!(decode_all(&raw, MAX), Ok(vec![text("Hello")]));
+    }
+
+    #[test]
+    fn rfc6455_5_7_lengths_encode() {
+        let mut out = Vec::new();
+        encode_binary(&[7u8; 256], &mut out);
+        assert_eq!(out[..4], [0x82, 0x7e, 0x01, 0x00]);
+        assert_eq!(out.len(), 4 + 256);
+        out.clear();
+        encode_binary(&vec![7u8; 65536], &mut out);
+        assert_eq!(out[..10], [0x82, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0]);
+        assert_eq!(out.len(), 10 + 65536);
+        out.clear();
+        encode_binary(&[7u8; 125], &mut out);
+        assert_eq!(out[..2], [0x82, 125]);
+        out.clear();
+        encode_binary(&[7u8; 126], &mut out);
+        assert_eq!(out[..4], [0x82, 126, 0, 126]);
+        out.clear();
+        encode_binary(&vec![7u8; 65535], &mut out);
+        assert_eq!(out[..4], [0x82, 126, 0xff, 0xff]);
+    }
+
+    #[test]
+    fn masked_binary_and_16_and_64_bit_lengths() {
+        for n in [0usize, 1, 125, 126, 256, 65535, 65536, 100_000] {
+            let payload: Vec<u8> = (0..n).map(|i| (i * 31 % 251) as u8).collect();
+            let raw = masked(0x82, &payload);
+            let header_len = match n {
+                0..=125 => 6,
+                126..=65535 => 8,
+                _ => 14,
+            };
+            assert_eq!(raw.len(), header_len + n);
+            assert_eq!(
+                decode_all(&raw, MAX),
+                Ok(vec![Message::Binary(payload.into())]),
+                "{n}"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_and_unicode_text() {
+        assert_eq!(decode_all(&masked(0x81, b""), MAX), Ok(vec![text("")]));
+        let s = "4héllo €𝄞";
+        assert_eq!(
+            decode_all(&masked(0x81, s.as_bytes()), MAX),
+            Ok(vec![text(s)])
+        );
+    }
+
+    #[test]
+    fn fragmentation_with_interleaved_ping() {
+        let mut raw = masked(0x01, b"He");
+        raw.extend(masked(0x89, b"p1"));
+        raw.extend(masked(0x00, b"ll"));
+        raw.extend(masked(0x8a, b""));
+        raw.extend(masked(0x80, b"o"));
+        raw.extend(masked(0x02, &[1, 2]));
+        raw.extend(masked(0x00, &[]));
+        raw.extend(masked(0x88, &[0x03, 0xe8, b'b', b'y', b'e']));
+        raw.extend(masked(0x80, &[3]));
+        assert_eq!(
+            decode_all(&raw, MAX),
+            Ok(vec![
+                Message::Ping(Bytes::from_static(b"p1")),
+                Message::Pong(Bytes::new()),
+                text("Hello"),
+                Message::Close(Some((1000, "bye".into()))),
+                Message::Binary(Bytes::from_static(&[1, 2, 3])),
+            ])
+        );
+    }
+
+    #[test]
+    fn utf8_split_across_fragments_is_fine() {
+        let s = "€".as_bytes(); // e2 82 ac
+        let mut raw = masked(0x01, &s[..1]);
+        raw.extend(masked(0x00, &s[1..2]));
+        raw.extend(masked(0x80, &s[2..]));
+        assert_eq!(decode_all(&raw, MAX), Ok(vec![text("€")]));
+    }
+
+    #[test]
+    fn byte_by_byte_feeding() {
+        let mut raw = masked(0x81, b"first");
+        raw.extend(masked(0x01, b"sec"));
+        raw.extend(masked(0x89, b"ping"));
+        raw.extend(masked(0x80, b"ond"));
+        raw.extend(masked(0x82, &vec![9u8; 300]));
+        raw.extend(masked(0x82, &vec![8u8; 70_000]));
+        raw.extend(masked(0x88, &[]));
+        let want = vec![
+            text("first"),
+            Message::Ping(Bytes::from_static(b"ping")),
+            text("second"),
+            Message::Binary(vec![9u8; 300].into()),
+            Message::Binary(vec![8u8; 70_000].into()),
+            Message::Close(None),
+        ];
+        assert_eq!(decode_all(&raw, MAX), Ok(want.clone()));
+
+        let mut d = Decoder::new(MAX);
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        for &b in &raw {
+            buf.extend_from_slice(&[b]);
+            while let Some(m) = d.decode(&mut buf).unwrap() {
+                got.push(m);
+            }
+        }
+        assert_eq!(got, want);
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn partial_frame_left_in_buffer() {
+        let mut raw = masked(0x81, b"one");
+        let second = masked(0x81, b"two");
+        raw.extend_from_slice(&second[..4]);
+        let mut d = Decoder::new(MAX);
+        let mut buf = BytesMut::from(&raw[..]);
+        assert_eq!(d.decode(&mut buf), Ok(Some(text("one"))));
+        assert_eq!(d.decode(&mut buf), Ok(None));
+        assert_eq!(&buf[..], &second[..4]);
+        buf.extend_from_slice(&second[4..]);
+        assert_eq!(d.decode(&mut buf), Ok(Some(text("two"))));
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn header_errors() {
+        let p = WsError::Protocol;
+        assert_eq!(
+            decode_one(&masked(0x81 | 0x40, b"x")),
+            Err(p("reserved bits set"))
+        );
+        assert_eq!(
+            decode_one(&masked(0x81 | 0x20, b"x")),
+            Err(p("reserved bits set"))
+        );
+        assert_eq!(
+            decode_one(&masked(0x81 | 0x10, b"x")),
+            Err(p("reserved bits set"))
+        );
+        for op in (3..=7).chain(11..=15) {
+            assert_eq!(
+                decode_one(&masked(0x80 | op, b"x")),
+                Err(p("unknown opcode")),
+                "{op}"
+            );
+            // Known from the first byte alone.
+            assert_eq!(decode_one(&[0x80 | op]), Err(p("unknown opcode")), "{op}");
+        }
+        assert_eq!(
+            decode_one(&frame(0x82, b"x", None)),
+            Err(p("unmasked client frame"))
+        );
+        assert_eq!(decode_one(&[0x82, 0x01]), Err(p("unmasked client frame")));
+        assert_eq!(
+            decode_one(&masked(0x09, b"x")),
+            Err(p("fragmented control frame"))
+        );
+        assert_eq!(
+            decode_one(&masked(0x08, b"")),
+            Err(p("fragmented control frame"))
+        );
+        assert_eq!(
+            decode_one(&masked(0x89, &[0; 126])),
+            Err(p("control frame payload over 125 bytes"))
+        );
+        assert_eq!(
+            decode_one(&[0x8a, 0xfe]),
+            Err(p("control frame payload over 125 bytes"))
+        );
+        assert_eq!(
+            decode_all(&masked(0x89, &[1; 125]), MAX),
+            Ok(vec![Message::Ping(vec![1; 125].into())])
+        );
+        assert_eq!(
+            decode_one(&masked(0x80, b"x")),
+            Err(p("continuation frame without a start"))
+        );
+        assert_eq!(
+            decode_one(&[0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Err(p("payload length with the high bit set"))
+        );
+    }
+
+    #[test]
+    fn new_data_frame_inside_fragmented_message() {
+        let mut raw = masked(0x01, b"a");
+        raw.extend(masked(0x81, b"b"));
+        assert_eq!(
+            decode_all(&raw, MAX),
+            Err(WsError::Protocol(
+                "new data frame inside a fragmented message"
+            ))
+        );
+        let mut raw = masked(0x02, b"a");
+        raw.extend(masked(0x02, b"b"));
+        assert_eq!(
+            decode_all(&raw, MAX),
+            Err(WsError::Protocol(
+                "new data frame inside a fragmented message"
+            ))
+        );
+    }
+
+    #[test]
+    fn invalid_utf8() {
+        assert_eq!(
+            decode_one(&masked(0x81, &[0xff])),
+            Err(WsError::InvalidUtf8)
+        );
+        assert_eq!(
+            decode_one(&masked(0x81, &[0xe2, 0x82])),
+            Err(WsError::InvalidUtf8)
+        );
+        // Surrogate code point (U+D800 encoded) is invalid.
+        assert_eq!(
+            decode_one(&masked(0x81, &[0xed, 0xa0, 0x80])),
+            Err(WsError::InvalidUtf8)
+        );
+        // Binary is never checked.
+        assert_eq!(
+            decode_one(&masked(0x82, &[0xff])),
+            Ok(Some(Message::Binary(vec![0xff].into())))
+        );
+        // Fragmented: a truncated sequence at the end of the message fails on the final frame.
+        let mut raw = masked(0x01, b"ok");
+        raw.extend(masked(0x80, &[0xe2, 0x82]));
+        assert_eq!(decode_all(&raw, MAX), Err(WsError::InvalidUtf8));
+        // Fail fast: the first fragment is already hopeless, no need for the rest.
+        assert_eq!(
+            decode_one(&masked(0x01, &[b'a', 0xc0, b'b'])),
+            Err(WsError::InvalidUtf8)
+        );
+        let mut raw = masked(0x01, &[0xe2]);
+        raw.extend(masked(0x00, &[0x28]));
+        assert_eq!(decode_all(&raw, MAX), Err(WsError::InvalidUtf8));
+    }
+
+    #[test]
+    fn close_payload_rules() {
+        let close = |p: &[u8]| decode_one(&masked(0x88, p));
+        assert_eq!(close(&[]), Ok(Some(Message::Close(None))));
+        assert_eq!(
+            close(&[0x03]),
+            Err(WsError::Protocol("close payload of one byte"))
+        );
+        assert_eq!(
+            close(&[0x03, 0xe8]),
+            Ok(Some(Message::Close(Some((1000, String::new())))))
+        );
+        assert_eq!(
+            close(&[0x0f, 0xa0, b'x']),
+            Ok(Some(Message::Close(Some((4000, "x".into())))))
+        );
+        for ok in [1000u16, 1001, 1002, 1003, 1007, 1011, 1014, 3000, 4999] {
+            let got = close(&ok.to_be_bytes());
+            assert_eq!(
+                got,
+                Ok(Some(Message::Close(Some((ok, String::new()))))),
+                "{ok}"
+            );
+        }
+        for bad in [
+            0u16, 999, 1004, 1005, 1006, 1015, 1016, 2000, 2999, 5000, 65535,
+        ] {
+            assert_eq!(
+                close(&bad.to_be_bytes()),
+                Err(WsError::Protocol("invalid close code")),
+                "{bad}"
+            );
+        }
+        assert_eq!(close(&[0x03, 0xe8, 0xff]), Err(WsError::InvalidUtf8));
+    }
+
+    #[test]
+    fn too_big_from_header_alone() {
+        // 64-bit length of 2^40 with no mask or payload bytes yet.
+        let hdr = [0x82, 0xff, 0, 0, 0x01, 0, 0, 0, 0, 0];
+        assert_eq!(decode_one(&hdr), Err(WsError::TooBig));
+        // 16-bit length 200 over a 100-byte limit, only the 4 header bytes present.
+        let mut d = Decoder::new(100);
+        assert_eq!(
+            d.decode(&mut BytesMut::from(&[0x81, 0xfe, 0x00, 0xc8][..])),
+            Err(WsError::TooBig)
+        );
+        // 7-bit length.
+        let mut d = Decoder::new(100);
+        assert_eq!(
+            d.decode(&mut BytesMut::from(&[0x82, 0xe5][..])),
+            Err(WsError::TooBig)
+        );
+        // Exactly at the limit is fine.
+        assert_eq!(
+            decode_all(&masked(0x82, &[0; 100]), 100),
+            Ok(vec![Message::Binary(vec![0; 100].into())])
+        );
+    }
+
+    #[test]
+    fn too_big_across_fragments() {
+        let mut raw = masked(0x01, &[b'a'; 60]);
+        raw.extend(masked(0x89, &[0; 100])); // control frames don't count
+        raw.extend(masked(0x00, &[b'a'; 40]));
+        raw.extend(masked(0x80, &[b'a'; 1]));
+        let mut d = Decoder::new(100);
+        let mut buf = BytesMut::from(&raw[..]);
+        assert_eq!(
+            d.decode(&mut buf),
+            Ok(Some(Message::Ping(vec![0; 100].into())))
+        );
+        assert_eq!(d.decode(&mut buf), Err(WsError::TooBig));
+        // Only the offending frame's header is needed.
+        let mut raw = masked(0x02, &[0; 60]);
+        raw.extend_from_slice(&[0x80, 0xa9]); // continuation declaring 41 bytes
+        let mut d = Decoder::new(100);
+        assert_eq!(
+            d.decode(&mut BytesMut::from(&raw[..])),
+            Err(WsError::TooBig)
+        );
+    }
+
+    #[test]
+    fn close_codes() {
+        assert_eq!(WsError::Protocol("x").close_code(), 1002);
+        assert_eq!(WsError::TooBig.close_code(), 1009);
+        assert_eq!(WsError::InvalidUtf8.close_code(), 1007);
+    }
+
+    #[test]
+    fn encode_frames() {
+        let mut out = Vec::new();
+        encode_text(b"4hi", &mut out);
+        encode_binary(&[1, 2], &mut out);
+        encode_pong(b"", &mut out);
+        encode_close(1000, "", &mut out);
+        encode_close(1009, "too big", &mut out);
+        let mut want = vec![
+            0x81, 3, b'4', b'h', b'i', 0x82, 2, 1, 2, 0x8a, 0, 0x88, 2, 0x03, 0xe8,
+        ];
+        want.extend_from_slice(&[0x88, 9, 0x03, 0xf1]);
+        want.extend_from_slice(b"too big");
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn encode_control_truncation() {
+        let mut out = Vec::new();
+        encode_pong(&[5; 200], &mut out);
+        assert_eq!(out[..2], [0x8a, 125]);
+        assert_eq!(out.len(), 127);
+        // 62 two-byte chars = 124 bytes: cut to 61 chars (122 bytes) at a char boundary.
+        out.clear();
+        encode_close(1000, &"é".repeat(62), &mut out);
+        assert_eq!(out[..4], [0x88, 124, 0x03, 0xe8]);
+        assert_eq!(std::str::from_utf8(&out[4..]).unwrap(), "é".repeat(61));
+    }
+
+    #[test]
+    fn encoded_frames_roundtrip_through_tungstenite_parser() {
+        let mut out = Vec::new();
+        encode_binary(&[3u8; 300], &mut out);
+        let mut cur = Cursor::new(&out[..]);
+        let (h, len) = FrameHeader::parse(&mut cur).unwrap().unwrap();
+        assert_eq!(
+            (h.is_final, h.opcode, h.mask, len),
+            (true, OpCode::Data(Data::Binary), None, 300)
+        );
+    }
+
+    #[test]
+    fn unmask_matches_naive() {
+        for n in 0..40 {
+            let orig: Vec<u8> = (0..n as u8).collect();
+            let mut fast = orig.clone();
+            unmask(&mut fast, MASK);
+            let naive: Vec<u8> = orig
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ MASK[i % 4])
+                .collect();
+            assert_eq!(fast, naive, "{n}");
+        }
+    }
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        let mut valid = masked(0x01, b"frag");
+        valid.extend(masked(0x89, b"p"));
+        valid.extend(masked(0x80, "é".as_bytes()));
+        valid.extend(masked(0x82, &[0; 130]));
+        valid.extend(masked(0x88, &[0x03, 0xe8]));
+        for round in 0..20_000 {
+            let bytes: Vec<u8> = if round % 2 == 0 {
+                (0..rng.next() % 200).map(|_| rng.next() as u8).collect()
+            } else {
+                let mut v = valid.clone();
+                for _ in 0..1 + rng.next() % 3 {
+                    let i = (rng.next() % v.len() as u64) as usize;
+                    v[i] = rng.next() as u8;
+                }
+                v
+            };
+            let mut d = Decoder::new(64 + (rng.next() % 200) as usize);
+            let mut buf = BytesMut::new();
+            // Feed in random-sized pieces.
+            let mut i = 0;
+            'feed: while i < bytes.len() {
+                let n = 1 + (rng.next() % 16) as usize;
+                buf.extend_from_slice(&bytes[i..(i + n).min(bytes.len())]);
+                i += n;
+                loop {
+                    match d.decode(&mut buf) {
+                        Ok(Some(_)) => {}
+                        Ok(None) => break,
+                        Err(_) => break 'feed,
+                    }
+                }
+            }
+        }
+    }
+}
