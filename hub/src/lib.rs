@@ -6,6 +6,8 @@
 //! - [`shard`]: glommio executors, listeners, cross-shard routing, the IO around the above;
 //! - [`engine`]: the Engine.IO server API an application sits on.
 
+pub mod engine;
 pub mod engineio;
 pub mod http;
+pub mod shard;
 pub mod ws;

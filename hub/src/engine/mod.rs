@@ -8,8 +8,8 @@ mod socket;
 
 pub use config::{EngineConfig, ServerConfig};
 pub use handler::{Handler, HandlerFactory};
-pub use socket::{HandshakeInfo, Socket};
 pub(crate) use socket::SessionEntry;
+pub use socket::{HandshakeInfo, Socket};
 
 pub use crate::engineio::session::CloseReason;
 pub use crate::engineio::{Data, ProtocolVersion, TransportKind};

@@ -24,7 +24,10 @@ pub struct HandshakeInfo {
 
 impl HandshakeInfo {
     pub fn query_param(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn header(&self, lower_name: &str) -> Option<&str> {
@@ -93,10 +96,10 @@ impl Socket {
 
     /// Close the session ("forced close"); what is already queued is still sent.
     pub fn close(&self) {
-        self.0
-            .session
-            .borrow_mut()
-            .close(crate::engineio::session::CloseReason::ForcedClose, Instant::now());
+        self.0.session.borrow_mut().close(
+            crate::engineio::session::CloseReason::ForcedClose,
+            Instant::now(),
+        );
         self.0.dispatch();
     }
 

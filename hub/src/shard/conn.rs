@@ -7,8 +7,8 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
-use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use futures_lite::future;
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use glommio::timer::Timer;
 
@@ -35,8 +35,9 @@ pub(crate) async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketA
     let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::new();
     let mut out = Vec::new();
+    let mut first = true;
     loop {
-        let request = match read_request(&shard, &mut stream, &mut buf).await {
+        let request = match read_request(&shard, &mut stream, &mut buf, first).await {
             ReadOutcome::Request(request) => request,
             ReadOutcome::Closed => return,
             ReadOutcome::Refuse(status) => {
@@ -47,6 +48,7 @@ pub(crate) async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketA
                 return;
             }
         };
+        first = false;
         let keep_alive = request.keep_alive();
         let response = match route(&shard, request, peer).await {
             Routed::Respond(response) => response,
@@ -68,9 +70,18 @@ pub(crate) async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketA
     }
 }
 
-async fn read_request(shard: &Shard, stream: &mut TcpStream, buf: &mut BytesMut) -> ReadOutcome {
-    let idle_deadline = Instant::now() + shard.config.idle_timeout;
-    let mut request_deadline = None;
+/// The first request of a connection must come within the request timeout
+/// of the accept (so silent connections cannot hold descriptors); later ones
+/// may wait the idle timeout before their first byte.
+async fn read_request(
+    shard: &Shard,
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    first: bool,
+) -> ReadOutcome {
+    let now = Instant::now();
+    let idle_deadline = now + shard.config.idle_timeout;
+    let mut request_deadline = first.then(|| now + shard.config.request_timeout);
     loop {
         if !buf.is_empty() {
             match parse_request(buf, &shard.limits) {
@@ -98,6 +109,7 @@ fn refusal_status(error: &HttpError) -> u16 {
 }
 
 /// Read what is available into `buf`; None when `deadline` passes first.
+/// Cancel-safe: if the future is dropped mid-read, `buf` keeps only real bytes.
 pub(crate) async fn read_some(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
@@ -105,21 +117,34 @@ pub(crate) async fn read_some(
 ) -> Option<std::io::Result<usize>> {
     let start = buf.len();
     buf.resize(start + READ_CHUNK, 0);
+    let guard = Filled { buf, len: start };
     let wait = deadline.saturating_duration_since(Instant::now());
+    let filled = &mut *guard.buf;
     let result = future::or(
-        async { Some(stream.read(&mut buf[start..]).await) },
+        async { Some(stream.read(&mut filled[start..]).await) },
         async {
             Timer::new(wait).await;
             None
         },
     )
     .await;
-    let got = match &result {
-        Some(Ok(n)) => *n,
-        _ => 0,
-    };
-    buf.truncate(start + got);
+    let mut guard = guard;
+    if let Some(Ok(n)) = &result {
+        guard.len = start + n;
+    }
     result
+}
+
+/// Trims a read buffer back to its filled length however the read ends.
+struct Filled<'a> {
+    buf: &'a mut BytesMut,
+    len: usize,
+}
+
+impl Drop for Filled<'_> {
+    fn drop(&mut self) {
+        self.buf.truncate(self.len);
+    }
 }
 
 enum Routed {
@@ -135,11 +160,10 @@ async fn route(shard: &Rc<Shard>, request: Request, peer: SocketAddr) -> Routed 
     let config = shard.endpoints[endpoint].config.clone();
     let origin = request.header("origin").map(str::to_string);
     if request.method == Method::Options {
-        return Routed::Respond(
-            config
-                .cors
-                .preflight(origin.as_deref(), request.header("access-control-request-headers")),
-        );
+        return Routed::Respond(config.cors.preflight(
+            origin.as_deref(),
+            request.header("access-control-request-headers"),
+        ));
     }
     let answer = match engine_request(shard, endpoint, request, peer).await {
         Ok(answer) => answer,

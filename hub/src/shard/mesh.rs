@@ -95,11 +95,14 @@ impl Mesh {
             self.waiting.borrow_mut().remove(&id);
             return EngineResponse::status(503);
         }
-        rx.recv().await.unwrap_or_else(|| EngineResponse::status(503))
+        rx.recv()
+            .await
+            .unwrap_or_else(|| EngineResponse::status(503))
     }
 
     pub async fn hand_off(&self, owner: usize, handoff: Handoff) -> bool {
-        self.send(owner, MeshMsg::AdoptWebSocket(Box::new(handoff))).await
+        self.send(owner, MeshMsg::AdoptWebSocket(Box::new(handoff)))
+            .await
     }
 }
 

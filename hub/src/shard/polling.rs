@@ -11,9 +11,9 @@ use bytes::Bytes;
 use super::state::Shard;
 use super::timer;
 use crate::engine::{HandshakeInfo, SessionEntry, Socket};
-use crate::engineio::jsonp::{unwrap_jsonp_post, wrap_jsonp};
+use crate::engineio::jsonp::{unwrap_jsonp_post, wrap_jsonp, JSONP_CONTENT_TYPE};
 use crate::engineio::payload::{decode_payload, encode_payload};
-use crate::engineio::session::{GetOutcome, Session};
+use crate::engineio::session::{CloseReason, GetOutcome, Session};
 use crate::engineio::{EngineQuery, ErrorCode, Packet, ProtocolVersion, Sid, TransportKind};
 use crate::shard::signal::Signal;
 
@@ -74,7 +74,15 @@ pub(crate) fn handshake(
     headers: Vec<(String, String)>,
     remote_addr: SocketAddr,
 ) -> EngineResponse {
-    let entry = open_session(shard, endpoint, query, target, headers, remote_addr, TransportKind::Polling);
+    let entry = open_session(
+        shard,
+        endpoint,
+        query,
+        target,
+        headers,
+        remote_addr,
+        TransportKind::Polling,
+    );
     let outcome = entry.session.borrow_mut().on_get(Instant::now());
     shard.settle(endpoint, &entry);
     match outcome {
@@ -169,10 +177,19 @@ async fn get(
     encode(query, version, &packets)
 }
 
-fn post(shard: &Rc<Shard>, endpoint: usize, entry: &Rc<SessionEntry>, req: &PollRequest) -> EngineResponse {
+fn post(
+    shard: &Rc<Shard>,
+    endpoint: usize,
+    entry: &Rc<SessionEntry>,
+    req: &PollRequest,
+) -> EngineResponse {
     let (version, transport, max_payload) = {
         let session = entry.session.borrow();
-        (session.version(), session.transport(), session.config().max_payload)
+        (
+            session.version(),
+            session.transport(),
+            session.config().max_payload,
+        )
     };
     if transport != TransportKind::Polling {
         return EngineResponse::error(ErrorCode::BadRequest);
@@ -188,9 +205,19 @@ fn post(shard: &Rc<Shard>, endpoint: usize, entry: &Rc<SessionEntry>, req: &Poll
     let now = Instant::now();
     match decoded {
         Ok(packets) => {
-            entry.session.borrow_mut().on_packets(packets, now);
+            let reason = {
+                let mut session = entry.session.borrow_mut();
+                session.on_packets(packets, now);
+                session.close_reason()
+            };
             shard.settle(endpoint, entry);
-            EngineResponse::ok()
+            match reason {
+                // The POST broke a rule (a v4 client ping, say): the client hears it.
+                Some(CloseReason::TransportError | CloseReason::ParseError) => {
+                    EngineResponse::error(ErrorCode::BadRequest)
+                }
+                _ => EngineResponse::ok(),
+            }
         }
         Err(_) => {
             entry.session.borrow_mut().on_parse_error(now);
@@ -207,7 +234,7 @@ fn encode(query: &EngineQuery, version: ProtocolVersion, packets: &[Packet]) -> 
             let text = String::from_utf8(payload.body).unwrap_or_default();
             EngineResponse {
                 status: 200,
-                content_type: "text/javascript; charset=UTF-8",
+                content_type: JSONP_CONTENT_TYPE,
                 body: Bytes::from(wrap_jsonp(j, &text)),
             }
         }

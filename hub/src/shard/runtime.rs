@@ -59,7 +59,9 @@ impl RunningServer {
     /// Block until every shard stops.
     pub fn join(self) -> Result<(), ServerError> {
         for (shard, handle) in self.handles.into_iter().enumerate() {
-            handle.join().map_err(|_| ServerError::ShardFailed { shard })?;
+            handle
+                .join()
+                .map_err(|_| ServerError::ShardFailed { shard })?;
         }
         Ok(())
     }
@@ -96,7 +98,8 @@ impl Server {
                 .map(|(c, f)| (Arc::new(c), f))
                 .collect(),
         );
-        let mesh_builder = (count > 1).then(|| MeshBuilder::<MeshMsg, _>::full(count, config.mesh_capacity));
+        let mesh_builder =
+            (count > 1).then(|| MeshBuilder::<MeshMsg, _>::full(count, config.mesh_capacity));
         // Mesh peers are ordered by executor id; each shard records its own.
         let executor_ids = Arc::new(Mutex::new(Vec::<(usize, usize)>::new()));
         // glommio locks io_memory per executor; stay within the locked-memory limit.
@@ -120,14 +123,26 @@ impl Server {
                 .name(&format!("hub-shard-{id}"))
                 .io_memory(io_memory)
                 .spawn(move || async move {
-                    run_shard(id, count, addr, config, endpoints, mesh_builder, executor_ids, bound_tx).await
+                    run_shard(
+                        id,
+                        count,
+                        addr,
+                        config,
+                        endpoints,
+                        mesh_builder,
+                        executor_ids,
+                        bound_tx,
+                    )
+                    .await
                 })
                 .map_err(|e| ServerError::Executor {
                     shard: id,
                     message: e.to_string(),
                 })?;
             handles.push(handle);
-            let bound = bound_rx.recv().map_err(|_| ServerError::ShardFailed { shard: id })??;
+            let bound = bound_rx
+                .recv()
+                .map_err(|_| ServerError::ShardFailed { shard: id })??;
             // Later shards join the port the first one got.
             addr = bound;
         }

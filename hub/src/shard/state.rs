@@ -7,7 +7,7 @@ use std::sync::Arc;
 use ahash::AHashMap;
 
 use super::mesh::Mesh;
-use crate::engine::{EngineConfig, Handler, SessionEntry, ServerConfig};
+use crate::engine::{EngineConfig, Handler, ServerConfig, SessionEntry};
 use crate::engineio::Sid;
 use crate::http::request::Limits;
 

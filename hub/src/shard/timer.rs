@@ -25,7 +25,13 @@ pub(crate) async fn run(shard: Rc<Shard>, endpoint: usize, entry: Rc<SessionEntr
             Some(at) => {
                 let now = Instant::now();
                 if at > now {
-                    future::or(Timer::new(at - now), listen).await;
+                    future::or(
+                        async {
+                            Timer::new(at - now).await;
+                        },
+                        listen,
+                    )
+                    .await;
                 }
             }
             None => listen.await,

@@ -16,7 +16,9 @@ use super::polling::{open_session, EngineResponse};
 use super::state::Shard;
 use crate::engine::SessionEntry;
 use crate::engineio::session::{CloseReason, UpgradeStep};
-use crate::engineio::{EngineQuery, ErrorCode, Packet, ProtocolVersion, Sid, TransportKind, WsFrame};
+use crate::engineio::{
+    EngineQuery, ErrorCode, Packet, ProtocolVersion, Sid, TransportKind, WsFrame,
+};
 use crate::http::request::Request;
 use crate::http::response::Response;
 use crate::ws::codec::{self, Decoder, Message, WsError};
@@ -70,10 +72,13 @@ impl WsConn {
         let listen = entry.io_changed.listen();
         let rbuf = &mut self.rbuf;
         let stream = &mut self.stream;
-        future::or(async { Wake::Read(read_some(stream, rbuf, far()).await) }, async {
-            listen.await;
-            Wake::Changed
-        })
+        future::or(
+            async { Wake::Read(read_some(stream, rbuf, far()).await) },
+            async {
+                listen.await;
+                Wake::Changed
+            },
+        )
         .await
     }
 
@@ -226,7 +231,10 @@ async fn probe(
                 Ok(None) => continue,
                 Err(_) => return false,
             };
-            let step = entry.session.borrow_mut().on_upgrade_packet(attempt, packet);
+            let step = entry
+                .session
+                .borrow_mut()
+                .on_upgrade_packet(attempt, packet);
             match step {
                 UpgradeStep::Reply(reply) => {
                     conn.push_packet(&reply);
@@ -280,11 +288,17 @@ async fn run(shard: &Rc<Shard>, endpoint: usize, conn: &mut WsConn, entry: &Rc<S
                 Message::Ping(payload) => codec::encode_pong(&payload, &mut conn.wbuf),
                 Message::Pong(_) => {}
                 Message::Close(_) => {
-                    entry.session.borrow_mut().on_transport_closed(Instant::now());
+                    entry
+                        .session
+                        .borrow_mut()
+                        .on_transport_closed(Instant::now());
                     break;
                 }
                 other => match conn.packet(other) {
-                    Ok(Some(packet)) => entry.session.borrow_mut().on_packets([packet], Instant::now()),
+                    Ok(Some(packet)) => entry
+                        .session
+                        .borrow_mut()
+                        .on_packets([packet], Instant::now()),
                     Ok(None) => {}
                     Err(_) => {
                         close_code = 1002;
@@ -312,7 +326,10 @@ async fn run(shard: &Rc<Shard>, endpoint: usize, conn: &mut WsConn, entry: &Rc<S
             return;
         }
         if !conn.flush().await {
-            entry.session.borrow_mut().on_transport_closed(Instant::now());
+            entry
+                .session
+                .borrow_mut()
+                .on_transport_closed(Instant::now());
             peer_gone = true;
             continue;
         }
@@ -322,7 +339,10 @@ async fn run(shard: &Rc<Shard>, endpoint: usize, conn: &mut WsConn, entry: &Rc<S
         match conn.wait(entry).await {
             Wake::Read(Some(Ok(n))) if n > 0 => {}
             Wake::Read(_) => {
-                entry.session.borrow_mut().on_transport_closed(Instant::now());
+                entry
+                    .session
+                    .borrow_mut()
+                    .on_transport_closed(Instant::now());
                 peer_gone = true;
             }
             Wake::Changed => {}
