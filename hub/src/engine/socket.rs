@@ -1,4 +1,4 @@
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Instant, SystemTime};
@@ -46,8 +46,10 @@ pub(crate) struct SessionEntry {
     pub session: RefCell<Session>,
     /// The outbox, a parked GET's answer or the upgrade state changed.
     pub io_changed: Signal,
-    /// The session's next deadline may have moved earlier.
+    /// The session's next deadline moved earlier than the one its timer sleeps on.
     pub timer_changed: Signal,
+    /// The deadline the timer task sleeps until (None: until notified).
+    pub armed_deadline: Cell<Option<Instant>>,
     pub handshake: HandshakeInfo,
     pub handler: Rc<dyn Handler>,
 }
@@ -66,7 +68,21 @@ impl SessionEntry {
             }
         }
         self.io_changed.notify();
-        self.timer_changed.notify();
+        self.rearm_timer();
+    }
+
+    /// Wake the timer task only when it sleeps past the session's next deadline.
+    pub fn rearm_timer(&self) {
+        let next = self.session.borrow().next_deadline();
+        let earlier = match (next, self.armed_deadline.get()) {
+            (Some(next), Some(armed)) => next < armed,
+            (Some(_), None) => true,
+            // No deadline left: the timer must look again to finish or wait.
+            (None, _) => self.session.borrow().is_closed(),
+        };
+        if earlier {
+            self.timer_changed.notify();
+        }
     }
 }
 

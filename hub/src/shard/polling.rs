@@ -1,7 +1,7 @@
 //! The long-polling transport on the shard that owns the session: the
 //! handshake, GET (answered at once or parked) and POST.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Instant, SystemTime};
@@ -117,6 +117,7 @@ pub(crate) fn open_session(
         session: RefCell::new(session),
         io_changed: Signal::new(),
         timer_changed: Signal::new(),
+        armed_deadline: Cell::new(None),
         handshake: HandshakeInfo {
             remote_addr,
             url: target.to_string(),

@@ -21,6 +21,7 @@ pub(crate) async fn run(shard: Rc<Shard>, endpoint: usize, entry: Rc<SessionEntr
             }
             deadline
         };
+        entry.armed_deadline.set(deadline);
         match deadline {
             Some(at) => {
                 let now = Instant::now();
@@ -36,8 +37,13 @@ pub(crate) async fn run(shard: Rc<Shard>, endpoint: usize, entry: Rc<SessionEntr
             }
             None => listen.await,
         }
-        entry.session.borrow_mut().handle_timeout(Instant::now());
-        shard.settle(endpoint, &entry);
+        entry.armed_deadline.set(None);
+        // Woken early (the deadline moved): only look again.
+        let now = Instant::now();
+        if deadline.is_some_and(|at| at <= now) {
+            entry.session.borrow_mut().handle_timeout(now);
+            shard.settle(endpoint, &entry);
+        }
     }
     if entry.session.borrow().is_finished() {
         shard.forget(endpoint, &entry);

@@ -161,7 +161,7 @@ pub(crate) async fn serve(
                 conn.close(1000).await;
                 return;
             };
-            entry.timer_changed.notify();
+            entry.rearm_timer();
             if !probe(&shard, endpoint, &mut conn, &entry, attempt).await {
                 entry.session.borrow_mut().abort_upgrade(attempt);
                 shard.settle(endpoint, &entry);
