@@ -25,10 +25,10 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     shards: usize,
     /// Milliseconds between server pings.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 25_000)]
     ping_interval: u64,
     /// Milliseconds to wait for a pong.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 20_000)]
     ping_timeout: u64,
     /// Largest payload accepted, in bytes.
     #[arg(long, default_value_t = 1_000_000)]

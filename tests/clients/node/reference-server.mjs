@@ -1,0 +1,103 @@
+#!/usr/bin/env node
+// Reference implementation of the `conformance` example's CLI, built on the
+// official npm `engine.io` server (v6). The client tests in this folder and in
+// ../python were written and validated against this server, so they assert
+// reference behaviour; hub's `hub/examples/conformance.rs` must pass them too.
+//
+//   node reference-server.mjs --port P [--host 127.0.0.1] [--shards N]
+//        [--ping-interval MS] [--ping-timeout MS] [--max-payload BYTES] [--no-eio3]
+//
+// Prints exactly one line `listening on <host>:<port>` on stdout once ready.
+// Serves a raw Engine.IO endpoint at `/engine.io/` that echoes every message
+// (text as text, binary as binary), CORS for any origin, EIO v4 and (unless
+// --no-eio3) v3. `--shards` is accepted and ignored: Node is one process here.
+
+import http from "node:http";
+import { attach } from "engine.io";
+
+function usage(message) {
+  process.stderr.write(
+    `${message}\nusage: reference-server.mjs --port P [--host H] [--shards N] ` +
+      `[--ping-interval MS] [--ping-timeout MS] [--max-payload BYTES] [--no-eio3]\n`,
+  );
+  process.exit(2);
+}
+
+function parseArgs(argv) {
+  const opts = {
+    port: undefined,
+    host: "127.0.0.1",
+    shards: 1,
+    pingInterval: 25000,
+    pingTimeout: 20000,
+    maxPayload: 1000000,
+    eio3: true,
+  };
+  const numeric = {
+    "--port": "port",
+    "--shards": "shards",
+    "--ping-interval": "pingInterval",
+    "--ping-timeout": "pingTimeout",
+    "--max-payload": "maxPayload",
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === "--no-eio3") {
+      opts.eio3 = false;
+    } else if (arg === "--host") {
+      if (i + 1 >= argv.length) usage("--host needs a value");
+      opts.host = argv[++i];
+    } else if (arg in numeric) {
+      if (i + 1 >= argv.length) usage(`${arg} needs a value`);
+      const value = Number(argv[++i]);
+      if (!Number.isInteger(value) || value < 0) usage(`${arg}: not a non-negative integer`);
+      opts[numeric[arg]] = value;
+    } else {
+      usage(`unknown argument: ${arg}`);
+    }
+  }
+  if (opts.port === undefined) usage("--port is required");
+  return opts;
+}
+
+const opts = parseArgs(process.argv.slice(2));
+
+const httpServer = http.createServer((req, res) => {
+  // Anything outside /engine.io/ (engine.io handles its own path).
+  res.writeHead(404, { "Content-Type": "text/plain" });
+  res.end("not found");
+});
+
+const engine = attach(httpServer, {
+  path: "/engine.io/",
+  allowEIO3: opts.eio3,
+  pingInterval: opts.pingInterval,
+  pingTimeout: opts.pingTimeout,
+  maxHttpBufferSize: opts.maxPayload,
+  cors: { origin: "*" },
+});
+
+engine.on("connection", (socket) => {
+  socket.on("message", (data) => {
+    // Strings come back as text, Buffers as binary.
+    socket.send(data);
+  });
+});
+
+httpServer.on("error", (err) => {
+  process.stderr.write(`reference-server: ${err.stack || err}\n`);
+  process.exit(1);
+});
+
+httpServer.listen(opts.port, opts.host, () => {
+  const { port } = httpServer.address();
+  process.stdout.write(`listening on ${opts.host}:${port}\n`);
+});
+
+function shutdown() {
+  engine.close();
+  httpServer.close();
+  process.exit(0);
+}
+process.on("SIGTERM", shutdown);
+process.on("SIGINT", shutdown);
