@@ -34,6 +34,7 @@
 
 mod support;
 
+use std::io::Write;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -84,6 +85,7 @@ sharded_tests!(
     eio3_rejected_with_no_eio3,
     oversized_post_413_session_survives,
     duplicate_get_closes_session,
+    hung_up_long_poll_closes_session,
     close_packet_while_get_pending,
     heartbeat_polling_v4,
     heartbeat_websocket_v4,
@@ -110,6 +112,29 @@ sharded_tests!(
     v3_upgrade,
     v3_jsonp,
 );
+
+// Twice the cores of a 2-core machine: routing must not depend on N.
+mod shards_4 {
+    #[test]
+    fn cross_shard_polling_on_fresh_connections() {
+        super::cross_shard_polling_on_fresh_connections(4);
+    }
+    #[test]
+    fn cross_shard_upgrade_on_fresh_connections() {
+        super::cross_shard_upgrade_on_fresh_connections(4);
+    }
+    #[test]
+    fn v3_upgrade() {
+        super::v3_upgrade(4);
+    }
+}
+
+/// The shard that owns a session, read from its sid.
+fn owner_shard(sid: &str) -> usize {
+    hub::engineio::Sid::parse(sid)
+        .expect("a well-formed sid")
+        .shard()
+}
 
 // ---------------------------------------------------------------------------
 // Engine.IO v4: handshake
@@ -315,6 +340,27 @@ fn duplicate_get_closes_session(shards: u32) {
     let first = first.join().unwrap();
     assert_eq!(first.assert_payload("first GET"), "1");
     s.assert_gone("after a duplicate GET");
+}
+
+fn hung_up_long_poll_closes_session(shards: u32) {
+    let srv = start(shards, &[]);
+    // Sessions on fresh connections land on every shard, and so do their
+    // GETs: both the owner's own parked GETs and forwarded ones are covered.
+    let mut sessions: Vec<Session> = (0..8).map(|_| Session::open_fresh(srv.addr(), 4)).collect();
+    for s in &sessions {
+        let mut conn = srv.conn();
+        conn.stream
+            .write_all(format!("GET {} HTTP/1.1\r\nHost: x\r\n\r\n", s.path()).as_bytes())
+            .unwrap();
+        thread::sleep(MS(50));
+        // The client gives up on its long poll: the reference server then
+        // closes the session rather than write later packets into nothing.
+        drop(conn);
+    }
+    thread::sleep(MS(200));
+    for s in sessions.iter_mut() {
+        s.assert_gone("after its parked GET hung up");
+    }
 }
 
 fn close_packet_while_get_pending(shards: u32) {
@@ -582,6 +628,12 @@ fn cross_shard_polling_on_fresh_connections(shards: u32) {
     sids.sort();
     sids.dedup();
     assert_eq!(sids.len(), 40, "sids are unique");
+    // Fresh connections spread over the listeners: every shard owns some
+    // sessions (all 40 on one of N shards has odds of N^-39).
+    let mut owners: Vec<usize> = sids.iter().map(|sid| owner_shard(sid)).collect();
+    owners.sort();
+    owners.dedup();
+    assert_eq!(owners.len(), shards as usize, "owners {owners:?}");
     for (i, s) in sessions.iter_mut().enumerate() {
         s.send(&format!("4msg-{i}"));
     }

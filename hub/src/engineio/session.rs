@@ -349,6 +349,22 @@ impl Session {
         GetOutcome::Park
     }
 
+    /// The connection of a parked GET went away before it was answered. As
+    /// the reference server does, the session closes: packets written into a
+    /// dead request would be lost without the client knowing.
+    pub fn on_get_aborted(&mut self, now: Instant) {
+        if !self.parked {
+            return;
+        }
+        self.parked = false;
+        if self.closed.is_none() {
+            self.close(CloseReason::TransportError, now);
+        }
+        if self.transport == TransportKind::Polling {
+            self.finished = true;
+        }
+    }
+
     /// True while a GET is parked.
     pub fn has_parked_get(&self) -> bool {
         self.parked
@@ -721,6 +737,36 @@ mod tests {
             GetOutcome::Respond(vec![text("bye"), Packet::Close])
         );
         assert!(s.is_finished());
+    }
+
+    #[test]
+    fn aborted_get_closes_the_session() {
+        let t0 = Instant::now();
+        let mut s = polling(ProtocolVersion::V4, t0);
+        assert_eq!(s.on_get(t0), GetOutcome::Park);
+        s.on_get_aborted(t0);
+        assert_eq!(
+            s.poll_event(),
+            Some(Event::Closed(CloseReason::TransportError))
+        );
+        assert!(!s.has_parked_get());
+        assert!(s.is_finished());
+        assert!(
+            !s.send(Data::Text("lost".into())),
+            "nothing is queued after the close"
+        );
+    }
+
+    #[test]
+    fn answered_get_is_not_aborted() {
+        let t0 = Instant::now();
+        let mut s = polling(ProtocolVersion::V4, t0);
+        assert_eq!(s.on_get(t0), GetOutcome::Park);
+        assert!(s.send(Data::Text("a".into())));
+        assert_eq!(s.take_parked(), Some(vec![text("a")]));
+        s.on_get_aborted(t0);
+        assert!(!s.is_closed());
+        assert_eq!(s.poll_event(), None);
     }
 
     #[test]

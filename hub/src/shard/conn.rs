@@ -12,7 +12,7 @@ use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use glommio::timer::Timer;
 
-use super::mesh::Handoff;
+use super::mesh::{Handoff, Mesh};
 use super::polling::{self, EngineResponse, PollRequest};
 use super::state::Shard;
 use super::websocket;
@@ -50,7 +50,21 @@ pub(crate) async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketA
         };
         first = false;
         let keep_alive = request.keep_alive();
-        let response = match route(&shard, request, peer).await {
+        // A long poll may wait long: notice meanwhile if the client hangs up.
+        let routed = {
+            let route = route(&shard, request, peer);
+            let hangup = watch_hangup(&shard, &mut stream, &mut buf);
+            future::or(async { Some(route.await) }, async {
+                hangup.await;
+                None
+            })
+            .await
+        };
+        let Some(routed) = routed else {
+            let _ = stream.close().await;
+            return;
+        };
+        let response = match routed {
             Routed::Respond(response) => response,
             Routed::WebSocket(endpoint, request, query) => {
                 websocket::serve(shard, endpoint, stream, peer, request, query, buf).await;
@@ -100,6 +114,24 @@ async fn read_request(
             Some(Ok(_)) => {}
             None if request_deadline.is_some() => return ReadOutcome::Refuse(408),
             None => return ReadOutcome::Closed,
+        }
+    }
+}
+
+/// Completes when the peer closes its end while a request is being served.
+/// Bytes it sends meanwhile (a pipelined request) are kept in `buf`.
+async fn watch_hangup(shard: &Shard, stream: &mut TcpStream, buf: &mut BytesMut) {
+    let cap = shard.limits.max_header_bytes + shard.limits.max_body_bytes;
+    loop {
+        if buf.len() > cap {
+            // Enough is buffered; stop reading and let the request finish.
+            return future::pending().await;
+        }
+        let far = Instant::now() + std::time::Duration::from_secs(24 * 3600);
+        match read_some(stream, buf, far).await {
+            Some(Ok(n)) if n > 0 => {}
+            Some(Ok(_)) | Some(Err(_)) => return,
+            None => {}
         }
     }
 }
@@ -238,10 +270,10 @@ async fn engine_request(
     if owner == shard.id {
         return Ok(polling::handle(shard.clone(), endpoint, poll).await);
     }
-    match shard.mesh.get() {
-        Some(mesh) => Ok(mesh.forward_poll(shard.id, owner, endpoint, poll).await),
-        None => Ok(EngineResponse::error(ErrorCode::UnknownSid)),
+    if shard.mesh.get().is_none() {
+        return Ok(EngineResponse::error(ErrorCode::UnknownSid));
     }
+    Ok(Mesh::forward_poll(shard, owner, endpoint, poll).await)
 }
 
 /// Give a WebSocket upgrade to the shard owning its session: the connection's

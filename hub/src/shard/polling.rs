@@ -166,16 +166,46 @@ async fn get(
             return EngineResponse::status(400);
         }
         GetOutcome::WrongTransport => return EngineResponse::error(ErrorCode::BadRequest),
-        GetOutcome::Park => loop {
-            let listen = entry.io_changed.listen();
-            if let Some(packets) = entry.session.borrow_mut().take_parked() {
-                break packets;
-            }
-            listen.await;
-        },
+        GetOutcome::Park => {
+            // Dropped before an answer (its connection closed): the session hears of it.
+            let mut parked = ParkedGet {
+                shard,
+                endpoint,
+                entry,
+                answered: false,
+            };
+            let packets = loop {
+                let listen = entry.io_changed.listen();
+                if let Some(packets) = entry.session.borrow_mut().take_parked() {
+                    break packets;
+                }
+                listen.await;
+            };
+            parked.answered = true;
+            packets
+        }
     };
     shard.settle(endpoint, entry);
     encode(query, version, &packets)
+}
+
+struct ParkedGet<'a> {
+    shard: &'a Rc<Shard>,
+    endpoint: usize,
+    entry: &'a Rc<SessionEntry>,
+    answered: bool,
+}
+
+impl Drop for ParkedGet<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.entry
+                .session
+                .borrow_mut()
+                .on_get_aborted(Instant::now());
+            self.shard.settle(self.endpoint, self.entry);
+        }
+    }
 }
 
 fn post(

@@ -16,12 +16,15 @@ use super::conn;
 use super::mesh::{self, Mesh, MeshMsg};
 use super::state::{Endpoint, Shard};
 use crate::engine::{EngineConfig, HandlerFactory, ServerConfig};
+use crate::engineio::sid::MAX_SHARDS;
 use crate::http::request::Limits;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("no endpoint configured")]
     NoEndpoint,
+    #[error("{requested} shards asked for; at most {max} are supported")]
+    TooManyShards { requested: usize, max: usize },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -91,6 +94,12 @@ impl Server {
         } else {
             self.config.shards
         };
+        if count > MAX_SHARDS {
+            return Err(ServerError::TooManyShards {
+                requested: count,
+                max: MAX_SHARDS,
+            });
+        }
         let config = Arc::new(self.config);
         let endpoints: Arc<Vec<(Arc<EngineConfig>, HandlerFactory)>> = Arc::new(
             self.endpoints
