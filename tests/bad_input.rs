@@ -4,8 +4,8 @@
 //! each one a fresh session still echoes and the process is alive).
 //!
 //! Run against the reference Node server:
-//!   npm ci --prefix tests/reference
-//!   HUB_CONFORMANCE_CMD="node tests/reference/server.mjs" HUB_CONFORMANCE_REFERENCE=1 \
+//!   npm ci --prefix tests/clients/node
+//!   HUB_CONFORMANCE_CMD="node $PWD/tests/clients/node/reference-server.mjs" HUB_CONFORMANCE_REFERENCE=1 \
 //!     cargo test -p hub --test bad_input
 //!
 //! Where engine.io 6.6 (on Node's HTTP server) differs from protocol-notes.md

@@ -17,7 +17,7 @@
 //! hanging.
 //!
 //! `HUB_CONFORMANCE_REFERENCE=1` tells the tests that the server under test is
-//! the reference Node server (`tests/reference/server.mjs`): the few checks
+//! the reference Node server (`tests/clients/node/reference-server.mjs`): the few checks
 //! where the reference legitimately differs from `shared/protocol-notes.md`
 //! are then relaxed (see [`reference_differs`]), every other check still runs.
 #![allow(dead_code)]
@@ -102,7 +102,7 @@ fn server_command() -> Vec<String> {
             "\n\n*** conformance server not found at {} ***\n\
              Build it with `cargo build -p hub --example conformance`, or point \
              HUB_CONFORMANCE_CMD at a server with the same CLI, e.g.\n  \
-             HUB_CONFORMANCE_CMD=\"node tests/reference/server.mjs\" HUB_CONFORMANCE_REFERENCE=1\n\n",
+             HUB_CONFORMANCE_CMD=\"node $PWD/tests/clients/node/reference-server.mjs\" HUB_CONFORMANCE_REFERENCE=1\n\n",
             exe.display()
         );
     }

@@ -6,6 +6,11 @@
 //
 //   node reference-server.mjs --port P [--host 127.0.0.1] [--shards N]
 //        [--ping-interval MS] [--ping-timeout MS] [--max-payload BYTES] [--no-eio3]
+//        [--request-timeout MS]
+//
+// It also validates the raw Rust tests (tests/engineio_raw.rs, tests/bad_input.rs):
+//   HUB_CONFORMANCE_CMD="node $PWD/tests/clients/node/reference-server.mjs" HUB_CONFORMANCE_REFERENCE=1 \
+//     cargo test -p hub --test engineio_raw --test bad_input
 //
 // Prints exactly one line `listening on <host>:<port>` on stdout once ready.
 // Serves a raw Engine.IO endpoint at `/engine.io/` that echoes every message
@@ -18,7 +23,7 @@ import { attach } from "engine.io";
 function usage(message) {
   process.stderr.write(
     `${message}\nusage: reference-server.mjs --port P [--host H] [--shards N] ` +
-      `[--ping-interval MS] [--ping-timeout MS] [--max-payload BYTES] [--no-eio3]\n`,
+      `[--ping-interval MS] [--ping-timeout MS] [--max-payload BYTES] [--no-eio3] [--request-timeout MS]\n`,
   );
   process.exit(2);
 }
@@ -31,6 +36,7 @@ function parseArgs(argv) {
     pingInterval: 25000,
     pingTimeout: 20000,
     maxPayload: 1000000,
+    requestTimeout: undefined,
     eio3: true,
   };
   const numeric = {
@@ -39,6 +45,7 @@ function parseArgs(argv) {
     "--ping-interval": "pingInterval",
     "--ping-timeout": "pingTimeout",
     "--max-payload": "maxPayload",
+    "--request-timeout": "requestTimeout",
   };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
@@ -62,11 +69,19 @@ function parseArgs(argv) {
 
 const opts = parseArgs(process.argv.slice(2));
 
-const httpServer = http.createServer((req, res) => {
+// Node's own request and header timeouts stand for hub's --request-timeout.
+const serverOpts = {};
+if (opts.requestTimeout !== undefined) {
+  serverOpts.requestTimeout = opts.requestTimeout;
+  serverOpts.headersTimeout = opts.requestTimeout;
+  serverOpts.connectionsCheckingInterval = Math.max(10, Math.floor(opts.requestTimeout / 5));
+}
+const httpServer = http.createServer(serverOpts, (req, res) => {
   // Anything outside /engine.io/ (engine.io handles its own path).
   res.writeHead(404, { "Content-Type": "text/plain" });
   res.end("not found");
 });
+if (opts.requestTimeout !== undefined) httpServer.keepAliveTimeout = opts.requestTimeout;
 
 const engine = attach(httpServer, {
   path: "/engine.io/",
@@ -74,7 +89,11 @@ const engine = attach(httpServer, {
   pingInterval: opts.pingInterval,
   pingTimeout: opts.pingTimeout,
   maxHttpBufferSize: opts.maxPayload,
-  cors: { origin: "*" },
+  // Any origin, echoed, with credentials: what the conformance example does.
+  cors: { origin: true, credentials: true },
+  // Byte-exact bodies for the raw tests.
+  httpCompression: false,
+  perMessageDeflate: false,
 });
 
 engine.on("connection", (socket) => {
