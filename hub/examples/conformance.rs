@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use hub::engine::{CloseReason, Data, EngineConfig, Handler, ServerConfig, Socket};
+use hub::engine::{Echo, EngineConfig, Handler, ServerConfig};
 use hub::shard::Server;
 
 #[derive(Parser, Debug)]
@@ -39,18 +39,6 @@ struct Args {
     /// Refuse Engine.IO v3 clients.
     #[arg(long)]
     no_eio3: bool,
-}
-
-struct Echo;
-
-impl Handler for Echo {
-    fn on_open(&self, _socket: &Socket) {}
-
-    fn on_message(&self, socket: &Socket, data: Data) {
-        socket.send(data);
-    }
-
-    fn on_close(&self, _socket: &Socket, _reason: CloseReason) {}
 }
 
 fn main() {

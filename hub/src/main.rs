@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use hub::engine::{CloseReason, Data, EngineConfig, Handler, ServerConfig, Socket};
+use hub::engine::{Echo, EngineConfig, Handler, ServerConfig};
 use hub::shard::Server;
 
 #[derive(Parser, Debug)]
@@ -46,18 +46,6 @@ struct Args {
     /// Log filter (error, warn, info, debug, trace).
     #[arg(long, default_value = "info", env = "HUB_LOG_LEVEL")]
     log_level: String,
-}
-
-struct Echo;
-
-impl Handler for Echo {
-    fn on_open(&self, _socket: &Socket) {}
-
-    fn on_message(&self, socket: &Socket, data: Data) {
-        socket.send(data);
-    }
-
-    fn on_close(&self, _socket: &Socket, _reason: CloseReason) {}
 }
 
 /// Raise the soft open-file limit to the hard limit: each connection is a descriptor.

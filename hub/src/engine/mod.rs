@@ -3,10 +3,12 @@
 //! without Socket.IO.
 
 mod config;
+mod echo;
 mod handler;
 mod socket;
 
 pub use config::{EngineConfig, ServerConfig};
+pub use echo::Echo;
 pub use handler::{Handler, HandlerFactory};
 pub(crate) use socket::SessionEntry;
 pub use socket::{HandshakeInfo, Socket};

@@ -109,32 +109,14 @@ pub(crate) async fn serve(
 ) {
     let accept = match handshake::accept(&request) {
         Ok(accept) => accept,
-        Err(_) => {
-            let mut out = Vec::new();
-            let answer = EngineResponse::error(ErrorCode::BadRequest);
-            Response::new(answer.status)
-                .body(answer.content_type, answer.body)
-                .write_to(false, &mut out);
-            let _ = stream.write_all(&out).await;
-            let _ = stream.close().await;
-            return;
-        }
+        Err(_) => return refuse(stream, ErrorCode::BadRequest).await,
     };
     let existing = match &query.sid {
         Some(raw) => {
             let entry = Sid::parse(raw).and_then(|sid| shard.session(endpoint, &sid));
             match entry {
                 Some(entry) => Some(entry),
-                None => {
-                    let mut out = Vec::new();
-                    let answer = EngineResponse::error(ErrorCode::UnknownSid);
-                    Response::new(answer.status)
-                        .body(answer.content_type, answer.body)
-                        .write_to(false, &mut out);
-                    let _ = stream.write_all(&out).await;
-                    let _ = stream.close().await;
-                    return;
-                }
+                None => return refuse(stream, ErrorCode::UnknownSid).await,
             }
         }
         None => None,
@@ -185,6 +167,17 @@ pub(crate) async fn serve(
     };
     run(&shard, endpoint, &mut conn, &entry).await;
     shard.forget(endpoint, &entry);
+}
+
+/// Answer an upgrade request with an Engine.IO error instead of upgrading.
+async fn refuse(mut stream: TcpStream, code: ErrorCode) {
+    let answer = EngineResponse::error(code);
+    let mut out = Vec::new();
+    Response::new(answer.status)
+        .body(answer.content_type, answer.body)
+        .write_to(false, &mut out);
+    let _ = stream.write_all(&out).await;
+    let _ = stream.close().await;
 }
 
 /// A WebSocket handed over by another shard.
