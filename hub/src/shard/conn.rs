@@ -127,11 +127,9 @@ async fn watch_hangup(shard: &Shard, stream: &mut TcpStream, buf: &mut BytesMut)
             // Enough is buffered; stop reading and let the request finish.
             return future::pending().await;
         }
-        let far = Instant::now() + std::time::Duration::from_secs(24 * 3600);
-        match read_some(stream, buf, far).await {
-            Some(Ok(n)) if n > 0 => {}
-            Some(Ok(_)) | Some(Err(_)) => return,
-            None => {}
+        match read_more(stream, buf).await {
+            Ok(n) if n > 0 => {}
+            _ => return,
         }
     }
 }
@@ -147,21 +145,25 @@ pub(crate) async fn read_some(
     buf: &mut BytesMut,
     deadline: Instant,
 ) -> Option<std::io::Result<usize>> {
+    let wait = deadline.saturating_duration_since(Instant::now());
+    future::or(async { Some(read_more(stream, buf).await) }, async {
+        Timer::new(wait).await;
+        None
+    })
+    .await
+}
+
+/// Read what is available into `buf`, with no deadline (a WebSocket's
+/// heartbeat decides when its peer is gone). Cancel-safe as [`read_some`].
+pub(crate) async fn read_more(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+) -> std::io::Result<usize> {
     let start = buf.len();
     buf.resize(start + READ_CHUNK, 0);
-    let guard = Filled { buf, len: start };
-    let wait = deadline.saturating_duration_since(Instant::now());
-    let filled = &mut *guard.buf;
-    let result = future::or(
-        async { Some(stream.read(&mut filled[start..]).await) },
-        async {
-            Timer::new(wait).await;
-            None
-        },
-    )
-    .await;
-    let mut guard = guard;
-    if let Some(Ok(n)) = &result {
+    let mut guard = Filled { buf, len: start };
+    let result = stream.read(&mut guard.buf[start..]).await;
+    if let Ok(n) = &result {
         guard.len = start + n;
     }
     result

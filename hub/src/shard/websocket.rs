@@ -10,7 +10,7 @@ use futures_lite::future;
 use futures_lite::io::AsyncWriteExt;
 use glommio::net::TcpStream;
 
-use super::conn::read_some;
+use super::conn::read_more;
 use super::mesh::Handoff;
 use super::polling::{open_session, EngineResponse};
 use super::state::Shard;
@@ -34,14 +34,8 @@ struct WsConn {
 }
 
 enum Wake {
-    Read(Option<std::io::Result<usize>>),
+    Read(std::io::Result<usize>),
     Changed,
-}
-
-/// The far deadline used while a connection waits on its peer: the session's
-/// own heartbeat decides when it is dead.
-fn far() -> Instant {
-    Instant::now() + std::time::Duration::from_secs(3600)
 }
 
 impl WsConn {
@@ -72,13 +66,10 @@ impl WsConn {
         let listen = entry.io_changed.listen();
         let rbuf = &mut self.rbuf;
         let stream = &mut self.stream;
-        future::or(
-            async { Wake::Read(read_some(stream, rbuf, far()).await) },
-            async {
-                listen.await;
-                Wake::Changed
-            },
-        )
+        future::or(async { Wake::Read(read_more(stream, rbuf).await) }, async {
+            listen.await;
+            Wake::Changed
+        })
         .await
     }
 
@@ -249,7 +240,7 @@ async fn probe(
             return false;
         }
         match conn.wait(entry).await {
-            Wake::Read(Some(Ok(n))) if n > 0 => {}
+            Wake::Read(Ok(n)) if n > 0 => {}
             Wake::Read(_) => return false,
             Wake::Changed => {}
         }
@@ -330,7 +321,7 @@ async fn run(shard: &Rc<Shard>, endpoint: usize, conn: &mut WsConn, entry: &Rc<S
             continue;
         }
         match conn.wait(entry).await {
-            Wake::Read(Some(Ok(n))) if n > 0 => {}
+            Wake::Read(Ok(n)) if n > 0 => {}
             Wake::Read(_) => {
                 entry
                     .session
