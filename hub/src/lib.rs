@@ -11,3 +11,8 @@ pub mod engineio;
 pub mod http;
 pub mod shard;
 pub mod ws;
+
+/// The README's Rust examples compile as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
