@@ -15,7 +15,7 @@ fn message() -> String {
 
 fn packets(n: usize) -> Vec<Packet> {
     (0..n)
-        .map(|_| Packet::Message(Data::Text(message()[1..].to_string())))
+        .map(|_| Packet::Message(Data::Text(message()[1..].into())))
         .collect()
 }
 
@@ -60,7 +60,7 @@ fn session(c: &mut Criterion) {
         session.take_ws_packets(&mut out);
         out.clear();
         b.iter_batched(
-            || Packet::Message(Data::Text(message()[1..].to_string())),
+            || Packet::Message(Data::Text(message()[1..].into())),
             |packet| {
                 session.on_packets([packet], now);
                 while let Some(event) = session.poll_event() {

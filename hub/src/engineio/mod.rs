@@ -9,9 +9,11 @@ pub mod payload;
 pub mod query;
 pub mod session;
 pub mod sid;
+pub mod text;
 
 pub use error::ErrorCode;
 pub use packet::{Data, DecodeError, Packet, ProtocolVersion, WsFrame};
 pub use payload::EncodedPayload;
 pub use query::{EngineQuery, TransportKind};
 pub use sid::Sid;
+pub use text::Text;

@@ -1,6 +1,7 @@
 //! Engine.IO packets: the single-packet text and binary encodings shared by
 //! the WebSocket transport and the polling payload codecs.
 
+use super::text::Text;
 use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 use base64::engine::DecodePaddingMode;
@@ -29,7 +30,7 @@ impl ProtocolVersion {
 /// The payload of a message packet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Data {
-    Text(String),
+    Text(Text),
     Binary(Bytes),
 }
 
@@ -159,7 +160,7 @@ impl Packet {
             TYPE_CLOSE => Ok(Packet::Close),
             TYPE_PING => Ok(Packet::Ping(rest())),
             TYPE_PONG => Ok(Packet::Pong(rest())),
-            TYPE_MESSAGE => Ok(Packet::Message(Data::Text(rest()))),
+            TYPE_MESSAGE => Ok(Packet::Message(Data::Text(rest().into()))),
             TYPE_UPGRADE => Ok(Packet::Upgrade),
             TYPE_NOOP => Ok(Packet::Noop),
             other => Err(DecodeError::UnknownType(other)),
@@ -257,7 +258,7 @@ pub(crate) mod tests {
     use ProtocolVersion::{V3, V4};
 
     fn text(s: &str) -> Packet {
-        Packet::Message(Data::Text(s.to_owned()))
+        Packet::Message(Data::Text(s.into()))
     }
 
     fn bin(b: &[u8]) -> Packet {

@@ -244,7 +244,7 @@ mod tests {
     use ProtocolVersion::{V3, V4};
 
     fn text(s: &str) -> Packet {
-        Packet::Message(Data::Text(s.to_owned()))
+        Packet::Message(Data::Text(s.into()))
     }
 
     fn bin(b: &[u8]) -> Packet {

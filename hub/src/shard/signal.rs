@@ -13,6 +13,9 @@ use std::task::{Context, Poll, Waker};
 pub struct Signal {
     generation: Cell<u64>,
     waiters: RefCell<Vec<Waker>>,
+    /// The last batch woken, kept for its capacity: notifying a session on
+    /// every broadcast must not allocate.
+    spare: RefCell<Vec<Waker>>,
 }
 
 impl Signal {
@@ -23,9 +26,17 @@ impl Signal {
     /// Wake every current listener.
     pub fn notify(&self) {
         self.generation.set(self.generation.get().wrapping_add(1));
-        let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
-        for waker in waiters {
+        if self.waiters.borrow().is_empty() {
+            return;
+        }
+        let mut batch = std::mem::take(&mut *self.spare.borrow_mut());
+        std::mem::swap(&mut *self.waiters.borrow_mut(), &mut batch);
+        for waker in batch.drain(..) {
             waker.wake();
+        }
+        let mut spare = self.spare.borrow_mut();
+        if spare.capacity() < batch.capacity() {
+            *spare = batch;
         }
     }
 

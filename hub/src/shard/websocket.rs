@@ -17,7 +17,7 @@ use super::state::Shard;
 use crate::engine::SessionEntry;
 use crate::engineio::session::{CloseReason, UpgradeStep};
 use crate::engineio::{
-    EngineQuery, ErrorCode, Packet, ProtocolVersion, Sid, TransportKind, WsFrame,
+    Data, EngineQuery, ErrorCode, Packet, ProtocolVersion, Sid, TransportKind, WsFrame,
 };
 use crate::http::request::Request;
 use crate::http::response::Response;
@@ -49,6 +49,19 @@ impl WsConn {
     }
 
     fn push_packet(&mut self, packet: &Packet) {
+        // Messages go straight into the write buffer: no per-recipient allocation.
+        match (packet, self.version) {
+            (Packet::Message(Data::Text(text)), _) => {
+                return codec::encode_parts(true, &[b"4", text.as_bytes()], &mut self.wbuf)
+            }
+            (Packet::Message(Data::Binary(bytes)), ProtocolVersion::V4) => {
+                return codec::encode_binary(bytes, &mut self.wbuf)
+            }
+            (Packet::Message(Data::Binary(bytes)), ProtocolVersion::V3) => {
+                return codec::encode_parts(false, &[&[4], bytes], &mut self.wbuf)
+            }
+            _ => {}
+        }
         match packet.encode_ws(self.version) {
             WsFrame::Text(text) => codec::encode_text(text.as_bytes(), &mut self.wbuf),
             WsFrame::Binary(bytes) => codec::encode_binary(&bytes, &mut self.wbuf),

@@ -293,6 +293,30 @@ fn encode(opcode: OpCode, payload: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(payload);
 }
 
+/// Append one final data frame whose payload is `parts` joined, without
+/// joining them first: a shared message body needs no per-recipient copy.
+/// Text parts must join to UTF-8 (not checked).
+pub fn encode_parts(text: bool, parts: &[&[u8]], out: &mut Vec<u8>) {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let header = FrameHeader {
+        is_final: true,
+        opcode: if text {
+            OpCode::Data(Data::Text)
+        } else {
+            OpCode::Data(Data::Binary)
+        },
+        mask: None,
+        ..FrameHeader::default()
+    };
+    out.reserve(header.len(len as u64) + len);
+    header
+        .format(len as u64, out)
+        .expect("writing to a Vec cannot fail");
+    for part in parts {
+        out.extend_from_slice(part);
+    }
+}
+
 /// Append a text frame. `payload` must be UTF-8 (not checked: callers encode from `str`).
 pub fn encode_text(payload: &[u8], out: &mut Vec<u8>) {
     encode(OpCode::Data(Data::Text), payload, out);
