@@ -9,7 +9,9 @@
 pub mod engine;
 pub mod engineio;
 pub mod http;
+pub mod server;
 pub mod shard;
+pub mod socketio;
 pub mod ws;
 
 /// The README's Rust examples compile as doctests.
