@@ -1,3 +1,4 @@
+use std::any::Any;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -12,6 +13,11 @@ pub trait Handler: 'static {
     fn on_message(&self, socket: &Socket, data: Data);
     /// The session closed; `socket.send` no longer delivers.
     fn on_close(&self, socket: &Socket, reason: CloseReason);
+    /// A message another shard's handler posted with [`crate::shard::context::post`].
+    /// Return it when it is not for this handler (several endpoints may share a server).
+    fn on_shard_message(&self, msg: Box<dyn Any + Send>) -> Option<Box<dyn Any + Send>> {
+        Some(msg)
+    }
 }
 
 /// Builds the [`Handler`] of each shard, given the shard index.

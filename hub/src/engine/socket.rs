@@ -3,7 +3,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Instant, SystemTime};
 
-use crate::engineio::session::{Event, Session};
+use crate::engineio::session::{CloseReason, Event, Session};
 use crate::engineio::{Data, ProtocolVersion, Sid, TransportKind};
 use crate::shard::signal::Signal;
 
@@ -112,11 +112,19 @@ impl Socket {
 
     /// Close the session ("forced close"); what is already queued is still sent.
     pub fn close(&self) {
-        self.0.session.borrow_mut().close(
-            crate::engineio::session::CloseReason::ForcedClose,
-            Instant::now(),
-        );
+        self.close_with(CloseReason::ForcedClose);
+    }
+
+    /// Close the session for `reason` (a layer above found the input invalid, say).
+    pub fn close_with(&self, reason: CloseReason) {
+        self.0.session.borrow_mut().close(reason, Instant::now());
         self.0.dispatch();
+    }
+
+    /// Whether a message sent now goes out at once: nothing is queued, and
+    /// the transport can write (a WebSocket, or a waiting long poll).
+    pub fn writable(&self) -> bool {
+        self.0.session.borrow().writable()
     }
 
     pub fn is_closed(&self) -> bool {

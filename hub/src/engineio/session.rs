@@ -365,6 +365,14 @@ impl Session {
         }
     }
 
+    /// Whether a message queued now is written at once (nothing queued
+    /// before it, and a WebSocket or a parked GET to carry it).
+    pub fn writable(&self) -> bool {
+        self.closed.is_none()
+            && self.outbox.is_empty()
+            && (self.transport == TransportKind::WebSocket || self.parked)
+    }
+
     /// True while a GET is parked.
     pub fn has_parked_get(&self) -> bool {
         self.parked

@@ -2,7 +2,9 @@
 //! requests forwarded to the shard that owns their session, the answers
 //! back, and WebSocket connections handed to their session's owner.
 
+use std::any::Any;
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
@@ -14,6 +16,7 @@ use glommio::channels::local_channel::{self, LocalSender};
 use glommio::task::JoinHandle;
 
 use super::polling::{self, EngineResponse, PollRequest};
+use super::signal::Signal;
 use super::state::Shard;
 use super::websocket;
 use crate::engineio::EngineQuery;
@@ -36,6 +39,8 @@ pub(crate) enum MeshMsg {
         id: u64,
     },
     AdoptWebSocket(Box<Handoff>),
+    /// A message of an application (the Socket.IO layer) to its peer on this shard.
+    App(Box<dyn Any + Send>),
 }
 
 /// A WebSocket upgrade whose session lives on another shard.
@@ -57,11 +62,17 @@ pub(crate) struct Mesh {
     waiting: RefCell<AHashMap<u64, LocalSender<EngineResponse>>>,
     /// Polls other shards forwarded here, still running: (origin, id).
     serving: RefCell<AHashMap<(usize, u64), JoinHandle<()>>>,
+    /// Application messages per peer shard, sent in order by one pump task each.
+    app_queues: Vec<RefCell<VecDeque<Box<dyn Any + Send>>>>,
+    app_ready: Vec<Signal>,
 }
 
 impl Mesh {
     pub fn new(senders: Senders<MeshMsg>, peer_of_shard: Vec<usize>) -> Mesh {
+        let shards = peer_of_shard.len();
         Mesh {
+            app_queues: (0..shards).map(|_| RefCell::default()).collect(),
+            app_ready: (0..shards).map(|_| Signal::new()).collect(),
             senders,
             peer_of_shard,
             next_id: Cell::new(0),
@@ -115,6 +126,13 @@ impl Mesh {
         response
     }
 
+    /// Queue an application message for shard `target`; messages to one
+    /// shard arrive in the order they were posted.
+    pub fn post(&self, target: usize, msg: Box<dyn Any + Send>) {
+        self.app_queues[target].borrow_mut().push_back(msg);
+        self.app_ready[target].notify();
+    }
+
     pub async fn hand_off(&self, owner: usize, handoff: Handoff) -> bool {
         self.send(owner, MeshMsg::AdoptWebSocket(Box::new(handoff)))
             .await
@@ -147,6 +165,33 @@ impl Drop for PendingPoll<'_> {
         glommio::spawn_local(async move {
             if let Some(mesh) = shard.mesh.get() {
                 mesh.send(owner, cancel).await;
+            }
+        })
+        .detach();
+    }
+}
+
+/// One task per peer shard moves posted application messages into the
+/// bounded mesh channel, waiting while it is full, so order is kept.
+pub(crate) fn spawn_app_pumps(shard: &Rc<Shard>) {
+    for target in 0..shard.count {
+        if target == shard.id {
+            continue;
+        }
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            loop {
+                let Some(mesh) = shard.mesh.get() else {
+                    return;
+                };
+                let listen = mesh.app_ready[target].listen();
+                let next = mesh.app_queues[target].borrow_mut().pop_front();
+                match next {
+                    Some(msg) => {
+                        mesh.send(target, MeshMsg::App(msg)).await;
+                    }
+                    None => listen.await,
+                }
             }
         })
         .detach();
@@ -213,6 +258,7 @@ fn receive(shard: &Rc<Shard>, msg: MeshMsg) {
                 let _ = tx.try_send(*response);
             }
         }
+        MeshMsg::App(msg) => shard.deliver_app(msg),
         MeshMsg::AdoptWebSocket(handoff) => {
             glommio::spawn_local(websocket::adopt(shard.clone(), *handoff)).detach();
         }

@@ -3,6 +3,7 @@
 //! sessions, and the channel mesh between shards.
 
 mod conn;
+pub mod context;
 mod mesh;
 mod polling;
 mod runtime;

@@ -209,6 +209,7 @@ async fn run_shard(
             .collect(),
         mesh: OnceCell::new(),
     });
+    super::context::enter(&shard);
     if let Some(builder) = mesh_builder {
         executor_ids
             .lock()
@@ -227,6 +228,7 @@ async fn run_shard(
         }
         mesh::spawn_receivers(&shard, receivers);
         let _ = shard.mesh.set(Mesh::new(senders, peer_of_shard));
+        mesh::spawn_app_pumps(&shard);
     } else {
         let _ = bound_tx.send(Ok(local));
     }

@@ -1,5 +1,6 @@
 //! What one shard owns: its endpoints, their sessions, its end of the mesh.
 
+use std::any::Any;
 use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -41,6 +42,20 @@ impl Shard {
         entry.dispatch();
         if entry.session.borrow().is_finished() {
             self.forget(endpoint, entry);
+        }
+    }
+
+    /// Hand an application message to the endpoint handler that takes it.
+    pub fn deliver_app(&self, msg: Box<dyn Any + Send>) {
+        let mut msg = Some(msg);
+        for endpoint in &self.endpoints {
+            match msg.take() {
+                Some(m) => msg = endpoint.handler.on_shard_message(m),
+                None => return,
+            }
+        }
+        if msg.is_some() {
+            tracing::warn!(shard = self.id, "no handler took a cross-shard message");
         }
     }
 

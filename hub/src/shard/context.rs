@@ -1,0 +1,49 @@
+//! What code running on a shard may ask of it: which shard it is, how many
+//! there are, and to post a message to another shard's handlers.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+
+use super::state::Shard;
+
+thread_local! {
+    /// Each executor runs on its own thread, so the shard it serves is thread-local.
+    static CURRENT: RefCell<Weak<Shard>> = const { RefCell::new(Weak::new()) };
+}
+
+pub(crate) fn enter(shard: &Rc<Shard>) {
+    CURRENT.with(|c| *c.borrow_mut() = Rc::downgrade(shard));
+}
+
+fn with<T>(f: impl FnOnce(&Shard) -> T) -> Option<T> {
+    CURRENT.with(|c| c.borrow().upgrade().map(|s| f(&s)))
+}
+
+/// The index of the shard running the caller; None off the shards.
+pub fn shard_id() -> Option<usize> {
+    with(|s| s.id)
+}
+
+/// How many shards the server runs; None off the shards.
+pub fn shard_count() -> Option<usize> {
+    with(|s| s.count)
+}
+
+/// Post `msg` to the handlers on shard `target` (their `on_shard_message`).
+/// Messages to one shard arrive in order; posting to oneself delivers at once.
+/// False off the shards or for an unknown target.
+pub fn post(target: usize, msg: Box<dyn Any + Send>) -> bool {
+    with(|s| {
+        if target == s.id {
+            s.deliver_app(msg);
+            true
+        } else if let Some(mesh) = s.mesh.get().filter(|_| target < s.count) {
+            mesh.post(target, msg);
+            true
+        } else {
+            false
+        }
+    })
+    .unwrap_or(false)
+}
