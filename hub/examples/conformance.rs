@@ -1,5 +1,6 @@
 //! The conformance server: a raw Engine.IO echo endpoint at `/engine.io/`
-//! that the test suites and protocol test tools drive.
+//! and a Socket.IO endpoint at `/socket.io/`, which the test suites and the
+//! protocols' own test tools drive.
 //!
 //! `cargo run --release -p hub --example conformance -- --port 3000 --ping-interval 300 --ping-timeout 200`
 
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use hub::engine::{Echo, EngineConfig, Handler, ServerConfig};
+use hub::server::{Args as SioArgs, Io, Socket};
 use hub::shard::Server;
 
 #[derive(Parser, Debug)]
@@ -39,6 +41,36 @@ struct Args {
     /// Refuse Engine.IO v3 clients.
     #[arg(long)]
     no_eio3: bool,
+    /// Milliseconds a Socket.IO client has to join a namespace.
+    #[arg(long, default_value_t = 45_000)]
+    connect_timeout: u64,
+}
+
+/// The Socket.IO part, as the Socket.IO protocol's own test suite expects:
+/// `/` and `/custom`; each socket first gets its auth back; on `/`,
+/// `message` is echoed as `message-back` and `message-with-ack` acknowledged,
+/// all arguments kept (binary as binary).
+fn socket_io(connect_timeout: Duration) -> Io {
+    let greet = |socket: &Socket| {
+        let _ = socket.emit("auth", SioArgs::new().arg(socket.handshake().auth.clone()));
+    };
+    Io::builder()
+        .connect_timeout(connect_timeout)
+        .of("/", move |nsp| {
+            nsp.on_connection(move |socket| {
+                greet(socket);
+                socket.on("message", |socket, args, _| {
+                    let _ = socket.emit("message-back", args);
+                });
+                socket.on("message-with-ack", |_, args, ack| {
+                    if let Some(ack) = ack {
+                        ack.send(args);
+                    }
+                });
+            })
+        })
+        .of("/custom", move |nsp| nsp.on_connection(greet))
+        .build()
 }
 
 fn main() {
@@ -54,8 +86,12 @@ fn main() {
         request_timeout: Duration::from_millis(args.request_timeout),
         ..ServerConfig::default()
     };
+    let mut sio = engine.clone();
+    sio.path = "/socket.io/".to_string();
+    let io = socket_io(Duration::from_millis(args.connect_timeout));
     let server = Server::new(config)
         .endpoint(engine, Arc::new(|_| Rc::new(Echo) as Rc<dyn Handler>))
+        .endpoint(sio, io.handler_factory())
         .start();
     let server = match server {
         Ok(server) => server,

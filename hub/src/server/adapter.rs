@@ -1,0 +1,425 @@
+//! The adapter boundary: room membership and broadcasts. The shard adapter
+//! keeps each namespace's room index on its shard and reaches the other
+//! shards over the mesh; an adapter for several processes (Redis) would sit
+//! behind the same calls.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Duration;
+
+use ahash::AHashMap;
+use futures_lite::future;
+use glommio::channels::local_channel::{self, LocalSender};
+use glommio::timer::Timer;
+use smallvec::SmallVec;
+
+use super::broadcast::RemoteSocket;
+use super::namespace::Nsp;
+use super::outgoing::Outgoing;
+use super::socket::SocketInner;
+use crate::engineio::Sid;
+use crate::shard::context;
+
+/// Which sockets an operation is for.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Target {
+    /// Empty: every socket of the namespace.
+    pub rooms: Vec<String>,
+    pub except: Vec<String>,
+    pub volatile: bool,
+}
+
+/// A room operation applied to the sockets a [`Target`] selects.
+#[derive(Clone, Debug)]
+pub(crate) enum RoomOp {
+    Join(Vec<String>),
+    Leave(Vec<String>),
+    Disconnect { close: bool },
+}
+
+/// What one shard tells another. `instance` names the Socket.IO server, in
+/// case a process runs more than one.
+pub(crate) struct ClusterMsg {
+    pub instance: u64,
+    pub nsp: String,
+    pub body: ClusterBody,
+}
+
+pub(crate) enum ClusterBody {
+    Broadcast {
+        target: Target,
+        packet: Outgoing,
+    },
+    RoomOp {
+        target: Target,
+        op: RoomOp,
+    },
+    Fetch {
+        target: Target,
+        origin: usize,
+        request: u64,
+    },
+    Fetched {
+        request: u64,
+        sockets: Vec<RemoteSocket>,
+    },
+}
+
+/// How long a server-wide query waits for the other shards.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The room and broadcast operations of the Socket.IO layer.
+pub(crate) trait Adapter {
+    fn join(&self, nsp: &Nsp, socket: &Rc<SocketInner>, room: &str);
+    fn leave(&self, nsp: &Nsp, socket: &SocketInner, room: &str);
+    fn leave_all(&self, nsp: &Nsp, socket: &SocketInner);
+    /// Deliver an encoded packet to the target, on every shard.
+    fn broadcast(&self, nsp: &Nsp, target: Target, exclude: Option<&SocketInner>, packet: Outgoing);
+    /// Apply a room operation to the target, on every shard. Returns the local sockets to
+    /// disconnect (run by the caller, since that calls user code).
+    fn room_op(
+        &self,
+        nsp: &Nsp,
+        target: Target,
+        exclude: Option<&SocketInner>,
+        op: RoomOp,
+    ) -> Vec<(Rc<SocketInner>, bool)>;
+    /// The target's sockets, on every shard.
+    fn fetch(
+        &self,
+        nsp: &Nsp,
+        target: Target,
+        exclude: Option<&SocketInner>,
+    ) -> future::BoxedLocal<Vec<RemoteSocket>>;
+}
+
+pub(crate) struct ShardAdapter {
+    pub shard: usize,
+    pub instance: u64,
+    /// Broadcast generation: a socket whose mark equals it was reached (or excluded).
+    generation: Cell<u64>,
+    next_request: Cell<u64>,
+    fetches: Fetches,
+}
+
+type Fetches = Rc<RefCell<AHashMap<u64, LocalSender<Vec<RemoteSocket>>>>>;
+
+impl ShardAdapter {
+    pub fn new(shard: usize, instance: u64) -> ShardAdapter {
+        ShardAdapter {
+            shard,
+            instance,
+            generation: Cell::new(0),
+            next_request: Cell::new(0),
+            fetches: Rc::default(),
+        }
+    }
+
+    fn next_generation(&self) -> u64 {
+        let g = self.generation.get() + 1;
+        self.generation.set(g);
+        g
+    }
+
+    /// Visit each selected local socket once; no allocation.
+    fn for_each_local(
+        &self,
+        nsp: &Nsp,
+        target: &Target,
+        exclude: Option<&SocketInner>,
+        mut visit: impl FnMut(&Rc<SocketInner>),
+    ) {
+        let generation = self.next_generation();
+        if let Some(socket) = exclude {
+            socket.mark.set(generation);
+        }
+        let index = nsp.rooms.borrow();
+        for room in &target.except {
+            if let Some(members) = index.get(room.as_str()) {
+                for socket in members.values() {
+                    socket.mark.set(generation);
+                }
+            }
+        }
+        if target.rooms.is_empty() {
+            for socket in nsp.sockets.borrow().values() {
+                if socket.mark.get() != generation {
+                    visit(socket);
+                }
+            }
+        } else {
+            for room in &target.rooms {
+                if let Some(members) = index.get(room.as_str()) {
+                    for socket in members.values() {
+                        if socket.mark.get() != generation {
+                            socket.mark.set(generation);
+                            visit(socket);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn select_local(
+        &self,
+        nsp: &Nsp,
+        target: &Target,
+        exclude: Option<&SocketInner>,
+    ) -> Vec<Rc<SocketInner>> {
+        let mut selected = Vec::new();
+        self.for_each_local(nsp, target, exclude, |s| selected.push(s.clone()));
+        selected
+    }
+
+    /// The other shards a target can reach: only the owners when every room
+    /// is a socket id (an id names its shard), else all of them.
+    fn peers(&self, target: &Target) -> SmallVec<[usize; 8]> {
+        let count = context::shard_count().unwrap_or(1);
+        let mut peers: SmallVec<[usize; 8]> = SmallVec::new();
+        let owners: Option<SmallVec<[usize; 8]>> = if target.rooms.is_empty() {
+            None
+        } else {
+            target
+                .rooms
+                .iter()
+                .map(|r| Sid::parse(r).map(|sid| sid.shard()).filter(|s| *s < count))
+                .collect()
+        };
+        match owners {
+            Some(owners) => {
+                for shard in owners {
+                    if shard != self.shard && !peers.contains(&shard) {
+                        peers.push(shard);
+                    }
+                }
+            }
+            None => peers.extend((0..count).filter(|s| *s != self.shard)),
+        }
+        peers
+    }
+
+    fn post(&self, shard: usize, nsp: &str, body: ClusterBody) {
+        let msg = ClusterMsg {
+            instance: self.instance,
+            nsp: nsp.to_string(),
+            body,
+        };
+        context::post(shard, Box::new(msg));
+    }
+
+    /// A message from another shard. `nsp` is this shard's namespace of that
+    /// name, if it has one. Returns the sockets to disconnect.
+    pub fn receive(&self, nsp: Option<&Nsp>, msg: ClusterMsg) -> Vec<(Rc<SocketInner>, bool)> {
+        match msg.body {
+            ClusterBody::Broadcast { target, packet } => {
+                if let Some(nsp) = nsp {
+                    self.for_each_local(nsp, &target, None, |s| {
+                        s.client.send(&packet, target.volatile);
+                    });
+                }
+                Vec::new()
+            }
+            ClusterBody::RoomOp { target, op } => match nsp {
+                Some(nsp) => self.apply_local(nsp, &target, None, &op),
+                None => Vec::new(),
+            },
+            ClusterBody::Fetch {
+                target,
+                origin,
+                request,
+            } => {
+                let sockets = match nsp {
+                    Some(nsp) => self
+                        .select_local(nsp, &target, None)
+                        .iter()
+                        .map(|s| RemoteSocket::of(s, self.shard))
+                        .collect(),
+                    None => Vec::new(),
+                };
+                self.post(origin, &msg.nsp, ClusterBody::Fetched { request, sockets });
+                Vec::new()
+            }
+            ClusterBody::Fetched { request, sockets } => {
+                if let Some(tx) = self.fetches.borrow().get(&request) {
+                    let _ = tx.try_send(sockets);
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    fn apply_local(
+        &self,
+        nsp: &Nsp,
+        target: &Target,
+        exclude: Option<&SocketInner>,
+        op: &RoomOp,
+    ) -> Vec<(Rc<SocketInner>, bool)> {
+        let selected = self.select_local(nsp, target, exclude);
+        match op {
+            RoomOp::Join(rooms) => {
+                for socket in &selected {
+                    for room in rooms {
+                        self.join(nsp, socket, room);
+                    }
+                }
+                Vec::new()
+            }
+            RoomOp::Leave(rooms) => {
+                for socket in &selected {
+                    for room in rooms {
+                        self.leave(nsp, socket, room);
+                    }
+                }
+                Vec::new()
+            }
+            RoomOp::Disconnect { close } => selected.into_iter().map(|s| (s, *close)).collect(),
+        }
+    }
+}
+
+impl Adapter for ShardAdapter {
+    fn join(&self, nsp: &Nsp, socket: &Rc<SocketInner>, room: &str) {
+        if socket.rooms.borrow().iter().any(|r| &**r == room) {
+            return;
+        }
+        let mut index = nsp.rooms.borrow_mut();
+        // One allocation per room name, shared by the index and its members.
+        let name: Rc<str> = match index.get_key_value(room) {
+            Some((name, _)) => name.clone(),
+            None => Rc::from(room),
+        };
+        index
+            .entry(name.clone())
+            .or_default()
+            .insert(socket.key, socket.clone());
+        socket.rooms.borrow_mut().push(name);
+    }
+
+    fn leave(&self, nsp: &Nsp, socket: &SocketInner, room: &str) {
+        let mut rooms = socket.rooms.borrow_mut();
+        let Some(position) = rooms.iter().position(|r| &**r == room) else {
+            return;
+        };
+        rooms.remove(position);
+        let mut index = nsp.rooms.borrow_mut();
+        if let Some(members) = index.get_mut(room) {
+            members.remove(&socket.key);
+            if members.is_empty() {
+                index.remove(room);
+            }
+        }
+    }
+
+    fn leave_all(&self, nsp: &Nsp, socket: &SocketInner) {
+        let rooms = std::mem::take(&mut *socket.rooms.borrow_mut());
+        let mut index = nsp.rooms.borrow_mut();
+        for room in rooms {
+            if let Some(members) = index.get_mut(&room) {
+                members.remove(&socket.key);
+                if members.is_empty() {
+                    index.remove(&room);
+                }
+            }
+        }
+    }
+
+    fn broadcast(
+        &self,
+        nsp: &Nsp,
+        target: Target,
+        exclude: Option<&SocketInner>,
+        packet: Outgoing,
+    ) {
+        self.for_each_local(nsp, &target, exclude, |s| {
+            s.client.send(&packet, target.volatile);
+        });
+        for shard in self.peers(&target) {
+            // The packet's bytes are shared: one refcount per shard, not per recipient.
+            let body = ClusterBody::Broadcast {
+                target: target.clone(),
+                packet: packet.clone(),
+            };
+            self.post(shard, &nsp.name, body);
+        }
+    }
+
+    fn room_op(
+        &self,
+        nsp: &Nsp,
+        target: Target,
+        exclude: Option<&SocketInner>,
+        op: RoomOp,
+    ) -> Vec<(Rc<SocketInner>, bool)> {
+        for shard in self.peers(&target) {
+            let body = ClusterBody::RoomOp {
+                target: target.clone(),
+                op: op.clone(),
+            };
+            self.post(shard, &nsp.name, body);
+        }
+        self.apply_local(nsp, &target, exclude, &op)
+    }
+
+    fn fetch(
+        &self,
+        nsp: &Nsp,
+        target: Target,
+        exclude: Option<&SocketInner>,
+    ) -> future::BoxedLocal<Vec<RemoteSocket>> {
+        let mut sockets: Vec<RemoteSocket> = self
+            .select_local(nsp, &target, exclude)
+            .iter()
+            .map(|s| RemoteSocket::of(s, self.shard))
+            .collect();
+        let peers = self.peers(&target);
+        if peers.is_empty() {
+            return Box::pin(async move { sockets });
+        }
+        let request = self.next_request.get();
+        self.next_request.set(request + 1);
+        let (tx, rx) = local_channel::new_unbounded();
+        self.fetches.borrow_mut().insert(request, tx);
+        for shard in &peers {
+            let body = ClusterBody::Fetch {
+                target: target.clone(),
+                origin: self.shard,
+                request,
+            };
+            self.post(*shard, &nsp.name, body);
+        }
+        let waiting = peers.len();
+        let done = FetchDone {
+            fetches: self.fetches.clone(),
+            request,
+        };
+        Box::pin(async move {
+            let _done = done;
+            for _ in 0..waiting {
+                let next = future::or(async { rx.recv().await }, async {
+                    Timer::new(FETCH_TIMEOUT).await;
+                    None
+                })
+                .await;
+                match next {
+                    Some(more) => sockets.extend(more),
+                    None => break,
+                }
+            }
+            sockets
+        })
+    }
+}
+
+/// Forgets a finished (or abandoned) fetch.
+struct FetchDone {
+    fetches: Fetches,
+    request: u64,
+}
+
+impl Drop for FetchDone {
+    fn drop(&mut self) {
+        self.fetches.borrow_mut().remove(&self.request);
+    }
+}

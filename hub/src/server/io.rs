@@ -1,0 +1,205 @@
+//! Building a Socket.IO server: its namespaces, their middleware and
+//! connection handlers. What is built here is shared by every shard, so it
+//! is `Send + Sync`; what a handler does with a socket stays on its shard.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::shard::SioShard;
+use super::socket::Socket;
+use crate::engine::{Handler, HandlerFactory};
+
+/// A namespace middleware's refusal: the client gets `connect_error`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConnectError {
+    pub message: String,
+    /// Sent to v3/v4 clients as `err.data`; v2 clients get the message only.
+    pub data: Option<Value>,
+}
+
+impl ConnectError {
+    pub fn new(message: impl Into<String>) -> ConnectError {
+        ConnectError {
+            message: message.into(),
+            data: None,
+        }
+    }
+
+    pub fn with_data(mut self, data: Value) -> ConnectError {
+        self.data = Some(data);
+        self
+    }
+}
+
+pub type ConnectionHandler = Arc<dyn Fn(&Socket) + Send + Sync>;
+/// Runs before a socket connects: it sees the socket (its handshake, auth,
+/// id) and may refuse it.
+pub type NamespaceMiddleware = Arc<dyn Fn(&Socket) -> Result<(), ConnectError> + Send + Sync>;
+pub type NamespaceMatcher = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+#[derive(Clone, Default)]
+pub(crate) struct NamespaceDef {
+    pub middlewares: Vec<NamespaceMiddleware>,
+    pub on_connection: Option<ConnectionHandler>,
+}
+
+/// The middleware and connection handler of one namespace (or of every
+/// dynamic namespace one matcher accepts).
+pub struct NamespaceBuilder {
+    def: NamespaceDef,
+}
+
+impl NamespaceBuilder {
+    /// Add a middleware (`io.use`); they run in order at every connect.
+    pub fn use_middleware(
+        mut self,
+        middleware: impl Fn(&Socket) -> Result<(), ConnectError> + Send + Sync + 'static,
+    ) -> NamespaceBuilder {
+        self.def.middlewares.push(Arc::new(middleware));
+        self
+    }
+
+    /// What to do with each connected socket (`io.on("connection")`), on its shard.
+    pub fn on_connection(
+        mut self,
+        handler: impl Fn(&Socket) + Send + Sync + 'static,
+    ) -> NamespaceBuilder {
+        self.def.on_connection = Some(Arc::new(handler));
+        self
+    }
+}
+
+/// Settings of the Socket.IO layer.
+#[derive(Clone, Debug)]
+pub struct IoSettings {
+    /// A client that connects to no namespace within this time is closed.
+    pub connect_timeout: Duration,
+    /// Most binary attachments one packet may announce.
+    pub max_attachments: usize,
+}
+
+impl Default for IoSettings {
+    fn default() -> Self {
+        IoSettings {
+            connect_timeout: Duration::from_secs(45),
+            max_attachments: 64,
+        }
+    }
+}
+
+pub(crate) struct IoConfig {
+    pub settings: IoSettings,
+    pub namespaces: Vec<(String, NamespaceDef)>,
+    pub dynamic: Vec<(NamespaceMatcher, NamespaceDef)>,
+    /// Tells this server's cross-shard messages from another's in the same process.
+    pub instance: u64,
+}
+
+impl IoConfig {
+    /// The definition serving namespace `name`, static ones first.
+    pub fn namespace(&self, name: &str) -> Option<&NamespaceDef> {
+        self.namespaces
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, d)| d)
+            .or_else(|| {
+                self.dynamic
+                    .iter()
+                    .find(|(matches, _)| matches(name))
+                    .map(|(_, d)| d)
+            })
+    }
+}
+
+/// A Socket.IO server, ready to be mounted on an Engine.IO endpoint:
+/// `Server::new(..).endpoint(EngineConfig::new("/socket.io/"), io.handler_factory())`.
+#[derive(Clone)]
+pub struct Io {
+    config: Arc<IoConfig>,
+}
+
+impl Io {
+    pub fn builder() -> IoBuilder {
+        IoBuilder {
+            settings: IoSettings::default(),
+            namespaces: Vec::new(),
+            dynamic: Vec::new(),
+        }
+    }
+
+    /// One Socket.IO shard state per Engine.IO shard.
+    pub fn handler_factory(&self) -> HandlerFactory {
+        let config = self.config.clone();
+        Arc::new(move |shard| SioShard::new(config.clone(), shard) as Rc<dyn Handler>)
+    }
+}
+
+pub struct IoBuilder {
+    settings: IoSettings,
+    namespaces: Vec<(String, NamespaceDef)>,
+    dynamic: Vec<(NamespaceMatcher, NamespaceDef)>,
+}
+
+impl IoBuilder {
+    pub fn settings(mut self, settings: IoSettings) -> IoBuilder {
+        self.settings = settings;
+        self
+    }
+
+    pub fn connect_timeout(mut self, timeout: Duration) -> IoBuilder {
+        self.settings.connect_timeout = timeout;
+        self
+    }
+
+    /// A namespace (`io.of(name)`); `/` is served only when declared.
+    pub fn of(
+        mut self,
+        name: &str,
+        build: impl FnOnce(NamespaceBuilder) -> NamespaceBuilder,
+    ) -> IoBuilder {
+        let def = build(NamespaceBuilder {
+            def: NamespaceDef::default(),
+        })
+        .def;
+        let name = normalize(name);
+        self.namespaces.retain(|(n, _)| *n != name);
+        self.namespaces.push((name, def));
+        self
+    }
+
+    /// Dynamic namespaces: every name `matches` accepts is served by one definition.
+    pub fn of_dynamic(
+        mut self,
+        matches: impl Fn(&str) -> bool + Send + Sync + 'static,
+        build: impl FnOnce(NamespaceBuilder) -> NamespaceBuilder,
+    ) -> IoBuilder {
+        let def = build(NamespaceBuilder {
+            def: NamespaceDef::default(),
+        })
+        .def;
+        self.dynamic.push((Arc::new(matches), def));
+        self
+    }
+
+    pub fn build(self) -> Io {
+        Io {
+            config: Arc::new(IoConfig {
+                settings: self.settings,
+                namespaces: self.namespaces,
+                dynamic: self.dynamic,
+                instance: rand::random(),
+            }),
+        }
+    }
+}
+
+fn normalize(name: &str) -> String {
+    if name.starts_with('/') {
+        name.to_string()
+    } else {
+        format!("/{name}")
+    }
+}

@@ -1,0 +1,54 @@
+//! The Socket.IO server API, on top of the Engine.IO layer: namespaces,
+//! middleware, sockets, acknowledgements, rooms and broadcasts across shards.
+//!
+//! ```no_run
+//! use hub::engine::{EngineConfig, ServerConfig};
+//! use hub::server::{Args, Io};
+//! use hub::shard::Server;
+//!
+//! let io = Io::builder()
+//!     .of("/", |nsp| {
+//!         nsp.on_connection(|socket| {
+//!             socket.on("chat", |socket, args, ack| {
+//!                 let _ = socket.to("lobby").emit("chat", args.clone());
+//!                 if let Some(ack) = ack {
+//!                     ack.send(Args::new().arg("delivered"));
+//!                 }
+//!             });
+//!             socket.join("lobby");
+//!         })
+//!     })
+//!     .build();
+//! Server::new(ServerConfig::default())
+//!     .endpoint(EngineConfig::new("/socket.io/"), io.handler_factory())
+//!     .start()
+//!     .expect("start")
+//!     .join()
+//!     .expect("run");
+//! ```
+
+mod adapter;
+mod args;
+mod broadcast;
+mod client;
+mod handshake;
+mod io;
+mod namespace;
+mod outgoing;
+mod reason;
+mod shard;
+mod socket;
+
+pub use args::Args;
+pub use broadcast::{BroadcastOperator, RemoteSocket};
+pub use handshake::{Handshake, RequestInfo};
+pub use io::{ConnectError, Io, IoBuilder, IoSettings, NamespaceBuilder};
+pub use namespace::Namespace;
+pub use reason::DisconnectReason;
+pub use socket::{Ack, AckError, ClientInfo, EmitError, ListenerId, Socket, SocketEmitter};
+
+/// Run a future on the current shard (for awaiting acknowledgements or
+/// server-wide queries from a handler).
+pub fn spawn_local(future: impl std::future::Future<Output = ()> + 'static) {
+    glommio::spawn_local(future).detach();
+}

@@ -1,0 +1,102 @@
+//! A namespace on one shard: its sockets and its room index.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::rc::Rc;
+
+use ahash::AHashMap;
+
+use super::args::Args;
+use super::broadcast::{BroadcastOperator, RemoteSocket};
+use super::io::NamespaceDef;
+use super::shard::SioShard;
+use super::socket::{EmitError, Socket, SocketInner};
+
+pub(crate) type Members = AHashMap<u64, Rc<SocketInner>>;
+
+pub(crate) struct Nsp {
+    pub name: String,
+    pub def: NamespaceDef,
+    pub sockets: RefCell<Members>,
+    pub rooms: RefCell<AHashMap<Rc<str>, Members>>,
+}
+
+impl Nsp {
+    pub fn new(name: &str, def: NamespaceDef) -> Nsp {
+        Nsp {
+            name: name.to_string(),
+            def,
+            sockets: RefCell::new(AHashMap::new()),
+            rooms: RefCell::new(AHashMap::new()),
+        }
+    }
+}
+
+/// A namespace as seen from one shard (the reference `io.of(name)`):
+/// emits and room operations reach its sockets on every shard.
+#[derive(Clone)]
+pub struct Namespace {
+    pub(crate) shard: Rc<SioShard>,
+    pub(crate) nsp: Rc<Nsp>,
+}
+
+impl Namespace {
+    pub fn name(&self) -> &str {
+        &self.nsp.name
+    }
+
+    /// Every socket of the namespace, to narrow with `to`, `except` and flags.
+    pub fn all(&self) -> BroadcastOperator {
+        BroadcastOperator::new(self.shard.clone(), self.nsp.clone(), None)
+    }
+
+    /// Target a room (chain `.to` for more).
+    pub fn to(&self, room: &str) -> BroadcastOperator {
+        self.all().to(room)
+    }
+
+    pub fn in_(&self, room: &str) -> BroadcastOperator {
+        self.to(room)
+    }
+
+    pub fn except(&self, room: &str) -> BroadcastOperator {
+        self.all().except(room)
+    }
+
+    pub fn volatile(&self) -> BroadcastOperator {
+        self.all().volatile()
+    }
+
+    /// Emit to every socket of the namespace, on every shard.
+    pub fn emit(&self, event: &str, args: Args) -> Result<(), EmitError> {
+        self.all().emit(event, args)
+    }
+
+    /// The sockets of the namespace, on every shard.
+    pub fn fetch_sockets(&self) -> impl Future<Output = Vec<RemoteSocket>> {
+        self.all().fetch_sockets()
+    }
+
+    /// Make every socket of the namespace join `room`.
+    pub fn sockets_join(&self, room: &str) {
+        self.all().sockets_join(room)
+    }
+
+    pub fn sockets_leave(&self, room: &str) {
+        self.all().sockets_leave(room)
+    }
+
+    pub fn disconnect_sockets(&self, close: bool) {
+        self.all().disconnect_sockets(close)
+    }
+
+    /// The sockets of the namespace on this shard.
+    pub fn local_sockets(&self) -> Vec<Socket> {
+        self.nsp
+            .sockets
+            .borrow()
+            .values()
+            .map(|s| Socket(s.clone()))
+            .collect()
+    }
+}

@@ -1,0 +1,177 @@
+//! Packets the server sends, encoded once: a broadcast's text and
+//! attachments are shared (refcounted) by every recipient on every shard.
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use super::args::Args;
+use crate::engineio::Text;
+use crate::socketio::{encode_header, PacketType, Protocol};
+
+/// An encoded Socket.IO packet: its text message and the binary messages after it.
+#[derive(Clone, Debug)]
+pub(crate) struct Outgoing {
+    pub text: Text,
+    pub attachments: Vec<Bytes>,
+}
+
+fn finish(mut head: String, write_json: impl FnOnce(&mut Vec<u8>)) -> Text {
+    let mut bytes = std::mem::take(&mut head).into_bytes();
+    write_json(&mut bytes);
+    Text::from(String::from_utf8(bytes).expect("serde_json writes UTF-8"))
+}
+
+fn write_value(out: &mut Vec<u8>, value: &Value) {
+    serde_json::to_writer(out, value).expect("a Vec never fails to write");
+}
+
+/// `[<first>, values...]` without building a new array.
+fn write_array(out: &mut Vec<u8>, first: Option<&str>, values: &[Value]) {
+    out.push(b'[');
+    let mut comma = false;
+    if let Some(first) = first {
+        serde_json::to_writer(&mut *out, first).expect("a Vec never fails to write");
+        comma = true;
+    }
+    for value in values {
+        if comma {
+            out.push(b',');
+        }
+        write_value(out, value);
+        comma = true;
+    }
+    out.push(b']');
+}
+
+/// EVENT (BINARY_EVENT with attachments), optionally asking for an ack.
+pub(crate) fn event(nsp: &str, event: &str, args: &Args, ack_id: Option<u64>) -> Outgoing {
+    let attachments = args.attachments().len();
+    let kind = if attachments == 0 {
+        PacketType::Event
+    } else {
+        PacketType::BinaryEvent
+    };
+    let mut head = String::with_capacity(16 + event.len());
+    encode_header(kind, nsp, attachments, ack_id, &mut head);
+    Outgoing {
+        text: finish(head, |out| write_array(out, Some(event), args.values())),
+        attachments: args.attachments().to_vec(),
+    }
+}
+
+/// ACK (BINARY_ACK with attachments) of the client's packet `id`.
+pub(crate) fn ack(nsp: &str, id: u64, args: &Args) -> Outgoing {
+    let attachments = args.attachments().len();
+    let kind = if attachments == 0 {
+        PacketType::Ack
+    } else {
+        PacketType::BinaryAck
+    };
+    let mut head = String::with_capacity(16);
+    encode_header(kind, nsp, attachments, Some(id), &mut head);
+    Outgoing {
+        text: finish(head, |out| write_array(out, None, args.values())),
+        attachments: args.attachments().to_vec(),
+    }
+}
+
+fn plain(kind: PacketType, nsp: &str, data: Option<&Value>) -> Outgoing {
+    let mut head = String::with_capacity(16);
+    encode_header(kind, nsp, 0, None, &mut head);
+    let text = match data {
+        Some(data) => finish(head, |out| write_value(out, data)),
+        None => Text::from(head),
+    };
+    Outgoing {
+        text,
+        attachments: Vec::new(),
+    }
+}
+
+/// The CONNECT reply: v5 names the socket id, v4 has no payload.
+pub(crate) fn connected(nsp: &str, protocol: Protocol, socket_id: &str) -> Outgoing {
+    match protocol {
+        Protocol::V5 => plain(PacketType::Connect, nsp, Some(&json!({ "sid": socket_id }))),
+        Protocol::V4 => plain(PacketType::Connect, nsp, None),
+    }
+}
+
+/// CONNECT_ERROR: v5 sends `{"message", "data"?}`; v4 a plain string,
+/// except for an unknown namespace, which both answer with an object.
+pub(crate) fn connect_error(
+    nsp: &str,
+    protocol: Protocol,
+    message: &str,
+    data: Option<&Value>,
+    invalid_namespace: bool,
+) -> Outgoing {
+    let payload = match (protocol, invalid_namespace) {
+        (Protocol::V4, false) => Value::String(message.to_string()),
+        (Protocol::V5, _) | (Protocol::V4, true) => {
+            let mut object = serde_json::Map::new();
+            object.insert("message".into(), Value::String(message.to_string()));
+            if let (Some(data), Protocol::V5) = (data, protocol) {
+                object.insert("data".into(), data.clone());
+            }
+            Value::Object(object)
+        }
+    };
+    plain(PacketType::ConnectError, nsp, Some(&payload))
+}
+
+/// DISCONNECT of one namespace.
+pub(crate) fn disconnect(nsp: &str) -> Outgoing {
+    plain(PacketType::Disconnect, nsp, None)
+}
+
+/// The protocol v4 ERROR packet (type 4 with a string), which v2 clients
+/// surface as an `error` event: how a socket middleware refusal reaches them.
+pub(crate) fn v4_error(nsp: &str, message: &str) -> Outgoing {
+    plain(
+        PacketType::ConnectError,
+        nsp,
+        Some(&Value::String(message.to_string())),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_text_and_attachments() {
+        let mut args = Args::new().arg("a");
+        let p = args.attach(vec![1u8]);
+        args.push(json!({ "f": p }));
+        let out = event("/chat", "up", &args, Some(3));
+        assert_eq!(
+            &*out.text,
+            r#"51-/chat,3["up","a",{"f":{"_placeholder":true,"num":0}}]"#
+        );
+        assert_eq!(out.attachments.len(), 1);
+        assert_eq!(&*event("/", "x", &Args::new(), None).text, r#"2["x"]"#);
+    }
+
+    #[test]
+    fn acks_and_control_packets() {
+        assert_eq!(&*ack("/", 7, &Args::new().arg(1).arg(2)).text, "37[1,2]");
+        assert_eq!(
+            &*connected("/", Protocol::V5, "abc").text,
+            r#"0{"sid":"abc"}"#
+        );
+        assert_eq!(&*connected("/admin", Protocol::V4, "abc").text, "0/admin,");
+        assert_eq!(
+            &*connect_error("/x", Protocol::V5, "no", Some(&json!({"a":1})), false).text,
+            r#"4/x,{"message":"no","data":{"a":1}}"#
+        );
+        assert_eq!(
+            &*connect_error("/x", Protocol::V4, "no", None, false).text,
+            r#"4/x,"no""#
+        );
+        assert_eq!(
+            &*connect_error("/r", Protocol::V4, "Invalid namespace", None, true).text,
+            r#"4/r,{"message":"Invalid namespace"}"#
+        );
+        assert_eq!(&*disconnect("/chat").text, "1/chat,");
+    }
+}

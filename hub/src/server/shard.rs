@@ -1,0 +1,282 @@
+//! The Socket.IO layer on one shard: the Engine.IO handler that turns
+//! messages into packets, connects sockets to namespaces, and runs the
+//! namespaces' handlers for the sockets this shard owns.
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+
+use ahash::AHashMap;
+use glommio::timer::Timer;
+use serde_json::{json, Value};
+
+use super::adapter::{Adapter, ClusterMsg, ShardAdapter};
+use super::args::Args;
+use super::client::Client;
+use super::handshake::Handshake;
+use super::io::IoConfig;
+use super::namespace::Nsp;
+use super::outgoing;
+use super::reason::DisconnectReason;
+use super::socket::{Socket, SocketInner};
+use crate::engine::{CloseReason, Data, Handler, ProtocolVersion, Socket as EngineSocket};
+use crate::engineio::Sid;
+use crate::socketio::{Packet, PacketType, Protocol};
+
+pub(crate) struct SioShard {
+    config: Arc<IoConfig>,
+    shard: usize,
+    me: Weak<SioShard>,
+    namespaces: RefCell<AHashMap<String, Rc<Nsp>>>,
+    clients: RefCell<AHashMap<Sid, Rc<Client>>>,
+    next_key: Cell<u64>,
+    pub adapter: ShardAdapter,
+}
+
+impl SioShard {
+    pub fn new(config: Arc<IoConfig>, shard: usize) -> Rc<SioShard> {
+        let instance = config.instance;
+        Rc::new_cyclic(|me| SioShard {
+            config,
+            shard,
+            me: me.clone(),
+            namespaces: RefCell::new(AHashMap::new()),
+            clients: RefCell::new(AHashMap::new()),
+            next_key: Cell::new(0),
+            adapter: ShardAdapter::new(shard, instance),
+        })
+    }
+
+    /// The namespace `name` on this shard, created on first use when served.
+    pub(crate) fn namespace(&self, name: &str) -> Option<Rc<Nsp>> {
+        if let Some(nsp) = self.namespaces.borrow().get(name) {
+            return Some(nsp.clone());
+        }
+        let def = self.config.namespace(name)?.clone();
+        let nsp = Rc::new(Nsp::new(name, def));
+        self.namespaces
+            .borrow_mut()
+            .insert(name.to_string(), nsp.clone());
+        Some(nsp)
+    }
+
+    fn client(&self, conn: &EngineSocket) -> Option<Rc<Client>> {
+        let sid = Sid::parse(conn.sid())?;
+        self.clients.borrow().get(&sid).cloned()
+    }
+
+    /// Connect a client to a namespace: middleware, then the CONNECT reply
+    /// and the connection handler.
+    fn connect(&self, client: &Rc<Client>, name: &str, auth: Value, query: Option<&str>) {
+        if client.socket(name).is_some() {
+            return;
+        }
+        let Some(nsp) = self.namespace(name) else {
+            let refusal =
+                outgoing::connect_error(name, client.protocol, "Invalid namespace", None, true);
+            client.send(&refusal, false);
+            return;
+        };
+        let key = self.next_key.get();
+        self.next_key.set(key + 1);
+        let id: Rc<str> = Rc::from(Sid::generate(self.shard).as_str());
+        let handshake = Handshake::new(&client.conn, auth, query);
+        let inner = Rc::new(SocketInner::new(
+            key,
+            id.clone(),
+            nsp.clone(),
+            self.me.clone(),
+            client.clone(),
+            handshake,
+        ));
+        let socket = Socket(inner.clone());
+        for middleware in &nsp.def.middlewares {
+            if let Err(refusal) = middleware(&socket) {
+                let packet = outgoing::connect_error(
+                    name,
+                    client.protocol,
+                    &refusal.message,
+                    refusal.data.as_ref(),
+                    false,
+                );
+                client.send(&packet, false);
+                // A middleware may have joined rooms before refusing.
+                self.adapter.leave_all(&nsp, &inner);
+                return;
+            }
+        }
+        if client.conn.is_closed() {
+            self.adapter.leave_all(&nsp, &inner);
+            return;
+        }
+        inner.connected.set(true);
+        nsp.sockets.borrow_mut().insert(key, inner.clone());
+        client.add(inner.clone());
+        self.adapter.join(&nsp, &inner, &id);
+        client.send(&outgoing::connected(name, client.protocol, &id), false);
+        if let Some(on_connection) = &nsp.def.on_connection {
+            on_connection(&socket);
+        }
+    }
+
+    fn on_packet(&self, client: &Rc<Client>, packet: Packet) {
+        match packet.kind {
+            PacketType::Connect => {
+                let auth = match client.protocol {
+                    Protocol::V5 => packet.data.unwrap_or_else(|| json!({})),
+                    Protocol::V4 => json!({}),
+                };
+                self.connect(client, &packet.nsp, auth, packet.query.as_deref());
+            }
+            PacketType::Disconnect => {
+                if let Some(socket) = client.socket(&packet.nsp) {
+                    socket.close(DisconnectReason::ClientNamespaceDisconnect, false);
+                }
+            }
+            PacketType::Event | PacketType::BinaryEvent => {
+                let Some(socket) = client.socket(&packet.nsp) else {
+                    return;
+                };
+                let Some(Value::Array(mut values)) = packet.data else {
+                    return;
+                };
+                if values.is_empty() {
+                    return;
+                }
+                // The decoder checked the name: a string, or a number the reference accepts too.
+                let name = match values.remove(0) {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                socket.on_event(
+                    &name,
+                    Args::from_parts(values, packet.attachments),
+                    packet.id,
+                );
+            }
+            PacketType::Ack | PacketType::BinaryAck => {
+                let (Some(socket), Some(id)) = (client.socket(&packet.nsp), packet.id) else {
+                    return;
+                };
+                let values = match packet.data {
+                    Some(Value::Array(values)) => values,
+                    _ => Vec::new(),
+                };
+                socket.on_ack(id, Args::from_parts(values, packet.attachments));
+            }
+            // A client has no business sending these; the reference ignores them too.
+            PacketType::ConnectError => {}
+        }
+    }
+
+    /// Forget a socket that left its namespace.
+    pub(crate) fn remove_socket(&self, socket: &SocketInner) {
+        self.adapter.leave_all(&socket.nsp, socket);
+        socket.nsp.sockets.borrow_mut().remove(&socket.key);
+        socket.client.remove(socket);
+    }
+
+    /// Disconnect a socket as a server-side room operation asks.
+    pub(crate) fn disconnect(
+        &self,
+        socket: &Rc<SocketInner>,
+        close: bool,
+        reason: DisconnectReason,
+    ) {
+        if close {
+            Socket(socket.clone()).disconnect(true);
+        } else {
+            socket.close(reason, true);
+        }
+    }
+
+    fn start_connect_timer(&self, client: &Rc<Client>) {
+        let timeout = self.config.settings.connect_timeout;
+        let weak = Rc::downgrade(client);
+        let task = glommio::spawn_local(async move {
+            Timer::new(timeout).await;
+            if let Some(client) = weak.upgrade() {
+                if client.is_empty() {
+                    client.conn.close();
+                }
+            }
+        })
+        .detach();
+        *client.connect_timer.borrow_mut() = Some(task);
+    }
+}
+
+impl Handler for SioShard {
+    fn on_open(&self, conn: &EngineSocket) {
+        let Some(sid) = Sid::parse(conn.sid()) else {
+            return;
+        };
+        let protocol = match conn.protocol() {
+            ProtocolVersion::V4 => Protocol::V5,
+            ProtocolVersion::V3 => Protocol::V4,
+        };
+        let client = Rc::new(Client::new(
+            conn.clone(),
+            protocol,
+            self.config.settings.max_attachments,
+        ));
+        self.clients.borrow_mut().insert(sid, client.clone());
+        match protocol {
+            // v2 clients are in `/` at once, without asking.
+            Protocol::V4 => self.connect(&client, "/", json!({}), None),
+            Protocol::V5 => self.start_connect_timer(&client),
+        }
+    }
+
+    fn on_message(&self, conn: &EngineSocket, data: Data) {
+        let Some(client) = self.client(conn) else {
+            return;
+        };
+        let decoded = {
+            let mut decoder = client.decoder.borrow_mut();
+            match data {
+                Data::Text(text) => decoder.decode_text(&text),
+                Data::Binary(bytes) => decoder.decode_binary(bytes),
+            }
+        };
+        match decoded {
+            Ok(Some(packet)) => self.on_packet(&client, packet),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::debug!(sid = conn.sid(), %error, "closing on an invalid Socket.IO packet");
+                conn.close_with(CloseReason::ParseError);
+            }
+        }
+    }
+
+    fn on_close(&self, conn: &EngineSocket, reason: CloseReason) {
+        let Some(sid) = Sid::parse(conn.sid()) else {
+            return;
+        };
+        let client = self.clients.borrow_mut().remove(&sid);
+        let Some(client) = client else {
+            return;
+        };
+        if let Some(timer) = client.connect_timer.borrow_mut().take() {
+            timer.cancel();
+        }
+        let reason = DisconnectReason::from(reason);
+        for socket in client.sockets_snapshot() {
+            socket.close(reason, false);
+        }
+    }
+
+    fn on_shard_message(&self, msg: Box<dyn Any + Send>) -> Option<Box<dyn Any + Send>> {
+        let msg = match msg.downcast::<ClusterMsg>() {
+            Ok(msg) if msg.instance == self.config.instance => msg,
+            Ok(other) => return Some(other),
+            Err(other) => return Some(other),
+        };
+        let nsp = self.namespaces.borrow().get(&msg.nsp).cloned();
+        for (socket, close) in self.adapter.receive(nsp.as_deref(), *msg) {
+            self.disconnect(&socket, close, DisconnectReason::ServerNamespaceDisconnect);
+        }
+        None
+    }
+}

@@ -1,0 +1,628 @@
+//! A socket: one client in one namespace, on the shard that owns it.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use ahash::AHashMap;
+use futures_lite::future;
+use glommio::channels::local_channel::{self, LocalSender};
+use glommio::timer::Timer;
+use smallvec::SmallVec;
+
+use super::adapter::Adapter;
+use super::args::Args;
+use super::broadcast::BroadcastOperator;
+use super::client::Client;
+use super::handshake::{Handshake, RequestInfo};
+use super::namespace::{Namespace, Nsp};
+use super::outgoing;
+use super::reason::DisconnectReason;
+use super::shard::SioShard;
+use crate::engine::Socket as EngineSocket;
+use crate::socketio::{is_reserved_event, Protocol};
+
+/// Why an emit was refused.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum EmitError {
+    #[error("\"{0}\" is a reserved event name")]
+    Reserved(String),
+    #[error("the socket is disconnected")]
+    Disconnected,
+}
+
+/// Why an acknowledgement did not come.
+#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
+pub enum AckError {
+    #[error("no acknowledgement within the timeout")]
+    Timeout,
+    #[error("the socket disconnected before acknowledging")]
+    Disconnected,
+}
+
+/// Names a listener, to remove it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ListenerId(u64);
+
+type EventHandler = Rc<dyn Fn(&Socket, Args, Option<Ack>)>;
+type ReasonHandler = Rc<dyn Fn(&Socket, DisconnectReason)>;
+type ErrorHandler = Rc<dyn Fn(&Socket, &str)>;
+type SocketMiddleware = Rc<dyn Fn(&Socket, &str, &Args) -> Result<(), String>>;
+
+struct Listener {
+    id: ListenerId,
+    event: Rc<str>,
+    once: bool,
+    handler: EventHandler,
+}
+
+pub(crate) struct SocketInner {
+    /// Shard-local key in the namespace and room maps.
+    pub key: u64,
+    pub id: Rc<str>,
+    pub nsp: Rc<Nsp>,
+    pub shard: Weak<SioShard>,
+    pub client: Rc<Client>,
+    pub handshake: Handshake,
+    pub rooms: RefCell<Vec<Rc<str>>>,
+    pub connected: Cell<bool>,
+    /// The last broadcast that reached (or excluded) this socket, so a socket
+    /// in several target rooms gets a packet once without a set per broadcast.
+    pub mark: Cell<u64>,
+    listeners: RefCell<Vec<Listener>>,
+    next_listener: Cell<u64>,
+    middlewares: RefCell<Vec<SocketMiddleware>>,
+    on_disconnect: RefCell<Vec<ReasonHandler>>,
+    on_disconnecting: RefCell<Vec<ReasonHandler>>,
+    on_error: RefCell<Vec<ErrorHandler>>,
+    acks: RefCell<AHashMap<u64, LocalSender<Args>>>,
+    next_ack: Cell<u64>,
+}
+
+/// A client connected to one namespace (the reference server's `Socket`).
+/// Cheap to clone; valid on the shard that owns it.
+#[derive(Clone)]
+pub struct Socket(pub(crate) Rc<SocketInner>);
+
+/// Flags for a direct emit: `socket.volatile().emit(..)`.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Flags {
+    pub volatile: bool,
+    pub compress: Option<bool>,
+    pub binary: Option<bool>,
+}
+
+impl SocketInner {
+    pub(crate) fn new(
+        key: u64,
+        id: Rc<str>,
+        nsp: Rc<Nsp>,
+        shard: Weak<SioShard>,
+        client: Rc<Client>,
+        handshake: Handshake,
+    ) -> SocketInner {
+        SocketInner {
+            key,
+            id,
+            nsp,
+            shard,
+            client,
+            handshake,
+            rooms: RefCell::new(Vec::new()),
+            connected: Cell::new(false),
+            mark: Cell::new(0),
+            listeners: RefCell::new(Vec::new()),
+            next_listener: Cell::new(0),
+            middlewares: RefCell::new(Vec::new()),
+            on_disconnect: RefCell::new(Vec::new()),
+            on_disconnecting: RefCell::new(Vec::new()),
+            on_error: RefCell::new(Vec::new()),
+            acks: RefCell::new(AHashMap::new()),
+            next_ack: Cell::new(0),
+        }
+    }
+
+    /// An event from the client: socket middleware, then the listeners.
+    pub(crate) fn on_event(self: &Rc<Self>, event: &str, args: Args, ack_id: Option<u64>) {
+        let socket = Socket(self.clone());
+        let mut index = 0;
+        loop {
+            let middleware = self.middlewares.borrow().get(index).cloned();
+            let Some(middleware) = middleware else { break };
+            index += 1;
+            if let Err(message) = middleware(&socket, event, &args) {
+                self.middleware_error(&socket, &message);
+                return;
+            }
+        }
+        let ack = ack_id.map(|id| Ack::new(self, id));
+        let matching: SmallVec<[(ListenerId, bool, EventHandler); 2]> = self
+            .listeners
+            .borrow()
+            .iter()
+            .filter(|l| &*l.event == event)
+            .map(|l| (l.id, l.once, l.handler.clone()))
+            .collect();
+        let once: SmallVec<[ListenerId; 2]> =
+            matching.iter().filter(|m| m.1).map(|m| m.0).collect();
+        if !once.is_empty() {
+            self.listeners
+                .borrow_mut()
+                .retain(|l| !once.contains(&l.id));
+        }
+        let last = matching.len().saturating_sub(1);
+        let mut args = Some(args);
+        for (i, (_, _, handler)) in matching.into_iter().enumerate() {
+            let a = if i == last {
+                args.take().unwrap_or_default()
+            } else {
+                args.clone().unwrap_or_default()
+            };
+            handler(&socket, a, ack.clone());
+        }
+    }
+
+    /// A socket middleware refused a packet: the server socket hears an
+    /// `error`; a v2 client also gets an error packet.
+    fn middleware_error(self: &Rc<Self>, socket: &Socket, message: &str) {
+        if self.client.protocol == Protocol::V4 {
+            self.client
+                .send(&outgoing::v4_error(&self.nsp.name, message), false);
+        }
+        let handlers: SmallVec<[ErrorHandler; 2]> =
+            self.on_error.borrow().iter().cloned().collect();
+        for handler in handlers {
+            handler(socket, message);
+        }
+    }
+
+    pub(crate) fn on_ack(&self, id: u64, args: Args) {
+        if let Some(sender) = self.acks.borrow_mut().remove(&id) {
+            let _ = sender.try_send(args);
+        }
+    }
+
+    /// Leave the namespace: `disconnecting` (rooms still visible), rooms
+    /// left, `disconnect`. `notify` sends the client a DISCONNECT packet.
+    pub(crate) fn close(self: &Rc<Self>, reason: DisconnectReason, notify: bool) {
+        if !self.connected.get() {
+            return;
+        }
+        let socket = Socket(self.clone());
+        let handlers: SmallVec<[ReasonHandler; 2]> =
+            self.on_disconnecting.borrow().iter().cloned().collect();
+        for handler in handlers {
+            handler(&socket, reason);
+        }
+        if notify {
+            self.client
+                .send(&outgoing::disconnect(&self.nsp.name), false);
+        }
+        self.connected.set(false);
+        if let Some(shard) = self.shard.upgrade() {
+            shard.remove_socket(self);
+        }
+        // Waiting acknowledgements fail now: dropping their senders wakes them.
+        self.acks.borrow_mut().clear();
+        let handlers: SmallVec<[ReasonHandler; 2]> =
+            self.on_disconnect.borrow().iter().cloned().collect();
+        for handler in handlers {
+            handler(&socket, reason);
+        }
+        // Handlers often hold the socket: drop them to break the cycle.
+        self.listeners.borrow_mut().clear();
+        self.middlewares.borrow_mut().clear();
+        self.on_disconnect.borrow_mut().clear();
+        self.on_disconnecting.borrow_mut().clear();
+        self.on_error.borrow_mut().clear();
+    }
+
+    fn emit(
+        self: &Rc<Self>,
+        event: &str,
+        args: &Args,
+        flags: Flags,
+        ack_id: Option<u64>,
+    ) -> Result<(), EmitError> {
+        if is_reserved_event(event) {
+            return Err(EmitError::Reserved(event.to_string()));
+        }
+        if !self.connected.get() {
+            return Err(EmitError::Disconnected);
+        }
+        let packet = outgoing::event(&self.nsp.name, event, args, ack_id);
+        self.client.send(&packet, flags.volatile);
+        Ok(())
+    }
+
+    fn emit_with_ack(
+        self: &Rc<Self>,
+        event: &str,
+        args: &Args,
+        flags: Flags,
+        timeout: Duration,
+    ) -> Result<impl Future<Output = Result<Args, AckError>>, EmitError> {
+        let id = self.next_ack.get();
+        self.next_ack.set(id + 1);
+        self.emit(event, args, flags, Some(id))?;
+        let (tx, rx) = local_channel::new_bounded(1);
+        self.acks.borrow_mut().insert(id, tx);
+        let weak = Rc::downgrade(self);
+        Ok(async move {
+            let result = future::or(
+                async { rx.recv().await.ok_or(AckError::Disconnected) },
+                async {
+                    Timer::new(timeout).await;
+                    Err(AckError::Timeout)
+                },
+            )
+            .await;
+            if let Some(inner) = weak.upgrade() {
+                inner.acks.borrow_mut().remove(&id);
+            }
+            result
+        })
+    }
+}
+
+impl Socket {
+    /// The socket id: its own room, distinct from the Engine.IO session id.
+    pub fn id(&self) -> &str {
+        &self.0.id
+    }
+
+    /// The namespace name.
+    pub fn nsp(&self) -> &str {
+        &self.0.nsp.name
+    }
+
+    /// The namespace on this shard (server-level emits and room operations).
+    pub fn namespace(&self) -> Namespace {
+        Namespace {
+            shard: self.0.shard.upgrade().expect("a socket outlives no shard"),
+            nsp: self.0.nsp.clone(),
+        }
+    }
+
+    /// Another namespace of the server, on this shard (the reference `socket.nsp.server.of(name)`);
+    /// None when the server does not serve that name.
+    pub fn of(&self, name: &str) -> Option<Namespace> {
+        let shard = self.0.shard.upgrade()?;
+        let nsp = shard.namespace(name)?;
+        Some(Namespace { shard, nsp })
+    }
+
+    pub fn connected(&self) -> bool {
+        self.0.connected.get()
+    }
+
+    /// The rooms the socket is in, its own id first.
+    pub fn rooms(&self) -> Vec<String> {
+        self.0
+            .rooms
+            .borrow()
+            .iter()
+            .map(|r| r.to_string())
+            .collect()
+    }
+
+    pub fn handshake(&self) -> &Handshake {
+        &self.0.handshake
+    }
+
+    /// The Engine.IO connection: transport, remote address, session id.
+    pub fn conn(&self) -> &EngineSocket {
+        &self.0.client.conn
+    }
+
+    /// The HTTP request that opened the connection.
+    pub fn request(&self) -> RequestInfo {
+        let info = self.0.client.conn.handshake();
+        RequestInfo {
+            method: "GET",
+            url: info.url.clone(),
+            headers: info.headers.clone(),
+        }
+    }
+
+    /// The connection this socket shares with the client's other namespaces.
+    pub fn client(&self) -> ClientInfo {
+        ClientInfo {
+            conn: self.0.client.conn.clone(),
+            namespaces: self.0.client.namespaces(),
+            protocol: self.0.client.protocol,
+        }
+    }
+
+    /// Socket.IO protocol revision of the client (v4 for v1/v2 clients).
+    pub fn protocol(&self) -> Protocol {
+        self.0.client.protocol
+    }
+
+    /// Add a middleware for incoming packets (`socket.use`); an `Err` stops
+    /// the packet and is reported as an `error` (and, to v2 clients, sent).
+    pub fn use_middleware(
+        &self,
+        middleware: impl Fn(&Socket, &str, &Args) -> Result<(), String> + 'static,
+    ) {
+        self.0.middlewares.borrow_mut().push(Rc::new(middleware));
+    }
+
+    fn add_listener(&self, event: &str, once: bool, handler: EventHandler) -> ListenerId {
+        let id = ListenerId(self.0.next_listener.get());
+        self.0.next_listener.set(id.0 + 1);
+        self.0.listeners.borrow_mut().push(Listener {
+            id,
+            event: Rc::from(event),
+            once,
+            handler,
+        });
+        id
+    }
+
+    /// Handle an event. The handler gets the arguments and, when the client
+    /// asked for one, an [`Ack`] to answer with.
+    pub fn on(
+        &self,
+        event: &str,
+        handler: impl Fn(&Socket, Args, Option<Ack>) + 'static,
+    ) -> ListenerId {
+        self.add_listener(event, false, Rc::new(handler))
+    }
+
+    /// Handle the next occurrence of an event only.
+    pub fn once(
+        &self,
+        event: &str,
+        handler: impl Fn(&Socket, Args, Option<Ack>) + 'static,
+    ) -> ListenerId {
+        self.add_listener(event, true, Rc::new(handler))
+    }
+
+    /// Remove one listener; false when it was not there.
+    pub fn remove_listener(&self, event: &str, id: ListenerId) -> bool {
+        let mut listeners = self.0.listeners.borrow_mut();
+        let before = listeners.len();
+        listeners.retain(|l| !(l.id == id && &*l.event == event));
+        listeners.len() != before
+    }
+
+    /// Remove every listener of `event`, or of every event when `None`.
+    pub fn remove_all_listeners(&self, event: Option<&str>) {
+        let mut listeners = self.0.listeners.borrow_mut();
+        match event {
+            Some(event) => listeners.retain(|l| &*l.event != event),
+            None => listeners.clear(),
+        }
+    }
+
+    /// The events that have listeners, in the order they were first added.
+    pub fn event_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for l in self.0.listeners.borrow().iter() {
+            if !names.iter().any(|n| **n == *l.event) {
+                names.push(l.event.to_string());
+            }
+        }
+        names
+    }
+
+    /// `disconnect` with its reason, after the socket left its rooms.
+    pub fn on_disconnect(&self, handler: impl Fn(&Socket, DisconnectReason) + 'static) {
+        self.0.on_disconnect.borrow_mut().push(Rc::new(handler));
+    }
+
+    /// `disconnecting`: the socket is leaving; its rooms are still visible.
+    pub fn on_disconnecting(&self, handler: impl Fn(&Socket, DisconnectReason) + 'static) {
+        self.0.on_disconnecting.borrow_mut().push(Rc::new(handler));
+    }
+
+    /// `error`: a socket middleware refused a packet.
+    pub fn on_error(&self, handler: impl Fn(&Socket, &str) + 'static) {
+        self.0.on_error.borrow_mut().push(Rc::new(handler));
+    }
+
+    /// Emit `message` (the reference `socket.send`).
+    pub fn send(&self, args: Args) -> Result<(), EmitError> {
+        self.emit("message", args)
+    }
+
+    /// Emit an event to this client. Reserved names are refused.
+    pub fn emit(&self, event: &str, args: Args) -> Result<(), EmitError> {
+        self.0.emit(event, &args, Flags::default(), None)
+    }
+
+    /// Emit and wait for the client's acknowledgement, at most `timeout`.
+    pub fn emit_with_ack(
+        &self,
+        event: &str,
+        args: Args,
+        timeout: Duration,
+    ) -> Result<impl Future<Output = Result<Args, AckError>>, EmitError> {
+        self.0
+            .emit_with_ack(event, &args, Flags::default(), timeout)
+    }
+
+    /// Emit flags for the next emit: drop the packet if the client cannot take it now.
+    pub fn volatile(&self) -> SocketEmitter {
+        SocketEmitter {
+            socket: self.clone(),
+            flags: Flags {
+                volatile: true,
+                ..Flags::default()
+            },
+        }
+    }
+
+    /// Per-message compression flag (accepted and carried; the transport does not compress yet).
+    pub fn compress(&self, compress: bool) -> SocketEmitter {
+        SocketEmitter {
+            socket: self.clone(),
+            flags: Flags {
+                compress: Some(compress),
+                ..Flags::default()
+            },
+        }
+    }
+
+    /// Binary hint. Arguments carry their attachments explicitly, so nothing is scanned either way.
+    pub fn binary(&self, binary: bool) -> SocketEmitter {
+        SocketEmitter {
+            socket: self.clone(),
+            flags: Flags {
+                binary: Some(binary),
+                ..Flags::default()
+            },
+        }
+    }
+
+    /// Join a room.
+    pub fn join(&self, room: &str) {
+        self.join_many([room]);
+    }
+
+    /// Join several rooms.
+    pub fn join_many<'a>(&self, rooms: impl IntoIterator<Item = &'a str>) {
+        if let Some(shard) = self.0.shard.upgrade() {
+            for room in rooms {
+                shard.adapter.join(&self.0.nsp, &self.0, room);
+            }
+        }
+    }
+
+    /// Leave a room.
+    pub fn leave(&self, room: &str) {
+        if let Some(shard) = self.0.shard.upgrade() {
+            shard.adapter.leave(&self.0.nsp, &self.0, room);
+        }
+    }
+
+    /// Broadcast to a room (chain `.to` for more), the sender excluded.
+    pub fn to(&self, room: &str) -> BroadcastOperator {
+        self.broadcast().to(room)
+    }
+
+    /// Alias of [`Socket::to`].
+    pub fn in_(&self, room: &str) -> BroadcastOperator {
+        self.to(room)
+    }
+
+    /// Broadcast to everyone but the sockets in `room` (and the sender).
+    pub fn except(&self, room: &str) -> BroadcastOperator {
+        self.broadcast().except(room)
+    }
+
+    /// Broadcast to every socket of the namespace but this one.
+    pub fn broadcast(&self) -> BroadcastOperator {
+        BroadcastOperator::new(
+            self.0.shard.upgrade().expect("a socket outlives no shard"),
+            self.0.nsp.clone(),
+            Some(self.0.clone()),
+        )
+    }
+
+    /// Leave the namespace (`close == false`) or close the whole connection.
+    pub fn disconnect(&self, close: bool) {
+        if close {
+            let client = self.0.client.clone();
+            for socket in client.sockets_snapshot() {
+                socket.close(DisconnectReason::ServerNamespaceDisconnect, true);
+            }
+            client.conn.close();
+        } else {
+            self.0
+                .close(DisconnectReason::ServerNamespaceDisconnect, true);
+        }
+    }
+}
+
+impl std::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket")
+            .field("id", &self.id())
+            .field("nsp", &self.nsp())
+            .finish()
+    }
+}
+
+/// A direct emit with flags.
+pub struct SocketEmitter {
+    socket: Socket,
+    flags: Flags,
+}
+
+impl SocketEmitter {
+    pub fn volatile(mut self) -> SocketEmitter {
+        self.flags.volatile = true;
+        self
+    }
+
+    pub fn compress(mut self, compress: bool) -> SocketEmitter {
+        self.flags.compress = Some(compress);
+        self
+    }
+
+    pub fn binary(mut self, binary: bool) -> SocketEmitter {
+        self.flags.binary = Some(binary);
+        self
+    }
+
+    pub fn emit(self, event: &str, args: Args) -> Result<(), EmitError> {
+        self.socket.0.emit(event, &args, self.flags, None)
+    }
+
+    pub fn emit_with_ack(
+        self,
+        event: &str,
+        args: Args,
+        timeout: Duration,
+    ) -> Result<impl Future<Output = Result<Args, AckError>>, EmitError> {
+        self.socket
+            .0
+            .emit_with_ack(event, &args, self.flags, timeout)
+    }
+}
+
+/// The connection a socket shares with the client's other namespaces.
+#[derive(Clone, Debug)]
+pub struct ClientInfo {
+    pub conn: EngineSocket,
+    pub namespaces: Vec<String>,
+    pub protocol: Protocol,
+}
+
+/// The acknowledgement a client asked for; the first `send` answers it.
+#[derive(Clone)]
+pub struct Ack {
+    socket: Weak<SocketInner>,
+    id: u64,
+    sent: Rc<Cell<bool>>,
+}
+
+impl Ack {
+    fn new(socket: &Rc<SocketInner>, id: u64) -> Ack {
+        Ack {
+            socket: Rc::downgrade(socket),
+            id,
+            sent: Rc::new(Cell::new(false)),
+        }
+    }
+
+    /// Answer with `args`; false when already answered or disconnected.
+    pub fn send(&self, args: Args) -> bool {
+        if self.sent.replace(true) {
+            return false;
+        }
+        let Some(socket) = self.socket.upgrade() else {
+            return false;
+        };
+        if !socket.connected.get() {
+            return false;
+        }
+        socket
+            .client
+            .send(&outgoing::ack(&socket.nsp.name, self.id, &args), false);
+        true
+    }
+}
