@@ -48,9 +48,9 @@ fn report(socket: &Socket, event: Value) {
 }
 
 fn refuse(socket: &Socket) -> Result<(), ConnectError> {
-    let by_auth = socket.handshake().auth.get("refuse") == Some(&Value::Bool(true));
-    let by_query = socket.handshake().query_param("refuse") == Some("1");
-    if by_auth || by_query {
+    // v3/v4 clients send `{"refuse": true}`; v2 clients' CONNECT query is their auth.
+    let refuse = socket.handshake().auth.get("refuse");
+    if refuse == Some(&Value::Bool(true)) || refuse == Some(&json!("1")) {
         return Err(ConnectError::new("refused by middleware").with_data(json!({"reason": "test"})));
     }
     Ok(())

@@ -55,6 +55,39 @@ pub(crate) struct SessionEntry {
 }
 
 impl SessionEntry {
+    /// A session with no transport task or timer behind it, for benchmarks
+    /// of the layers above: what is sent to it stays in its outbox.
+    pub(crate) fn detached(
+        sid: Sid,
+        version: ProtocolVersion,
+        transport: TransportKind,
+        handler: Rc<dyn Handler>,
+    ) -> Rc<SessionEntry> {
+        let now = Instant::now();
+        Rc::new(SessionEntry {
+            sid,
+            shard: sid.shard(),
+            session: RefCell::new(Session::new(
+                sid.as_str(),
+                version,
+                transport,
+                Default::default(),
+                now,
+            )),
+            io_changed: Signal::new(),
+            timer_changed: Signal::new(),
+            armed_deadline: Cell::new(None),
+            handshake: HandshakeInfo {
+                remote_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                url: "/socket.io/?EIO=4&transport=websocket".to_string(),
+                query: Vec::new(),
+                headers: Vec::new(),
+                issued: SystemTime::now(),
+            },
+            handler,
+        })
+    }
+
     /// Hand the session's pending events to the application and wake the IO.
     /// Called after every input; never with the session borrowed.
     pub fn dispatch(self: &Rc<Self>) {

@@ -183,7 +183,7 @@ impl ShardAdapter {
             target
                 .rooms
                 .iter()
-                .map(|r| Sid::parse(r).map(|sid| sid.shard()).filter(|s| *s < count))
+                .map(|r| socket_shard(r).filter(|s| *s < count))
                 .collect()
         };
         match owners {
@@ -422,4 +422,11 @@ impl Drop for FetchDone {
     fn drop(&mut self) {
         self.fetches.borrow_mut().remove(&self.request);
     }
+}
+
+/// The shard owning a socket id: v5 ids are sids; v2 clients' ids are the
+/// Engine.IO sid, after `<nsp>#` outside `/`.
+fn socket_shard(id: &str) -> Option<usize> {
+    let sid = id.rsplit('#').next().unwrap_or(id);
+    Sid::parse(sid).map(|sid| sid.shard())
 }

@@ -118,7 +118,7 @@ impl IoConfig {
 /// `Server::new(..).endpoint(EngineConfig::new("/socket.io/"), io.handler_factory())`.
 #[derive(Clone)]
 pub struct Io {
-    config: Arc<IoConfig>,
+    pub(crate) config: Arc<IoConfig>,
 }
 
 impl Io {

@@ -38,6 +38,8 @@ mod outgoing;
 mod reason;
 mod shard;
 mod socket;
+#[doc(hidden)]
+pub mod testing;
 
 pub use args::Args;
 pub use broadcast::{BroadcastOperator, RemoteSocket};

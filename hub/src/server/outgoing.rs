@@ -96,8 +96,9 @@ pub(crate) fn connected(nsp: &str, protocol: Protocol, socket_id: &str) -> Outgo
     }
 }
 
-/// CONNECT_ERROR: v5 sends `{"message", "data"?}`; v4 a plain string,
-/// except for an unknown namespace, which both answer with an object.
+/// CONNECT_ERROR: v5 sends `{"message", "data"?}`; v4 the data, or the
+/// message as a string, except for an unknown namespace, which both answer
+/// with an object.
 pub(crate) fn connect_error(
     nsp: &str,
     protocol: Protocol,
@@ -106,7 +107,11 @@ pub(crate) fn connect_error(
     invalid_namespace: bool,
 ) -> Outgoing {
     let payload = match (protocol, invalid_namespace) {
-        (Protocol::V4, false) => Value::String(message.to_string()),
+        // The reference gives v2 clients the error's data when there is some.
+        (Protocol::V4, false) => match data {
+            Some(data) => data.clone(),
+            None => Value::String(message.to_string()),
+        },
         (Protocol::V5, _) | (Protocol::V4, true) => {
             let mut object = serde_json::Map::new();
             object.insert("message".into(), Value::String(message.to_string()));

@@ -80,7 +80,12 @@ impl SioShard {
         };
         let key = self.next_key.get();
         self.next_key.set(key + 1);
-        let id: Rc<str> = Rc::from(Sid::generate(self.shard).as_str());
+        let id: Rc<str> = match client.protocol {
+            Protocol::V5 => Rc::from(Sid::generate(self.shard).as_str()),
+            // v2 clients compute their socket id themselves from the Engine.IO sid.
+            Protocol::V4 if name == "/" => Rc::from(client.conn.sid()),
+            Protocol::V4 => Rc::from(format!("{name}#{}", client.conn.sid())),
+        };
         let handshake = Handshake::new(&client.conn, auth, query);
         let inner = Rc::new(SocketInner::new(
             key,
@@ -125,7 +130,8 @@ impl SioShard {
             PacketType::Connect => {
                 let auth = match client.protocol {
                     Protocol::V5 => packet.data.unwrap_or_else(|| json!({})),
-                    Protocol::V4 => json!({}),
+                    // v2 clients authenticate with the namespace's query string.
+                    Protocol::V4 => query_object(packet.query.as_deref()),
                 };
                 self.connect(client, &packet.nsp, auth, packet.query.as_deref());
             }
@@ -279,4 +285,14 @@ impl Handler for SioShard {
         }
         None
     }
+}
+
+/// A query string as a JSON object of strings, the way the reference server
+/// gives v2 clients' CONNECT query as `handshake.auth`.
+fn query_object(query: Option<&str>) -> Value {
+    let mut object = serde_json::Map::new();
+    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        object.insert(key.into_owned(), Value::String(value.into_owned()));
+    }
+    Value::Object(object)
 }
