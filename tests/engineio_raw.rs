@@ -782,7 +782,7 @@ fn not_found_on_other_paths(shards: u32) {
     for path in [
         "/",
         "/foo",
-        "/socket.io/?EIO=4&transport=polling",
+        "/chat/?EIO=4&transport=polling",
         "/engine.iox/?EIO=4&transport=polling",
     ] {
         let resp = c.get(path);

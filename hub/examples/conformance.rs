@@ -100,6 +100,10 @@ fn main() {
             std::process::exit(1);
         }
     };
+    if let Err(error) = hub::shard::stop_on_signals(server.shutdown_handle()) {
+        eprintln!("conformance: cannot handle signals: {error}");
+        std::process::exit(1);
+    }
     println!("listening on {}", server.local_addr());
     let _ = std::io::stdout().flush();
     if let Err(error) = server.join() {

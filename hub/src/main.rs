@@ -111,6 +111,10 @@ fn main() {
         "hub listening (Engine.IO v4{})",
         if args.no_eio3 { "" } else { " and v3" }
     );
+    if let Err(error) = hub::shard::stop_on_signals(server.shutdown_handle()) {
+        eprintln!("hub: cannot handle signals: {error}");
+        std::process::exit(1);
+    }
     if let Err(error) = server.join() {
         eprintln!("hub: {error}");
         std::process::exit(1);

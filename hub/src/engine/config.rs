@@ -59,6 +59,8 @@ pub struct ServerConfig {
     pub max_headers: usize,
     /// Messages each cross-shard channel holds before senders wait.
     pub mesh_capacity: usize,
+    /// How long a stopping shard waits for its sessions to flush and close.
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -72,6 +74,7 @@ impl Default for ServerConfig {
             max_header_bytes: 16 * 1024,
             max_headers: 64,
             mesh_capacity: 1024,
+            shutdown_timeout: Duration::from_secs(10),
         }
     }
 }

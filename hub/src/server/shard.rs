@@ -273,6 +273,16 @@ impl Handler for SioShard {
         }
     }
 
+    fn on_shutdown(&self) {
+        let clients: Vec<Rc<Client>> = self.clients.borrow().values().cloned().collect();
+        for client in clients {
+            for socket in client.sockets_snapshot() {
+                // The DISCONNECT packet makes clients see "io server disconnect".
+                socket.close(DisconnectReason::ServerShuttingDown, true);
+            }
+        }
+    }
+
     fn on_shard_message(&self, msg: Box<dyn Any + Send>) -> Option<Box<dyn Any + Send>> {
         let msg = match msg.downcast::<ClusterMsg>() {
             Ok(msg) if msg.instance == self.config.instance => msg,

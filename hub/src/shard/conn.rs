@@ -50,6 +50,8 @@ pub(crate) async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketA
         };
         first = false;
         let keep_alive = request.keep_alive();
+        // Shutdown waits for requests in flight, so a last long poll is answered.
+        let in_flight = InFlight::new(shard.clone());
         // A long poll may wait long: notice meanwhile if the client hangs up.
         let routed = {
             let route = route(&shard, request, peer);
@@ -67,20 +69,43 @@ pub(crate) async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketA
         let response = match routed {
             Routed::Respond(response) => response,
             Routed::WebSocket(endpoint, request, query) => {
+                drop(in_flight);
                 websocket::serve(shard, endpoint, stream, peer, request, query, buf).await;
                 return;
             }
             Routed::HandOff(owner, endpoint, request, query) => {
+                drop(in_flight);
                 hand_off(&shard, owner, endpoint, stream, peer, request, query, buf).await;
                 return;
             }
         };
         out.clear();
         response.write_to(keep_alive, &mut out);
-        if stream.write_all(&out).await.is_err() || !keep_alive {
+        let written = stream.write_all(&out).await.is_ok();
+        drop(in_flight);
+        if !written || !keep_alive {
             let _ = stream.close().await;
             return;
         }
+    }
+}
+
+/// Counts a request from its head to its answer written.
+struct InFlight {
+    shard: Rc<Shard>,
+}
+
+impl InFlight {
+    fn new(shard: Rc<Shard>) -> InFlight {
+        shard.in_flight.set(shard.in_flight.get() + 1);
+        InFlight { shard }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.shard.in_flight.set(self.shard.in_flight.get() - 1);
+        self.shard.settled.notify();
     }
 }
 

@@ -126,6 +126,11 @@ impl Mesh {
         response
     }
 
+    /// Polls forwarded here still being answered.
+    pub fn serving_count(&self) -> usize {
+        self.serving.borrow().len()
+    }
+
     /// Queue an application message for shard `target`; messages to one
     /// shard arrive in the order they were posted.
     pub fn post(&self, target: usize, msg: Box<dyn Any + Send>) {
@@ -232,8 +237,9 @@ fn receive(shard: &Rc<Shard>, msg: MeshMsg) {
                     response: Box::new(response),
                 };
                 if let Some(mesh) = shard.mesh.get() {
-                    mesh.serving.borrow_mut().remove(&(origin, id));
                     mesh.send(origin, reply).await;
+                    mesh.serving.borrow_mut().remove(&(origin, id));
+                    shard.settled.notify();
                 }
             })
             .detach();

@@ -7,9 +7,12 @@ pub mod context;
 mod mesh;
 mod polling;
 mod runtime;
+mod shutdown;
 pub(crate) mod signal;
+mod signals;
 mod state;
 mod timer;
 mod websocket;
 
-pub use runtime::{RunningServer, Server, ServerError};
+pub use runtime::{RunningServer, Server, ServerError, ShutdownHandle};
+pub use signals::stop_on_signals;

@@ -1,12 +1,15 @@
 //! Starting the shards: one glommio executor each, each with its own
 //! `SO_REUSEPORT` listener, joined by a channel mesh.
 
-use std::cell::OnceCell;
+use std::cell::{Cell, OnceCell};
+use std::io::Write;
 use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
+use futures_lite::future;
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpListener;
 use glommio::timer::Timer;
@@ -14,6 +17,8 @@ use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
 use super::conn;
 use super::mesh::{self, Mesh, MeshMsg};
+use super::shutdown;
+use super::signal::Signal;
 use super::state::{Endpoint, Shard};
 use crate::engine::{EngineConfig, HandlerFactory, ServerConfig};
 use crate::engineio::sid::MAX_SHARDS;
@@ -47,6 +52,25 @@ pub struct RunningServer {
     local_addr: SocketAddr,
     shards: usize,
     handles: Vec<ExecutorJoinHandle<()>>,
+    shutdown: ShutdownHandle,
+}
+
+/// Asks every shard to stop: stop accepting, tell the applications
+/// (`Handler::on_shutdown`), close every session ("server shutting down")
+/// once what is queued is written, and exit within the shutdown timeout.
+/// `Send + Sync`: call it from a signal-handling thread.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    wakers: Arc<Vec<std::os::unix::net::UnixStream>>,
+}
+
+impl ShutdownHandle {
+    pub fn shutdown(&self) {
+        for waker in self.wakers.iter() {
+            // One byte wakes the shard's control task; a full or closed pipe means it is already stopping.
+            let _ = (&*waker).write(&[1]);
+        }
+    }
 }
 
 impl RunningServer {
@@ -57,6 +81,10 @@ impl RunningServer {
 
     pub fn shards(&self) -> usize {
         self.shards
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
     }
 
     /// Block until every shard stops.
@@ -117,7 +145,15 @@ impl Server {
         let (bound_tx, bound_rx) = mpsc::channel::<Result<SocketAddr, ServerError>>();
         let mut addr = config.bind;
         let mut handles = Vec::with_capacity(count);
+        let mut wakers = Vec::with_capacity(count);
         for id in 0..count {
+            let (waker, control) =
+                std::os::unix::net::UnixStream::pair().map_err(|e| ServerError::Executor {
+                    shard: id,
+                    message: format!("control socket: {e}"),
+                })?;
+            wakers.push(waker);
+            let control: OwnedFd = control.into();
             let placement = if config.pin_cores {
                 Placement::Fixed(id % cores)
             } else {
@@ -141,6 +177,7 @@ impl Server {
                         mesh_builder,
                         executor_ids,
                         bound_tx,
+                        control,
                     )
                     .await
                 })
@@ -159,6 +196,9 @@ impl Server {
             local_addr: addr,
             shards: count,
             handles,
+            shutdown: ShutdownHandle {
+                wakers: Arc::new(wakers),
+            },
         })
     }
 }
@@ -173,6 +213,7 @@ async fn run_shard(
     mesh_builder: Option<MeshBuilder<MeshMsg, glommio::channels::channel_mesh::Full>>,
     executor_ids: Arc<Mutex<Vec<(usize, usize)>>>,
     bound_tx: mpsc::Sender<Result<SocketAddr, ServerError>>,
+    control: OwnedFd,
 ) {
     let listener = match TcpListener::bind(addr) {
         Ok(listener) => listener,
@@ -208,6 +249,8 @@ async fn run_shard(
             })
             .collect(),
         mesh: OnceCell::new(),
+        settled: Signal::new(),
+        in_flight: Cell::new(0),
     });
     super::context::enter(&shard);
     if let Some(builder) = mesh_builder {
@@ -232,19 +275,30 @@ async fn run_shard(
     } else {
         let _ = bound_tx.send(Ok(local));
     }
+    let stop = Rc::new(Signal::new());
+    glommio::spawn_local(shutdown::watch(control, stop.clone())).detach();
     loop {
-        match listener.accept().await {
-            Ok(stream) => {
+        let listen = stop.listen();
+        let accepted = future::or(async { Some(listener.accept().await) }, async {
+            listen.await;
+            None
+        })
+        .await;
+        match accepted {
+            None => break,
+            Some(Ok(stream)) => {
                 let peer = stream
                     .peer_addr()
                     .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
                 glommio::spawn_local(conn::serve(shard.clone(), stream, peer)).detach();
             }
-            Err(error) => {
+            Some(Err(error)) => {
                 // Out of descriptors or a transient error: back off instead of spinning.
                 tracing::warn!(shard = id, %error, "accept failed");
                 Timer::new(Duration::from_millis(20)).await;
             }
         }
     }
+    drop(listener);
+    shutdown::drain(&shard).await;
 }

@@ -1,13 +1,14 @@
 //! What one shard owns: its endpoints, their sessions, its end of the mesh.
 
 use std::any::Any;
-use std::cell::{OnceCell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 
 use ahash::AHashMap;
 
 use super::mesh::Mesh;
+use super::signal::Signal;
 use crate::engine::{EngineConfig, Handler, ServerConfig, SessionEntry};
 use crate::engineio::Sid;
 use crate::http::request::Limits;
@@ -25,6 +26,10 @@ pub(crate) struct Shard {
     pub endpoints: Vec<Endpoint>,
     pub limits: Limits,
     pub mesh: OnceCell<Mesh>,
+    /// A session was forgotten or a request answered (shutdown waits on these).
+    pub settled: Signal,
+    /// HTTP requests being answered on this shard.
+    pub in_flight: Cell<usize>,
 }
 
 impl Shard {
@@ -59,6 +64,18 @@ impl Shard {
         }
     }
 
+    /// Work a stopping shard must finish: open sessions, requests being
+    /// answered, polls forwarded here from other shards.
+    pub fn pending_work(&self) -> usize {
+        let sessions: usize = self
+            .endpoints
+            .iter()
+            .map(|e| e.sessions.borrow().len())
+            .sum();
+        let forwarded = self.mesh.get().map_or(0, |m| m.serving_count());
+        sessions + self.in_flight.get() + forwarded
+    }
+
     pub fn forget(&self, endpoint: usize, entry: &Rc<SessionEntry>) {
         let mut sessions = self.endpoints[endpoint].sessions.borrow_mut();
         if sessions
@@ -66,6 +83,8 @@ impl Shard {
             .is_some_and(|held| Rc::ptr_eq(held, entry))
         {
             sessions.remove(&entry.sid);
+            drop(sessions);
+            self.settled.notify();
         }
     }
 }
