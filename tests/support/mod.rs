@@ -961,12 +961,21 @@ pub type Ws = tungstenite::WebSocket<TcpStream>;
 
 /// Opens a WebSocket at `/engine.io/?<query>`.
 pub fn ws_try_connect(addr: SocketAddr, query: &str) -> Result<Ws, tungstenite::Error> {
+    ws_try_connect_at(addr, "/engine.io/", query)
+}
+
+/// Opens a WebSocket at `<path>?<query>`.
+pub fn ws_try_connect_at(
+    addr: SocketAddr,
+    path: &str,
+    query: &str,
+) -> Result<Ws, tungstenite::Error> {
     let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
         .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
     stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
     stream.set_nodelay(true).unwrap();
-    let url = format!("ws://{addr}/engine.io/?{query}");
+    let url = format!("ws://{addr}{path}?{query}");
     match tungstenite::client(url.as_str(), stream) {
         Ok((ws, _resp)) => Ok(ws),
         Err(tungstenite::HandshakeError::Failure(e)) => Err(e),
