@@ -242,7 +242,7 @@ fn io(connect_timeout: Duration) -> Io {
         .connect_timeout(connect_timeout)
         .of("/", app)
         .of("/custom", app)
-        .of("/monitor", |nsp| nsp)
+        .of("/monitor", |nsp| nsp.close_last())
         .of_dynamic(
             |name| {
                 name.strip_prefix("/dyn-").is_some_and(|rest| {

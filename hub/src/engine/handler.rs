@@ -13,9 +13,13 @@ pub trait Handler: 'static {
     fn on_message(&self, socket: &Socket, data: Data);
     /// The session closed; `socket.send` no longer delivers.
     fn on_close(&self, socket: &Socket, reason: CloseReason);
-    /// The server is stopping: the sessions close ("server shutting down")
-    /// right after this returns, once what is queued now is written.
+    /// The server is stopping. Called on every shard; then, once every
+    /// shard has done so and the messages they posted meanwhile have
+    /// arrived, [`Handler::on_shutdown_late`]; then the sessions close
+    /// ("server shutting down") once what is queued is written.
     fn on_shutdown(&self) {}
+    /// The second step of stopping (see [`Handler::on_shutdown`]).
+    fn on_shutdown_late(&self) {}
     /// A message another shard's handler posted with [`crate::shard::context::post`].
     /// Return it when it is not for this handler (several endpoints may share a server).
     fn on_shard_message(&self, msg: Box<dyn Any + Send>) -> Option<Box<dyn Any + Send>> {

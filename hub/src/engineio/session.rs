@@ -295,12 +295,15 @@ impl Session {
         self.upgrade = UpgradeState::None;
         self.events.push_back(Event::Closed(reason));
         match self.transport {
+            // A stopping server does not wait for idle pollers to come back.
             TransportKind::Polling
                 if !reason.initiated_by_client()
-                    && reason != CloseReason::PingTimeout
-                    && !self.parked =>
+                    && (self.parked
+                        || (reason != CloseReason::PingTimeout
+                            && !(reason == CloseReason::ServerShuttingDown
+                                && self.outbox.is_empty()))) =>
             {
-                // The client learns of the close from its next GET.
+                // The client learns of the close from its pending or next GETs.
                 self.linger_deadline =
                     Some(now + self.config.ping_interval + self.config.ping_timeout);
             }
@@ -328,16 +331,13 @@ impl Session {
             return GetOutcome::Overlap;
         }
         if let Some(reason) = self.closed {
+            if !reason.initiated_by_client() {
+                return GetOutcome::Respond(self.closing_answer());
+            }
             self.finished = true;
             self.linger_deadline = None;
-            let mut packets: Vec<Packet> = self.outbox.drain(..).collect();
-            if !reason.initiated_by_client() {
-                packets.push(Packet::Close);
-            } else {
-                packets.clear();
-                packets.push(Packet::Noop);
-            }
-            return GetOutcome::Respond(packets);
+            self.outbox.clear();
+            return GetOutcome::Respond(vec![Packet::Noop]);
         }
         if let UpgradeState::Started { probed: true, .. } = self.upgrade {
             return GetOutcome::Respond(vec![Packet::Noop]);
@@ -373,6 +373,19 @@ impl Session {
             && (self.transport == TransportKind::WebSocket || self.parked)
     }
 
+    /// What a GET gets from a session the server closed: first what was
+    /// still queued, then, on the next GET, the close packet. As with the
+    /// reference server, the last packets (a Socket.IO DISCONNECT, say) and
+    /// the close arrive apart, so clients act on the packets before the close.
+    fn closing_answer(&mut self) -> Vec<Packet> {
+        if !self.outbox.is_empty() {
+            return self.outbox.drain(..).collect();
+        }
+        self.finished = true;
+        self.linger_deadline = None;
+        vec![Packet::Close]
+    }
+
     /// True while a GET is parked.
     pub fn has_parked_get(&self) -> bool {
         self.parked
@@ -384,20 +397,19 @@ impl Session {
             return None;
         }
         let answer = if let Some(reason) = self.closed {
-            self.finished = true;
-            self.linger_deadline = None;
+            if reason.initiated_by_client() {
+                self.finished = true;
+                self.linger_deadline = None;
+                self.outbox.clear();
+            }
             if reason == CloseReason::TransportClose {
                 // The client asked to close: its pending GET is released with a noop.
-                self.outbox.clear();
                 vec![Packet::Noop]
             } else if reason.initiated_by_client() {
                 // A protocol error: the pending GET learns the session is over.
-                self.outbox.clear();
                 vec![Packet::Close]
             } else {
-                let mut packets: Vec<Packet> = self.outbox.drain(..).collect();
-                packets.push(Packet::Close);
-                packets
+                self.closing_answer()
             }
         } else if self.transport != TransportKind::Polling
             || matches!(self.upgrade, UpgradeState::Started { probed: true, .. })
@@ -740,11 +752,43 @@ mod tests {
         s.close(CloseReason::ForcedClose, t0);
         assert!(!s.send(Data::Text("late".into())));
         assert!(!s.is_finished());
+        // The last packets first, the close packet on the GET after.
+        assert_eq!(s.on_get(t0 + ms(5)), GetOutcome::Respond(vec![text("bye")]));
+        assert!(!s.is_finished());
         assert_eq!(
-            s.on_get(t0 + ms(5)),
-            GetOutcome::Respond(vec![text("bye"), Packet::Close])
+            s.on_get(t0 + ms(6)),
+            GetOutcome::Respond(vec![Packet::Close])
         );
         assert!(s.is_finished());
+    }
+
+    #[test]
+    fn server_close_with_a_parked_get_sends_packets_then_close() {
+        let t0 = Instant::now();
+        let mut s = polling(ProtocolVersion::V4, t0);
+        assert_eq!(s.on_get(t0), GetOutcome::Park);
+        s.send(Data::Text("bye".into()));
+        s.close(CloseReason::ForcedClose, t0);
+        assert_eq!(s.take_parked(), Some(vec![text("bye")]));
+        assert!(!s.is_finished());
+        assert_eq!(
+            s.on_get(t0 + ms(1)),
+            GetOutcome::Respond(vec![Packet::Close])
+        );
+        assert!(s.is_finished());
+    }
+
+    #[test]
+    fn shutdown_drops_idle_pollers_at_once() {
+        let t0 = Instant::now();
+        let mut s = polling(ProtocolVersion::V4, t0);
+        s.close(CloseReason::ServerShuttingDown, t0);
+        assert!(s.is_finished(), "nothing to hand over and nobody waiting");
+        // With something queued, it waits for the GET that takes it.
+        let mut s = polling(ProtocolVersion::V4, t0);
+        s.send(Data::Text("bye".into()));
+        s.close(CloseReason::ServerShuttingDown, t0);
+        assert!(!s.is_finished());
     }
 
     #[test]

@@ -44,6 +44,7 @@ pub type NamespaceMatcher = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 pub(crate) struct NamespaceDef {
     pub middlewares: Vec<NamespaceMiddleware>,
     pub on_connection: Option<ConnectionHandler>,
+    pub close_last: bool,
 }
 
 /// The middleware and connection handler of one namespace (or of every
@@ -59,6 +60,14 @@ impl NamespaceBuilder {
         middleware: impl Fn(&Socket) -> Result<(), ConnectError> + Send + Sync + 'static,
     ) -> NamespaceBuilder {
         self.def.middlewares.push(Arc::new(middleware));
+        self
+    }
+
+    /// On shutdown, disconnect this namespace's sockets only after every
+    /// other namespace's, on every shard: a monitoring namespace then sees
+    /// the others leave.
+    pub fn close_last(mut self) -> NamespaceBuilder {
+        self.def.close_last = true;
         self
     }
 

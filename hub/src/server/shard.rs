@@ -20,7 +20,9 @@ use super::namespace::Nsp;
 use super::outgoing;
 use super::reason::DisconnectReason;
 use super::socket::{Socket, SocketInner};
-use crate::engine::{CloseReason, Data, Handler, ProtocolVersion, Socket as EngineSocket};
+use crate::engine::{
+    CloseReason, Data, Handler, ProtocolVersion, Socket as EngineSocket, TransportKind,
+};
 use crate::engineio::Sid;
 use crate::socketio::{Packet, PacketType, Protocol};
 
@@ -126,24 +128,29 @@ impl SioShard {
     }
 
     fn on_packet(&self, client: &Rc<Client>, packet: Packet) {
-        match packet.kind {
-            PacketType::Connect => {
+        let socket = client.socket(&packet.nsp);
+        // As the reference server: CONNECT opens a namespace once; anything
+        // else needs an open one; a client never sends CONNECT_ERROR.
+        let socket = match (packet.kind, socket) {
+            (PacketType::Connect, None) => {
                 let auth = match client.protocol {
                     Protocol::V5 => packet.data.unwrap_or_else(|| json!({})),
                     // v2 clients authenticate with the namespace's query string.
                     Protocol::V4 => query_object(packet.query.as_deref()),
                 };
                 self.connect(client, &packet.nsp, auth, packet.query.as_deref());
+                return;
             }
+            (PacketType::Connect | PacketType::ConnectError, _) | (_, None) => {
+                return self.force_close(client);
+            }
+            (_, Some(socket)) => socket,
+        };
+        match packet.kind {
             PacketType::Disconnect => {
-                if let Some(socket) = client.socket(&packet.nsp) {
-                    socket.close(DisconnectReason::ClientNamespaceDisconnect, false);
-                }
+                socket.close(DisconnectReason::ClientNamespaceDisconnect, false);
             }
             PacketType::Event | PacketType::BinaryEvent => {
-                let Some(socket) = client.socket(&packet.nsp) else {
-                    return;
-                };
                 let Some(Value::Array(mut values)) = packet.data else {
                     return;
                 };
@@ -162,7 +169,7 @@ impl SioShard {
                 );
             }
             PacketType::Ack | PacketType::BinaryAck => {
-                let (Some(socket), Some(id)) = (client.socket(&packet.nsp), packet.id) else {
+                let Some(id) = packet.id else {
                     return;
                 };
                 let values = match packet.data {
@@ -171,9 +178,21 @@ impl SioShard {
                 };
                 socket.on_ack(id, Args::from_parts(values, packet.attachments));
             }
-            // A client has no business sending these; the reference ignores them too.
-            PacketType::ConnectError => {}
+            PacketType::Connect | PacketType::ConnectError => {}
         }
+    }
+
+    /// Close a client that broke the Socket.IO state rules, as the
+    /// reference's `client.close()`: over polling with no GET waiting the
+    /// Engine.IO close is deferred there, so its sockets first hear
+    /// "forced server close"; otherwise "forced close".
+    fn force_close(&self, client: &Rc<Client>) {
+        if client.conn.transport() == TransportKind::Polling && !client.conn.writable() {
+            for socket in client.sockets_snapshot() {
+                socket.close(DisconnectReason::ForcedServerClose, false);
+            }
+        }
+        client.conn.close();
     }
 
     /// Forget a socket that left its namespace.
@@ -194,6 +213,19 @@ impl SioShard {
             Socket(socket.clone()).disconnect(true);
         } else {
             socket.close(reason, true);
+        }
+    }
+
+    /// Disconnect every socket of the namespaces closed early (or late).
+    fn close_all(&self, late: bool) {
+        let clients: Vec<Rc<Client>> = self.clients.borrow().values().cloned().collect();
+        for client in clients {
+            for socket in client.sockets_snapshot() {
+                if socket.nsp.def.close_last == late {
+                    // The DISCONNECT packet makes clients see "io server disconnect".
+                    socket.close(DisconnectReason::ServerShuttingDown, true);
+                }
+            }
         }
     }
 
@@ -250,8 +282,13 @@ impl Handler for SioShard {
             Ok(Some(packet)) => self.on_packet(&client, packet),
             Ok(None) => {}
             Err(error) => {
+                // As the reference server: each socket hears the error, then the connection closes.
                 tracing::debug!(sid = conn.sid(), %error, "closing on an invalid Socket.IO packet");
-                conn.close_with(CloseReason::ParseError);
+                let message = error.to_string();
+                for socket in client.sockets_snapshot() {
+                    socket.report_error(&message);
+                }
+                conn.close();
             }
         }
     }
@@ -274,13 +311,11 @@ impl Handler for SioShard {
     }
 
     fn on_shutdown(&self) {
-        let clients: Vec<Rc<Client>> = self.clients.borrow().values().cloned().collect();
-        for client in clients {
-            for socket in client.sockets_snapshot() {
-                // The DISCONNECT packet makes clients see "io server disconnect".
-                socket.close(DisconnectReason::ServerShuttingDown, true);
-            }
-        }
+        self.close_all(false);
+    }
+
+    fn on_shutdown_late(&self) {
+        self.close_all(true);
     }
 
     fn on_shard_message(&self, msg: Box<dyn Any + Send>) -> Option<Box<dyn Any + Send>> {

@@ -132,7 +132,7 @@ impl SocketInner {
             let Some(middleware) = middleware else { break };
             index += 1;
             if let Err(message) = middleware(&socket, event, &args) {
-                self.middleware_error(&socket, &message);
+                self.middleware_error(&message);
                 return;
             }
         }
@@ -164,16 +164,23 @@ impl SocketInner {
     }
 
     /// A socket middleware refused a packet: the server socket hears an
-    /// `error`; a v2 client also gets an error packet.
-    fn middleware_error(self: &Rc<Self>, socket: &Socket, message: &str) {
+    /// `error`; a v2 client also gets an error packet, as the v2 server
+    /// documentation describes (the reference v4 server sends nothing).
+    fn middleware_error(self: &Rc<Self>, message: &str) {
         if self.client.protocol == Protocol::V4 {
             self.client
                 .send(&outgoing::v4_error(&self.nsp.name, message), false);
         }
+        self.report_error(message);
+    }
+
+    /// Fire the socket's `error` listeners.
+    pub(crate) fn report_error(self: &Rc<Self>, message: &str) {
+        let socket = Socket(self.clone());
         let handlers: SmallVec<[ErrorHandler; 2]> =
             self.on_error.borrow().iter().cloned().collect();
         for handler in handlers {
-            handler(socket, message);
+            handler(&socket, message);
         }
     }
 

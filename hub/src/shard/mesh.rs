@@ -228,7 +228,10 @@ fn receive(shard: &Rc<Shard>, msg: MeshMsg) {
                 return;
             };
             let task_shard = shard.clone();
-            // Runs after this returns, so its entry is in `serving` before it can finish.
+            // glommio may run a new task before spawn returns: the task marks
+            // itself done so a finished poll is never recorded as running.
+            let done = Rc::new(Cell::new(false));
+            let task_done = done.clone();
             let handle = glommio::spawn_local(async move {
                 let shard = task_shard;
                 let response = polling::handle(shard.clone(), endpoint, *request).await;
@@ -238,12 +241,15 @@ fn receive(shard: &Rc<Shard>, msg: MeshMsg) {
                 };
                 if let Some(mesh) = shard.mesh.get() {
                     mesh.send(origin, reply).await;
+                    task_done.set(true);
                     mesh.serving.borrow_mut().remove(&(origin, id));
                     shard.settled.notify();
                 }
             })
             .detach();
-            mesh.serving.borrow_mut().insert((origin, id), handle);
+            if !done.get() {
+                mesh.serving.borrow_mut().insert((origin, id), handle);
+            }
         }
         MeshMsg::CancelPoll { origin, id } => {
             let running = shard

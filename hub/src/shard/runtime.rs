@@ -251,6 +251,7 @@ async fn run_shard(
         mesh: OnceCell::new(),
         settled: Signal::new(),
         in_flight: Cell::new(0),
+        peers_stopped: Cell::new(0),
     });
     super::context::enter(&shard);
     if let Some(builder) = mesh_builder {

@@ -12,7 +12,7 @@ use glommio::net::UnixStream;
 use glommio::timer::Timer;
 
 use super::signal::Signal;
-use super::state::Shard;
+use super::state::{Shard, ShutdownStepDone};
 use crate::engine::{CloseReason, Socket};
 
 /// Wait for the byte that asks this shard to stop, then raise `stop`.
@@ -33,8 +33,23 @@ pub(crate) async fn watch(control: OwnedFd, stop: Rc<Signal>) {
 /// Tell the applications, close every session, wait until they are gone or
 /// the shutdown timeout passes.
 pub(crate) async fn drain(shard: &Rc<Shard>) {
+    let deadline = Instant::now() + shard.config.shutdown_timeout;
     for endpoint in &shard.endpoints {
         endpoint.handler.on_shutdown();
+    }
+    // A barrier: each shard's marker travels behind what its first step
+    // posted, so the second step sees every message of the first.
+    if let Some(mesh) = shard.mesh.get() {
+        for peer in (0..shard.count).filter(|p| *p != shard.id) {
+            mesh.post(peer, Box::new(ShutdownStepDone));
+        }
+        wait_until(shard, deadline, || {
+            shard.peers_stopped.get() + 1 >= shard.count
+        })
+        .await;
+    }
+    for endpoint in &shard.endpoints {
+        endpoint.handler.on_shutdown_late();
     }
     for endpoint in &shard.endpoints {
         let sessions: Vec<_> = endpoint.sessions.borrow().values().cloned().collect();
@@ -42,21 +57,26 @@ pub(crate) async fn drain(shard: &Rc<Shard>) {
             Socket(entry).close_with(CloseReason::ServerShuttingDown);
         }
     }
-    let deadline = Instant::now() + shard.config.shutdown_timeout;
+    if !wait_until(shard, deadline, || shard.pending_work() == 0).await {
+        tracing::warn!(
+            shard = shard.id,
+            open = shard.pending_work(),
+            "shutdown timeout: sessions left open"
+        );
+    }
+}
+
+/// Wait for `done` (re-checked whenever the shard settles something) until
+/// `deadline`; false on timeout.
+async fn wait_until(shard: &Shard, deadline: Instant, done: impl Fn() -> bool) -> bool {
     loop {
         let listen = shard.settled.listen();
-        let open = shard.pending_work();
-        if open == 0 {
-            return;
+        if done() {
+            return true;
         }
         let now = Instant::now();
         if now >= deadline {
-            tracing::warn!(
-                shard = shard.id,
-                open,
-                "shutdown timeout: sessions left open"
-            );
-            return;
+            return false;
         }
         future::or(listen, async {
             Timer::new(deadline - now).await;

@@ -30,7 +30,13 @@ pub(crate) struct Shard {
     pub settled: Signal,
     /// HTTP requests being answered on this shard.
     pub in_flight: Cell<usize>,
+    /// Other shards that finished the first step of stopping.
+    pub peers_stopped: Cell<usize>,
 }
+
+/// Posted, after its first shutdown step, by each shard to every other,
+/// behind the messages that step posted.
+pub(crate) struct ShutdownStepDone;
 
 impl Shard {
     /// The endpoint serving a request path.
@@ -52,6 +58,11 @@ impl Shard {
 
     /// Hand an application message to the endpoint handler that takes it.
     pub fn deliver_app(&self, msg: Box<dyn Any + Send>) {
+        if msg.is::<ShutdownStepDone>() {
+            self.peers_stopped.set(self.peers_stopped.get() + 1);
+            self.settled.notify();
+            return;
+        }
         let mut msg = Some(msg);
         for endpoint in &self.endpoints {
             match msg.take() {
