@@ -61,7 +61,16 @@ process.on("exit", () => {
  * `await server.stop()` in an `after`/`finally`.
  */
 export async function startServer(extraArgs = [], { shards = 2 } = {}) {
-  const [cmd, ...baseArgs] = serverCommand();
+  return startCommand(serverCommand(), extraArgs, { shards });
+}
+
+/**
+ * Like `startServer`, for any server command line (`[program, ...args]`)
+ * that follows the same CLI conventions (`--port 0 --shards N`, the
+ * `listening on HOST:PORT` ready line, exit on SIGTERM).
+ */
+export async function startCommand(command, extraArgs = [], { shards = 2 } = {}) {
+  const [cmd, ...baseArgs] = command;
   const args = [...baseArgs, "--port", "0", "--shards", String(shards), ...extraArgs];
   const child = spawn(cmd, args, { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] });
   liveServers.add(child);

@@ -1,9 +1,13 @@
-"""Fixtures for the real-client tests: spawn the conformance server.
+"""Fixtures for the real-client tests: spawn the conformance server (Engine.IO
+suites: the `server` fixture) or the Socket.IO testbed (the `testbed` fixture,
+tests/clients/TESTBED.md).
 
-The server command comes from HUB_CONFORMANCE_CMD (split on spaces; relative
-paths are resolved from the repository root, which is the server's cwd), or
-defaults to <repo>/target/debug/examples/conformance. A missing default binary
-is a test failure, never a skip.
+The conformance server command comes from HUB_CONFORMANCE_CMD (split on
+spaces; relative paths are resolved from the repository root, which is the
+server's cwd), or defaults to <repo>/target/debug/examples/conformance. The
+testbed command comes from HUB_TESTBED_CMD the same way, or defaults to
+<repo>/target/debug/examples/sio_testbed. A missing binary is a test failure,
+never a skip.
 """
 
 import atexit
@@ -19,6 +23,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_SERVER = REPO_ROOT / "target" / "debug" / "examples" / "conformance"
+DEFAULT_TESTBED = REPO_ROOT / "target" / "debug" / "examples" / "sio_testbed"
 READY_TIMEOUT_S = 10.0
 READY_LINE = re.compile(r"^listening on (\S+):(\d+)$")
 
@@ -70,9 +75,26 @@ class Server:
         _live.discard(self.proc)
 
 
-def start_server(extra_args=(), shards=2):
-    """Spawns the server with --port 0 --shards N and waits for its ready line."""
-    cmd = server_command() + ["--port", "0", "--shards", str(shards), *extra_args]
+def testbed_command():
+    env = os.environ.get("HUB_TESTBED_CMD", "")
+    cmd = [part for part in env.split(" ") if part] if env.strip() else [str(DEFAULT_TESTBED)]
+    program = REPO_ROOT / cmd[0]
+    if "/" in cmd[0] and not program.exists():
+        pytest.fail(
+            f"Socket.IO testbed not found at {program}: build it with "
+            "`cargo build -p hub --example sio_testbed`, or set "
+            'HUB_TESTBED_CMD (e.g. HUB_TESTBED_CMD="node '
+            'tests/clients/node/reference-testbed.mjs")',
+            pytrace=False,
+        )
+    return cmd
+
+
+def start_server(extra_args=(), shards=2, command=None):
+    """Spawns the server (`command`, default: the conformance server) with
+    --port 0 --shards N and waits for its ready line."""
+    base = server_command() if command is None else list(command)
+    cmd = base + ["--port", "0", "--shards", str(shards), *extra_args]
     try:
         proc = subprocess.Popen(
             cmd,
@@ -142,6 +164,21 @@ def start_server(extra_args=(), shards=2):
 def server():
     """One server per test module, killed at the end (also on failure)."""
     srv = start_server()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def start_testbed(extra_args=(), shards=2):
+    """Spawns the Socket.IO testbed with --port 0 --shards N."""
+    return start_server(extra_args, shards=shards, command=testbed_command())
+
+
+@pytest.fixture(scope="module")
+def testbed():
+    """One Socket.IO testbed per test module, killed at the end."""
+    srv = start_testbed()
     try:
         yield srv
     finally:
