@@ -40,6 +40,8 @@ mod shard;
 mod socket;
 #[doc(hidden)]
 pub mod testing;
+#[cfg(test)]
+mod tests;
 
 pub use args::Args;
 pub use broadcast::{BroadcastOperator, RemoteSocket};

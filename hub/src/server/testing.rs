@@ -37,27 +37,7 @@ impl LocalFanout {
         let nsp = shard.namespace("/").expect("/ is declared");
         let mut sessions = Vec::with_capacity(sockets);
         for key in 0..sockets as u64 {
-            let entry = SessionEntry::detached(
-                Sid::generate(0),
-                ProtocolVersion::V4,
-                TransportKind::WebSocket,
-                shard.clone() as Rc<dyn Handler>,
-            );
-            let conn = EngineSocket(entry.clone());
-            let client = Rc::new(Client::new(conn.clone(), Protocol::V5, 64));
-            let id: Rc<str> = Rc::from(Sid::generate(0).as_str());
-            let socket = Rc::new(SocketInner::new(
-                key,
-                id.clone(),
-                nsp.clone(),
-                Rc::downgrade(&shard),
-                client.clone(),
-                Handshake::new(&conn, json!({}), None),
-            ));
-            socket.connected.set(true);
-            nsp.sockets.borrow_mut().insert(key, socket.clone());
-            client.add(socket.clone());
-            shard.adapter.join(&nsp, &socket, &id);
+            let (socket, entry) = attach_socket(&shard, &nsp, key);
             shard.adapter.join(&nsp, &socket, room);
             sessions.push(entry);
         }
@@ -91,4 +71,35 @@ impl LocalFanout {
         }
         taken
     }
+}
+
+/// A connected socket on `nsp`, in its own room, over a WebSocket session
+/// that only queues.
+pub(crate) fn attach_socket(
+    shard: &Rc<SioShard>,
+    nsp: &Rc<Nsp>,
+    key: u64,
+) -> (Rc<SocketInner>, Rc<SessionEntry>) {
+    let entry = SessionEntry::detached(
+        Sid::generate(0),
+        ProtocolVersion::V4,
+        TransportKind::WebSocket,
+        shard.clone() as Rc<dyn Handler>,
+    );
+    let conn = EngineSocket(entry.clone());
+    let client = Rc::new(Client::new(conn.clone(), Protocol::V5, 64));
+    let id: Rc<str> = Rc::from(Sid::generate(0).as_str());
+    let socket = Rc::new(SocketInner::new(
+        key,
+        id.clone(),
+        nsp.clone(),
+        Rc::downgrade(shard),
+        client.clone(),
+        Handshake::new(&conn, json!({}), None),
+    ));
+    socket.connected.set(true);
+    nsp.sockets.borrow_mut().insert(key, socket.clone());
+    client.add(socket.clone());
+    shard.adapter.join(nsp, &socket, &id);
+    (socket, entry)
 }

@@ -1,0 +1,284 @@
+//! The socket API without IO: sockets over sessions that only queue.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use serde_json::json;
+
+use super::args::Args;
+use super::io::Io;
+use super::namespace::Nsp;
+use super::reason::DisconnectReason;
+use super::shard::SioShard;
+use super::socket::{EmitError, Socket};
+use super::testing::attach_socket;
+use crate::engine::SessionEntry;
+use crate::engineio::{Data, Packet};
+
+struct Fixture {
+    shard: Rc<SioShard>,
+    nsp: Rc<Nsp>,
+    next: Cell<u64>,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let io = Io::builder().of("/", |nsp| nsp).build();
+        let shard = SioShard::new(io.config.clone(), 0);
+        let nsp = shard.namespace("/").unwrap();
+        Fixture {
+            shard,
+            nsp,
+            next: Cell::new(0),
+        }
+    }
+
+    fn socket(&self) -> (Socket, Rc<SessionEntry>) {
+        let key = self.next.get();
+        self.next.set(key + 1);
+        let (inner, entry) = attach_socket(&self.shard, &self.nsp, key);
+        sent(&entry); // the open packet
+        (Socket(inner), entry)
+    }
+}
+
+/// The Socket.IO texts a session queued since the last call.
+fn sent(entry: &SessionEntry) -> Vec<String> {
+    let mut packets = Vec::new();
+    entry.session.borrow_mut().take_ws_packets(&mut packets);
+    packets
+        .into_iter()
+        .filter_map(|p| match p {
+            Packet::Message(Data::Text(text)) => Some(text.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn fire(socket: &Socket, event: &str, args: Args, ack: Option<u64>) {
+    socket.0.on_event(event, args, ack);
+}
+
+#[test]
+fn on_once_remove_and_event_names() {
+    let f = Fixture::new();
+    let (socket, _) = f.socket();
+    let calls = Rc::new(RefCell::new(Vec::new()));
+    let log = |name: &'static str| {
+        let calls = calls.clone();
+        move |_: &Socket, args: Args, _| calls.borrow_mut().push((name, args.len()))
+    };
+    let first = socket.on("a", log("on-1"));
+    socket.on("a", log("on-2"));
+    socket.once("a", log("once"));
+    socket.on("b", log("b"));
+    assert_eq!(socket.event_names(), vec!["a", "b"]);
+    fire(&socket, "a", Args::new().arg(1).arg(2), None);
+    fire(&socket, "a", Args::new().arg(1), None);
+    assert_eq!(
+        *calls.borrow(),
+        vec![
+            ("on-1", 2),
+            ("on-2", 2),
+            ("once", 2),
+            ("on-1", 1),
+            ("on-2", 1)
+        ]
+    );
+    calls.borrow_mut().clear();
+    assert!(socket.remove_listener("a", first));
+    assert!(!socket.remove_listener("a", first), "already removed");
+    fire(&socket, "a", Args::new(), None);
+    assert_eq!(*calls.borrow(), vec![("on-2", 0)]);
+    socket.remove_all_listeners(Some("a"));
+    assert_eq!(socket.event_names(), vec!["b"]);
+    socket.remove_all_listeners(None);
+    assert!(socket.event_names().is_empty());
+}
+
+#[test]
+fn an_ack_is_answered_once_with_binary_kept() {
+    let f = Fixture::new();
+    let (socket, entry) = f.socket();
+    let answered = Rc::new(Cell::new((false, false)));
+    let seen = answered.clone();
+    socket.on("q", move |_, args, ack| {
+        let ack = ack.expect("the client asked for an ack");
+        seen.set((ack.send(args), ack.send(Args::new())));
+    });
+    let mut args = Args::new().arg("x");
+    let file = args.attach(vec![1u8, 2]);
+    args.push(json!({ "file": file }));
+    fire(&socket, "q", args, Some(5));
+    assert_eq!(answered.get(), (true, false), "a second answer is refused");
+    let mut packets = Vec::new();
+    entry.session.borrow_mut().take_ws_packets(&mut packets);
+    assert_eq!(
+        packets,
+        vec![
+            Packet::Message(Data::Text(
+                r#"61-5["x",{"file":{"_placeholder":true,"num":0}}]"#.into()
+            )),
+            Packet::Message(Data::Binary(vec![1u8, 2].into())),
+        ]
+    );
+}
+
+#[test]
+fn reserved_names_cannot_be_emitted() {
+    let f = Fixture::new();
+    let (socket, entry) = f.socket();
+    for name in [
+        "connect",
+        "connect_error",
+        "disconnect",
+        "disconnecting",
+        "newListener",
+        "removeListener",
+    ] {
+        assert_eq!(
+            socket.emit(name, Args::new()),
+            Err(EmitError::Reserved(name.to_string()))
+        );
+        assert_eq!(
+            socket.broadcast().emit(name, Args::new()),
+            Err(EmitError::Reserved(name.to_string()))
+        );
+    }
+    assert!(sent(&entry).is_empty());
+    socket.send(Args::new().arg(1)).unwrap();
+    assert_eq!(sent(&entry), vec![r#"2["message",1]"#]);
+}
+
+#[test]
+fn volatile_is_dropped_while_the_client_cannot_take_it() {
+    let f = Fixture::new();
+    let (socket, entry) = f.socket();
+    socket.emit("first", Args::new()).unwrap();
+    socket.volatile().emit("dropped", Args::new()).unwrap();
+    socket
+        .namespace()
+        .volatile()
+        .emit("dropped too", Args::new())
+        .unwrap();
+    assert_eq!(sent(&entry), vec![r#"2["first"]"#]);
+    socket
+        .volatile()
+        .compress(false)
+        .binary(false)
+        .emit("kept", Args::new())
+        .unwrap();
+    assert_eq!(sent(&entry), vec![r#"2["kept"]"#]);
+}
+
+#[test]
+fn broadcasts_reach_each_target_once_and_never_the_sender() {
+    let f = Fixture::new();
+    let (a, ea) = f.socket();
+    let (b, eb) = f.socket();
+    let (c, ec) = f.socket();
+    a.join_many(["r1", "r2"]);
+    b.join_many(["r1", "r2"]);
+    c.join("r3");
+    a.to("r1").to("r2").emit("x", Args::new()).unwrap();
+    assert_eq!(
+        (sent(&ea).len(), sent(&eb), sent(&ec).len()),
+        (0, vec![r#"2["x"]"#.to_string()], 0)
+    );
+    // From the namespace: the sender is not special.
+    a.namespace()
+        .to("r1")
+        .in_("r3")
+        .emit("y", Args::new())
+        .unwrap();
+    assert_eq!(
+        (sent(&ea).len(), sent(&eb).len(), sent(&ec).len()),
+        (1, 1, 1)
+    );
+    a.namespace().except("r3").emit("z", Args::new()).unwrap();
+    assert_eq!(
+        (sent(&ea).len(), sent(&eb).len(), sent(&ec).len()),
+        (1, 1, 0)
+    );
+    a.broadcast().emit("all", Args::new()).unwrap();
+    assert_eq!(
+        (sent(&ea).len(), sent(&eb).len(), sent(&ec).len()),
+        (0, 1, 1)
+    );
+    // To a socket id: that socket only.
+    a.to(c.id()).emit("direct", Args::new()).unwrap();
+    assert_eq!(
+        (sent(&ea).len(), sent(&eb).len(), sent(&ec).len()),
+        (0, 0, 1)
+    );
+}
+
+#[test]
+fn disconnect_sees_rooms_first_then_leaves_them() {
+    let f = Fixture::new();
+    let (a, ea) = f.socket();
+    let (b, _) = f.socket();
+    a.join("lobby");
+    b.join("lobby");
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let log = seen.clone();
+    a.on_disconnecting(move |s, reason| {
+        log.borrow_mut()
+            .push(("disconnecting", reason, s.rooms().len()))
+    });
+    let log = seen.clone();
+    a.on_disconnect(move |s, reason| {
+        log.borrow_mut()
+            .push(("disconnect", reason, s.rooms().len()))
+    });
+    a.disconnect(false);
+    assert_eq!(
+        *seen.borrow(),
+        vec![
+            (
+                "disconnecting",
+                DisconnectReason::ServerNamespaceDisconnect,
+                2
+            ),
+            ("disconnect", DisconnectReason::ServerNamespaceDisconnect, 0)
+        ]
+    );
+    assert_eq!(sent(&ea), vec!["1"], "the client is told");
+    assert!(!a.connected());
+    assert_eq!(a.emit("late", Args::new()), Err(EmitError::Disconnected));
+    let rooms = f.nsp.rooms.borrow();
+    assert_eq!(
+        rooms.get("lobby").map(|m| m.len()),
+        Some(1),
+        "only b is left"
+    );
+    assert!(rooms.get(a.id()).is_none(), "a's own room is gone");
+    a.disconnect(false);
+    assert_eq!(seen.borrow().len(), 2, "disconnect fires once");
+}
+
+#[test]
+fn socket_middleware_stops_a_packet_and_reports_it() {
+    let f = Fixture::new();
+    let (socket, _) = f.socket();
+    let errors = Rc::new(RefCell::new(Vec::new()));
+    let called = Rc::new(Cell::new(0));
+    socket.use_middleware(|_, event, args| {
+        if event == "blocked" || args.get(0) == Some(&json!("bad")) {
+            Err(format!("{event} refused"))
+        } else {
+            Ok(())
+        }
+    });
+    let log = errors.clone();
+    socket.on_error(move |_, message| log.borrow_mut().push(message.to_string()));
+    let count = called.clone();
+    socket.on("blocked", move |_, _, _| count.set(count.get() + 1));
+    let count = called.clone();
+    socket.on("ok", move |_, _, _| count.set(count.get() + 1));
+    fire(&socket, "blocked", Args::new(), None);
+    fire(&socket, "ok", Args::new().arg("bad"), None);
+    fire(&socket, "ok", Args::new().arg("fine"), None);
+    assert_eq!(called.get(), 1);
+    assert_eq!(*errors.borrow(), vec!["blocked refused", "ok refused"]);
+}
