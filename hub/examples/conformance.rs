@@ -4,11 +4,13 @@
 //!
 //! `cargo run --release -p hub --example conformance -- --port 3000 --ping-interval 300 --ping-timeout 200`
 
-use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
+
+#[path = "common/serve.rs"]
+mod serve;
 
 use clap::Parser;
 use hub::engine::{Echo, EngineConfig, Handler, ServerConfig};
@@ -93,21 +95,5 @@ fn main() {
         .endpoint(engine, Arc::new(|_| Rc::new(Echo) as Rc<dyn Handler>))
         .endpoint(sio, io.handler_factory())
         .start();
-    let server = match server {
-        Ok(server) => server,
-        Err(error) => {
-            eprintln!("conformance: {error}");
-            std::process::exit(1);
-        }
-    };
-    if let Err(error) = hub::shard::stop_on_signals(server.shutdown_handle()) {
-        eprintln!("conformance: cannot handle signals: {error}");
-        std::process::exit(1);
-    }
-    println!("listening on {}", server.local_addr());
-    let _ = std::io::stdout().flush();
-    if let Err(error) = server.join() {
-        eprintln!("conformance: {error}");
-        std::process::exit(1);
-    }
+    serve::run("conformance", server);
 }

@@ -3,9 +3,11 @@
 //! specification; `tests/clients/node/reference-testbed.mjs` implements the
 //! same on the reference Node server.
 
-use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
+
+#[path = "common/serve.rs"]
+mod serve;
 
 use clap::Parser;
 use hub::engine::{EngineConfig, ServerConfig};
@@ -270,24 +272,8 @@ fn main() {
         ..ServerConfig::default()
     };
     let io = io(Duration::from_millis(cli.connect_timeout));
-    let server = match Server::new(config)
+    let started = Server::new(config)
         .endpoint(engine, io.handler_factory())
-        .start()
-    {
-        Ok(server) => server,
-        Err(error) => {
-            eprintln!("sio_testbed: {error}");
-            std::process::exit(1);
-        }
-    };
-    if let Err(error) = hub::shard::stop_on_signals(server.shutdown_handle()) {
-        eprintln!("sio_testbed: cannot handle signals: {error}");
-        std::process::exit(1);
-    }
-    println!("listening on {}", server.local_addr());
-    let _ = std::io::stdout().flush();
-    if let Err(error) = server.join() {
-        eprintln!("sio_testbed: {error}");
-        std::process::exit(1);
-    }
+        .start();
+    serve::run("sio_testbed", started);
 }

@@ -14,6 +14,9 @@ pub mod shard;
 pub mod socketio;
 pub mod ws;
 
+#[cfg(test)]
+mod test_rng;
+
 /// The README's Rust examples compile as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]

@@ -947,16 +947,7 @@ mod tests {
         assert_eq!(parse_ok(raw).0.header("x"), Some("caf\u{fffd}"));
     }
 
-    /// Deterministic xorshift so the fuzz test is reproducible.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-    }
+    use crate::test_rng::Rng;
 
     #[test]
     fn garbage_never_panics() {

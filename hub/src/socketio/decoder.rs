@@ -982,19 +982,7 @@ mod tests {
         );
     }
 
-    /// Deterministic xorshift so the fuzz test is reproducible.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
+    use crate::test_rng::Rng;
 
     /// A complete decoded packet must survive encode + decode unchanged.
     fn check_round_trip(pr: Protocol, p: &Packet) {

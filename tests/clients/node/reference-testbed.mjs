@@ -16,54 +16,19 @@
 import http from "node:http";
 import { Server } from "socket.io";
 
-function usage(message) {
-  process.stderr.write(
-    `${message}\nusage: reference-testbed.mjs --port P [--host H] [--shards N] [--ping-interval MS] ` +
-      `[--ping-timeout MS] [--connect-timeout MS] [--max-payload BYTES] [--no-eio3]\n`,
-  );
-  process.exit(2);
-}
+import { parseServerArgs } from "./reference-cli.mjs";
 
-function parseArgs(argv) {
-  const opts = {
-    port: undefined,
-    host: "127.0.0.1",
-    shards: 0,
-    pingInterval: 25000,
-    pingTimeout: 20000,
-    connectTimeout: 45000,
-    maxPayload: 1000000,
-    eio3: true,
-  };
-  const numeric = {
-    "--port": "port",
-    "--shards": "shards",
-    "--ping-interval": "pingInterval",
-    "--ping-timeout": "pingTimeout",
-    "--connect-timeout": "connectTimeout",
-    "--max-payload": "maxPayload",
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (arg === "--no-eio3") {
-      opts.eio3 = false;
-    } else if (arg === "--host") {
-      if (i + 1 >= argv.length) usage("--host needs a value");
-      opts.host = argv[++i];
-    } else if (arg in numeric) {
-      if (i + 1 >= argv.length) usage(`${arg} needs a value`);
-      const value = Number(argv[++i]);
-      if (!Number.isInteger(value) || value < 0) usage(`${arg}: not a non-negative integer`);
-      opts[numeric[arg]] = value;
-    } else {
-      usage(`unknown argument: ${arg}`);
-    }
-  }
-  if (opts.port === undefined) usage("--port is required");
-  return opts;
-}
-
-const opts = parseArgs(process.argv.slice(2));
+const opts = parseServerArgs(
+  process.argv.slice(2),
+  {
+    "--ping-interval": ["pingInterval", 25000],
+    "--ping-timeout": ["pingTimeout", 20000],
+    "--connect-timeout": ["connectTimeout", 45000],
+    "--max-payload": ["maxPayload", 1000000],
+  },
+  "usage: reference-testbed.mjs --port P [--host H] [--shards N] [--ping-interval MS] " +
+    "[--ping-timeout MS] [--connect-timeout MS] [--max-payload BYTES] [--no-eio3]",
+);
 
 const httpServer = http.createServer();
 const io = new Server(httpServer, {
