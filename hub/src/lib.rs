@@ -6,9 +6,12 @@
 //! - [`shard`]: glommio executors, listeners, cross-shard routing, the IO around the above;
 //! - [`engine`]: the Engine.IO server API an application sits on.
 
+pub mod app;
+pub mod auth;
 pub mod engine;
 pub mod engineio;
 pub mod http;
+pub mod relay;
 pub mod server;
 pub mod shard;
 pub mod socketio;

@@ -61,6 +61,9 @@ pub struct ServerConfig {
     pub mesh_capacity: usize,
     /// How long a stopping shard waits for its sessions to flush and close.
     pub shutdown_timeout: Duration,
+    /// Most sessions open at once over all shards; 0 = no limit. Beyond it a
+    /// polling handshake gets 503 and a WebSocket handshake is closed.
+    pub max_sessions: usize,
 }
 
 impl Default for ServerConfig {
@@ -75,6 +78,7 @@ impl Default for ServerConfig {
             max_headers: 64,
             mesh_capacity: 1024,
             shutdown_timeout: Duration::from_secs(10),
+            max_sessions: 0,
         }
     }
 }

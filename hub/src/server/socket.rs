@@ -1,5 +1,6 @@
 //! A socket: one client in one namespace, on the shard that owns it.
 
+use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::rc::{Rc, Weak};
@@ -78,6 +79,7 @@ pub(crate) struct SocketInner {
     on_error: RefCell<Vec<ErrorHandler>>,
     acks: RefCell<AHashMap<u64, LocalSender<Args>>>,
     next_ack: Cell<u64>,
+    data: RefCell<Option<Rc<dyn Any>>>,
 }
 
 /// A client connected to one namespace (the reference server's `Socket`).
@@ -120,6 +122,7 @@ impl SocketInner {
             on_error: RefCell::new(Vec::new()),
             acks: RefCell::new(AHashMap::new()),
             next_ack: Cell::new(0),
+            data: RefCell::new(None),
         }
     }
 
@@ -223,6 +226,7 @@ impl SocketInner {
         self.on_disconnect.borrow_mut().clear();
         self.on_disconnecting.borrow_mut().clear();
         self.on_error.borrow_mut().clear();
+        self.data.borrow_mut().take();
     }
 
     fn emit(
@@ -345,6 +349,18 @@ impl Socket {
     /// Socket.IO protocol revision of the client (v4 for v1/v2 clients).
     pub fn protocol(&self) -> Protocol {
         self.0.client.protocol
+    }
+
+    /// Attach the application's data to the socket (the reference `socket.data`),
+    /// e.g. what a middleware learned from the handshake.
+    pub fn set_data<T: 'static>(&self, data: T) {
+        *self.0.data.borrow_mut() = Some(Rc::new(data));
+    }
+
+    /// The data set with [`Socket::set_data`], if it has type `T`.
+    pub fn data<T: 'static>(&self) -> Option<Rc<T>> {
+        let data = self.0.data.borrow().clone()?;
+        data.downcast::<T>().ok()
     }
 
     /// Add a middleware for incoming packets (`socket.use`); an `Err` stops

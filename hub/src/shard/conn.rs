@@ -272,6 +272,9 @@ async fn engine_request(
         if request.method != Method::Get {
             return Ok(EngineResponse::error(ErrorCode::BadHandshakeMethod));
         }
+        if !shard.admit_session() {
+            return Ok(EngineResponse::status(503));
+        }
         let target = request.target.clone();
         return Ok(polling::handshake(
             shard,

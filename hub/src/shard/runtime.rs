@@ -6,6 +6,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
+use std::sync::atomic::AtomicUsize;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
@@ -146,6 +147,7 @@ impl Server {
         let mut addr = config.bind;
         let mut handles = Vec::with_capacity(count);
         let mut wakers = Vec::with_capacity(count);
+        let open_sessions = Arc::new(AtomicUsize::new(0));
         for id in 0..count {
             let (waker, control) =
                 std::os::unix::net::UnixStream::pair().map_err(|e| ServerError::Executor {
@@ -164,6 +166,7 @@ impl Server {
             let mesh_builder = mesh_builder.clone();
             let executor_ids = executor_ids.clone();
             let bound_tx = bound_tx.clone();
+            let open_sessions = open_sessions.clone();
             let handle = LocalExecutorBuilder::new(placement)
                 .name(&format!("hub-shard-{id}"))
                 .io_memory(io_memory)
@@ -178,6 +181,7 @@ impl Server {
                         executor_ids,
                         bound_tx,
                         control,
+                        open_sessions,
                     )
                     .await
                 })
@@ -214,6 +218,7 @@ async fn run_shard(
     executor_ids: Arc<Mutex<Vec<(usize, usize)>>>,
     bound_tx: mpsc::Sender<Result<SocketAddr, ServerError>>,
     control: OwnedFd,
+    open_sessions: Arc<AtomicUsize>,
 ) {
     let listener = match TcpListener::bind(addr) {
         Ok(listener) => listener,
@@ -252,6 +257,7 @@ async fn run_shard(
         settled: Signal::new(),
         in_flight: Cell::new(0),
         peers_stopped: Cell::new(0),
+        open_sessions,
     });
     super::context::enter(&shard);
     if let Some(builder) = mesh_builder {

@@ -3,6 +3,7 @@
 use std::any::Any;
 use std::cell::{Cell, OnceCell, RefCell};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use ahash::AHashMap;
@@ -32,6 +33,9 @@ pub(crate) struct Shard {
     pub in_flight: Cell<usize>,
     /// Other shards that finished the first step of stopping.
     pub peers_stopped: Cell<usize>,
+    /// Sessions open on every shard, for `max_sessions`; touched once per
+    /// session open and close, never per message.
+    pub open_sessions: Arc<AtomicUsize>,
 }
 
 /// Posted, after its first shutdown step, by each shard to every other,
@@ -87,6 +91,17 @@ impl Shard {
         sessions + self.in_flight.get() + forwarded
     }
 
+    /// Take a place for a new session; false when the server is full.
+    pub fn admit_session(&self) -> bool {
+        let max = self.config.max_sessions;
+        let open = self.open_sessions.fetch_add(1, Ordering::Relaxed);
+        if max != 0 && open >= max {
+            self.open_sessions.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
     pub fn forget(&self, endpoint: usize, entry: &Rc<SessionEntry>) {
         let mut sessions = self.endpoints[endpoint].sessions.borrow_mut();
         if sessions
@@ -95,6 +110,7 @@ impl Shard {
         {
             sessions.remove(&entry.sid);
             drop(sessions);
+            self.open_sessions.fetch_sub(1, Ordering::Relaxed);
             self.settled.notify();
         }
     }

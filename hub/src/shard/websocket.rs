@@ -157,6 +157,11 @@ pub(crate) async fn serve(
             entry
         }
         None => {
+            if !shard.admit_session() {
+                // Full: the client sees the WebSocket close at once.
+                conn.close(1013).await;
+                return;
+            }
             let target = request.target.clone();
             open_session(
                 &shard,

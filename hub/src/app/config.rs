@@ -1,0 +1,390 @@
+//! The `hub` binary's settings: flags, then `HUB_*` environment variables,
+//! then a TOML file (`--config`), then defaults; each checked at start with
+//! a message naming the option.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, ValueEnum};
+use serde::Deserialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// hub: a Socket.IO message hub. Clients connect with any Socket.IO client
+/// (v2, v3, v4), join rooms and publish to them; see docs/relay-protocol.md.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "hub", version, about, long_about = None)]
+pub struct Settings {
+    /// Read settings from this TOML file (keys are the long option names, e.g. `ping-interval = 25000`);
+    /// flags and HUB_* variables override it.
+    #[arg(long, env = "HUB_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "HUB_BIND", default_value = "0.0.0.0")]
+    pub bind: IpAddr,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "HUB_PORT", default_value_t = 3000)]
+    pub port: u16,
+    /// Shards (one executor each); 0 = one per available core.
+    #[arg(long, env = "HUB_SHARDS", default_value_t = 0)]
+    pub shards: usize,
+    /// Pin shard i to core i.
+    #[arg(long, env = "HUB_PIN_CORES")]
+    pub pin_cores: bool,
+    /// Request path of the Socket.IO endpoint.
+    #[arg(long, env = "HUB_PATH", default_value = "/socket.io/")]
+    pub path: String,
+    /// Milliseconds between server pings.
+    #[arg(
+        long,
+        env = "HUB_PING_INTERVAL",
+        default_value_t = 25_000,
+        value_name = "MS"
+    )]
+    pub ping_interval: u64,
+    /// Milliseconds to wait for a pong before closing.
+    #[arg(
+        long,
+        env = "HUB_PING_TIMEOUT",
+        default_value_t = 20_000,
+        value_name = "MS"
+    )]
+    pub ping_timeout: u64,
+    /// Largest message or HTTP body accepted, in bytes.
+    #[arg(
+        long,
+        env = "HUB_MAX_PAYLOAD",
+        default_value_t = 1_000_000,
+        value_name = "BYTES"
+    )]
+    pub max_payload: u64,
+    /// Milliseconds a client has to join a namespace after connecting.
+    #[arg(
+        long,
+        env = "HUB_CONNECT_TIMEOUT",
+        default_value_t = 45_000,
+        value_name = "MS"
+    )]
+    pub connect_timeout: u64,
+    /// An origin allowed by CORS (repeatable; default: any origin).
+    #[arg(
+        long = "cors-origin",
+        env = "HUB_CORS_ORIGIN",
+        value_delimiter = ',',
+        value_name = "ORIGIN"
+    )]
+    pub cors_origin: Vec<String>,
+    /// Refuse Engine.IO v3 clients (Socket.IO v1/v2), accepted by default.
+    #[arg(long, env = "HUB_NO_EIO3")]
+    pub no_eio3: bool,
+    /// Most connections at once; more are refused (503 on polling, close on WebSocket). 0 = no limit.
+    #[arg(long, env = "HUB_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
+    /// Namespaces served, as glob patterns (repeatable; default: all).
+    #[arg(
+        long = "namespace",
+        env = "HUB_NAMESPACE",
+        value_delimiter = ',',
+        value_name = "PATTERN"
+    )]
+    pub namespace: Vec<String>,
+    /// Require an HS256 token signed with this secret (see docs/relay-protocol.md). Without it the hub is open.
+    #[arg(
+        long,
+        env = "HUB_AUTH_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub auth_secret: Option<String>,
+    /// Bearer key for the admin API; without one it serves loopback callers only.
+    #[arg(long, env = "HUB_API_KEY", hide_env_values = true, value_name = "KEY")]
+    pub api_key: Option<String>,
+    /// Address of the admin HTTP listener.
+    #[arg(
+        long,
+        env = "HUB_ADMIN_BIND",
+        default_value = "127.0.0.1:3001",
+        value_name = "ADDR"
+    )]
+    pub admin_bind: SocketAddr,
+    /// Milliseconds to finish sending and close connections on SIGTERM/SIGINT.
+    #[arg(
+        long,
+        env = "HUB_SHUTDOWN_TIMEOUT",
+        default_value_t = 10_000,
+        value_name = "MS"
+    )]
+    pub shutdown_timeout: u64,
+    /// Log line format.
+    #[arg(long, env = "HUB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log filter: error, warn, info, debug, trace, or per-module directives.
+    #[arg(
+        long,
+        env = "HUB_LOG_LEVEL",
+        default_value = "info",
+        value_name = "FILTER"
+    )]
+    pub log_level: String,
+}
+
+/// The TOML file: every option optional, unknown keys refused.
+#[derive(Deserialize, Debug, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct FileSettings {
+    bind: Option<IpAddr>,
+    port: Option<u16>,
+    shards: Option<usize>,
+    pin_cores: Option<bool>,
+    path: Option<String>,
+    ping_interval: Option<u64>,
+    ping_timeout: Option<u64>,
+    max_payload: Option<u64>,
+    connect_timeout: Option<u64>,
+    cors_origin: Option<Vec<String>>,
+    no_eio3: Option<bool>,
+    max_connections: Option<usize>,
+    namespace: Option<Vec<String>>,
+    auth_secret: Option<String>,
+    api_key: Option<String>,
+    admin_bind: Option<SocketAddr>,
+    shutdown_timeout: Option<u64>,
+    log_format: Option<LogFormat>,
+    log_level: Option<String>,
+}
+
+/// A setting refused at start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read --config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid --config {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("invalid --{option}: {message}")]
+    Invalid {
+        option: &'static str,
+        message: String,
+    },
+}
+
+fn invalid(option: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        option,
+        message: message.into(),
+    }
+}
+
+impl Settings {
+    /// Parse the process's arguments, environment and file. Exits with clap's
+    /// message on a bad flag; returns an error for bad file contents or values.
+    pub fn load() -> Result<Settings, ConfigError> {
+        Settings::load_from(std::env::args_os())
+    }
+
+    pub fn load_from<I, T>(args: I) -> Result<Settings, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = Settings::command().get_matches_from(args);
+        let mut settings = Settings::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        if let Some(path) = settings.config.clone() {
+            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let file: FileSettings = toml::from_str(&text).map_err(|e| ConfigError::File {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            settings.apply_file(&matches, file);
+        }
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// Take a file value only where neither a flag nor the environment gave one.
+    fn apply_file(&mut self, matches: &ArgMatches, file: FileSettings) {
+        let unset = |id: &str| {
+            !matches!(
+                matches.value_source(id),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            )
+        };
+        macro_rules! take {
+            ($($field:ident),*) => {$(
+                if let Some(value) = file.$field {
+                    if unset(stringify!($field)) {
+                        self.$field = value.into();
+                    }
+                }
+            )*};
+        }
+        take!(
+            bind,
+            port,
+            shards,
+            pin_cores,
+            path,
+            ping_interval,
+            ping_timeout,
+            max_payload,
+            connect_timeout,
+            cors_origin,
+            no_eio3,
+            max_connections,
+            namespace,
+            admin_bind,
+            shutdown_timeout,
+            log_format,
+            log_level
+        );
+        if let Some(secret) = file.auth_secret {
+            if unset("auth_secret") {
+                self.auth_secret = Some(secret);
+            }
+        }
+        if let Some(key) = file.api_key {
+            if unset("api_key") {
+                self.api_key = Some(key);
+            }
+        }
+    }
+
+    fn check(&mut self) -> Result<(), ConfigError> {
+        if self.ping_interval == 0 {
+            return Err(invalid("ping-interval", "must be at least 1 ms"));
+        }
+        if self.ping_timeout == 0 {
+            return Err(invalid("ping-timeout", "must be at least 1 ms"));
+        }
+        if self.connect_timeout == 0 {
+            return Err(invalid("connect-timeout", "must be at least 1 ms"));
+        }
+        if self.max_payload == 0 {
+            return Err(invalid("max-payload", "must be at least 1 byte"));
+        }
+        if self.shards > crate::engineio::sid::MAX_SHARDS {
+            return Err(invalid(
+                "shards",
+                format!("at most {} are supported", crate::engineio::sid::MAX_SHARDS),
+            ));
+        }
+        if !self.path.starts_with('/') {
+            return Err(invalid(
+                "path",
+                format!("{:?} must start with /", self.path),
+            ));
+        }
+        for origin in &self.cors_origin {
+            let ok = (origin.starts_with("http://") || origin.starts_with("https://"))
+                && !origin.trim_end_matches('/').ends_with(':')
+                && !origin.contains(char::is_whitespace);
+            if !ok {
+                return Err(invalid(
+                    "cors-origin",
+                    format!("{origin:?} is not an origin like https://example.com"),
+                ));
+            }
+        }
+        if self.namespace.is_empty() {
+            self.namespace.push("*".to_string());
+        }
+        for pattern in &self.namespace {
+            if !(pattern.starts_with('/') || pattern.starts_with('*')) {
+                return Err(invalid(
+                    "namespace",
+                    format!("{pattern:?}: a namespace pattern starts with / (or *)"),
+                ));
+            }
+        }
+        if self.auth_secret.as_deref().is_some_and(str::is_empty) {
+            return Err(invalid("auth-secret", "must not be empty"));
+        }
+        if self.api_key.as_deref().is_some_and(str::is_empty) {
+            return Err(invalid("api-key", "must not be empty"));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
+            return Err(invalid(
+                "log-level",
+                format!(
+                    "{:?} is not a log filter (try info or debug)",
+                    self.log_level
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.bind, self.port)
+    }
+
+    pub fn ms(value: u64) -> Duration {
+        Duration::from_millis(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(args: &[&str]) -> Result<Settings, ConfigError> {
+        Settings::load_from(std::iter::once("hub").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_are_a_working_hub() {
+        let s = load(&[]).unwrap();
+        assert_eq!(s.listen_addr().port(), 3000);
+        assert_eq!(s.path, "/socket.io/");
+        assert_eq!(s.namespace, vec!["*"]);
+        assert!(!s.no_eio3 && s.auth_secret.is_none());
+    }
+
+    #[test]
+    fn bad_values_name_their_option() {
+        for (args, option) in [
+            (&["--ping-interval", "0"][..], "--ping-interval"),
+            (&["--path", "socket.io"][..], "--path"),
+            (&["--cors-origin", "example.com"][..], "--cors-origin"),
+            (&["--namespace", "chat"][..], "--namespace"),
+            (&["--log-level", "loud=["][..], "--log-level"),
+            (&["--shards", "5000"][..], "--shards"),
+        ] {
+            let message = load(args).unwrap_err().to_string();
+            assert!(message.contains(option), "{args:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn the_file_fills_what_flags_leave() {
+        let dir = std::env::temp_dir().join(format!("hub-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("hub.toml");
+        std::fs::write(
+            &file,
+            "port = 4000\nping-interval = 1234\nnamespace = [\"/a*\"]\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let s = load(&["--config", path, "--port", "5000"]).unwrap();
+        assert_eq!(s.port, 5000, "the flag wins");
+        assert_eq!(s.ping_interval, 1234, "the file fills");
+        assert_eq!(s.namespace, vec!["/a*"]);
+        std::fs::write(&file, "prot = 1\n").unwrap();
+        let message = load(&["--config", path]).unwrap_err().to_string();
+        assert!(message.contains("prot"), "{message}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,131 @@
+//! The `hub` binary's application: settings, logging, descriptors, and the
+//! relay mounted on the shards.
+
+pub mod config;
+
+use crate::auth::TokenVerifier;
+use crate::engine::{EngineConfig, ServerConfig};
+use crate::http::cors::AllowedOrigins;
+use crate::relay::{relay, RelayConfig};
+use crate::server::IoSettings;
+use crate::shard::{stop_on_signals, Server, ServerError};
+use config::{LogFormat, Settings};
+
+/// Why the hub could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("cannot start: {0}")]
+    Start(#[from] ServerError),
+    #[error("cannot handle signals: {0}")]
+    Signals(std::io::Error),
+}
+
+pub fn init_logging(settings: &Settings) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match settings.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Raise the soft open-file limit to the hard limit: each connection is a
+/// descriptor. Returns the limit in force.
+pub fn raise_fd_limit() -> u64 {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 0;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                return raised.rlim_cur;
+            }
+        }
+    }
+    limit.rlim_cur
+}
+
+/// Run the hub until SIGTERM/SIGINT; `on_listening` hears the bound address.
+pub fn run(
+    settings: Settings,
+    on_listening: impl FnOnce(std::net::SocketAddr),
+) -> Result<(), AppError> {
+    let fds = raise_fd_limit();
+    // Each connection is one descriptor; keep some for listeners, the mesh and logs.
+    let capacity = fds.saturating_sub(64);
+    let mut engine = EngineConfig::new(&settings.path);
+    engine.session.ping_interval = Settings::ms(settings.ping_interval);
+    engine.session.ping_timeout = Settings::ms(settings.ping_timeout);
+    engine.session.max_payload = settings.max_payload;
+    engine.allow_eio3 = !settings.no_eio3;
+    if !settings.cors_origin.is_empty() {
+        engine.cors.origins = AllowedOrigins::List(settings.cors_origin.clone());
+    }
+    let server_config = ServerConfig {
+        bind: settings.listen_addr(),
+        shards: settings.shards,
+        pin_cores: settings.pin_cores,
+        shutdown_timeout: Settings::ms(settings.shutdown_timeout),
+        max_sessions: settings.max_connections,
+        ..ServerConfig::default()
+    };
+    let relay_config = RelayConfig {
+        namespaces: settings.namespace.clone(),
+        auth: settings
+            .auth_secret
+            .as_deref()
+            .map(|secret| TokenVerifier::new(secret.as_bytes())),
+        settings: IoSettings {
+            connect_timeout: Settings::ms(settings.connect_timeout),
+            ..IoSettings::default()
+        },
+    };
+    let io = relay(relay_config);
+    let server = Server::new(server_config)
+        .endpoint(engine, io.handler_factory())
+        .start()?;
+    stop_on_signals(server.shutdown_handle()).map_err(AppError::Signals)?;
+    let protocols = if settings.no_eio3 {
+        "Socket.IO v5 (clients v3, v4)"
+    } else {
+        "Socket.IO v5 and v4 (clients v2, v3, v4)"
+    };
+    tracing::info!(
+        addr = %server.local_addr(),
+        path = %settings.path,
+        shards = server.shards(),
+        protocols,
+        auth = if settings.auth_secret.is_some() { "token (HS256)" } else { "off" },
+        namespaces = ?settings.namespace,
+        "hub listening"
+    );
+    if settings.auth_secret.is_none() {
+        tracing::warn!(
+            "no --auth-secret: the hub is open, anyone may join and publish to any room"
+        );
+    }
+    let limit = match settings.max_connections {
+        0 => capacity,
+        max => max.min(capacity as usize) as u64,
+    };
+    tracing::info!(open_files = fds, connections = limit, "connection capacity");
+    on_listening(server.local_addr());
+    server.join()?;
+    tracing::info!("stopped");
+    Ok(())
+}
