@@ -1,0 +1,188 @@
+//! The `hub` binary's command line: help, version, precedence of flags over
+//! environment over file, bad values refused naming the option, and the
+//! connection limit.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const HUB: &str = env!("CARGO_BIN_EXE_hub");
+
+fn hub(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(HUB);
+    command.args(args);
+    // A clean environment for the HUB_* variables the test does not set.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("HUB_") {
+            command.env_remove(key);
+        }
+    }
+    command.envs(env.iter().copied());
+    command
+}
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    hub(args, env).output().expect("run hub")
+}
+
+/// A running hub on a free port; killed when dropped.
+struct Running {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(args: &[&str], env: &[(&str, &str)]) -> Running {
+    let mut all = vec!["--bind", "127.0.0.1", "--port", "0", "--shards", "2"];
+    all.extend_from_slice(args);
+    let mut child = hub(&all, env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start hub");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .expect("read the ready line");
+    let addr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("ready line: {line:?}"))
+        .parse()
+        .unwrap();
+    Running { child, addr }
+}
+
+fn handshake(addr: SocketAddr) -> Response {
+    get_fresh(addr, "/socket.io/?EIO=4&transport=polling")
+}
+
+#[test]
+fn help_lists_every_option_and_version_prints() {
+    let help = run(&["--help"], &[]);
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    for option in [
+        "--bind",
+        "--port",
+        "--shards",
+        "--pin-cores",
+        "--path",
+        "--ping-interval",
+        "--ping-timeout",
+        "--max-payload",
+        "--connect-timeout",
+        "--cors-origin",
+        "--no-eio3",
+        "--max-connections",
+        "--auth-secret",
+        "--api-key",
+        "--admin-bind",
+        "--shutdown-timeout",
+        "--log-format",
+        "--log-level",
+        "--namespace",
+        "--config",
+        "--version",
+        "HUB_PORT",
+    ] {
+        assert!(text.contains(option), "--help lacks {option}:\n{text}");
+    }
+    let version = run(&["--version"], &[]);
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("hub "));
+}
+
+#[test]
+fn bad_values_are_refused_naming_the_option() {
+    for (args, env, option) in [
+        (&["--ping-interval", "0"][..], &[][..], "--ping-interval"),
+        (&["--port", "http"][..], &[][..], "--port"),
+        (&["--log-format", "xml"][..], &[][..], "--log-format"),
+        (
+            &[][..],
+            &[("HUB_CORS_ORIGIN", "example.com")][..],
+            "--cors-origin",
+        ),
+        (&[][..], &[("HUB_SHARDS", "many")][..], "--shards"),
+        (&["--namespace", "chat"][..], &[][..], "--namespace"),
+    ] {
+        let out = run(args, env);
+        assert_eq!(out.status.code(), Some(2), "{args:?} {env:?} exits 2");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(option), "{args:?} {env:?}: {stderr}");
+    }
+    let dir = std::env::temp_dir().join(format!("hub-cli-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("hub.toml");
+    std::fs::write(&file, "ping-intervall = 5\n").unwrap();
+    let out = run(&["--config", file.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ping-intervall"));
+    let out = run(&["--config", "/nonexistent/hub.toml"], &[]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--config"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn flags_win_over_env_which_wins_over_the_file() {
+    let dir = std::env::temp_dir().join(format!("hub-cli-precedence-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("hub.toml");
+    std::fs::write(
+        &file,
+        "ping-interval = 1111\nping-timeout = 2222\nmax-payload = 3333\n",
+    )
+    .unwrap();
+    let hub = start(
+        &["--config", file.to_str().unwrap(), "--max-payload", "6666"],
+        &[("HUB_PING_TIMEOUT", "4444"), ("HUB_MAX_PAYLOAD", "5555")],
+    );
+    let resp = handshake(hub.addr);
+    let (_, open) = parse_open(&resp.text());
+    assert_eq!(
+        open["pingInterval"], 1111,
+        "the file fills what nothing else set"
+    );
+    assert_eq!(
+        open["pingTimeout"], 4444,
+        "the environment wins over the file"
+    );
+    assert_eq!(open["maxPayload"], 6666, "the flag wins over both");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn connections_beyond_the_limit_are_refused_cleanly() {
+    let hub = start(&["--max-connections", "2"], &[]);
+    let first = handshake(hub.addr);
+    assert_eq!(first.status, 200);
+    let (sid, _) = parse_open(&first.text());
+    assert_eq!(handshake(hub.addr).status, 200);
+    assert_eq!(handshake(hub.addr).status, 503, "polling beyond the limit");
+    let mut ws = ws_try_connect_at(hub.addr, "/socket.io/", "EIO=4&transport=websocket")
+        .expect("the upgrade itself is answered");
+    let (end, data) = ws_expect_close(&mut ws, Duration::from_secs(3));
+    assert!(data.is_empty(), "no open packet: {data:?}");
+    assert_eq!(end, WsEnd::Close(Some(1013)), "try again later");
+    // A place frees when a session ends.
+    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    assert_eq!(post_fresh(hub.addr, &path, b"1").status, 200);
+    let t = Instant::now();
+    let mut status = handshake(hub.addr).status;
+    while status != 200 && t.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(20));
+        status = handshake(hub.addr).status;
+    }
+    assert_eq!(status, 200, "a closed session gives its place back");
+}
