@@ -11,6 +11,7 @@ pub mod auth;
 pub mod engine;
 pub mod engineio;
 pub mod http;
+pub mod metrics;
 pub mod relay;
 pub mod server;
 pub mod shard;

@@ -13,9 +13,10 @@ fn main() {
         }
     };
     hub::app::init_logging(&settings);
-    let result = hub::app::run(settings, |addr| {
-        // One line on stdout that scripts and tests wait for.
+    let result = hub::app::run(settings, |addr, admin| {
+        // The lines on stdout that scripts and tests wait for.
         println!("listening on {addr}");
+        println!("admin listening on {admin}");
         let _ = std::io::stdout().flush();
     });
     if let Err(error) = result {

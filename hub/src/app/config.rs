@@ -106,7 +106,7 @@ pub struct Settings {
     /// Bearer key for the admin API; without one it serves loopback callers only.
     #[arg(long, env = "HUB_API_KEY", hide_env_values = true, value_name = "KEY")]
     pub api_key: Option<String>,
-    /// Address of the admin HTTP listener.
+    /// Address of the admin HTTP listener (with --port 0 and no --admin-bind: a free loopback port).
     #[arg(
         long,
         env = "HUB_ADMIN_BIND",
@@ -198,6 +198,10 @@ impl Settings {
     {
         let matches = Settings::command().get_matches_from(args);
         let mut settings = Settings::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        let mut admin_given = matches!(
+            matches.value_source("admin_bind"),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        );
         if let Some(path) = settings.config.clone() {
             let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
                 path: path.clone(),
@@ -207,7 +211,12 @@ impl Settings {
                 path: path.clone(),
                 message: e.to_string(),
             })?;
+            admin_given |= file.admin_bind.is_some();
             settings.apply_file(&matches, file);
+        }
+        // A hub on a free port (tests, several on one host) gets a free admin port too.
+        if settings.port == 0 && !admin_given {
+            settings.admin_bind.set_port(0);
         }
         settings.check()?;
         Ok(settings)

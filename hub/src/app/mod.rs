@@ -1,11 +1,16 @@
 //! The `hub` binary's application: settings, logging, descriptors, and the
 //! relay mounted on the shards.
 
+pub mod admin;
 pub mod config;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 use crate::auth::TokenVerifier;
 use crate::engine::{EngineConfig, ServerConfig};
 use crate::http::cors::AllowedOrigins;
+use crate::metrics::Metrics;
 use crate::relay::{relay, RelayConfig};
 use crate::server::IoSettings;
 use crate::shard::{stop_on_signals, Server, ServerError};
@@ -20,6 +25,8 @@ pub enum AppError {
     Start(#[from] ServerError),
     #[error("cannot handle signals: {0}")]
     Signals(std::io::Error),
+    #[error("admin listener: {0}")]
+    Admin(String),
 }
 
 pub fn init_logging(settings: &Settings) {
@@ -60,10 +67,11 @@ pub fn raise_fd_limit() -> u64 {
     limit.rlim_cur
 }
 
-/// Run the hub until SIGTERM/SIGINT; `on_listening` hears the bound address.
+/// Run the hub until SIGTERM/SIGINT; `on_listening` hears the bound
+/// Socket.IO and admin addresses.
 pub fn run(
     settings: Settings,
-    on_listening: impl FnOnce(std::net::SocketAddr),
+    on_listening: impl FnOnce(SocketAddr, SocketAddr),
 ) -> Result<(), AppError> {
     let fds = raise_fd_limit();
     // Each connection is one descriptor; keep some for listeners, the mesh and logs.
@@ -76,12 +84,14 @@ pub fn run(
     if !settings.cors_origin.is_empty() {
         engine.cors.origins = AllowedOrigins::List(settings.cors_origin.clone());
     }
+    let metrics = Arc::new(Metrics::new());
     let server_config = ServerConfig {
         bind: settings.listen_addr(),
         shards: settings.shards,
         pin_cores: settings.pin_cores,
         shutdown_timeout: Settings::ms(settings.shutdown_timeout),
         max_sessions: settings.max_connections,
+        metrics: Some(metrics.clone()),
         ..ServerConfig::default()
     };
     let relay_config = RelayConfig {
@@ -96,9 +106,20 @@ pub fn run(
         },
     };
     let io = relay(relay_config);
+    let (admin_tx, admin_rx) = std::sync::mpsc::channel();
+    let admin = admin::AdminConfig {
+        bind: settings.admin_bind,
+        api_key: settings.api_key.clone(),
+        metrics: metrics.clone(),
+    };
     let server = Server::new(server_config)
         .endpoint(engine, io.handler_factory())
+        .task(admin::task(io.clone(), admin, admin_tx))
         .start()?;
+    let admin_addr = admin_rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .map_err(|_| AppError::Admin("the admin listener did not start".into()))?
+        .map_err(AppError::Admin)?;
     stop_on_signals(server.shutdown_handle()).map_err(AppError::Signals)?;
     let protocols = if settings.no_eio3 {
         "Socket.IO v5 (clients v3, v4)"
@@ -124,7 +145,12 @@ pub fn run(
         max => max.min(capacity as usize) as u64,
     };
     tracing::info!(open_files = fds, connections = limit, "connection capacity");
-    on_listening(server.local_addr());
+    tracing::info!(
+        addr = %admin_addr,
+        key = settings.api_key.is_some(),
+        "admin API listening (without a key: loopback callers only)"
+    );
+    on_listening(server.local_addr(), admin_addr);
     server.join()?;
     tracing::info!("stopped");
     Ok(())

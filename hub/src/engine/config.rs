@@ -64,6 +64,8 @@ pub struct ServerConfig {
     /// Most sessions open at once over all shards; 0 = no limit. Beyond it a
     /// polling handshake gets 503 and a WebSocket handshake is closed.
     pub max_sessions: usize,
+    /// Where the shards count what they do (none: not counted).
+    pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 impl Default for ServerConfig {
@@ -79,6 +81,7 @@ impl Default for ServerConfig {
             mesh_capacity: 1024,
             shutdown_timeout: Duration::from_secs(10),
             max_sessions: 0,
+            metrics: None,
         }
     }
 }

@@ -95,7 +95,13 @@ impl SessionEntry {
         loop {
             let event = self.session.borrow_mut().poll_event();
             match event {
-                Some(Event::Message(data)) => self.handler.on_message(&socket, data),
+                Some(Event::Message(data)) => {
+                    crate::metrics::with(|m| {
+                        m.packets_in.inc();
+                        m.bytes_in.inc_by(data_len(&data));
+                    });
+                    self.handler.on_message(&socket, data)
+                }
                 Some(Event::Closed(reason)) => self.handler.on_close(&socket, reason),
                 None => break,
             }
@@ -135,8 +141,32 @@ impl Socket {
     }
 
     /// Queue a message for the client; false once the session is closed.
+    /// A client whose queue passes `max_buffered` packets is too slow to
+    /// keep: its session closes ("transport error") rather than grow.
     pub fn send(&self, data: Data) -> bool {
-        let queued = self.0.session.borrow_mut().send(data);
+        let len = data_len(&data);
+        let (queued, overflow) = {
+            let mut session = self.0.session.borrow_mut();
+            let overflow = session.outbox_len() >= session.config().max_buffered;
+            (!overflow && session.send(data), overflow)
+        };
+        if overflow {
+            crate::metrics::with(|m| {
+                m.slow_consumer_disconnects.inc();
+            });
+            tracing::info!(
+                sid = self.sid(),
+                "closing a slow consumer: its send queue is full"
+            );
+            self.close_with(CloseReason::TransportError);
+            return false;
+        }
+        if queued {
+            crate::metrics::with(|m| {
+                m.packets_out.inc();
+                m.bytes_out.inc_by(len);
+            });
+        }
         if queued {
             self.0.io_changed.notify();
         }
@@ -185,5 +215,12 @@ impl Socket {
 impl std::fmt::Debug for Socket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Socket").field("sid", &self.sid()).finish()
+    }
+}
+
+fn data_len(data: &Data) -> u64 {
+    match data {
+        Data::Text(text) => text.len() as u64,
+        Data::Binary(bytes) => bytes.len() as u64,
     }
 }

@@ -20,6 +20,8 @@ pub struct SessionConfig {
     pub ping_timeout: Duration,
     pub upgrade_timeout: Duration,
     pub max_payload: u64,
+    /// Most packets queued to a client before it counts as too slow.
+    pub max_buffered: usize,
 }
 
 impl Default for SessionConfig {
@@ -29,6 +31,7 @@ impl Default for SessionConfig {
             ping_timeout: Duration::from_millis(20_000),
             upgrade_timeout: Duration::from_millis(10_000),
             max_payload: 1_000_000,
+            max_buffered: 16_384,
         }
     }
 }

@@ -17,6 +17,7 @@ use super::broadcast::RemoteSocket;
 use super::namespace::Nsp;
 use super::outgoing::Outgoing;
 use super::socket::SocketInner;
+use super::stats::ShardStats;
 use crate::engineio::Sid;
 use crate::shard::context;
 
@@ -62,6 +63,15 @@ pub(crate) enum ClusterBody {
     Fetched {
         request: u64,
         sockets: Vec<RemoteSocket>,
+    },
+    /// Server-level, not per namespace: handled by the shard state.
+    Stats {
+        origin: usize,
+        request: u64,
+    },
+    StatsReply {
+        request: u64,
+        stats: ShardStats,
     },
 }
 
@@ -214,8 +224,12 @@ impl ShardAdapter {
         match msg.body {
             ClusterBody::Broadcast { target, packet } => {
                 if let Some(nsp) = nsp {
+                    let mut delivered = 0;
                     self.for_each_local(nsp, &target, None, |s| {
-                        s.client.send(&packet, target.volatile);
+                        delivered += u64::from(s.client.send(&packet, target.volatile));
+                    });
+                    crate::metrics::with(|m| {
+                        m.deliveries.inc_by(delivered);
                     });
                 }
                 Vec::new()
@@ -246,6 +260,7 @@ impl ShardAdapter {
                 }
                 Vec::new()
             }
+            ClusterBody::Stats { .. } | ClusterBody::StatsReply { .. } => Vec::new(),
         }
     }
 
@@ -332,8 +347,13 @@ impl Adapter for ShardAdapter {
         exclude: Option<&SocketInner>,
         packet: Outgoing,
     ) {
+        let mut delivered = 0;
         self.for_each_local(nsp, &target, exclude, |s| {
-            s.client.send(&packet, target.volatile);
+            delivered += u64::from(s.client.send(&packet, target.volatile));
+        });
+        crate::metrics::with(|m| {
+            m.broadcasts.inc();
+            m.deliveries.inc_by(delivered);
         });
         for shard in self.peers(&target) {
             // The packet's bytes are shared: one refcount per shard, not per recipient.

@@ -35,6 +35,9 @@ impl Client {
     /// A volatile packet is dropped when the transport cannot take it now.
     pub fn send(&self, packet: &Outgoing, volatile: bool) -> bool {
         if volatile && !self.conn.writable() {
+            crate::metrics::with(|m| {
+                m.volatile_dropped.inc();
+            });
             return false;
         }
         if !self.conn.send(Data::Text(packet.text.clone())) {

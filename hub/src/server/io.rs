@@ -139,6 +139,12 @@ impl Io {
         }
     }
 
+    /// This server as seen from the shard running the caller (None off
+    /// the shards): for code beside the handlers, such as an admin API.
+    pub fn local(&self) -> Option<LocalIo> {
+        super::shard::local(self.config.instance).map(|shard| LocalIo { shard })
+    }
+
     /// One Socket.IO shard state per Engine.IO shard.
     pub fn handler_factory(&self) -> HandlerFactory {
         let config = self.config.clone();
@@ -210,5 +216,27 @@ fn normalize(name: &str) -> String {
         name.to_string()
     } else {
         format!("/{name}")
+    }
+}
+
+/// A Socket.IO server on the current shard.
+#[derive(Clone)]
+pub struct LocalIo {
+    shard: Rc<SioShard>,
+}
+
+impl LocalIo {
+    /// A namespace the server serves (created on first use), or None.
+    pub fn of(&self, name: &str) -> Option<super::Namespace> {
+        let nsp = self.shard.namespace(name)?;
+        Some(super::Namespace {
+            shard: self.shard.clone(),
+            nsp,
+        })
+    }
+
+    /// Connections, sockets and rooms on every shard.
+    pub fn stats(&self) -> impl std::future::Future<Output = Vec<super::stats::ShardStats>> {
+        self.shard.all_stats()
     }
 }

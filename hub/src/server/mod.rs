@@ -38,6 +38,7 @@ mod outgoing;
 mod reason;
 mod shard;
 mod socket;
+mod stats;
 #[doc(hidden)]
 pub mod testing;
 #[cfg(test)]
@@ -46,10 +47,11 @@ mod tests;
 pub use args::Args;
 pub use broadcast::{BroadcastOperator, RemoteSocket};
 pub use handshake::{Handshake, RequestInfo};
-pub use io::{ConnectError, Io, IoBuilder, IoSettings, NamespaceBuilder};
+pub use io::{ConnectError, Io, IoBuilder, IoSettings, LocalIo, NamespaceBuilder};
 pub use namespace::Namespace;
 pub use reason::DisconnectReason;
 pub use socket::{Ack, AckError, ClientInfo, EmitError, ListenerId, Socket, SocketEmitter};
+pub use stats::{NamespaceStats, ShardStats};
 
 /// Run a future on the current shard (for awaiting acknowledgements or
 /// server-wide queries from a handler).

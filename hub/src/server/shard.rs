@@ -11,7 +11,7 @@ use ahash::AHashMap;
 use glommio::timer::Timer;
 use serde_json::{json, Value};
 
-use super::adapter::{Adapter, ClusterMsg, ShardAdapter};
+use super::adapter::{Adapter, ClusterBody, ClusterMsg, ShardAdapter};
 use super::args::Args;
 use super::client::Client;
 use super::handshake::Handshake;
@@ -20,10 +20,12 @@ use super::namespace::Nsp;
 use super::outgoing;
 use super::reason::DisconnectReason;
 use super::socket::{Socket, SocketInner};
+use super::stats::PendingStats;
 use crate::engine::{
     CloseReason, Data, Handler, ProtocolVersion, Socket as EngineSocket, TransportKind,
 };
 use crate::engineio::Sid;
+use crate::shard::context;
 use crate::socketio::{Packet, PacketType, Protocol};
 
 pub(crate) struct SioShard {
@@ -33,21 +35,60 @@ pub(crate) struct SioShard {
     namespaces: RefCell<AHashMap<String, Rc<Nsp>>>,
     clients: RefCell<AHashMap<Sid, Rc<Client>>>,
     next_key: Cell<u64>,
+    next_request: Cell<u64>,
+    pub(crate) pending_stats: PendingStats,
     pub adapter: ShardAdapter,
+}
+
+thread_local! {
+    /// This thread's Socket.IO shard states, by server instance, for code
+    /// that runs on a shard outside a handler (an admin listener, say).
+    static LOCAL: RefCell<AHashMap<u64, Weak<SioShard>>> = RefCell::new(AHashMap::new());
+}
+
+/// The shard state of server `instance` on the calling thread.
+pub(crate) fn local(instance: u64) -> Option<Rc<SioShard>> {
+    LOCAL.with(|m| m.borrow().get(&instance).and_then(Weak::upgrade))
 }
 
 impl SioShard {
     pub fn new(config: Arc<IoConfig>, shard: usize) -> Rc<SioShard> {
         let instance = config.instance;
-        Rc::new_cyclic(|me| SioShard {
+        let shard_state = Rc::new_cyclic(|me| SioShard {
             config,
             shard,
             me: me.clone(),
             namespaces: RefCell::new(AHashMap::new()),
             clients: RefCell::new(AHashMap::new()),
             next_key: Cell::new(0),
+            next_request: Cell::new(0),
+            pending_stats: Rc::default(),
             adapter: ShardAdapter::new(shard, instance),
-        })
+        });
+        LOCAL.with(|m| m.borrow_mut().insert(instance, Rc::downgrade(&shard_state)));
+        shard_state
+    }
+
+    pub(crate) fn shard_id(&self) -> usize {
+        self.shard
+    }
+
+    pub(crate) fn instance(&self) -> u64 {
+        self.config.instance
+    }
+
+    pub(crate) fn next_request(&self) -> u64 {
+        let id = self.next_request.get();
+        self.next_request.set(id + 1);
+        id
+    }
+
+    pub(crate) fn clients_snapshot(&self) -> Vec<Rc<Client>> {
+        self.clients.borrow().values().cloned().collect()
+    }
+
+    pub(crate) fn namespaces_snapshot(&self) -> Vec<Rc<Nsp>> {
+        self.namespaces.borrow().values().cloned().collect()
     }
 
     /// The namespace `name` on this shard, created on first use when served.
@@ -324,6 +365,27 @@ impl Handler for SioShard {
             Ok(other) => return Some(other),
             Err(other) => return Some(other),
         };
+        match msg.body {
+            ClusterBody::Stats { origin, request } => {
+                let reply = ClusterMsg {
+                    instance: msg.instance,
+                    nsp: String::new(),
+                    body: ClusterBody::StatsReply {
+                        request,
+                        stats: self.local_stats(),
+                    },
+                };
+                context::post(origin, Box::new(reply));
+                return None;
+            }
+            ClusterBody::StatsReply { request, stats } => {
+                if let Some(tx) = self.pending_stats.borrow().get(&request) {
+                    let _ = tx.try_send(stats);
+                }
+                return None;
+            }
+            _ => {}
+        }
         let nsp = self.namespaces.borrow().get(&msg.nsp).cloned();
         for (socket, close) in self.adapter.receive(nsp.as_deref(), *msg) {
             self.disconnect(&socket, close, DisconnectReason::ServerNamespaceDisconnect);

@@ -135,6 +135,9 @@ impl Mesh {
     /// shard arrive in the order they were posted.
     pub fn post(&self, target: usize, msg: Box<dyn Any + Send>) {
         self.app_queues[target].borrow_mut().push_back(msg);
+        crate::metrics::with(|m| {
+            m.cross_shard_queue.inc();
+        });
         self.app_ready[target].notify();
     }
 
@@ -194,6 +197,9 @@ pub(crate) fn spawn_app_pumps(shard: &Rc<Shard>) {
                 match next {
                     Some(msg) => {
                         mesh.send(target, MeshMsg::App(msg)).await;
+                        crate::metrics::with(|m| {
+                            m.cross_shard_queue.dec();
+                        });
                     }
                     None => listen.await,
                 }

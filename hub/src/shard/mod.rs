@@ -14,5 +14,5 @@ mod state;
 mod timer;
 mod websocket;
 
-pub use runtime::{RunningServer, Server, ServerError, ShutdownHandle};
+pub use runtime::{LocalTask, RunningServer, Server, ServerError, ShardTask, ShutdownHandle};
 pub use signals::stop_on_signals;

@@ -128,6 +128,10 @@ pub(crate) fn open_session(
         handler: ep.handler.clone(),
     });
     ep.sessions.borrow_mut().insert(sid, entry.clone());
+    crate::metrics::with(|m| {
+        m.handshakes.inc();
+        m.connections.inc();
+    });
     glommio::spawn_local(timer::run(shard.clone(), endpoint, entry.clone())).detach();
     ep.handler.on_open(&Socket(entry.clone()));
     entry

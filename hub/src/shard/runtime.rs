@@ -46,7 +46,13 @@ pub enum ServerError {
 pub struct Server {
     config: ServerConfig,
     endpoints: Vec<(EngineConfig, HandlerFactory)>,
+    tasks: Vec<ShardTask>,
 }
+
+/// Builds an extra task for a shard (given its index), run beside the
+/// listener once the shard is up: an admin listener on shard 0, say.
+pub type ShardTask = Arc<dyn Fn(usize) -> Option<LocalTask> + Send + Sync>;
+pub type LocalTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
 
 /// The shards, running.
 pub struct RunningServer {
@@ -104,11 +110,18 @@ impl Server {
         Server {
             config,
             endpoints: Vec::new(),
+            tasks: Vec::new(),
         }
     }
 
     pub fn endpoint(mut self, config: EngineConfig, factory: HandlerFactory) -> Server {
         self.endpoints.push((config, factory));
+        self
+    }
+
+    /// Run `task(shard)` on every shard that it gives a future for.
+    pub fn task(mut self, task: ShardTask) -> Server {
+        self.tasks.push(task);
         self
     }
 
@@ -136,6 +149,7 @@ impl Server {
                 .map(|(c, f)| (Arc::new(c), f))
                 .collect(),
         );
+        let tasks = Arc::new(self.tasks);
         let mesh_builder =
             (count > 1).then(|| MeshBuilder::<MeshMsg, _>::full(count, config.mesh_capacity));
         // Mesh peers are ordered by executor id; each shard records its own.
@@ -163,6 +177,7 @@ impl Server {
             };
             let config = config.clone();
             let endpoints = endpoints.clone();
+            let tasks = tasks.clone();
             let mesh_builder = mesh_builder.clone();
             let executor_ids = executor_ids.clone();
             let bound_tx = bound_tx.clone();
@@ -182,6 +197,7 @@ impl Server {
                         bound_tx,
                         control,
                         open_sessions,
+                        tasks,
                     )
                     .await
                 })
@@ -219,6 +235,7 @@ async fn run_shard(
     bound_tx: mpsc::Sender<Result<SocketAddr, ServerError>>,
     control: OwnedFd,
     open_sessions: Arc<AtomicUsize>,
+    tasks: Arc<Vec<ShardTask>>,
 ) {
     let listener = match TcpListener::bind(addr) {
         Ok(listener) => listener,
@@ -260,6 +277,9 @@ async fn run_shard(
         open_sessions,
     });
     super::context::enter(&shard);
+    if let Some(metrics) = &shard.config.metrics {
+        crate::metrics::enter(metrics.for_shard(id));
+    }
     if let Some(builder) = mesh_builder {
         executor_ids
             .lock()
@@ -281,6 +301,11 @@ async fn run_shard(
         mesh::spawn_app_pumps(&shard);
     } else {
         let _ = bound_tx.send(Ok(local));
+    }
+    for task in tasks.iter() {
+        if let Some(future) = task(id) {
+            glommio::spawn_local(future).detach();
+        }
     }
     let stop = Rc::new(Signal::new());
     glommio::spawn_local(shutdown::watch(control, stop.clone())).detach();

@@ -1,0 +1,230 @@
+//! The admin HTTP listener, on shard 0: publish to rooms, read stats,
+//! health and Prometheus metrics. One request per connection; the body is
+//! bounded and must arrive within a few seconds.
+
+use std::net::SocketAddr;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures_lite::future;
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::{TcpListener, TcpStream};
+use glommio::timer::Timer;
+use serde_json::{json, Value};
+
+use crate::auth::constant_time_eq;
+use crate::http::request::{parse_request, Limits, Method, Request};
+use crate::http::response::Response;
+use crate::server::{Args, Io, LocalIo};
+use crate::shard::{LocalTask, ShardTask};
+
+/// Largest request body the admin API reads.
+pub const MAX_BODY: usize = 1 << 20;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+const JSON: &str = "application/json";
+
+#[derive(Clone)]
+pub struct AdminConfig {
+    pub bind: SocketAddr,
+    /// Without a key only loopback callers are served.
+    pub api_key: Option<String>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// The shard task that runs the listener on shard 0; the bound address (or
+/// why binding failed) is sent on `bound`.
+pub fn task(
+    io: Io,
+    config: AdminConfig,
+    bound: mpsc::Sender<Result<SocketAddr, String>>,
+) -> ShardTask {
+    let bound = Arc::new(Mutex::new(Some(bound)));
+    Arc::new(move |shard| {
+        if shard != 0 {
+            return None;
+        }
+        let (io, config) = (io.clone(), config.clone());
+        let bound = bound.lock().ok()?.take()?;
+        let task: LocalTask = Box::pin(async move {
+            let listener = match TcpListener::bind(config.bind) {
+                Ok(listener) => listener,
+                Err(error) => {
+                    let _ = bound.send(Err(format!("cannot listen on {}: {error}", config.bind)));
+                    return;
+                }
+            };
+            let _ = bound.send(Ok(listener.local_addr().unwrap_or(config.bind)));
+            let Some(local) = io.local() else {
+                tracing::error!("admin listener: no Socket.IO server on shard 0");
+                return;
+            };
+            loop {
+                match listener.accept().await {
+                    Ok(stream) => {
+                        let (local, config) = (local.clone(), config.clone());
+                        glommio::spawn_local(serve(local, config, stream)).detach();
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "admin accept failed");
+                        Timer::new(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        });
+        Some(task)
+    })
+}
+
+async fn serve(io: LocalIo, config: AdminConfig, mut stream: TcpStream) {
+    let peer = stream.peer_addr().ok();
+    let response = match future::or(read(&mut stream), async {
+        Timer::new(REQUEST_TIMEOUT).await;
+        Err(Response::new(408))
+    })
+    .await
+    {
+        Ok(request) => handle(&io, &config, peer, request).await,
+        Err(response) => response,
+    };
+    let mut out = Vec::new();
+    response.write_to(false, &mut out);
+    let _ = stream.write_all(&out).await;
+    let _ = stream.close().await;
+}
+
+async fn read(stream: &mut TcpStream) -> Result<Request, Response> {
+    let limits = Limits {
+        max_body_bytes: MAX_BODY,
+        ..Limits::default()
+    };
+    let mut buf = BytesMut::new();
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        match parse_request(&buf, &limits) {
+            Ok(Some((request, _))) => return Ok(request),
+            Ok(None) => {}
+            Err(error) => return Err(error_response(error.status(), &error.to_string())),
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return Err(Response::new(400)),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+fn error_response(status: u16, message: &str) -> Response {
+    json_response(status, &json!({"ok": false, "error": message}))
+}
+
+fn json_response(status: u16, body: &Value) -> Response {
+    Response::new(status).body(JSON, serde_json::to_vec(body).unwrap_or_default())
+}
+
+/// A key, when set, is required (compared in constant time); without one
+/// only loopback callers are served.
+fn authorized(
+    config: &AdminConfig,
+    peer: Option<SocketAddr>,
+    request: &Request,
+) -> Result<(), Response> {
+    match &config.api_key {
+        Some(key) => {
+            let given = request
+                .header("authorization")
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .unwrap_or("");
+            if constant_time_eq(given.as_bytes(), key.as_bytes()) {
+                Ok(())
+            } else {
+                Err(error_response(401, "unauthorized").header("WWW-Authenticate", "Bearer"))
+            }
+        }
+        None if peer.is_some_and(|p| p.ip().is_loopback()) => Ok(()),
+        None => Err(error_response(
+            403,
+            "forbidden: set --api-key to serve other hosts",
+        )),
+    }
+}
+
+async fn handle(
+    io: &LocalIo,
+    config: &AdminConfig,
+    peer: Option<SocketAddr>,
+    request: Request,
+) -> Response {
+    match (request.method, request.path()) {
+        (Method::Get, "/healthz") => Response::new(200).body("text/plain; charset=utf-8", "ok\n"),
+        (_, "/healthz") => error_response(405, "method not allowed"),
+        (method, path @ ("/api/publish" | "/api/stats" | "/metrics")) => {
+            if let Err(refusal) = authorized(config, peer, &request) {
+                return refusal;
+            }
+            match (method, path) {
+                (Method::Post, "/api/publish") => publish(io, &request.body),
+                (Method::Get, "/api/stats") => {
+                    let shards = io.stats().await;
+                    let connections: usize = shards.iter().map(|s| s.connections).sum();
+                    json_response(200, &json!({"connections": connections, "shards": shards}))
+                }
+                (Method::Get, "/metrics") => Response::new(200).body(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    config.metrics.encode(),
+                ),
+                _ => error_response(405, "method not allowed"),
+            }
+        }
+        _ => error_response(404, "not found"),
+    }
+}
+
+fn strings(value: Option<&Value>) -> Option<Vec<String>> {
+    match value {
+        None | Some(Value::Null) => Some(Vec::new()),
+        Some(Value::String(s)) if !s.is_empty() => Some(vec![s.clone()]),
+        Some(Value::Array(list)) => list
+            .iter()
+            .map(|v| v.as_str().filter(|s| !s.is_empty()).map(str::to_string))
+            .collect(),
+        _ => None,
+    }
+}
+
+/// `{"namespace", "to", "except", "event", "data", "volatile"}`.
+fn publish(io: &LocalIo, body: &[u8]) -> Response {
+    let Ok(Value::Object(spec)) = serde_json::from_slice::<Value>(body) else {
+        return error_response(400, "bad request: the body must be a JSON object");
+    };
+    let namespace = match spec.get("namespace") {
+        None => "/",
+        Some(Value::String(name)) => name.as_str(),
+        Some(_) => return error_response(400, "bad request: namespace must be a string"),
+    };
+    let (Some(to), Some(except)) = (strings(spec.get("to")), strings(spec.get("except"))) else {
+        return error_response(400, "bad request: to and except are room names");
+    };
+    let Some(Value::String(event)) = spec.get("event") else {
+        return error_response(400, "bad request: event must be a string");
+    };
+    let volatile = match spec.get("volatile") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(v)) => *v,
+        Some(_) => return error_response(400, "bad request: volatile must be a boolean"),
+    };
+    let Some(nsp) = io.of(namespace) else {
+        return error_response(404, "unknown namespace");
+    };
+    let mut op = nsp.all().to_many(to.iter().map(String::as_str));
+    for room in &except {
+        op = op.except(room);
+    }
+    if volatile {
+        op = op.volatile();
+    }
+    let data = spec.get("data").cloned().unwrap_or(Value::Null);
+    match op.emit(event, Args::new().arg(data)) {
+        Ok(()) => json_response(200, &json!({"ok": true})),
+        Err(error) => error_response(400, &format!("bad request: {error}")),
+    }
+}
