@@ -563,6 +563,7 @@ mod tests {
             ping_timeout: Duration::from_millis(200),
             upgrade_timeout: Duration::from_millis(1000),
             max_payload: 1000,
+            max_buffered: 100,
         }
     }
 
