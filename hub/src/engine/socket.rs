@@ -224,3 +224,31 @@ fn data_len(data: &Data) -> u64 {
         Data::Binary(bytes) => bytes.len() as u64,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Echo;
+
+    #[test]
+    fn a_client_that_falls_too_far_behind_is_closed() {
+        let entry = SessionEntry::detached(
+            Sid::generate(0),
+            ProtocolVersion::V4,
+            TransportKind::WebSocket,
+            Rc::new(Echo),
+        );
+        let socket = Socket(entry.clone());
+        let limit = entry.session.borrow().config().max_buffered;
+        // The open packet is queued first.
+        for _ in 1..limit {
+            assert!(socket.send(Data::Text("x".into())));
+        }
+        assert!(!socket.send(Data::Text("one too many".into())));
+        assert!(socket.is_closed());
+        assert_eq!(
+            entry.session.borrow().close_reason(),
+            Some(CloseReason::TransportError)
+        );
+    }
+}
