@@ -4,64 +4,14 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use support::*;
 
-const HUB: &str = env!("CARGO_BIN_EXE_hub");
-
-fn hub(args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(HUB);
-    command.args(args);
-    // A clean environment for the HUB_* variables the test does not set.
-    for (key, _) in std::env::vars() {
-        if key.starts_with("HUB_") {
-            command.env_remove(key);
-        }
-    }
-    command.envs(env.iter().copied());
-    command
-}
-
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    hub(args, env).output().expect("run hub")
-}
-
-/// A running hub on a free port; killed when dropped.
-struct Running {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(args: &[&str], env: &[(&str, &str)]) -> Running {
-    let mut all = vec!["--bind", "127.0.0.1", "--port", "0", "--shards", "2"];
-    all.extend_from_slice(args);
-    let mut child = hub(&all, env)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start hub");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .expect("read the ready line");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("ready line: {line:?}"))
-        .parse()
-        .unwrap();
-    Running { child, addr }
+    hub_command(args, env).output().expect("run hub")
 }
 
 fn handshake(addr: SocketAddr) -> Response {
@@ -144,7 +94,7 @@ fn flags_win_over_env_which_wins_over_the_file() {
         "ping-interval = 1111\nping-timeout = 2222\nmax-payload = 3333\n",
     )
     .unwrap();
-    let hub = start(
+    let hub = start_hub(
         &["--config", file.to_str().unwrap(), "--max-payload", "6666"],
         &[("HUB_PING_TIMEOUT", "4444"), ("HUB_MAX_PAYLOAD", "5555")],
     );
@@ -164,7 +114,7 @@ fn flags_win_over_env_which_wins_over_the_file() {
 
 #[test]
 fn connections_beyond_the_limit_are_refused_cleanly() {
-    let hub = start(&["--max-connections", "2"], &[]);
+    let hub = start_hub(&["--max-connections", "2"], &[]);
     let first = handshake(hub.addr);
     assert_eq!(first.status, 200);
     let (sid, _) = parse_open(&first.text());

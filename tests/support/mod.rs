@@ -1257,3 +1257,60 @@ pub fn assert_healthy(server: &mut Server) {
     assert_eq!(ws_text(&mut ws), "4still alive");
     server.assert_alive();
 }
+
+// ---------------------------------------------------------------------------
+// The hub binary
+// ---------------------------------------------------------------------------
+
+pub const HUB: &str = env!("CARGO_BIN_EXE_hub");
+
+/// `hub` with `args`, and of the HUB_* variables only those in `env`.
+pub fn hub_command(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(HUB);
+    command.args(args);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("HUB_") {
+            command.env_remove(key);
+        }
+    }
+    command.envs(env.iter().copied());
+    command
+}
+
+/// A running hub (free ports, 2 shards, loopback); killed when dropped.
+pub struct Hub {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn start_hub(args: &[&str], env: &[(&str, &str)]) -> Hub {
+    let mut all = vec!["--bind", "127.0.0.1", "--port", "0", "--shards", "2"];
+    all.extend_from_slice(args);
+    let mut child = hub_command(&all, env)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start hub");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut read = |prefix: &str| -> SocketAddr {
+        let line = lines
+            .next()
+            .and_then(Result::ok)
+            .unwrap_or_else(|| panic!("hub exited before `{prefix}`"));
+        line.strip_prefix(prefix)
+            .unwrap_or_else(|| panic!("expected `{prefix}...`, got {line:?}"))
+            .parse()
+            .unwrap()
+    };
+    let addr = read("listening on ");
+    let admin = read("admin listening on ");
+    Hub { child, addr, admin }
+}

@@ -97,9 +97,6 @@ impl Shard {
         let open = self.open_sessions.fetch_add(1, Ordering::Relaxed);
         if max != 0 && open >= max {
             self.open_sessions.fetch_sub(1, Ordering::Relaxed);
-            crate::metrics::with(|m| {
-                m.connections.dec();
-            });
             return false;
         }
         true
@@ -114,6 +111,9 @@ impl Shard {
             sessions.remove(&entry.sid);
             drop(sessions);
             self.open_sessions.fetch_sub(1, Ordering::Relaxed);
+            crate::metrics::with(|m| {
+                m.connections.dec();
+            });
             self.settled.notify();
         }
     }

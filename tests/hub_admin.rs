@@ -1,0 +1,221 @@
+//! The hub's admin API against the real binary: publish (with and without a
+//! key, bad input, unknown namespaces), stats, health, and metrics that move
+//! by what the test did.
+
+mod support;
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use hub::auth::TokenVerifier;
+use serde_json::{json, Value};
+use support::*;
+
+/// A relay client over a raw WebSocket: connected to `nsp` with `auth`.
+fn client(hub: &Hub, nsp: &str, auth: &Value) -> Ws {
+    let mut ws = ws_try_connect_at(hub.addr, "/socket.io/", "EIO=4&transport=websocket").unwrap();
+    assert!(ws_text(&mut ws).starts_with("0{"));
+    let prefix = if nsp == "/" {
+        String::new()
+    } else {
+        format!("{nsp},")
+    };
+    ws_send_text(&mut ws, &format!("40{prefix}{auth}"));
+    let reply = ws_text(&mut ws);
+    assert!(
+        reply.starts_with(&format!("40{prefix}{{\"sid\"")),
+        "{reply}"
+    );
+    ws
+}
+
+fn join(ws: &mut Ws, nsp: &str, room: &str) {
+    let prefix = if nsp == "/" {
+        String::new()
+    } else {
+        format!("{nsp},")
+    };
+    ws_send_text(ws, &format!("42{prefix}7[\"join\",\"{room}\"]"));
+    assert_eq!(ws_text(ws), format!("43{prefix}7[{{\"ok\":true}}]"));
+}
+
+fn admin(hub: &Hub, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+    let mut conn = Conn::open(hub.admin);
+    conn.request(method, path, headers, body)
+}
+
+fn publish(hub: &Hub, key: Option<&str>, body: &Value) -> Response {
+    let auth = key.map(|k| format!("Bearer {k}"));
+    let mut headers = vec![("content-type", "application/json")];
+    if let Some(auth) = &auth {
+        headers.push(("authorization", auth.as_str()));
+    }
+    admin(
+        hub,
+        "POST",
+        "/api/publish",
+        &headers,
+        body.to_string().as_bytes(),
+    )
+}
+
+/// The sum over shards of one metric in the exposition.
+fn metric(hub: &Hub, name: &str) -> f64 {
+    let text = admin(hub, "GET", "/metrics", &[], b"").text();
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !done() {
+        assert!(t.elapsed() < Duration::from_secs(5), "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn publish_reaches_the_room_and_metrics_count_it() {
+    let hub = start_hub(&[], &[]);
+    let mut members: Vec<Ws> = (0..3).map(|_| client(&hub, "/", &json!({}))).collect();
+    let mut outsider = client(&hub, "/", &json!({}));
+    for ws in members.iter_mut() {
+        join(ws, "/", "lobby");
+    }
+    let deliveries = metric(&hub, "hub_deliveries_total");
+    let resp = publish(
+        &hub,
+        None,
+        &json!({"to": ["lobby"], "event": "news", "data": {"n": 1}}),
+    );
+    assert_eq!((resp.status, resp.json()), (200, json!({"ok": true})));
+    for ws in members.iter_mut() {
+        assert_eq!(ws_text(ws), r#"42["news",{"n":1}]"#);
+    }
+    assert_eq!(
+        ws_read_within(&mut outsider, Duration::from_millis(200)),
+        None
+    );
+    wait_for("3 more deliveries", || {
+        metric(&hub, "hub_deliveries_total") == deliveries + 3.0
+    });
+    assert_eq!(metric(&hub, "hub_handshakes_total"), 4.0);
+    // `except` and an empty `to` (the whole namespace).
+    publish(
+        &hub,
+        None,
+        &json!({"to": [], "except": ["lobby"], "event": "all"}),
+    );
+    assert_eq!(ws_text(&mut outsider), r#"42["all",null]"#);
+    wait_for("stats", || {
+        let stats = admin(&hub, "GET", "/api/stats", &[], b"").json();
+        stats["connections"] == 4
+            && stats["shards"].as_array().map(Vec::len) == Some(2)
+            && stats["shards"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["websocket"].as_u64().unwrap())
+                .sum::<u64>()
+                == 4
+    });
+    assert_eq!(admin(&hub, "GET", "/healthz", &[], b"").status, 200);
+    drop(members);
+    wait_for("connections gauge back to 1", || {
+        metric(&hub, "hub_connections") == 1.0
+    });
+}
+
+#[test]
+fn the_api_key_is_required_when_set() {
+    let hub = start_hub(&["--api-key", "s3cret"], &[]);
+    let body = json!({"to": ["r"], "event": "e"});
+    assert_eq!(publish(&hub, None, &body).status, 401);
+    assert_eq!(publish(&hub, Some("s3cre"), &body).status, 401);
+    assert_eq!(publish(&hub, Some("s3cret!"), &body).status, 401);
+    assert_eq!(publish(&hub, Some("s3cret"), &body).status, 200);
+    assert_eq!(admin(&hub, "GET", "/api/stats", &[], b"").status, 401);
+    assert_eq!(admin(&hub, "GET", "/metrics", &[], b"").status, 401);
+    let ok = admin(
+        &hub,
+        "GET",
+        "/metrics",
+        &[("authorization", "Bearer s3cret")],
+        b"",
+    );
+    assert_eq!(ok.status, 200);
+    assert!(ok.text().contains("hub_connections"));
+    assert_eq!(
+        admin(&hub, "GET", "/healthz", &[], b"").status,
+        200,
+        "health needs no key"
+    );
+}
+
+#[test]
+fn bad_requests_get_clear_answers() {
+    let hub = start_hub(&["--namespace", "/chat*"], &[]);
+    let bad = |body: &[u8]| {
+        let resp = admin(&hub, "POST", "/api/publish", &[], body);
+        (resp.status, resp.json())
+    };
+    let (status, body) = bad(b"{not json");
+    assert_eq!(status, 400);
+    assert_eq!(body["ok"], false);
+    assert!(body["error"].as_str().unwrap().starts_with("bad request"));
+    for body in [
+        json!([1]),
+        json!({"namespace": "/chat", "to": "r"}),
+        json!({"namespace": "/chat", "to": [1], "event": "e"}),
+        json!({"namespace": "/chat", "to": "r", "event": "e", "volatile": "no"}),
+        json!({"namespace": "/chat", "to": "r", "event": "disconnect"}),
+    ] {
+        assert_eq!(bad(body.to_string().as_bytes()).0, 400, "{body}");
+    }
+    let (status, body) = bad(json!({"namespace": "/other", "to": "r", "event": "e"})
+        .to_string()
+        .as_bytes());
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("unknown namespace"))
+    );
+    assert_eq!(
+        bad(json!({"namespace": "/chat", "to": "r", "event": "e"})
+            .to_string()
+            .as_bytes())
+        .0,
+        200
+    );
+    let huge = vec![b' '; 2 << 20];
+    assert_eq!(admin(&hub, "POST", "/api/publish", &[], &huge).status, 413);
+    assert_eq!(admin(&hub, "GET", "/api/publish", &[], b"").status, 405);
+    assert_eq!(admin(&hub, "GET", "/nope", &[], b"").status, 404);
+    // The hub still serves after all that.
+    assert_eq!(admin(&hub, "GET", "/healthz", &[], b"").status, 200);
+}
+
+#[test]
+fn a_user_room_is_reached_through_the_api() {
+    let secret = "hub-test-secret";
+    let hub = start_hub(&["--auth-secret", secret], &[]);
+    let exp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let token = TokenVerifier::new(secret.as_bytes()).sign(&json!({"exp": exp, "sub": "42"}));
+    let mut user = client(&hub, "/", &json!({ "token": token }));
+    let resp = publish(
+        &hub,
+        None,
+        &json!({"to": "user:42", "event": "notice", "data": "hi"}),
+    );
+    assert_eq!(resp.status, 200);
+    assert_eq!(ws_text(&mut user), r#"42["notice","hi"]"#);
+    // Without a token the same client is refused.
+    let mut ws = ws_try_connect_at(hub.addr, "/socket.io/", "EIO=4&transport=websocket").unwrap();
+    ws_text(&mut ws);
+    ws_send_text(&mut ws, "40");
+    assert_eq!(ws_text(&mut ws), r#"44{"message":"unauthorized"}"#);
+}
