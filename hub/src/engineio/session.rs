@@ -389,6 +389,21 @@ impl Session {
         vec![Packet::Close]
     }
 
+    /// A closed polling session whose client is not waiting on a GET is
+    /// given up (a stopping server will not wait for it); true if so.
+    pub fn abandon_if_polling(&mut self) -> bool {
+        if self.transport != TransportKind::Polling || self.parked || self.finished {
+            return false;
+        }
+        if self.closed.is_none() {
+            return false;
+        }
+        self.finished = true;
+        self.linger_deadline = None;
+        self.outbox.clear();
+        true
+    }
+
     /// True while a GET is parked.
     pub fn has_parked_get(&self) -> bool {
         self.parked
@@ -432,6 +447,15 @@ impl Session {
     pub fn on_packets(&mut self, packets: impl IntoIterator<Item = Packet>, now: Instant) {
         for packet in packets {
             if self.closed.is_some() {
+                // The client closes too: nobody will come for the close
+                // packet, so a polling session need not linger for it.
+                if packet == Packet::Close
+                    && self.transport == TransportKind::Polling
+                    && !self.parked
+                {
+                    self.finished = true;
+                    self.linger_deadline = None;
+                }
                 return;
             }
             self.on_packet(packet, now);
@@ -793,6 +817,40 @@ mod tests {
         s.send(Data::Text("bye".into()));
         s.close(CloseReason::ServerShuttingDown, t0);
         assert!(!s.is_finished());
+    }
+
+    #[test]
+    fn a_client_close_ends_a_server_closed_polling_session() {
+        let t0 = Instant::now();
+        let mut s = polling(ProtocolVersion::V4, t0);
+        s.send(Data::Text("bye".into()));
+        s.close(CloseReason::ServerShuttingDown, t0);
+        assert_eq!(s.on_get(t0), GetOutcome::Respond(vec![text("bye")]));
+        assert!(
+            !s.is_finished(),
+            "waiting for a GET to take the close packet"
+        );
+        s.on_packets([Packet::Close], t0);
+        assert!(s.is_finished(), "the client left: no GET will come");
+        assert_eq!(s.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_stopping_server_gives_up_closed_pollers_not_waiting() {
+        let t0 = Instant::now();
+        let mut s = polling(ProtocolVersion::V4, t0);
+        assert!(!s.abandon_if_polling(), "an open session is kept");
+        s.send(Data::Text("last".into()));
+        s.close(CloseReason::ServerShuttingDown, t0);
+        assert!(s.abandon_if_polling());
+        assert!(s.is_finished());
+        let mut parked = polling(ProtocolVersion::V4, t0);
+        assert_eq!(parked.on_get(t0), GetOutcome::Park);
+        parked.close(CloseReason::ServerShuttingDown, t0);
+        assert!(
+            !parked.abandon_if_polling(),
+            "a waiting GET gets its answer"
+        );
     }
 
     #[test]

@@ -39,6 +39,10 @@ pub(crate) enum MeshMsg {
         id: u64,
     },
     AdoptWebSocket(Box<Handoff>),
+    /// The sending shard has stopped: it will answer nothing more.
+    Stopped {
+        shard: usize,
+    },
     /// A message of an application (the Socket.IO layer) to its peer on this shard.
     App(Box<dyn Any + Send>),
 }
@@ -59,12 +63,17 @@ pub(crate) struct Mesh {
     /// Mesh peer index of each shard (the mesh orders peers by executor id).
     peer_of_shard: Vec<usize>,
     next_id: Cell<u64>,
-    waiting: RefCell<AHashMap<u64, LocalSender<EngineResponse>>>,
+    /// Forwarded polls waiting for their answer: id -> (owner shard, where it goes).
+    waiting: RefCell<AHashMap<u64, (usize, LocalSender<EngineResponse>)>>,
+    /// Shards that have stopped: nothing forwarded to them is answered.
+    stopped: RefCell<Vec<bool>>,
     /// Polls other shards forwarded here, still running: (origin, id).
     serving: RefCell<AHashMap<(usize, u64), JoinHandle<()>>>,
     /// Application messages per peer shard, sent in order by one pump task each.
     app_queues: Vec<RefCell<VecDeque<Box<dyn Any + Send>>>>,
     app_ready: Vec<Signal>,
+    /// Posted application messages not yet handed to the mesh channel.
+    app_unsent: Cell<usize>,
 }
 
 impl Mesh {
@@ -73,10 +82,12 @@ impl Mesh {
         Mesh {
             app_queues: (0..shards).map(|_| RefCell::default()).collect(),
             app_ready: (0..shards).map(|_| Signal::new()).collect(),
+            app_unsent: Cell::new(0),
             senders,
             peer_of_shard,
             next_id: Cell::new(0),
             waiting: RefCell::new(AHashMap::new()),
+            stopped: RefCell::new(vec![false; shards]),
             serving: RefCell::new(AHashMap::new()),
         }
     }
@@ -101,7 +112,10 @@ impl Mesh {
         let id = mesh.next_id.get();
         mesh.next_id.set(id + 1);
         let (tx, rx) = local_channel::new_bounded(1);
-        mesh.waiting.borrow_mut().insert(id, tx);
+        if mesh.stopped.borrow()[owner] {
+            return EngineResponse::status(503);
+        }
+        mesh.waiting.borrow_mut().insert(id, (owner, tx));
         let poll = MeshMsg::Poll {
             origin: shard.id,
             id,
@@ -131,14 +145,30 @@ impl Mesh {
         self.serving.borrow().len()
     }
 
+    /// Application messages posted but not yet in a mesh channel (a
+    /// stopping shard waits for them, or its last messages would be lost).
+    pub fn unsent_count(&self) -> usize {
+        self.app_unsent.get()
+    }
+
     /// Queue an application message for shard `target`; messages to one
     /// shard arrive in the order they were posted.
     pub fn post(&self, target: usize, msg: Box<dyn Any + Send>) {
         self.app_queues[target].borrow_mut().push_back(msg);
+        self.app_unsent.set(self.app_unsent.get() + 1);
         crate::metrics::with(|m| {
             m.cross_shard_queue.inc();
         });
         self.app_ready[target].notify();
+    }
+
+    /// Tell every other shard this one has stopped.
+    pub async fn announce_stopped(&self, me: usize) {
+        for peer in 0..self.peer_of_shard.len() {
+            if peer != me {
+                self.send(peer, MeshMsg::Stopped { shard: me }).await;
+            }
+        }
     }
 
     pub async fn hand_off(&self, owner: usize, handoff: Handoff) -> bool {
@@ -197,6 +227,8 @@ pub(crate) fn spawn_app_pumps(shard: &Rc<Shard>) {
                 match next {
                     Some(msg) => {
                         mesh.send(target, MeshMsg::App(msg)).await;
+                        mesh.app_unsent.set(mesh.app_unsent.get() - 1);
+                        shard.settled.notify();
                         crate::metrics::with(|m| {
                             m.cross_shard_queue.dec();
                         });
@@ -272,11 +304,20 @@ fn receive(shard: &Rc<Shard>, msg: MeshMsg) {
                 .mesh
                 .get()
                 .and_then(|mesh| mesh.waiting.borrow_mut().remove(&id));
-            if let Some(tx) = waiting {
+            if let Some((_, tx)) = waiting {
                 let _ = tx.try_send(*response);
             }
         }
         MeshMsg::App(msg) => shard.deliver_app(msg),
+        MeshMsg::Stopped { shard: peer } => {
+            if let Some(mesh) = shard.mesh.get() {
+                mesh.stopped.borrow_mut()[peer] = true;
+                // Dropping their senders answers the polls forwarded there (503).
+                mesh.waiting
+                    .borrow_mut()
+                    .retain(|_, (owner, _)| *owner != peer);
+            }
+        }
         MeshMsg::AdoptWebSocket(handoff) => {
             glommio::spawn_local(websocket::adopt(shard.clone(), *handoff)).detach();
         }

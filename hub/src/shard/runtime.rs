@@ -10,7 +10,6 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use futures_lite::future;
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpListener;
 use glommio::timer::Timer;
@@ -274,6 +273,7 @@ async fn run_shard(
         settled: Signal::new(),
         in_flight: Cell::new(0),
         peers_stopped: Cell::new(0),
+        stopping: Cell::new(false),
         open_sessions,
     });
     super::context::enter(&shard);
@@ -309,28 +309,32 @@ async fn run_shard(
     }
     let stop = Rc::new(Signal::new());
     glommio::spawn_local(shutdown::watch(control, stop.clone())).detach();
+    // The listener keeps accepting while the shard stops: long-polling
+    // clients need a connection to fetch their last packets. New sessions
+    // are refused then (`Shard::admit_session`).
+    glommio::spawn_local(accept_loop(shard.clone(), listener)).detach();
+    stop.listen().await;
+    shard.stopping.set(true);
+    shutdown::drain(&shard).await;
+    if let Some(mesh) = shard.mesh.get() {
+        mesh.announce_stopped(shard.id).await;
+    }
+}
+
+async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
     loop {
-        let listen = stop.listen();
-        let accepted = future::or(async { Some(listener.accept().await) }, async {
-            listen.await;
-            None
-        })
-        .await;
-        match accepted {
-            None => break,
-            Some(Ok(stream)) => {
+        match listener.accept().await {
+            Ok(stream) => {
                 let peer = stream
                     .peer_addr()
                     .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
                 glommio::spawn_local(conn::serve(shard.clone(), stream, peer)).detach();
             }
-            Some(Err(error)) => {
+            Err(error) => {
                 // Out of descriptors or a transient error: back off instead of spinning.
-                tracing::warn!(shard = id, %error, "accept failed");
+                tracing::warn!(shard = shard.id, %error, "accept failed");
                 Timer::new(Duration::from_millis(20)).await;
             }
         }
     }
-    drop(listener);
-    shutdown::drain(&shard).await;
 }

@@ -4,7 +4,7 @@
 
 use std::os::fd::{IntoRawFd, OwnedFd};
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_lite::future;
 use futures_lite::io::AsyncReadExt;
@@ -14,6 +14,10 @@ use glommio::timer::Timer;
 use super::signal::Signal;
 use super::state::{Shard, ShutdownStepDone};
 use crate::engine::{CloseReason, Socket};
+
+/// How long a stopping shard waits for a long-polling client to fetch its
+/// last packets before dropping the session.
+const POLLER_GRACE: Duration = Duration::from_secs(1);
 
 /// Wait for the byte that asks this shard to stop, then raise `stop`.
 pub(crate) async fn watch(control: OwnedFd, stop: Rc<Signal>) {
@@ -55,6 +59,19 @@ pub(crate) async fn drain(shard: &Rc<Shard>) {
         let sessions: Vec<_> = endpoint.sessions.borrow().values().cloned().collect();
         for entry in sessions {
             Socket(entry).close_with(CloseReason::ServerShuttingDown);
+        }
+    }
+    // Pollers normally come back within a round trip for their last packets
+    // and the close; one that has not after a grace period has gone.
+    let grace = (Instant::now() + POLLER_GRACE).min(deadline);
+    if !wait_until(shard, grace, || shard.pending_work() == 0).await {
+        for endpoint in &shard.endpoints {
+            let sessions: Vec<_> = endpoint.sessions.borrow().values().cloned().collect();
+            for entry in sessions {
+                if entry.session.borrow_mut().abandon_if_polling() {
+                    shard.settle(shard.endpoint_index(endpoint), &entry);
+                }
+            }
         }
     }
     if !wait_until(shard, deadline, || shard.pending_work() == 0).await {

@@ -33,6 +33,8 @@ pub(crate) struct Shard {
     pub in_flight: Cell<usize>,
     /// Other shards that finished the first step of stopping.
     pub peers_stopped: Cell<usize>,
+    /// The shard is stopping: no new sessions.
+    pub stopping: Cell<bool>,
     /// Sessions open on every shard, for `max_sessions`; touched once per
     /// session open and close, never per message.
     pub open_sessions: Arc<AtomicUsize>,
@@ -79,6 +81,14 @@ impl Shard {
         }
     }
 
+    /// The index of one of this shard's endpoints.
+    pub fn endpoint_index(&self, endpoint: &Endpoint) -> usize {
+        self.endpoints
+            .iter()
+            .position(|e| std::ptr::eq(e, endpoint))
+            .expect("an endpoint of this shard")
+    }
+
     /// Work a stopping shard must finish: open sessions, requests being
     /// answered, polls forwarded here from other shards.
     pub fn pending_work(&self) -> usize {
@@ -87,12 +97,18 @@ impl Shard {
             .iter()
             .map(|e| e.sessions.borrow().len())
             .sum();
-        let forwarded = self.mesh.get().map_or(0, |m| m.serving_count());
-        sessions + self.in_flight.get() + forwarded
+        let (forwarded, unsent) = self
+            .mesh
+            .get()
+            .map_or((0, 0), |m| (m.serving_count(), m.unsent_count()));
+        sessions + self.in_flight.get() + forwarded + unsent
     }
 
     /// Take a place for a new session; false when the server is full.
     pub fn admit_session(&self) -> bool {
+        if self.stopping.get() {
+            return false;
+        }
         let max = self.config.max_sessions;
         let open = self.open_sessions.fetch_add(1, Ordering::Relaxed);
         if max != 0 && open >= max {
