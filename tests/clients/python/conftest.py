@@ -6,7 +6,9 @@ The conformance server command comes from HUB_CONFORMANCE_CMD (split on
 spaces; relative paths are resolved from the repository root, which is the
 server's cwd), or defaults to <repo>/target/debug/examples/conformance. The
 testbed command comes from HUB_TESTBED_CMD the same way, or defaults to
-<repo>/target/debug/examples/sio_testbed. A missing binary is a test failure,
+<repo>/target/debug/examples/sio_testbed. The relay (the `relay` and
+`relay_auth` fixtures, docs/relay-protocol.md) comes from HUB_RELAY_CMD, or
+defaults to <repo>/target/debug/hub. A missing binary is a test failure,
 never a skip.
 """
 
@@ -24,6 +26,7 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_SERVER = REPO_ROOT / "target" / "debug" / "examples" / "conformance"
 DEFAULT_TESTBED = REPO_ROOT / "target" / "debug" / "examples" / "sio_testbed"
+DEFAULT_RELAY = REPO_ROOT / "target" / "debug" / "hub"
 READY_TIMEOUT_S = 10.0
 READY_LINE = re.compile(r"^listening on (\S+):(\d+)$")
 
@@ -179,6 +182,54 @@ def start_testbed(extra_args=(), shards=2):
 def testbed():
     """One Socket.IO testbed per test module, killed at the end."""
     srv = start_testbed()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def relay_command():
+    env = os.environ.get("HUB_RELAY_CMD", "")
+    cmd = [part for part in env.split(" ") if part] if env.strip() else [str(DEFAULT_RELAY)]
+    program = REPO_ROOT / cmd[0]
+    if "/" in cmd[0] and not program.exists():
+        pytest.fail(
+            f"relay hub not found at {program}: build it with `cargo build -p hub`, "
+            'or set HUB_RELAY_CMD (e.g. HUB_RELAY_CMD="node '
+            'tests/clients/node/reference-relay.mjs")',
+            pytrace=False,
+        )
+    return cmd
+
+
+RELAY_SECRET = "python-relay-secret"
+
+
+def start_relay(extra_args=(), shards=2):
+    """Spawns the relay (`hub`) with --port 0 --shards N --bind 127.0.0.1."""
+    return start_server(["--bind", "127.0.0.1", *extra_args], shards=shards, command=relay_command())
+
+
+@pytest.fixture(scope="module")
+def relay():
+    """One open relay (no --auth-secret) per test module, killed at the end."""
+    srv = start_relay()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def relay_auth():
+    """One relay with --auth-secret RELAY_SECRET per test module (`.secret`).
+
+    Short pings: when a namespace is refused, python-engineio's polling client
+    disconnects and waits for its pending long-poll GET, which (against the
+    reference at least) sometimes only returns with the next ping; 25 s by
+    default, 1 s here."""
+    srv = start_relay(["--auth-secret", RELAY_SECRET, "--ping-interval", "1000", "--ping-timeout", "5000"])
+    srv.secret = RELAY_SECRET
     try:
         yield srv
     finally:

@@ -1,0 +1,333 @@
+#!/usr/bin/env node
+// Reference implementation of the hub relay protocol (docs/relay-protocol.md)
+// on the official npm `socket.io` 4.8 server. The relay-*.test.mjs suites and
+// ../python/test_relay_client.py were validated against it, so they assert
+// reference behaviour; the `hub` binary must pass them too.
+//
+//   node reference-relay.mjs --port P [--bind H] [--shards N]
+//        [--auth-secret S] [--namespace GLOB ...]
+//        [--ping-interval MS] [--ping-timeout MS] [--connect-timeout MS]
+//        [--max-payload BYTES] [--no-eio3] [--api-key K] [--admin-bind A]
+//
+// Prints `listening on <host>:<port>` on stdout once ready. `--shards`,
+// `--api-key` and `--admin-bind` are accepted and ignored (one Node process;
+// no admin API here). SIGTERM: every socket gets a DISCONNECT (clients see
+// `io server disconnect`), then the server closes and exits 0.
+//
+// Readings of the spec made here (the suites pin them):
+// - a room list (`join`, `leave`, publish `to`) is a non-empty string or a
+//   non-empty array of 1..64 non-empty strings of at most 256 UTF-8 bytes;
+//   anything else is `bad request` (so `join []` and `to: []` are refused);
+// - `publish`: the first argument must be an object with `to` (as above)
+//   and `event` (a non-empty string); `volatile`, when present and not null,
+//   must be a boolean; no `data` is relayed as `null`; reserved events are
+//   socket.io's own: connect, connect_error, disconnect, disconnecting,
+//   newListener, removeListener. Shape is checked before the reserved name,
+//   then the token's patterns (`forbidden`);
+// - the token: `auth.token` (v3/v4 clients; for v2 clients socket.io turns
+//   the namespace's CONNECT query into `auth`), else the Engine.IO handshake
+//   query's `token` (what a v2 client on `/` sends: it has no CONNECT
+//   packet). HS256 only, `typ` if present must be "JWT", no `crit`, `exp` a
+//   number with now < exp; `sub` a string, `rooms`/`publish` arrays of
+//   strings when present. Any failure: `unauthorized`, with no data (v2
+//   clients get the bare string "unauthorized" as their `error` event);
+// - namespaces outside the patterns: `Invalid namespace`. socket.io always
+//   has `/`, so when `/` is not served it is refused by a middleware that
+//   mimics an unknown namespace: v3/v4 `{"message":"Invalid namespace"}`,
+//   v2 the object `{"message":"Invalid namespace"}` as well.
+
+import crypto from "node:crypto";
+import http from "node:http";
+import { Server } from "socket.io";
+
+import { parseServerArgs } from "./reference-cli.mjs";
+
+const USAGE =
+  "usage: reference-relay.mjs --port P [--bind H] [--shards N] [--auth-secret S] [--namespace GLOB]... " +
+  "[--ping-interval MS] [--ping-timeout MS] [--connect-timeout MS] [--max-payload BYTES] [--no-eio3] " +
+  "[--api-key K] [--admin-bind ADDR]";
+
+// --------------------------------------------------------------- arguments
+// The string options are taken out here; the rest goes to parseServerArgs.
+let authSecret;
+const namespacePatterns = [];
+const rest = [];
+{
+  const argv = process.argv.slice(2);
+  const value = (i, flag) => {
+    if (i + 1 >= argv.length) {
+      process.stderr.write(`${flag} needs a value\n${USAGE}\n`);
+      process.exit(2);
+    }
+    return argv[i + 1];
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === "--bind") {
+      rest.push("--host", value(i, arg));
+      i++;
+    } else if (arg === "--auth-secret") {
+      authSecret = value(i, arg);
+      i++;
+    } else if (arg === "--namespace") {
+      namespacePatterns.push(value(i, arg));
+      i++;
+    } else if (arg === "--api-key" || arg === "--admin-bind") {
+      value(i, arg);
+      i++;
+    } else {
+      rest.push(arg);
+    }
+  }
+}
+const opts = parseServerArgs(
+  rest,
+  {
+    "--ping-interval": ["pingInterval", 25000],
+    "--ping-timeout": ["pingTimeout", 20000],
+    "--connect-timeout": ["connectTimeout", 45000],
+    "--max-payload": ["maxPayload", 1000000],
+  },
+  USAGE,
+);
+if (authSecret === "") {
+  process.stderr.write(`--auth-secret must not be empty\n${USAGE}\n`);
+  process.exit(2);
+}
+const patterns = namespacePatterns.length > 0 ? namespacePatterns : ["*"];
+
+// ------------------------------------------------------------------- globs
+
+/** `*`: any run of characters (`/` included), `?`: one character (code point). */
+export function globMatch(pattern, text) {
+  const p = Array.from(pattern);
+  const t = Array.from(text);
+  let pi = 0;
+  let ti = 0;
+  let starP = -1;
+  let starT = 0;
+  while (ti < t.length) {
+    if (pi < p.length && p[pi] === "*") {
+      starP = ++pi;
+      starT = ti;
+    } else if (pi < p.length && (p[pi] === "?" || p[pi] === t[ti])) {
+      pi++;
+      ti++;
+    } else if (starP >= 0) {
+      pi = starP;
+      ti = ++starT;
+    } else {
+      return false;
+    }
+  }
+  while (pi < p.length && p[pi] === "*") pi++;
+  return pi === p.length;
+}
+
+const served = (name) => patterns.some((pattern) => globMatch(pattern, name));
+
+// -------------------------------------------------------------------- JWT
+
+const B64URL = /^[A-Za-z0-9_-]*$/;
+const isObject = (v) => typeof v === "object" && v !== null && !Array.isArray(v);
+const isStringArray = (v) => Array.isArray(v) && v.every((x) => typeof x === "string");
+
+function decodeJson(segment) {
+  if (!B64URL.test(segment) || segment.length % 4 === 1) return undefined;
+  try {
+    return JSON.parse(Buffer.from(segment, "base64url").toString("utf8"));
+  } catch {
+    return undefined;
+  }
+}
+
+/** The claims of a valid HS256 token, or `undefined`. */
+function verifyToken(token, secret, nowSeconds) {
+  if (typeof token !== "string") return undefined;
+  const parts = token.split(".");
+  if (parts.length !== 3) return undefined;
+  const [h, p, s] = parts;
+  const header = decodeJson(h);
+  if (!isObject(header) || header.alg !== "HS256") return undefined;
+  if (header.typ !== undefined && (typeof header.typ !== "string" || header.typ.toUpperCase() !== "JWT")) {
+    return undefined;
+  }
+  if ("crit" in header) return undefined;
+  if (!B64URL.test(s) || s.length % 4 === 1) return undefined;
+  const signature = Buffer.from(s, "base64url");
+  const expected = crypto.createHmac("sha256", secret).update(`${h}.${p}`).digest();
+  if (signature.length !== expected.length || !crypto.timingSafeEqual(signature, expected)) return undefined;
+  const claims = decodeJson(p);
+  if (!isObject(claims)) return undefined;
+  if (typeof claims.exp !== "number" || !Number.isFinite(claims.exp) || claims.exp < 0) return undefined;
+  if (nowSeconds >= claims.exp) return undefined;
+  if (claims.sub !== undefined && typeof claims.sub !== "string") return undefined;
+  for (const key of ["rooms", "publish"]) {
+    if (claims[key] !== undefined && !isStringArray(claims[key])) return undefined;
+  }
+  return claims;
+}
+
+// ----------------------------------------------------------------- server
+
+const httpServer = http.createServer();
+const io = new Server(httpServer, {
+  path: "/socket.io/",
+  allowEIO3: opts.eio3,
+  pingInterval: opts.pingInterval,
+  pingTimeout: opts.pingTimeout,
+  connectTimeout: opts.connectTimeout,
+  maxHttpBufferSize: opts.maxPayload,
+  cors: { origin: true, credentials: true },
+  serveClient: false,
+  httpCompression: false,
+  perMessageDeflate: false,
+});
+
+const MAX_ROOM_BYTES = 256;
+const MAX_ROOMS = 64;
+const RESERVED_EVENTS = new Set([
+  "connect",
+  "connect_error",
+  "disconnect",
+  "disconnecting",
+  "newListener",
+  "removeListener",
+]);
+
+class Refusal extends Error {}
+const BAD_REQUEST = "bad request";
+const FORBIDDEN = "forbidden";
+const RESERVED = "reserved event";
+
+/** A room name or a non-empty list of at most 64 names, each 1..256 bytes. */
+function roomList(value) {
+  const names = typeof value === "string" ? [value] : value;
+  if (!Array.isArray(names) || names.length === 0 || names.length > MAX_ROOMS) throw new Refusal(BAD_REQUEST);
+  for (const name of names) {
+    if (typeof name !== "string" || name === "" || Buffer.byteLength(name, "utf8") > MAX_ROOM_BYTES) {
+      throw new Refusal(BAD_REQUEST);
+    }
+  }
+  return names;
+}
+
+function authenticate(socket, next) {
+  socket.data.claims = undefined;
+  if (authSecret === undefined) return next();
+  const auth = isObject(socket.handshake.auth) ? socket.handshake.auth : {};
+  const query = socket.handshake.query || {};
+  const token = typeof auth.token === "string" ? auth.token : typeof query.token === "string" ? query.token : undefined;
+  const claims = verifyToken(token, authSecret, Math.floor(Date.now() / 1000));
+  if (claims === undefined) return next(new Error("unauthorized"));
+  socket.data.claims = claims;
+  next();
+}
+
+function mayJoin(socket, room) {
+  const claims = socket.data.claims;
+  return claims === undefined || (claims.rooms ?? []).some((pattern) => globMatch(pattern, room));
+}
+
+function mayPublish(socket, room) {
+  const claims = socket.data.claims;
+  return claims === undefined || (claims.publish ?? []).some((pattern) => globMatch(pattern, room));
+}
+
+/** Registers a relay request: `fn(socket, args)` runs; the ack gets `{ok}`. */
+function request(socket, event, fn) {
+  socket.on(event, (...all) => {
+    const ack = all.length > 0 && typeof all[all.length - 1] === "function" ? all.pop() : undefined;
+    let answer = { ok: true };
+    try {
+      fn(all);
+    } catch (err) {
+      if (!(err instanceof Refusal)) throw err;
+      answer = { ok: false, error: err.message };
+    }
+    if (ack) ack(answer);
+  });
+}
+
+function onConnection(socket) {
+  const claims = socket.data.claims;
+  if (claims !== undefined && claims.sub !== undefined) socket.join(`user:${claims.sub}`);
+
+  request(socket, "join", ([rooms]) => {
+    const names = roomList(rooms);
+    if (!names.every((room) => mayJoin(socket, room))) throw new Refusal(FORBIDDEN);
+    socket.join(names);
+  });
+  request(socket, "leave", ([rooms]) => {
+    for (const room of roomList(rooms)) socket.leave(room);
+  });
+  request(socket, "publish", ([spec]) => {
+    if (!isObject(spec)) throw new Refusal(BAD_REQUEST);
+    const to = roomList(spec.to);
+    if (typeof spec.event !== "string" || spec.event === "") throw new Refusal(BAD_REQUEST);
+    if (spec.volatile !== undefined && spec.volatile !== null && typeof spec.volatile !== "boolean") {
+      throw new Refusal(BAD_REQUEST);
+    }
+    if (RESERVED_EVENTS.has(spec.event)) throw new Refusal(RESERVED);
+    if (!to.every((room) => mayPublish(socket, room))) throw new Refusal(FORBIDDEN);
+    let op = socket.to(to); // every socket in those rooms once, the sender excluded
+    if (spec.volatile === true) op = op.volatile;
+    op.emit(spec.event, spec.data === undefined ? null : spec.data);
+  });
+  socket.on("echo", (...all) => {
+    if (all.length > 0 && typeof all[all.length - 1] === "function") {
+      const ack = all.pop();
+      ack(...all);
+    }
+  });
+}
+
+// Namespaces: `/` always exists in socket.io; every other name is created
+// on demand when it matches a pattern.
+const root = io.of("/");
+if (served("/")) {
+  root.use(authenticate);
+  root.on("connection", onConnection);
+} else {
+  root.use((socket, next) => {
+    const err = new Error("Invalid namespace");
+    // What socket.io sends for an unknown namespace, to every generation.
+    if (socket.conn.protocol === 3) err.data = { message: "Invalid namespace" };
+    next(err);
+  });
+}
+const dynamic = io.of((name, _auth, next) => next(null, name !== "/" && served(name)));
+dynamic.use(authenticate);
+dynamic.on("connection", onConnection);
+
+// ---------------------------------------------------------------- process
+httpServer.on("error", (err) => {
+  process.stderr.write(`reference-relay: ${err.stack || err}\n`);
+  process.exit(1);
+});
+
+httpServer.listen(opts.port, opts.host, () => {
+  const { port } = httpServer.address();
+  if (authSecret === undefined) {
+    process.stderr.write("reference-relay: warning: no --auth-secret: anyone may connect, join and publish\n");
+  }
+  process.stdout.write(`listening on ${opts.host}:${port}\n`);
+});
+
+let shuttingDown = false;
+async function shutdown() {
+  if (shuttingDown) return;
+  shuttingDown = true;
+  setTimeout(() => process.exit(0), 3000).unref();
+  // A DISCONNECT to every socket (clients see "io server disconnect" and
+  // close their connection), then give the packets a moment to leave
+  // (polling clients fetch them with their next GET) before closing.
+  for (const nsp of io._nsps.values()) nsp.disconnectSockets(false);
+  const deadline = Date.now() + 1000;
+  while (io.engine.clientsCount > 0 && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  io.close(() => process.exit(0));
+}
+process.on("SIGTERM", shutdown);
+process.on("SIGINT", shutdown);
