@@ -389,18 +389,22 @@ impl Session {
         vec![Packet::Close]
     }
 
-    /// A closed polling session whose client is not waiting on a GET is
-    /// given up (a stopping server will not wait for it); true if so.
+    /// A closed polling session that has handed over all its packets and
+    /// whose client is not waiting on a GET is given up: only the close
+    /// packet is left, and a stopping server will not wait for a client to
+    /// fetch it. True if so. Sessions with packets still queued (a final
+    /// DISCONNECT) keep waiting for their client.
     pub fn abandon_if_polling(&mut self) -> bool {
-        if self.transport != TransportKind::Polling || self.parked || self.finished {
-            return false;
-        }
-        if self.closed.is_none() {
+        if self.transport != TransportKind::Polling
+            || self.parked
+            || self.finished
+            || self.closed.is_none()
+            || !self.outbox.is_empty()
+        {
             return false;
         }
         self.finished = true;
         self.linger_deadline = None;
-        self.outbox.clear();
         true
     }
 
@@ -842,7 +846,12 @@ mod tests {
         assert!(!s.abandon_if_polling(), "an open session is kept");
         s.send(Data::Text("last".into()));
         s.close(CloseReason::ServerShuttingDown, t0);
-        assert!(s.abandon_if_polling());
+        assert!(
+            !s.abandon_if_polling(),
+            "its last packet is still to be fetched"
+        );
+        assert_eq!(s.on_get(t0), GetOutcome::Respond(vec![text("last")]));
+        assert!(s.abandon_if_polling(), "only the close packet is left");
         assert!(s.is_finished());
         let mut parked = polling(ProtocolVersion::V4, t0);
         assert_eq!(parked.on_get(t0), GetOutcome::Park);
