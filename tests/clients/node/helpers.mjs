@@ -22,25 +22,29 @@ export const READY_TIMEOUT_MS = 10_000;
 export const ENGINE_PATH = "/engine.io/";
 
 /**
- * The server command line: `HUB_CONFORMANCE_CMD` split on spaces, or the
- * built conformance example. Relative paths are resolved from the repo root
- * (the server is spawned with the repo root as its cwd). Throws (fails the
- * test, never skips) when the default binary is missing.
+ * A server command line: environment variable `envName` split on spaces, or
+ * `fallback` (a built binary). Relative paths are resolved from the repo
+ * root (servers are spawned there). Throws (fails the test, never skips)
+ * when the program is missing, with `hint` on how to build or choose one.
  */
-export function serverCommand() {
-  const env = process.env.HUB_CONFORMANCE_CMD;
-  const cmd =
-    env !== undefined && env.trim() !== "" ? env.split(" ").filter((part) => part !== "") : [DEFAULT_SERVER];
-  // A program given as a path must exist (relative paths: from the repo root).
+export function commandFromEnv(envName, fallback, hint) {
+  const env = process.env[envName];
+  const cmd = env !== undefined && env.trim() !== "" ? env.split(" ").filter((part) => part !== "") : [fallback];
   const program = cmd[0];
   if (program.includes("/") && !existsSync(path.resolve(REPO_ROOT, program))) {
-    throw new Error(
-      `conformance server not found at ${path.resolve(REPO_ROOT, program)}: build it with ` +
-        "`cargo build --examples` (or `cargo test --workspace`), or set HUB_CONFORMANCE_CMD " +
-        '(e.g. HUB_CONFORMANCE_CMD="node tests/clients/node/reference-server.mjs")',
-    );
+    throw new Error(`server not found at ${path.resolve(REPO_ROOT, program)}: ${hint}`);
   }
   return cmd;
+}
+
+/** The Engine.IO conformance server: `HUB_CONFORMANCE_CMD` or the built example. */
+export function serverCommand() {
+  return commandFromEnv(
+    "HUB_CONFORMANCE_CMD",
+    DEFAULT_SERVER,
+    "build it with `cargo build --examples` (or `cargo test --workspace`), or set HUB_CONFORMANCE_CMD " +
+      '(e.g. HUB_CONFORMANCE_CMD="node tests/clients/node/reference-server.mjs")',
+  );
 }
 
 const liveServers = new Set();

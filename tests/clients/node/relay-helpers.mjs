@@ -6,24 +6,18 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import crypto from "node:crypto";
-import { existsSync } from "node:fs";
 import path from "node:path";
 
 import { io as ioV4 } from "socket.io-client";
 
-import { MODES, REPO_ROOT, describeError, sleep, withTimeout } from "./helpers.mjs";
-import { createInbox, ioV2 } from "./sio-helpers.mjs";
+import { MODES, REPO_ROOT, commandFromEnv, describeError, sleep, withTimeout } from "./helpers.mjs";
+import { MATRIX, VERSIONS, createInbox, ioV2 } from "./sio-helpers.mjs";
 
-export { MODES, sleep, withTimeout };
+export { MATRIX, MODES, VERSIONS, sleep, withTimeout };
 
 export const DEFAULT_RELAY = path.join(REPO_ROOT, "target", "debug", "hub");
 export const READY_TIMEOUT_MS = 10_000;
 export const CONNECT_TIMEOUT_MS = 10_000;
-
-/** Client generations: socket.io-client 4.x (EIO=4) and 2.x (EIO=3). */
-export const VERSIONS = [4, 2];
-/** Every (version, mode) pair. */
-export const MATRIX = VERSIONS.flatMap((version) => Object.keys(MODES).map((mode) => ({ version, mode })));
 
 /** True when the suites run against reference-relay.mjs. */
 export function againstReference() {
@@ -32,22 +26,14 @@ export function againstReference() {
 
 // ------------------------------------------------------------------ process
 
-/**
- * The relay command line: `HUB_RELAY_CMD` split on spaces, or the built
- * `hub` binary. Relative paths are resolved from the repo root. Throws
- * (fails the test, never skips) when the program is missing.
- */
+/** The relay: `HUB_RELAY_CMD` or the built `hub` binary. */
 export function relayCommand() {
-  const env = process.env.HUB_RELAY_CMD;
-  const cmd = env !== undefined && env.trim() !== "" ? env.split(" ").filter((part) => part !== "") : [DEFAULT_RELAY];
-  const program = cmd[0];
-  if (program.includes("/") && !existsSync(path.resolve(REPO_ROOT, program))) {
-    throw new Error(
-      `relay hub not found at ${path.resolve(REPO_ROOT, program)}: build it with \`cargo build -p hub\`, ` +
-        'or set HUB_RELAY_CMD (e.g. HUB_RELAY_CMD="node tests/clients/node/reference-relay.mjs")',
-    );
-  }
-  return cmd;
+  return commandFromEnv(
+    "HUB_RELAY_CMD",
+    DEFAULT_RELAY,
+    "build it with `cargo build -p hub`, or set HUB_RELAY_CMD " +
+      '(e.g. HUB_RELAY_CMD="node tests/clients/node/reference-relay.mjs")',
+  );
 }
 
 const liveRelays = new Set();

@@ -4,14 +4,13 @@
 // Engine.IO clients for the cases no real client produces.
 
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 
 import { io as ioV4 } from "socket.io-client";
 import WebSocket from "ws";
 
-import { MODES, REPO_ROOT, describeError, sleep, startCommand, withTimeout } from "./helpers.mjs";
+import { MODES, REPO_ROOT, commandFromEnv, describeError, sleep, startCommand, withTimeout } from "./helpers.mjs";
 
 export { MODES, sleep, withTimeout };
 
@@ -36,24 +35,14 @@ export function againstReference() {
   return (process.env.HUB_TESTBED_CMD ?? "").includes("reference-testbed");
 }
 
-/**
- * The testbed command line: `HUB_TESTBED_CMD` split on spaces, or the built
- * `sio_testbed` example. Relative paths are resolved from the repo root.
- * Throws (fails the test, never skips) when the program is missing.
- */
+/** The Socket.IO testbed: `HUB_TESTBED_CMD` or the built `sio_testbed` example. */
 export function testbedCommand() {
-  const env = process.env.HUB_TESTBED_CMD;
-  const cmd =
-    env !== undefined && env.trim() !== "" ? env.split(" ").filter((part) => part !== "") : [DEFAULT_TESTBED];
-  const program = cmd[0];
-  if (program.includes("/") && !existsSync(path.resolve(REPO_ROOT, program))) {
-    throw new Error(
-      `Socket.IO testbed not found at ${path.resolve(REPO_ROOT, program)}: build it with ` +
-        "`cargo build -p hub --example sio_testbed`, or set HUB_TESTBED_CMD " +
-        '(e.g. HUB_TESTBED_CMD="node tests/clients/node/reference-testbed.mjs")',
-    );
-  }
-  return cmd;
+  return commandFromEnv(
+    "HUB_TESTBED_CMD",
+    DEFAULT_TESTBED,
+    "build it with `cargo build -p hub --example sio_testbed`, or set HUB_TESTBED_CMD " +
+      '(e.g. HUB_TESTBED_CMD="node tests/clients/node/reference-testbed.mjs")',
+  );
 }
 
 /** Starts the testbed with `--port 0 --shards N` plus `extraArgs`. */
