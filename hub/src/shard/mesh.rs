@@ -162,6 +162,15 @@ impl Mesh {
         self.app_ready[target].notify();
     }
 
+    /// Whether every other shard has said it stopped.
+    pub fn all_peers_stopped(&self, me: usize) -> bool {
+        self.stopped
+            .borrow()
+            .iter()
+            .enumerate()
+            .all(|(shard, stopped)| shard == me || *stopped)
+    }
+
     /// Tell every other shard this one has stopped.
     pub async fn announce_stopped(&self, me: usize) {
         for peer in 0..self.peer_of_shard.len() {
@@ -312,6 +321,7 @@ fn receive(shard: &Rc<Shard>, msg: MeshMsg) {
         MeshMsg::Stopped { shard: peer } => {
             if let Some(mesh) = shard.mesh.get() {
                 mesh.stopped.borrow_mut()[peer] = true;
+                shard.settled.notify();
                 // Dropping their senders answers the polls forwarded there (503).
                 mesh.waiting
                     .borrow_mut()

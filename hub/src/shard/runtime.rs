@@ -316,9 +316,7 @@ async fn run_shard(
     stop.listen().await;
     shard.stopping.set(true);
     shutdown::drain(&shard).await;
-    if let Some(mesh) = shard.mesh.get() {
-        mesh.announce_stopped(shard.id).await;
-    }
+    shutdown::leave(&shard).await;
 }
 
 async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {

@@ -15,6 +15,9 @@ use super::signal::Signal;
 use super::state::{Shard, ShutdownStepDone};
 use crate::engine::{CloseReason, Socket};
 
+/// How long a shard that is done waits for the others.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How long a stopping shard waits for a long-polling client to fetch its
 /// last packets before dropping the session.
 const POLLER_GRACE: Duration = Duration::from_secs(1);
@@ -79,6 +82,23 @@ pub(crate) async fn drain(shard: &Rc<Shard>) {
             shard = shard.id,
             open = shard.pending_work(),
             "shutdown timeout: sessions left open"
+        );
+    }
+}
+
+/// Say this shard is done, then stay (serving connections, forwarding
+/// polls) until every other shard is done too: a client's keep-alive
+/// connection may live here while its session is on a shard still draining.
+pub(crate) async fn leave(shard: &Rc<Shard>) {
+    let Some(mesh) = shard.mesh.get() else {
+        return;
+    };
+    mesh.announce_stopped(shard.id).await;
+    let deadline = Instant::now() + LEAVE_TIMEOUT;
+    if !wait_until(shard, deadline, || mesh.all_peers_stopped(shard.id)).await {
+        tracing::warn!(
+            shard = shard.id,
+            "stopping without hearing from every shard"
         );
     }
 }
