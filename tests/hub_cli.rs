@@ -136,3 +136,25 @@ fn connections_beyond_the_limit_are_refused_cleanly() {
     }
     assert_eq!(status, 200, "a closed session gives its place back");
 }
+
+#[test]
+fn pinned_shards_serve_and_more_shards_than_cores_too() {
+    for args in [&["--pin-cores"][..], &["--pin-cores", "--shards", "4"][..]] {
+        let hub = start_hub(args, &[]);
+        let resp = handshake(hub.addr);
+        assert_eq!(resp.status, 200, "{args:?}");
+        let (sid, _) = parse_open(&resp.text());
+        // The session answers on fresh connections, whichever shard takes them.
+        let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+        for _ in 0..8 {
+            assert_eq!(post_fresh(hub.addr, &path, b"40").status, 200);
+            let answer = get_fresh(hub.addr, &path);
+            assert!(
+                answer.text().starts_with("40{\"sid\""),
+                "{args:?}: {}",
+                answer.text()
+            );
+            assert_eq!(post_fresh(hub.addr, &path, b"41").status, 200);
+        }
+    }
+}

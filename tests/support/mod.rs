@@ -1292,7 +1292,10 @@ impl Drop for Hub {
 }
 
 pub fn start_hub(args: &[&str], env: &[(&str, &str)]) -> Hub {
-    let mut all = vec!["--bind", "127.0.0.1", "--port", "0", "--shards", "2"];
+    let mut all = vec!["--bind", "127.0.0.1", "--port", "0"];
+    if !args.contains(&"--shards") {
+        all.extend(["--shards", "2"]);
+    }
     all.extend_from_slice(args);
     let mut child = hub_command(&all, env)
         .stdout(Stdio::piped())
