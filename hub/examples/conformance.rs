@@ -13,7 +13,7 @@ use std::time::Duration;
 mod serve;
 
 use clap::Parser;
-use hub::engine::{Echo, EngineConfig, Handler, ServerConfig};
+use hub::engine::{Echo, Handler, ServerConfig};
 use hub::server::{Args as SioArgs, Io, Socket};
 use hub::shard::Server;
 
@@ -77,11 +77,13 @@ fn socket_io(connect_timeout: Duration) -> Io {
 
 fn main() {
     let args = Args::parse();
-    let mut engine = EngineConfig::new("/engine.io/");
-    engine.session.ping_interval = Duration::from_millis(args.ping_interval);
-    engine.session.ping_timeout = Duration::from_millis(args.ping_timeout);
-    engine.session.max_payload = args.max_payload;
-    engine.allow_eio3 = !args.no_eio3;
+    let engine = serve::engine(
+        "/engine.io/",
+        args.ping_interval,
+        args.ping_timeout,
+        args.max_payload,
+        args.no_eio3,
+    );
     let config = ServerConfig {
         bind: SocketAddr::new(args.host, args.port),
         shards: args.shards,

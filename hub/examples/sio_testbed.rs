@@ -10,7 +10,7 @@ use std::time::Duration;
 mod serve;
 
 use clap::Parser;
-use hub::engine::{EngineConfig, ServerConfig};
+use hub::engine::ServerConfig;
 use hub::server::{spawn_local, Ack, Args, BroadcastOperator, ConnectError, Io, Socket};
 use hub::shard::Server;
 use serde_json::{json, Value};
@@ -261,11 +261,13 @@ fn io(connect_timeout: Duration) -> Io {
 
 fn main() {
     let cli = Cli::parse();
-    let mut engine = EngineConfig::new("/socket.io/");
-    engine.session.ping_interval = Duration::from_millis(cli.ping_interval);
-    engine.session.ping_timeout = Duration::from_millis(cli.ping_timeout);
-    engine.session.max_payload = cli.max_payload;
-    engine.allow_eio3 = !cli.no_eio3;
+    let engine = serve::engine(
+        "/socket.io/",
+        cli.ping_interval,
+        cli.ping_timeout,
+        cli.max_payload,
+        cli.no_eio3,
+    );
     let config = ServerConfig {
         bind: SocketAddr::new(cli.host, cli.port),
         shards: cli.shards,
