@@ -1,0 +1,302 @@
+//! The command line: one scenario and the options every scenario shares.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "loadgen",
+    version,
+    about = "Drives a Socket.IO server (hub, or any server speaking hub's relay protocol) and reports latency percentiles and throughput",
+    after_help = "SCENARIOS:\n  \
+      connect  open --clients clients at --rate per second; handshake latency, successes, failures by cause\n  \
+      echo     each client emits `echo` with an ack; --rate is the total emits per second (0: closed loop, --inflight per client)\n  \
+      fanout   --clients subscribers join --rooms rooms (--rooms-per-client each); --publishers publish to them at --rate in total\n           \
+               (0: closed loop on publish acks); end-to-end latency at every receiver, lost and duplicated deliveries\n  \
+      idle     hold --clients connections answering pings for --duration; with --server-pid, the server's RSS per connection\n\n\
+      With --server-pid the server's CPU time over the measured window is read from /proc/PID/stat and the\n\
+      summary gives deliveries and acks per server CPU-second.\n\n\
+      Example: loadgen fanout --url http://127.0.0.1:3000 --clients 1000 --rooms 1 --publishers 10 --rate 1000"
+)]
+pub struct Args {
+    /// What to measure.
+    #[arg(value_enum)]
+    pub scenario: Scenario,
+
+    /// The server: http(s)://host:port[/path/] or ws://...; the path defaults to /socket.io/.
+    #[arg(long, default_value = "http://127.0.0.1:3000")]
+    pub url: String,
+
+    /// Engine.IO transport the clients use.
+    #[arg(long, value_enum, default_value_t = Transport::Websocket)]
+    pub transport: Transport,
+
+    /// Clients (subscribers in fanout; publishers come on top).
+    #[arg(long, default_value_t = 100)]
+    pub clients: usize,
+
+    /// Rooms in fanout; client i joins rooms i*K .. i*K+K-1 (mod rooms), K = --rooms-per-client.
+    #[arg(long, default_value_t = 1)]
+    pub rooms: usize,
+
+    /// Rooms each fanout subscriber joins.
+    #[arg(long, default_value_t = 1)]
+    pub rooms_per_client: usize,
+
+    /// Publishing clients in fanout; they join no room.
+    #[arg(long, default_value_t = 1)]
+    pub publishers: usize,
+
+    /// Total operations per second: emits (echo), publishes (fanout), connections (connect). 0 means as fast as the server answers.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+
+    /// Unanswered emits (echo) or publishes (fanout) each sender keeps in flight with --rate 0.
+    #[arg(long, default_value_t = 1)]
+    pub inflight: usize,
+
+    /// Measured time, e.g. 10, 10s, 500ms, 2m.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+
+    /// Traffic before the measured window, not counted.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub warmup: Duration,
+
+    /// After the window, how long to wait for the last deliveries and acks before counting them lost.
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    pub drain: Duration,
+
+    /// Bytes of the string payload each emit or publish carries (timestamps included).
+    #[arg(long, default_value_t = 100)]
+    pub payload_bytes: usize,
+
+    /// Socket.IO namespace the clients connect to.
+    #[arg(long, default_value = "/")]
+    pub namespace: String,
+
+    /// Token sent in the CONNECT packet's auth ({"token": ...}).
+    #[arg(long)]
+    pub token: Option<String>,
+
+    /// Local addresses to connect from, round robin: a range 127.0.0.2-127.0.0.9 or a list 127.0.0.2,127.0.0.3.
+    #[arg(long, value_parser = parse_source_ips)]
+    pub source_ips: Option<SourceIps>,
+
+    /// Load generator threads, one glommio executor each (default: one per CPU).
+    #[arg(long)]
+    pub shards: Option<usize>,
+
+    /// Handshakes in progress at once, per loadgen shard.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+
+    /// Limit for a connection's handshake and for each ack.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// The server's process id: its CPU time (and for idle, its RSS) is read from /proc.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+
+    /// Print the summary as JSON on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Write the latency intervals as an HdrHistogram interval log.
+    #[arg(long, value_name = "FILE")]
+    pub hist: Option<PathBuf>,
+
+    /// Write a latency-by-percentile chart as SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<PathBuf>,
+
+    /// Leave out the live progress line on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scenario {
+    /// Open connections at a rate; handshake latency.
+    Connect,
+    /// Emit with ack; ack round trip.
+    Echo,
+    /// Publish to rooms; end-to-end delivery latency.
+    Fanout,
+    /// Hold connections; server memory per connection.
+    Idle,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    Websocket,
+    Polling,
+}
+
+#[derive(Clone, Debug)]
+pub struct SourceIps(pub Vec<Ipv4Addr>);
+
+impl Args {
+    /// Checks what clap cannot: the combinations.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.clients == 0 && self.scenario != Scenario::Fanout {
+            return Err("--clients must be at least 1".into());
+        }
+        if self.scenario == Scenario::Fanout {
+            if self.rooms == 0 {
+                return Err("--rooms must be at least 1".into());
+            }
+            if self.rooms_per_client == 0 || self.rooms_per_client > self.rooms {
+                return Err(format!(
+                    "--rooms-per-client must be between 1 and --rooms ({})",
+                    self.rooms
+                ));
+            }
+            if self.publishers == 0 {
+                return Err("--publishers must be at least 1".into());
+            }
+        }
+        if !(self.rate >= 0.0 && self.rate.is_finite()) {
+            return Err("--rate must be a number of operations per second, 0 or more".into());
+        }
+        if self.inflight == 0 {
+            return Err("--inflight must be at least 1".into());
+        }
+        if self.payload_bytes < 48 && matches!(self.scenario, Scenario::Fanout | Scenario::Echo) {
+            return Err("--payload-bytes must be at least 48: it carries the sender, sequence number and timestamp".into());
+        }
+        if self.payload_bytes > 1 << 20 {
+            return Err("--payload-bytes must be at most 1 MiB".into());
+        }
+        if !self.namespace.starts_with('/') {
+            return Err("--namespace must start with /".into());
+        }
+        if self.duration.is_zero() && self.scenario != Scenario::Connect {
+            return Err("--duration must be more than 0".into());
+        }
+        if self.timeout.is_zero() {
+            return Err("--timeout must be more than 0".into());
+        }
+        if self.shards == Some(0) {
+            return Err("--shards must be at least 1".into());
+        }
+        if self.concurrency == 0 {
+            return Err("--concurrency must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shards.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+    }
+
+    /// Clients that open a connection: subscribers plus publishers.
+    pub fn total_clients(&self) -> usize {
+        match self.scenario {
+            Scenario::Fanout => self.clients + self.publishers,
+            _ => self.clients,
+        }
+    }
+}
+
+/// `10`, `10s`, `250ms`, `2m`: plain numbers are seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (text, 1.0)
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (try 10s, 500ms or 2m)"))?;
+    if !(value >= 0.0 && value.is_finite()) {
+        return Err(format!("`{text}` is not a duration (try 10s, 500ms or 2m)"));
+    }
+    Ok(Duration::from_secs_f64(value * scale))
+}
+
+/// `127.0.0.2-127.0.0.9` or `127.0.0.2,127.0.0.5`.
+pub fn parse_source_ips(text: &str) -> Result<SourceIps, String> {
+    let parse = |s: &str| -> Result<Ipv4Addr, String> {
+        s.trim()
+            .parse::<Ipv4Addr>()
+            .map_err(|_| format!("`{}` is not an IPv4 address", s.trim()))
+    };
+    let ips = if let Some((first, last)) = text.split_once('-') {
+        let (first, last) = (u32::from(parse(first)?), u32::from(parse(last)?));
+        if last < first || last - first >= 1024 {
+            return Err(format!(
+                "`{text}` is not a range of at most 1024 addresses, low to high"
+            ));
+        }
+        (first..=last).map(Ipv4Addr::from).collect()
+    } else {
+        text.split(',').map(parse).collect::<Result<Vec<_>, _>>()?
+    };
+    Ok(SourceIps(ips))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn source_ips() {
+        let range = parse_source_ips("127.0.0.2-127.0.0.9").unwrap();
+        assert_eq!(range.0.len(), 8);
+        assert_eq!(range.0[7], Ipv4Addr::new(127, 0, 0, 9));
+        let list = parse_source_ips("127.0.0.2, 127.0.0.5").unwrap();
+        assert_eq!(
+            list.0,
+            vec![Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::new(127, 0, 0, 5)]
+        );
+        assert!(parse_source_ips("127.0.0.9-127.0.0.2").is_err());
+        assert!(parse_source_ips("localhost").is_err());
+    }
+
+    #[test]
+    fn combinations_are_checked() {
+        let args = Args::try_parse_from([
+            "loadgen",
+            "fanout",
+            "--rooms",
+            "2",
+            "--rooms-per-client",
+            "3",
+        ])
+        .unwrap();
+        assert!(args.validate().unwrap_err().contains("--rooms-per-client"));
+        let args = Args::try_parse_from(["loadgen", "echo", "--payload-bytes", "10"]).unwrap();
+        assert!(args.validate().unwrap_err().contains("--payload-bytes"));
+        let args = Args::try_parse_from(["loadgen", "echo", "--namespace", "chat"]).unwrap();
+        assert!(args.validate().is_err());
+        let args = Args::try_parse_from(["loadgen", "fanout"]).unwrap();
+        assert!(args.validate().is_ok());
+    }
+}

@@ -1,0 +1,93 @@
+//! A TCP connection from a chosen source address.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::fd::FromRawFd;
+
+use glommio::net::TcpStream;
+
+use crate::stats::Cause;
+
+/// Starts connecting and returns the stream at once: the first write waits
+/// for the handshake (io_uring polls the socket for writability), so no
+/// executor thread ever blocks in `connect`.
+pub fn dial(addr: SocketAddr, source: Option<Ipv4Addr>) -> Result<TcpStream, Cause> {
+    let SocketAddr::V4(addr) = addr else {
+        return Err(Cause::ConnectFailed);
+    };
+    // SAFETY: plain socket calls on a descriptor this function owns until it
+    // is handed to the TcpStream.
+    unsafe {
+        let fd = libc::socket(
+            libc::AF_INET,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        );
+        if fd < 0 {
+            return Err(Cause::ConnectFailed);
+        }
+        let fail = |fd| {
+            let errno = *libc::__errno_location();
+            libc::close(fd);
+            Err(match errno {
+                libc::ECONNREFUSED => Cause::ConnectRefused,
+                _ => Cause::ConnectFailed,
+            })
+        };
+        let one: libc::c_int = 1;
+        let size = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        let one_ptr = &one as *const libc::c_int as *const libc::c_void;
+        libc::setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, one_ptr, size);
+        if let Some(ip) = source {
+            // Leave the port to connect(): ports are then unique per
+            // destination, not per source address.
+            libc::setsockopt(
+                fd,
+                libc::IPPROTO_IP,
+                libc::IP_BIND_ADDRESS_NO_PORT,
+                one_ptr,
+                size,
+            );
+            let local = sockaddr(ip, 0);
+            if libc::bind(fd, sockaddr_ptr(&local), sockaddr_len()) != 0 {
+                return fail(fd);
+            }
+        }
+        let remote = sockaddr(*addr.ip(), addr.port());
+        if libc::connect(fd, sockaddr_ptr(&remote), sockaddr_len()) != 0
+            && *libc::__errno_location() != libc::EINPROGRESS
+        {
+            return fail(fd);
+        }
+        Ok(TcpStream::from_raw_fd(fd))
+    }
+}
+
+fn sockaddr(ip: Ipv4Addr, port: u16) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+fn sockaddr_ptr(addr: &libc::sockaddr_in) -> *const libc::sockaddr {
+    addr as *const libc::sockaddr_in as *const libc::sockaddr
+}
+
+fn sockaddr_len() -> libc::socklen_t {
+    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
+}
+
+/// The cause behind a failed first write or read.
+pub fn io_cause(err: &std::io::Error, connected: bool) -> Cause {
+    match err.raw_os_error() {
+        Some(libc::ECONNREFUSED) => Cause::ConnectRefused,
+        Some(libc::ETIMEDOUT) if !connected => Cause::ConnectTimeout,
+        _ if !connected => Cause::ConnectFailed,
+        Some(libc::ECONNRESET) | Some(libc::EPIPE) => Cause::ServerClosed,
+        _ => Cause::Io,
+    }
+}

@@ -1,0 +1,91 @@
+//! A keep-alive HTTP/1.1 client connection for long-polling.
+
+use std::net::{Ipv4Addr, SocketAddr};
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+
+use super::dial::{dial, io_cause};
+use crate::stats::Cause;
+use crate::wire::http::parse_response;
+
+pub struct HttpConn {
+    addr: SocketAddr,
+    source: Option<Ipv4Addr>,
+    stream: Option<TcpStream>,
+    buf: Vec<u8>,
+    /// Whether this connection has completed a response: failures before
+    /// that are connect failures.
+    answered: bool,
+}
+
+/// Longest body a poll may bring.
+const MAX_BODY: usize = 16 << 20;
+
+impl HttpConn {
+    pub fn new(addr: SocketAddr, source: Option<Ipv4Addr>) -> HttpConn {
+        HttpConn {
+            addr,
+            source,
+            stream: None,
+            buf: Vec::with_capacity(4096),
+            answered: false,
+        }
+    }
+
+    /// Sends a request and reads its response: status and body.
+    pub async fn request(&mut self, request: &[u8]) -> Result<(u16, Vec<u8>), Cause> {
+        let connected = self.answered;
+        let stream = match &mut self.stream {
+            Some(stream) => stream,
+            None => self.stream.insert(dial(self.addr, self.source)?),
+        };
+        stream
+            .write_all(request)
+            .await
+            .map_err(|e| io_cause(&e, connected))?;
+        self.buf.clear();
+        let mut chunk = [0u8; 8192];
+        let head = loop {
+            let n = stream
+                .read(&mut chunk)
+                .await
+                .map_err(|e| io_cause(&e, connected))?;
+            if n == 0 {
+                self.stream = None;
+                return Err(if connected {
+                    Cause::ServerClosed
+                } else {
+                    Cause::BadHandshake
+                });
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+            if let Some(head) = parse_response(&self.buf).map_err(|_| Cause::Protocol)? {
+                break head;
+            }
+            if self.buf.len() > 64 << 10 {
+                return Err(Cause::Protocol);
+            }
+        };
+        let length = head.content_length.unwrap_or(0);
+        if length > MAX_BODY {
+            return Err(Cause::Protocol);
+        }
+        while self.buf.len() < head.len + length {
+            let n = stream
+                .read(&mut chunk)
+                .await
+                .map_err(|e| io_cause(&e, true))?;
+            if n == 0 {
+                self.stream = None;
+                return Err(Cause::ServerClosed);
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+        if head.close {
+            self.stream = None;
+        }
+        self.answered = true;
+        Ok((head.status, self.buf[head.len..head.len + length].to_vec()))
+    }
+}

@@ -1,0 +1,50 @@
+//! `loadgen`: drives a Socket.IO server with real Engine.IO v4 / Socket.IO
+//! v5 clients and reports what it measured.
+
+mod args;
+mod conn;
+mod output;
+mod procfs;
+mod report;
+mod run;
+mod scenario;
+mod shard;
+mod stats;
+mod target;
+mod wire;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = args::Args::parse();
+    if let Err(e) = args.validate() {
+        eprintln!("loadgen: {e}");
+        return ExitCode::from(2);
+    }
+    let (json, plot) = (args.json, args.plot.clone());
+    let title = format!("{:?} latency, {}", args.scenario, args.url).to_lowercase();
+    let outcome = match run::run(args) {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(path) = plot {
+        if let Err(e) = output::plot(&path, &outcome.latency, &title) {
+            eprintln!("loadgen: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&outcome.summary).expect("summary serializes")
+        );
+    } else {
+        print!("{}", outcome.summary.table());
+    }
+    ExitCode::SUCCESS
+}

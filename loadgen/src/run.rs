@@ -1,0 +1,457 @@
+//! The main thread: starts the shards, steers the phases, shows progress
+//! and gathers the summary.
+
+use std::io::{IsTerminal, Write};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use glommio::{LocalExecutorBuilder, Placement};
+use hdrhistogram::Histogram;
+
+use crate::args::{Args, Scenario};
+use crate::conn::Spec;
+use crate::output::HistLog;
+use crate::procfs;
+use crate::report::{Latency, ServerCost, Summary};
+use crate::scenario;
+use crate::shard::{new_histogram, now_ns, Control, Phase, Shard};
+use crate::stats::{Cause, Snapshot};
+use crate::target::Target;
+use crate::wire::packet;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Setup(String),
+    #[error("no client could connect to {url}: {cause} ({count} of {total} failed)")]
+    Unreachable {
+        url: String,
+        cause: &'static str,
+        count: u64,
+        total: usize,
+    },
+    #[error("loadgen shard {0} failed: {1}")]
+    Shard(usize, String),
+}
+
+/// Everything the run produced.
+pub struct Outcome {
+    pub summary: Summary,
+    /// Latency over the measured window.
+    pub latency: Histogram<u64>,
+}
+
+pub fn run(args: Args) -> Result<Outcome, RunError> {
+    let target = Target::parse(&args.url).map_err(RunError::Setup)?;
+    let shards = args.shard_count();
+    let args = Arc::new(args);
+    now_ns(); // fix the clock's origin before any thread reads it
+    let server = args.server_pid;
+    let rss_before = server
+        .map(procfs::rss_bytes)
+        .transpose()
+        .map_err(RunError::Setup)?;
+    let mut hist_log = args
+        .hist
+        .as_ref()
+        .map(|path| HistLog::create(path))
+        .transpose()
+        .map_err(RunError::Setup)?;
+
+    let (tx, intervals) = crossbeam_channel::unbounded();
+    let control = Arc::new(Control::new(shards, args.rooms, tx));
+    let io_memory = ((4 << 20) / shards).clamp(256 << 10, 1 << 20);
+    let mut handles = Vec::with_capacity(shards);
+    for id in 0..shards {
+        let args = args.clone();
+        let control = control.clone();
+        let target = target.clone();
+        let handle = LocalExecutorBuilder::new(Placement::Unbound)
+            .name(&format!("loadgen-{id}"))
+            .io_memory(io_memory)
+            .spawn(move || async move { shard_main(id, shards, args, control, target).await })
+            .map_err(|e| RunError::Shard(id, e.to_string()))?;
+        handles.push(handle);
+    }
+
+    let mut progress = Progress::new(&args, control.clone());
+    let total = args.total_clients();
+
+    // Setup: every client connects (and subscribers join) or gives up.
+    let setup_start = Instant::now();
+    let mut last_settled = (0, Instant::now());
+    loop {
+        let s = progress.tick("setup", &intervals, hist_log.as_mut());
+        if s.settled as usize >= total {
+            break;
+        }
+        if s.settled != last_settled.0 {
+            last_settled = (s.settled, Instant::now());
+        } else if last_settled.1.elapsed() > args.timeout * 3 {
+            break; // stuck: count what did not settle as failed below
+        }
+    }
+    let setup = Snapshot::sum(&control.counters);
+    let setup_time = setup_start.elapsed().as_secs_f64();
+    if setup.connects == 0 {
+        control.set_phase(Phase::Stop);
+        join(handles)?;
+        progress.finish();
+        let (cause, count) = Cause::ALL
+            .iter()
+            .map(|&c| (c, setup.errors[c as usize]))
+            .max_by_key(|&(_, n)| n)
+            .unwrap_or((Cause::ConnectFailed, 0));
+        return Err(RunError::Unreachable {
+            url: args.url.clone(),
+            cause: cause.name(),
+            count,
+            total,
+        });
+    }
+    let sizes = control
+        .room_joins
+        .iter()
+        .map(|n| n.load(std::sync::atomic::Ordering::Relaxed))
+        .collect();
+    let _ = control.room_sizes.set(sizes);
+
+    // Run: warmup, then the measured window, then the drain.
+    let mut summary_window = (setup, setup, setup_time);
+    let cpu;
+    let mut rss_after = rss_before;
+    let mut measured_hist = new_histogram();
+    if args.scenario != Scenario::Connect {
+        let start = now_ns();
+        let warm_end = start + args.warmup.as_nanos() as u64;
+        let end = warm_end + args.duration.as_nanos() as u64;
+        let _ = control.window.set((warm_end, end));
+        control.set_phase(Phase::Run);
+        let mut begin = None;
+        while now_ns() < end {
+            let s = progress.tick(
+                if now_ns() < warm_end { "warmup" } else { "run" },
+                &intervals,
+                hist_log.as_mut(),
+            );
+            if begin.is_none() && now_ns() >= warm_end {
+                begin = Some((s, cpu_now(server)?, Instant::now()));
+            }
+        }
+        let (first, cpu_first, first_at) = match begin {
+            Some(b) => b,
+            None => (
+                Snapshot::sum(&control.counters),
+                cpu_now(server)?,
+                Instant::now(),
+            ),
+        };
+        let last = Snapshot::sum(&control.counters);
+        cpu = (cpu_first, cpu_now(server)?);
+        // The snapshots' own times, a few milliseconds off the window's edges.
+        let seconds = first_at.elapsed().as_secs_f64();
+        if args.scenario == Scenario::Idle {
+            rss_after = server
+                .map(procfs::rss_bytes)
+                .transpose()
+                .map_err(RunError::Setup)?;
+        }
+        summary_window = (first, last, seconds);
+        control.set_phase(Phase::Drain);
+        let drain_end = Instant::now() + args.drain;
+        while Instant::now() < drain_end
+            && matches!(args.scenario, Scenario::Echo | Scenario::Fanout)
+        {
+            let s = progress.tick("drain", &intervals, hist_log.as_mut());
+            let timeouts = s.errors[Cause::AckTimeout as usize];
+            let acked = s.acks + timeouts >= s.sent;
+            let delivered =
+                args.scenario != Scenario::Fanout || s.deliveries + s.unchecked >= s.expected;
+            if acked && delivered {
+                break;
+            }
+        }
+    } else {
+        let _ = control.window.set((0, u64::MAX));
+        cpu = (0.0, 0.0);
+    }
+    let end = Snapshot::sum(&control.counters);
+    control.set_phase(Phase::Stop);
+    for hist in join(handles)? {
+        measured_hist.add(&hist).expect("same bounds");
+    }
+    while let Ok(h) = intervals.try_recv() {
+        if let Some(log) = hist_log.as_mut() {
+            log.write(&h);
+        }
+    }
+    progress.finish();
+    if let Some(log) = hist_log.as_mut() {
+        log.finish().map_err(RunError::Setup)?;
+    }
+
+    let (first, last, seconds) = summary_window;
+    let per_sec = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / seconds.max(1e-9);
+    let deliveries_per_sec = per_sec(first.deliveries, last.deliveries);
+    let acks_per_sec = per_sec(first.acks, last.acks);
+    let server_cost = server.map(|pid| {
+        let cpu_s = cpu.1 - cpu.0;
+        let per_cpu = |n: f64| (cpu_s > 0.0).then(|| n * seconds / cpu_s);
+        ServerCost {
+            pid,
+            cpu_s,
+            cores_busy: cpu_s / seconds.max(1e-9),
+            deliveries_per_cpu_s: (args.scenario == Scenario::Fanout)
+                .then(|| per_cpu(deliveries_per_sec))
+                .flatten(),
+            acks_per_cpu_s: (args.scenario == Scenario::Echo)
+                .then(|| per_cpu(acks_per_sec))
+                .flatten(),
+            rss_before_bytes: rss_before.unwrap_or(0),
+            rss_after_bytes: rss_after.unwrap_or(0),
+        }
+    });
+    let server_cost = if args.scenario == Scenario::Connect {
+        None
+    } else {
+        server_cost
+    };
+    let connect_failures = (total as u64).saturating_sub(setup.connects);
+    let lost = match args.scenario {
+        Scenario::Fanout => end.expected.saturating_sub(end.deliveries + end.unchecked),
+        Scenario::Echo => end.sent.saturating_sub(end.acks),
+        _ => 0,
+    };
+    let mut errors: std::collections::BTreeMap<&'static str, u64> = Cause::ALL
+        .iter()
+        .map(|&c| (c.name(), end.errors[c as usize]))
+        .collect();
+    // Clients that never settled within the setup wait.
+    let unsettled = (total as u64).saturating_sub(setup.settled);
+    *errors.entry(Cause::ConnectTimeout.name()).or_default() += unsettled;
+    let summary = Summary {
+        scenario: args.scenario,
+        transport: args.transport,
+        url: args.url.clone(),
+        clients: args.clients,
+        publishers: if args.scenario == Scenario::Fanout {
+            args.publishers
+        } else {
+            0
+        },
+        rooms: if args.scenario == Scenario::Fanout {
+            args.rooms
+        } else {
+            0
+        },
+        loadgen_shards: shards,
+        duration_s: seconds,
+        warmup_s: if args.scenario == Scenario::Connect {
+            0.0
+        } else {
+            args.warmup.as_secs_f64()
+        },
+        connects: setup.connects,
+        connect_failures,
+        connects_per_sec: setup.connects as f64 / setup_time.max(1e-9),
+        sent: last.sent - first.sent,
+        sent_per_sec: per_sec(first.sent, last.sent),
+        acks: last.acks - first.acks,
+        acks_per_sec,
+        deliveries: last.deliveries - first.deliveries,
+        deliveries_per_sec,
+        expected_deliveries: end.expected,
+        lost,
+        duplicated: end.duplicated,
+        unchecked: end.unchecked,
+        errors,
+        latency_us: Latency::of(&measured_hist),
+        server: server_cost,
+        server_rss_bytes_per_conn: match (args.scenario, rss_before, rss_after) {
+            (Scenario::Idle, Some(before), Some(after)) if setup.connects > 0 => {
+                Some((after as f64 - before as f64) / setup.connects as f64)
+            }
+            _ => None,
+        },
+    };
+    Ok(Outcome {
+        summary,
+        latency: measured_hist,
+    })
+}
+
+fn cpu_now(server: Option<u32>) -> Result<f64, RunError> {
+    server
+        .map(procfs::cpu_seconds)
+        .transpose()
+        .map_err(RunError::Setup)
+        .map(|c| c.unwrap_or(0.0))
+}
+
+fn join(
+    handles: Vec<glommio::ExecutorJoinHandle<Histogram<u64>>>,
+) -> Result<Vec<Histogram<u64>>, RunError> {
+    handles
+        .into_iter()
+        .enumerate()
+        .map(|(id, h)| h.join().map_err(|e| RunError::Shard(id, e.to_string())))
+        .collect()
+}
+
+async fn shard_main(
+    id: usize,
+    shards: usize,
+    args: Arc<Args>,
+    control: Arc<Control>,
+    target: Target,
+) -> Histogram<u64> {
+    let nsp = packet::namespace_prefix(&args.namespace);
+    let spec = Spec {
+        addr: target.addr,
+        host: target.host,
+        path: target.path,
+        transport: args.transport,
+        connect: packet::connect(&nsp, args.token.as_deref()),
+        nsp,
+    };
+    let shard = Rc::new(Shard {
+        id,
+        spec,
+        control,
+        phase: std::cell::Cell::new(Phase::Setup),
+        started: Default::default(),
+        gate: glommio::sync::Semaphore::new(args.concurrency as u64),
+        measured: std::cell::RefCell::new(new_histogram()),
+        interval: std::cell::RefCell::new(new_histogram()),
+        args,
+    });
+    let follower = glommio::spawn_local({
+        let shard = shard.clone();
+        async move { shard.follow().await }
+    });
+    let mine: Vec<usize> = (id..shard.args.total_clients()).step_by(shards).collect();
+    // --rate paces the connect scenario's connections, shared by the shards.
+    let gap = (shard.args.scenario == Scenario::Connect && shard.args.rate > 0.0)
+        .then(|| Duration::from_secs_f64(shards as f64 / shard.args.rate));
+    let mut tasks = Vec::with_capacity(mine.len());
+    let begun = Instant::now();
+    for (n, index) in mine.into_iter().enumerate() {
+        if let Some(gap) = gap {
+            let due = begun + gap * n as u32;
+            let now = Instant::now();
+            if due > now {
+                glommio::timer::sleep(due - now).await;
+            }
+        }
+        if shard.phase.get() == Phase::Stop {
+            break;
+        }
+        tasks.push(glommio::spawn_local(scenario::client(shard.clone(), index)));
+    }
+    follower.await;
+    drop(tasks); // cancels every client and closes its connection
+    let measured = std::mem::replace(&mut *shard.measured.borrow_mut(), new_histogram());
+    measured
+}
+
+/// The live line on stderr, once a second.
+struct Progress {
+    quiet: bool,
+    tty: bool,
+    control: Arc<Control>,
+    started: Instant,
+    next: Instant,
+    last: (Snapshot, Instant),
+    total: usize,
+    interval: Histogram<u64>,
+}
+
+impl Progress {
+    fn new(args: &Args, control: Arc<Control>) -> Progress {
+        Progress {
+            quiet: args.quiet,
+            tty: std::io::stderr().is_terminal(),
+            control,
+            started: Instant::now(),
+            next: Instant::now() + Duration::from_secs(1),
+            last: (Snapshot::default(), Instant::now()),
+            total: args.total_clients(),
+            interval: new_histogram(),
+        }
+    }
+
+    /// Sleeps to the next second, prints the line and returns the counters.
+    fn tick(
+        &mut self,
+        phase: &str,
+        intervals: &crossbeam_channel::Receiver<Histogram<u64>>,
+        log: Option<&mut HistLog>,
+    ) -> Snapshot {
+        self.wait(Duration::from_millis(50), intervals, log);
+        let s = Snapshot::sum(&self.control.counters);
+        if Instant::now() >= self.next {
+            self.next += Duration::from_secs(1);
+            self.print(phase, s);
+        }
+        s
+    }
+
+    fn wait(
+        &mut self,
+        step: Duration,
+        intervals: &crossbeam_channel::Receiver<Histogram<u64>>,
+        mut log: Option<&mut HistLog>,
+    ) {
+        let until = Instant::now() + step;
+        while let Ok(h) = intervals.recv_deadline(until) {
+            self.interval.add(&h).expect("same bounds");
+            if let Some(log) = log.as_mut() {
+                log.write(&h);
+            }
+        }
+    }
+
+    fn print(&mut self, phase: &str, s: Snapshot) {
+        let (prev, at) = self.last;
+        let dt = at.elapsed().as_secs_f64().max(1e-3);
+        self.last = (s, Instant::now());
+        let p99 = if self.interval.is_empty() {
+            "-".to_string()
+        } else {
+            format!(
+                "{:.2}ms",
+                self.interval.value_at_quantile(0.99) as f64 / 1e6
+            )
+        };
+        self.interval.reset();
+        if self.quiet {
+            return;
+        }
+        let line = format!(
+            "[{:>4.0}s] {:<6} open {}/{}  sent {:.0}/s  acks {:.0}/s  deliveries {:.0}/s  p99 {}  errors {}",
+            self.started.elapsed().as_secs_f64(),
+            phase,
+            s.open,
+            self.total,
+            (s.sent - prev.sent) as f64 / dt,
+            (s.acks - prev.acks) as f64 / dt,
+            (s.deliveries - prev.deliveries) as f64 / dt,
+            p99,
+            s.errors_total(),
+        );
+        let mut err = std::io::stderr().lock();
+        if self.tty {
+            let _ = write!(err, "\r\x1b[2K{line}");
+        } else {
+            let _ = writeln!(err, "{line}");
+        }
+        let _ = err.flush();
+    }
+
+    fn finish(&self) {
+        if self.tty && !self.quiet {
+            eprintln!();
+        }
+    }
+}
