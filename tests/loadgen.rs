@@ -1,0 +1,454 @@
+//! `loadgen` against a real hub: each scenario briefly, over WebSocket and
+//! long-polling, checking that the reported counts add up; and its command
+//! line: help, bad options, an unreachable server.
+
+mod support;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::Once;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hub::auth::TokenVerifier;
+use serde_json::{json, Value};
+use support::{start_hub, Hub, HUB};
+
+/// The loadgen binary next to the hub binary, built once for these tests.
+fn loadgen() -> Command {
+    static BUILD: Once = Once::new();
+    let bin = PathBuf::from(HUB).with_file_name("loadgen");
+    BUILD.call_once(|| {
+        let profile = if HUB.contains("/release/") {
+            vec!["--release"]
+        } else {
+            vec![]
+        };
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "-p", "loadgen", "--bin", "loadgen"])
+            .args(profile)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo to build loadgen");
+        assert!(status.success(), "building loadgen failed");
+    });
+    Command::new(bin)
+}
+
+fn url(hub: &Hub) -> String {
+    format!("http://{}", hub.addr)
+}
+
+/// Runs loadgen with `args` and `--json --quiet`; returns its summary.
+fn run_json(args: &[&str]) -> Value {
+    let out = loadgen()
+        .args(args)
+        .args(["--json", "--quiet"])
+        .output()
+        .expect("run loadgen");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "loadgen {args:?} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("loadgen printed no JSON ({e}): {stdout}"))
+}
+
+fn n(summary: &Value, key: &str) -> u64 {
+    summary[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no {key} in {summary:#}"))
+}
+
+fn assert_no_errors(summary: &Value) {
+    let errors = summary["errors"].as_object().expect("errors by cause");
+    assert!(errors.contains_key("connect_refused") && errors.contains_key("ack_timeout"));
+    let total: u64 = errors.values().map(|v| v.as_u64().unwrap()).sum();
+    assert_eq!(total, 0, "errors: {summary:#}");
+}
+
+fn assert_latency_ordered(summary: &Value) {
+    let l = &summary["latency_us"];
+    let get = |k: &str| {
+        l[k].as_f64()
+            .unwrap_or_else(|| panic!("no latency {k} in {summary:#}"))
+    };
+    assert!(n(l, "count") > 0, "no latency samples: {summary:#}");
+    assert!(get("p50") > 0.0);
+    assert!(get("p50") <= get("p90") && get("p90") <= get("p99"));
+    assert!(get("p99") <= get("p999") && get("p999") <= get("max"));
+}
+
+fn fanout_adds_up(transport: &str) {
+    let hub = start_hub(&[], &[]);
+    let summary = run_json(&[
+        "fanout",
+        "--url",
+        &url(&hub),
+        "--transport",
+        transport,
+        "--clients",
+        "60",
+        "--rooms",
+        "3",
+        "--publishers",
+        "3",
+        "--rate",
+        "60",
+        "--duration",
+        "1.5s",
+        "--warmup",
+        "500ms",
+        "--source-ips",
+        "127.0.0.2-127.0.0.4",
+    ]);
+    assert_eq!(summary["scenario"], "fanout");
+    assert_eq!(n(&summary, "connects"), 63);
+    assert_no_errors(&summary);
+    // Every publish goes to one room of 20: all of them arrive, once.
+    let expected = n(&summary, "expected_deliveries");
+    assert!(expected >= 20 * 60, "too few publishes: {summary:#}");
+    assert_eq!(expected % 20, 0);
+    assert_eq!(n(&summary, "lost"), 0, "{summary:#}");
+    assert_eq!(n(&summary, "duplicated"), 0, "{summary:#}");
+    assert_eq!(n(&summary, "unchecked"), 0, "{summary:#}");
+    // In the window: about 60 publishes a second, 20 deliveries each.
+    let per_sec = summary["deliveries_per_sec"].as_f64().unwrap();
+    assert!(
+        (600.0..=1800.0).contains(&per_sec),
+        "deliveries/s {per_sec}: {summary:#}"
+    );
+    assert_eq!(
+        n(&summary, "acks"),
+        n(&summary, "sent"),
+        "every publish acked: {summary:#}"
+    );
+    assert_latency_ordered(&summary);
+}
+
+#[test]
+fn fanout_over_websocket_delivers_every_publish_once() {
+    fanout_adds_up("websocket");
+}
+
+#[test]
+fn fanout_over_polling_delivers_every_publish_once() {
+    fanout_adds_up("polling");
+}
+
+fn echo_adds_up(transport: &str) {
+    let hub = start_hub(&["--shards", "1"], &[]);
+    let summary = run_json(&[
+        "echo",
+        "--url",
+        &url(&hub),
+        "--transport",
+        transport,
+        "--clients",
+        "20",
+        "--rate",
+        "200",
+        "--duration",
+        "1s",
+        "--warmup",
+        "300ms",
+    ]);
+    assert_eq!(n(&summary, "connects"), 20);
+    assert_no_errors(&summary);
+    assert_eq!(n(&summary, "lost"), 0);
+    let acks = n(&summary, "acks");
+    assert!(
+        (100..=300).contains(&acks),
+        "about 200 acks in 1 s: {summary:#}"
+    );
+    assert!(n(&summary, "sent").abs_diff(acks) <= 20, "{summary:#}");
+    assert_latency_ordered(&summary);
+}
+
+#[test]
+fn echo_over_websocket_acks_every_emit() {
+    echo_adds_up("websocket");
+}
+
+#[test]
+fn echo_over_polling_acks_every_emit() {
+    echo_adds_up("polling");
+}
+
+#[test]
+fn echo_closed_loop_keeps_the_inflight_window() {
+    let hub = start_hub(&[], &[]);
+    let summary = run_json(&[
+        "echo",
+        "--url",
+        &url(&hub),
+        "--clients",
+        "10",
+        "--rate",
+        "0",
+        "--inflight",
+        "4",
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+        "--payload-bytes",
+        "1000",
+    ]);
+    assert_no_errors(&summary);
+    assert_eq!(n(&summary, "lost"), 0);
+    assert!(n(&summary, "acks") > 100, "{summary:#}");
+}
+
+#[test]
+fn connect_counts_every_handshake() {
+    let hub = start_hub(&[], &[]);
+    for transport in ["websocket", "polling"] {
+        let summary = run_json(&[
+            "connect",
+            "--url",
+            &url(&hub),
+            "--transport",
+            transport,
+            "--clients",
+            "50",
+            "--rate",
+            "500",
+        ]);
+        assert_eq!(n(&summary, "connects"), 50, "{summary:#}");
+        assert_eq!(n(&summary, "connect_failures"), 0);
+        assert_no_errors(&summary);
+        assert_eq!(
+            n(&summary["latency_us"], "count"),
+            50,
+            "one handshake latency per client"
+        );
+        let rate = summary["connects_per_sec"].as_f64().unwrap();
+        // 50 clients paced at 500/s take about 0.1 s.
+        assert!(rate > 100.0 && rate < 1000.0, "connects/s {rate}");
+        assert_latency_ordered(&summary);
+    }
+}
+
+#[test]
+fn idle_reports_server_memory_per_connection() {
+    let hub = start_hub(&[], &[]);
+    let pid = hub.child.id().to_string();
+    let summary = run_json(&[
+        "idle",
+        "--url",
+        &url(&hub),
+        "--clients",
+        "200",
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+        "--server-pid",
+        &pid,
+    ]);
+    assert_eq!(n(&summary, "connects"), 200);
+    assert_no_errors(&summary);
+    let per_conn = summary["server_rss_bytes_per_conn"]
+        .as_f64()
+        .expect("rss per connection");
+    assert!(per_conn.is_finite());
+    let server = &summary["server"];
+    assert_eq!(server["pid"].as_u64(), Some(hub.child.id() as u64));
+    assert!(n(server, "rss_after_bytes") > 0);
+    assert!(server["cpu_s"].as_f64().unwrap() >= 0.0);
+}
+
+#[test]
+fn namespace_and_token_reach_an_authenticated_hub() {
+    let secret = "loadgen-test-secret";
+    let hub = start_hub(&["--auth-secret", secret, "--namespace", "/bench"], &[]);
+    let exp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let token = TokenVerifier::new(secret.as_bytes())
+        .sign(&json!({"exp": exp, "rooms": ["room-*"], "publish": ["room-*"]}));
+    let summary = run_json(&[
+        "fanout",
+        "--url",
+        &url(&hub),
+        "--namespace",
+        "/bench",
+        "--token",
+        &token,
+        "--clients",
+        "10",
+        "--publishers",
+        "1",
+        "--rate",
+        "50",
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+    ]);
+    assert_no_errors(&summary);
+    assert_eq!(n(&summary, "lost"), 0);
+    assert!(n(&summary, "deliveries") > 0);
+
+    // Without the token every namespace CONNECT is refused, and said so.
+    let out = loadgen()
+        .args([
+            "echo",
+            "--url",
+            &url(&hub),
+            "--namespace",
+            "/bench",
+            "--clients",
+            "3",
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("namespace_refused"), "{stderr}");
+}
+
+#[test]
+fn hist_log_and_plot_are_written() {
+    let hub = start_hub(&[], &[]);
+    let dir = std::env::temp_dir().join(format!("loadgen-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (hist, plot) = (dir.join("echo.hlog"), dir.join("echo.svg"));
+    run_json(&[
+        "echo",
+        "--url",
+        &url(&hub),
+        "--clients",
+        "5",
+        "--rate",
+        "100",
+        "--duration",
+        "1s",
+        "--warmup",
+        "0s",
+        "--hist",
+        hist.to_str().unwrap(),
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
+    let log = std::fs::read_to_string(&hist).unwrap();
+    assert!(log.contains("#[StartTime:"), "{log}");
+    let intervals = log
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.starts_with("\"Start"))
+        .count();
+    assert!(intervals >= 1, "no interval histograms: {log}");
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(
+        svg.contains("<svg") && svg.contains("percentile"),
+        "not a chart"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn help_shows_every_scenario_and_option() {
+    let out = loadgen().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for word in [
+        "connect",
+        "echo",
+        "fanout",
+        "idle",
+        "--url",
+        "--transport",
+        "--clients",
+        "--rooms",
+        "--rooms-per-client",
+        "--publishers",
+        "--rate",
+        "--inflight",
+        "--duration",
+        "--warmup",
+        "--drain",
+        "--payload-bytes",
+        "--namespace",
+        "--token",
+        "--source-ips",
+        "--shards",
+        "--concurrency",
+        "--timeout",
+        "--server-pid",
+        "--json",
+        "--hist",
+        "--plot",
+        "--quiet",
+    ] {
+        assert!(
+            help.contains(word),
+            "--help does not mention {word}:\n{help}"
+        );
+    }
+}
+
+fn fails(args: &[&str]) -> (Option<i32>, String) {
+    let Output { status, stderr, .. } = loadgen().args(args).output().unwrap();
+    (status.code(), String::from_utf8_lossy(&stderr).into_owned())
+}
+
+#[test]
+fn wrong_options_are_refused_with_a_reason() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["echo", "--bogus"], "--bogus"),
+        (&["teleport"], "teleport"),
+        (&["echo", "--clients", "many"], "--clients"),
+        (&["echo", "--duration", "soon"], "duration"),
+        (&["fanout", "--rooms", "0"], "--rooms"),
+        (
+            &["fanout", "--rooms", "2", "--rooms-per-client", "3"],
+            "--rooms-per-client",
+        ),
+        (&["echo", "--payload-bytes", "8"], "--payload-bytes"),
+        (&["echo", "--source-ips", "127.0.0.9-127.0.0.2"], "range"),
+        (&["echo", "--url", "ftp://x"], "not an http"),
+        (&["echo", "--url", "https://127.0.0.1"], "TLS"),
+    ];
+    for (args, needle) in cases {
+        let (code, stderr) = fails(args);
+        assert!(
+            code == Some(2) || code == Some(1),
+            "{args:?} exited {code:?}"
+        );
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn an_unreachable_server_is_an_error() {
+    let port = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let (code, stderr) = fails(&[
+        "echo",
+        "--url",
+        &format!("http://127.0.0.1:{port}"),
+        "--clients",
+        "4",
+        "--quiet",
+    ]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no client could connect") && stderr.contains("connect_refused"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn server_pid_that_does_not_exist_is_an_error() {
+    let (code, stderr) = fails(&["idle", "--clients", "1", "--server-pid", "4000000000"]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("--server-pid"), "{stderr}");
+}
