@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         eprintln!("loadgen: {e}");
         return ExitCode::from(2);
     }
+    raise_open_file_limit();
     let (json, plot) = (args.json, args.plot.clone());
     let title = format!("{:?} latency, {}", args.scenario, args.url).to_lowercase();
     let outcome = match run::run(args) {
@@ -47,4 +48,16 @@ fn main() -> ExitCode {
         print!("{}", outcome.summary.table());
     }
     ExitCode::SUCCESS
+}
+
+/// Each client is a descriptor (two over polling): take the hard limit.
+fn raise_open_file_limit() {
+    // SAFETY: getrlimit/setrlimit on a stack value.
+    unsafe {
+        let mut limit = std::mem::zeroed::<libc::rlimit>();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }
