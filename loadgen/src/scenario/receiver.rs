@@ -73,6 +73,8 @@ pub async fn hold(
     let counters = shard.counters();
     loop {
         let mut closed = false;
+        // One clock read per batch of packets, not per delivery.
+        let mut now = 0;
         conn.recv(out, &mut |p, out| {
             if keepalive(p, out) {
                 return;
@@ -90,7 +92,10 @@ pub async fn hold(
                     match window.record(stamp.seq) {
                         Seen::New => {
                             bump(&counters.deliveries, 1);
-                            shard.record(stamp.nanos, now_ns());
+                            if now == 0 {
+                                now = now_ns();
+                            }
+                            shard.record(stamp.nanos, now);
                         }
                         Seen::Duplicate => bump(&counters.duplicated, 1),
                         Seen::TooOld => bump(&counters.unchecked, 1),
