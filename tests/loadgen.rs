@@ -120,9 +120,10 @@ fn fanout_adds_up(transport: &str) {
         (600.0..=1800.0).contains(&per_sec),
         "deliveries/s {per_sec}: {summary:#}"
     );
-    assert_eq!(
-        n(&summary, "acks"),
-        n(&summary, "sent"),
+    // Sends and acks are counted in the same window: a publish in flight at
+    // either edge may land on the other side of it.
+    assert!(
+        n(&summary, "acks").abs_diff(n(&summary, "sent")) <= 6,
         "every publish acked: {summary:#}"
     );
     assert_latency_ordered(&summary);
