@@ -81,6 +81,7 @@ sharded_tests!(
     polling_text_echo_v4,
     polling_base64_binary_v4,
     websocket_echo_v4,
+    websocket_frames_split_and_batched_v4,
     error_codes_v4,
     eio3_rejected_with_no_eio3,
     oversized_post_413_session_survives,
@@ -95,6 +96,7 @@ sharded_tests!(
     upgrade_answers_pending_get_with_noop,
     upgrade_answers_get_during_upgrade_with_noop,
     upgrade_flushes_queued_messages,
+    upgrade_with_frames_behind_it,
     upgrade_second_websocket_is_closed,
     websocket_frame_over_max_payload_1009,
     cross_shard_polling_on_fresh_connections,
@@ -257,6 +259,66 @@ fn websocket_echo_v4(shards: u32) {
     assert_eio_error_any(&resp, &[1, 3], "polling on a websocket session");
     ws_send_text(&mut ws, "4still");
     assert_eq!(ws_text(&mut ws), "4still");
+}
+
+/// A masked client text frame built by hand, to control how its bytes are
+/// split across writes.
+fn masked_text_frame(text: &str) -> Vec<u8> {
+    let payload = text.as_bytes();
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut frame = vec![0x81];
+    match payload.len() {
+        n if n < 126 => frame.push(0x80 | n as u8),
+        n if n < 65536 => {
+            frame.push(0x80 | 126);
+            frame.extend((n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(0x80 | 127);
+            frame.extend((n as u64).to_be_bytes());
+        }
+    }
+    frame.extend(mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+/// However the client's bytes are cut into reads, every frame is decoded
+/// once, in order: several frames in one write, a frame a byte at a time, a
+/// frame cut with the next behind it, a message larger than one read.
+fn websocket_frames_split_and_batched_v4(shards: u32) {
+    let srv = start(shards, &[]);
+    let (mut ws, _, _) = ws_open(srv.addr(), 4);
+    let batch: Vec<u8> = ["4a", "4b", "4c"]
+        .iter()
+        .flat_map(|t| masked_text_frame(t))
+        .collect();
+    ws.get_mut().write_all(&batch).unwrap();
+    for t in ["4a", "4b", "4c"] {
+        assert_eq!(ws_text(&mut ws), t);
+    }
+    for byte in masked_text_frame("4slow") {
+        ws.get_mut().write_all(&[byte]).unwrap();
+        thread::sleep(MS(2));
+    }
+    assert_eq!(ws_text(&mut ws), "4slow");
+    let (one, two) = (masked_text_frame("4one"), masked_text_frame("4two"));
+    let mut bytes = one;
+    bytes.extend(&two[..3]);
+    ws.get_mut().write_all(&bytes).unwrap();
+    thread::sleep(MS(20));
+    ws.get_mut().write_all(&two[3..]).unwrap();
+    assert_eq!(ws_text(&mut ws), "4one");
+    assert_eq!(ws_text(&mut ws), "4two");
+    let big = format!("4{}", "x".repeat(300_000));
+    let frame = masked_text_frame(&big);
+    let (head, tail) = frame.split_at(100_000);
+    ws.get_mut().write_all(head).unwrap();
+    thread::sleep(MS(20));
+    ws.get_mut().write_all(tail).unwrap();
+    assert_eq!(ws_text(&mut ws), big);
+    ws_send_text(&mut ws, "4end");
+    assert_eq!(ws_text(&mut ws), "4end");
 }
 
 // ---------------------------------------------------------------------------
@@ -570,6 +632,26 @@ fn upgrade_flushes_queued_messages(shards: u32) {
         ws_read_within(&mut ws, MS(200)).is_none(),
         "nothing else is queued"
     );
+}
+
+/// Messages the client sends in the same write as its upgrade packet belong
+/// to the upgraded session.
+fn upgrade_with_frames_behind_it(shards: u32) {
+    let srv = start(shards, &[]);
+    let s = Session::open(srv.addr(), 4);
+    let mut ws = ws_connect(
+        srv.addr(),
+        &format!("EIO=4&transport=websocket&sid={}", s.sid),
+    );
+    ws_send_text(&mut ws, "2probe");
+    assert_eq!(ws_text(&mut ws), "3probe");
+    let bytes: Vec<u8> = ["5", "4right behind", "4and another"]
+        .iter()
+        .flat_map(|t| masked_text_frame(t))
+        .collect();
+    ws.get_mut().write_all(&bytes).unwrap();
+    assert_eq!(ws_text(&mut ws), "4right behind");
+    assert_eq!(ws_text(&mut ws), "4and another");
 }
 
 fn upgrade_second_websocket_is_closed(shards: u32) {

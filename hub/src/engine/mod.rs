@@ -5,11 +5,13 @@
 mod config;
 mod echo;
 mod handler;
+mod pairs;
 mod socket;
 
 pub use config::{EngineConfig, ServerConfig};
 pub use echo::Echo;
 pub use handler::{Handler, HandlerFactory};
+pub use pairs::Pairs;
 pub(crate) use socket::SessionEntry;
 pub use socket::{HandshakeInfo, Socket};
 

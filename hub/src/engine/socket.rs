@@ -1,40 +1,36 @@
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use crate::engineio::session::{CloseReason, Event, Session};
 use crate::engineio::{Data, ProtocolVersion, Sid, TransportKind};
 use crate::shard::signal::Signal;
 
-use super::Handler;
+use super::{Handler, Pairs};
 
-/// What the client said when it opened the session.
+/// What the client said when it opened the session. Kept for the session's
+/// life and shared (the Socket.IO handshake of each namespace refers to it).
 #[derive(Clone, Debug)]
 pub struct HandshakeInfo {
     pub remote_addr: SocketAddr,
     /// The request target of the handshake, path and query.
     pub url: String,
     /// The query parameters, in order, Engine.IO's own included.
-    pub query: Vec<(String, String)>,
+    pub query: Pairs,
     /// Header names are lower case.
-    pub headers: Vec<(String, String)>,
+    pub headers: Pairs,
     pub issued: SystemTime,
 }
 
 impl HandshakeInfo {
     pub fn query_param(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.query.get(name)
     }
 
     pub fn header(&self, lower_name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == lower_name)
-            .map(|(_, v)| v.as_str())
+        self.headers.get(lower_name)
     }
 }
 
@@ -44,13 +40,14 @@ pub(crate) struct SessionEntry {
     pub sid: Sid,
     pub shard: usize,
     pub session: RefCell<Session>,
+    /// The endpoint the session belongs to, on its shard.
+    pub endpoint: usize,
     /// The outbox, a parked GET's answer or the upgrade state changed.
     pub io_changed: Signal,
-    /// The session's next deadline moved earlier than the one its timer sleeps on.
-    pub timer_changed: Signal,
-    /// The deadline the timer task sleeps until (None: until notified).
+    /// The deadline the session is queued for on its shard's clock (None:
+    /// not queued).
     pub armed_deadline: Cell<Option<Instant>>,
-    pub handshake: HandshakeInfo,
+    pub handshake: Arc<HandshakeInfo>,
     pub handler: Rc<dyn Handler>,
 }
 
@@ -74,16 +71,16 @@ impl SessionEntry {
                 Default::default(),
                 now,
             )),
+            endpoint: 0,
             io_changed: Signal::new(),
-            timer_changed: Signal::new(),
             armed_deadline: Cell::new(None),
-            handshake: HandshakeInfo {
+            handshake: Arc::new(HandshakeInfo {
                 remote_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
                 url: "/socket.io/?EIO=4&transport=websocket".to_string(),
-                query: Vec::new(),
-                headers: Vec::new(),
+                query: Pairs::default(),
+                headers: Pairs::default(),
                 issued: SystemTime::now(),
-            },
+            }),
             handler,
         })
     }
@@ -110,17 +107,18 @@ impl SessionEntry {
         self.rearm_timer();
     }
 
-    /// Wake the timer task only when it sleeps past the session's next deadline.
-    pub fn rearm_timer(&self) {
+    /// Queue the session on its shard's clock when its next deadline is
+    /// earlier than the one it is queued for (a later one is found when the
+    /// clock gets to the earlier).
+    pub fn rearm_timer(self: &Rc<Self>) {
         let next = self.session.borrow().next_deadline();
         let earlier = match (next, self.armed_deadline.get()) {
             (Some(next), Some(armed)) => next < armed,
             (Some(_), None) => true,
-            // No deadline left: the timer must look again to finish or wait.
-            (None, _) => self.session.borrow().is_closed(),
+            (None, _) => false,
         };
         if earlier {
-            self.timer_changed.notify();
+            crate::shard::timer::rearm(self);
         }
     }
 }
@@ -204,6 +202,11 @@ impl Socket {
 
     pub fn handshake(&self) -> &HandshakeInfo {
         &self.0.handshake
+    }
+
+    /// The handshake, shared.
+    pub(crate) fn handshake_shared(&self) -> Arc<HandshakeInfo> {
+        self.0.handshake.clone()
     }
 
     /// Packets queued and not yet written.

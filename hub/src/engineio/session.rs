@@ -474,6 +474,7 @@ impl Session {
                 ProtocolVersion::V3 => {
                     self.heartbeat_deadline =
                         Some(now + self.config.ping_interval + self.config.ping_timeout);
+                    self.release_spare_room();
                     self.outbox.push_back(Packet::Pong(data));
                 }
                 ProtocolVersion::V4 => self.close(CloseReason::TransportError, now),
@@ -482,11 +483,24 @@ impl Session {
                 ProtocolVersion::V4 => {
                     self.heartbeat_deadline = None;
                     self.next_ping = Some(now + self.config.ping_interval);
+                    self.release_spare_room();
                 }
                 ProtocolVersion::V3 => self.close(CloseReason::TransportError, now),
             },
             // Harmless out of place, as in the reference server.
             Packet::Open(_) | Packet::Upgrade | Packet::Noop => {}
+        }
+    }
+
+    /// Once a heartbeat, give back the room of empty queues: a busy session
+    /// keeps it from message to message (queueing to it allocates nothing),
+    /// an idle one holds none.
+    fn release_spare_room(&mut self) {
+        if self.events.is_empty() {
+            self.events = VecDeque::new();
+        }
+        if self.outbox.is_empty() {
+            self.outbox = VecDeque::new();
         }
     }
 
@@ -503,13 +517,22 @@ impl Session {
     /// For a WebSocket session: take everything queued for the wire.
     /// Once closed, this is the last call and the session is finished.
     pub fn take_ws_packets(&mut self, out: &mut Vec<Packet>) {
-        if self.transport != TransportKind::WebSocket {
-            return;
+        while let Some(packet) = self.pop_ws_packet() {
+            out.push(packet);
         }
-        out.extend(self.outbox.drain(..));
-        if self.closed.is_some() {
+    }
+
+    /// For a WebSocket session: the next packet queued for the wire. Once
+    /// closed, the session is finished when this returns `None`.
+    pub fn pop_ws_packet(&mut self) -> Option<Packet> {
+        if self.transport != TransportKind::WebSocket {
+            return None;
+        }
+        let packet = self.outbox.pop_front();
+        if packet.is_none() && self.closed.is_some() {
             self.finished = true;
         }
+        packet
     }
 
     /// A WebSocket with this session's sid opened; it may take over once probed.

@@ -300,9 +300,11 @@ impl Adapter for ShardAdapter {
             return;
         }
         let mut index = nsp.rooms.borrow_mut();
-        // One allocation per room name, shared by the index and its members.
+        // One allocation per room name, shared by the index and its members
+        // (a socket's own room is named by its id: that one is shared too).
         let name: Rc<str> = match index.get_key_value(room) {
             Some((name, _)) => name.clone(),
+            None if *socket.id == *room => socket.id.clone(),
             None => Rc::from(room),
         };
         index

@@ -1,10 +1,8 @@
 //! One Engine.IO connection as the Socket.IO layer sees it: its packet
 //! decoder and the sockets it has opened in namespaces.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-
-use glommio::task::JoinHandle;
 
 use super::outgoing::Outgoing;
 use super::socket::SocketInner;
@@ -16,8 +14,8 @@ pub(crate) struct Client {
     pub protocol: Protocol,
     pub decoder: RefCell<Decoder>,
     sockets: RefCell<Vec<Rc<SocketInner>>>,
-    /// Closes the connection if no namespace is joined in time.
-    pub connect_timer: RefCell<Option<JoinHandle<()>>>,
+    /// No namespace joined yet: the connection closes at the connect timeout.
+    pub awaiting_connect: Cell<bool>,
 }
 
 impl Client {
@@ -27,7 +25,7 @@ impl Client {
             protocol,
             decoder: RefCell::new(Decoder::new(protocol, max_attachments)),
             sockets: RefCell::new(Vec::new()),
-            connect_timer: RefCell::new(None),
+            awaiting_connect: Cell::new(false),
         }
     }
 
@@ -59,9 +57,7 @@ impl Client {
 
     pub fn add(&self, socket: Rc<SocketInner>) {
         self.sockets.borrow_mut().push(socket);
-        if let Some(timer) = self.connect_timer.borrow_mut().take() {
-            timer.cancel();
-        }
+        self.awaiting_connect.set(false);
     }
 
     pub fn remove(&self, socket: &SocketInner) {
@@ -80,9 +76,5 @@ impl Client {
             .iter()
             .map(|s| s.nsp.name.clone())
             .collect()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.sockets.borrow().is_empty()
     }
 }

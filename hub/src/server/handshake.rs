@@ -1,74 +1,87 @@
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 
-use crate::engine::Socket as EngineSocket;
+use crate::engine::{HandshakeInfo, Pairs, Socket as EngineSocket};
 
 /// What the client sent when its socket connected, as the reference
-/// server's `socket.handshake`.
+/// server's `socket.handshake`. The HTTP part is the connection's, shared by
+/// the sockets of all its namespaces; the rest is this socket's.
 #[derive(Clone, Debug)]
 pub struct Handshake {
-    /// Header names are lower case.
-    pub headers: Vec<(String, String)>,
-    /// When the connection opened, as an HTTP date.
-    pub time: String,
-    pub address: SocketAddr,
-    /// Whether the request came from another origin (an `Origin` header was sent).
-    pub xdomain: bool,
-    /// Whether the connection is TLS (never: hub speaks plain HTTP; put TLS in front).
-    pub secure: bool,
-    /// Milliseconds since the Unix epoch.
-    pub issued: u64,
-    /// The request target of the Engine.IO handshake.
-    pub url: String,
-    /// The handshake query, then (v2 clients) the namespace's CONNECT query.
-    pub query: Vec<(String, String)>,
+    info: Arc<HandshakeInfo>,
+    /// v2 clients: the namespace's CONNECT query, which follows the handshake's.
+    connect_query: Pairs,
     /// The CONNECT auth object (v3/v4 clients); `{}` when none.
     pub auth: Value,
 }
 
 impl Handshake {
     pub(crate) fn new(conn: &EngineSocket, auth: Value, connect_query: Option<&str>) -> Handshake {
-        let info = conn.handshake();
-        let mut query = info.query.clone();
-        if let Some(extra) = connect_query {
-            query.extend(
-                form_urlencoded::parse(extra.as_bytes())
-                    .map(|(k, v)| (k.into_owned(), v.into_owned())),
-            );
-        }
-        let issued = info
-            .issued
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let connect_query = match connect_query {
+            Some(extra) => form_urlencoded::parse(extra.as_bytes()).collect(),
+            None => Pairs::default(),
+        };
         Handshake {
-            headers: info.headers.clone(),
-            time: httpdate::fmt_http_date(info.issued.min(SystemTime::now())),
-            address: info.remote_addr,
-            xdomain: info.header("origin").is_some(),
-            secure: false,
-            issued,
-            url: info.url.clone(),
-            query,
+            info: conn.handshake_shared(),
+            connect_query,
             auth,
         }
     }
 
+    /// The request headers; names are lower case.
+    pub fn headers(&self) -> &Pairs {
+        &self.info.headers
+    }
+
     pub fn header(&self, lower_name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == lower_name)
-            .map(|(_, v)| v.as_str())
+        self.info.header(lower_name)
+    }
+
+    /// When the connection opened, as an HTTP date.
+    pub fn time(&self) -> String {
+        httpdate::fmt_http_date(self.info.issued.min(SystemTime::now()))
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.info.remote_addr
+    }
+
+    /// Whether the request came from another origin (an `Origin` header was sent).
+    pub fn xdomain(&self) -> bool {
+        self.header("origin").is_some()
+    }
+
+    /// Whether the connection is TLS (never: hub speaks plain HTTP; put TLS in front).
+    pub fn secure(&self) -> bool {
+        false
+    }
+
+    /// Milliseconds since the Unix epoch.
+    pub fn issued(&self) -> u64 {
+        self.info
+            .issued
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+
+    /// The request target of the Engine.IO handshake.
+    pub fn url(&self) -> &str {
+        &self.info.url
+    }
+
+    /// The handshake query, then (v2 clients) the namespace's CONNECT query.
+    pub fn query(&self) -> impl DoubleEndedIterator<Item = (&str, &str)> + '_ {
+        self.info.query.iter().chain(self.connect_query.iter())
     }
 
     /// The last value of a query parameter (a CONNECT query overrides the handshake's).
     pub fn query_param(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.connect_query
+            .get_last(name)
+            .or_else(|| self.info.query.get_last(name))
     }
 }
 

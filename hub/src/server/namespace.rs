@@ -1,10 +1,12 @@
 //! A namespace on one shard: its sockets and its room index.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::future::Future;
+use std::hash::BuildHasherDefault;
 use std::rc::Rc;
 
-use ahash::AHashMap;
+use ahash::{AHashMap, AHasher};
 
 use super::args::Args;
 use super::broadcast::{BroadcastOperator, RemoteSocket};
@@ -12,7 +14,72 @@ use super::io::NamespaceDef;
 use super::shard::SioShard;
 use super::socket::{EmitError, Socket, SocketInner};
 
-pub(crate) type Members = AHashMap<u64, Rc<SocketInner>>;
+/// Sockets by their shard-local key (a counter, so a fixed hasher will do:
+/// a table per room then carries no hasher state).
+type SocketTable = HashMap<u64, Rc<SocketInner>, BuildHasherDefault<AHasher>>;
+
+/// The sockets of a room, or of a namespace. Most rooms are a socket's own
+/// room, with that one member: it is kept in place, without a table.
+pub(crate) enum Members {
+    One(u64, Rc<SocketInner>),
+    Many(SocketTable),
+}
+
+impl Default for Members {
+    fn default() -> Members {
+        Members::Many(SocketTable::default())
+    }
+}
+
+impl Members {
+    pub fn insert(&mut self, key: u64, socket: Rc<SocketInner>) {
+        match self {
+            Members::Many(table) if table.is_empty() => *self = Members::One(key, socket),
+            Members::Many(table) => {
+                table.insert(key, socket);
+            }
+            Members::One(one, _) if *one == key => *self = Members::One(key, socket),
+            Members::One(..) => {
+                let Members::One(one, first) = std::mem::take(self) else {
+                    unreachable!("matched above");
+                };
+                let mut table = SocketTable::default();
+                table.insert(one, first);
+                table.insert(key, socket);
+                *self = Members::Many(table);
+            }
+        }
+    }
+
+    pub fn remove(&mut self, key: &u64) {
+        match self {
+            Members::One(one, _) if one == key => *self = Members::default(),
+            Members::One(..) => {}
+            Members::Many(table) => {
+                table.remove(key);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Members::One(..) => 1,
+            Members::Many(table) => table.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &Rc<SocketInner>> {
+        let (one, many) = match self {
+            Members::One(_, socket) => (Some(socket), None),
+            Members::Many(table) => (None, Some(table.values())),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
+}
 
 pub(crate) struct Nsp {
     pub name: String,
@@ -26,7 +93,7 @@ impl Nsp {
         Nsp {
             name: name.to_string(),
             def,
-            sockets: RefCell::new(AHashMap::new()),
+            sockets: RefCell::new(Members::default()),
             rooms: RefCell::new(AHashMap::new()),
         }
     }

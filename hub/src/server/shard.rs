@@ -4,8 +4,10 @@
 
 use std::any::Any;
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
+use std::time::Instant;
 
 use ahash::AHashMap;
 use glommio::timer::Timer;
@@ -36,6 +38,11 @@ pub(crate) struct SioShard {
     clients: RefCell<AHashMap<Sid, Rc<Client>>>,
     next_key: Cell<u64>,
     next_request: Cell<u64>,
+    /// Clients with no namespace joined yet, with their connect deadline
+    /// (all given the same time, so in deadline order).
+    awaiting_connect: RefCell<VecDeque<(Instant, Weak<Client>)>>,
+    /// A task is sleeping until the first of them is due.
+    connect_sweeper: Cell<bool>,
     pub(crate) pending_stats: PendingStats,
     pub adapter: ShardAdapter,
 }
@@ -62,6 +69,8 @@ impl SioShard {
             clients: RefCell::new(AHashMap::new()),
             next_key: Cell::new(0),
             next_request: Cell::new(0),
+            awaiting_connect: RefCell::new(VecDeque::new()),
+            connect_sweeper: Cell::new(false),
             pending_stats: Rc::default(),
             adapter: ShardAdapter::new(shard, instance),
         });
@@ -270,19 +279,62 @@ impl SioShard {
         }
     }
 
+    /// Close the client if it has joined no namespace by the connect timeout.
     fn start_connect_timer(&self, client: &Rc<Client>) {
-        let timeout = self.config.settings.connect_timeout;
-        let weak = Rc::downgrade(client);
-        let task = glommio::spawn_local(async move {
-            Timer::new(timeout).await;
-            if let Some(client) = weak.upgrade() {
-                if client.is_empty() {
+        client.awaiting_connect.set(true);
+        let deadline = Instant::now() + self.config.settings.connect_timeout;
+        self.awaiting_connect
+            .borrow_mut()
+            .push_back((deadline, Rc::downgrade(client)));
+        if !self.connect_sweeper.replace(true) {
+            glommio::spawn_local(sweep_connect_timeouts(self.me.clone())).detach();
+        }
+    }
+}
+
+/// Close the clients that joined no namespace in time, in the order they
+/// came; ends when none is waiting. (One task per shard rather than a timer
+/// task per client: idle connections should cost little, and glommio 0.9
+/// does not free a task cancelled through its `JoinHandle`.)
+async fn sweep_connect_timeouts(me: Weak<SioShard>) {
+    loop {
+        let first = {
+            let Some(shard) = me.upgrade() else {
+                return;
+            };
+            let first = shard.awaiting_connect.borrow().front().map(|(at, _)| *at);
+            if first.is_none() {
+                // Give back the queue's room until the next client comes.
+                *shard.awaiting_connect.borrow_mut() = VecDeque::new();
+                shard.connect_sweeper.set(false);
+            }
+            first
+        };
+        let Some(first) = first else {
+            return;
+        };
+        Timer::new(first.saturating_duration_since(Instant::now())).await;
+        let Some(shard) = me.upgrade() else {
+            return;
+        };
+        let now = Instant::now();
+        loop {
+            let due = {
+                let mut waiting = shard.awaiting_connect.borrow_mut();
+                match waiting.front() {
+                    Some((at, _)) if *at <= now => waiting.pop_front(),
+                    _ => None,
+                }
+            };
+            let Some((_, client)) = due else {
+                break;
+            };
+            if let Some(client) = client.upgrade() {
+                if client.awaiting_connect.get() {
                     client.conn.close();
                 }
             }
-        })
-        .detach();
-        *client.connect_timer.borrow_mut() = Some(task);
+        }
     }
 }
 
@@ -342,9 +394,7 @@ impl Handler for SioShard {
         let Some(client) = client else {
             return;
         };
-        if let Some(timer) = client.connect_timer.borrow_mut().take() {
-            timer.cancel();
-        }
+        client.awaiting_connect.set(false);
         let reason = DisconnectReason::from(reason);
         for socket in client.sockets_snapshot() {
             socket.close(reason, false);

@@ -1,12 +1,14 @@
 //! A socket: one client in one namespace, on the shard that owns it.
 
-use std::any::Any;
-use std::cell::{Cell, RefCell};
+use std::any::{Any, TypeId};
+use std::cell::{Cell, RefCell, RefMut};
+use std::collections::HashMap;
 use std::future::Future;
+use std::hash::BuildHasherDefault;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
-use ahash::AHashMap;
+use ahash::{AHashMap, AHashSet, AHasher};
 use futures_lite::future;
 use glommio::channels::local_channel::{self, LocalSender};
 use glommio::timer::Timer;
@@ -73,13 +75,65 @@ pub(crate) struct SocketInner {
     pub mark: Cell<u64>,
     listeners: RefCell<Vec<Listener>>,
     next_listener: Cell<u64>,
-    middlewares: RefCell<Vec<SocketMiddleware>>,
-    on_disconnect: RefCell<Vec<ReasonHandler>>,
-    on_disconnecting: RefCell<Vec<ReasonHandler>>,
-    on_error: RefCell<Vec<ErrorHandler>>,
-    acks: RefCell<AHashMap<u64, LocalSender<Args>>>,
+    /// Allocated when the first is added: most sockets have none.
+    hooks: RefCell<Option<Box<Hooks>>>,
+    /// By ack id (a counter: a fixed hasher will do, and keeps the socket smaller).
+    acks: RefCell<HashMap<u64, LocalSender<Args>, BuildHasherDefault<AHasher>>>,
     next_ack: Cell<u64>,
     data: RefCell<Option<Rc<dyn Any>>>,
+}
+
+/// Event names shared by the listeners of every socket on the shard, at most
+/// this many (past it, a listener has its own copy).
+const SHARED_EVENT_NAMES: usize = 1024;
+
+thread_local! {
+    static EVENT_NAMES: RefCell<AHashSet<Rc<str>>> = RefCell::new(AHashSet::new());
+    static STATELESS_HANDLERS: RefCell<AHashMap<TypeId, EventHandler>> =
+        RefCell::new(AHashMap::new());
+}
+
+/// An event name for a listener: an application listens for the same few
+/// names on every socket, so they are shared rather than copied.
+fn event_name(event: &str) -> Rc<str> {
+    EVENT_NAMES.with(|names| {
+        let mut names = names.borrow_mut();
+        if let Some(name) = names.get(event) {
+            return name.clone();
+        }
+        let name: Rc<str> = Rc::from(event);
+        if names.len() < SHARED_EVENT_NAMES {
+            names.insert(name.clone());
+        }
+        name
+    })
+}
+
+/// A listener's handler. A closure that captures nothing is the same
+/// function for every socket that registers it: one allocation is shared.
+fn event_handler<F>(handler: F) -> EventHandler
+where
+    F: Fn(&Socket, Args, Option<Ack>) + 'static,
+{
+    if std::mem::size_of::<F>() != 0 {
+        return Rc::new(handler);
+    }
+    STATELESS_HANDLERS.with(|shared| {
+        shared
+            .borrow_mut()
+            .entry(TypeId::of::<F>())
+            .or_insert_with(|| Rc::new(handler))
+            .clone()
+    })
+}
+
+/// A socket's middleware and its handlers other than event listeners.
+#[derive(Default)]
+struct Hooks {
+    middlewares: Vec<SocketMiddleware>,
+    on_disconnect: Vec<ReasonHandler>,
+    on_disconnecting: Vec<ReasonHandler>,
+    on_error: Vec<ErrorHandler>,
 }
 
 /// A client connected to one namespace (the reference server's `Socket`).
@@ -116,11 +170,8 @@ impl SocketInner {
             mark: Cell::new(0),
             listeners: RefCell::new(Vec::new()),
             next_listener: Cell::new(0),
-            middlewares: RefCell::new(Vec::new()),
-            on_disconnect: RefCell::new(Vec::new()),
-            on_disconnecting: RefCell::new(Vec::new()),
-            on_error: RefCell::new(Vec::new()),
-            acks: RefCell::new(AHashMap::new()),
+            hooks: RefCell::new(None),
+            acks: RefCell::new(HashMap::default()),
             next_ack: Cell::new(0),
             data: RefCell::new(None),
         }
@@ -131,7 +182,7 @@ impl SocketInner {
         let socket = Socket(self.clone());
         let mut index = 0;
         loop {
-            let middleware = self.middlewares.borrow().get(index).cloned();
+            let middleware = self.hook(|h| h.middlewares.get(index).cloned()).flatten();
             let Some(middleware) = middleware else { break };
             index += 1;
             if let Err(message) = middleware(&socket, event, &args) {
@@ -180,8 +231,9 @@ impl SocketInner {
     /// Fire the socket's `error` listeners.
     pub(crate) fn report_error(self: &Rc<Self>, message: &str) {
         let socket = Socket(self.clone());
-        let handlers: SmallVec<[ErrorHandler; 2]> =
-            self.on_error.borrow().iter().cloned().collect();
+        let handlers: SmallVec<[ErrorHandler; 2]> = self
+            .hook(|h| h.on_error.iter().cloned().collect())
+            .unwrap_or_default();
         for handler in handlers {
             handler(&socket, message);
         }
@@ -200,8 +252,9 @@ impl SocketInner {
             return;
         }
         let socket = Socket(self.clone());
-        let handlers: SmallVec<[ReasonHandler; 2]> =
-            self.on_disconnecting.borrow().iter().cloned().collect();
+        let handlers: SmallVec<[ReasonHandler; 2]> = self
+            .hook(|h| h.on_disconnecting.iter().cloned().collect())
+            .unwrap_or_default();
         for handler in handlers {
             handler(&socket, reason);
         }
@@ -215,18 +268,29 @@ impl SocketInner {
         }
         // Waiting acknowledgements fail now: dropping their senders wakes them.
         self.acks.borrow_mut().clear();
-        let handlers: SmallVec<[ReasonHandler; 2]> =
-            self.on_disconnect.borrow().iter().cloned().collect();
+        let handlers: SmallVec<[ReasonHandler; 2]> = self
+            .hook(|h| h.on_disconnect.iter().cloned().collect())
+            .unwrap_or_default();
         for handler in handlers {
             handler(&socket, reason);
         }
         // Handlers often hold the socket: drop them to break the cycle.
         self.listeners.borrow_mut().clear();
-        self.middlewares.borrow_mut().clear();
-        self.on_disconnect.borrow_mut().clear();
-        self.on_disconnecting.borrow_mut().clear();
-        self.on_error.borrow_mut().clear();
+        let hooks = self.hooks.borrow_mut().take();
+        drop(hooks);
         self.data.borrow_mut().take();
+    }
+
+    /// Look into the socket's hooks, if it has any.
+    fn hook<T>(&self, f: impl FnOnce(&Hooks) -> T) -> Option<T> {
+        self.hooks.borrow().as_deref().map(f)
+    }
+
+    /// The socket's hooks, to add one.
+    fn hooks_mut(&self) -> RefMut<'_, Hooks> {
+        RefMut::map(self.hooks.borrow_mut(), |hooks| {
+            &mut **hooks.get_or_insert_with(Box::default)
+        })
     }
 
     fn emit(
@@ -333,7 +397,11 @@ impl Socket {
         RequestInfo {
             method: "GET",
             url: info.url.clone(),
-            headers: info.headers.clone(),
+            headers: info
+                .headers
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
         }
     }
 
@@ -369,7 +437,7 @@ impl Socket {
         &self,
         middleware: impl Fn(&Socket, &str, &Args) -> Result<(), String> + 'static,
     ) {
-        self.0.middlewares.borrow_mut().push(Rc::new(middleware));
+        self.0.hooks_mut().middlewares.push(Rc::new(middleware));
     }
 
     fn add_listener(&self, event: &str, once: bool, handler: EventHandler) -> ListenerId {
@@ -377,7 +445,7 @@ impl Socket {
         self.0.next_listener.set(id.0 + 1);
         self.0.listeners.borrow_mut().push(Listener {
             id,
-            event: Rc::from(event),
+            event: event_name(event),
             once,
             handler,
         });
@@ -391,7 +459,7 @@ impl Socket {
         event: &str,
         handler: impl Fn(&Socket, Args, Option<Ack>) + 'static,
     ) -> ListenerId {
-        self.add_listener(event, false, Rc::new(handler))
+        self.add_listener(event, false, event_handler(handler))
     }
 
     /// Handle the next occurrence of an event only.
@@ -400,7 +468,7 @@ impl Socket {
         event: &str,
         handler: impl Fn(&Socket, Args, Option<Ack>) + 'static,
     ) -> ListenerId {
-        self.add_listener(event, true, Rc::new(handler))
+        self.add_listener(event, true, event_handler(handler))
     }
 
     /// Remove one listener; false when it was not there.
@@ -433,17 +501,17 @@ impl Socket {
 
     /// `disconnect` with its reason, after the socket left its rooms.
     pub fn on_disconnect(&self, handler: impl Fn(&Socket, DisconnectReason) + 'static) {
-        self.0.on_disconnect.borrow_mut().push(Rc::new(handler));
+        self.0.hooks_mut().on_disconnect.push(Rc::new(handler));
     }
 
     /// `disconnecting`: the socket is leaving; its rooms are still visible.
     pub fn on_disconnecting(&self, handler: impl Fn(&Socket, DisconnectReason) + 'static) {
-        self.0.on_disconnecting.borrow_mut().push(Rc::new(handler));
+        self.0.hooks_mut().on_disconnecting.push(Rc::new(handler));
     }
 
     /// `error`: a socket middleware refused a packet.
     pub fn on_error(&self, handler: impl Fn(&Socket, &str) + 'static) {
-        self.0.on_error.borrow_mut().push(Rc::new(handler));
+        self.0.hooks_mut().on_error.push(Rc::new(handler));
     }
 
     /// Emit `message` (the reference `socket.send`).

@@ -282,3 +282,56 @@ fn socket_middleware_stops_a_packet_and_reports_it() {
     assert_eq!(called.get(), 1);
     assert_eq!(*errors.borrow(), vec!["blocked refused", "ok refused"]);
 }
+
+#[test]
+fn rooms_grow_from_one_member_and_shrink_back() {
+    let f = Fixture::new();
+    let (a, ea) = f.socket();
+    let (b, eb) = f.socket();
+    let (c, ec) = f.socket();
+    let counts = || (sent(&ea).len(), sent(&eb).len(), sent(&ec).len());
+    // One member, kept without a table; joining twice changes nothing.
+    a.join("r");
+    a.join("r");
+    a.namespace().to("r").emit("x", Args::new()).unwrap();
+    assert_eq!(counts(), (1, 0, 0));
+    b.join("r");
+    c.join("r");
+    assert_eq!(f.nsp.rooms.borrow().get("r").map(|m| m.len()), Some(3));
+    a.namespace().to("r").emit("x", Args::new()).unwrap();
+    assert_eq!(counts(), (1, 1, 1));
+    a.leave("r");
+    b.leave("r");
+    a.namespace().to("r").emit("x", Args::new()).unwrap();
+    assert_eq!(counts(), (0, 0, 1));
+    c.leave("r");
+    assert!(
+        f.nsp.rooms.borrow().get("r").is_none(),
+        "an empty room goes"
+    );
+    b.join("r");
+    a.namespace().to("r").emit("x", Args::new()).unwrap();
+    assert_eq!(counts(), (0, 1, 0));
+    // A socket's own room has it alone.
+    a.namespace().to(a.id()).emit("x", Args::new()).unwrap();
+    assert_eq!(counts(), (1, 0, 0));
+}
+
+#[test]
+fn a_stateless_handler_serves_each_socket_that_registers_it() {
+    let f = Fixture::new();
+    let (a, ea) = f.socket();
+    let (b, eb) = f.socket();
+    // The same closure type for both: one allocation shared.
+    for socket in [&a, &b] {
+        socket.on("ping", |socket, _, _| {
+            socket.emit("pong", Args::new()).unwrap();
+        });
+    }
+    let pong = vec![r#"2["pong"]"#.to_string()];
+    fire(&a, "ping", Args::new(), None);
+    assert_eq!((sent(&ea), sent(&eb).len()), (pong.clone(), 0));
+    fire(&b, "ping", Args::new(), None);
+    assert_eq!((sent(&ea).len(), sent(&eb)), (0, pong));
+    assert_eq!(a.event_names(), vec!["ping"]);
+}

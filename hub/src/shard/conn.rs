@@ -8,10 +8,11 @@ use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use futures_lite::future;
-use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::io::AsyncWriteExt;
 use glommio::net::TcpStream;
 use glommio::timer::Timer;
 
+use super::buffers;
 use super::mesh::{Handoff, Mesh};
 use super::polling::{self, EngineResponse, PollRequest};
 use super::state::Shard;
@@ -20,8 +21,6 @@ use crate::engineio::query::parse_query;
 use crate::engineio::{ErrorCode, Sid, TransportKind};
 use crate::http::request::{parse_request, HttpError, Method, Request};
 use crate::http::response::Response;
-
-const READ_CHUNK: usize = 4096;
 
 enum ReadOutcome {
     Request(Request),
@@ -34,16 +33,16 @@ enum ReadOutcome {
 pub(crate) async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::new();
-    let mut out = Vec::new();
     let mut first = true;
     loop {
         let request = match read_request(&shard, &mut stream, &mut buf, first).await {
             ReadOutcome::Request(request) => request,
             ReadOutcome::Closed => return,
             ReadOutcome::Refuse(status) => {
-                out.clear();
+                let mut out = buffers::take_write();
                 Response::new(status).write_to(false, &mut out);
                 let _ = stream.write_all(&out).await;
+                buffers::give_write(out);
                 let _ = stream.close().await;
                 return;
             }
@@ -79,9 +78,12 @@ pub(crate) async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketA
                 return;
             }
         };
-        out.clear();
+        // The answer is written from a buffer of the shard's: between
+        // requests, the connection keeps none.
+        let mut out = buffers::take_write();
         response.write_to(keep_alive, &mut out);
         let written = stream.write_all(&out).await.is_ok();
+        buffers::give_write(out);
         drop(in_flight);
         if !written || !keep_alive {
             let _ = stream.close().await;
@@ -126,6 +128,10 @@ async fn read_request(
             match parse_request(buf, &shard.limits) {
                 Ok(Some((request, used))) => {
                     buf.advance(used);
+                    if buf.is_empty() {
+                        // Between requests a connection keeps no buffer.
+                        *buf = BytesMut::new();
+                    }
                     return ReadOutcome::Request(request);
                 }
                 Ok(None) => {}
@@ -164,8 +170,8 @@ fn refusal_status(error: &HttpError) -> u16 {
 }
 
 /// Read what is available into `buf`; None when `deadline` passes first.
-/// Cancel-safe: if the future is dropped mid-read, `buf` keeps only real bytes.
-pub(crate) async fn read_some(
+/// Cancel-safe: if the future is dropped mid-read, nothing was read.
+async fn read_some(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     deadline: Instant,
@@ -178,32 +184,12 @@ pub(crate) async fn read_some(
     .await
 }
 
-/// Read what is available into `buf`, with no deadline (a WebSocket's
-/// heartbeat decides when its peer is gone). Cancel-safe as [`read_some`].
-pub(crate) async fn read_more(
-    stream: &mut TcpStream,
-    buf: &mut BytesMut,
-) -> std::io::Result<usize> {
-    let start = buf.len();
-    buf.resize(start + READ_CHUNK, 0);
-    let mut guard = Filled { buf, len: start };
-    let result = stream.read(&mut guard.buf[start..]).await;
-    if let Ok(n) = &result {
-        guard.len = start + n;
-    }
-    result
-}
-
-/// Trims a read buffer back to its filled length however the read ends.
-struct Filled<'a> {
-    buf: &'a mut BytesMut,
-    len: usize,
-}
-
-impl Drop for Filled<'_> {
-    fn drop(&mut self) {
-        self.buf.truncate(self.len);
-    }
+/// Read what is available into `buf`, with no deadline. Cancel-safe as
+/// [`read_some`]: nothing is read until the bytes can be appended.
+async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
+    let chunk = buffers::read(stream).await?;
+    buf.extend_from_slice(&chunk);
+    Ok(chunk.len())
 }
 
 enum Routed {

@@ -16,7 +16,7 @@ pub(crate) fn enter(shard: &Rc<Shard>) {
     CURRENT.with(|c| *c.borrow_mut() = Rc::downgrade(shard));
 }
 
-fn with<T>(f: impl FnOnce(&Shard) -> T) -> Option<T> {
+pub(crate) fn with<T>(f: impl FnOnce(&Shard) -> T) -> Option<T> {
     CURRENT.with(|c| c.borrow().upgrade().map(|s| f(&s)))
 }
 

@@ -11,9 +11,9 @@ use std::rc::Rc;
 
 use ahash::AHashMap;
 use bytes::BytesMut;
+use futures_lite::future;
 use glommio::channels::channel_mesh::{Receivers, Senders};
 use glommio::channels::local_channel::{self, LocalSender};
-use glommio::task::JoinHandle;
 
 use super::polling::{self, EngineResponse, PollRequest};
 use super::signal::Signal;
@@ -47,6 +47,32 @@ pub(crate) enum MeshMsg {
     App(Box<dyn Any + Send>),
 }
 
+/// Asks the task of a forwarded poll to drop it. (Not glommio's
+/// `JoinHandle::cancel`: in glommio 0.9 a task cancelled that way while it
+/// waits is never freed.)
+#[derive(Default)]
+struct Cancel {
+    asked: Cell<bool>,
+    signal: Signal,
+}
+
+impl Cancel {
+    fn cancel(&self) {
+        self.asked.set(true);
+        self.signal.notify();
+    }
+
+    async fn wait(&self) {
+        loop {
+            let listen = self.signal.listen();
+            if self.asked.get() {
+                return;
+            }
+            listen.await;
+        }
+    }
+}
+
 /// A WebSocket upgrade whose session lives on another shard.
 pub(crate) struct Handoff {
     pub fd: OwnedFd,
@@ -68,7 +94,7 @@ pub(crate) struct Mesh {
     /// Shards that have stopped: nothing forwarded to them is answered.
     stopped: RefCell<Vec<bool>>,
     /// Polls other shards forwarded here, still running: (origin, id).
-    serving: RefCell<AHashMap<(usize, u64), JoinHandle<()>>>,
+    serving: RefCell<AHashMap<(usize, u64), Rc<Cancel>>>,
     /// Application messages per peer shard, sent in order by one pump task each.
     app_queues: Vec<RefCell<VecDeque<Box<dyn Any + Send>>>>,
     app_ready: Vec<Signal>,
@@ -279,9 +305,21 @@ fn receive(shard: &Rc<Shard>, msg: MeshMsg) {
             // itself done so a finished poll is never recorded as running.
             let done = Rc::new(Cell::new(false));
             let task_done = done.clone();
-            let handle = glommio::spawn_local(async move {
+            let cancel = Rc::new(Cancel::default());
+            let task_cancel = cancel.clone();
+            glommio::spawn_local(async move {
                 let shard = task_shard;
-                let response = polling::handle(shard.clone(), endpoint, *request).await;
+                let poll = polling::handle(shard.clone(), endpoint, *request);
+                let response = future::or(async { Some(poll.await) }, async {
+                    task_cancel.wait().await;
+                    None
+                })
+                .await;
+                // Cancelled: dropping the poll's future told its session the
+                // GET is gone.
+                let Some(response) = response else {
+                    return;
+                };
                 let reply = MeshMsg::PollReply {
                     id,
                     response: Box::new(response),
@@ -295,7 +333,7 @@ fn receive(shard: &Rc<Shard>, msg: MeshMsg) {
             })
             .detach();
             if !done.get() {
-                mesh.serving.borrow_mut().insert((origin, id), handle);
+                mesh.serving.borrow_mut().insert((origin, id), cancel);
             }
         }
         MeshMsg::CancelPoll { origin, id } => {
@@ -303,9 +341,8 @@ fn receive(shard: &Rc<Shard>, msg: MeshMsg) {
                 .mesh
                 .get()
                 .and_then(|mesh| mesh.serving.borrow_mut().remove(&(origin, id)));
-            if let Some(handle) = running {
-                // Dropping the poll's future tells its session the GET is gone.
-                handle.cancel();
+            if let Some(cancel) = running {
+                cancel.cancel();
             }
         }
         MeshMsg::PollReply { id, response } => {

@@ -2,6 +2,7 @@
 //! connections, the long-polling and WebSocket transports around the sans-IO
 //! sessions, and the channel mesh between shards.
 
+mod buffers;
 mod conn;
 pub mod context;
 mod mesh;
@@ -11,7 +12,7 @@ mod shutdown;
 pub(crate) mod signal;
 mod signals;
 mod state;
-mod timer;
+pub(crate) mod timer;
 mod websocket;
 
 pub use runtime::{LocalTask, RunningServer, Server, ServerError, ShardTask, ShutdownHandle};

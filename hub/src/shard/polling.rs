@@ -4,12 +4,12 @@
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 
 use super::state::Shard;
-use super::timer;
 use crate::engine::{HandshakeInfo, SessionEntry, Socket};
 use crate::engineio::jsonp::{unwrap_jsonp_post, wrap_jsonp, JSONP_CONTENT_TYPE};
 use crate::engineio::payload::{decode_payload, encode_payload};
@@ -115,16 +115,16 @@ pub(crate) fn open_session(
         sid,
         shard: shard.id,
         session: RefCell::new(session),
+        endpoint,
         io_changed: Signal::new(),
-        timer_changed: Signal::new(),
         armed_deadline: Cell::new(None),
-        handshake: HandshakeInfo {
+        handshake: Arc::new(HandshakeInfo {
             remote_addr,
             url: target.to_string(),
-            query: query.params.clone(),
-            headers,
+            query: query.params.iter().map(|(n, v)| (n, v)).collect(),
+            headers: headers.into_iter().collect(),
             issued: SystemTime::now(),
-        },
+        }),
         handler: ep.handler.clone(),
     });
     ep.sessions.borrow_mut().insert(sid, entry.clone());
@@ -132,7 +132,7 @@ pub(crate) fn open_session(
         m.handshakes.inc();
         m.connections.inc();
     });
-    glommio::spawn_local(timer::run(shard.clone(), endpoint, entry.clone())).detach();
+    shard.clock.rearm(&entry);
     ep.handler.on_open(&Socket(entry.clone()));
     entry
 }

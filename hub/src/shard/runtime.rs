@@ -20,6 +20,7 @@ use super::mesh::{self, Mesh, MeshMsg};
 use super::shutdown;
 use super::signal::Signal;
 use super::state::{Endpoint, Shard};
+use super::timer;
 use crate::engine::{EngineConfig, HandlerFactory, ServerConfig};
 use crate::engineio::sid::MAX_SHARDS;
 use crate::http::request::Limits;
@@ -270,6 +271,7 @@ async fn run_shard(
             })
             .collect(),
         mesh: OnceCell::new(),
+        clock: Default::default(),
         settled: Signal::new(),
         in_flight: Cell::new(0),
         peers_stopped: Cell::new(0),
@@ -309,6 +311,7 @@ async fn run_shard(
     }
     let stop = Rc::new(Signal::new());
     glommio::spawn_local(shutdown::watch(control, stop.clone())).detach();
+    glommio::spawn_local(timer::run(shard.clone())).detach();
     // The listener keeps accepting while the shard stops: long-polling
     // clients need a connection to fetch their last packets. New sessions
     // are refused then (`Shard::admit_session`).

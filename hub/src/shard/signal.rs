@@ -9,13 +9,15 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
+use smallvec::SmallVec;
+
 #[derive(Default)]
 pub struct Signal {
     generation: Cell<u64>,
-    waiters: RefCell<Vec<Waker>>,
-    /// The last batch woken, kept for its capacity: notifying a session on
-    /// every broadcast must not allocate.
-    spare: RefCell<Vec<Waker>>,
+    /// Room for one waiter in place: a session's signal has one (its
+    /// WebSocket task or parked GET), so notifying it on every broadcast
+    /// allocates nothing, and an idle session keeps no heap memory for it.
+    waiters: RefCell<SmallVec<[Waker; 1]>>,
 }
 
 impl Signal {
@@ -29,14 +31,9 @@ impl Signal {
         if self.waiters.borrow().is_empty() {
             return;
         }
-        let mut batch = std::mem::take(&mut *self.spare.borrow_mut());
-        std::mem::swap(&mut *self.waiters.borrow_mut(), &mut batch);
-        for waker in batch.drain(..) {
+        let batch = std::mem::take(&mut *self.waiters.borrow_mut());
+        for waker in batch {
             waker.wake();
-        }
-        let mut spare = self.spare.borrow_mut();
-        if spare.capacity() < batch.capacity() {
-            *spare = batch;
         }
     }
 

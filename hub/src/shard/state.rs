@@ -10,6 +10,7 @@ use ahash::AHashMap;
 
 use super::mesh::Mesh;
 use super::signal::Signal;
+use super::timer::Clock;
 use crate::engine::{EngineConfig, Handler, ServerConfig, SessionEntry};
 use crate::engineio::Sid;
 use crate::http::request::Limits;
@@ -27,6 +28,8 @@ pub(crate) struct Shard {
     pub endpoints: Vec<Endpoint>,
     pub limits: Limits,
     pub mesh: OnceCell<Mesh>,
+    /// The sessions' timers.
+    pub clock: Clock,
     /// A session was forgotten or a request answered (shutdown waits on these).
     pub settled: Signal,
     /// HTTP requests being answered on this shard.
@@ -119,6 +122,7 @@ impl Shard {
     }
 
     pub fn forget(&self, endpoint: usize, entry: &Rc<SessionEntry>) {
+        self.clock.cancel(entry);
         let mut sessions = self.endpoints[endpoint].sessions.borrow_mut();
         if sessions
             .get(&entry.sid)

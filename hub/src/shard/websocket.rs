@@ -5,12 +5,15 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Instant;
 
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::task::Poll;
+
 use bytes::BytesMut;
-use futures_lite::future;
 use futures_lite::io::AsyncWriteExt;
 use glommio::net::TcpStream;
 
-use super::conn::read_more;
+use super::buffers::{self, Chunk};
 use super::mesh::Handoff;
 use super::polling::{open_session, EngineResponse};
 use super::state::Shard;
@@ -24,66 +27,114 @@ use crate::http::response::Response;
 use crate::ws::codec::{self, Decoder, Message, WsError};
 use crate::ws::handshake;
 
-/// A WebSocket connection after its handshake.
+/// A WebSocket connection after its handshake. Waiting for its peer, it
+/// owns no buffer: reads borrow the shard's read buffer, and writes a buffer
+/// from the shard's pool until they are written (see `buffers`).
 struct WsConn {
     stream: TcpStream,
-    rbuf: BytesMut,
+    /// The start of a frame still incomplete; empty, with no allocation,
+    /// between frames.
+    inbox: BytesMut,
+    /// Frames to write: a pool buffer while there are any.
     wbuf: Vec<u8>,
     decoder: Decoder,
     version: ProtocolVersion,
 }
 
 enum Wake {
-    Read(std::io::Result<usize>),
+    Read(std::io::Result<Chunk>),
     Changed,
 }
 
+/// An incomplete frame kept in an allocation this many times its size is
+/// copied into a smaller one.
+const INBOX_SLACK: usize = 4;
+
 impl WsConn {
-    async fn flush(&mut self) -> bool {
-        if self.wbuf.is_empty() {
-            return true;
+    /// The write buffer, taken from the shard's pool if the connection has none.
+    fn out(&mut self) -> &mut Vec<u8> {
+        if self.wbuf.capacity() == 0 {
+            self.wbuf = buffers::take_write();
         }
-        let ok = self.stream.write_all(&self.wbuf).await.is_ok();
-        self.wbuf.clear();
+        &mut self.wbuf
+    }
+
+    /// Write what is buffered, then give the buffer back to the pool.
+    async fn flush(&mut self) -> bool {
+        let ok = self.wbuf.is_empty() || self.stream.write_all(&self.wbuf).await.is_ok();
+        buffers::give_write(std::mem::take(&mut self.wbuf));
         ok
     }
 
     fn push_packet(&mut self, packet: &Packet) {
+        let version = self.version;
+        let out = self.out();
         // Messages go straight into the write buffer: no per-recipient allocation.
-        match (packet, self.version) {
+        match (packet, version) {
             (Packet::Message(Data::Text(text)), _) => {
-                return codec::encode_parts(true, &[b"4", text.as_bytes()], &mut self.wbuf)
+                return codec::encode_parts(true, &[b"4", text.as_bytes()], out)
             }
             (Packet::Message(Data::Binary(bytes)), ProtocolVersion::V4) => {
-                return codec::encode_binary(bytes, &mut self.wbuf)
+                return codec::encode_binary(bytes, out)
             }
             (Packet::Message(Data::Binary(bytes)), ProtocolVersion::V3) => {
-                return codec::encode_parts(false, &[&[4], bytes], &mut self.wbuf)
+                return codec::encode_parts(false, &[&[4], bytes], out)
             }
             _ => {}
         }
-        match packet.encode_ws(self.version) {
-            WsFrame::Text(text) => codec::encode_text(text.as_bytes(), &mut self.wbuf),
-            WsFrame::Binary(bytes) => codec::encode_binary(&bytes, &mut self.wbuf),
+        match packet.encode_ws(version) {
+            WsFrame::Text(text) => codec::encode_text(text.as_bytes(), out),
+            WsFrame::Binary(bytes) => codec::encode_binary(&bytes, out),
         }
     }
 
     async fn close(&mut self, code: u16) {
-        codec::encode_close(code, "", &mut self.wbuf);
+        codec::encode_close(code, "", self.out());
         self.flush().await;
         let _ = self.stream.close().await;
     }
 
     /// Wait for bytes from the peer or a change of the session.
     async fn wait(&mut self, entry: &SessionEntry) -> Wake {
-        let listen = entry.io_changed.listen();
-        let rbuf = &mut self.rbuf;
+        let mut listen = entry.io_changed.listen();
         let stream = &mut self.stream;
-        future::or(async { Wake::Read(read_more(stream, rbuf).await) }, async {
-            listen.await;
-            Wake::Changed
+        poll_fn(|cx| {
+            if let Poll::Ready(read) = buffers::poll_read(stream, cx) {
+                return Poll::Ready(Wake::Read(read));
+            }
+            Pin::new(&mut listen).poll(cx).map(|()| Wake::Changed)
         })
         .await
+    }
+
+    /// The next complete message: from the incomplete frame kept from earlier
+    /// reads, then from `fresh`, bytes just read. `fresh` is moved past what
+    /// is used; a frame that cannot be completed yet is kept.
+    fn next_message(&mut self, fresh: &mut &[u8]) -> Result<Option<Message>, WsError> {
+        if self.inbox.is_empty() {
+            // The usual case: whole frames, decoded where they were read.
+            let message = self.decoder.decode_from(fresh)?;
+            if message.is_none() {
+                self.keep(fresh);
+            }
+            return Ok(message);
+        }
+        self.keep(fresh);
+        let message = self.decoder.decode(&mut self.inbox)?;
+        if self.inbox.is_empty() {
+            self.inbox = BytesMut::new();
+        } else if message.is_none() && self.inbox.capacity() > INBOX_SLACK * self.inbox.len() {
+            self.inbox = BytesMut::from(&self.inbox[..]);
+        }
+        Ok(message)
+    }
+
+    /// Keep bytes not used yet for the next read.
+    fn keep(&mut self, fresh: &mut &[u8]) {
+        if !fresh.is_empty() {
+            self.inbox.extend_from_slice(fresh);
+            *fresh = &[];
+        }
     }
 
     /// Decode one Engine.IO packet from a complete WebSocket message.
@@ -131,7 +182,9 @@ pub(crate) async fn serve(
     let max_payload = shard.endpoints[endpoint].config.session.max_payload as usize;
     let mut conn = WsConn {
         stream,
-        rbuf: leftover,
+        // Bytes the client sent right behind its request (rare), in an
+        // allocation of their own size.
+        inbox: BytesMut::from(&leftover[..]),
         wbuf: Vec::new(),
         decoder: Decoder::new(max_payload),
         version: query.version,
@@ -174,8 +227,13 @@ pub(crate) async fn serve(
             )
         }
     };
-    run(&shard, endpoint, &mut conn, &entry).await;
-    shard.forget(endpoint, &entry);
+    // The session's long life runs in a task of its own, which holds the
+    // connection and no state of the handshake (nor of the HTTP task).
+    glommio::spawn_local(async move {
+        run(&shard, endpoint, &mut conn, &entry).await;
+        shard.forget(endpoint, &entry);
+    })
+    .detach();
 }
 
 /// Answer an upgrade request with an Engine.IO error instead of upgrading.
@@ -214,15 +272,17 @@ async fn probe(
     entry: &Rc<SessionEntry>,
     attempt: u32,
 ) -> bool {
+    let mut chunk: Option<Chunk> = None;
     loop {
+        let mut fresh: &[u8] = chunk.as_deref().unwrap_or_default();
         loop {
-            let message = match conn.decoder.decode(&mut conn.rbuf) {
+            let message = match conn.next_message(&mut fresh) {
                 Ok(Some(message)) => message,
                 Ok(None) => break,
                 Err(_) => return false,
             };
             if let Message::Ping(payload) = &message {
-                codec::encode_pong(payload, &mut conn.wbuf);
+                codec::encode_pong(payload, conn.out());
                 continue;
             }
             if matches!(message, Message::Close(_)) {
@@ -244,6 +304,9 @@ async fn probe(
                     shard.settle(endpoint, entry);
                 }
                 UpgradeStep::Upgraded => {
+                    // Frames behind the upgrade packet are the session's.
+                    conn.keep(&mut fresh);
+                    drop(chunk);
                     shard.settle(endpoint, entry);
                     return conn.flush().await;
                 }
@@ -251,6 +314,8 @@ async fn probe(
                 UpgradeStep::Ignore => {}
             }
         }
+        // The read buffer goes back to the shard before anything awaits.
+        drop(chunk.take());
         if !conn.flush().await {
             return false;
         }
@@ -258,7 +323,7 @@ async fn probe(
             return false;
         }
         match conn.wait(entry).await {
-            Wake::Read(Ok(n)) if n > 0 => {}
+            Wake::Read(Ok(read)) if !read.is_empty() => chunk = Some(read),
             Wake::Read(_) => return false,
             Wake::Changed => {}
         }
@@ -267,13 +332,14 @@ async fn probe(
 
 /// The session lives on this WebSocket: write its outbox, feed it frames.
 async fn run(shard: &Rc<Shard>, endpoint: usize, conn: &mut WsConn, entry: &Rc<SessionEntry>) {
-    let mut packets = Vec::new();
     let mut close_code = 1000;
     let mut peer_gone = false;
+    let mut chunk: Option<Chunk> = None;
     loop {
-        // Frames already read (e.g. sent right after the upgrade) come first.
+        // Frames kept from before (e.g. sent right after the upgrade) come first.
+        let mut fresh: &[u8] = chunk.as_deref().unwrap_or_default();
         loop {
-            let message = match conn.decoder.decode(&mut conn.rbuf) {
+            let message = match conn.next_message(&mut fresh) {
                 Ok(Some(message)) => message,
                 Ok(None) => break,
                 Err(error) => {
@@ -287,7 +353,7 @@ async fn run(shard: &Rc<Shard>, endpoint: usize, conn: &mut WsConn, entry: &Rc<S
                 }
             };
             match message {
-                Message::Ping(payload) => codec::encode_pong(&payload, &mut conn.wbuf),
+                Message::Ping(payload) => codec::encode_pong(&payload, conn.out()),
                 Message::Pong(_) => {}
                 Message::Close(_) => {
                     entry
@@ -313,10 +379,16 @@ async fn run(shard: &Rc<Shard>, endpoint: usize, conn: &mut WsConn, entry: &Rc<S
                 break;
             }
         }
+        // Nothing read is left behind in the shard's read buffer.
+        conn.keep(&mut fresh);
+        drop(chunk.take());
         shard.settle(endpoint, entry);
-        entry.session.borrow_mut().take_ws_packets(&mut packets);
-        for packet in packets.drain(..) {
-            conn.push_packet(&packet);
+        loop {
+            let packet = entry.session.borrow_mut().pop_ws_packet();
+            match packet {
+                Some(packet) => conn.push_packet(&packet),
+                None => break,
+            }
         }
         let finished = entry.session.borrow().is_finished();
         if finished {
@@ -339,7 +411,7 @@ async fn run(shard: &Rc<Shard>, endpoint: usize, conn: &mut WsConn, entry: &Rc<S
             continue;
         }
         match conn.wait(entry).await {
-            Wake::Read(Ok(n)) if n > 0 => {}
+            Wake::Read(Ok(read)) if !read.is_empty() => chunk = Some(read),
             Wake::Read(_) => {
                 entry
                     .session

@@ -79,7 +79,8 @@ pub struct Decoder {
     protocol: Protocol,
     max_attachments: usize,
     /// The binary packet waiting for attachments, and how many it needs.
-    pending: Option<(Packet, usize)>,
+    /// Boxed: a decoder is kept per connection, a waiting packet is rare.
+    pending: Option<Box<(Packet, usize)>>,
 }
 
 impl Decoder {
@@ -104,21 +105,21 @@ impl Decoder {
         if count == 0 {
             return Ok(Some(packet));
         }
-        self.pending = Some((packet, count));
+        self.pending = Some(Box::new((packet, count)));
         Ok(None)
     }
 
     /// Decode one Engine.IO binary message: the next attachment of the
     /// waiting packet. Returns the packet once its last attachment arrived.
     pub fn decode_binary(&mut self, bytes: Bytes) -> Result<Option<Packet>, DecodeError> {
-        let Some((packet, count)) = self.pending.as_mut() else {
+        let Some((packet, count)) = self.pending.as_deref_mut() else {
             return Err(DecodeError::UnexpectedBinary);
         };
         packet.attachments.push(bytes);
         if packet.attachments.len() < *count {
             return Ok(None);
         }
-        Ok(self.pending.take().map(|(p, _)| p))
+        Ok(self.pending.take().map(|pending| pending.0))
     }
 
     /// Whether a binary packet waits for attachments.

@@ -60,7 +60,8 @@ struct Partial {
 #[derive(Debug)]
 pub struct Decoder {
     max_message_bytes: usize,
-    partial: Option<Partial>,
+    /// Boxed: most connections never see a fragmented message, and this keeps the decoder small.
+    partial: Option<Box<Partial>>,
 }
 
 impl Decoder {
@@ -80,8 +81,18 @@ impl Decoder {
     /// declared length over the limit) are reported as soon as the header bytes are present,
     /// before the payload arrives.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Message>, WsError> {
+        let mut input = &buf[..];
+        let result = self.decode_from(&mut input);
+        let used = buf.len() - input.len();
+        buf.advance(used);
+        result
+    }
+
+    /// [`Decoder::decode`] over a slice: `input` is moved past the frames used, and a partial
+    /// frame is left in it for the caller to keep and offer again with the bytes that follow.
+    pub fn decode_from(&mut self, input: &mut &[u8]) -> Result<Option<Message>, WsError> {
         loop {
-            let Some((fin, opcode, payload)) = self.next_frame(buf)? else {
+            let Some((fin, opcode, payload)) = self.next_frame(input)? else {
                 return Ok(None);
             };
             match opcode {
@@ -99,7 +110,7 @@ impl Decoder {
                         utf8_checked: 0,
                     };
                     check_utf8_prefix(&mut p)?;
-                    self.partial = Some(p);
+                    self.partial = Some(Box::new(p));
                 }
                 OpCode::Data(Data::Continue) => {
                     // next_frame guarantees a message is in flight.
@@ -120,7 +131,7 @@ impl Decoder {
     }
 
     /// Validate and take the next whole frame: `(fin, opcode, unmasked payload)`.
-    fn next_frame(&self, buf: &mut BytesMut) -> Result<Option<(bool, OpCode, Vec<u8>)>, WsError> {
+    fn next_frame(&self, buf: &mut &[u8]) -> Result<Option<(bool, OpCode, Vec<u8>)>, WsError> {
         // Checks on the first two bytes come first so a bad frame fails as early as possible.
         let Some(&b0) = buf.first() else {
             return Ok(None);
@@ -167,7 +178,7 @@ impl Decoder {
             }
         }
 
-        let mut cursor = Cursor::new(&buf[..]);
+        let mut cursor = Cursor::new(*buf);
         let (header, len) = match FrameHeader::parse(&mut cursor) {
             Ok(Some(h)) => h,
             Ok(None) => return Ok(None),
@@ -187,7 +198,7 @@ impl Decoder {
         // connection's (larger) read buffer allocation.
         let mut payload = buf[header_len..header_len + len].to_vec();
         unmask(&mut payload, mask);
-        buf.advance(header_len + len);
+        *buf = &buf[header_len + len..];
         Ok(Some((fin, header.opcode, payload)))
     }
 
