@@ -13,7 +13,7 @@ pub use echo::Echo;
 pub use handler::{Handler, HandlerFactory};
 pub use pairs::Pairs;
 pub(crate) use socket::SessionEntry;
-pub use socket::{HandshakeInfo, Socket};
+pub use socket::{HandshakeInfo, Socket, Tally};
 
 pub use crate::engineio::session::CloseReason;
 pub use crate::engineio::{Data, ProtocolVersion, TransportKind};

@@ -18,6 +18,7 @@ use super::namespace::Nsp;
 use super::outgoing::Outgoing;
 use super::socket::SocketInner;
 use super::stats::ShardStats;
+use crate::engine::Tally;
 use crate::engineio::Sid;
 use crate::shard::context;
 
@@ -225,9 +226,12 @@ impl ShardAdapter {
             ClusterBody::Broadcast { target, packet } => {
                 if let Some(nsp) = nsp {
                     let mut delivered = 0;
+                    let mut tally = Tally::default();
                     self.for_each_local(nsp, &target, None, |s| {
-                        delivered += u64::from(s.client.send(&packet, target.volatile));
+                        delivered +=
+                            u64::from(s.client.send_tallied(&packet, target.volatile, &mut tally));
                     });
+                    tally.flush();
                     crate::metrics::with(|m| {
                         m.deliveries.inc_by(delivered);
                     });
@@ -350,9 +354,11 @@ impl Adapter for ShardAdapter {
         packet: Outgoing,
     ) {
         let mut delivered = 0;
+        let mut tally = Tally::default();
         self.for_each_local(nsp, &target, exclude, |s| {
-            delivered += u64::from(s.client.send(&packet, target.volatile));
+            delivered += u64::from(s.client.send_tallied(&packet, target.volatile, &mut tally));
         });
+        tally.flush();
         crate::metrics::with(|m| {
             m.broadcasts.inc();
             m.deliveries.inc_by(delivered);

@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use super::outgoing::Outgoing;
 use super::socket::SocketInner;
-use crate::engine::{Data, Socket as EngineSocket};
+use crate::engine::{Data, Socket as EngineSocket, Tally};
 use crate::socketio::{Decoder, Protocol};
 
 pub(crate) struct Client {
@@ -32,17 +32,30 @@ impl Client {
     /// Queue an encoded packet; its text and attachments are shared, not copied.
     /// A volatile packet is dropped when the transport cannot take it now.
     pub fn send(&self, packet: &Outgoing, volatile: bool) -> bool {
+        let mut tally = Tally::default();
+        let sent = self.send_tallied(packet, volatile, &mut tally);
+        tally.flush();
+        sent
+    }
+
+    /// As [`Client::send`], for broadcasts: the metrics are counted once
+    /// for every recipient together (see [`Tally`]).
+    pub fn send_tallied(&self, packet: &Outgoing, volatile: bool, tally: &mut Tally) -> bool {
         if volatile && !self.conn.writable() {
             crate::metrics::with(|m| {
                 m.volatile_dropped.inc();
             });
             return false;
         }
-        if !self.conn.send(Data::Text(packet.text.clone())) {
+        if !self
+            .conn
+            .send_tallied(Data::Text(packet.text.clone()), tally)
+        {
             return false;
         }
         for attachment in &packet.attachments {
-            self.conn.send(Data::Binary(attachment.clone()));
+            self.conn
+                .send_tallied(Data::Binary(attachment.clone()), tally);
         }
         true
     }
