@@ -26,7 +26,7 @@ pub struct Args {
     #[arg(value_enum)]
     pub scenario: Scenario,
 
-    /// The server: http(s)://host:port[/path/] or ws://...; the path defaults to /socket.io/.
+    /// The server: http://host:port[/path/] or ws://...; the path defaults to /socket.io/ (no TLS).
     #[arg(long, default_value = "http://127.0.0.1:3000")]
     pub url: String,
 
