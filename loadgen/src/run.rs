@@ -123,7 +123,8 @@ pub fn run(args: Args) -> Result<Outcome, RunError> {
 
     // Run: warmup, then the measured window, then the drain.
     let mut summary_window = (setup, setup, setup_time);
-    let cpu;
+    // The server's CPU seconds at the window's edges; connect has no window.
+    let mut cpu = (0.0, 0.0);
     let mut rss_after = rss_before;
     let mut measured_hist = new_histogram();
     if args.scenario != Scenario::Connect {
@@ -176,8 +177,6 @@ pub fn run(args: Args) -> Result<Outcome, RunError> {
                 break;
             }
         }
-    } else {
-        cpu = (0.0, 0.0);
     }
     let end = Snapshot::sum(&control.counters);
     control.set_phase(Phase::Stop);
@@ -198,7 +197,8 @@ pub fn run(args: Args) -> Result<Outcome, RunError> {
     let per_sec = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / seconds.max(1e-9);
     let deliveries_per_sec = per_sec(first.deliveries, last.deliveries);
     let acks_per_sec = per_sec(first.acks, last.acks);
-    let server_cost = server.map(|pid| {
+    let measured_server = server.filter(|_| args.scenario != Scenario::Connect);
+    let server_cost = measured_server.map(|pid| {
         let cpu_s = cpu.1 - cpu.0;
         let per_cpu = |n: f64| (cpu_s > 0.0).then(|| n * seconds / cpu_s);
         ServerCost {
@@ -215,11 +215,6 @@ pub fn run(args: Args) -> Result<Outcome, RunError> {
             rss_after_bytes: rss_after.unwrap_or(0),
         }
     });
-    let server_cost = if args.scenario == Scenario::Connect {
-        None
-    } else {
-        server_cost
-    };
     let connect_failures = (total as u64).saturating_sub(setup.connects);
     let lost = match args.scenario {
         Scenario::Fanout => end.expected.saturating_sub(end.deliveries + end.unchecked),

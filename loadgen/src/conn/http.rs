@@ -35,6 +35,15 @@ impl HttpConn {
 
     /// Sends a request and reads its response: status and body.
     pub async fn request(&mut self, request: &[u8]) -> Result<(u16, Vec<u8>), Cause> {
+        let result = self.exchange(request).await;
+        if result.is_err() {
+            // Whatever is left on a failed connection is not a response.
+            self.stream = None;
+        }
+        result
+    }
+
+    async fn exchange(&mut self, request: &[u8]) -> Result<(u16, Vec<u8>), Cause> {
         let connected = self.answered;
         let stream = match &mut self.stream {
             Some(stream) => stream,
@@ -45,21 +54,8 @@ impl HttpConn {
             .await
             .map_err(|e| io_cause(&e, connected))?;
         self.buf.clear();
-        let mut chunk = [0u8; 8192];
         let head = loop {
-            let n = stream
-                .read(&mut chunk)
-                .await
-                .map_err(|e| io_cause(&e, connected))?;
-            if n == 0 {
-                self.stream = None;
-                return Err(if connected {
-                    Cause::ServerClosed
-                } else {
-                    Cause::BadHandshake
-                });
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
+            read_some(stream, &mut self.buf, connected).await?;
             if let Some(head) = parse_response(&self.buf).map_err(|_| Cause::Protocol)? {
                 break head;
             }
@@ -72,20 +68,30 @@ impl HttpConn {
             return Err(Cause::Protocol);
         }
         while self.buf.len() < head.len + length {
-            let n = stream
-                .read(&mut chunk)
-                .await
-                .map_err(|e| io_cause(&e, true))?;
-            if n == 0 {
-                self.stream = None;
-                return Err(Cause::ServerClosed);
-            }
-            self.buf.extend_from_slice(&chunk[..n]);
+            read_some(stream, &mut self.buf, true).await?;
         }
         if head.close {
             self.stream = None;
         }
         self.answered = true;
         Ok((head.status, self.buf[head.len..head.len + length].to_vec()))
+    }
+}
+
+/// Appends what one read brings; the end of the stream is an error.
+async fn read_some(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    connected: bool,
+) -> Result<(), Cause> {
+    let mut chunk = [0u8; 8192];
+    match stream.read(&mut chunk).await {
+        Ok(0) if connected => Err(Cause::ServerClosed),
+        Ok(0) => Err(Cause::BadHandshake),
+        Ok(n) => {
+            buf.extend_from_slice(&chunk[..n]);
+            Ok(())
+        }
+        Err(e) => Err(io_cause(&e, connected)),
     }
 }

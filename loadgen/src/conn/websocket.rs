@@ -93,22 +93,21 @@ impl WsConn {
         out: &mut Outbox,
         on: &mut impl FnMut(&[u8], &mut Outbox),
     ) -> Result<(), Cause> {
-        // Frames left over from the handshake come first.
-        if self.start == self.end
-            || ws::decode(&self.rbuf[self.start..self.end])
-                .ok()
-                .flatten()
-                .is_none()
-        {
-            self.read().await?;
-        }
+        // Frames already buffered (left over from the handshake) come
+        // first; read only when there is no whole frame to hand over.
+        let mut handed = false;
         loop {
             let buf = &self.rbuf[self.start..self.end];
             let frame = match ws::decode(buf) {
                 Ok(Some(frame)) => frame,
-                Ok(None) => return Ok(()),
+                Ok(None) if handed => return Ok(()),
+                Ok(None) => {
+                    self.read().await?;
+                    continue;
+                }
                 Err(_) => return Err(Cause::Protocol),
             };
+            handed = true;
             let payload = &buf[frame.payload.clone()];
             match frame.opcode {
                 Opcode::Text if frame.fin && self.fragments.is_empty() => on(payload, out),

@@ -57,10 +57,11 @@ pub async fn client(shard: Rc<Shard>, index: usize) {
         .map(|ips| ips.0[index % ips.0.len()]);
     let permit = shard.gate.acquire_permit(1).await;
     let begun = now_ns();
-    let opened = future::or(Conn::open(&shard.spec, source), async {
-        glommio::timer::sleep(args.timeout).await;
-        Err(Cause::ConnectTimeout)
-    })
+    let opened = within(
+        args.timeout,
+        Conn::open(&shard.spec, source),
+        Cause::ConnectTimeout,
+    )
     .await;
     drop(permit);
     let counters = shard.counters();
