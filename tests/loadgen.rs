@@ -4,10 +4,13 @@
 
 mod support;
 
+use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::Once;
+use std::thread;
+use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hub::auth::TokenVerifier;
@@ -255,7 +258,12 @@ fn idle_reports_server_memory_per_connection() {
     let per_conn = summary["server_rss_bytes_per_conn"]
         .as_f64()
         .expect("rss per connection");
-    assert!(per_conn.is_finite());
+    // 200 connections grow the server by their own state: a few KB each,
+    // never nothing and never a whole buffer's worth.
+    assert!(
+        per_conn > 0.0 && per_conn < 64.0 * 1024.0,
+        "rss per connection {per_conn}: {summary:#}"
+    );
     let server = &summary["server"];
     assert_eq!(server["pid"].as_u64(), Some(hub.child.id() as u64));
     assert!(n(server, "rss_after_bytes") > 0);
@@ -452,4 +460,65 @@ fn server_pid_that_does_not_exist_is_an_error() {
     let (code, stderr) = fails(&["idle", "--clients", "1", "--server-pid", "4000000000"]);
     assert_eq!(code, Some(1));
     assert!(stderr.contains("--server-pid"), "{stderr}");
+}
+
+/// A server that is not Socket.IO: it takes `count` connections, reads the
+/// request and answers `reply` (or, given `None`, holds the connection
+/// without a word), then closes. Returns its URL.
+fn not_socketio(count: usize, reply: Option<&'static [u8]>) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().take(count) {
+            let Ok(mut stream) = stream else { return };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            match reply {
+                Some(reply) => {
+                    let _ = stream.write_all(reply);
+                }
+                None => held.push(stream),
+            }
+        }
+        thread::sleep(Duration::from_secs(5));
+    });
+    url
+}
+
+#[test]
+fn a_server_that_is_not_socketio_is_an_error_by_cause() {
+    let cases: &[(&str, Option<&'static [u8]>, &str)] = &[
+        ("websocket", Some(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"), "http_status"),
+        ("polling", Some(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"), "http_status"),
+        (
+            "websocket",
+            Some(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: wrong\r\n\r\n"),
+            "bad_handshake",
+        ),
+        ("websocket", Some(b"hello\r\n\r\n"), "bad_handshake"),
+        ("polling", Some(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"), "bad_handshake"),
+        ("websocket", Some(b""), "bad_handshake"),
+        ("websocket", None, "connect_timeout"),
+    ];
+    for &(transport, reply, cause) in cases {
+        let url = not_socketio(2, reply);
+        let (code, stderr) = fails(&[
+            "echo",
+            "--url",
+            &url,
+            "--transport",
+            transport,
+            "--clients",
+            "2",
+            "--timeout",
+            "1s",
+            "--quiet",
+        ]);
+        assert_eq!(code, Some(1), "{transport} {reply:?}: {stderr}");
+        assert!(
+            stderr.contains("no client could connect") && stderr.contains(cause),
+            "{transport} {reply:?}: expected {cause}: {stderr}"
+        );
+    }
 }
