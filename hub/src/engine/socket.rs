@@ -133,6 +133,11 @@ impl Socket {
         self.0.sid.as_str()
     }
 
+    /// The session id as a key, without parsing it back from text.
+    pub(crate) fn sid_key(&self) -> Sid {
+        self.0.sid
+    }
+
     /// The shard that owns this session.
     pub fn shard(&self) -> usize {
         self.0.shard

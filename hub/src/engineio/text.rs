@@ -1,28 +1,92 @@
 //! Message text that is cheap to share: one encoded broadcast is queued to
 //! many sessions, and cloning it must not copy or allocate.
 
+use std::cmp::Ordering;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 
 use bytes::Bytes;
 
+use crate::ws::codec;
+
 /// An immutable UTF-8 string backed by reference-counted [`Bytes`].
-#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Text(Bytes);
+///
+/// A text built by [`Text::framed_message`] sits behind the head of the
+/// WebSocket frame that carries it as an Engine.IO message, in the same
+/// allocation: every WebSocket recipient of a broadcast copies that frame
+/// as it is, instead of framing the text again.
+#[derive(Clone, Default)]
+pub struct Text {
+    bytes: Bytes,
+    /// Where the string starts in `bytes`; anything before it is the frame head.
+    start: u8,
+}
 
 impl Text {
     pub fn as_str(&self) -> &str {
-        // SAFETY: every constructor takes a `str` or `String`, so the bytes are UTF-8.
-        unsafe { std::str::from_utf8_unchecked(&self.0) }
+        // SAFETY: every constructor takes a `str` or `String`, so the bytes
+        // from `start` on are UTF-8.
+        unsafe { std::str::from_utf8_unchecked(&self.bytes[self.start as usize..]) }
     }
 
-    /// The UTF-8 bytes, shared.
-    pub fn as_bytes(&self) -> &Bytes {
-        &self.0
+    /// The UTF-8 bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[self.start as usize..]
     }
 
     pub const fn from_static(s: &'static str) -> Text {
-        Text(Bytes::from_static(s.as_bytes()))
+        Text {
+            bytes: Bytes::from_static(s.as_bytes()),
+            start: 0,
+        }
+    }
+
+    /// `text` laid out behind the head of a WebSocket text frame holding the
+    /// Engine.IO message packet `4<text>` (the same for Engine.IO v3 and v4).
+    pub fn framed_message(text: &str) -> Text {
+        let payload = 1 + text.len();
+        let mut bytes = Vec::with_capacity(codec::MAX_SERVER_HEAD + payload);
+        codec::server_text_head(payload, &mut bytes);
+        bytes.push(b'4');
+        let start = bytes.len() as u8;
+        bytes.extend_from_slice(text.as_bytes());
+        Text {
+            bytes: Bytes::from(bytes),
+            start,
+        }
+    }
+
+    /// The whole WebSocket frame of the Engine.IO message holding this text,
+    /// when it was built with one ([`Text::framed_message`]).
+    pub fn ws_message_frame(&self) -> Option<&[u8]> {
+        (self.start > 0).then_some(&self.bytes[..])
+    }
+}
+
+impl PartialEq for Text {
+    fn eq(&self, other: &Text) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Text {}
+
+impl Hash for Text {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
+
+impl PartialOrd for Text {
+    fn partial_cmp(&self, other: &Text) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Text {
+    fn cmp(&self, other: &Text) -> Ordering {
+        self.as_str().cmp(other.as_str())
     }
 }
 
@@ -42,13 +106,19 @@ impl AsRef<str> for Text {
 
 impl From<String> for Text {
     fn from(s: String) -> Text {
-        Text(Bytes::from(s.into_bytes()))
+        Text {
+            bytes: Bytes::from(s.into_bytes()),
+            start: 0,
+        }
     }
 }
 
 impl From<&str> for Text {
     fn from(s: &str) -> Text {
-        Text(Bytes::copy_from_slice(s.as_bytes()))
+        Text {
+            bytes: Bytes::copy_from_slice(s.as_bytes()),
+            start: 0,
+        }
     }
 }
 
@@ -87,5 +157,20 @@ mod tests {
         assert_eq!(a.as_bytes().as_ptr(), b.as_bytes().as_ptr());
         assert_eq!(&*b, "héllo");
         assert_eq!(b, "héllo");
+    }
+
+    #[test]
+    fn framed_messages_carry_their_websocket_frame() {
+        for len in [0, 1, 124, 125, 126, 65_534, 65_535, 70_000] {
+            let text = "é".repeat(len / 2) + &"x".repeat(len % 2);
+            let framed = Text::framed_message(&text);
+            assert_eq!(framed.as_str(), text);
+            assert_eq!(framed, Text::from(text.clone()));
+            let mut expected = Vec::new();
+            codec::encode_parts(true, &[b"4", text.as_bytes()], &mut expected);
+            assert_eq!(framed.ws_message_frame(), Some(&expected[..]), "len {len}");
+            assert_eq!(framed.clone().ws_message_frame(), Some(&expected[..]));
+        }
+        assert_eq!(Text::from("plain").ws_message_frame(), None);
     }
 }

@@ -1,6 +1,8 @@
 //! Packets the server sends, encoded once: a broadcast's text and
 //! attachments are shared (refcounted) by every recipient on every shard.
 
+use std::cell::RefCell;
+
 use bytes::Bytes;
 use serde_json::{json, Value};
 
@@ -15,10 +17,29 @@ pub(crate) struct Outgoing {
     pub attachments: Vec<Bytes>,
 }
 
-fn finish(mut head: String, write_json: impl FnOnce(&mut Vec<u8>)) -> Text {
-    let mut bytes = std::mem::take(&mut head).into_bytes();
-    write_json(&mut bytes);
-    Text::from(String::from_utf8(bytes).expect("serde_json writes UTF-8"))
+thread_local! {
+    /// Where packets are encoded before they are copied into an allocation
+    /// of their exact size: no reallocation as the JSON grows.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A scratch buffer this large after encoding is freed rather than kept.
+const KEEP_SCRATCH: usize = 64 * 1024;
+
+/// The packet text `head` then what `write_json` writes, framed once for
+/// every WebSocket recipient.
+fn finish(head: &str, write_json: impl FnOnce(&mut Vec<u8>)) -> Text {
+    SCRATCH.with(|scratch| {
+        let mut bytes = scratch.borrow_mut();
+        bytes.clear();
+        bytes.extend_from_slice(head.as_bytes());
+        write_json(&mut bytes);
+        let text = Text::framed_message(std::str::from_utf8(&bytes).expect("serde_json writes UTF-8"));
+        if bytes.capacity() > KEEP_SCRATCH {
+            *bytes = Vec::new();
+        }
+        text
+    })
 }
 
 fn write_value(out: &mut Vec<u8>, value: &Value) {
@@ -54,7 +75,7 @@ pub(crate) fn event(nsp: &str, event: &str, args: &Args, ack_id: Option<u64>) ->
     let mut head = String::with_capacity(16 + event.len());
     encode_header(kind, nsp, attachments, ack_id, &mut head);
     Outgoing {
-        text: finish(head, |out| write_array(out, Some(event), args.values())),
+        text: finish(&head, |out| write_array(out, Some(event), args.values())),
         attachments: args.attachments().to_vec(),
     }
 }
@@ -70,7 +91,7 @@ pub(crate) fn ack(nsp: &str, id: u64, args: &Args) -> Outgoing {
     let mut head = String::with_capacity(16);
     encode_header(kind, nsp, attachments, Some(id), &mut head);
     Outgoing {
-        text: finish(head, |out| write_array(out, None, args.values())),
+        text: finish(&head, |out| write_array(out, None, args.values())),
         attachments: args.attachments().to_vec(),
     }
 }
@@ -79,8 +100,8 @@ fn plain(kind: PacketType, nsp: &str, data: Option<&Value>) -> Outgoing {
     let mut head = String::with_capacity(16);
     encode_header(kind, nsp, 0, None, &mut head);
     let text = match data {
-        Some(data) => finish(head, |out| write_value(out, data)),
-        None => Text::from(head),
+        Some(data) => finish(&head, |out| write_value(out, data)),
+        None => finish(&head, |_| {}),
     };
     Outgoing {
         text,

@@ -114,8 +114,7 @@ impl SioShard {
     }
 
     fn client(&self, conn: &EngineSocket) -> Option<Rc<Client>> {
-        let sid = Sid::parse(conn.sid())?;
-        self.clients.borrow().get(&sid).cloned()
+        self.clients.borrow().get(&conn.sid_key()).cloned()
     }
 
     /// Connect a client to a namespace: middleware, then the CONNECT reply
@@ -340,9 +339,7 @@ async fn sweep_connect_timeouts(me: Weak<SioShard>) {
 
 impl Handler for SioShard {
     fn on_open(&self, conn: &EngineSocket) {
-        let Some(sid) = Sid::parse(conn.sid()) else {
-            return;
-        };
+        let sid = conn.sid_key();
         let protocol = match conn.protocol() {
             ProtocolVersion::V4 => Protocol::V5,
             ProtocolVersion::V3 => Protocol::V4,
@@ -387,9 +384,7 @@ impl Handler for SioShard {
     }
 
     fn on_close(&self, conn: &EngineSocket, reason: CloseReason) {
-        let Some(sid) = Sid::parse(conn.sid()) else {
-            return;
-        };
+        let sid = conn.sid_key();
         let client = self.clients.borrow_mut().remove(&sid);
         let Some(client) = client else {
             return;

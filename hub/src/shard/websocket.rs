@@ -72,7 +72,11 @@ impl WsConn {
         // Messages go straight into the write buffer: no per-recipient allocation.
         match (packet, version) {
             (Packet::Message(Data::Text(text)), _) => {
-                return codec::encode_parts(true, &[b"4", text.as_bytes()], out)
+                return match text.ws_message_frame() {
+                    // Framed once for all its recipients.
+                    Some(frame) => out.extend_from_slice(frame),
+                    None => codec::encode_parts(true, &[b"4", text.as_bytes()], out),
+                };
             }
             (Packet::Message(Data::Binary(bytes)), ProtocolVersion::V4) => {
                 return codec::encode_binary(bytes, out)

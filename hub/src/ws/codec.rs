@@ -289,18 +289,38 @@ fn unmask(data: &mut [u8], mask: [u8; 4]) {
     }
 }
 
+/// The longest head of a frame the server sends (unmasked, 64-bit length).
+pub const MAX_SERVER_HEAD: usize = 10;
+
+/// FIN set, no extension bits.
+const FIN: u8 = 0x80;
+
+/// Append the head of a final, unmasked frame of `len` payload bytes.
+fn server_head(opcode: OpCode, len: usize, out: &mut Vec<u8>) {
+    out.push(FIN | u8::from(opcode));
+    match len {
+        0..=125 => out.push(len as u8),
+        126..=0xFFFF => {
+            out.push(126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        _ => {
+            out.push(127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+}
+
+/// Append the head of a final text frame the server sends, for `len`
+/// payload bytes that follow it.
+pub fn server_text_head(len: usize, out: &mut Vec<u8>) {
+    server_head(OpCode::Data(Data::Text), len, out);
+}
+
 /// Append one final, unmasked frame.
 fn encode(opcode: OpCode, payload: &[u8], out: &mut Vec<u8>) {
-    let header = FrameHeader {
-        is_final: true,
-        opcode,
-        mask: None,
-        ..FrameHeader::default()
-    };
-    out.reserve(header.len(payload.len() as u64) + payload.len());
-    header
-        .format(payload.len() as u64, out)
-        .expect("writing to a Vec cannot fail");
+    out.reserve(MAX_SERVER_HEAD + payload.len());
+    server_head(opcode, payload.len(), out);
     out.extend_from_slice(payload);
 }
 
@@ -309,20 +329,13 @@ fn encode(opcode: OpCode, payload: &[u8], out: &mut Vec<u8>) {
 /// Text parts must join to UTF-8 (not checked).
 pub fn encode_parts(text: bool, parts: &[&[u8]], out: &mut Vec<u8>) {
     let len: usize = parts.iter().map(|p| p.len()).sum();
-    let header = FrameHeader {
-        is_final: true,
-        opcode: if text {
-            OpCode::Data(Data::Text)
-        } else {
-            OpCode::Data(Data::Binary)
-        },
-        mask: None,
-        ..FrameHeader::default()
+    let opcode = if text {
+        OpCode::Data(Data::Text)
+    } else {
+        OpCode::Data(Data::Binary)
     };
-    out.reserve(header.len(len as u64) + len);
-    header
-        .format(len as u64, out)
-        .expect("writing to a Vec cannot fail");
+    out.reserve(MAX_SERVER_HEAD + len);
+    server_head(opcode, len, out);
     for part in parts {
         out.extend_from_slice(part);
     }
@@ -375,6 +388,33 @@ mod tests {
 
     const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
     const MAX: usize = 1_000_000;
+
+    #[test]
+    fn server_heads_match_tungstenite() {
+        let opcodes = [
+            OpCode::Data(Data::Text),
+            OpCode::Data(Data::Binary),
+            OpCode::Control(Control::Ping),
+            OpCode::Control(Control::Pong),
+            OpCode::Control(Control::Close),
+        ];
+        for opcode in opcodes {
+            for len in [0usize, 1, 125, 126, 127, 65_535, 65_536, 1 << 32] {
+                let mut ours = Vec::new();
+                server_head(opcode, len, &mut ours);
+                let header = FrameHeader {
+                    is_final: true,
+                    opcode,
+                    mask: None,
+                    ..FrameHeader::default()
+                };
+                let mut theirs = Vec::new();
+                header.format(len as u64, &mut theirs).unwrap();
+                assert_eq!(ours, theirs, "{opcode:?} {len}");
+                assert!(ours.len() <= MAX_SERVER_HEAD);
+            }
+        }
+    }
 
     /// Build a client frame by hand (independently of tungstenite's formatter).
     fn frame(b0: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
