@@ -34,7 +34,8 @@ fn finish(head: &str, write_json: impl FnOnce(&mut Vec<u8>)) -> Text {
         bytes.clear();
         bytes.extend_from_slice(head.as_bytes());
         write_json(&mut bytes);
-        let text = Text::framed_message(std::str::from_utf8(&bytes).expect("serde_json writes UTF-8"));
+        let text =
+            Text::framed_message(std::str::from_utf8(&bytes).expect("serde_json writes UTF-8"));
         if bytes.capacity() > KEEP_SCRATCH {
             *bytes = Vec::new();
         }

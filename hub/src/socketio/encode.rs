@@ -50,9 +50,10 @@ fn write_header(
     out: &mut String,
 ) {
     out.push(kind.as_digit() as char);
+    // itoa: `fmt` costs as much as the rest of an ack's header.
     if kind.is_binary() {
-        // Writing to a String cannot fail.
-        let _ = write!(out, "{attachments}-");
+        out.push_str(itoa::Buffer::new().format(attachments));
+        out.push('-');
     }
     match query {
         Some(q) => {
@@ -68,7 +69,7 @@ fn write_header(
         None => {}
     }
     if let Some(id) = id {
-        let _ = write!(out, "{id}");
+        out.push_str(itoa::Buffer::new().format(id));
     }
 }
 
