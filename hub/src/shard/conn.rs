@@ -52,7 +52,9 @@ pub(crate) async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketA
         // Shutdown waits for requests in flight, so a last long poll is answered.
         let in_flight = InFlight::new(shard.clone());
         // A long poll may wait long: notice meanwhile if the client hangs up.
-        let routed = {
+        // Boxed, as are the WebSocket paths below: a connection waiting
+        // between requests then holds a task sized for reading only.
+        let routed = Box::pin(async {
             let route = route(&shard, request, peer);
             let hangup = watch_hangup(&shard, &mut stream, &mut buf);
             future::or(async { Some(route.await) }, async {
@@ -60,7 +62,8 @@ pub(crate) async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketA
                 None
             })
             .await
-        };
+        })
+        .await;
         let Some(routed) = routed else {
             let _ = stream.close().await;
             return;
@@ -69,12 +72,18 @@ pub(crate) async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketA
             Routed::Respond(response) => response,
             Routed::WebSocket(endpoint, request, query) => {
                 drop(in_flight);
-                websocket::serve(shard, endpoint, stream, peer, request, query, buf).await;
+                Box::pin(websocket::serve(
+                    shard, endpoint, stream, peer, request, query, buf,
+                ))
+                .await;
                 return;
             }
             Routed::HandOff(owner, endpoint, request, query) => {
                 drop(in_flight);
-                hand_off(&shard, owner, endpoint, stream, peer, request, query, buf).await;
+                Box::pin(hand_off(
+                    &shard, owner, endpoint, stream, peer, request, query, buf,
+                ))
+                .await;
                 return;
             }
         };
