@@ -12,12 +12,16 @@ pub mod engine;
 pub mod engineio;
 pub mod http;
 pub mod metrics;
+pub mod panics;
 pub mod relay;
 pub mod server;
 pub mod shard;
+pub(crate) mod signal;
 pub mod socketio;
 pub mod ws;
 
+#[cfg(test)]
+mod layering;
 #[cfg(test)]
 mod test_rng;
 

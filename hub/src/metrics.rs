@@ -30,6 +30,7 @@ pub struct Metrics {
     deliveries: Family<ShardLabel, Counter>,
     volatile_dropped: Family<ShardLabel, Counter>,
     slow_consumer_disconnects: Family<ShardLabel, Counter>,
+    panics: Family<ShardLabel, Counter>,
     cross_shard_queue: Family<ShardLabel, Gauge>,
 }
 
@@ -45,6 +46,7 @@ pub struct ShardMetrics {
     pub deliveries: Counter,
     pub volatile_dropped: Counter,
     pub slow_consumer_disconnects: Counter,
+    pub panics: Counter,
     pub cross_shard_queue: Gauge,
 }
 
@@ -86,6 +88,10 @@ impl Metrics {
             "slow_consumer_disconnects",
             "Connections closed because their send queue passed its limit",
         );
+        let panics = family(
+            "panics",
+            "Panics caught in application code or in one connection's code (that connection was closed)",
+        );
         let mut gauge = |name: &str, help: &str| {
             let f = Family::<ShardLabel, Gauge>::default();
             registry.register(name, help, f.clone());
@@ -108,6 +114,7 @@ impl Metrics {
             deliveries,
             volatile_dropped,
             slow_consumer_disconnects,
+            panics,
             cross_shard_queue,
         }
     }
@@ -128,6 +135,7 @@ impl Metrics {
             deliveries: self.deliveries.get_or_create(&label).clone(),
             volatile_dropped: self.volatile_dropped.get_or_create(&label).clone(),
             slow_consumer_disconnects: self.slow_consumer_disconnects.get_or_create(&label).clone(),
+            panics: self.panics.get_or_create(&label).clone(),
             cross_shard_queue: self.cross_shard_queue.get_or_create(&label).clone(),
         }
     }

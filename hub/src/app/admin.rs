@@ -17,7 +17,7 @@ use crate::auth::constant_time_eq;
 use crate::http::request::{parse_request, Limits, Method, Request};
 use crate::http::response::Response;
 use crate::server::{Args, Io, LocalIo};
-use crate::shard::{LocalTask, ShardTask};
+use crate::shard::{spawn_contained, LocalTask, ShardTask};
 
 /// Largest request body the admin API reads.
 pub const MAX_BODY: usize = 1 << 20;
@@ -63,7 +63,10 @@ pub fn task(
                 match listener.accept().await {
                     Ok(stream) => {
                         let (local, config) = (local.clone(), config.clone());
-                        glommio::spawn_local(serve(local, config, stream)).detach();
+                        let peer = stream
+                            .peer_addr()
+                            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+                        spawn_contained(peer, serve(local, config, stream));
                     }
                     Err(error) => {
                         tracing::warn!(%error, "admin accept failed");

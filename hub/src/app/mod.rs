@@ -23,6 +23,9 @@ pub enum AppError {
     Config(#[from] config::ConfigError),
     #[error("cannot start: {0}")]
     Start(#[from] ServerError),
+    /// The running server failed: a shard died, or shutdown overran its timeout.
+    #[error("{0}")]
+    Run(ServerError),
     #[error("cannot handle signals: {0}")]
     Signals(std::io::Error),
     #[error("admin listener: {0}")]
@@ -151,7 +154,10 @@ pub fn run(
         "admin API listening (without a key: loopback callers only)"
     );
     on_listening(server.local_addr(), admin_addr);
-    server.join()?;
+    server.join().map_err(|error| {
+        tracing::error!(%error, "exiting");
+        AppError::Run(error)
+    })?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -20,7 +20,8 @@ pub trait Handler: 'static {
     fn on_shutdown(&self) {}
     /// The second step of stopping (see [`Handler::on_shutdown`]).
     fn on_shutdown_late(&self) {}
-    /// A message another shard's handler posted with [`crate::shard::context::post`].
+    /// A message another shard's handler posted to this shard (the shard
+    /// runtime's `context::post`).
     /// Return it when it is not for this handler (several endpoints may share a server).
     fn on_shard_message(&self, msg: Box<dyn Any + Send>) -> Option<Box<dyn Any + Send>> {
         Some(msg)

@@ -5,12 +5,14 @@
 mod config;
 mod echo;
 mod handler;
+mod host;
 mod pairs;
 mod socket;
 
 pub use config::{EngineConfig, ServerConfig};
 pub use echo::Echo;
 pub use handler::{Handler, HandlerFactory};
+pub(crate) use host::SessionHost;
 pub use pairs::Pairs;
 pub(crate) use socket::SessionEntry;
 pub use socket::{HandshakeInfo, Socket, Tally};

@@ -1,13 +1,14 @@
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use crate::engineio::session::{CloseReason, Event, Session};
 use crate::engineio::{Data, ProtocolVersion, Sid, TransportKind};
-use crate::shard::signal::Signal;
+use crate::signal::Signal;
 
+use super::host::SessionHost;
 use super::{Handler, Pairs};
 
 /// What the client said when it opened the session. Kept for the session's
@@ -49,62 +50,132 @@ pub(crate) struct SessionEntry {
     pub armed_deadline: Cell<Option<Instant>>,
     pub handshake: Arc<HandshakeInfo>,
     pub handler: Rc<dyn Handler>,
+    /// The runtime hosting the session: its clock and deferred dispatch.
+    pub host: Weak<dyn SessionHost>,
+    /// Queued on the host for a deferred dispatch.
+    pub dispatch_deferred: Cell<bool>,
+}
+
+/// The host of a session that has none (see [`SessionEntry::detached`]).
+#[cfg(test)]
+struct NoHost;
+
+#[cfg(test)]
+impl SessionHost for NoHost {
+    fn rearm(&self, _entry: &Rc<SessionEntry>) {}
+
+    fn defer_dispatch(&self, _entry: &Rc<SessionEntry>) {}
 }
 
 impl SessionEntry {
     /// A session with no transport task or timer behind it, for benchmarks
-    /// of the layers above: what is sent to it stays in its outbox.
+    /// of the layers above: what is sent to it stays in its outbox, and its
+    /// deferred events wait until [`SessionEntry::dispatch`] is called.
+    #[cfg(test)]
     pub(crate) fn detached(
         sid: Sid,
         version: ProtocolVersion,
         transport: TransportKind,
         handler: Rc<dyn Handler>,
     ) -> Rc<SessionEntry> {
+        Self::detached_on(sid, version, transport, handler, Weak::<NoHost>::new())
+    }
+
+    /// As [`SessionEntry::detached`], on a host of the caller's (a test's).
+    pub(crate) fn detached_on(
+        sid: Sid,
+        version: ProtocolVersion,
+        transport: TransportKind,
+        handler: Rc<dyn Handler>,
+        host: Weak<dyn SessionHost>,
+    ) -> Rc<SessionEntry> {
         let now = Instant::now();
+        let session = Session::new(sid.as_str(), version, transport, Default::default(), now);
+        let handshake = Arc::new(HandshakeInfo {
+            remote_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            url: "/socket.io/?EIO=4&transport=websocket".to_string(),
+            query: Pairs::default(),
+            headers: Pairs::default(),
+            issued: SystemTime::now(),
+        });
+        SessionEntry::new(sid, session, 0, handshake, handler, host)
+    }
+
+    /// A session of endpoint `endpoint` on the shard its sid names.
+    pub(crate) fn new(
+        sid: Sid,
+        session: Session,
+        endpoint: usize,
+        handshake: Arc<HandshakeInfo>,
+        handler: Rc<dyn Handler>,
+        host: Weak<dyn SessionHost>,
+    ) -> Rc<SessionEntry> {
         Rc::new(SessionEntry {
             sid,
             shard: sid.shard(),
-            session: RefCell::new(Session::new(
-                sid.as_str(),
-                version,
-                transport,
-                Default::default(),
-                now,
-            )),
-            endpoint: 0,
+            session: RefCell::new(session),
+            endpoint,
             io_changed: Signal::new(),
             armed_deadline: Cell::new(None),
-            handshake: Arc::new(HandshakeInfo {
-                remote_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-                url: "/socket.io/?EIO=4&transport=websocket".to_string(),
-                query: Pairs::default(),
-                headers: Pairs::default(),
-                issued: SystemTime::now(),
-            }),
+            handshake,
             handler,
+            host,
+            dispatch_deferred: Cell::new(false),
         })
     }
 
     /// Hand the session's pending events to the application and wake the IO.
-    /// Called after every input; never with the session borrowed.
+    /// Called by the runtime after every input, from its own tasks: never
+    /// from inside the application, and never with the session borrowed.
+    ///
+    /// A panic in the application (or in the layers above the engine)
+    /// while it handles one of these events closes this session only; it is
+    /// logged with the session id and counted (`hub_panics_total`).
     pub fn dispatch(self: &Rc<Self>) {
+        self.dispatch_deferred.set(false);
         let socket = Socket(self.clone());
         loop {
             let event = self.session.borrow_mut().poll_event();
-            match event {
+            let handled = match event {
                 Some(Event::Message(data)) => {
                     crate::metrics::with(|m| {
                         m.packets_in.inc();
                         m.bytes_in.inc_by(data_len(&data));
                     });
-                    self.handler.on_message(&socket, data)
+                    crate::panics::catch(|| self.handler.on_message(&socket, data))
                 }
-                Some(Event::Closed(reason)) => self.handler.on_close(&socket, reason),
+                Some(Event::Closed(reason)) => {
+                    crate::panics::catch(|| self.handler.on_close(&socket, reason))
+                }
                 None => break,
+            };
+            if let Err(panic) = handled {
+                tracing::error!(
+                    sid = self.sid.as_str(),
+                    panic = %panic,
+                    "closing a connection whose handler panicked"
+                );
+                // The Closed event this queues is dispatched by this loop.
+                self.session
+                    .borrow_mut()
+                    .close(CloseReason::ForcedClose, Instant::now());
             }
         }
         self.io_changed.notify();
         self.rearm_timer();
+    }
+
+    /// Dispatch the session's events later, once the current dispatch on
+    /// the shard has finished (see [`SessionHost`]); wake its IO now.
+    fn defer_dispatch(self: &Rc<Self>) {
+        self.io_changed.notify();
+        if self.dispatch_deferred.replace(true) {
+            return;
+        }
+        // Detached (no host): whoever drives the session dispatches it.
+        if let Some(host) = self.host.upgrade() {
+            host.defer_dispatch(self);
+        }
     }
 
     /// Queue the session on its shard's clock when its next deadline is
@@ -118,7 +189,9 @@ impl SessionEntry {
             (None, _) => false,
         };
         if earlier {
-            crate::shard::timer::rearm(self);
+            if let Some(host) = self.host.upgrade() {
+                host.rearm(self);
+            }
         }
     }
 }
@@ -145,7 +218,9 @@ impl Socket {
 
     /// Queue a message for the client; false once the session is closed.
     /// A client whose queue passes `max_buffered` packets is too slow to
-    /// keep: its session closes ("transport error") rather than grow.
+    /// keep: its session closes ("transport error") rather than grow. That
+    /// close is deferred (see [`SessionHost`]): `send` never calls back into
+    /// the application, so it may be called anywhere, a room walk included.
     pub fn send(&self, data: Data) -> bool {
         let mut tally = Tally::default();
         let queued = self.send_tallied(data, &mut tally);
@@ -189,9 +264,14 @@ impl Socket {
     }
 
     /// Close the session for `reason` (a layer above found the input invalid, say).
+    ///
+    /// The session stops taking messages at once; the application hears
+    /// of the close (`Handler::on_close`) after the current dispatch, never
+    /// from inside this call, so it may be called from anywhere, a handler
+    /// or a room walk included.
     pub fn close_with(&self, reason: CloseReason) {
         self.0.session.borrow_mut().close(reason, Instant::now());
-        self.0.dispatch();
+        self.0.defer_dispatch();
     }
 
     /// Whether a message sent now goes out at once: nothing is queued, and

@@ -133,6 +133,12 @@ impl ShardAdapter {
     }
 
     /// Visit each selected local socket once; no allocation.
+    ///
+    /// The room index stays borrowed during the walk, so `visit` must not
+    /// join, leave or close a socket, nor run application code: it only
+    /// queues packets (`Client::send_tallied`), which never calls back up.
+    /// A recipient found too slow is marked closed and its close runs after
+    /// the current dispatch (see `engine::SessionHost`).
     fn for_each_local(
         &self,
         nsp: &Nsp,

@@ -54,7 +54,13 @@ pub use socket::{Ack, AckError, ClientInfo, EmitError, ListenerId, Socket, Socke
 pub use stats::{NamespaceStats, ShardStats};
 
 /// Run a future on the current shard (for awaiting acknowledgements or
-/// server-wide queries from a handler).
+/// server-wide queries from a handler). A panic in it ends it only: it is
+/// logged and counted (`hub_panics_total`), and the shard goes on.
 pub fn spawn_local(future: impl std::future::Future<Output = ()> + 'static) {
-    glommio::spawn_local(future).detach();
+    glommio::spawn_local(async move {
+        if let Err(panic) = crate::panics::CatchUnwind::new(future).await {
+            tracing::error!(%panic, "a task spawned by the application panicked");
+        }
+    })
+    .detach();
 }

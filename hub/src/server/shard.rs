@@ -113,6 +113,13 @@ impl SioShard {
         Some(nsp)
     }
 
+    /// Register a client as `on_open` does (for fixtures without a runtime).
+    pub(crate) fn add_client(&self, client: Rc<Client>) {
+        self.clients
+            .borrow_mut()
+            .insert(client.conn.sid_key(), client);
+    }
+
     fn client(&self, conn: &EngineSocket) -> Option<Rc<Client>> {
         self.clients.borrow().get(&conn.sid_key()).cloned()
     }
@@ -148,7 +155,13 @@ impl SioShard {
         ));
         let socket = Socket(inner.clone());
         for middleware in &nsp.def.middlewares {
-            if let Err(refusal) = middleware(&socket) {
+            let Some(verdict) = inner.run_app("namespace middleware", || middleware(&socket))
+            else {
+                // The connection is closing: the socket never joined.
+                self.adapter.leave_all(&nsp, &inner);
+                return;
+            };
+            if let Err(refusal) = verdict {
                 let packet = outgoing::connect_error(
                     name,
                     client.protocol,
@@ -172,7 +185,7 @@ impl SioShard {
         self.adapter.join(&nsp, &inner, &id);
         client.send(&outgoing::connected(name, client.protocol, &id), false);
         if let Some(on_connection) = &nsp.def.on_connection {
-            on_connection(&socket);
+            inner.run_app("connection handler", || on_connection(&socket));
         }
     }
 

@@ -177,6 +177,33 @@ impl SocketInner {
         }
     }
 
+    /// Run application code (`what` names it) for this socket. A panic in
+    /// it is contained: logged with the socket's id, counted
+    /// (`hub_panics_total`), and the socket's connection is closed (after the
+    /// current dispatch, see `engine::Socket::close_with`); None then.
+    /// Called with no borrow of the socket or its shard live.
+    pub(crate) fn run_app<R>(
+        self: &Rc<Self>,
+        what: &'static str,
+        f: impl FnOnce() -> R,
+    ) -> Option<R> {
+        match crate::panics::catch(f) {
+            Ok(value) => Some(value),
+            Err(panic) => {
+                tracing::error!(
+                    socket = &*self.id,
+                    nsp = %self.nsp.name,
+                    sid = self.client.conn.sid(),
+                    handler = what,
+                    %panic,
+                    "closing a connection whose application handler panicked"
+                );
+                self.client.conn.close();
+                None
+            }
+        }
+    }
+
     /// An event from the client: socket middleware, then the listeners.
     pub(crate) fn on_event(self: &Rc<Self>, event: &str, args: Args, ack_id: Option<u64>) {
         let socket = Socket(self.clone());
@@ -185,9 +212,13 @@ impl SocketInner {
             let middleware = self.hook(|h| h.middlewares.get(index).cloned()).flatten();
             let Some(middleware) = middleware else { break };
             index += 1;
-            if let Err(message) = middleware(&socket, event, &args) {
-                self.middleware_error(&message);
-                return;
+            match self.run_app("socket middleware", || middleware(&socket, event, &args)) {
+                Some(Ok(())) => {}
+                Some(Err(message)) => {
+                    self.middleware_error(&message);
+                    return;
+                }
+                None => return,
             }
         }
         let ack = ack_id.map(|id| Ack::new(self, id));
@@ -213,7 +244,12 @@ impl SocketInner {
             } else {
                 args.clone().unwrap_or_default()
             };
-            handler(&socket, a, ack.clone());
+            if self
+                .run_app("event handler", || handler(&socket, a, ack.clone()))
+                .is_none()
+            {
+                return;
+            }
         }
     }
 
@@ -235,12 +271,13 @@ impl SocketInner {
             .hook(|h| h.on_error.iter().cloned().collect())
             .unwrap_or_default();
         for handler in handlers {
-            handler(&socket, message);
+            self.run_app("error handler", || handler(&socket, message));
         }
     }
 
     pub(crate) fn on_ack(&self, id: u64, args: Args) {
-        if let Some(sender) = self.acks.borrow_mut().remove(&id) {
+        let sender = self.acks.borrow_mut().remove(&id);
+        if let Some(sender) = sender {
             let _ = sender.try_send(args);
         }
     }
@@ -256,7 +293,7 @@ impl SocketInner {
             .hook(|h| h.on_disconnecting.iter().cloned().collect())
             .unwrap_or_default();
         for handler in handlers {
-            handler(&socket, reason);
+            self.run_app("disconnecting handler", || handler(&socket, reason));
         }
         if notify {
             self.client
@@ -272,7 +309,7 @@ impl SocketInner {
             .hook(|h| h.on_disconnect.iter().cloned().collect())
             .unwrap_or_default();
         for handler in handlers {
-            handler(&socket, reason);
+            self.run_app("disconnect handler", || handler(&socket, reason));
         }
         // Handlers often hold the socket: drop them to break the cycle.
         self.listeners.borrow_mut().clear();

@@ -2,7 +2,7 @@
 //! state with many connected sockets whose sessions only queue.
 
 use std::cell::RefCell;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 use serde_json::json;
 
@@ -16,7 +16,7 @@ use super::namespace::Nsp;
 use super::shard::SioShard;
 use super::socket::SocketInner;
 use crate::engine::{
-    Handler, ProtocolVersion, SessionEntry, Socket as EngineSocket, TransportKind,
+    Handler, ProtocolVersion, SessionEntry, SessionHost, Socket as EngineSocket, TransportKind,
 };
 use crate::engineio::{Packet, Sid};
 use crate::socketio::Protocol;
@@ -73,6 +73,33 @@ impl LocalFanout {
     }
 }
 
+/// A host for detached sessions whose deferred dispatches wait until the
+/// test runs them, as a shard's task would after the current dispatch.
+#[derive(Default)]
+pub(crate) struct ManualHost {
+    deferred: RefCell<Vec<Rc<SessionEntry>>>,
+}
+
+impl ManualHost {
+    /// Dispatch the deferred sessions; how many there were.
+    #[cfg(test)]
+    pub fn run_deferred(&self) -> usize {
+        let batch = std::mem::take(&mut *self.deferred.borrow_mut());
+        for entry in &batch {
+            entry.dispatch();
+        }
+        batch.len()
+    }
+}
+
+impl SessionHost for ManualHost {
+    fn rearm(&self, _entry: &Rc<SessionEntry>) {}
+
+    fn defer_dispatch(&self, entry: &Rc<SessionEntry>) {
+        self.deferred.borrow_mut().push(entry.clone());
+    }
+}
+
 /// A connected socket on `nsp`, in its own room, over a WebSocket session
 /// that only queues.
 pub(crate) fn attach_socket(
@@ -80,14 +107,26 @@ pub(crate) fn attach_socket(
     nsp: &Rc<Nsp>,
     key: u64,
 ) -> (Rc<SocketInner>, Rc<SessionEntry>) {
-    let entry = SessionEntry::detached(
+    attach_socket_on(shard, nsp, key, Weak::<ManualHost>::new())
+}
+
+/// As [`attach_socket`], its session hosted by `host`.
+pub(crate) fn attach_socket_on(
+    shard: &Rc<SioShard>,
+    nsp: &Rc<Nsp>,
+    key: u64,
+    host: Weak<dyn SessionHost>,
+) -> (Rc<SocketInner>, Rc<SessionEntry>) {
+    let entry = SessionEntry::detached_on(
         Sid::generate(0),
         ProtocolVersion::V4,
         TransportKind::WebSocket,
         shard.clone() as Rc<dyn Handler>,
+        host,
     );
     let conn = EngineSocket(entry.clone());
     let client = Rc::new(Client::new(conn.clone(), Protocol::V5, 64));
+    shard.add_client(client.clone());
     let id: Rc<str> = Rc::from(Sid::generate(0).as_str());
     let socket = Rc::new(SocketInner::new(
         key,

@@ -335,3 +335,88 @@ fn a_stateless_handler_serves_each_socket_that_registers_it() {
     assert_eq!((sent(&ea).len(), sent(&eb)), (0, pong));
     assert_eq!(a.event_names(), vec!["ping"]);
 }
+
+/// The crash of issue 11: a recipient's queue overflows in the middle of a
+/// room broadcast. Its close must not run inside the walk (it leaves rooms,
+/// runs disconnect handlers); it runs after the dispatch, and every other
+/// recipient still gets the packet.
+#[test]
+fn a_slow_recipient_found_mid_broadcast_is_closed_after_the_walk() {
+    use super::testing::{attach_socket_on, ManualHost};
+    let f = Fixture::new();
+    let host = Rc::new(ManualHost::default());
+    let mut members = Vec::new();
+    for key in 0..8 {
+        let (inner, entry) = attach_socket_on(&f.shard, &f.nsp, key, Rc::downgrade(&host) as _);
+        sent(&entry);
+        let socket = Socket(inner);
+        socket.join("r");
+        members.push((socket, entry));
+    }
+    let (slow, slow_entry) = &members[3];
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let log = seen.clone();
+    slow.on_disconnect(move |s, reason| log.borrow_mut().push((reason, s.rooms().len())));
+    let limit = slow_entry.session.borrow().config().max_buffered;
+    while slow_entry.session.borrow().outbox_len() < limit {
+        slow.emit("filler", Args::new()).unwrap();
+    }
+    f.shard
+        .namespace("/")
+        .map(|nsp| super::namespace::Namespace {
+            shard: f.shard.clone(),
+            nsp,
+        })
+        .unwrap()
+        .to("r")
+        .emit("news", Args::new())
+        .unwrap();
+    assert!(slow_entry.session.borrow().is_closed(), "closed at once");
+    assert!(
+        slow.connected(),
+        "its Socket.IO close waits for the dispatch"
+    );
+    assert!(seen.borrow().is_empty());
+    for (i, (_, entry)) in members.iter().enumerate() {
+        if i != 3 {
+            assert_eq!(sent(entry), vec![r#"2["news"]"#], "member {i}");
+        }
+    }
+    assert_eq!(host.run_deferred(), 1);
+    assert!(!slow.connected());
+    assert_eq!(*seen.borrow(), vec![(DisconnectReason::TransportError, 0)]);
+    let left = f.nsp.rooms.borrow().get("r").map_or(0, |m| m.len());
+    assert_eq!(left, 7, "the slow socket left the room");
+}
+
+/// A panic in one socket's event handler closes that connection only, is
+/// counted, and the shard's other sockets go on.
+#[test]
+fn a_panicking_handler_costs_its_connection_only() {
+    use super::testing::{attach_socket_on, ManualHost};
+    crate::panics::install_hook();
+    let metrics = crate::metrics::Metrics::new();
+    crate::metrics::enter(metrics.for_shard(0));
+    let f = Fixture::new();
+    let host = Rc::new(ManualHost::default());
+    let (a, ea) = attach_socket_on(&f.shard, &f.nsp, 0, Rc::downgrade(&host) as _);
+    let (b, eb) = attach_socket_on(&f.shard, &f.nsp, 1, Rc::downgrade(&host) as _);
+    let (a, b) = (Socket(a), Socket(b));
+    sent(&ea);
+    sent(&eb);
+    for socket in [&a, &b] {
+        socket.on("boom", |_, _, _| panic!("a bug in the application"));
+        socket.on("ping", |s, _, _| {
+            s.emit("pong", Args::new()).unwrap();
+        });
+    }
+    fire(&a, "boom", Args::new(), None);
+    assert!(ea.session.borrow().is_closed());
+    host.run_deferred();
+    assert!(!a.connected());
+    fire(&b, "ping", Args::new(), None);
+    assert_eq!(sent(&eb), vec![r#"2["pong"]"#]);
+    assert!(!eb.session.borrow().is_closed());
+    let text = metrics.encode();
+    assert!(text.contains(r#"hub_panics_total{shard="0"} 1"#), "{text}");
+}

@@ -16,11 +16,13 @@ use glommio::channels::channel_mesh::{Receivers, Senders};
 use glommio::channels::local_channel::{self, LocalSender};
 
 use super::polling::{self, EngineResponse, PollRequest};
-use super::signal::Signal;
+use super::runtime::spawn_contained;
 use super::state::Shard;
 use super::websocket;
 use crate::engineio::EngineQuery;
 use crate::http::request::Request;
+use crate::panics::CatchUnwind;
+use crate::signal::Signal;
 
 pub(crate) enum MeshMsg {
     Poll {
@@ -309,7 +311,15 @@ fn receive(shard: &Rc<Shard>, msg: MeshMsg) {
             let task_cancel = cancel.clone();
             glommio::spawn_local(async move {
                 let shard = task_shard;
-                let poll = polling::handle(shard.clone(), endpoint, *request);
+                // A panic while answering answers 500 rather than never.
+                let poll = async {
+                    CatchUnwind::new(polling::handle(shard.clone(), endpoint, *request))
+                        .await
+                        .unwrap_or_else(|panic| {
+                            tracing::error!(%panic, "a forwarded poll panicked");
+                            EngineResponse::status(500)
+                        })
+                };
                 let response = future::or(async { Some(poll.await) }, async {
                     task_cancel.wait().await;
                     None
@@ -366,7 +376,8 @@ fn receive(shard: &Rc<Shard>, msg: MeshMsg) {
             }
         }
         MeshMsg::AdoptWebSocket(handoff) => {
-            glommio::spawn_local(websocket::adopt(shard.clone(), *handoff)).detach();
+            let peer = handoff.peer;
+            spawn_contained(peer, websocket::adopt(shard.clone(), *handoff));
         }
     }
 }

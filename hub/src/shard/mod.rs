@@ -5,15 +5,16 @@
 mod buffers;
 mod conn;
 pub mod context;
+mod deferred;
 mod mesh;
 mod polling;
 mod runtime;
 mod shutdown;
-pub(crate) mod signal;
 mod signals;
 mod state;
 pub(crate) mod timer;
 mod websocket;
 
+pub(crate) use runtime::spawn_contained;
 pub use runtime::{LocalTask, RunningServer, Server, ServerError, ShardTask, ShutdownHandle};
 pub use signals::stop_on_signals;

@@ -1,21 +1,19 @@
 //! The long-polling transport on the shard that owns the session: the
 //! handshake, GET (answered at once or parked) and POST.
 
-use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 
 use super::state::Shard;
-use crate::engine::{HandshakeInfo, SessionEntry, Socket};
+use crate::engine::{HandshakeInfo, SessionEntry, SessionHost, Socket};
 use crate::engineio::jsonp::{unwrap_jsonp_post, wrap_jsonp, JSONP_CONTENT_TYPE};
 use crate::engineio::payload::{decode_payload, encode_payload};
 use crate::engineio::session::{CloseReason, GetOutcome, Session};
 use crate::engineio::{EngineQuery, ErrorCode, Packet, ProtocolVersion, Sid, TransportKind};
-use crate::shard::signal::Signal;
 
 const TEXT: &str = "text/plain; charset=UTF-8";
 
@@ -111,22 +109,15 @@ pub(crate) fn open_session(
         ep.config.session,
         Instant::now(),
     );
-    let entry = Rc::new(SessionEntry {
-        sid,
-        shard: shard.id,
-        session: RefCell::new(session),
-        endpoint,
-        io_changed: Signal::new(),
-        armed_deadline: Cell::new(None),
-        handshake: Arc::new(HandshakeInfo {
-            remote_addr,
-            url: target.to_string(),
-            query: query.params.iter().map(|(n, v)| (n, v)).collect(),
-            headers: headers.into_iter().collect(),
-            issued: SystemTime::now(),
-        }),
-        handler: ep.handler.clone(),
+    let handshake = Arc::new(HandshakeInfo {
+        remote_addr,
+        url: target.to_string(),
+        query: query.params.iter().map(|(n, v)| (n, v)).collect(),
+        headers: headers.into_iter().collect(),
+        issued: SystemTime::now(),
     });
+    let host: Weak<dyn SessionHost> = Rc::downgrade(shard) as Weak<Shard>;
+    let entry = SessionEntry::new(sid, session, endpoint, handshake, ep.handler.clone(), host);
     ep.sessions.borrow_mut().insert(sid, entry.clone());
     crate::metrics::with(|m| {
         m.handshakes.inc();

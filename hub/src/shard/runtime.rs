@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::sync::atomic::AtomicUsize;
-use std::sync::{mpsc, Arc, Mutex};
-use std::time::Duration;
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpListener;
@@ -16,14 +16,15 @@ use glommio::timer::Timer;
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
 use super::conn;
+use super::deferred;
 use super::mesh::{self, Mesh, MeshMsg};
 use super::shutdown;
-use super::signal::Signal;
 use super::state::{Endpoint, Shard};
 use super::timer;
 use crate::engine::{EngineConfig, HandlerFactory, ServerConfig};
 use crate::engineio::sid::MAX_SHARDS;
 use crate::http::request::Limits;
+use crate::signal::Signal;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -40,6 +41,46 @@ pub enum ServerError {
     Executor { shard: usize, message: String },
     #[error("shard {shard} stopped abnormally")]
     ShardFailed { shard: usize },
+    /// A shard's thread died of a panic that nothing contained. The other
+    /// shards still run: a process should exit at once, so that its
+    /// supervisor restarts it, rather than serve half of its clients.
+    #[error("shard {shard} died: {message}")]
+    ShardDied { shard: usize, message: String },
+    /// Shutdown was asked for and the shards did not all stop within the
+    /// shutdown timeout; they still run.
+    #[error("shutdown timeout: shard(s) {running:?} still running after {timeout:?}")]
+    ShutdownTimeout {
+        running: Vec<usize>,
+        timeout: Duration,
+    },
+}
+
+/// How a shard's thread ended.
+enum ShardExit {
+    Stopped(usize),
+    Died { shard: usize, message: String },
+}
+
+/// Tells the process that its shard's thread ended: `Stopped` when the
+/// shard returns; `Died` from the panic hook when a panic nothing contains
+/// unwinds the thread (glommio drops nothing then, so no guard could).
+fn report_exits(shard: usize, tx: mpsc::Sender<ShardExit>) -> impl Drop {
+    let died = tx.clone();
+    crate::panics::on_uncaught(move |message| {
+        let _ = died.send(ShardExit::Died {
+            shard,
+            message: message.to_string(),
+        });
+    });
+    struct Stopped(usize, mpsc::Sender<ShardExit>);
+    impl Drop for Stopped {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                let _ = self.1.send(ShardExit::Stopped(self.0));
+            }
+        }
+    }
+    Stopped(shard, tx)
 }
 
 /// A server to start: process settings plus one or more Engine.IO endpoints.
@@ -59,6 +100,8 @@ pub struct RunningServer {
     local_addr: SocketAddr,
     shards: usize,
     handles: Vec<ExecutorJoinHandle<()>>,
+    exits: mpsc::Receiver<ShardExit>,
+    shutdown_timeout: Duration,
     shutdown: ShutdownHandle,
 }
 
@@ -69,10 +112,13 @@ pub struct RunningServer {
 #[derive(Clone)]
 pub struct ShutdownHandle {
     wakers: Arc<Vec<std::os::unix::net::UnixStream>>,
+    /// When shutdown was first asked for: every shard's deadlines count from it.
+    requested: Arc<OnceLock<Instant>>,
 }
 
 impl ShutdownHandle {
     pub fn shutdown(&self) {
+        let _ = self.requested.set(Instant::now());
         for waker in self.wakers.iter() {
             // One byte wakes the shard's control task; a full or closed pipe means it is already stopping.
             let _ = (&*waker).write(&[1]);
@@ -94,8 +140,38 @@ impl RunningServer {
         self.shutdown.clone()
     }
 
-    /// Block until every shard stops.
+    /// Block until every shard stops. Returns early with an error when a
+    /// shard dies (a panic nothing contained), or when shutdown was asked for
+    /// and the shards are not all done within the shutdown timeout; the
+    /// other shards then still run, and the caller should exit the process.
     pub fn join(self) -> Result<(), ServerError> {
+        let mut running: Vec<bool> = vec![true; self.shards];
+        while running.iter().any(|r| *r) {
+            let exit = match self.shutdown.requested.get() {
+                None => self.exits.recv_timeout(Duration::from_millis(100)),
+                Some(at) => {
+                    let deadline = *at + self.shutdown_timeout;
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(ServerError::ShutdownTimeout {
+                            running: (0..self.shards).filter(|s| running[*s]).collect(),
+                            timeout: self.shutdown_timeout,
+                        });
+                    }
+                    self.exits
+                        .recv_timeout((deadline - now).min(Duration::from_millis(100)))
+                }
+            };
+            match exit {
+                Ok(ShardExit::Stopped(shard)) => running[shard] = false,
+                Ok(ShardExit::Died { shard, message }) => {
+                    return Err(ServerError::ShardDied { shard, message })
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                // Every report was sent (each thread sends one as it ends).
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
         for (shard, handle) in self.handles.into_iter().enumerate() {
             handle
                 .join()
@@ -127,6 +203,7 @@ impl Server {
 
     /// Start the shards; returns once every listener is bound.
     pub fn start(self) -> Result<RunningServer, ServerError> {
+        crate::panics::install_hook();
         if self.endpoints.is_empty() {
             return Err(ServerError::NoEndpoint);
         }
@@ -162,6 +239,8 @@ impl Server {
         let mut handles = Vec::with_capacity(count);
         let mut wakers = Vec::with_capacity(count);
         let open_sessions = Arc::new(AtomicUsize::new(0));
+        let (exit_tx, exits) = mpsc::channel::<ShardExit>();
+        let requested = Arc::new(OnceLock::new());
         for id in 0..count {
             let (waker, control) =
                 std::os::unix::net::UnixStream::pair().map_err(|e| ServerError::Executor {
@@ -182,10 +261,13 @@ impl Server {
             let executor_ids = executor_ids.clone();
             let bound_tx = bound_tx.clone();
             let open_sessions = open_sessions.clone();
+            let requested = requested.clone();
+            let exit_tx = exit_tx.clone();
             let handle = LocalExecutorBuilder::new(placement)
                 .name(&format!("hub-shard-{id}"))
                 .io_memory(io_memory)
                 .spawn(move || async move {
+                    let _report = report_exits(id, exit_tx);
                     run_shard(
                         id,
                         count,
@@ -197,6 +279,7 @@ impl Server {
                         bound_tx,
                         control,
                         open_sessions,
+                        requested,
                         tasks,
                     )
                     .await
@@ -212,12 +295,16 @@ impl Server {
             // Later shards join the port the first one got.
             addr = bound;
         }
+        drop(exit_tx);
         Ok(RunningServer {
             local_addr: addr,
             shards: count,
             handles,
+            exits,
+            shutdown_timeout: config.shutdown_timeout,
             shutdown: ShutdownHandle {
                 wakers: Arc::new(wakers),
+                requested,
             },
         })
     }
@@ -235,6 +322,7 @@ async fn run_shard(
     bound_tx: mpsc::Sender<Result<SocketAddr, ServerError>>,
     control: OwnedFd,
     open_sessions: Arc<AtomicUsize>,
+    shutdown_requested: Arc<OnceLock<Instant>>,
     tasks: Arc<Vec<ShardTask>>,
 ) {
     let listener = match TcpListener::bind(addr) {
@@ -272,11 +360,13 @@ async fn run_shard(
             .collect(),
         mesh: OnceCell::new(),
         clock: Default::default(),
+        deferred: Default::default(),
         settled: Signal::new(),
         in_flight: Cell::new(0),
         peers_stopped: Cell::new(0),
         stopping: Cell::new(false),
         open_sessions,
+        shutdown_requested,
     });
     super::context::enter(&shard);
     if let Some(metrics) = &shard.config.metrics {
@@ -312,6 +402,7 @@ async fn run_shard(
     let stop = Rc::new(Signal::new());
     glommio::spawn_local(shutdown::watch(control, stop.clone())).detach();
     glommio::spawn_local(timer::run(shard.clone())).detach();
+    glommio::spawn_local(deferred::run(shard.clone())).detach();
     // The listener keeps accepting while the shard stops: long-polling
     // clients need a connection to fetch their last packets. New sessions
     // are refused then (`Shard::admit_session`).
@@ -329,7 +420,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
                 let peer = stream
                     .peer_addr()
                     .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-                glommio::spawn_local(conn::serve(shard.clone(), stream, peer)).detach();
+                spawn_contained(peer, conn::serve(shard.clone(), stream, peer));
             }
             Err(error) => {
                 // Out of descriptors or a transient error: back off instead of spinning.
@@ -338,4 +429,19 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
             }
         }
     }
+}
+
+/// Run the task serving one client connection; a panic in it ends that
+/// task only (its connection closes as the task's state is dropped), is
+/// logged with the client's address and counted (`hub_panics_total`).
+pub(crate) fn spawn_contained(
+    peer: SocketAddr,
+    task: impl std::future::Future<Output = ()> + 'static,
+) {
+    glommio::spawn_local(async move {
+        if let Err(panic) = crate::panics::CatchUnwind::new(task).await {
+            tracing::error!(%peer, %panic, "closed a connection whose task panicked");
+        }
+    })
+    .detach();
 }

@@ -11,12 +11,13 @@ use futures_lite::io::AsyncReadExt;
 use glommio::net::UnixStream;
 use glommio::timer::Timer;
 
-use super::signal::Signal;
 use super::state::{Shard, ShutdownStepDone};
 use crate::engine::{CloseReason, Socket};
+use crate::signal::Signal;
 
-/// How long a shard that is done waits for the others.
-const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The part of the shutdown timeout kept, at most, for the shards to tell
+/// each other they are done and for their threads to end.
+const LEAVE_MARGIN: Duration = Duration::from_secs(1);
 
 /// How long a stopping shard waits for a long-polling client to fetch its
 /// last packets before dropping the session.
@@ -37,10 +38,24 @@ pub(crate) async fn watch(control: OwnedFd, stop: Rc<Signal>) {
     }
 }
 
+/// When the shard must be done: the shutdown timeout after shutdown was
+/// asked for. `RunningServer::join` gives up at that instant; the shard
+/// keeps a margin before it to tell the others it is done and to end.
+fn deadlines(shard: &Shard) -> (Instant, Instant) {
+    let asked = shard
+        .shutdown_requested
+        .get()
+        .copied()
+        .unwrap_or_else(Instant::now);
+    let end = asked + shard.config.shutdown_timeout;
+    let margin = (shard.config.shutdown_timeout / 5).min(LEAVE_MARGIN);
+    (end - margin, end - margin / 2)
+}
+
 /// Tell the applications, close every session, wait until they are gone or
-/// the shutdown timeout passes.
+/// the shutdown timeout (less a margin to leave) passes.
 pub(crate) async fn drain(shard: &Rc<Shard>) {
-    let deadline = Instant::now() + shard.config.shutdown_timeout;
+    let (deadline, _) = deadlines(shard);
     for endpoint in &shard.endpoints {
         endpoint.handler.on_shutdown();
     }
@@ -93,8 +108,21 @@ pub(crate) async fn leave(shard: &Rc<Shard>) {
     let Some(mesh) = shard.mesh.get() else {
         return;
     };
-    mesh.announce_stopped(shard.id).await;
-    let deadline = Instant::now() + LEAVE_TIMEOUT;
+    let (_, deadline) = deadlines(shard);
+    let announce = future::or(
+        async {
+            mesh.announce_stopped(shard.id).await;
+            true
+        },
+        async {
+            Timer::new(deadline.saturating_duration_since(Instant::now())).await;
+            false
+        },
+    );
+    if !announce.await {
+        tracing::warn!(shard = shard.id, "stopping without telling every shard");
+        return;
+    }
     if !wait_until(shard, deadline, || mesh.all_peers_stopped(shard.id)).await {
         tracing::warn!(
             shard = shard.id,

@@ -4,16 +4,18 @@ use std::any::Any;
 use std::cell::{Cell, OnceCell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use ahash::AHashMap;
 
+use super::deferred::Deferred;
 use super::mesh::Mesh;
-use super::signal::Signal;
 use super::timer::Clock;
-use crate::engine::{EngineConfig, Handler, ServerConfig, SessionEntry};
+use crate::engine::{EngineConfig, Handler, ServerConfig, SessionEntry, SessionHost};
 use crate::engineio::Sid;
 use crate::http::request::Limits;
+use crate::signal::Signal;
 
 pub(crate) struct Endpoint {
     pub config: Arc<EngineConfig>,
@@ -30,6 +32,8 @@ pub(crate) struct Shard {
     pub mesh: OnceCell<Mesh>,
     /// The sessions' timers.
     pub clock: Clock,
+    /// Sessions whose events are dispatched once the current dispatch is over.
+    pub deferred: Deferred,
     /// A session was forgotten or a request answered (shutdown waits on these).
     pub settled: Signal,
     /// HTTP requests being answered on this shard.
@@ -41,6 +45,9 @@ pub(crate) struct Shard {
     /// Sessions open on every shard, for `max_sessions`; touched once per
     /// session open and close, never per message.
     pub open_sessions: Arc<AtomicUsize>,
+    /// When shutdown was asked for (set by the `ShutdownHandle`): the
+    /// shutdown deadlines of every shard count from it.
+    pub shutdown_requested: Arc<OnceLock<Instant>>,
 }
 
 /// Posted, after its first shutdown step, by each shard to every other,
@@ -104,7 +111,7 @@ impl Shard {
             .mesh
             .get()
             .map_or((0, 0), |m| (m.serving_count(), m.unsent_count()));
-        sessions + self.in_flight.get() + forwarded + unsent
+        sessions + self.in_flight.get() + forwarded + unsent + self.deferred.len()
     }
 
     /// Take a place for a new session; false when the server is full.
@@ -136,5 +143,15 @@ impl Shard {
             });
             self.settled.notify();
         }
+    }
+}
+
+impl SessionHost for Shard {
+    fn rearm(&self, entry: &Rc<SessionEntry>) {
+        self.clock.rearm(entry);
+    }
+
+    fn defer_dispatch(&self, entry: &Rc<SessionEntry>) {
+        self.deferred.push(entry);
     }
 }

@@ -16,9 +16,9 @@ use std::time::Instant;
 use futures_lite::future;
 use glommio::timer::Timer;
 
-use super::signal::Signal;
 use super::state::Shard;
 use crate::engine::SessionEntry;
+use crate::signal::Signal;
 
 #[derive(Default)]
 pub(crate) struct Clock {
@@ -89,12 +89,6 @@ impl Clock {
             .first_key_value()
             .map(|(&(at, _), _)| at)
     }
-}
-
-/// Queue a session on the clock of the shard running the caller (none for a
-/// session with no shard behind it, as in benchmarks).
-pub(crate) fn rearm(entry: &Rc<SessionEntry>) {
-    super::context::with(|shard| shard.clock.rearm(entry));
 }
 
 /// The shard's clock task.

@@ -24,6 +24,7 @@ use crate::engineio::{
 };
 use crate::http::request::Request;
 use crate::http::response::Response;
+use crate::panics::CatchUnwind;
 use crate::ws::codec::{self, Decoder, Message, WsError};
 use crate::ws::handshake;
 
@@ -233,8 +234,17 @@ pub(crate) async fn serve(
     };
     // The session's long life runs in a task of its own, which holds the
     // connection and no state of the handshake (nor of the HTTP task).
+    // A panic while serving it closes this session and connection only.
     glommio::spawn_local(async move {
-        run(&shard, endpoint, &mut conn, &entry).await;
+        let ran = CatchUnwind::new(run(&shard, endpoint, &mut conn, &entry)).await;
+        if let Err(panic) = ran {
+            tracing::error!(sid = entry.sid.as_str(), %panic, "closing a WebSocket whose task panicked");
+            entry
+                .session
+                .borrow_mut()
+                .close(CloseReason::ForcedClose, Instant::now());
+            shard.settle(endpoint, &entry);
+        }
         shard.forget(endpoint, &entry);
     })
     .detach();

@@ -1,4 +1,4 @@
-//! A shard-local "something changed" signal with any number of waiters.
+//! A shard-local (single-threaded) "something changed" signal with any number of waiters.
 //!
 //! Waiters take a [`Listener`] *before* checking their condition, then await
 //! it; any [`Signal::notify`] after that point wakes them, so no wake-up is
