@@ -1,6 +1,7 @@
 //! The relay application the `hub` binary runs: rooms and publishing over
 //! plain Socket.IO events, with optional token auth (`docs/relay-protocol.md`).
 
+pub mod expiry;
 pub mod request;
 
 use std::rc::Rc;
