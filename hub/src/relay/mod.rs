@@ -1,17 +1,24 @@
 //! The relay application the `hub` binary runs: rooms and publishing over
 //! plain Socket.IO events, with optional token auth (`docs/relay-protocol.md`).
 
+pub mod expiry;
+mod grant;
 pub mod request;
+mod sweeper;
 
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde_json::{json, Value};
 
-use crate::auth::{glob_match, Claims, TokenVerifier};
+use crate::auth::{glob_match, TokenVerifier};
 use crate::server::{Ack, Args, ConnectError, Io, IoSettings, Socket};
+use grant::{Grant, Refresh, TokenGrant};
 use request::Refusal;
+use sweeper::RelayShard;
+pub use sweeper::AUTH_ERROR_EVENT;
 
 /// How the relay is configured.
 #[derive(Clone)]
@@ -35,6 +42,9 @@ impl Default for RelayConfig {
 
 /// The relay as a Socket.IO server, ready to mount.
 pub fn relay(config: RelayConfig) -> Io {
+    // Tells this relay's per-shard state from another's on the same thread.
+    static INSTANCES: AtomicU64 = AtomicU64::new(0);
+    let instance = INSTANCES.fetch_add(1, Ordering::Relaxed);
     let auth = config.auth.map(Arc::new);
     let patterns = config.namespaces;
     Io::builder()
@@ -44,7 +54,7 @@ pub fn relay(config: RelayConfig) -> Io {
             move |nsp| {
                 let nsp = match auth.clone() {
                     Some(verifier) => {
-                        nsp.use_middleware(move |socket| authenticate(&verifier, socket))
+                        nsp.use_middleware(move |socket| authenticate(&verifier, instance, socket))
                     }
                     None => nsp,
                 };
@@ -52,28 +62,6 @@ pub fn relay(config: RelayConfig) -> Io {
             },
         )
         .build()
-}
-
-/// What a socket may do: everything (open hub) or what its token says.
-enum Grant {
-    Open,
-    Token(Claims),
-}
-
-impl Grant {
-    fn may_join(&self, room: &str) -> bool {
-        match self {
-            Grant::Open => true,
-            Grant::Token(claims) => claims.may_join(room),
-        }
-    }
-
-    fn may_publish(&self, room: &str) -> bool {
-        match self {
-            Grant::Open => true,
-            Grant::Token(claims) => claims.may_publish(room),
-        }
-    }
 }
 
 fn unauthorized() -> ConnectError {
@@ -92,16 +80,20 @@ fn token(socket: &Socket) -> Option<String> {
         .map(str::to_string)
 }
 
-fn authenticate(verifier: &TokenVerifier, socket: &Socket) -> Result<(), ConnectError> {
+fn authenticate(
+    verifier: &Arc<TokenVerifier>,
+    instance: u64,
+    socket: &Socket,
+) -> Result<(), ConnectError> {
     let token = token(socket).ok_or_else(unauthorized)?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = grant::unix_seconds(SystemTime::now());
     let claims = verifier.verify(&token, now).map_err(|error| {
         tracing::debug!(%error, nsp = socket.nsp(), "token refused");
         unauthorized()
     })?;
-    socket.set_data(Grant::Token(claims));
+    let shard = RelayShard::local(instance, verifier);
+    let key = shard.next_key();
+    socket.set_data(Grant::Token(TokenGrant { claims, key, shard }));
     Ok(())
 }
 
@@ -121,13 +113,84 @@ fn grant(socket: &Socket) -> Rc<Grant> {
         .unwrap_or_else(|| Rc::new(Grant::Open))
 }
 
+/// A socket whose token has expired is refused, whatever it asks, and
+/// disconnected at once: the sweeper may not have come by yet. True then.
+fn refuse_if_expired(socket: &Socket, ack: Option<&Ack>) -> bool {
+    let expired = socket
+        .data::<Grant>()
+        .is_some_and(|grant| grant.expired(SystemTime::now()));
+    if expired {
+        answer(ack.cloned(), Err(Refusal::TokenExpired));
+        sweeper::end_session(socket, Refusal::TokenExpired);
+    }
+    expired
+}
+
+/// `refresh`: a new token replaces the socket's claims and expiry.
+fn on_refresh(socket: &Socket, args: Args, ack: Option<Ack>) {
+    if refuse_if_expired(socket, ack.as_ref()) {
+        return;
+    }
+    let token = match request::refresh(args.get(0)) {
+        Ok(token) => token,
+        Err(refusal) => return answer(ack, Err(refusal)),
+    };
+    let grant = grant(socket);
+    let Grant::Token(current) = &*grant else {
+        // An open hub checks no token and nothing expires.
+        return answer(ack, Ok(()));
+    };
+    let rooms = socket.rooms();
+    let outcome = grant::refresh(
+        current.shard.verifier(),
+        &current.claims,
+        token,
+        SystemTime::now(),
+        socket.id(),
+        rooms.iter().map(String::as_str),
+    );
+    match outcome {
+        Refresh::Accepted { claims, leave } => {
+            for room in &leave {
+                socket.leave(room);
+            }
+            current.shard.watch(current.key, claims.exp, socket);
+            tracing::debug!(
+                socket = socket.id(),
+                exp = claims.exp,
+                left = leave.len(),
+                "token refreshed"
+            );
+            socket.set_data(Grant::Token(TokenGrant {
+                claims,
+                key: current.key,
+                shard: current.shard.clone(),
+            }));
+            answer(ack, Ok(()));
+        }
+        Refresh::Refused(error) => {
+            tracing::debug!(%error, socket = socket.id(), "refresh token refused");
+            answer(ack, Err(Refusal::Unauthorized));
+        }
+        Refresh::Expired | Refresh::UserMismatch => {
+            let refusal = outcome.refusal().expect("a refusal");
+            answer(ack, Err(refusal));
+            sweeper::end_session(socket, refusal);
+        }
+    }
+}
+
 fn on_connection(socket: &Socket) {
-    if let Grant::Token(claims) = &*grant(socket) {
-        if let Some(room) = claims.user_room() {
+    if let Grant::Token(token) = &*grant(socket) {
+        if let Some(room) = token.claims.user_room() {
             socket.join(&room);
         }
     }
+    sweeper::watch_new_socket(socket);
     socket.on("join", |socket, args, ack| {
+        if refuse_if_expired(socket, ack.as_ref()) {
+            return;
+        }
         let result = request::rooms(args.get(0)).and_then(|rooms| {
             let grant = grant(socket);
             if !rooms.iter().all(|r| grant.may_join(r)) {
@@ -147,6 +210,9 @@ fn on_connection(socket: &Socket) {
         answer(ack, result);
     });
     socket.on("publish", |socket, args, ack| {
+        if refuse_if_expired(socket, ack.as_ref()) {
+            return;
+        }
         let result = request::publish(&args).and_then(|publish| {
             let grant = grant(socket);
             if !publish.to.iter().all(|r| grant.may_publish(r)) {
@@ -163,6 +229,7 @@ fn on_connection(socket: &Socket) {
         });
         answer(ack, result);
     });
+    socket.on("refresh", on_refresh);
     socket.on("echo", |_, args, ack| {
         if let Some(ack) = ack {
             ack.send(args);

@@ -16,6 +16,12 @@ pub enum Refusal {
     BadRequest,
     Forbidden,
     ReservedEvent,
+    /// A `refresh` token that does not verify.
+    Unauthorized,
+    /// The socket's token has expired: the socket is being disconnected.
+    TokenExpired,
+    /// A `refresh` token of another user: the socket is being disconnected.
+    UserMismatch,
 }
 
 impl Refusal {
@@ -24,6 +30,9 @@ impl Refusal {
             Refusal::BadRequest => "bad request",
             Refusal::Forbidden => "forbidden",
             Refusal::ReservedEvent => "reserved event",
+            Refusal::Unauthorized => "unauthorized",
+            Refusal::TokenExpired => "token expired",
+            Refusal::UserMismatch => "user mismatch",
         }
     }
 }
@@ -87,6 +96,17 @@ pub fn publish(args: &Args) -> Result<Publish, Refusal> {
     })
 }
 
+/// A `refresh` request: `{"token": "<JWT>"}`; the token.
+pub fn refresh(value: Option<&Value>) -> Result<&str, Refusal> {
+    match value {
+        Some(Value::Object(spec)) => match spec.get("token") {
+            Some(Value::String(token)) => Ok(token),
+            _ => Err(Refusal::BadRequest),
+        },
+        _ => Err(Refusal::BadRequest),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,6 +136,27 @@ mod tests {
         assert!(rooms(Some(&json!("x".repeat(MAX_ROOM_BYTES)))).is_ok());
         let many: Vec<String> = (0..=MAX_ROOMS).map(|i| i.to_string()).collect();
         assert_eq!(rooms(Some(&json!(many))), Err(Refusal::BadRequest));
+    }
+
+    #[test]
+    fn refresh_wants_an_object_with_a_token_string() {
+        assert_eq!(refresh(Some(&json!({"token": "a.b.c"}))), Ok("a.b.c"));
+        assert_eq!(
+            refresh(Some(&json!({"token": "t", "other": 1}))),
+            Ok("t"),
+            "other fields are ignored"
+        );
+        for bad in [
+            json!("a.b.c"),
+            json!({}),
+            json!({"token": 42}),
+            json!({"token": null}),
+            json!([{"token": "t"}]),
+            json!(null),
+        ] {
+            assert_eq!(refresh(Some(&bad)), Err(Refusal::BadRequest), "{bad}");
+        }
+        assert_eq!(refresh(None), Err(Refusal::BadRequest));
     }
 
     #[test]

@@ -34,7 +34,19 @@
 // - namespaces outside the patterns: `Invalid namespace`. socket.io always
 //   has `/`, so when `/` is not served it is refused by a middleware that
 //   mimics an unknown namespace: v3/v4 `{"message":"Invalid namespace"}`,
-//   v2 the object `{"message":"Invalid namespace"}` as well.
+//   v2 the object `{"message":"Invalid namespace"}` as well;
+// - token expiry: at `exp` (floored to whole seconds) a socket gets
+//   `auth_error` {"error":"token expired"} and is disconnected from its
+//   namespace (the client sees `io server disconnect`); a `join`,
+//   `publish` or `refresh` arriving after `exp` is answered
+//   {"ok":false,"error":"token expired"} and ends the session the same way;
+// - `refresh` {"token"}: after the expiry check, `bad request` unless an object with a string
+//   `token`; on an open hub `{"ok":true}`; a token that does not verify:
+//   `unauthorized`, nothing changes; another `sub` (or a `sub` on one side
+//   only): `user mismatch`, then `auth_error` and the disconnect; else the
+//   new claims replace the old, the rooms they do not allow are left (not
+//   the socket's own id nor `user:<sub>`) and the expiry moves to the new
+//   `exp`.
 
 import crypto from "node:crypto";
 import http from "node:http";
@@ -195,10 +207,19 @@ const RESERVED_EVENTS = new Set([
   "removeListener",
 ]);
 
-class Refusal extends Error {}
+class Refusal extends Error {
+  /** `end`: the session ends after the answer (auth_error + disconnect). */
+  constructor(message, { end = false } = {}) {
+    super(message);
+    this.end = end;
+  }
+}
 const BAD_REQUEST = "bad request";
 const FORBIDDEN = "forbidden";
 const RESERVED = "reserved event";
+const UNAUTHORIZED = "unauthorized";
+const TOKEN_EXPIRED = "token expired";
+const USER_MISMATCH = "user mismatch";
 
 /** A room name or a non-empty list of at most 64 names, each 1..256 bytes. */
 function roomList(value) {
@@ -234,26 +255,83 @@ function mayPublish(socket, room) {
   return claims === undefined || (claims.publish ?? []).some((pattern) => globMatch(pattern, room));
 }
 
+// ------------------------------------------------------------ token expiry
+
+/** When the socket's token expires, in ms since the epoch (exp floored). */
+const expiresAt = (claims) => Math.floor(claims.exp) * 1000;
+const expired = (socket) => socket.data.claims !== undefined && Date.now() >= expiresAt(socket.data.claims);
+/** setTimeout holds at most 2^31 - 1 ms: longer waits are re-armed. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Tells the client why, then disconnects the socket from its namespace. */
+function endSession(socket, reason) {
+  if (!socket.connected) return;
+  process.stderr.write(
+    `reference-relay: disconnecting a socket whose token no longer holds socket=${socket.id} nsp=${socket.nsp.name} reason="${reason}"\n`,
+  );
+  socket.emit("auth_error", { error: reason });
+  socket.disconnect();
+}
+
+/** (Re)arms the socket's expiry timer for its current claims. */
+function armExpiry(socket) {
+  clearTimeout(socket.data.expiryTimer);
+  const claims = socket.data.claims;
+  if (claims === undefined) return;
+  const wait = expiresAt(claims) - Date.now();
+  socket.data.expiryTimer = setTimeout(
+    () => (expired(socket) ? endSession(socket, TOKEN_EXPIRED) : armExpiry(socket)),
+    Math.max(0, Math.min(wait, MAX_TIMER_MS)),
+  );
+}
+
 /** Registers a relay request: `fn(socket, args)` runs; the ack gets `{ok}`. */
 function request(socket, event, fn) {
   socket.on(event, (...all) => {
     const ack = all.length > 0 && typeof all[all.length - 1] === "function" ? all.pop() : undefined;
     let answer = { ok: true };
+    let end;
     try {
       fn(all);
     } catch (err) {
       if (!(err instanceof Refusal)) throw err;
       answer = { ok: false, error: err.message };
+      if (err.end) end = err.message;
     }
     if (ack) ack(answer);
+    if (end !== undefined) endSession(socket, end);
   });
+}
+
+function refuseIfExpired(socket) {
+  if (expired(socket)) throw new Refusal(TOKEN_EXPIRED, { end: true });
+}
+
+/** `refresh` {"token"}: the new token's claims replace the socket's. */
+function refresh(socket, spec) {
+  refuseIfExpired(socket);
+  if (!isObject(spec) || typeof spec.token !== "string") throw new Refusal(BAD_REQUEST);
+  const current = socket.data.claims;
+  if (current === undefined) return; // an open hub: nothing to refresh
+  const claims = verifyToken(spec.token, authSecret, Math.floor(Date.now() / 1000));
+  if (claims === undefined) throw new Refusal(UNAUTHORIZED);
+  if (claims.sub !== current.sub) throw new Refusal(USER_MISMATCH, { end: true });
+  socket.data.claims = claims;
+  const userRoom = claims.sub === undefined ? undefined : `user:${claims.sub}`;
+  for (const room of [...socket.rooms]) {
+    if (room !== socket.id && room !== userRoom && !mayJoin(socket, room)) socket.leave(room);
+  }
+  armExpiry(socket);
 }
 
 function onConnection(socket) {
   const claims = socket.data.claims;
   if (claims !== undefined && claims.sub !== undefined) socket.join(`user:${claims.sub}`);
+  armExpiry(socket);
+  socket.on("disconnect", () => clearTimeout(socket.data.expiryTimer));
 
   request(socket, "join", ([rooms]) => {
+    refuseIfExpired(socket);
     const names = roomList(rooms);
     if (!names.every((room) => mayJoin(socket, room))) throw new Refusal(FORBIDDEN);
     socket.join(names);
@@ -262,6 +340,7 @@ function onConnection(socket) {
     for (const room of roomList(rooms)) socket.leave(room);
   });
   request(socket, "publish", ([spec]) => {
+    refuseIfExpired(socket);
     if (!isObject(spec)) throw new Refusal(BAD_REQUEST);
     const to = roomList(spec.to);
     if (typeof spec.event !== "string" || spec.event === "") throw new Refusal(BAD_REQUEST);
@@ -274,6 +353,7 @@ function onConnection(socket) {
     if (spec.volatile === true) op = op.volatile;
     op.emit(spec.event, spec.data === undefined ? null : spec.data);
   });
+  request(socket, "refresh", ([spec]) => refresh(socket, spec));
   socket.on("echo", (...all) => {
     if (all.length > 0 && typeof all[all.length - 1] === "function") {
       const ack = all.pop();

@@ -4,7 +4,10 @@ only, polling upgraded to websocket. join / leave / publish / echo with their
 `{"ok": true}` acks, binary data relayed intact, the sender excluded, the
 refusals, and token auth (HS256 tokens minted here with hmac + hashlib +
 base64): a valid token connects and its patterns apply, `sub` puts the socket
-in `user:<sub>`, bad tokens are refused with `unauthorized`."""
+in `user:<sub>`, bad tokens are refused with `unauthorized`; at its token's
+`exp` a socket gets `auth_error` and is disconnected by the server, unless it
+sent `refresh` with a fresh token before (tokens 2 s ahead: these tests wait
+about 1 to 2 s)."""
 
 import base64
 import hashlib
@@ -59,8 +62,10 @@ class Session:
         self._lock = threading.Lock()
         self._queues = {}
         self.connect_errors = {}
+        self.disconnects = queue.Queue()
         self.client.on("*", self._record, namespace=namespace)
         self.client.on("connect_error", self._record_error, namespace=namespace)
+        self.client.on("disconnect", self._record_disconnect, namespace=namespace)
 
     def connect(self, url):
         self.client.connect(
@@ -88,6 +93,16 @@ class Session:
 
     def _record_error(self, data=None):
         self.connect_errors[self.ns] = data
+
+    def _record_disconnect(self, reason=None):
+        self.disconnects.put((reason, time.time()))
+
+    def next_disconnect(self, timeout=5.0):
+        """The reason and time of the next disconnect of the namespace."""
+        try:
+            return self.disconnects.get(timeout=timeout)
+        except queue.Empty:
+            pytest.fail(f"no disconnect of {self.ns} within {timeout} s")
 
     def call(self, event, *args):
         data = args[0] if len(args) == 1 else tuple(args)
@@ -259,3 +274,77 @@ def test_unauthorized(relay_auth, sessions, mode, case):
             s.connect(relay_auth.url)
         assert str(info.value) == f"One or more namespaces failed to connect: {ns}"
         assert s.connect_errors[ns] == {"message": "unauthorized"}
+
+
+def short_token(secret, claims):
+    """A token expiring 2 s ahead, and its exp. `exp` is whole seconds, so
+    this waits (at most 0.7 s) for a time early in a second: the token then
+    lives 1.7 to 2 s, time enough to connect and ask something first."""
+    into = time.time() % 1
+    if into > 0.3:
+        time.sleep(1.005 - into)
+    exp = int(time.time()) + 2
+    return exp, mint(secret, {**claims, "exp": exp})
+
+
+def test_token_expiry_disconnects(relay_auth, sessions, mode):
+    tag = unique("pyexp")
+    exp, token = short_token(relay_auth.secret, {"rooms": [f"{tag}:*"], "publish": [f"{tag}:*"]})
+    s = connect(relay_auth, sessions, mode, auth={"token": token})
+    assert s.call("join", f"{tag}:a") == OK
+    assert s.call("publish", {"to": f"{tag}:a", "event": "e", "data": 1}) == OK
+    assert time.time() < exp, "requests before exp"
+    assert s.next("auth_error", timeout=exp - time.time() + 5) == [{"error": "token expired"}]
+    reason, at = s.next_disconnect()
+    assert reason == "server disconnect"
+    assert exp <= at <= exp + 2.5, f"at about exp ({at - exp:.3f} s after)"
+    assert not s.client.connected
+
+
+def test_token_refresh_keeps_the_socket_and_applies_new_claims(relay_auth, sessions, mode):
+    secret = relay_auth.secret
+    tag = unique("pyref")
+    exp, token = short_token(secret, {"rooms": [f"{tag}old:*"]})
+    s = connect(relay_auth, sessions, mode, auth={"token": token})
+    peer = connect(relay_auth, sessions, mode, auth={"token": mint(secret, {"rooms": ["*"], "publish": ["*"]})})
+    assert s.call("join", f"{tag}old:1") == OK
+    fresh = mint(secret, {"rooms": [f"{tag}new:*"]})
+    assert s.call("refresh", {"token": fresh}) == OK
+    assert time.time() < exp, "refreshed before exp"
+    assert s.call("join", f"{tag}new:1") == OK
+    assert s.call("join", f"{tag}old:2") == {"ok": False, "error": "forbidden"}
+    # The room only the old token allowed was left.
+    assert peer.call("publish", {"to": f"{tag}old:1", "event": "old", "data": 1}) == OK
+    assert peer.call("publish", {"to": f"{tag}new:1", "event": "new", "data": 2}) == OK
+    assert s.next("new") == [2]
+    assert s.count("old") == 0
+    time.sleep(max(0.0, exp + 0.4 - time.time()))
+    assert s.call("echo", "past exp") == "past exp"
+    assert s.count("auth_error") == 0
+    assert s.disconnects.empty()
+    assert s.client.connected
+
+
+def test_bad_refresh_changes_nothing(relay_auth, sessions, mode):
+    secret = relay_auth.secret
+    exp, token = short_token(secret, {"sub": unique("dan")})
+    s = connect(relay_auth, sessions, mode, auth={"token": token})
+    refused = {"ok": False, "error": "unauthorized"}
+    assert s.call("refresh", {"token": mint("another-secret", {})}) == refused
+    assert s.call("refresh", {"token": mint(secret, {}, exp_in=-60)}) == refused
+    assert s.call("refresh", {}) == {"ok": False, "error": "bad request"}
+    assert s.next("auth_error", timeout=exp - time.time() + 5) == [{"error": "token expired"}]
+    reason, at = s.next_disconnect()
+    assert reason == "server disconnect"
+    assert at >= exp, "the old expiry held"
+
+
+def test_refresh_with_another_user_disconnects(relay_auth, sessions, mode):
+    secret = relay_auth.secret
+    s = connect(relay_auth, sessions, mode, auth={"token": mint(secret, {"sub": unique("eve")})})
+    assert s.call("refresh", {"token": mint(secret, {"sub": unique("mallory")})}) == {
+        "ok": False,
+        "error": "user mismatch",
+    }
+    assert s.next("auth_error") == [{"error": "user mismatch"}]
+    assert s.next_disconnect()[0] == "server disconnect"
