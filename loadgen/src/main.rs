@@ -3,6 +3,7 @@
 
 mod args;
 mod conn;
+mod ledger;
 mod output;
 mod procfs;
 mod report;
