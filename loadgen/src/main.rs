@@ -48,6 +48,13 @@ fn main() -> ExitCode {
     } else {
         print!("{}", outcome.summary.table());
     }
+    if let Some(churn) = &outcome.summary.churn {
+        let failures = churn.failures();
+        if !failures.is_empty() {
+            eprintln!("loadgen: churn: {}", failures.join("; "));
+            return ExitCode::from(3);
+        }
+    }
     ExitCode::SUCCESS
 }
 

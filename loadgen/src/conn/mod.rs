@@ -22,7 +22,6 @@ pub struct Spec {
     pub addr: SocketAddr,
     pub host: String,
     pub path: String,
-    pub transport: Transport,
     /// The namespace prefix of Socket.IO packets (`/chat,`, or empty).
     pub nsp: Vec<u8>,
     /// The CONNECT packet, auth included.
@@ -92,11 +91,6 @@ pub enum Conn {
 }
 
 impl Conn {
-    /// Connects, handshakes and joins the namespace over `spec.transport`.
-    pub async fn open(spec: &Spec, source: Option<Ipv4Addr>) -> Result<(Conn, Outbox), Cause> {
-        Conn::open_over(spec, spec.transport, source).await
-    }
-
     /// Connects, handshakes and joins the namespace over `transport`.
     pub async fn open_over(
         spec: &Spec,
