@@ -371,10 +371,11 @@ fn churn_accounts_for_every_delivery_across_lives_and_leaves() {
 
 #[test]
 fn churn_finds_deliveries_that_never_arrived() {
-    // Subscribers that drop every 25th message they receive (a test hook)
-    // stand for a server that loses them: lost, and exit status 3.
+    // Subscribers that drop every 5th message they receive (a test hook;
+    // a life receives some 15 to 25) stand for a server that loses them:
+    // lost, and exit status 3.
     let hub = start_hub(&["--shards", "2"], &[]);
-    let (code, summary, stderr) = churn(&hub, &["--drop-every", "25", "--timeout", "2s"]);
+    let (code, summary, stderr) = churn(&hub, &["--drop-every", "5", "--timeout", "2s"]);
     assert_eq!(code, Some(3), "{stderr}\n{summary:#}");
     let c = &summary["churn"];
     let lost = n(c, "lost");

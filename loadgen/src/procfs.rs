@@ -49,6 +49,8 @@ pub struct RssCurve {
     pub samples: Vec<(f64, u64)>,
     /// Set when the process could not be read (it has exited, most likely).
     pub gone: Option<String>,
+    /// When that was noticed, in seconds since the start.
+    pub gone_at: Option<f64>,
 }
 
 impl RssCurve {
@@ -62,6 +64,7 @@ impl RssCurve {
             next: now,
             samples: Vec::new(),
             gone: None,
+            gone_at: None,
         };
         curve.poll();
         curve
@@ -88,6 +91,7 @@ impl RssCurve {
             }
             Err(e) => {
                 self.gone = Some(e);
+                self.gone_at = Some(self.started.elapsed().as_secs_f64());
                 None
             }
         }
@@ -117,6 +121,7 @@ mod tests {
         let mut gone = RssCurve::start(u32::MAX, Duration::from_secs(1));
         assert!(gone.samples.is_empty());
         assert!(gone.gone.as_deref().unwrap().contains("--server-pid"));
+        assert!(gone.gone_at.is_some());
         assert_eq!(gone.sample(), None);
     }
 }

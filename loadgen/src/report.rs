@@ -120,8 +120,10 @@ pub struct RssReport {
     pub every_s: f64,
     /// (seconds since loadgen started, bytes)
     pub curve: Vec<(f64, u64)>,
-    /// Why sampling stopped early, if it did.
+    /// Why sampling stopped early, if it did (the server exited), and when
+    /// (seconds since loadgen started); the run then ends early too.
     pub gone: Option<String>,
+    pub gone_after_s: Option<f64>,
 }
 
 impl ChurnSummary {
@@ -282,7 +284,10 @@ impl ChurnSummary {
                 ),
             );
             if let Some(gone) = &r.gone {
-                row("server rss stopped", gone.clone());
+                row(
+                    "server gone",
+                    format!("after {:.0} s: {gone}", r.gone_after_s.unwrap_or_default()),
+                );
             }
         }
     }

@@ -59,6 +59,14 @@ pub(super) fn phases(started: Started) -> Result<Outcome, RunError> {
         progress.tick("run", &intervals, hist_log.as_mut());
         if let Some(curve) = rss_curve.as_mut() {
             curve.poll();
+            if curve.gone.is_some() {
+                // The server has exited: nothing more to learn; account for what was.
+                eprintln!(
+                    "loadgen: the server (pid {}) is gone; draining",
+                    args.server_pid.unwrap_or(0)
+                );
+                break;
+            }
         }
     }
     let last = Snapshot::sum(&control.counters);
@@ -142,6 +150,7 @@ pub(super) fn phases(started: Started) -> Result<Outcome, RunError> {
                 every_s: args.rss_every.as_secs_f64(),
                 curve: curve.samples,
                 gone: curve.gone,
+                gone_after_s: curve.gone_at,
             }),
             _ => None,
         },
