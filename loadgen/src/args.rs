@@ -71,11 +71,11 @@ pub struct Args {
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
 
-    /// Traffic before the measured window, not counted.
+    /// Traffic before the measured window, not counted (churn has none: it counts everything).
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub warmup: Duration,
 
-    /// After the window, how long to wait for the last deliveries and acks before counting them lost.
+    /// After the window, how long to wait for the last deliveries and acks before counting them lost (churn: for every subscriber to fence and leave, plus 4x --timeout).
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub drain: Duration,
 

@@ -1,6 +1,7 @@
 //! One loadgen shard: a glommio executor on its own thread, running its
 //! share of the clients. What it shares with the main thread are atomics
-//! (`Control`, its `Counters`) and a channel of latency histograms.
+//! (`Control`, its `Counters`) and a channel of latency histograms; churn
+//! clients also reach the publishers on other shards (`ChurnBoard`).
 
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
