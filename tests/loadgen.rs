@@ -1,6 +1,7 @@
 //! `loadgen` against a real hub: each scenario briefly, over WebSocket and
-//! long-polling, checking that the reported counts add up; and its command
-//! line: help, bad options, an unreachable server.
+//! long-polling, checking that the reported counts add up (churn's loss
+//! accounting included, and that it finds a loss); and its command line:
+//! help, bad options, an unreachable server.
 
 mod support;
 
@@ -270,6 +271,123 @@ fn idle_reports_server_memory_per_connection() {
     assert!(server["cpu_s"].as_f64().unwrap() >= 0.0);
 }
 
+/// Runs churn against `hub` briefly with lives short enough that every
+/// slot lives many times; returns loadgen's exit status, its summary and
+/// its stderr.
+fn churn(hub: &Hub, extra: &[&str]) -> (Option<i32>, Value, String) {
+    let pid = hub.child.id().to_string();
+    let out = loadgen()
+        .args([
+            "churn",
+            "--url",
+            &url(hub),
+            "--clients",
+            "30",
+            "--publishers",
+            "2",
+            "--rooms",
+            "4",
+            "--rooms-per-client",
+            "2",
+            "--rate",
+            "100",
+            "--duration",
+            "3s",
+            "--lifetime",
+            "300ms",
+            "--abrupt-ratio",
+            "0.5",
+            "--reset-ratio",
+            "0.5",
+            "--polling-ratio",
+            "0.5",
+            "--server-pid",
+            &pid,
+            "--rss-every",
+            "1s",
+            "--json",
+            "--quiet",
+        ])
+        .args(extra)
+        .output()
+        .expect("run loadgen");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "loadgen printed no JSON ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (
+        out.status.code(),
+        summary,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn churn_accounts_for_every_delivery_across_lives_and_leaves() {
+    let hub = start_hub(&["--shards", "2"], &[]);
+    let (code, summary, stderr) = churn(&hub, &[]);
+    assert_eq!(code, Some(0), "{stderr}\n{summary:#}");
+    assert_no_errors(&summary);
+    let c = &summary["churn"];
+    // Nothing lost, duplicated or misrouted, and nothing left unaccounted.
+    for key in ["lost", "duplicated", "misrouted", "unsettled", "unfinished"] {
+        assert_eq!(n(c, key), 0, "{key}: {summary:#}");
+    }
+    assert_eq!(n(&summary, "lost"), 0);
+    assert_eq!(n(&summary, "duplicated"), 0);
+    let expected = n(c, "expected_deliveries");
+    assert!(expected > 1000, "too little traffic: {summary:#}");
+    assert_eq!(n(c, "delivered"), expected);
+    // Every publish acked; every life that left fenced with both publishers.
+    assert_eq!(n(c, "publishes_acked"), n(c, "publishes_sent"));
+    assert_eq!(n(c, "publishes_failed"), 0);
+    // Slots lived many times, over both transports, and left each way.
+    let connects = n(c, "connects");
+    assert!(connects > 3 * 30, "little churn: {summary:#}");
+    let polling = n(c, "polling_connects");
+    assert!(polling > 0 && polling < connects, "{summary:#}");
+    let d = &c["disconnects"];
+    let (clean, abrupt, reset) = (n(d, "clean"), n(d, "abrupt"), n(d, "reset"));
+    assert!(clean > 0 && abrupt > 0 && reset > 0, "{summary:#}");
+    assert_eq!(n(d, "by_server"), 0, "{summary:#}");
+    assert_eq!(clean + abrupt + reset, connects, "every life ended once");
+    assert_eq!(
+        n(c, "fences"),
+        2 * connects,
+        "one fence per publisher per life"
+    );
+    assert_eq!(n(&c["server_closed"], "lives"), 0);
+    // The hub's RSS at the start, the end, and in between.
+    let rss = &c["server_rss"];
+    assert_eq!(rss["pid"].as_u64(), Some(hub.child.id() as u64));
+    assert!(n(rss, "start_bytes") > 0 && n(rss, "end_bytes") > 0);
+    let curve = rss["curve"].as_array().expect("an RSS curve");
+    assert!(curve.len() >= 3, "one sample a second: {summary:#}");
+    assert!(curve.iter().all(|p| p[1].as_u64().unwrap() > 0));
+}
+
+#[test]
+fn churn_finds_deliveries_that_never_arrived() {
+    // Subscribers that drop every 5th message they receive (a test hook;
+    // a life receives some 15 to 25) stand for a server that loses them:
+    // lost, and exit status 3.
+    let hub = start_hub(&["--shards", "2"], &[]);
+    let (code, summary, stderr) = churn(&hub, &["--drop-every", "5", "--timeout", "2s"]);
+    assert_eq!(code, Some(3), "{stderr}\n{summary:#}");
+    let c = &summary["churn"];
+    let lost = n(c, "lost");
+    assert!(lost > 0, "{summary:#}");
+    assert_eq!(n(c, "delivered") + lost, n(c, "expected_deliveries"));
+    assert_eq!(n(c, "duplicated"), 0);
+    assert!(
+        stderr.contains(&format!("{lost} of ")) && stderr.contains("lost"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn namespace_and_token_reach_an_authenticated_hub() {
     let secret = "loadgen-test-secret";
@@ -394,6 +512,12 @@ fn help_shows_every_scenario_and_option() {
         "--hist",
         "--plot",
         "--quiet",
+        "churn",
+        "--lifetime",
+        "--abrupt-ratio",
+        "--reset-ratio",
+        "--polling-ratio",
+        "--rss-every",
     ] {
         assert!(
             help.contains(word),
@@ -423,6 +547,8 @@ fn wrong_options_are_refused_with_a_reason() {
         (&["echo", "--source-ips", "127.0.0.9-127.0.0.2"], "range"),
         (&["echo", "--url", "ftp://x"], "not an http"),
         (&["echo", "--url", "https://127.0.0.1"], "TLS"),
+        (&["churn", "--abrupt-ratio", "2"], "--abrupt-ratio"),
+        (&["churn", "--lifetime", "0s"], "--lifetime"),
     ];
     for (args, needle) in cases {
         let (code, stderr) = fails(args);

@@ -16,7 +16,16 @@ use clap::{Parser, ValueEnum};
       echo     each client emits `echo` with an ack; --rate is the total emits per second (0: closed loop, --inflight per client)\n  \
       fanout   --clients subscribers join --rooms rooms (--rooms-per-client each); --publishers publish to them at --rate in total\n           \
                (0: closed loop on publish acks); end-to-end latency at every receiver, lost and duplicated deliveries\n  \
-      idle     hold --clients connections answering pings for --duration; with --server-pid, the server's RSS per connection\n\n\
+      idle     hold --clients connections answering pings for --duration; with --server-pid, the server's RSS per connection\n  \
+      churn    a soak with loss accounting: --clients subscriber slots connect, join --rooms-per-client of --rooms rooms\n           \
+               and a private room, receive for about --lifetime, then leave, and start again, for --duration;\n           \
+               --publishers publish to the rooms at --rate with acks. A leaving subscriber first asks every publisher\n           \
+               for a fence (a publish to its private room, sent after all the publishes it covers), then leaves\n           \
+               cleanly, or abruptly (--abrupt-ratio: no Socket.IO or WebSocket close; --reset-ratio of those with a RST);\n           \
+               --polling-ratio of the lives are over long-polling. Every acknowledged publish sent after a subscriber's\n           \
+               join was acknowledged and before its publisher's fence must arrive exactly once: reports lost, duplicated,\n           \
+               unexpected, connects, disconnects (clean, abrupt, reset, by the server) and with --server-pid the\n           \
+               server's RSS every --rss-every. Exits 3 when anything was lost, duplicated or misrouted.\n\n\
       With --server-pid the server's CPU time over the measured window is read from /proc/PID/stat and the\n\
       summary gives deliveries and acks per server CPU-second.\n\n\
       Example: loadgen fanout --url http://127.0.0.1:3000 --clients 1000 --rooms 1 --publishers 10 --rate 1000"
@@ -30,23 +39,23 @@ pub struct Args {
     #[arg(long, default_value = "http://127.0.0.1:3000")]
     pub url: String,
 
-    /// Engine.IO transport the clients use.
+    /// Engine.IO transport the clients use (churn: see --polling-ratio).
     #[arg(long, value_enum, default_value_t = Transport::Websocket)]
     pub transport: Transport,
 
-    /// Clients (subscribers in fanout; publishers come on top).
+    /// Clients (subscribers in fanout, subscriber slots in churn; publishers come on top).
     #[arg(long, default_value_t = 100)]
     pub clients: usize,
 
-    /// Rooms in fanout; client i joins rooms i*K .. i*K+K-1 (mod rooms), K = --rooms-per-client.
+    /// Rooms in fanout and churn; client i joins rooms i*K .. i*K+K-1 (mod rooms), K = --rooms-per-client (churn: i counts lives).
     #[arg(long, default_value_t = 1)]
     pub rooms: usize,
 
-    /// Rooms each fanout subscriber joins.
+    /// Rooms each fanout or churn subscriber joins.
     #[arg(long, default_value_t = 1)]
     pub rooms_per_client: usize,
 
-    /// Publishing clients in fanout; they join no room.
+    /// Publishing clients in fanout and churn; they join no room.
     #[arg(long, default_value_t = 1)]
     pub publishers: usize,
 
@@ -62,11 +71,11 @@ pub struct Args {
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
 
-    /// Traffic before the measured window, not counted.
+    /// Traffic before the measured window, not counted (churn has none: it counts everything).
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub warmup: Duration,
 
-    /// After the window, how long to wait for the last deliveries and acks before counting them lost.
+    /// After the window, how long to wait for the last deliveries and acks before counting them lost (churn: for every subscriber to fence and leave, plus 4x --timeout).
     #[arg(long, default_value = "3s", value_parser = parse_duration)]
     pub drain: Duration,
 
@@ -98,9 +107,33 @@ pub struct Args {
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub timeout: Duration,
 
-    /// The server's process id: its CPU time (and for idle, its RSS) is read from /proc.
+    /// The server's process id: its CPU time (and for idle and churn, its RSS) is read from /proc.
     #[arg(long)]
     pub server_pid: Option<u32>,
+
+    /// churn: mean life of a subscriber connection, from its join's ack to its leave (each is 0.5x to 1.5x this).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub lifetime: Duration,
+
+    /// churn: share of the leaves that are abrupt, the TCP connection closed with no Socket.IO or WebSocket close.
+    #[arg(long, default_value_t = 0.3)]
+    pub abrupt_ratio: f64,
+
+    /// churn: share of the abrupt leaves that reset the connection (SO_LINGER 0: a RST instead of a FIN).
+    #[arg(long, default_value_t = 0.5)]
+    pub reset_ratio: f64,
+
+    /// churn: share of the subscriber lives over long-polling; the rest, and every publisher, use WebSocket.
+    #[arg(long, default_value_t = 0.25)]
+    pub polling_ratio: f64,
+
+    /// churn: how often the server's RSS is sampled, with --server-pid.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub rss_every: Duration,
+
+    /// Testing the accounting: churn subscribers ignore every Nth message they receive.
+    #[arg(long, hide = true)]
+    pub drop_every: Option<u64>,
 
     /// Print the summary as JSON on stdout instead of the table.
     #[arg(long)]
@@ -130,6 +163,8 @@ pub enum Scenario {
     Fanout,
     /// Hold connections; server memory per connection.
     Idle,
+    /// Subscribers come and go while publishers publish; every delivery accounted for.
+    Churn,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -148,7 +183,7 @@ impl Args {
         if self.clients == 0 && self.scenario != Scenario::Fanout {
             return Err("--clients must be at least 1".into());
         }
-        if self.scenario == Scenario::Fanout {
+        if matches!(self.scenario, Scenario::Fanout | Scenario::Churn) {
             if self.rooms == 0 {
                 return Err("--rooms must be at least 1".into());
             }
@@ -165,10 +200,33 @@ impl Args {
         if !(self.rate >= 0.0 && self.rate.is_finite()) {
             return Err("--rate must be a number of operations per second, 0 or more".into());
         }
+        for (name, ratio) in [
+            ("--abrupt-ratio", self.abrupt_ratio),
+            ("--reset-ratio", self.reset_ratio),
+            ("--polling-ratio", self.polling_ratio),
+        ] {
+            if !(0.0..=1.0).contains(&ratio) {
+                return Err(format!("{name} must be between 0 and 1"));
+            }
+        }
+        if self.lifetime.is_zero() {
+            return Err("--lifetime must be more than 0".into());
+        }
+        if self.rss_every.is_zero() {
+            return Err("--rss-every must be more than 0".into());
+        }
+        if self.drop_every == Some(0) {
+            return Err("--drop-every must be at least 1".into());
+        }
         if self.inflight == 0 {
             return Err("--inflight must be at least 1".into());
         }
-        if self.payload_bytes < 48 && matches!(self.scenario, Scenario::Fanout | Scenario::Echo) {
+        if self.payload_bytes < 48
+            && matches!(
+                self.scenario,
+                Scenario::Fanout | Scenario::Echo | Scenario::Churn
+            )
+        {
             return Err("--payload-bytes must be at least 48: it carries the sender, sequence number and timestamp".into());
         }
         if self.payload_bytes > 1 << 20 {
@@ -203,7 +261,7 @@ impl Args {
     /// Clients that open a connection: subscribers plus publishers.
     pub fn total_clients(&self) -> usize {
         match self.scenario {
-            Scenario::Fanout => self.clients + self.publishers,
+            Scenario::Fanout | Scenario::Churn => self.clients + self.publishers,
             _ => self.clients,
         }
     }
@@ -298,5 +356,16 @@ mod tests {
         assert!(args.validate().is_err());
         let args = Args::try_parse_from(["loadgen", "fanout"]).unwrap();
         assert!(args.validate().is_ok());
+        let args = Args::try_parse_from(["loadgen", "churn", "--abrupt-ratio", "1.5"]).unwrap();
+        assert!(args.validate().unwrap_err().contains("--abrupt-ratio"));
+        let args = Args::try_parse_from(["loadgen", "churn", "--lifetime", "0"]).unwrap();
+        assert!(args.validate().unwrap_err().contains("--lifetime"));
+        let args = Args::try_parse_from(["loadgen", "churn", "--publishers", "0"]).unwrap();
+        assert!(args.validate().unwrap_err().contains("--publishers"));
+        let args = Args::try_parse_from(["loadgen", "churn", "--clients", "0"]).unwrap();
+        assert!(args.validate().unwrap_err().contains("--clients"));
+        let args = Args::try_parse_from(["loadgen", "churn"]).unwrap();
+        assert!(args.validate().is_ok());
+        assert_eq!(args.total_clients(), 101);
     }
 }

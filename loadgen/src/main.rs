@@ -3,6 +3,7 @@
 
 mod args;
 mod conn;
+mod ledger;
 mod output;
 mod procfs;
 mod report;
@@ -46,6 +47,13 @@ fn main() -> ExitCode {
         );
     } else {
         print!("{}", outcome.summary.table());
+    }
+    if let Some(churn) = &outcome.summary.churn {
+        let failures = churn.failures();
+        if !failures.is_empty() {
+            eprintln!("loadgen: churn: {}", failures.join("; "));
+            return ExitCode::from(3);
+        }
     }
     ExitCode::SUCCESS
 }

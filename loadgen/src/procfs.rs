@@ -1,6 +1,7 @@
 //! The server's own cost, read from /proc: CPU time and resident memory.
 
 use std::fs;
+use std::time::{Duration, Instant};
 
 /// CPU seconds the process has used, user and system, all threads.
 pub fn cpu_seconds(pid: u32) -> Result<f64, String> {
@@ -38,6 +39,65 @@ pub fn rss_bytes(pid: u32) -> Result<u64, String> {
         .ok_or_else(|| format!("/proc/{pid}/status has no VmRSS"))
 }
 
+/// The server's RSS sampled at a fixed interval, from the start of a run.
+pub struct RssCurve {
+    pid: u32,
+    every: Duration,
+    started: Instant,
+    next: Instant,
+    /// Seconds since the start, bytes.
+    pub samples: Vec<(f64, u64)>,
+    /// Set when the process could not be read (it has exited, most likely).
+    pub gone: Option<String>,
+    /// When that was noticed, in seconds since the start.
+    pub gone_at: Option<f64>,
+}
+
+impl RssCurve {
+    /// Starts with a first sample now.
+    pub fn start(pid: u32, every: Duration) -> RssCurve {
+        let now = Instant::now();
+        let mut curve = RssCurve {
+            pid,
+            every,
+            started: now,
+            next: now,
+            samples: Vec::new(),
+            gone: None,
+            gone_at: None,
+        };
+        curve.poll();
+        curve
+    }
+
+    /// Samples if the next sample is due.
+    pub fn poll(&mut self) {
+        if Instant::now() >= self.next {
+            self.next += self.every;
+            self.sample();
+        }
+    }
+
+    /// Samples now, and returns the value.
+    pub fn sample(&mut self) -> Option<u64> {
+        if self.gone.is_some() {
+            return None;
+        }
+        match rss_bytes(self.pid) {
+            Ok(bytes) => {
+                let at = self.started.elapsed().as_secs_f64();
+                self.samples.push(((at * 10.0).round() / 10.0, bytes));
+                Some(bytes)
+            }
+            Err(e) => {
+                self.gone = Some(e);
+                self.gone_at = Some(self.started.elapsed().as_secs_f64());
+                None
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,5 +108,20 @@ mod tests {
         assert!(cpu_seconds(pid).unwrap() >= 0.0);
         assert!(rss_bytes(pid).unwrap() > 0);
         assert!(cpu_seconds(u32::MAX).unwrap_err().contains("--server-pid"));
+    }
+
+    #[test]
+    fn rss_curve_samples_at_its_interval_and_notes_a_gone_process() {
+        let mut curve = RssCurve::start(std::process::id(), Duration::from_secs(3600));
+        assert_eq!(curve.samples.len(), 1, "a first sample at the start");
+        curve.poll();
+        assert_eq!(curve.samples.len(), 1, "the next is an hour away");
+        assert!(curve.sample().is_some());
+        assert_eq!(curve.samples.len(), 2);
+        let mut gone = RssCurve::start(u32::MAX, Duration::from_secs(1));
+        assert!(gone.samples.is_empty());
+        assert!(gone.gone.as_deref().unwrap().contains("--server-pid"));
+        assert!(gone.gone_at.is_some());
+        assert_eq!(gone.sample(), None);
     }
 }

@@ -40,6 +40,113 @@ pub struct Summary {
     pub latency_us: Latency,
     pub server: Option<ServerCost>,
     pub server_rss_bytes_per_conn: Option<f64>,
+    /// The churn scenario's accounting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub churn: Option<ChurnSummary>,
+}
+
+/// What a churn run comes to, over the whole run (drain included).
+#[derive(Serialize, Debug)]
+pub struct ChurnSummary {
+    /// Subscriber slots, each living one connection after another.
+    pub subscribers: usize,
+    pub lifetime_s: f64,
+    pub abrupt_ratio: f64,
+    pub reset_ratio: f64,
+    pub polling_ratio: f64,
+    pub publishes_sent: u64,
+    pub publishes_acked: u64,
+    /// Not acknowledged ok (refused or timed out): expected by no one.
+    pub publishes_failed: u64,
+    pub fences: u64,
+    /// Acknowledged publishes and fences the lives that left should have
+    /// received, by the fence rule (`docs/reliability.md`).
+    pub expected_deliveries: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    /// Of `lost`: fences.
+    pub fences_lost: u64,
+    /// Copies after the first, in every life.
+    pub duplicated: u64,
+    /// Received though not expected: sent before the join's ack, after the
+    /// fence, or never acknowledged. Allowed.
+    pub unexpected: u64,
+    /// Publishes to a room the receiving life never joined. Never allowed.
+    pub misrouted: u64,
+    /// Windows whose publisher never answered the fence request.
+    pub unsettled: u64,
+    /// Subscriber connections (lives).
+    pub connects: u64,
+    pub polling_connects: u64,
+    pub disconnects: Disconnects,
+    /// The lives the server closed unasked, with their own accounting.
+    pub server_closed: ServerClosed,
+    /// Lives still connected when the drain gave up: not accounted.
+    pub unfinished: u64,
+    /// With --server-pid.
+    pub server_rss: Option<RssReport>,
+}
+
+#[derive(Serialize, Debug, Default)]
+pub struct Disconnects {
+    /// Socket.IO DISCONNECT and WebSocket close (or Engine.IO close).
+    pub clean: u64,
+    /// TCP FIN with no close before it.
+    pub abrupt: u64,
+    /// TCP RST with no close before it.
+    pub reset: u64,
+    pub by_server: u64,
+}
+
+/// Lives the server closed: what was expected up to the last delivery of
+/// each publisher (gaps below it are losses), kept apart from the rest.
+#[derive(Serialize, Debug, Default)]
+pub struct ServerClosed {
+    pub lives: u64,
+    pub expected: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub duplicated: u64,
+    pub unexpected: u64,
+}
+
+#[derive(Serialize, Debug)]
+pub struct RssReport {
+    pub pid: u32,
+    pub start_bytes: u64,
+    /// After the drain; `None` when the process could no longer be read.
+    pub end_bytes: Option<u64>,
+    pub peak_bytes: u64,
+    pub every_s: f64,
+    /// (seconds since loadgen started, bytes)
+    pub curve: Vec<(f64, u64)>,
+    /// Why sampling stopped early, if it did (the server exited), and when
+    /// (seconds since loadgen started); the run then ends early too.
+    pub gone: Option<String>,
+    pub gone_after_s: Option<f64>,
+}
+
+impl ChurnSummary {
+    /// Why the run failed: anything lost, duplicated or misrouted.
+    pub fn failures(&self) -> Vec<String> {
+        let mut failures = Vec::new();
+        if self.lost > 0 {
+            failures.push(format!(
+                "{} of {} expected deliveries lost",
+                self.lost, self.expected_deliveries
+            ));
+        }
+        if self.duplicated > 0 {
+            failures.push(format!("{} deliveries duplicated", self.duplicated));
+        }
+        if self.misrouted > 0 {
+            failures.push(format!(
+                "{} deliveries to rooms never joined",
+                self.misrouted
+            ));
+        }
+        failures
+    }
 }
 
 #[derive(Serialize, Debug, Default)]
@@ -84,6 +191,108 @@ pub struct ServerCost {
     pub rss_after_bytes: u64,
 }
 
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+impl ChurnSummary {
+    fn rows(&self, row: &mut impl FnMut(&str, String)) {
+        row(
+            "subscribers",
+            format!(
+                "{} slots, lives of {:.1} s mean, {:.0}% over polling; leaves {:.0}% abrupt, {:.0}% of those reset",
+                self.subscribers,
+                self.lifetime_s,
+                self.polling_ratio * 100.0,
+                self.abrupt_ratio * 100.0,
+                self.reset_ratio * 100.0
+            ),
+        );
+        row(
+            "publishes",
+            format!(
+                "{} sent, {} acked, {} failed; {} fences",
+                self.publishes_sent, self.publishes_acked, self.publishes_failed, self.fences
+            ),
+        );
+        row(
+            "expected deliveries",
+            format!(
+                "{} ({} delivered)",
+                self.expected_deliveries, self.delivered
+            ),
+        );
+        row(
+            "lost / duplicated",
+            format!(
+                "{} / {}{}",
+                self.lost,
+                self.duplicated,
+                if self.fences_lost > 0 {
+                    format!(" ({} fences lost)", self.fences_lost)
+                } else {
+                    String::new()
+                }
+            ),
+        );
+        row(
+            "unexpected / misrouted",
+            format!("{} / {}", self.unexpected, self.misrouted),
+        );
+        row(
+            "subscriber connects",
+            format!("{} ({} over polling)", self.connects, self.polling_connects),
+        );
+        let d = &self.disconnects;
+        row(
+            "disconnects",
+            format!(
+                "{} clean, {} abrupt, {} reset, {} by the server",
+                d.clean, d.abrupt, d.reset, d.by_server
+            ),
+        );
+        let c = &self.server_closed;
+        if c.lives > 0 {
+            row(
+                "closed by the server",
+                format!(
+                    "{} lives: {} of {} expected lost, {} duplicated (up to each one's last delivery)",
+                    c.lives, c.lost, c.expected, c.duplicated
+                ),
+            );
+        }
+        if self.unsettled > 0 || self.unfinished > 0 {
+            row(
+                "not accounted",
+                format!(
+                    "{} windows unsettled (publisher never answered), {} lives unfinished",
+                    self.unsettled, self.unfinished
+                ),
+            );
+        }
+        if let Some(r) = &self.server_rss {
+            row(
+                "server rss",
+                format!(
+                    "{} at start, {} at end, {} peak (pid {}, {} samples every {:.0} s)",
+                    mb(r.start_bytes),
+                    r.end_bytes.map_or("gone".to_string(), mb),
+                    mb(r.peak_bytes),
+                    r.pid,
+                    r.curve.len(),
+                    r.every_s
+                ),
+            );
+            if let Some(gone) = &r.gone {
+                row(
+                    "server gone",
+                    format!("after {:.0} s: {gone}", r.gone_after_s.unwrap_or_default()),
+                );
+            }
+        }
+    }
+}
+
 fn rate(n: f64) -> String {
     if n >= 1e6 {
         format!("{:.2}M", n / 1e6)
@@ -107,7 +316,7 @@ impl Summary {
                 self.scenario,
                 self.transport,
                 self.clients,
-                if self.scenario == Scenario::Fanout {
+                if matches!(self.scenario, Scenario::Fanout | Scenario::Churn) {
                     format!(", {} publishers, {} rooms", self.publishers, self.rooms)
                 } else {
                     String::new()
@@ -162,12 +371,16 @@ impl Summary {
                 ),
             );
         }
+        if let Some(churn) = &self.churn {
+            churn.rows(&mut row);
+        }
         let l = &self.latency_us;
         let what = match self.scenario {
             Scenario::Connect => "handshake latency",
             Scenario::Echo => "ack latency",
             Scenario::Fanout => "delivery latency",
             Scenario::Idle => "latency",
+            Scenario::Churn => "delivery latency",
         };
         if l.count > 0 {
             row(
@@ -206,14 +419,17 @@ impl Summary {
             if let Some(a) = s.acks_per_cpu_s {
                 row("acks per cpu-second", rate(a));
             }
-            row(
-                "server rss",
-                format!(
-                    "{:.1} MB before, {:.1} MB after",
-                    s.rss_before_bytes as f64 / 1e6,
-                    s.rss_after_bytes as f64 / 1e6
-                ),
-            );
+            if self.churn.is_none() {
+                // churn gives its own, with the curve.
+                row(
+                    "server rss",
+                    format!(
+                        "{:.1} MB before, {:.1} MB after",
+                        s.rss_before_bytes as f64 / 1e6,
+                        s.rss_after_bytes as f64 / 1e6
+                    ),
+                );
+            }
         }
         if let Some(b) = self.server_rss_bytes_per_conn {
             row("server rss per connection", format!("{b:.0} bytes"));

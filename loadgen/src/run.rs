@@ -12,13 +12,15 @@ use hdrhistogram::Histogram;
 use crate::args::{Args, Scenario};
 use crate::conn::Spec;
 use crate::output::HistLog;
-use crate::procfs;
+use crate::procfs::{self, RssCurve};
 use crate::report::{Latency, ServerCost, Summary};
 use crate::scenario;
 use crate::shard::{new_histogram, now_ns, Control, Phase, Shard};
 use crate::stats::{Cause, Snapshot};
 use crate::target::Target;
 use crate::wire::packet;
+
+mod churn;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -60,7 +62,16 @@ pub fn run(args: Args) -> Result<Outcome, RunError> {
         .map_err(RunError::Setup)?;
 
     let (tx, intervals) = crossbeam_channel::unbounded();
-    let control = Arc::new(Control::new(shards, args.rooms, tx));
+    let churn_publishers = if args.scenario == Scenario::Churn {
+        args.publishers
+    } else {
+        0
+    };
+    let control = Arc::new(Control::new(shards, args.rooms, churn_publishers, tx));
+    // The server's RSS over the whole churn run, setup and drain included.
+    let mut rss_curve = server
+        .filter(|_| args.scenario == Scenario::Churn)
+        .map(|pid| RssCurve::start(pid, args.rss_every));
     if args.scenario == Scenario::Connect {
         // Handshakes are what connect measures: all of them count.
         let _ = control.window.set((0, u64::MAX));
@@ -87,6 +98,9 @@ pub fn run(args: Args) -> Result<Outcome, RunError> {
     let mut last_settled = (0, Instant::now());
     loop {
         let s = progress.tick("setup", &intervals, hist_log.as_mut());
+        if let Some(curve) = rss_curve.as_mut() {
+            curve.poll();
+        }
         if s.settled as usize >= total {
             break;
         }
@@ -120,6 +134,19 @@ pub fn run(args: Args) -> Result<Outcome, RunError> {
         .map(|n| n.load(std::sync::atomic::Ordering::Relaxed))
         .collect();
     let _ = control.room_sizes.set(sizes);
+    if args.scenario == Scenario::Churn {
+        return churn::phases(churn::Started {
+            args,
+            control,
+            handles,
+            progress,
+            intervals,
+            hist_log,
+            setup,
+            rss_before,
+            rss_curve,
+        });
+    }
 
     // Run: warmup, then the measured window, then the drain.
     let mut summary_window = (setup, setup, setup_time);
@@ -272,6 +299,7 @@ pub fn run(args: Args) -> Result<Outcome, RunError> {
             }
             _ => None,
         },
+        churn: None,
     };
     Ok(Outcome {
         summary,
@@ -309,7 +337,6 @@ async fn shard_main(
         addr: target.addr,
         host: target.host,
         path: target.path,
-        transport: args.transport,
         connect: packet::connect(&nsp, args.token.as_deref()),
         nsp,
     };

@@ -1,9 +1,10 @@
 //! One loadgen shard: a glommio executor on its own thread, running its
 //! share of the clients. What it shares with the main thread are atomics
-//! (`Control`, its `Counters`) and a channel of latency histograms.
+//! (`Control`, its `Counters`) and a channel of latency histograms; churn
+//! clients also reach the publishers on other shards (`ChurnBoard`).
 
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ use hdrhistogram::Histogram;
 
 use crate::args::Args;
 use crate::conn::Spec;
+use crate::ledger::Settled;
 use crate::stats::Counters;
 
 /// The moment every timestamp counts from: one clock for all threads.
@@ -58,12 +60,58 @@ pub struct Control {
     pub window: OnceLock<(u64, u64)>,
     /// Each shard's latency since its last report.
     pub intervals: crossbeam_channel::Sender<Histogram<u64>>,
+    /// What churn subscribers and publishers share.
+    pub churn: ChurnBoard,
+}
+
+/// Where churn subscribers and publishers meet, across loadgen shards:
+/// each publisher's next sequence number (written by it alone) and its
+/// inbox of fence requests.
+pub struct ChurnBoard {
+    /// Publisher p's next sequence number. Stored (SeqCst) before the
+    /// publish it numbers is written, so a subscriber that reads n after
+    /// its join's ack knows every publish from n on was written after it.
+    pub next_seq: Vec<AtomicU64>,
+    /// Publisher p's fence requests.
+    pub fences: Vec<(
+        crossbeam_channel::Sender<FenceRequest>,
+        crossbeam_channel::Receiver<FenceRequest>,
+    )>,
+    /// Publisher p's connection has ended: it answers nothing more.
+    pub gone: Vec<AtomicBool>,
+}
+
+impl ChurnBoard {
+    fn new(publishers: usize) -> ChurnBoard {
+        ChurnBoard {
+            next_seq: (0..publishers).map(|_| AtomicU64::new(0)).collect(),
+            fences: (0..publishers)
+                .map(|_| crossbeam_channel::unbounded())
+                .collect(),
+            gone: (0..publishers).map(|_| AtomicBool::new(false)).collect(),
+        }
+    }
+}
+
+/// A leaving churn subscriber's request to one publisher.
+pub struct FenceRequest {
+    /// Publish a fence to this room (the subscriber's private room); `None`
+    /// when the subscriber was closed by the server and only asks which
+    /// publishes failed below `until`.
+    pub room: Option<String>,
+    /// The subscriber's first counted sequence number of this publisher:
+    /// failures below it are not reported.
+    pub from: u64,
+    /// Without a room: settle up to here.
+    pub until: u64,
+    pub reply: crossbeam_channel::Sender<Settled>,
 }
 
 impl Control {
     pub fn new(
         shards: usize,
         rooms: usize,
+        churn_publishers: usize,
         intervals: crossbeam_channel::Sender<Histogram<u64>>,
     ) -> Control {
         Control {
@@ -73,6 +121,7 @@ impl Control {
             room_sizes: OnceLock::new(),
             window: OnceLock::new(),
             intervals,
+            churn: ChurnBoard::new(churn_publishers),
         }
     }
 

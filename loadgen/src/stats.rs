@@ -84,6 +84,120 @@ pub struct Counters {
     /// Connections open now.
     pub open: AtomicU64,
     pub errors: [AtomicU64; Cause::ALL.len()],
+    pub churn: ChurnCounters,
+}
+
+/// What the churn scenario counts besides the common counters (`sent` and
+/// `acks` are publishes, `deliveries` first copies received, `expected`
+/// and `duplicated` come from the lives that left).
+#[derive(Default)]
+pub struct ChurnCounters {
+    /// Tallies of the lives that fenced and left ([`crate::ledger::Tally`]).
+    pub delivered: AtomicU64,
+    pub lost: AtomicU64,
+    pub unexpected: AtomicU64,
+    pub misrouted: AtomicU64,
+    pub fences_lost: AtomicU64,
+    pub unsettled: AtomicU64,
+    /// Subscriber connections (lives), and those over long-polling.
+    pub connects: AtomicU64,
+    pub polling_connects: AtomicU64,
+    /// Fences published.
+    pub fences: AtomicU64,
+    /// Publishes not acknowledged ok (refused or timed out).
+    pub failed: AtomicU64,
+    /// How lives ended: Socket.IO and WebSocket close, TCP FIN only, TCP
+    /// RST only, closed by the server unasked.
+    pub clean: AtomicU64,
+    pub abrupt: AtomicU64,
+    pub reset: AtomicU64,
+    pub by_server: AtomicU64,
+    /// Tallies of the lives the server closed, kept apart.
+    pub closed_expected: AtomicU64,
+    pub closed_delivered: AtomicU64,
+    pub closed_lost: AtomicU64,
+    pub closed_duplicated: AtomicU64,
+    pub closed_unexpected: AtomicU64,
+    /// Subscriber slots that have stopped for good (the drain waits for all).
+    pub finished: AtomicU64,
+}
+
+/// [`ChurnCounters`] read at one moment.
+#[derive(Default, Clone, Copy, Debug)]
+pub struct ChurnSnapshot {
+    pub delivered: u64,
+    pub lost: u64,
+    pub unexpected: u64,
+    pub misrouted: u64,
+    pub fences_lost: u64,
+    pub unsettled: u64,
+    pub connects: u64,
+    pub polling_connects: u64,
+    pub fences: u64,
+    pub failed: u64,
+    pub clean: u64,
+    pub abrupt: u64,
+    pub reset: u64,
+    pub by_server: u64,
+    pub closed_expected: u64,
+    pub closed_delivered: u64,
+    pub closed_lost: u64,
+    pub closed_duplicated: u64,
+    pub closed_unexpected: u64,
+    pub finished: u64,
+}
+
+impl ChurnCounters {
+    fn snapshot(&self) -> ChurnSnapshot {
+        let r = |c: &AtomicU64| c.load(Relaxed);
+        ChurnSnapshot {
+            delivered: r(&self.delivered),
+            lost: r(&self.lost),
+            unexpected: r(&self.unexpected),
+            misrouted: r(&self.misrouted),
+            fences_lost: r(&self.fences_lost),
+            unsettled: r(&self.unsettled),
+            connects: r(&self.connects),
+            polling_connects: r(&self.polling_connects),
+            fences: r(&self.fences),
+            failed: r(&self.failed),
+            clean: r(&self.clean),
+            abrupt: r(&self.abrupt),
+            reset: r(&self.reset),
+            by_server: r(&self.by_server),
+            closed_expected: r(&self.closed_expected),
+            closed_delivered: r(&self.closed_delivered),
+            closed_lost: r(&self.closed_lost),
+            closed_duplicated: r(&self.closed_duplicated),
+            closed_unexpected: r(&self.closed_unexpected),
+            finished: r(&self.finished),
+        }
+    }
+}
+
+impl ChurnSnapshot {
+    fn add(&mut self, o: &ChurnSnapshot) {
+        self.delivered += o.delivered;
+        self.lost += o.lost;
+        self.unexpected += o.unexpected;
+        self.misrouted += o.misrouted;
+        self.fences_lost += o.fences_lost;
+        self.unsettled += o.unsettled;
+        self.connects += o.connects;
+        self.polling_connects += o.polling_connects;
+        self.fences += o.fences;
+        self.failed += o.failed;
+        self.clean += o.clean;
+        self.abrupt += o.abrupt;
+        self.reset += o.reset;
+        self.by_server += o.by_server;
+        self.closed_expected += o.closed_expected;
+        self.closed_delivered += o.closed_delivered;
+        self.closed_lost += o.closed_lost;
+        self.closed_duplicated += o.closed_duplicated;
+        self.closed_unexpected += o.closed_unexpected;
+        self.finished += o.finished;
+    }
 }
 
 /// Adds to a counter only this thread writes.
@@ -113,6 +227,7 @@ impl Counters {
             expected: self.expected.load(Relaxed),
             open: self.open.load(Relaxed),
             errors: std::array::from_fn(|i| self.errors[i].load(Relaxed)),
+            churn: self.churn.snapshot(),
         }
     }
 }
@@ -130,6 +245,7 @@ pub struct Snapshot {
     pub expected: u64,
     pub open: u64,
     pub errors: [u64; Cause::ALL.len()],
+    pub churn: ChurnSnapshot,
 }
 
 impl Snapshot {
@@ -148,6 +264,7 @@ impl Snapshot {
             for (t, e) in total.errors.iter_mut().zip(s.errors) {
                 *t += e;
             }
+            total.churn.add(&s.churn);
             total
         })
     }

@@ -91,3 +91,21 @@ pub fn io_cause(err: &std::io::Error, connected: bool) -> Cause {
         _ => Cause::Io,
     }
 }
+
+/// Makes the next close of `fd` send a RST instead of a FIN.
+pub fn reset_on_close(fd: std::os::fd::RawFd) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on a descriptor the caller owns, with a value on the stack.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &linger as *const libc::linger as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+}

@@ -1,11 +1,13 @@
 //! A keep-alive HTTP/1.1 client connection for long-polling.
 
+use std::cell::Cell;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::rc::Rc;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
-use super::dial::{dial, io_cause};
+use super::dial::{dial, io_cause, reset_on_close};
 use crate::stats::Cause;
 use crate::wire::http::parse_response;
 
@@ -17,6 +19,9 @@ pub struct HttpConn {
     /// Whether this connection has completed a response: failures before
     /// that are connect failures.
     answered: bool,
+    /// Close with a RST when dropped (shared by a polling client's two
+    /// connections).
+    reset_on_drop: Rc<Cell<bool>>,
 }
 
 /// Longest body a poll may bring.
@@ -30,7 +35,14 @@ impl HttpConn {
             stream: None,
             buf: Vec::with_capacity(4096),
             answered: false,
+            reset_on_drop: Rc::default(),
         }
+    }
+
+    /// Closes with a RST when dropped once `flag` is set.
+    pub fn reset_on_drop(mut self, flag: Rc<Cell<bool>>) -> HttpConn {
+        self.reset_on_drop = flag;
+        self
     }
 
     /// Sends a request and reads its response: status and body.
@@ -75,6 +87,15 @@ impl HttpConn {
         }
         self.answered = true;
         Ok((head.status, self.buf[head.len..head.len + length].to_vec()))
+    }
+}
+
+impl Drop for HttpConn {
+    fn drop(&mut self) {
+        if let (true, Some(stream)) = (self.reset_on_drop.get(), &self.stream) {
+            use std::os::fd::AsRawFd;
+            reset_on_close(stream.as_raw_fd());
+        }
     }
 }
 

@@ -22,7 +22,6 @@ pub struct Spec {
     pub addr: SocketAddr,
     pub host: String,
     pub path: String,
-    pub transport: Transport,
     /// The namespace prefix of Socket.IO packets (`/chat,`, or empty).
     pub nsp: Vec<u8>,
     /// The CONNECT packet, auth included.
@@ -74,20 +73,36 @@ impl Outbox {
     }
 }
 
+/// How a client ends its connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leave {
+    /// A Socket.IO DISCONNECT, then the transport's close (a WebSocket close
+    /// frame, or an Engine.IO close packet over polling), then a FIN.
+    Clean,
+    /// A FIN and nothing before it: no Socket.IO or WebSocket close.
+    Abrupt,
+    /// A RST (`SO_LINGER` 0) and nothing before it.
+    Reset,
+}
+
 pub enum Conn {
     Websocket(WsConn),
     Polling(PollConn),
 }
 
 impl Conn {
-    /// Connects, handshakes and joins the namespace.
-    pub async fn open(spec: &Spec, source: Option<Ipv4Addr>) -> Result<(Conn, Outbox), Cause> {
-        let mut conn = match spec.transport {
+    /// Connects, handshakes and joins the namespace over `transport`.
+    pub async fn open_over(
+        spec: &Spec,
+        transport: Transport,
+        source: Option<Ipv4Addr>,
+    ) -> Result<(Conn, Outbox), Cause> {
+        let mut conn = match transport {
             Transport::Websocket => Conn::Websocket(WsConn::open(spec, source).await?),
             Transport::Polling => Conn::Polling(PollConn::open(spec, source).await?),
         };
         let mut out = Outbox {
-            websocket: spec.transport == Transport::Websocket,
+            websocket: transport == Transport::Websocket,
             buf: Vec::with_capacity(256),
             scratch: Vec::new(),
             packets: 0,
@@ -127,6 +142,32 @@ impl Conn {
         match self {
             Conn::Websocket(c) => c.recv(out, on).await,
             Conn::Polling(c) => c.recv(out, on).await,
+        }
+    }
+
+    /// Ends the connection the way `how` says; `nsp` is the namespace
+    /// prefix for the Socket.IO DISCONNECT.
+    pub async fn leave(mut self, out: &mut Outbox, nsp: &[u8], how: Leave) {
+        match how {
+            Leave::Clean => {
+                out.push_with(|buf| {
+                    buf.extend_from_slice(b"41");
+                    buf.extend_from_slice(nsp);
+                });
+                if let Conn::Polling(_) = self {
+                    out.push(b"1"); // the Engine.IO close; a WebSocket sends its close frame on drop
+                }
+                // Best effort: a server that is gone already makes this a plain close.
+                let _ = self.send(out).await;
+            }
+            Leave::Abrupt => match &mut self {
+                Conn::Websocket(c) => c.close_silently(false),
+                Conn::Polling(c) => c.close_silently(false),
+            },
+            Leave::Reset => match &mut self {
+                Conn::Websocket(c) => c.close_silently(true),
+                Conn::Polling(c) => c.close_silently(true),
+            },
         }
     }
 

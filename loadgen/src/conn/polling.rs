@@ -1,10 +1,12 @@
 //! The long-polling transport of a client: one connection holds the GET
 //! that waits for packets, another carries the POSTs.
 
+use std::cell::Cell;
 use std::net::Ipv4Addr;
+use std::rc::Rc;
 
-use glommio::channels::local_channel::{self, LocalReceiver};
-use glommio::task::JoinHandle;
+use futures_lite::future;
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 
 use super::http::HttpConn;
 use super::{Outbox, Spec};
@@ -17,7 +19,10 @@ pub struct PollConn {
     post_target: (String, String, String),
     /// Bodies of the GETs, in order; the poller stops at the first error.
     bodies: LocalReceiver<Result<Vec<u8>, Cause>>,
-    poller: JoinHandle<()>,
+    /// Dropped with the PollConn, it stops the GET task.
+    _stop: LocalSender<()>,
+    /// Both connections close with a RST when set.
+    reset: Rc<Cell<bool>>,
     /// The handshake's body, read before the poller started.
     first: Option<Vec<u8>>,
 }
@@ -40,12 +45,24 @@ impl PollConn {
             .ok_or(Cause::BadHandshake)?
             .sid;
         let (tx, bodies) = local_channel::new_bounded(4);
+        let (stop, stopped) = local_channel::new_bounded::<()>(1);
+        let reset = Rc::new(Cell::new(false));
+        let mut get = get.reset_on_drop(reset.clone());
         let (host, path) = (spec.host.clone(), spec.path.clone());
         let poll_sid = sid.clone();
-        let poller = glommio::spawn_local(async move {
+        // Ends, dropping the GET connection, when the PollConn is dropped
+        // (`stop` with it). Not `JoinHandle::cancel`: in glommio 0.9 a task
+        // cancelled while it waits is never freed.
+        glommio::spawn_local(async move {
             let request = polling_request(&host, &path, Some(&poll_sid), None);
             loop {
-                let result = match get.request(&request).await {
+                let polled = future::or(async { Some(get.request(&request).await) }, async {
+                    stopped.recv().await;
+                    None
+                })
+                .await;
+                let Some(polled) = polled else { return };
+                let result = match polled {
                     Ok((200, body)) => Ok(body),
                     Ok(_) => Err(Cause::ServerClosed),
                     Err(cause) => Err(cause),
@@ -58,12 +75,19 @@ impl PollConn {
         })
         .detach();
         Ok(PollConn {
-            post: HttpConn::new(spec.addr, source),
+            post: HttpConn::new(spec.addr, source).reset_on_drop(reset.clone()),
             post_target: (spec.host.clone(), spec.path.clone(), sid),
             bodies,
-            poller,
+            _stop: stop,
+            reset,
             first: Some(body),
         })
+    }
+
+    /// When dropped, close both TCP connections with no Engine.IO close:
+    /// with FINs, or with `reset` RSTs.
+    pub fn close_silently(&mut self, reset: bool) {
+        self.reset.set(reset);
     }
 
     pub async fn recv(
@@ -92,11 +116,5 @@ impl PollConn {
             (200, _) => Ok(()),
             _ => Err(Cause::ServerClosed),
         }
-    }
-}
-
-impl Drop for PollConn {
-    fn drop(&mut self) {
-        self.poller.cancel();
     }
 }

@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
-use super::dial::{dial, io_cause};
+use super::dial::{dial, io_cause, reset_on_close};
 use super::{Outbox, Spec};
 use crate::stats::Cause;
 use crate::wire::http::{accept_key, parse_response, upgrade_request};
@@ -21,6 +21,8 @@ pub struct WsConn {
     end: usize,
     /// A text message arriving in fragments.
     fragments: Vec<u8>,
+    /// Send a close frame when dropped.
+    close_on_drop: bool,
 }
 
 impl WsConn {
@@ -41,6 +43,7 @@ impl WsConn {
             start: 0,
             end: 0,
             fragments: Vec::new(),
+            close_on_drop: true,
         };
         loop {
             conn.read().await.map_err(|cause| match cause {
@@ -135,8 +138,23 @@ impl WsConn {
     }
 }
 
+impl WsConn {
+    /// When dropped, close the TCP connection without a close frame: with a
+    /// FIN, or with `reset` a RST.
+    pub fn close_silently(&mut self, reset: bool) {
+        self.close_on_drop = false;
+        if reset {
+            use std::os::fd::AsRawFd;
+            reset_on_close(self.stream.as_raw_fd());
+        }
+    }
+}
+
 impl Drop for WsConn {
     fn drop(&mut self) {
+        if !self.close_on_drop {
+            return;
+        }
         // A close frame, best effort, so servers log a clean close.
         let mut frame = Vec::with_capacity(8);
         ws::encode(ws::CLOSE, &1000u16.to_be_bytes(), &mut frame);

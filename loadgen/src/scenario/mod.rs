@@ -2,6 +2,7 @@
 //! subscribers, idle and connect clients) or send with acks (echo clients,
 //! fanout publishers).
 
+mod churn;
 mod receiver;
 mod sender;
 
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use futures_lite::future;
 
-use crate::args::Scenario;
+use crate::args::{Scenario, Transport};
 use crate::conn::{Conn, Outbox};
 use crate::shard::{now_ns, Shard};
 use crate::stats::{bump, unbump, Cause};
@@ -26,6 +27,10 @@ pub enum Role {
     Echo,
     /// Publishes to rooms; `0..publishers`.
     Publisher(u32),
+    /// A churn subscriber slot: connects, joins, receives, leaves, again.
+    Churner,
+    /// Publishes to the churn rooms and answers fence requests; `0..publishers`.
+    ChurnPublisher(u32),
 }
 
 pub fn role(scenario: Scenario, clients: usize, index: usize) -> Role {
@@ -34,6 +39,8 @@ pub fn role(scenario: Scenario, clients: usize, index: usize) -> Role {
         Scenario::Echo => Role::Echo,
         Scenario::Fanout if index < clients => Role::Subscriber,
         Scenario::Fanout => Role::Publisher((index - clients) as u32),
+        Scenario::Churn if index < clients => Role::Churner,
+        Scenario::Churn => Role::ChurnPublisher((index - clients) as u32),
     }
 }
 
@@ -47,10 +54,14 @@ pub fn room_name(room: usize) -> String {
     format!("room-{room}")
 }
 
-/// One client from connect to the end of the run (or its first error).
-pub async fn client(shard: Rc<Shard>, index: usize) {
+/// Opens client `index`'s connection over `transport`, waiting for a
+/// handshake slot (--concurrency); also returns when the handshake began.
+async fn open(
+    shard: &Shard,
+    index: usize,
+    transport: Transport,
+) -> (Result<(Conn, Outbox), Cause>, u64) {
     let args = &shard.args;
-    let role = role(args.scenario, args.clients, index);
     let source = args
         .source_ips
         .as_ref()
@@ -59,11 +70,27 @@ pub async fn client(shard: Rc<Shard>, index: usize) {
     let begun = now_ns();
     let opened = within(
         args.timeout,
-        Conn::open(&shard.spec, source),
+        Conn::open_over(&shard.spec, transport, source),
         Cause::ConnectTimeout,
     )
     .await;
     drop(permit);
+    (opened, begun)
+}
+
+/// One client from connect to the end of the run (or its first error).
+pub async fn client(shard: Rc<Shard>, index: usize) {
+    let args = &shard.args;
+    let role = role(args.scenario, args.clients, index);
+    if role == Role::Churner {
+        // It opens a connection per life.
+        return churn::subscriber::run(&shard, index).await;
+    }
+    let transport = match role {
+        Role::ChurnPublisher(_) => Transport::Websocket,
+        _ => args.transport,
+    };
+    let (opened, begun) = open(&shard, index, transport).await;
     let counters = shard.counters();
     let (mut conn, mut out) = match opened {
         Ok(opened) => opened,
@@ -98,6 +125,11 @@ pub async fn client(shard: Rc<Shard>, index: usize) {
             bump(&counters.settled, 1);
             sender::run(&shard, &mut conn, &mut out, role, index).await
         }
+        Role::ChurnPublisher(p) => {
+            bump(&counters.settled, 1);
+            churn::publisher::run(&shard, &mut conn, &mut out, p).await
+        }
+        Role::Churner => unreachable!("returned above"),
     };
     unbump(&counters.open, 1);
     if let Err(cause) = result {

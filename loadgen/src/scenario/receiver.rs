@@ -16,13 +16,28 @@ pub async fn join(
     index: usize,
 ) -> Result<(), Cause> {
     let args = &shard.args;
-    let nsp = &shard.spec.nsp;
     let rooms: Vec<usize> = rooms_of(index, args.rooms, args.rooms_per_client).collect();
     let names: Vec<String> = rooms.iter().map(|&r| room_name(r)).collect();
+    join_rooms(shard, conn, out, &names).await?;
+    for room in rooms {
+        shard.control.room_joins[room].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Joins `names` with one `join` (ack id 1) and waits for the ack.
+pub async fn join_rooms(
+    shard: &Shard,
+    conn: &mut Conn,
+    out: &mut Outbox,
+    names: &[String],
+) -> Result<(), Cause> {
+    let args = &shard.args;
+    let nsp = &shard.spec.nsp;
     out.push_with(|buf| {
         packet::event_head(nsp, 1, buf);
         buf.extend_from_slice(b"[\"join\",");
-        serde_json::to_writer(&mut *buf, &names).expect("room names serialize");
+        serde_json::to_writer(&mut *buf, names).expect("room names serialize");
         buf.push(b']');
     });
     conn.send(out).await?;
@@ -54,11 +69,7 @@ pub async fn join(
         Cause::AckTimeout,
     )
     .await?;
-    answer.expect("the loop ends with an answer")?;
-    for room in rooms {
-        shard.control.room_joins[room].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-    Ok(())
+    answer.expect("the loop ends with an answer")
 }
 
 /// Reads until the connection ends, answering pings; with `windows` (one

@@ -39,33 +39,7 @@ pub async fn run(
     };
     let timeout_ns = args.timeout.as_nanos() as u64;
     let mut closed = false;
-
-    // Until the run starts, only answer pings.
-    while !shard.started.is_open() {
-        let started = future::or(
-            async {
-                conn.recv(out, &mut |p, out| {
-                    if !keepalive(p, out) && is_end(p, nsp) {
-                        closed = true;
-                    }
-                })
-                .await
-                .map(|()| false)
-            },
-            async {
-                shard.started.wait().await;
-                Ok(true)
-            },
-        )
-        .await?;
-        if closed {
-            return Err(Cause::ServerClosed);
-        }
-        conn.send(out).await?;
-        if started {
-            break;
-        }
-    }
+    wait_for_start(shard, conn, out).await?;
 
     let room_sizes = shard.control.room_sizes.get().cloned().unwrap_or_default();
     // Spread the senders over one interval so they do not send in step.
@@ -175,6 +149,38 @@ pub async fn run(
             return Err(Cause::ServerClosed);
         }
     }
+}
+
+/// Until the run starts, only answers pings.
+pub async fn wait_for_start(shard: &Shard, conn: &mut Conn, out: &mut Outbox) -> Result<(), Cause> {
+    let nsp = &shard.spec.nsp;
+    let mut closed = false;
+    while !shard.started.is_open() {
+        let started = future::or(
+            async {
+                conn.recv(out, &mut |p, out| {
+                    if !keepalive(p, out) && is_end(p, nsp) {
+                        closed = true;
+                    }
+                })
+                .await
+                .map(|()| false)
+            },
+            async {
+                shard.started.wait().await;
+                Ok(true)
+            },
+        )
+        .await?;
+        if closed {
+            return Err(Cause::ServerClosed);
+        }
+        conn.send(out).await?;
+        if started {
+            break;
+        }
+    }
+    Ok(())
 }
 
 fn is_end(packet: &[u8], nsp: &[u8]) -> bool {

@@ -157,9 +157,15 @@ pub struct Stamp {
 
 /// Reads the stamp from a delivered event `["<event>","<stamp>..."]`.
 pub fn read_delivery(args: &[u8]) -> Option<Stamp> {
-    // skip the event name: the first `","` ends it (names never hold quotes here)
-    let at = args.windows(3).position(|w| w == b"\",\"")?;
-    read_stamp(&args[at + 3..])
+    read_named_delivery(args).map(|(_, stamp)| stamp)
+}
+
+/// Reads the event name and the stamp from `["<event>","<stamp>..."]`.
+pub fn read_named_delivery(args: &[u8]) -> Option<(&[u8], Stamp)> {
+    let rest = args.strip_prefix(b"[\"")?;
+    // the first `","` ends the name (names never hold quotes here)
+    let at = rest.windows(3).position(|w| w == b"\",\"")?;
+    Some((&rest[..at], read_stamp(&rest[at + 3..])?))
 }
 
 pub fn read_stamp(text: &[u8]) -> Option<Stamp> {
@@ -265,6 +271,19 @@ mod tests {
         event.extend_from_slice(&out);
         event.extend_from_slice(b"\"]");
         assert_eq!(read_delivery(&event), Some(stamp));
+        assert_eq!(read_named_delivery(&event), Some((&b"m"[..], stamp)));
+        assert_eq!(
+            read_named_delivery(b"[\"f\",\"3:9:1:\"]"),
+            Some((
+                &b"f"[..],
+                Stamp {
+                    sender: 3,
+                    seq: 9,
+                    nanos: 1
+                }
+            ))
+        );
+        assert_eq!(read_named_delivery(b"\"m\",\"1:2:3:\"]"), None);
         assert_eq!(read_delivery(b"[\"m\",\"x:1:2:\"]"), None);
         assert_eq!(read_delivery(b"[\"m\",17]"), None);
         assert_eq!(read_stamp(b"1:2"), None);
