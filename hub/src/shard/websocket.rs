@@ -406,6 +406,10 @@ async fn run(shard: &Rc<Shard>, endpoint: usize, conn: &mut WsConn, entry: &Rc<S
         }
         let finished = entry.session.borrow().is_finished();
         if finished {
+            if entry.session.borrow().close_reason() == Some(CloseReason::PacketRateExceeded) {
+                // Policy violation: the client sent packets too fast.
+                close_code = 1008;
+            }
             if peer_gone {
                 let _ = conn.stream.close().await;
             } else {
