@@ -192,6 +192,7 @@ impl SioShard {
         crate::metrics::with(|m| {
             m.namespaces.dec();
         });
+        crate::shard::memory::freed(1);
     }
 
     /// Register a client as `on_open` does (for fixtures without a runtime).

@@ -144,6 +144,7 @@ impl Shard {
             crate::metrics::with(|m| {
                 m.connections.dec();
             });
+            super::memory::freed(1);
             self.settled.notify();
         }
     }
