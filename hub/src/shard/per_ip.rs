@@ -152,6 +152,23 @@ mod tests {
     }
 
     #[test]
+    fn a_panic_in_the_connection_task_gives_the_place_back() {
+        crate::panics::install_hook();
+        let limit = PerIpLimit::new(1);
+        let slot = limit.admit(ip("10.0.0.2")).unwrap();
+        // As `spawn_contained` runs a connection's task.
+        let task = async move {
+            let _slot = slot;
+            futures_lite::future::yield_now().await;
+            panic!("a bug while serving this connection");
+        };
+        let ran = futures_lite::future::block_on(crate::panics::CatchUnwind::new(task));
+        assert!(ran.is_err());
+        assert_eq!(limit.open(ip("10.0.0.2")), 0);
+        assert!(limit.admit(ip("10.0.0.2")).is_some());
+    }
+
+    #[test]
     fn ipv6_counts_per_64_and_mapped_ipv4_as_ipv4() {
         let limit = PerIpLimit::new(1);
         let _a = limit.admit(ip("2001:db8::1")).unwrap();
