@@ -103,6 +103,13 @@ pub struct Settings {
         value_name = "N"
     )]
     pub max_rooms_per_socket: usize,
+    // The default is far above any real client (a browser game sends tens
+    // a second) and above what loadgen's echo reaches on one connection
+    // with up to 4 emits in flight (measured, release, loopback: 22,000/s
+    // with 1 in flight, as scripts/bench-compare and scripts/instructions
+    // run it, 67,000/s with 4, 147,000/s with 8), yet well below what one
+    // pipelining client reaches (730,000/s with 128 in flight, all of a
+    // shard): such a client is closed within a fraction of a second.
     /// Most Engine.IO packets a client may send per second, on average; a connection going faster is closed. 0 = no limit.
     #[arg(
         long,
