@@ -36,6 +36,11 @@ fn help_lists_every_option_and_version_prints() {
         "--cors-origin",
         "--no-eio3",
         "--max-connections",
+        "--max-connections-per-ip",
+        "--max-namespaces-per-connection",
+        "--max-rooms-per-socket",
+        "--max-packets-per-second",
+        "--packet-burst",
         "--auth-secret",
         "--api-key",
         "--admin-bind",
@@ -66,6 +71,12 @@ fn bad_values_are_refused_naming_the_option() {
         ),
         (&[][..], &[("HUB_SHARDS", "many")][..], "--shards"),
         (&["--namespace", "chat"][..], &[][..], "--namespace"),
+        (&["--packet-burst", "0"][..], &[][..], "--packet-burst"),
+        (
+            &[][..],
+            &[("HUB_MAX_ROOMS_PER_SOCKET", "lots")][..],
+            "--max-rooms-per-socket",
+        ),
     ] {
         let out = run(args, env);
         assert_eq!(out.status.code(), Some(2), "{args:?} {env:?} exits 2");

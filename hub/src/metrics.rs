@@ -17,6 +17,14 @@ pub struct ShardLabel {
     pub shard: String,
 }
 
+/// A shard and the limit that refused something (`hub_limit_refusals_total`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabel {
+    pub shard: String,
+    /// `namespaces_per_connection`, `rooms_per_socket` or `connections_per_ip`.
+    pub limit: &'static str,
+}
+
 /// Every metric of the process, by shard.
 pub struct Metrics {
     registry: Registry,
@@ -32,6 +40,10 @@ pub struct Metrics {
     slow_consumer_disconnects: Family<ShardLabel, Counter>,
     panics: Family<ShardLabel, Counter>,
     cross_shard_queue: Family<ShardLabel, Gauge>,
+    limit_refusals: Family<LimitLabel, Counter>,
+    rate_limit_disconnects: Family<ShardLabel, Counter>,
+    accept_errors: Family<ShardLabel, Counter>,
+    namespaces: Family<ShardLabel, Gauge>,
 }
 
 /// One shard's handles.
@@ -48,6 +60,19 @@ pub struct ShardMetrics {
     pub slow_consumer_disconnects: Counter,
     pub panics: Counter,
     pub cross_shard_queue: Gauge,
+    /// A CONNECT past `max_namespaces_per_connection`.
+    pub refused_namespaces: Counter,
+    /// A join past `max_rooms_per_socket` (one per socket refused).
+    pub refused_rooms: Counter,
+    /// A TCP connection past `max_connections_per_ip`.
+    pub refused_connections_per_ip: Counter,
+    /// Sessions closed for sending over their packet rate.
+    pub rate_limit_disconnects: Counter,
+    /// Failed `accept`s (out of descriptors, say), on the shard's
+    /// listeners and, on shard 0, the admin listener.
+    pub accept_errors: Counter,
+    /// Namespaces that exist on the shard.
+    pub namespaces: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -92,6 +117,14 @@ impl Metrics {
             "panics",
             "Panics caught in application code or in one connection's code (that connection was closed)",
         );
+        let rate_limit_disconnects = family(
+            "rate_limit_disconnects",
+            "Connections closed because the client sent packets faster than its packet rate",
+        );
+        let accept_errors = family(
+            "accept_errors",
+            "Failed accepts (out of descriptors, say); the listener backs off",
+        );
         let mut gauge = |name: &str, help: &str| {
             let f = Family::<ShardLabel, Gauge>::default();
             registry.register(name, help, f.clone());
@@ -101,6 +134,13 @@ impl Metrics {
         let cross_shard_queue = gauge(
             "cross_shard_queue",
             "Messages waiting to go to other shards",
+        );
+        let namespaces = gauge("namespaces", "Socket.IO namespaces on the shard");
+        let limit_refusals = Family::<LimitLabel, Counter>::default();
+        registry.register(
+            "limit_refusals",
+            "Requests refused by a limit (label limit: namespaces_per_connection, rooms_per_socket, connections_per_ip)",
+            limit_refusals.clone(),
         );
         Metrics {
             registry,
@@ -116,6 +156,10 @@ impl Metrics {
             slow_consumer_disconnects,
             panics,
             cross_shard_queue,
+            limit_refusals,
+            rate_limit_disconnects,
+            accept_errors,
+            namespaces,
         }
     }
 
@@ -137,7 +181,21 @@ impl Metrics {
             slow_consumer_disconnects: self.slow_consumer_disconnects.get_or_create(&label).clone(),
             panics: self.panics.get_or_create(&label).clone(),
             cross_shard_queue: self.cross_shard_queue.get_or_create(&label).clone(),
+            refused_namespaces: self.refusals(shard, "namespaces_per_connection"),
+            refused_rooms: self.refusals(shard, "rooms_per_socket"),
+            refused_connections_per_ip: self.refusals(shard, "connections_per_ip"),
+            rate_limit_disconnects: self.rate_limit_disconnects.get_or_create(&label).clone(),
+            accept_errors: self.accept_errors.get_or_create(&label).clone(),
+            namespaces: self.namespaces.get_or_create(&label).clone(),
         }
+    }
+
+    fn refusals(&self, shard: usize, limit: &'static str) -> Counter {
+        let label = LimitLabel {
+            shard: shard.to_string(),
+            limit,
+        };
+        self.limit_refusals.get_or_create(&label).clone()
     }
 
     /// The OpenMetrics text exposition.

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures_lite::future;
@@ -17,6 +17,7 @@ use crate::auth::constant_time_eq;
 use crate::http::request::{parse_request, Limits, Method, Request};
 use crate::http::response::Response;
 use crate::server::{Args, Io, LocalIo};
+use crate::shard::accept::AcceptBackoff;
 use crate::shard::{spawn_contained, LocalTask, ShardTask};
 
 /// Largest request body the admin API reads.
@@ -59,9 +60,11 @@ pub fn task(
                 tracing::error!("admin listener: no Socket.IO server on shard 0");
                 return;
             };
+            let mut backoff = AcceptBackoff::new();
             loop {
                 match listener.accept().await {
                     Ok(stream) => {
+                        backoff.on_accepted();
                         let (local, config) = (local.clone(), config.clone());
                         let peer = stream
                             .peer_addr()
@@ -69,8 +72,20 @@ pub fn task(
                         spawn_contained(peer, serve(local, config, stream));
                     }
                     Err(error) => {
-                        tracing::warn!(%error, "admin accept failed");
-                        Timer::new(Duration::from_millis(50)).await;
+                        // Out of descriptors, say: as the shards' listeners do.
+                        crate::metrics::with(|m| {
+                            m.accept_errors.inc();
+                        });
+                        let retry = backoff.on_failed(Instant::now());
+                        if let Some(failures) = retry.report {
+                            tracing::warn!(
+                                %error,
+                                failures,
+                                retry_ms = retry.wait.as_millis() as u64,
+                                "admin accept failed; backing off (failures: since the last such line)"
+                            );
+                        }
+                        Timer::new(retry.wait).await;
                     }
                 }
             }

@@ -87,6 +87,53 @@ pub struct Settings {
     /// Most connections at once; more are refused (503 on polling, close on WebSocket). 0 = no limit.
     #[arg(long, env = "HUB_MAX_CONNECTIONS", default_value_t = 0)]
     pub max_connections: usize,
+    /// Most namespaces one connection may have open; a CONNECT past it gets a connect_error ("too many namespaces"). 0 = no limit.
+    #[arg(
+        long,
+        env = "HUB_MAX_NAMESPACES_PER_CONNECTION",
+        default_value_t = 100,
+        value_name = "N"
+    )]
+    pub max_namespaces_per_connection: usize,
+    /// Most rooms a socket may be in (its own room not counted); a join past it is answered {"ok":false,"error":"too many rooms"}. 0 = no limit.
+    #[arg(
+        long,
+        env = "HUB_MAX_ROOMS_PER_SOCKET",
+        default_value_t = 1_000,
+        value_name = "N"
+    )]
+    pub max_rooms_per_socket: usize,
+    // The default is far above any real client (a browser game sends tens
+    // a second) and above what loadgen's echo reaches on one connection
+    // with up to 4 emits in flight (measured, release, loopback: 22,000/s
+    // with 1 in flight, as scripts/bench-compare and scripts/instructions
+    // run it, 67,000/s with 4, 147,000/s with 8), yet well below what one
+    // pipelining client reaches (730,000/s with 128 in flight, all of a
+    // shard): such a client is closed within a fraction of a second.
+    /// Most Engine.IO packets a client may send per second, on average; a connection going faster is closed. 0 = no limit.
+    #[arg(
+        long,
+        env = "HUB_MAX_PACKETS_PER_SECOND",
+        default_value_t = 100_000,
+        value_name = "N"
+    )]
+    pub max_packets_per_second: u32,
+    /// Packets a client may send at once above --max-packets-per-second (the bucket's size).
+    #[arg(
+        long,
+        env = "HUB_PACKET_BURST",
+        default_value_t = 100_000,
+        value_name = "N"
+    )]
+    pub packet_burst: u32,
+    /// Most TCP connections at once from one client address (an IPv6 /64); more are answered 429 and closed. 0 = no limit.
+    #[arg(
+        long,
+        env = "HUB_MAX_CONNECTIONS_PER_IP",
+        default_value_t = 0,
+        value_name = "N"
+    )]
+    pub max_connections_per_ip: usize,
     /// Namespaces served, as glob patterns (repeatable; default: all).
     #[arg(
         long = "namespace",
@@ -151,6 +198,11 @@ struct FileSettings {
     cors_origin: Option<Vec<String>>,
     no_eio3: Option<bool>,
     max_connections: Option<usize>,
+    max_namespaces_per_connection: Option<usize>,
+    max_rooms_per_socket: Option<usize>,
+    max_packets_per_second: Option<u32>,
+    packet_burst: Option<u32>,
+    max_connections_per_ip: Option<usize>,
     namespace: Option<Vec<String>>,
     auth_secret: Option<String>,
     api_key: Option<String>,
@@ -252,6 +304,11 @@ impl Settings {
             cors_origin,
             no_eio3,
             max_connections,
+            max_namespaces_per_connection,
+            max_rooms_per_socket,
+            max_packets_per_second,
+            packet_burst,
+            max_connections_per_ip,
             namespace,
             admin_bind,
             shutdown_timeout,
@@ -282,6 +339,12 @@ impl Settings {
         }
         if self.max_payload == 0 {
             return Err(invalid("max-payload", "must be at least 1 byte"));
+        }
+        if self.max_packets_per_second != 0 && self.packet_burst == 0 {
+            return Err(invalid(
+                "packet-burst",
+                "must be at least 1 while --max-packets-per-second is set",
+            ));
         }
         if self.shards > crate::engineio::sid::MAX_SHARDS {
             return Err(invalid(
@@ -370,6 +433,7 @@ mod tests {
             (&["--namespace", "chat"][..], "--namespace"),
             (&["--log-level", "loud=["][..], "--log-level"),
             (&["--shards", "5000"][..], "--shards"),
+            (&["--packet-burst", "0"][..], "--packet-burst"),
         ] {
             let message = load(args).unwrap_err().to_string();
             assert!(message.contains(option), "{args:?}: {message}");

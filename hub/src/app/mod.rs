@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use crate::auth::TokenVerifier;
 use crate::engine::{EngineConfig, ServerConfig};
+use crate::engineio::session::PacketRate;
 use crate::http::cors::AllowedOrigins;
 use crate::metrics::Metrics;
 use crate::relay::{relay, RelayConfig};
@@ -83,6 +84,10 @@ pub fn run(
     engine.session.ping_interval = Settings::ms(settings.ping_interval);
     engine.session.ping_timeout = Settings::ms(settings.ping_timeout);
     engine.session.max_payload = settings.max_payload;
+    engine.session.packet_rate = (settings.max_packets_per_second != 0).then_some(PacketRate {
+        per_second: settings.max_packets_per_second,
+        burst: settings.packet_burst,
+    });
     engine.allow_eio3 = !settings.no_eio3;
     if !settings.cors_origin.is_empty() {
         engine.cors.origins = AllowedOrigins::List(settings.cors_origin.clone());
@@ -94,6 +99,7 @@ pub fn run(
         pin_cores: settings.pin_cores,
         shutdown_timeout: Settings::ms(settings.shutdown_timeout),
         max_sessions: settings.max_connections,
+        max_connections_per_ip: settings.max_connections_per_ip,
         metrics: Some(metrics.clone()),
         ..ServerConfig::default()
     };
@@ -105,6 +111,8 @@ pub fn run(
             .map(|secret| TokenVerifier::new(secret.as_bytes())),
         settings: IoSettings {
             connect_timeout: Settings::ms(settings.connect_timeout),
+            max_namespaces_per_connection: settings.max_namespaces_per_connection,
+            max_rooms_per_socket: settings.max_rooms_per_socket,
             ..IoSettings::default()
         },
     };

@@ -64,6 +64,12 @@ pub struct ServerConfig {
     /// Most sessions open at once over all shards; 0 = no limit. Beyond it a
     /// polling handshake gets 503 and a WebSocket handshake is closed.
     pub max_sessions: usize,
+    /// Most TCP connections open at once from one client address (an IPv6
+    /// address's /64), over all shards; 0 = no limit (the default: load
+    /// generators and proxies put many clients behind one address). A
+    /// connection past it is answered 429 to its first request and closed,
+    /// counted in `hub_limit_refusals_total{limit="connections_per_ip"}`.
+    pub max_connections_per_ip: usize,
     /// Where the shards count what they do (none: not counted).
     pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
@@ -81,6 +87,7 @@ impl Default for ServerConfig {
             mesh_capacity: 1024,
             shutdown_timeout: Duration::from_secs(10),
             max_sessions: 0,
+            max_connections_per_ip: 0,
             metrics: None,
         }
     }

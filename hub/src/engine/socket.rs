@@ -145,6 +145,9 @@ impl SessionEntry {
                     crate::panics::catch(|| self.handler.on_message(&socket, data))
                 }
                 Some(Event::Closed(reason)) => {
+                    if reason == CloseReason::PacketRateExceeded {
+                        self.report_rate_exceeded();
+                    }
                     crate::panics::catch(|| self.handler.on_close(&socket, reason))
                 }
                 None => break,
@@ -163,6 +166,22 @@ impl SessionEntry {
         }
         self.io_changed.notify();
         self.rearm_timer();
+    }
+
+    /// The session closed for sending faster than its packet rate: say so,
+    /// with the limit, and count it (`hub_rate_limit_disconnects_total`).
+    fn report_rate_exceeded(&self) {
+        crate::metrics::with(|m| {
+            m.rate_limit_disconnects.inc();
+        });
+        let rate = self.session.borrow().config().packet_rate;
+        tracing::info!(
+            sid = self.sid.as_str(),
+            peer = %self.handshake.remote_addr,
+            per_second = rate.map_or(0, |r| r.per_second),
+            burst = rate.map_or(0, |r| r.burst),
+            "closing a connection over its packet rate"
+        );
     }
 
     /// Dispatch the session's events later, once the current dispatch on

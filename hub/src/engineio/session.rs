@@ -22,6 +22,25 @@ pub struct SessionConfig {
     pub max_payload: u64,
     /// Most packets queued to a client before it counts as too slow.
     pub max_buffered: usize,
+    /// Most Engine.IO packets a client may send per second, with a burst;
+    /// past it the session closes ([`CloseReason::PacketRateExceeded`]).
+    /// `None` (the default): no limit.
+    pub packet_rate: Option<PacketRate>,
+}
+
+/// A token bucket for the packets a client sends: `per_second` tokens come
+/// back each second, at most `burst` are saved up, each packet takes one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PacketRate {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+impl PacketRate {
+    /// The nanoseconds one token takes to come back (at least 1).
+    fn interval_nanos(self) -> u64 {
+        (1_000_000_000 / u64::from(self.per_second.max(1))).max(1)
+    }
 }
 
 impl Default for SessionConfig {
@@ -32,6 +51,7 @@ impl Default for SessionConfig {
             upgrade_timeout: Duration::from_millis(10_000),
             max_payload: 1_000_000,
             max_buffered: 16_384,
+            packet_rate: None,
         }
     }
 }
@@ -47,6 +67,10 @@ pub enum CloseReason {
     TransportError,
     /// The client sent bytes that do not decode.
     ParseError,
+    /// The client sent packets faster than [`SessionConfig::packet_rate`]
+    /// allows (hub's own reason; the Socket.IO layer reports it to the
+    /// application as "transport error", the nearest reference reason).
+    PacketRateExceeded,
     /// The application closed the session.
     ForcedClose,
     /// The server is stopping.
@@ -60,17 +84,23 @@ impl CloseReason {
             CloseReason::TransportClose => "transport close",
             CloseReason::TransportError => "transport error",
             CloseReason::ParseError => "parse error",
+            CloseReason::PacketRateExceeded => "packet rate exceeded",
             CloseReason::ForcedClose => "forced close",
             CloseReason::ServerShuttingDown => "server shutting down",
         }
     }
 
     /// Closes the client asked for are acknowledged with a noop; the others
-    /// tell the client with a close packet.
+    /// tell the client with a close packet. A client over its packet rate is
+    /// treated as one that broke a rule: what was queued for it is dropped
+    /// and a polling session ends at once, so a flood holds no memory.
     fn initiated_by_client(self) -> bool {
         matches!(
             self,
-            CloseReason::TransportClose | CloseReason::TransportError | CloseReason::ParseError
+            CloseReason::TransportClose
+                | CloseReason::TransportError
+                | CloseReason::ParseError
+                | CloseReason::PacketRateExceeded
         )
     }
 }
@@ -151,6 +181,10 @@ pub struct Session {
     /// A polling session closed by the server waits this long for a GET to take its last packets.
     linger_deadline: Option<Instant>,
     finished: bool,
+    /// The packet rate's bucket, as the time at which it would be full
+    /// again (GCRA: one instant rather than a count and a refill time);
+    /// unused without [`SessionConfig::packet_rate`].
+    rate_full_at: Instant,
 }
 
 impl Session {
@@ -194,6 +228,7 @@ impl Session {
             closed: None,
             linger_deadline: None,
             finished: false,
+            rate_full_at: now,
         }
     }
 
@@ -450,6 +485,9 @@ impl Session {
     /// WebSocket frame after the upgrade).
     pub fn on_packets(&mut self, packets: impl IntoIterator<Item = Packet>, now: Instant) {
         for packet in packets {
+            if self.closed.is_none() && !self.take_packet_token(now) {
+                self.close(CloseReason::PacketRateExceeded, now);
+            }
             if self.closed.is_some() {
                 // The client closes too: nobody will come for the close
                 // packet, so a polling session need not linger for it.
@@ -464,6 +502,27 @@ impl Session {
             }
             self.on_packet(packet, now);
         }
+    }
+
+    /// Take a token for one packet from the client; false when the bucket
+    /// is empty. The bucket is the generic cell rate algorithm: each packet
+    /// moves `rate_full_at` one interval later (from `now` at the latest);
+    /// a packet that would move it more than `burst - 1` intervals past
+    /// `now` is over the rate. One instant of state, no counter to refill;
+    /// a few integer operations per packet (measured: within the noise of
+    /// `scripts/instructions`' echo).
+    fn take_packet_token(&mut self, now: Instant) -> bool {
+        let Some(rate) = self.config.packet_rate else {
+            return true;
+        };
+        let interval = rate.interval_nanos();
+        let tolerance = interval.saturating_mul(u64::from(rate.burst.saturating_sub(1)));
+        let start = self.rate_full_at.max(now);
+        if start > now + Duration::from_nanos(tolerance) {
+            return false;
+        }
+        self.rate_full_at = start + Duration::from_nanos(interval);
+        true
     }
 
     fn on_packet(&mut self, packet: Packet, now: Instant) {
@@ -615,6 +674,7 @@ mod tests {
             upgrade_timeout: Duration::from_millis(1000),
             max_payload: 1000,
             max_buffered: 100,
+            packet_rate: None,
         }
     }
 
@@ -633,6 +693,108 @@ mod tests {
 
     fn text(s: &str) -> Packet {
         Packet::Message(Data::Text(s.into()))
+    }
+
+    /// A WebSocket session (open packet taken) allowing `per_second`
+    /// packets with a burst of `burst`.
+    fn rate_limited(per_second: u32, burst: u32, t0: Instant) -> Session {
+        let mut s = Session::new(
+            SID,
+            ProtocolVersion::V4,
+            TransportKind::WebSocket,
+            SessionConfig {
+                packet_rate: Some(PacketRate { per_second, burst }),
+                ..config()
+            },
+            t0,
+        );
+        s.take_ws_packets(&mut Vec::new());
+        s
+    }
+
+    #[test]
+    fn a_burst_is_allowed_and_one_packet_more_closes() {
+        let t0 = Instant::now();
+        let mut s = rate_limited(10, 5, t0);
+        s.on_packets((0..5).map(|i| text(&i.to_string())), t0);
+        assert!(!s.is_closed(), "the whole burst at once is allowed");
+        assert_eq!((0..5).filter(|_| s.poll_event().is_some()).count(), 5);
+        s.on_packets([text("one too many")], t0);
+        assert_eq!(s.close_reason(), Some(CloseReason::PacketRateExceeded));
+        assert_eq!(
+            s.poll_event(),
+            Some(Event::Closed(CloseReason::PacketRateExceeded)),
+            "the packet over the rate is not delivered"
+        );
+        assert_eq!(s.outbox_len(), 0, "nothing is kept for a flooding client");
+    }
+
+    #[test]
+    fn tokens_come_back_at_the_rate() {
+        let t0 = Instant::now();
+        // 10 per second: one token every 100 ms, at most 2 saved.
+        let mut s = rate_limited(10, 2, t0);
+        s.on_packets([text("a"), text("b")], t0);
+        // One token back after 100 ms, not before.
+        s.on_packets([text("c")], t0 + ms(100));
+        assert!(!s.is_closed());
+        // A client that keeps to the rate is never closed, for as long as it goes.
+        for i in 2..200 {
+            s.on_packets([text("steady")], t0 + ms(100 * i));
+        }
+        assert!(!s.is_closed());
+        // Idle time refills the bucket up to the burst, no more.
+        let later = t0 + Duration::from_secs(60);
+        s.on_packets([text("x"), text("y")], later);
+        assert!(!s.is_closed(), "the burst is back after a pause");
+        s.on_packets([text("z")], later + ms(50));
+        assert_eq!(s.close_reason(), Some(CloseReason::PacketRateExceeded));
+    }
+
+    #[test]
+    fn a_packet_before_its_token_is_back_closes() {
+        let t0 = Instant::now();
+        let mut s = rate_limited(10, 1, t0);
+        s.on_packets([text("a")], t0);
+        s.on_packets([text("b")], t0 + ms(99));
+        assert_eq!(s.close_reason(), Some(CloseReason::PacketRateExceeded));
+    }
+
+    #[test]
+    fn every_packet_counts_and_polling_ends_at_once() {
+        let t0 = Instant::now();
+        let mut s = Session::new(
+            SID,
+            ProtocolVersion::V3,
+            TransportKind::Polling,
+            SessionConfig {
+                packet_rate: Some(PacketRate {
+                    per_second: 1,
+                    burst: 3,
+                }),
+                ..config()
+            },
+            t0,
+        );
+        let _ = s.on_get(t0);
+        // Pings and noops are packets too.
+        s.on_packets(
+            [Packet::Ping(String::new()), Packet::Noop, Packet::Noop],
+            t0,
+        );
+        assert!(!s.is_closed());
+        s.send(Data::Text("queued for the client".into()));
+        s.on_packets([Packet::Noop], t0);
+        assert_eq!(s.close_reason(), Some(CloseReason::PacketRateExceeded));
+        assert!(s.is_finished(), "no linger, nothing kept for the client");
+    }
+
+    #[test]
+    fn without_a_rate_nothing_is_limited() {
+        let t0 = Instant::now();
+        let mut s = polling(ProtocolVersion::V4, t0);
+        s.on_packets((0..10_000).map(|_| Packet::Noop), t0);
+        assert!(!s.is_closed());
     }
 
     #[test]

@@ -5,6 +5,8 @@ pub mod expiry;
 mod grant;
 pub mod request;
 mod sweeper;
+#[cfg(test)]
+mod tests;
 
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,7 +16,7 @@ use std::time::SystemTime;
 use serde_json::{json, Value};
 
 use crate::auth::{glob_match, TokenVerifier};
-use crate::server::{Ack, Args, ConnectError, Io, IoSettings, Socket};
+use crate::server::{Ack, Args, ConnectError, Io, IoSettings, JoinError, Socket};
 use grant::{Grant, Refresh, TokenGrant};
 use request::Refusal;
 use sweeper::RelayShard;
@@ -196,8 +198,13 @@ fn on_connection(socket: &Socket) {
             if !rooms.iter().all(|r| grant.may_join(r)) {
                 return Err(Refusal::Forbidden);
             }
-            socket.join_many(rooms.iter().map(String::as_str));
-            Ok(())
+            socket
+                .try_join_many(rooms.iter().map(String::as_str))
+                .map_err(|error| match error {
+                    JoinError::TooManyRooms { .. } => Refusal::TooManyRooms,
+                    // Not reached from a handler: the socket is connected.
+                    JoinError::Disconnected => Refusal::BadRequest,
+                })
         });
         answer(ack, result);
     });

@@ -22,6 +22,9 @@ pub enum Refusal {
     TokenExpired,
     /// A `refresh` token of another user: the socket is being disconnected.
     UserMismatch,
+    /// The join would put the socket in more rooms than
+    /// `--max-rooms-per-socket`; it joined none of them.
+    TooManyRooms,
 }
 
 impl Refusal {
@@ -33,6 +36,7 @@ impl Refusal {
             Refusal::Unauthorized => "unauthorized",
             Refusal::TokenExpired => "token expired",
             Refusal::UserMismatch => "user mismatch",
+            Refusal::TooManyRooms => "too many rooms",
         }
     }
 }

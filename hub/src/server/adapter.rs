@@ -16,7 +16,7 @@ use smallvec::SmallVec;
 use super::broadcast::RemoteSocket;
 use super::namespace::Nsp;
 use super::outgoing::Outgoing;
-use super::socket::SocketInner;
+use super::socket::{JoinError, SocketInner};
 use super::stats::ShardStats;
 use crate::engine::Tally;
 use crate::engineio::Sid;
@@ -107,6 +107,8 @@ pub(crate) trait Adapter {
 pub(crate) struct ShardAdapter {
     pub shard: usize,
     pub instance: u64,
+    /// `IoSettings::max_rooms_per_socket` (0: no limit).
+    max_rooms_per_socket: usize,
     /// Broadcast generation: a socket whose mark equals it was reached (or excluded).
     generation: Cell<u64>,
     next_request: Cell<u64>,
@@ -116,14 +118,62 @@ pub(crate) struct ShardAdapter {
 type Fetches = Rc<RefCell<AHashMap<u64, LocalSender<Vec<RemoteSocket>>>>>;
 
 impl ShardAdapter {
-    pub fn new(shard: usize, instance: u64) -> ShardAdapter {
+    pub fn new(shard: usize, instance: u64, max_rooms_per_socket: usize) -> ShardAdapter {
         ShardAdapter {
             shard,
             instance,
+            max_rooms_per_socket,
             generation: Cell::new(0),
             next_request: Cell::new(0),
             fetches: Rc::default(),
         }
+    }
+
+    /// Join `rooms`, all or none: none when the socket would be in more
+    /// than `max_rooms_per_socket` rooms (its own room, its id, not
+    /// counted), or when it has left its namespace.
+    pub fn try_join(
+        &self,
+        nsp: &Nsp,
+        socket: &Rc<SocketInner>,
+        rooms: &[&str],
+    ) -> Result<(), JoinError> {
+        if socket.left.get() {
+            return Err(JoinError::Disconnected);
+        }
+        let max = self.max_rooms_per_socket;
+        if max != 0 {
+            let current = socket.rooms.borrow();
+            let id = &*socket.id;
+            let counted = |room: &str| room != id;
+            let joined = current.iter().filter(|r| counted(r)).count();
+            let new = rooms
+                .iter()
+                .enumerate()
+                .filter(|(i, room)| {
+                    counted(room)
+                        && !current.iter().any(|r| &**r == **room)
+                        && !rooms[..*i].contains(room)
+                })
+                .count();
+            if joined + new > max {
+                drop(current);
+                crate::metrics::with(|m| {
+                    m.refused_rooms.inc();
+                });
+                tracing::debug!(
+                    socket = id,
+                    nsp = %nsp.name,
+                    max,
+                    "refusing a join past the socket's room limit"
+                );
+                return Err(JoinError::TooManyRooms { limit: max });
+            }
+        }
+        for room in rooms {
+            self.join(nsp, socket, room);
+        }
+        Ok(())
     }
 
     fn next_generation(&self) -> u64 {
@@ -284,10 +334,10 @@ impl ShardAdapter {
         let selected = self.select_local(nsp, target, exclude);
         match op {
             RoomOp::Join(rooms) => {
+                let rooms: SmallVec<[&str; 4]> = rooms.iter().map(String::as_str).collect();
                 for socket in &selected {
-                    for room in rooms {
-                        self.join(nsp, socket, room);
-                    }
+                    // A socket at its room limit is left out (and counted).
+                    let _ = self.try_join(nsp, socket, &rooms);
                 }
                 Vec::new()
             }
@@ -306,7 +356,7 @@ impl ShardAdapter {
 
 impl Adapter for ShardAdapter {
     fn join(&self, nsp: &Nsp, socket: &Rc<SocketInner>, room: &str) {
-        if socket.rooms.borrow().iter().any(|r| &**r == room) {
+        if socket.left.get() || socket.rooms.borrow().iter().any(|r| &**r == room) {
             return;
         }
         let mut index = nsp.rooms.borrow_mut();

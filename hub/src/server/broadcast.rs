@@ -40,7 +40,9 @@ impl RemoteSocket {
 
 /// Targets for an emit or a room operation: `to` rooms (all sockets when
 /// none), `except` rooms, with flags. Built from a socket (which it then
-/// excludes) or from a namespace.
+/// excludes) or from a namespace. It may be kept: when used, it acts on the
+/// shard's namespace of its name as it is then (a dynamic namespace may
+/// have been removed and created again meanwhile).
 #[must_use = "a broadcast does nothing until emitted"]
 pub struct BroadcastOperator {
     shard: Rc<SioShard>,
@@ -124,9 +126,10 @@ impl BroadcastOperator {
             return Err(EmitError::Reserved(event.to_string()));
         }
         let packet = outgoing::event(&self.nsp.name, event, &args, None);
+        let nsp = self.shard.live(&self.nsp);
         self.shard
             .adapter
-            .broadcast(&self.nsp, self.target, self.sender.as_deref(), packet);
+            .broadcast(&nsp, self.target, self.sender.as_deref(), packet);
         Ok(())
     }
 
@@ -146,10 +149,11 @@ impl BroadcastOperator {
     }
 
     fn room_op(self, op: RoomOp) {
+        let nsp = self.shard.live(&self.nsp);
         let local = self
             .shard
             .adapter
-            .room_op(&self.nsp, self.target, self.sender.as_deref(), op);
+            .room_op(&nsp, self.target, self.sender.as_deref(), op);
         for (socket, close) in local {
             self.shard
                 .disconnect(&socket, close, DisconnectReason::ServerNamespaceDisconnect);
@@ -158,8 +162,9 @@ impl BroadcastOperator {
 
     /// The target sockets, gathered from every shard.
     pub fn fetch_sockets(self) -> impl Future<Output = Vec<RemoteSocket>> {
+        let nsp = self.shard.live(&self.nsp);
         self.shard
             .adapter
-            .fetch(&self.nsp, self.target, self.sender.as_deref())
+            .fetch(&nsp, self.target, self.sender.as_deref())
     }
 }

@@ -68,6 +68,11 @@ impl Client {
             .cloned()
     }
 
+    /// How many namespaces the connection has open.
+    pub fn socket_count(&self) -> usize {
+        self.sockets.borrow().len()
+    }
+
     pub fn add(&self, socket: Rc<SocketInner>) {
         self.sockets.borrow_mut().push(socket);
         self.awaiting_connect.set(false);

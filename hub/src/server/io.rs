@@ -45,6 +45,9 @@ pub(crate) struct NamespaceDef {
     pub middlewares: Vec<NamespaceMiddleware>,
     pub on_connection: Option<ConnectionHandler>,
     pub close_last: bool,
+    /// Serves every name a matcher accepts (`of_dynamic`): such a namespace
+    /// is removed from its shard when its last socket leaves.
+    pub dynamic: bool,
 }
 
 /// The middleware and connection handler of one namespace (or of every
@@ -88,6 +91,23 @@ pub struct IoSettings {
     pub connect_timeout: Duration,
     /// Most binary attachments one packet may announce.
     pub max_attachments: usize,
+    /// Most namespaces one Engine.IO connection may have open at once; a
+    /// CONNECT past it is answered with a CONNECT_ERROR ("too many
+    /// namespaces") and the connection stays open. 0: no limit.
+    ///
+    /// The reference server has no such limit. The default, 100, is far
+    /// above what applications multiplex over one connection (one
+    /// namespace per feature: a handful), and bounds what one connection
+    /// can make the server hold at about 100 sockets.
+    pub max_namespaces_per_connection: usize,
+    /// Most rooms a socket may be in, its own room (its id) not counted;
+    /// [`Socket::try_join`](super::Socket::try_join) past it fails with
+    /// [`JoinError::TooManyRooms`](super::JoinError). 0: no limit.
+    ///
+    /// The default, 1,000, leaves room for an application that subscribes
+    /// a socket to many topics, and bounds a socket's share of the room
+    /// index (a few hundred KB at most).
+    pub max_rooms_per_socket: usize,
 }
 
 impl Default for IoSettings {
@@ -95,6 +115,8 @@ impl Default for IoSettings {
         IoSettings {
             connect_timeout: Duration::from_secs(45),
             max_attachments: 64,
+            max_namespaces_per_connection: 100,
+            max_rooms_per_socket: 1_000,
         }
     }
 }
@@ -185,16 +207,27 @@ impl IoBuilder {
         self
     }
 
-    /// Dynamic namespaces: every name `matches` accepts is served by one definition.
+    /// Dynamic namespaces: every name `matches` accepts is served by one
+    /// definition. Each such namespace exists on a shard while it has
+    /// sockets there: it is created by the first socket that connects to
+    /// it and removed when the last one leaves (the reference server's
+    /// `cleanupEmptyChildNamespaces`, always on here: a namespace holds no
+    /// state of the application's, so nothing is lost), so a client
+    /// connecting to many names leaves nothing behind. A [`Namespace`]
+    /// handle the application keeps still works after its namespace was
+    /// removed, and reaches it again once it is created anew.
+    ///
+    /// [`Namespace`]: super::Namespace
     pub fn of_dynamic(
         mut self,
         matches: impl Fn(&str) -> bool + Send + Sync + 'static,
         build: impl FnOnce(NamespaceBuilder) -> NamespaceBuilder,
     ) -> IoBuilder {
-        let def = build(NamespaceBuilder {
+        let mut def = build(NamespaceBuilder {
             def: NamespaceDef::default(),
         })
         .def;
+        def.dynamic = true;
         self.dynamic.push((Arc::new(matches), def));
         self
     }
@@ -226,9 +259,11 @@ pub struct LocalIo {
 }
 
 impl LocalIo {
-    /// A namespace the server serves (created on first use), or None.
+    /// A namespace the server serves, or None. A declared namespace is
+    /// created on first use; a dynamic one is not created by this call (it
+    /// exists while sockets are in it), but the handle reaches it.
     pub fn of(&self, name: &str) -> Option<super::Namespace> {
-        let nsp = self.shard.namespace(name)?;
+        let nsp = self.shard.namespace_handle(name)?;
         Some(super::Namespace {
             shard: self.shard.clone(),
             nsp,

@@ -31,6 +31,8 @@ mod adapter;
 mod args;
 mod broadcast;
 mod client;
+#[cfg(test)]
+mod flood_tests;
 mod handshake;
 mod io;
 mod namespace;
@@ -50,7 +52,9 @@ pub use handshake::{Handshake, RequestInfo};
 pub use io::{ConnectError, Io, IoBuilder, IoSettings, LocalIo, NamespaceBuilder};
 pub use namespace::Namespace;
 pub use reason::DisconnectReason;
-pub use socket::{Ack, AckError, ClientInfo, EmitError, ListenerId, Socket, SocketEmitter};
+pub use socket::{
+    Ack, AckError, ClientInfo, EmitError, JoinError, ListenerId, Socket, SocketEmitter,
+};
 pub use stats::{NamespaceStats, ShardStats};
 
 /// Run a future on the current shard (for awaiting acknowledgements or

@@ -1,6 +1,6 @@
 //! A namespace on one shard: its sockets and its room index.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::BuildHasherDefault;
@@ -86,6 +86,10 @@ pub(crate) struct Nsp {
     pub def: NamespaceDef,
     pub sockets: RefCell<Members>,
     pub rooms: RefCell<AHashMap<Rc<str>, Members>>,
+    /// This is the shard's namespace of that name, in its map. False for a
+    /// dynamic namespace removed when its last socket left, or handed to
+    /// the application before any socket came (see `SioShard::live`).
+    pub attached: Cell<bool>,
 }
 
 impl Nsp {
@@ -95,12 +99,15 @@ impl Nsp {
             def,
             sockets: RefCell::new(Members::default()),
             rooms: RefCell::new(AHashMap::new()),
+            attached: Cell::new(false),
         }
     }
 }
 
 /// A namespace as seen from one shard (the reference `io.of(name)`):
-/// emits and room operations reach its sockets on every shard.
+/// emits and room operations reach its sockets on every shard. A handle
+/// may be kept: a dynamic namespace removed when its last socket left (and
+/// created again by the next) is found again by name.
 #[derive(Clone)]
 pub struct Namespace {
     pub(crate) shard: Rc<SioShard>,
@@ -159,7 +166,8 @@ impl Namespace {
 
     /// The sockets of the namespace on this shard.
     pub fn local_sockets(&self) -> Vec<Socket> {
-        self.nsp
+        self.shard
+            .live(&self.nsp)
             .sockets
             .borrow()
             .values()

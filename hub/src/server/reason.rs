@@ -46,6 +46,8 @@ impl From<CloseReason> for DisconnectReason {
             CloseReason::TransportClose => DisconnectReason::TransportClose,
             CloseReason::TransportError => DisconnectReason::TransportError,
             CloseReason::ParseError => DisconnectReason::ParseError,
+            // The reference has no such reason: the client broke a transport rule.
+            CloseReason::PacketRateExceeded => DisconnectReason::TransportError,
             CloseReason::ForcedClose => DisconnectReason::ForcedClose,
             CloseReason::ServerShuttingDown => DisconnectReason::ServerShuttingDown,
         }

@@ -30,6 +30,9 @@ use crate::engineio::Sid;
 use crate::shard::context;
 use crate::socketio::{Packet, PacketType, Protocol};
 
+/// The CONNECT_ERROR message past `max_namespaces_per_connection`.
+pub(crate) const TOO_MANY_NAMESPACES: &str = "too many namespaces";
+
 pub(crate) struct SioShard {
     config: Arc<IoConfig>,
     shard: usize,
@@ -61,6 +64,7 @@ pub(crate) fn local(instance: u64) -> Option<Rc<SioShard>> {
 impl SioShard {
     pub fn new(config: Arc<IoConfig>, shard: usize) -> Rc<SioShard> {
         let instance = config.instance;
+        let max_rooms_per_socket = config.settings.max_rooms_per_socket;
         let shard_state = Rc::new_cyclic(|me| SioShard {
             config,
             shard,
@@ -72,7 +76,7 @@ impl SioShard {
             awaiting_connect: RefCell::new(VecDeque::new()),
             connect_sweeper: Cell::new(false),
             pending_stats: Rc::default(),
-            adapter: ShardAdapter::new(shard, instance),
+            adapter: ShardAdapter::new(shard, instance, max_rooms_per_socket),
         });
         LOCAL.with(|m| m.borrow_mut().insert(instance, Rc::downgrade(&shard_state)));
         shard_state
@@ -100,17 +104,95 @@ impl SioShard {
         self.namespaces.borrow().values().cloned().collect()
     }
 
-    /// The namespace `name` on this shard, created on first use when served.
+    /// The namespace `name` on this shard, created on first use when served
+    /// (for a socket about to connect to it).
     pub(crate) fn namespace(&self, name: &str) -> Option<Rc<Nsp>> {
         if let Some(nsp) = self.namespaces.borrow().get(name) {
             return Some(nsp.clone());
         }
         let def = self.config.namespace(name)?.clone();
         let nsp = Rc::new(Nsp::new(name, def));
-        self.namespaces
-            .borrow_mut()
-            .insert(name.to_string(), nsp.clone());
+        self.attach(&nsp);
         Some(nsp)
+    }
+
+    /// The namespace `name` for the application to hold (`LocalIo::of`,
+    /// `Socket::of`): the shard's if it exists, a declared one created now.
+    /// A dynamic one with no socket here is not created, as it would stay
+    /// empty for good: the handle is then a namespace of its own, outside
+    /// the shard's map, which [`SioShard::live`] resolves to the shard's
+    /// once a socket has created it. None when the name is not served.
+    pub(crate) fn namespace_handle(&self, name: &str) -> Option<Rc<Nsp>> {
+        if let Some(nsp) = self.namespaces.borrow().get(name) {
+            return Some(nsp.clone());
+        }
+        let def = self.config.namespace(name)?;
+        if !def.dynamic {
+            return self.namespace(name);
+        }
+        Some(Rc::new(Nsp::new(name, def.clone())))
+    }
+
+    /// The namespace a handle stands for now: the handle's own while it is
+    /// the shard's, else the shard's namespace of that name if a socket has
+    /// created one since, else the handle's (which has no sockets: an emit
+    /// from it reaches the other shards only). One flag read when nothing
+    /// was removed, which is the broadcast path's case.
+    pub(crate) fn live(&self, nsp: &Rc<Nsp>) -> Rc<Nsp> {
+        if nsp.attached.get() {
+            return nsp.clone();
+        }
+        self.namespaces
+            .borrow()
+            .get(&nsp.name)
+            .cloned()
+            .unwrap_or_else(|| nsp.clone())
+    }
+
+    /// Make `nsp` the shard's namespace of its name (its slot is free).
+    fn attach(&self, nsp: &Rc<Nsp>) {
+        let mut namespaces = self.namespaces.borrow_mut();
+        if namespaces.contains_key(&nsp.name) {
+            debug_assert!(false, "namespace {} attached twice", nsp.name);
+            return;
+        }
+        namespaces.insert(nsp.name.clone(), nsp.clone());
+        nsp.attached.set(true);
+        crate::metrics::with(|m| {
+            m.namespaces.inc();
+        });
+    }
+
+    /// Remove a dynamic namespace once no socket is left in it on this
+    /// shard (the reference's `cleanupEmptyChildNamespaces`): its memory
+    /// comes back, and the next socket to connect creates it anew. Declared
+    /// namespaces stay. Nothing keeps pointing at a removed namespace but
+    /// handles, which resolve by name ([`SioShard::live`]); messages from
+    /// other shards name namespaces, and find none here.
+    pub(crate) fn release_if_empty(&self, nsp: &Nsp) {
+        if !nsp.def.dynamic || !nsp.attached.get() || !nsp.sockets.borrow().is_empty() {
+            return;
+        }
+        let mut namespaces = self.namespaces.borrow_mut();
+        if namespaces
+            .get(&nsp.name)
+            .is_some_and(|held| std::ptr::eq(&**held, nsp))
+        {
+            namespaces.remove(&nsp.name);
+            // A flood of names leaves no oversized table behind.
+            if namespaces.capacity() > 64 && namespaces.len() * 4 < namespaces.capacity() {
+                namespaces.shrink_to_fit();
+            }
+        }
+        drop(namespaces);
+        // Its room index is empty, but for the rooms a socket still in its
+        // namespace middleware may have joined: that socket attaches this
+        // namespace again if it connects, and leaves them if refused.
+        nsp.attached.set(false);
+        crate::metrics::with(|m| {
+            m.namespaces.dec();
+        });
+        crate::shard::memory::freed(1);
     }
 
     /// Register a client as `on_open` does (for fixtures without a runtime).
@@ -128,6 +210,23 @@ impl SioShard {
     /// and the connection handler.
     fn connect(&self, client: &Rc<Client>, name: &str, auth: Value, query: Option<&str>) {
         if client.socket(name).is_some() {
+            return;
+        }
+        let max = self.config.settings.max_namespaces_per_connection;
+        if max != 0 && client.socket_count() >= max {
+            // Refused before the namespace is looked up: nothing is created.
+            crate::metrics::with(|m| {
+                m.refused_namespaces.inc();
+            });
+            tracing::debug!(
+                sid = client.conn.sid(),
+                nsp = name,
+                max,
+                "refusing a namespace past the connection's limit"
+            );
+            let refusal =
+                outgoing::connect_error(name, client.protocol, TOO_MANY_NAMESPACES, None, false);
+            client.send(&refusal, false);
             return;
         }
         let Some(nsp) = self.namespace(name) else {
@@ -158,7 +257,7 @@ impl SioShard {
             let Some(verdict) = inner.run_app("namespace middleware", || middleware(&socket))
             else {
                 // The connection is closing: the socket never joined.
-                self.adapter.leave_all(&nsp, &inner);
+                self.refused(&nsp, &inner);
                 return;
             };
             if let Err(refusal) = verdict {
@@ -171,13 +270,18 @@ impl SioShard {
                 );
                 client.send(&packet, false);
                 // A middleware may have joined rooms before refusing.
-                self.adapter.leave_all(&nsp, &inner);
+                self.refused(&nsp, &inner);
                 return;
             }
         }
         if client.conn.is_closed() {
-            self.adapter.leave_all(&nsp, &inner);
+            self.refused(&nsp, &inner);
             return;
+        }
+        if !nsp.attached.get() {
+            // A middleware made the namespace's last socket leave: it was
+            // removed, and this socket brings it back.
+            self.attach(&nsp);
         }
         inner.connected.set(true);
         nsp.sockets.borrow_mut().insert(key, inner.clone());
@@ -257,11 +361,23 @@ impl SioShard {
         client.conn.close();
     }
 
-    /// Forget a socket that left its namespace.
+    /// A socket refused at connect (or whose connection closed meanwhile):
+    /// it leaves the rooms a middleware joined, joins none again, and a
+    /// dynamic namespace created for it goes if it is empty.
+    fn refused(&self, nsp: &Nsp, socket: &SocketInner) {
+        socket.left.set(true);
+        self.adapter.leave_all(nsp, socket);
+        self.release_if_empty(nsp);
+    }
+
+    /// Forget a socket that left its namespace (and the namespace, if it
+    /// was a dynamic one and is now empty).
     pub(crate) fn remove_socket(&self, socket: &SocketInner) {
+        socket.left.set(true);
         self.adapter.leave_all(&socket.nsp, socket);
         socket.nsp.sockets.borrow_mut().remove(&socket.key);
         socket.client.remove(socket);
+        self.release_if_empty(&socket.nsp);
     }
 
     /// Disconnect a socket as a server-side room operation asks.

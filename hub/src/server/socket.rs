@@ -35,6 +35,18 @@ pub enum EmitError {
     Disconnected,
 }
 
+/// Why a socket did not join a room.
+#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
+pub enum JoinError {
+    /// The socket would be in more rooms than `IoSettings::max_rooms_per_socket`
+    /// (its own room not counted); it joined none of those asked.
+    #[error("too many rooms: a socket may be in at most {limit} (its own room not counted)")]
+    TooManyRooms { limit: usize },
+    /// The socket has left its namespace (or was refused at connect).
+    #[error("the socket has left its namespace")]
+    Disconnected,
+}
+
 /// Why an acknowledgement did not come.
 #[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
 pub enum AckError {
@@ -70,6 +82,9 @@ pub(crate) struct SocketInner {
     pub handshake: Handshake,
     pub rooms: RefCell<Vec<Rc<str>>>,
     pub connected: Cell<bool>,
+    /// The socket left its namespace, or was refused at connect: it joins
+    /// no room again (a handler holding it cannot put it back in the index).
+    pub left: Cell<bool>,
     /// The last broadcast that reached (or excluded) this socket, so a socket
     /// in several target rooms gets a packet once without a set per broadcast.
     pub mark: Cell<u64>,
@@ -167,6 +182,7 @@ impl SocketInner {
             handshake,
             rooms: RefCell::new(Vec::new()),
             connected: Cell::new(false),
+            left: Cell::new(false),
             mark: Cell::new(0),
             listeners: RefCell::new(Vec::new()),
             next_listener: Cell::new(0),
@@ -401,7 +417,7 @@ impl Socket {
     /// None when the server does not serve that name.
     pub fn of(&self, name: &str) -> Option<Namespace> {
         let shard = self.0.shard.upgrade()?;
-        let nsp = shard.namespace(name)?;
+        let nsp = shard.namespace_handle(name)?;
         Some(Namespace { shard, nsp })
     }
 
@@ -605,18 +621,40 @@ impl Socket {
         }
     }
 
-    /// Join a room.
+    /// Join a room, as [`Socket::try_join`] does, without saying whether it
+    /// was refused: past `IoSettings::max_rooms_per_socket`, or once the
+    /// socket has left its namespace, the room is not joined (counted in
+    /// `hub_limit_refusals_total{limit="rooms_per_socket"}` and logged at
+    /// debug level). Use `try_join` where a client asks for the room.
     pub fn join(&self, room: &str) {
-        self.join_many([room]);
+        let _ = self.try_join(room);
     }
 
-    /// Join several rooms.
+    /// Join several rooms, as [`Socket::try_join_many`] does, without
+    /// saying whether they were refused (see [`Socket::join`]).
     pub fn join_many<'a>(&self, rooms: impl IntoIterator<Item = &'a str>) {
-        if let Some(shard) = self.0.shard.upgrade() {
-            for room in rooms {
-                shard.adapter.join(&self.0.nsp, &self.0, room);
-            }
-        }
+        let _ = self.try_join_many(rooms);
+    }
+
+    /// Join a room; an error when that would put the socket in more rooms
+    /// than `IoSettings::max_rooms_per_socket` (its own room, its id, is
+    /// not counted), or when it has left its namespace. Joining a room it
+    /// is in already succeeds and changes nothing.
+    pub fn try_join(&self, room: &str) -> Result<(), JoinError> {
+        self.try_join_many([room])
+    }
+
+    /// Join several rooms, all or none: when they would put the socket over
+    /// its room limit, it joins none of them.
+    pub fn try_join_many<'a>(
+        &self,
+        rooms: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), JoinError> {
+        let Some(shard) = self.0.shard.upgrade() else {
+            return Err(JoinError::Disconnected);
+        };
+        let rooms: SmallVec<[&str; 4]> = rooms.into_iter().collect();
+        shard.adapter.try_join(&self.0.nsp, &self.0, &rooms)
     }
 
     /// Leave a room.

@@ -14,7 +14,11 @@ use super::handshake::Handshake;
 use super::io::Io;
 use super::namespace::Nsp;
 use super::shard::SioShard;
+#[cfg(test)]
+use super::socket::Socket;
 use super::socket::SocketInner;
+#[cfg(test)]
+use crate::engine::Data;
 use crate::engine::{
     Handler, ProtocolVersion, SessionEntry, SessionHost, Socket as EngineSocket, TransportKind,
 };
@@ -141,4 +145,93 @@ pub(crate) fn attach_socket_on(
     client.add(socket.clone());
     shard.adapter.join(nsp, &socket, &id);
     (socket, entry)
+}
+
+/// Shard 0's state of `io`, without a runtime.
+#[cfg(test)]
+pub(crate) fn shard_of(io: &Io) -> Rc<SioShard> {
+    SioShard::new(io.config.clone(), 0)
+}
+
+/// An Engine.IO v4 client of `shard` over a WebSocket session that only queues.
+#[cfg(test)]
+pub(crate) struct TestClient {
+    shard: Rc<SioShard>,
+    pub conn: EngineSocket,
+    entry: Rc<SessionEntry>,
+    _host: Rc<ManualHost>,
+}
+
+#[cfg(test)]
+impl TestClient {
+    pub fn new(shard: &Rc<SioShard>) -> TestClient {
+        let host = Rc::new(ManualHost::default());
+        let weak = Rc::downgrade(&host);
+        let entry = SessionEntry::detached_on(
+            Sid::generate(0),
+            ProtocolVersion::V4,
+            TransportKind::WebSocket,
+            shard.clone() as Rc<dyn Handler>,
+            weak,
+        );
+        let conn = EngineSocket(entry.clone());
+        shard.add_client(Rc::new(Client::new(conn.clone(), Protocol::V5, 64)));
+        let client = TestClient {
+            shard: shard.clone(),
+            conn,
+            entry,
+            _host: host,
+        };
+        client.sent(); // the open packet
+        client
+    }
+
+    /// Send one Socket.IO packet, as text.
+    pub fn send(&self, text: &str) {
+        self.shard
+            .on_message(&self.conn, Data::Text(text.to_string().into()));
+    }
+
+    /// The Socket.IO texts queued to the client since the last call.
+    pub fn sent(&self) -> Vec<String> {
+        let mut packets = Vec::new();
+        self.entry
+            .session
+            .borrow_mut()
+            .take_ws_packets(&mut packets);
+        packets
+            .into_iter()
+            .filter_map(|p| match p {
+                Packet::Message(Data::Text(text)) => Some(text.to_string()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// CONNECT to `nsp`; the server's answer.
+    pub fn connect(&self, nsp: &str) -> String {
+        self.send(&format!("0{}", prefix(nsp)));
+        let mut answer = self.sent();
+        assert_eq!(answer.len(), 1, "one answer to a CONNECT: {answer:?}");
+        answer.remove(0)
+    }
+
+    pub fn socket(&self, nsp: &str) -> Socket {
+        let client = self.shard.clients_snapshot();
+        let client = client
+            .iter()
+            .find(|c| c.conn.sid() == self.conn.sid())
+            .expect("the client");
+        Socket(client.socket(nsp).expect("connected to the namespace"))
+    }
+}
+
+/// How a packet names `nsp`: nothing for `/`.
+#[cfg(test)]
+fn prefix(nsp: &str) -> String {
+    if nsp == "/" {
+        String::new()
+    } else {
+        format!("{nsp},")
+    }
 }

@@ -14,6 +14,7 @@ use glommio::timer::Timer;
 
 use super::buffers;
 use super::mesh::{Handoff, Mesh};
+use super::per_ip::IpSlot;
 use super::polling::{self, EngineResponse, PollRequest};
 use super::state::Shard;
 use super::websocket;
@@ -30,7 +31,10 @@ enum ReadOutcome {
     Refuse(u16),
 }
 
-pub(crate) async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
+/// Serve one connection; `slot` is its place in its address's count,
+/// held for as long as the connection is open (a WebSocket's task, or the
+/// shard it is handed to, takes it over).
+pub(crate) async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, slot: IpSlot) {
     let _ = stream.set_nodelay(true);
     let mut buf = BytesMut::new();
     let mut first = true;
@@ -73,7 +77,7 @@ pub(crate) async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketA
             Routed::WebSocket(endpoint, request, query) => {
                 drop(in_flight);
                 Box::pin(websocket::serve(
-                    shard, endpoint, stream, peer, request, query, buf,
+                    shard, endpoint, stream, peer, request, query, buf, slot,
                 ))
                 .await;
                 return;
@@ -81,7 +85,7 @@ pub(crate) async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketA
             Routed::HandOff(owner, endpoint, request, query) => {
                 drop(in_flight);
                 Box::pin(hand_off(
-                    &shard, owner, endpoint, stream, peer, request, query, buf,
+                    &shard, owner, endpoint, stream, peer, request, query, buf, slot,
                 ))
                 .await;
                 return;
@@ -99,6 +103,41 @@ pub(crate) async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketA
             return;
         }
     }
+}
+
+/// How long a connection refused for its address's limit may take to send
+/// its first request: it holds a descriptor meanwhile.
+const REFUSAL_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A connection past `max_connections_per_ip`: its first request (read for
+/// at most [`REFUSAL_READ_TIMEOUT`]) is answered 429 Too Many Requests, and
+/// the connection closed. Reading the request first lets the close be a
+/// clean one: closing with unread bytes would reset the connection, and the
+/// client could lose the answer.
+pub(crate) async fn refuse_too_many(mut stream: TcpStream) {
+    let mut buf = BytesMut::new();
+    let deadline = Instant::now() + REFUSAL_READ_TIMEOUT;
+    loop {
+        match read_some(&mut stream, &mut buf, deadline).await {
+            Some(Ok(n)) if n > 0 => {}
+            // Gone, or silent: nothing to answer.
+            _ => return,
+        }
+        // The whole head is there (or as much as a head may be): answer.
+        if buf.windows(4).any(|w| w == b"\r\n\r\n") || buf.len() >= 16 * 1024 {
+            break;
+        }
+    }
+    let mut out = buffers::take_write();
+    Response::new(429)
+        .body(
+            "text/plain; charset=UTF-8",
+            "Too many connections from your address",
+        )
+        .write_to(false, &mut out);
+    let _ = stream.write_all(&out).await;
+    buffers::give_write(out);
+    let _ = stream.close().await;
 }
 
 /// Counts a request from its head to its answer written.
@@ -313,6 +352,7 @@ async fn hand_off(
     request: Request,
     query: crate::engineio::EngineQuery,
     leftover: BytesMut,
+    slot: IpSlot,
 ) {
     let Some(mesh) = shard.mesh.get() else {
         return;
@@ -331,6 +371,7 @@ async fn hand_off(
         request,
         query,
         leftover,
+        slot,
     };
     mesh.hand_off(owner, handoff).await;
 }

@@ -15,6 +15,7 @@ use futures_lite::future;
 use glommio::channels::channel_mesh::{Receivers, Senders};
 use glommio::channels::local_channel::{self, LocalSender};
 
+use super::per_ip::IpSlot;
 use super::polling::{self, EngineResponse, PollRequest};
 use super::runtime::spawn_contained;
 use super::state::Shard;
@@ -84,6 +85,8 @@ pub(crate) struct Handoff {
     pub query: EngineQuery,
     /// Bytes read past the request head.
     pub leftover: BytesMut,
+    /// The connection's place in its address's count: it moves with it.
+    pub slot: IpSlot,
 }
 
 pub(crate) struct Mesh {

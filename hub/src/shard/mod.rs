@@ -2,11 +2,14 @@
 //! connections, the long-polling and WebSocket transports around the sans-IO
 //! sessions, and the channel mesh between shards.
 
+pub mod accept;
 mod buffers;
 mod conn;
 pub mod context;
 mod deferred;
+pub(crate) mod memory;
 mod mesh;
+mod per_ip;
 mod polling;
 mod runtime;
 mod shutdown;

@@ -242,6 +242,8 @@ fn post(
                 Some(CloseReason::TransportError | CloseReason::ParseError) => {
                     EngineResponse::error(ErrorCode::BadRequest)
                 }
+                // Over its packet rate: the session is gone.
+                Some(CloseReason::PacketRateExceeded) => EngineResponse::status(429),
                 _ => EngineResponse::ok(),
             }
         }

@@ -15,9 +15,11 @@ use glommio::net::TcpListener;
 use glommio::timer::Timer;
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 
+use super::accept::AcceptBackoff;
 use super::conn;
 use super::deferred;
 use super::mesh::{self, Mesh, MeshMsg};
+use super::per_ip::PerIpLimit;
 use super::shutdown;
 use super::state::{Endpoint, Shard};
 use super::timer;
@@ -239,6 +241,7 @@ impl Server {
         let mut handles = Vec::with_capacity(count);
         let mut wakers = Vec::with_capacity(count);
         let open_sessions = Arc::new(AtomicUsize::new(0));
+        let per_ip = PerIpLimit::new(config.max_connections_per_ip);
         let (exit_tx, exits) = mpsc::channel::<ShardExit>();
         let requested = Arc::new(OnceLock::new());
         for id in 0..count {
@@ -261,6 +264,7 @@ impl Server {
             let executor_ids = executor_ids.clone();
             let bound_tx = bound_tx.clone();
             let open_sessions = open_sessions.clone();
+            let per_ip = per_ip.clone();
             let requested = requested.clone();
             let exit_tx = exit_tx.clone();
             let handle = LocalExecutorBuilder::new(placement)
@@ -279,6 +283,7 @@ impl Server {
                         bound_tx,
                         control,
                         open_sessions,
+                        per_ip,
                         requested,
                         tasks,
                     )
@@ -322,6 +327,7 @@ async fn run_shard(
     bound_tx: mpsc::Sender<Result<SocketAddr, ServerError>>,
     control: OwnedFd,
     open_sessions: Arc<AtomicUsize>,
+    per_ip: Arc<PerIpLimit>,
     shutdown_requested: Arc<OnceLock<Instant>>,
     tasks: Arc<Vec<ShardTask>>,
 ) {
@@ -367,6 +373,7 @@ async fn run_shard(
         stopping: Cell::new(false),
         open_sessions,
         shutdown_requested,
+        per_ip,
     });
     super::context::enter(&shard);
     if let Some(metrics) = &shard.config.metrics {
@@ -414,18 +421,43 @@ async fn run_shard(
 }
 
 async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+    let mut backoff = AcceptBackoff::new();
     loop {
         match listener.accept().await {
             Ok(stream) => {
+                backoff.on_accepted();
                 let peer = stream
                     .peer_addr()
                     .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-                spawn_contained(peer, conn::serve(shard.clone(), stream, peer));
+                match shard.per_ip.admit(peer.ip()) {
+                    Some(slot) => {
+                        spawn_contained(peer, conn::serve(shard.clone(), stream, peer, slot))
+                    }
+                    None => {
+                        crate::metrics::with(|m| {
+                            m.refused_connections_per_ip.inc();
+                        });
+                        tracing::debug!(%peer, "refusing a connection past the per-address limit");
+                        spawn_contained(peer, conn::refuse_too_many(stream));
+                    }
+                }
             }
             Err(error) => {
-                // Out of descriptors or a transient error: back off instead of spinning.
-                tracing::warn!(shard = shard.id, %error, "accept failed");
-                Timer::new(Duration::from_millis(20)).await;
+                // Out of descriptors, say: wait rather than spin (see `accept`).
+                crate::metrics::with(|m| {
+                    m.accept_errors.inc();
+                });
+                let retry = backoff.on_failed(Instant::now());
+                if let Some(failures) = retry.report {
+                    tracing::warn!(
+                        shard = shard.id,
+                        %error,
+                        failures,
+                        retry_ms = retry.wait.as_millis() as u64,
+                        "accept failed; backing off (failures: since the last such line)"
+                    );
+                }
+                Timer::new(retry.wait).await;
             }
         }
     }

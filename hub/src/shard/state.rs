@@ -11,6 +11,7 @@ use ahash::AHashMap;
 
 use super::deferred::Deferred;
 use super::mesh::Mesh;
+use super::per_ip::PerIpLimit;
 use super::timer::Clock;
 use crate::engine::{EngineConfig, Handler, ServerConfig, SessionEntry, SessionHost};
 use crate::engineio::Sid;
@@ -48,6 +49,8 @@ pub(crate) struct Shard {
     /// When shutdown was asked for (set by the `ShutdownHandle`): the
     /// shutdown deadlines of every shard count from it.
     pub shutdown_requested: Arc<OnceLock<Instant>>,
+    /// Connections per client address, shared by the shards.
+    pub per_ip: Arc<PerIpLimit>,
 }
 
 /// Posted, after its first shutdown step, by each shard to every other,
@@ -141,6 +144,7 @@ impl Shard {
             crate::metrics::with(|m| {
                 m.connections.dec();
             });
+            super::memory::freed(1);
             self.settled.notify();
         }
     }

@@ -15,6 +15,7 @@ use glommio::net::TcpStream;
 
 use super::buffers::{self, Chunk};
 use super::mesh::Handoff;
+use super::per_ip::IpSlot;
 use super::polling::{open_session, EngineResponse};
 use super::state::Shard;
 use crate::engine::SessionEntry;
@@ -158,6 +159,7 @@ impl WsConn {
 
 /// An upgrade request arriving on the shard that owns its session (or a new
 /// WebSocket-only session).
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn serve(
     shard: Rc<Shard>,
     endpoint: usize,
@@ -166,6 +168,7 @@ pub(crate) async fn serve(
     request: Request,
     query: EngineQuery,
     leftover: BytesMut,
+    slot: IpSlot,
 ) {
     let accept = match handshake::accept(&request) {
         Ok(accept) => accept,
@@ -236,6 +239,8 @@ pub(crate) async fn serve(
     // connection and no state of the handshake (nor of the HTTP task).
     // A panic while serving it closes this session and connection only.
     glommio::spawn_local(async move {
+        // The connection's place in its address's count, until it closes.
+        let _slot = slot;
         let ran = CatchUnwind::new(run(&shard, endpoint, &mut conn, &entry)).await;
         if let Err(panic) = ran {
             tracing::error!(sid = entry.sid.as_str(), %panic, "closing a WebSocket whose task panicked");
@@ -274,6 +279,7 @@ pub(crate) async fn adopt(shard: Rc<Shard>, handoff: Handoff) {
         handoff.request,
         handoff.query,
         handoff.leftover,
+        handoff.slot,
     )
     .await;
 }
@@ -406,6 +412,10 @@ async fn run(shard: &Rc<Shard>, endpoint: usize, conn: &mut WsConn, entry: &Rc<S
         }
         let finished = entry.session.borrow().is_finished();
         if finished {
+            if entry.session.borrow().close_reason() == Some(CloseReason::PacketRateExceeded) {
+                // Policy violation: the client sent packets too fast.
+                close_code = 1008;
+            }
             if peer_gone {
                 let _ = conn.stream.close().await;
             } else {
