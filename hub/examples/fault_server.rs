@@ -6,6 +6,7 @@
 //! ```text
 //! fault_server --port P [--host 127.0.0.1] [--shards N] [--ping-interval MS]
 //!              [--ping-timeout MS] [--connect-timeout MS] [--max-payload BYTES]
+//!              [--request-timeout MS] [--idle-timeout MS]
 //! ```
 //!
 //! Prints `admin listening on <addr>` (the hub's admin API: `/metrics`
@@ -32,7 +33,10 @@
 //!   spawned with `spawn_local` panics after a yield.
 //!
 //! Other events: `echo` (acks its arguments), `whoami` (acks
-//! `{"id", "sid", "shard"}`).
+//! `{"id", "sid", "shard"}`), and the relay's `join` (a room; acks
+//! `{"ok":true}`) and `publish` (`{"to": room, "event", "data"}`: to the
+//! room but the sender; acks `{"ok":true}`), so that the relay's clients
+//! of the fault tests work here too.
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -68,6 +72,13 @@ struct Cli {
     connect_timeout: u64,
     #[arg(long, default_value_t = 1_000_000)]
     max_payload: u64,
+    /// Milliseconds a request may take to arrive whole (a new connection's
+    /// first one: from the accept).
+    #[arg(long, default_value_t = 10_000)]
+    request_timeout: u64,
+    /// Milliseconds a kept-alive HTTP connection may wait for its next request.
+    #[arg(long, default_value_t = 120_000)]
+    idle_timeout: u64,
 }
 
 fn ack_true(ack: Option<hub::server::Ack>) {
@@ -113,6 +124,26 @@ fn on_connection(socket: &Socket) {
             let sid = socket.conn().sid().to_string();
             let shard = hub::shard::context::shard_id();
             ack.send(Args::new().arg(json!({"id": socket.id(), "sid": sid, "shard": shard})));
+        }
+    });
+    socket.on("join", |socket, args, ack| {
+        if let Some(room) = args.str(0) {
+            socket.join(room);
+        }
+        if let Some(ack) = ack {
+            ack.send(Args::new().arg(json!({"ok": true})));
+        }
+    });
+    socket.on("publish", |socket, args, ack| {
+        let spec = args.get(0).cloned().unwrap_or_default();
+        let (room, event) = (spec["to"].as_str(), spec["event"].as_str());
+        if let (Some(room), Some(event)) = (room, event) {
+            let _ = socket
+                .to(room)
+                .emit(event, Args::new().arg(spec["data"].clone()));
+        }
+        if let Some(ack) = ack {
+            ack.send(Args::new().arg(json!({"ok": true})));
         }
     });
     socket.on("panic", |_, args, _| {
@@ -175,6 +206,8 @@ fn main() {
     let config = ServerConfig {
         bind: SocketAddr::new(cli.host, cli.port),
         shards: cli.shards,
+        request_timeout: Duration::from_millis(cli.request_timeout),
+        idle_timeout: Duration::from_millis(cli.idle_timeout),
         metrics: Some(metrics.clone()),
         ..ServerConfig::default()
     };

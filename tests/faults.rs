@@ -1,0 +1,1338 @@
+//! Faults on purpose, against the real `hub` binary (and the fault server,
+//! `hub/examples/fault_server.rs`, where the application's view is needed):
+//! clients killed mid-frame, peers that vanish without a FIN, and what a
+//! hostile client can try. Each test starts its own processes on free
+//! ports, with short heartbeats, and bounds every wait by them.
+//!
+//! The state the tests read: `hub_connections` (Engine.IO sessions open,
+//! from `/metrics` on the admin listener), the process's descriptors
+//! (`/proc/<pid>/fd`), and its stderr.
+
+mod support;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use support::*;
+use tungstenite::Message;
+
+/// Where both servers serve Socket.IO.
+const PATH: &str = "/socket.io/";
+/// Short heartbeats, so that a peer reaped by them is reaped quickly.
+const PING_INTERVAL: Duration = Duration::from_millis(300);
+const PING_TIMEOUT: Duration = Duration::from_millis(300);
+/// What a loaded machine running a debug build may add to a deadline.
+const MARGIN: Duration = Duration::from_millis(1500);
+
+/// How long a session whose peer went silent may live: a heartbeat, its
+/// timeout, and the margin.
+fn reap_bound() -> Duration {
+    PING_INTERVAL + PING_TIMEOUT + MARGIN
+}
+
+// ---------------------------------------------------------------------------
+// The server processes
+// ---------------------------------------------------------------------------
+
+/// A server process: the `hub` binary or the fault server, with its admin
+/// listener; killed when dropped (its stderr tail printed if the test failed).
+struct Proc {
+    name: &'static str,
+    child: Child,
+    addr: SocketAddr,
+    admin: SocketAddr,
+    stderr: Arc<Mutex<Vec<u8>>>,
+}
+
+fn heartbeat_args() -> Vec<String> {
+    vec![
+        "--ping-interval".into(),
+        PING_INTERVAL.as_millis().to_string(),
+        "--ping-timeout".into(),
+        PING_TIMEOUT.as_millis().to_string(),
+    ]
+}
+
+impl Proc {
+    /// `hub --shards N` on loopback, free ports, short heartbeats, plus `args`.
+    fn hub(shards: usize, args: &[&str]) -> Proc {
+        let mut all: Vec<String> = vec![
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--port".into(),
+            "0".into(),
+            "--shards".into(),
+            shards.to_string(),
+        ];
+        all.extend(heartbeat_args());
+        all.extend(args.iter().map(|a| a.to_string()));
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        Proc::spawn("hub", hub_command(&all, &[]))
+    }
+
+    /// The fault server, `--shards N`, short heartbeats, plus `args`.
+    fn fault_server(shards: usize, args: &[&str]) -> Proc {
+        let mut command = Command::new(fault_server_path());
+        command
+            .args(["--port", "0", "--shards", &shards.to_string()])
+            .args(heartbeat_args())
+            .args(args);
+        Proc::spawn("fault_server", command)
+    }
+
+    fn spawn(name: &'static str, mut command: Command) -> Proc {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        {
+            let mut pipe = child.stderr.take().unwrap();
+            let stderr = stderr.clone();
+            thread::spawn(move || {
+                let mut chunk = [0u8; 4096];
+                while let Ok(n @ 1..) = pipe.read(&mut chunk) {
+                    stderr.lock().unwrap().extend_from_slice(&chunk[..n]);
+                }
+            });
+        }
+        // Both print `listening on A` and `admin listening on B`, in either order.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let (mut addr, mut admin) = (None, None);
+        while addr.is_none() || admin.is_none() {
+            let line = rx.recv_timeout(READY_TIMEOUT).unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!(
+                    "{name} did not say where it listens; stderr:\n{}",
+                    String::from_utf8_lossy(&stderr.lock().unwrap())
+                )
+            });
+            if let Some(a) = line.strip_prefix("admin listening on ") {
+                admin = Some(a.parse().unwrap());
+            } else if let Some(a) = line.strip_prefix("listening on ") {
+                addr = Some(a.parse().unwrap());
+            }
+        }
+        Proc {
+            name,
+            child,
+            addr: addr.unwrap(),
+            admin: admin.unwrap(),
+            stderr,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+    }
+
+    /// The sum over shards of a metric.
+    fn metric(&self, name: &str) -> f64 {
+        let mut conn = Conn::open(self.admin);
+        let text = conn.request("GET", "/metrics", &[], b"").text();
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Engine.IO sessions open.
+    fn sessions(&self) -> u64 {
+        self.metric("hub_connections") as u64
+    }
+
+    /// Descriptors the process holds.
+    fn fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .map(|dir| dir.count())
+            .unwrap_or(0)
+    }
+
+    fn assert_alive(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!(
+                "{} exited ({status}); stderr:\n{}",
+                self.name,
+                self.stderr()
+            );
+        }
+    }
+
+    /// Nothing went to the default panic hook: every panic was contained.
+    fn assert_no_uncaught_panic(&self) {
+        let stderr = self.stderr();
+        assert!(
+            !stderr
+                .lines()
+                .any(|l| l.starts_with("thread '") && l.contains("panicked")),
+            "{}: a panic escaped:\n{stderr}",
+            self.name
+        );
+        assert!(!stderr.contains("died"), "{}: {stderr}", self.name);
+    }
+
+    /// The descriptors of client connections: TCP sockets on the serving
+    /// port that are not its listeners. (The process's other descriptors,
+    /// eventfds and io_uring instances, come and go with its executors.)
+    fn client_sockets(&self) -> usize {
+        self.tcp_sockets()
+            .iter()
+            .filter(|s| s.local.port() == self.addr.port() && s.state != "LISTEN")
+            .count()
+    }
+
+    /// The process's sockets connected to one of `peers`.
+    fn sockets_from(&self, peers: &[SocketAddr]) -> Vec<TcpSocket> {
+        self.tcp_sockets()
+            .into_iter()
+            .filter(|s| peers.contains(&s.remote))
+            .collect()
+    }
+
+    /// Waits until `f()` holds, within `within`; says how long it took.
+    fn wait_for(&self, within: Duration, what: &str, f: impl Fn(&Proc) -> bool) -> Duration {
+        let started = Instant::now();
+        while !f(self) {
+            assert!(
+                started.elapsed() < within,
+                "{}: {what}: not within {within:?}; sessions {}, client sockets:\n{}",
+                self.name,
+                self.sessions(),
+                self.describe_fds()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+        started.elapsed()
+    }
+
+    /// What the descriptors are, for a failure message: the TCP sockets
+    /// with their addresses, state and queues, then the others.
+    fn describe_fds(&self) -> String {
+        let mut out: Vec<String> = self
+            .tcp_sockets()
+            .iter()
+            .map(|s| format!("{s:?}"))
+            .collect();
+        let others = std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .filter_map(|e| std::fs::read_link(e.path()).ok())
+            .map(|p| p.display().to_string())
+            .filter(|p| !p.starts_with("socket:"));
+        let mut others: Vec<String> = others.collect();
+        others.sort();
+        out.push(format!("and {} others: {}", others.len(), others.join(" ")));
+        out.join("\n")
+    }
+
+    /// The process's IPv4 TCP sockets (from `/proc/net/tcp`, matched by inode).
+    fn tcp_sockets(&self) -> Vec<TcpSocket> {
+        let inodes: Vec<u64> = std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .filter_map(|e| std::fs::read_link(e.path()).ok())
+            .filter_map(|p| {
+                let p = p.display().to_string();
+                p.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+            })
+            .collect();
+        let table =
+            std::fs::read_to_string(format!("/proc/{}/net/tcp", self.pid())).unwrap_or_default();
+        table
+            .lines()
+            .skip(1)
+            .filter_map(TcpSocket::parse)
+            .filter(|s| inodes.contains(&s.inode))
+            .collect()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if thread::panicking() {
+            let stderr = self.stderr();
+            let lines: Vec<&str> = stderr.lines().collect();
+            eprintln!(
+                "--- {} stderr (last 40 lines) ---\n{}\n---",
+                self.name,
+                lines[lines.len().saturating_sub(40)..].join("\n")
+            );
+        }
+    }
+}
+
+/// A line of `/proc/net/tcp`.
+#[derive(Debug)]
+#[allow(dead_code)] // read through Debug, in failure messages
+struct TcpSocket {
+    local: SocketAddr,
+    remote: SocketAddr,
+    state: &'static str,
+    /// Bytes written and not yet acknowledged by the peer.
+    send_queue: u64,
+    /// Bytes received and not yet read.
+    receive_queue: u64,
+    inode: u64,
+}
+
+impl TcpSocket {
+    fn parse(line: &str) -> Option<TcpSocket> {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let addr = |text: &str| -> Option<SocketAddr> {
+            let (ip, port) = text.split_once(':')?;
+            let ip = u32::from_str_radix(ip, 16).ok()?;
+            let port = u16::from_str_radix(port, 16).ok()?;
+            Some(SocketAddr::from((u32::from_be(ip).to_be_bytes(), port)))
+        };
+        let (tx, rx) = fields.get(4)?.split_once(':')?;
+        Some(TcpSocket {
+            local: addr(fields.get(1)?)?,
+            remote: addr(fields.get(2)?)?,
+            state: match *fields.get(3)? {
+                "01" => "ESTABLISHED",
+                "06" => "TIME_WAIT",
+                "07" => "CLOSE",
+                "08" => "CLOSE_WAIT",
+                "0A" => "LISTEN",
+                "04" => "FIN_WAIT1",
+                "05" => "FIN_WAIT2",
+                "09" => "LAST_ACK",
+                "0B" => "CLOSING",
+                _ => "other",
+            },
+            send_queue: u64::from_str_radix(tx, 16).ok()?,
+            receive_queue: u64::from_str_radix(rx, 16).ok()?,
+            inode: fields.get(9)?.parse().ok()?,
+        })
+    }
+}
+
+/// `cargo test` does not build examples for integration tests: build the
+/// fault server once per test binary, so that it is never stale.
+fn fault_server_path() -> std::path::PathBuf {
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    BUILD.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_string());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "hub", "--example", "fault_server"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo to build the fault server");
+        assert!(status.success(), "building the fault server failed");
+    });
+    let target = match std::env::var("CARGO_TARGET_DIR") {
+        Ok(dir) if !dir.is_empty() => std::path::PathBuf::from(dir),
+        _ => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
+    };
+    target.join("debug/examples/fault_server")
+}
+
+// ---------------------------------------------------------------------------
+// Clients
+// ---------------------------------------------------------------------------
+
+/// Closes a TCP connection with a reset (SO_LINGER 0) instead of a FIN.
+fn reset(stream: TcpStream) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on a descriptor the stream owns, with a local struct.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_LINGER: {}", std::io::Error::last_os_error());
+    drop(stream);
+}
+
+/// A relay client over a WebSocket: handshake, CONNECT to `/`, answers the
+/// server's pings while it reads.
+struct RelayWs {
+    ws: Ws,
+    next_ack: u64,
+}
+
+impl RelayWs {
+    fn connect(addr: SocketAddr) -> RelayWs {
+        let mut ws = ws_try_connect_at(addr, PATH, "EIO=4&transport=websocket")
+            .unwrap_or_else(|e| panic!("websocket to {addr}: {e}"));
+        assert!(ws_text(&mut ws).starts_with("0{"));
+        ws_send_text(&mut ws, "40");
+        let connected = ws_text(&mut ws);
+        assert!(connected.starts_with("40{\"sid\""), "{connected}");
+        RelayWs { ws, next_ack: 0 }
+    }
+
+    /// The next Engine.IO message within `within` that is not a ping (pings
+    /// are answered); None on timeout.
+    fn next(&mut self, within: Duration) -> Result<Option<String>, String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            ws_set_timeout(&mut self.ws, left);
+            match self.ws.read() {
+                Ok(Message::Text(t)) if t.as_str() == "2" => {
+                    self.ws
+                        .send(Message::text("3"))
+                        .map_err(|e| format!("pong: {e}"))?;
+                }
+                Ok(Message::Text(t)) => return Ok(Some(t.as_str().to_owned())),
+                Ok(Message::Ping(_) | Message::Pong(_)) => {}
+                Ok(other) => return Err(format!("unexpected {other:?}")),
+                Err(tungstenite::Error::Io(e))
+                    if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) => return Err(format!("read: {e}")),
+            }
+        }
+    }
+
+    /// Emit `event` with `args` (a JSON array's inside) and wait for its ack.
+    fn request(&mut self, event: &str, args: &str) -> Result<String, String> {
+        let id = self.next_ack;
+        self.next_ack += 1;
+        self.ws
+            .send(Message::text(format!("42{id}[\"{event}\",{args}]")))
+            .map_err(|e| format!("send: {e}"))?;
+        let prefix = format!("43{id}[");
+        loop {
+            match self.next(Duration::from_secs(5))? {
+                Some(text) if text.starts_with(&prefix) => {
+                    return Ok(text[prefix.len()..text.len() - 1].to_owned())
+                }
+                Some(_) => {}
+                None => return Err(format!("no ack for {event} #{id} within 5 s")),
+            }
+        }
+    }
+}
+
+/// A relay client that echoes without pause on its own thread while the
+/// faults happen, and says whether anything went wrong.
+struct Bystander {
+    stop: Arc<AtomicBool>,
+    round_trips: Arc<AtomicU64>,
+    thread: JoinHandle<Result<(), String>>,
+}
+
+impl Bystander {
+    fn start(addr: SocketAddr) -> Bystander {
+        let mut client = RelayWs::connect(addr);
+        let stop = Arc::new(AtomicBool::new(false));
+        let round_trips = Arc::new(AtomicU64::new(0));
+        let thread = {
+            let (stop, round_trips) = (stop.clone(), round_trips.clone());
+            thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let args = format!("{{\"n\":{n}}}");
+                    let answer = client.request("echo", &args)?;
+                    if answer != args {
+                        return Err(format!("echo {args} answered {answer}"));
+                    }
+                    n += 1;
+                    round_trips.fetch_add(1, Ordering::Relaxed);
+                    // Not back to back: leave the hub's cores to the faults.
+                    if let Some(other) = client.next(Duration::from_millis(10))? {
+                        return Err(format!("unexpected message {other}"));
+                    }
+                }
+                Ok(())
+            })
+        };
+        Bystander {
+            stop,
+            round_trips,
+            thread,
+        }
+    }
+
+    fn round_trips(&self) -> u64 {
+        self.round_trips.load(Ordering::Relaxed)
+    }
+
+    /// Waits for `more` round trips past what was counted so far.
+    fn wait_round_trips(&self, more: u64) {
+        let target = self.round_trips() + more;
+        let started = Instant::now();
+        while self.round_trips() < target {
+            assert!(
+                !self.thread.is_finished(),
+                "the bystander stopped: see its result"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "the bystander is stuck"
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn finish(self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        let n = self.round_trips();
+        match self.thread.join() {
+            Ok(Ok(())) => n,
+            Ok(Err(e)) => panic!("the bystander was disturbed after {n} round trips: {e}"),
+            Err(_) => panic!("the bystander thread panicked"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Raw requests
+// ---------------------------------------------------------------------------
+
+fn upgrade_request(query: &str) -> Vec<u8> {
+    build_request(
+        "GET",
+        &format!("{PATH}?{query}"),
+        &[
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Version", "13"),
+            ("Sec-WebSocket-Key", WS_KEY),
+        ],
+        b"",
+    )
+}
+
+/// A raw WebSocket session connected to `/`: the open packet and the
+/// CONNECT reply read.
+fn raw_ws_session(addr: SocketAddr) -> Conn {
+    let mut conn = Conn::open(addr);
+    conn.send(&upgrade_request("EIO=4&transport=websocket"));
+    let resp = conn.read_response().expect("an answer to the upgrade");
+    assert_eq!(resp.status, 101, "{resp:?}");
+    let (_, open) = raw_ws_read_frame(&mut conn);
+    assert!(open.starts_with(b"0{"), "{open:?}");
+    conn.send(&ws_frame(0x1, b"40", Some([1, 2, 3, 4])));
+    let (_, connected) = raw_ws_read_frame(&mut conn);
+    assert!(connected.starts_with(b"40{"), "{connected:?}");
+    conn
+}
+
+/// A polling handshake; returns the sid.
+fn polling_handshake(addr: SocketAddr, eio: u8) -> String {
+    polling_handshake_packets(addr, eio).0
+}
+
+/// A polling handshake; returns the sid and the packets after the open
+/// packet (a v2 client's CONNECT to `/` comes with it).
+fn polling_handshake_packets(addr: SocketAddr, eio: u8) -> (String, Vec<String>) {
+    let resp = get_fresh(addr, &format!("{PATH}?EIO={eio}&transport=polling"));
+    assert_eq!(resp.status, 200, "{resp:?}");
+    let text = resp.text();
+    let mut packets = if eio == 3 {
+        v3_decode(&text)
+    } else {
+        text.split('\x1e').map(str::to_owned).collect()
+    };
+    let open = packets.remove(0);
+    (parse_open(&open).0, packets)
+}
+
+fn polling_path(eio: u8, sid: &str) -> String {
+    format!("{PATH}?EIO={eio}&transport=polling&sid={sid}")
+}
+
+// ---------------------------------------------------------------------------
+// Clients killed mid-frame
+// ---------------------------------------------------------------------------
+
+/// Ways to leave a connection in the middle of something.
+#[derive(Clone, Copy, Debug)]
+enum Cut {
+    /// A WebSocket frame's first two bytes (masked, 100 bytes announced).
+    WsHeaderOnly,
+    /// A masked frame cut inside its mask key.
+    WsInMask,
+    /// A frame cut inside its 64-bit length.
+    WsInLength,
+    /// Header, mask and half the payload of a 100-byte message.
+    WsHalfPayload,
+    /// Half an upgrade request.
+    HalfUpgrade,
+    /// A polling request cut in its headers.
+    HttpHeaders,
+    /// A polling POST whose body stops half way through its payload (its
+    /// Content-Length says more).
+    HalfPollingBody,
+    /// A whole polling POST whose v3 payload announces more than it holds.
+    TruncatedV3Payload,
+    /// A long-poll GET parked at the hub.
+    ParkedGet,
+}
+
+const CUTS: [Cut; 9] = [
+    Cut::WsHeaderOnly,
+    Cut::WsInMask,
+    Cut::WsInLength,
+    Cut::WsHalfPayload,
+    Cut::HalfUpgrade,
+    Cut::HttpHeaders,
+    Cut::HalfPollingBody,
+    Cut::TruncatedV3Payload,
+    Cut::ParkedGet,
+];
+
+/// Opens a connection and leaves it cut as `cut` says.
+fn cut_connection(addr: SocketAddr, cut: Cut) -> Conn {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let message = ws_frame(0x1, &[b'4'; 100], Some(mask));
+    match cut {
+        Cut::WsHeaderOnly | Cut::WsInMask | Cut::WsHalfPayload => {
+            let mut conn = raw_ws_session(addr);
+            let upto = match cut {
+                Cut::WsHeaderOnly => 2,
+                Cut::WsInMask => 4,
+                _ => 2 + 4 + 50,
+            };
+            conn.send(&message[..upto]);
+            conn
+        }
+        Cut::WsInLength => {
+            let mut conn = raw_ws_session(addr);
+            conn.send(&[0x81, 0x80 | 127, 0, 0, 0]);
+            conn
+        }
+        Cut::HalfUpgrade => {
+            let mut conn = Conn::open(addr);
+            let request = upgrade_request("EIO=4&transport=websocket");
+            conn.send(&request[..request.len() / 2]);
+            conn
+        }
+        Cut::HttpHeaders => {
+            let mut conn = Conn::open(addr);
+            conn.send(
+                format!("GET {PATH}?EIO=4&transport=polling HTTP/1.1\r\nHost: 127.0.0.1\r\nAcc")
+                    .as_bytes(),
+            );
+            conn
+        }
+        Cut::HalfPollingBody => {
+            let sid = polling_handshake(addr, 4);
+            let payload = format!("40\x1e42[\"echo\",\"{}\"]", "x".repeat(200));
+            let request = build_request(
+                "POST",
+                &polling_path(4, &sid),
+                &[("Content-Type", "text/plain;charset=UTF-8")],
+                payload.as_bytes(),
+            );
+            let mut conn = Conn::open(addr);
+            conn.send(&request[..request.len() - payload.len() / 2]);
+            conn
+        }
+        Cut::TruncatedV3Payload => {
+            let sid = polling_handshake(addr, 3);
+            let mut conn = Conn::open(addr);
+            conn.send(&build_request(
+                "POST",
+                &polling_path(3, &sid),
+                &[("Content-Type", "text/plain;charset=UTF-8")],
+                b"40:42[\"echo\",\"cut",
+            ));
+            conn
+        }
+        Cut::ParkedGet => {
+            let sid = polling_handshake(addr, 4);
+            let mut conn = Conn::open(addr);
+            conn.send(&build_request("GET", &polling_path(4, &sid), &[], b""));
+            conn
+        }
+    }
+}
+
+/// Cut every way, then end each connection with a FIN (and check the hub
+/// closes its side) or a reset.
+fn kill_mid_frame(addr: SocketAddr, copies: usize) -> Result<(), String> {
+    for _ in 0..copies {
+        for cut in CUTS {
+            for with_reset in [false, true] {
+                let conn = cut_connection(addr, cut);
+                if with_reset {
+                    reset(conn.stream);
+                } else {
+                    let mut conn = conn;
+                    conn.shutdown_write();
+                    // A WebSocket, a request cut short, a parked GET: the hub
+                    // closes its side when it reads the FIN (after answering
+                    // what it can).
+                    conn.wait_closed(Duration::from_secs(3)).map_err(|bytes| {
+                        format!(
+                            "{cut:?}: the hub kept the connection open after a FIN; it sent {:?}",
+                            String::from_utf8_lossy(&bytes)
+                        )
+                    })?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn clients_killed_mid_frame_are_reaped_and_others_are_undisturbed() {
+    let mut hub = Proc::hub(2, &[]);
+    let bystander = Bystander::start(hub.addr);
+    bystander.wait_round_trips(3);
+    assert_eq!(hub.sessions(), 1, "only the bystander");
+    assert_eq!(hub.client_sockets(), 1, "only the bystander's");
+    let fds = hub.fds();
+    let mut killed = 0;
+    for round in 0..3 {
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let addr = hub.addr;
+                thread::spawn(move || kill_mid_frame(addr, 2))
+            })
+            .collect();
+        for t in threads {
+            t.join()
+                .unwrap()
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        }
+        killed += 4 * 2 * CUTS.len() * 2;
+        hub.assert_alive();
+        bystander.wait_round_trips(3);
+    }
+    let took = hub.wait_for(reap_bound(), "sessions and connections reaped", |hub| {
+        hub.sessions() == 1 && hub.client_sockets() == 1
+    });
+    bystander.wait_round_trips(3);
+    let round_trips = bystander.finish();
+    hub.assert_alive();
+    hub.assert_no_uncaught_panic();
+    eprintln!(
+        "{killed} connections killed mid-frame; sessions and connections back to the bystander's \
+         {took:?} after the last (descriptors {fds} before, {} after); the bystander made \
+         {round_trips} round trips meanwhile",
+        hub.fds()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Peers that vanish without a FIN
+// ---------------------------------------------------------------------------
+
+/// A TCP proxy between the test's client and a server. On `silence()` it
+/// stops forwarding in both directions and stops reading from the server,
+/// keeping every socket open: the server sees a peer that has gone quiet
+/// without a FIN or a reset, as when a cable is pulled or a NAT forgets the
+/// flow. The sockets close when the proxy is dropped.
+struct Proxy {
+    addr: SocketAddr,
+    /// Nothing more is passed on from the client.
+    silent: Arc<AtomicBool>,
+    /// Nothing more is read from the server (nor passed on).
+    deaf: Arc<AtomicBool>,
+    /// Every socket it opened, kept open until the proxy is dropped.
+    held: Arc<Mutex<Vec<TcpStream>>>,
+    upstream: Arc<Mutex<Vec<SocketAddr>>>,
+    stop: Arc<AtomicBool>,
+    /// Bytes passed from the client to the server.
+    to_server: Arc<AtomicU64>,
+}
+
+impl Proxy {
+    /// `small_window`: the server-side sockets get a small receive buffer,
+    /// so that a server writing to a silent peer fills it quickly.
+    fn start(server_addr: SocketAddr, small_window: bool) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let silent = Arc::new(AtomicBool::new(false));
+        let deaf = Arc::new(AtomicBool::new(false));
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let upstream = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let to_server = Arc::new(AtomicU64::new(0));
+        let to_client = Arc::new(AtomicU64::new(0));
+        {
+            let (to_server, to_client) = (to_server.clone(), to_client.clone());
+            let (silent, deaf, held, stop) =
+                (silent.clone(), deaf.clone(), held.clone(), stop.clone());
+            let upstream_addrs = upstream.clone();
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let client = match listener.accept() {
+                        Ok((client, _)) => client,
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                            thread::sleep(Duration::from_millis(5));
+                            continue;
+                        }
+                        Err(_) => break,
+                    };
+                    client.set_nonblocking(false).unwrap();
+                    let server = connect_with_window(server_addr, small_window);
+                    for (from, to, counter, flag) in [
+                        (
+                            client.try_clone().unwrap(),
+                            server.try_clone().unwrap(),
+                            &to_server,
+                            &silent,
+                        ),
+                        (
+                            server.try_clone().unwrap(),
+                            client.try_clone().unwrap(),
+                            &to_client,
+                            &deaf,
+                        ),
+                    ] {
+                        let (flag, counter) = (flag.clone(), counter.clone());
+                        thread::spawn(move || forward(from, to, &flag, &counter));
+                    }
+                    upstream_addrs
+                        .lock()
+                        .unwrap()
+                        .push(server.local_addr().unwrap());
+                    held.lock().unwrap().extend([client, server]);
+                }
+            });
+        }
+        Proxy {
+            addr,
+            silent,
+            deaf,
+            held,
+            upstream,
+            stop,
+            to_server,
+        }
+    }
+
+    /// The addresses the proxy connected to the server from: the server's
+    /// peers for this client.
+    fn upstream(&self) -> Vec<SocketAddr> {
+        self.upstream.lock().unwrap().clone()
+    }
+
+    /// Stop reading from the server; still pass the client's bytes on.
+    fn deafen(&self) {
+        self.deaf.store(true, Ordering::SeqCst);
+    }
+
+    /// Stop in both directions.
+    fn silence(&self) {
+        self.deafen();
+        self.silent.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for stream in self.held.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// Copy `from` to `to` until the proxy goes silent; then stop reading.
+/// `forwarded` counts the bytes passed on.
+fn forward(mut from: TcpStream, mut to: TcpStream, silent: &AtomicBool, forwarded: &AtomicU64) {
+    from.set_read_timeout(Some(Duration::from_millis(10)))
+        .unwrap();
+    let mut buf = [0u8; 16 * 1024];
+    while !silent.load(Ordering::SeqCst) {
+        match from.read(&mut buf) {
+            Ok(0) => {
+                // A FIN passes only while the link is up.
+                if !silent.load(Ordering::SeqCst) {
+                    let _ = to.shutdown(Shutdown::Write);
+                }
+                return;
+            }
+            Ok(n) => {
+                // Read just before the silence: dropped, as on a dead link.
+                if silent.load(Ordering::SeqCst) || to.write_all(&buf[..n]).is_err() {
+                    return;
+                }
+                forwarded.fetch_add(n as u64, Ordering::SeqCst);
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// A connection to `addr`; with `small_window`, a 4 KiB receive buffer set
+/// before the handshake (so the window offered is small from the start).
+fn connect_with_window(addr: SocketAddr, small_window: bool) -> TcpStream {
+    if !small_window {
+        return TcpStream::connect(addr).unwrap();
+    }
+    let SocketAddr::V4(v4) = addr else {
+        panic!("loopback IPv4 expected")
+    };
+    // SAFETY: a new socket of our own; the calls get local structs of the
+    // sizes they are told; the descriptor is handed to a TcpStream once.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        let size: libc::c_int = 4096;
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        let sin = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: v4.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(*v4.ip()).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let rc = libc::connect(
+            fd,
+            (&sin as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        assert_eq!(rc, 0, "connect: {}", std::io::Error::last_os_error());
+        TcpStream::from_raw_fd(fd)
+    }
+}
+
+/// What a vanishing client speaks.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Peer {
+    WebSocket { eio: u8 },
+    Polling { eio: u8 },
+}
+
+const PEERS: [Peer; 4] = [
+    Peer::WebSocket { eio: 4 },
+    Peer::WebSocket { eio: 3 },
+    Peer::Polling { eio: 4 },
+    Peer::Polling { eio: 3 },
+];
+
+/// A client behind a proxy, connected to `/` (and joined to `room`, if
+/// given) and kept alive by its own thread (answering v4 pings, sending v3
+/// pings every ping interval, a GET always parked) until `stop`. Returns
+/// its sid and its socket id on `/`.
+fn live_peer(
+    proxy: SocketAddr,
+    peer: Peer,
+    room: Option<&str>,
+    stop: Arc<AtomicBool>,
+) -> (String, String, JoinHandle<()>) {
+    let join = room.map(|room| format!("420[\"join\",\"{room}\"]"));
+    let joined = "430[{\"ok\":true}]";
+    match peer {
+        Peer::WebSocket { eio } => {
+            let mut ws = ws_try_connect_at(proxy, PATH, &format!("EIO={eio}&transport=websocket"))
+                .expect("websocket through the proxy");
+            let (sid, _) = parse_open(&ws_text(&mut ws));
+            if eio == 4 {
+                ws_send_text(&mut ws, "40");
+            }
+            let connected = ws_text(&mut ws);
+            let socket = socket_id(eio, &sid, &connected);
+            if let Some(join) = &join {
+                ws_send_text(&mut ws, join);
+                loop {
+                    match ws_text(&mut ws).as_str() {
+                        "2" => ws_send_text(&mut ws, "3"),
+                        text => {
+                            assert_eq!(text, joined);
+                            break;
+                        }
+                    }
+                }
+            }
+            let thread = thread::spawn(move || {
+                let mut last_ping = Instant::now();
+                while !stop.load(Ordering::SeqCst) {
+                    if eio == 3 && last_ping.elapsed() >= PING_INTERVAL {
+                        let _ = ws.send(Message::text("2"));
+                        last_ping = Instant::now();
+                    }
+                    ws_set_timeout(&mut ws, Duration::from_millis(20));
+                    match ws.read() {
+                        Ok(Message::Text(t)) if t.as_str() == "2" => {
+                            let _ = ws.send(Message::text("3"));
+                        }
+                        Ok(_) => {}
+                        Err(tungstenite::Error::Io(e))
+                            if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                        Err(_) => return,
+                    }
+                }
+            });
+            (sid, socket, thread)
+        }
+        Peer::Polling { eio } => {
+            let (sid, mut packets) = polling_handshake_packets(proxy, eio);
+            let path = polling_path(eio, &sid);
+            let encode = move |packets: &[&str]| -> Vec<u8> {
+                if eio == 3 {
+                    v3_payload(packets).into_bytes()
+                } else {
+                    packets.join("\x1e").into_bytes()
+                }
+            };
+            let decode = move |payload: &str| -> Vec<String> {
+                if eio == 3 {
+                    v3_decode(payload)
+                } else {
+                    payload.split('\x1e').map(str::to_owned).collect()
+                }
+            };
+            if eio == 4 {
+                assert_eq!(post_fresh(proxy, &path, b"40").status, 200);
+                packets.extend(decode(&get_fresh(proxy, &path).text()));
+            }
+            let connected = packets.remove(0);
+            let socket = socket_id(eio, &sid, &connected);
+            if let Some(join) = &join {
+                assert_eq!(post_fresh(proxy, &path, &encode(&[join])).status, 200);
+                loop {
+                    let answer = decode(&get_fresh(proxy, &path).text());
+                    if answer.iter().any(|p| p == "2") {
+                        assert_eq!(post_fresh(proxy, &path, &encode(&["3"])).status, 200);
+                    }
+                    if answer.iter().any(|p| p == joined) {
+                        break;
+                    }
+                }
+            }
+            let thread = thread::spawn(move || {
+                // One GET always out: v4 pings and v3 pongs come back on it.
+                let (tx, rx) = std::sync::mpsc::channel::<String>();
+                let mut last_ping = Instant::now();
+                let mut parked = false;
+                while !stop.load(Ordering::SeqCst) {
+                    if !parked {
+                        let (tx, path) = (tx.clone(), path.clone());
+                        thread::spawn(move || {
+                            if let Ok(answer) = try_request(proxy, "GET", &path, b"") {
+                                let _ = tx.send(answer);
+                            }
+                        });
+                        parked = true;
+                    }
+                    if eio == 3 && last_ping.elapsed() >= PING_INTERVAL {
+                        let _ = try_request(proxy, "POST", &path, &encode(&["2"]));
+                        last_ping = Instant::now();
+                    }
+                    if let Ok(answer) = rx.recv_timeout(Duration::from_millis(20)) {
+                        parked = false;
+                        let pinged = eio == 4 && decode(&answer).iter().any(|p| p == "2");
+                        if pinged && !stop.load(Ordering::SeqCst) {
+                            let _ = try_request(proxy, "POST", &path, b"3");
+                        }
+                    }
+                }
+            });
+            (sid, socket, thread)
+        }
+    }
+}
+
+/// The socket id on `/` from the CONNECT reply (v2 clients: the sid).
+fn socket_id(eio: u8, sid: &str, connected: &str) -> String {
+    assert!(connected.starts_with("40"), "connected to /: {connected}");
+    if eio == 3 {
+        return sid.to_owned();
+    }
+    let reply: serde_json::Value = serde_json::from_str(&connected[2..]).unwrap();
+    reply["sid"].as_str().unwrap().to_owned()
+}
+
+/// One request on a fresh connection; its body, or why there is none. Never
+/// panics (used from threads that outlive a vanished peer).
+fn try_request(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> Result<String, String> {
+    let mut stream = TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .map_err(|e| e.to_string())?;
+    let headers: &[(&str, &str)] = if method == "POST" {
+        &[("Content-Type", "text/plain;charset=UTF-8")]
+    } else {
+        &[]
+    };
+    stream
+        .write_all(&build_request(method, path, headers, body))
+        .map_err(|e| e.to_string())?;
+    let mut conn = Conn::from_stream(stream);
+    let resp = conn.read_response().map_err(|e| e.to_string())?;
+    Ok(String::from_utf8_lossy(&resp.body).into_owned())
+}
+
+/// How long the fault server, in the vanishing tests, waits for a request
+/// on a connection: a kept-alive one's next (`hub`: 120 s) and a new one's
+/// first (`hub`: 10 s); neither is configurable in `hub`.
+const IDLE_TIMEOUT: Duration = Duration::from_millis(1000);
+
+#[test]
+fn peers_that_vanish_without_a_fin_are_reaped_by_heartbeats() {
+    // The hub binary: sessions and descriptors. The fault server (the same
+    // engine and Socket.IO layer, short request and idle timeouts): also
+    // the reason the application hears, and the polling connections' end.
+    let idle = IDLE_TIMEOUT.as_millis().to_string();
+    let servers = [
+        Proc::hub(2, &[]),
+        Proc::fault_server(2, &["--idle-timeout", &idle, "--request-timeout", &idle]),
+    ];
+    let runs: Vec<_> = servers
+        .into_iter()
+        .map(|server| thread::spawn(move || vanish_every_peer(server)))
+        .collect();
+    for run in runs {
+        run.join().unwrap();
+    }
+}
+
+/// One client of each kind behind its own proxy; all go silent at once.
+fn vanish_every_peer(mut server: Proc) {
+    assert_eq!((server.sessions(), server.client_sockets()), (0, 0));
+    let peers: Vec<_> = PEERS
+        .iter()
+        .map(|&peer| {
+            let proxy = Proxy::start(server.addr, false);
+            let stop = Arc::new(AtomicBool::new(false));
+            let (sid, socket, thread) = live_peer(proxy.addr, peer, None, stop.clone());
+            (peer, proxy, stop, sid, socket, thread)
+        })
+        .collect();
+    // Alive across several heartbeats while the proxies forward.
+    thread::sleep(PING_INTERVAL * 3);
+    assert_eq!(server.sessions(), 4, "kept alive by their heartbeats");
+    for (_, proxy, stop, ..) in &peers {
+        proxy.silence();
+        stop.store(true, Ordering::SeqCst);
+    }
+    let reaped = server.wait_for(reap_bound(), "every vanished session reaped", |s| {
+        s.sessions() == 0
+    });
+    for (peer, proxy, _, sid, socket, _) in &peers {
+        let upstream = proxy.upstream();
+        let held = server.sockets_from(&upstream).len();
+        let closed = match (peer, server.name) {
+            (Peer::WebSocket { .. }, _) => Some(server.wait_for(
+                reap_bound(),
+                &format!("{peer:?}: its connection closed"),
+                |s| s.sockets_from(&upstream).is_empty(),
+            )),
+            // A polling client's connections wait for their next request,
+            // or for a first one that the proxy swallowed, until the idle
+            // or request timeout.
+            (Peer::Polling { .. }, "fault_server") => Some(server.wait_for(
+                reap_bound() + IDLE_TIMEOUT,
+                &format!("{peer:?}: its idle connections closed"),
+                |s| s.sockets_from(&upstream).is_empty(),
+            )),
+            (Peer::Polling { .. }, _) => None,
+        };
+        eprintln!(
+            "{}: {peer:?} ({sid}) vanished: sessions reaped {reaped:?} after the silence; \
+             it held {held} connection(s) then, closed {closed:?} later",
+            server.name
+        );
+        if server.name == "fault_server" {
+            let stderr = server.stderr();
+            let line = stderr
+                .lines()
+                .find(|l| l.contains("socket left") && l.contains(&format!("socket=\"{socket}\"")))
+                .unwrap_or_else(|| {
+                    panic!("{peer:?}: no `socket left` line for {socket}:\n{stderr}")
+                });
+            assert!(
+                line.contains("reason=\"ping timeout\""),
+                "{peer:?}: the application hears `ping timeout`: {line}"
+            );
+        }
+    }
+    server.assert_alive();
+    for (_, proxy, _, _, _, thread) in peers {
+        thread.join().unwrap();
+        drop(proxy);
+    }
+    // The proxies' sockets closed (FIN): whatever was still held goes.
+    server.wait_for(
+        reap_bound(),
+        "every connection closed after the FINs",
+        |s| s.client_sockets() == 0,
+    );
+    server.assert_no_uncaught_panic();
+}
+
+// FAILS today (shard/websocket.rs): the WebSocket task waits in
+// `WsConn::flush` for a write that never completes; the ping timeout closes
+// the session's state machine but the task never sees it, so the session
+// (`hub_connections`), its descriptor and its queued packets are held for as
+// long as the peer keeps its window shut (measured: still there after 40 s,
+// 2.8 MB in the kernel's send queue). Being fixed with the WebSocket writer
+// (issue 11, point 3): remove the `ignore` then.
+#[test]
+#[ignore = "hub bug: a WebSocket peer that stops reading is never reaped (WsConn::flush has no deadline); fixed with the writer"]
+fn a_vanished_websocket_peer_whose_writes_block_is_reaped_and_its_descriptor_closed() {
+    vanish_with_writes_blocked(Peer::WebSocket { eio: 4 });
+}
+
+#[test]
+fn a_vanished_polling_peer_whose_answer_blocks_is_reaped_and_its_descriptor_closed() {
+    // The fault server: the same engine as hub, with a request timeout (the
+    // bound on an answer that makes no progress) short enough for a test.
+    vanish_with_writes_blocked(Peer::Polling { eio: 4 });
+}
+
+/// The peer's proxy offers a small window and stops reading: after a few
+/// KB the hub's writes to it block. 100 publishes of 32 KB to its room
+/// follow; its session must still be reaped by the heartbeat, its
+/// descriptor closed, the publisher never held up, and another member of
+/// the room must get every publish.
+fn vanish_with_writes_blocked(peer: Peer) {
+    let mut hub = match peer {
+        Peer::WebSocket { .. } => Proc::hub(2, &[]),
+        Peer::Polling { .. } => {
+            let timeout = IDLE_TIMEOUT.as_millis().to_string();
+            Proc::fault_server(2, &["--request-timeout", &timeout])
+        }
+    };
+    let room = "flood";
+    let mut member = RelayWs::connect(hub.addr);
+    assert_eq!(
+        member.request("join", &format!("\"{room}\"")).unwrap(),
+        "{\"ok\":true}"
+    );
+    let proxy = Proxy::start(hub.addr, true);
+    let stop = Arc::new(AtomicBool::new(peer != Peer::WebSocket { eio: 4 }));
+    let (sid, _, thread) = live_peer(proxy.addr, peer, Some(room), stop.clone());
+    // The peer stops reading; a polling peer still gets its next GET out,
+    // once everything is published (below).
+    match peer {
+        Peer::WebSocket { .. } => proxy.silence(),
+        Peer::Polling { .. } => proxy.deafen(),
+    }
+    stop.store(true, Ordering::SeqCst);
+    let silenced = Instant::now();
+    let mut publisher = RelayWs::connect(hub.addr);
+    let data = "x".repeat(32 * 1024);
+    let mut slowest = Duration::ZERO;
+    for n in 0..100 {
+        let sent = Instant::now();
+        let answer = publisher
+            .request(
+                "publish",
+                &format!("{{\"to\":\"{room}\",\"event\":\"m\",\"data\":\"{n}:{data}\"}}"),
+            )
+            .unwrap();
+        assert_eq!(answer, "{\"ok\":true}");
+        slowest = slowest.max(sent.elapsed());
+    }
+    let mut parked = None;
+    if let Peer::Polling { eio } = peer {
+        // Its GET, sent now, is answered with the 3.2 MB queued for it,
+        // into a peer that reads nothing.
+        let before = proxy.to_server.load(Ordering::SeqCst);
+        let request = build_request("GET", &polling_path(eio, &sid), &[], b"");
+        let mut conn = Conn::open(proxy.addr);
+        conn.send(&request);
+        let started = Instant::now();
+        while proxy.to_server.load(Ordering::SeqCst) < before + request.len() as u64 {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "the GET never passed"
+            );
+            thread::sleep(Duration::from_millis(1));
+        }
+        proxy.silence();
+        parked = Some(conn);
+        // The answer fills the kernel's buffers and its write blocks.
+        let upstream = proxy.upstream();
+        let started = Instant::now();
+        while !hub
+            .sockets_from(&upstream)
+            .iter()
+            .any(|s| s.send_queue > 1 << 20)
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "no answer queued to the peer"
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let upstream = proxy.upstream();
+    let queued: u64 = hub
+        .sockets_from(&upstream)
+        .iter()
+        .map(|s| s.send_queue)
+        .max()
+        .unwrap_or(0);
+    for n in 0..100 {
+        let got = member
+            .next(Duration::from_secs(5))
+            .unwrap()
+            .expect("a publish");
+        assert!(
+            got.starts_with(&format!("42[\"m\",\"{n}:")),
+            "the member gets every publish, in order: #{n} is {}",
+            &got[..got.len().min(40)]
+        );
+    }
+    // The member and the publisher leave (their sessions end at once), so
+    // that the gauge counts the vanished peer only.
+    drop((member, publisher));
+    let reaped = hub.wait_for(reap_bound(), &format!("{peer:?} ({sid}) reaped"), |h| {
+        h.sessions() == 0
+    });
+    // A WebSocket closes with its session; a polling answer that makes no
+    // progress is given up at the request timeout.
+    let closed = hub.wait_for(
+        reap_bound() + IDLE_TIMEOUT,
+        &format!("{peer:?} ({sid}): its descriptor closed although writes to it block"),
+        |h| h.sockets_from(&upstream).is_empty(),
+    );
+    eprintln!(
+        "{peer:?}: {queued} bytes in the hub's send queue to it; slowest publish ack {slowest:?}; \
+         session reaped {reaped:?} after the last publish arrived, descriptor closed {closed:?} \
+         after that ({:?} after the peer stopped reading)",
+        silenced.elapsed(),
+    );
+    assert!(
+        queued > 0,
+        "{peer:?}: the hub's writes to it were stuck in the kernel"
+    );
+    hub.assert_alive();
+    hub.assert_no_uncaught_panic();
+    thread.join().unwrap();
+    drop((parked, proxy));
+}
