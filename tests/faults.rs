@@ -1337,3 +1337,318 @@ fn vanish_with_writes_blocked(peer: Peer) {
     thread.join().unwrap();
     drop((parked, proxy));
 }
+
+// ---------------------------------------------------------------------------
+// What else a hostile client can try
+// ---------------------------------------------------------------------------
+
+impl Proc {
+    /// `hub --shards 2` with `args` only (its own heartbeat defaults).
+    fn hub_plain(args: &[&str]) -> Proc {
+        let mut all = vec!["--bind", "127.0.0.1", "--port", "0", "--shards", "2"];
+        all.extend_from_slice(args);
+        Proc::spawn("hub", hub_command(&all, &[]))
+    }
+
+    /// Resident memory, in KiB.
+    fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// One WebSocket frame from the client, masked; `fin` false leaves the
+/// message open.
+fn client_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut frame = ws_frame(opcode, payload, Some([9, 8, 7, 6]));
+    if !fin {
+        frame[0] &= 0x7f;
+    }
+    frame
+}
+
+#[test]
+fn a_fragmented_message_past_max_payload_is_refused_as_it_grows() {
+    // 10 KB fragments, 20 ms apart, of a message that never ends: the hub
+    // must close (1009) once it holds more than --max-payload, not gather
+    // the message whole.
+    let mut hub = Proc::hub(2, &["--max-payload", "100000"]);
+    let mut conn = raw_ws_session(hub.addr);
+    let fragment = [b'x'; 10_000];
+    let mut sent = 0;
+    let mut refused_after = None;
+    for i in 0..60 {
+        let frame = if i == 0 {
+            let mut first = b"42[\"echo\",\"".to_vec();
+            first.extend_from_slice(&fragment);
+            client_frame(false, 0x1, &first)
+        } else {
+            client_frame(false, 0x0, &fragment)
+        };
+        if conn.write_all(&frame).is_err() {
+            refused_after = Some(sent);
+            break;
+        }
+        sent += fragment.len();
+        if sent > 100_000 && refused_after.is_none() {
+            if let Ok(bytes) = conn.wait_closed(Duration::from_millis(20)) {
+                let code = parse_server_frame(&bytes)
+                    .filter(|(op, ..)| *op == 0x8)
+                    .map(|(_, payload, _)| u16::from_be_bytes([payload[0], payload[1]]));
+                assert_eq!(code, Some(1009), "closed with 1009 (message too big)");
+                refused_after = Some(sent);
+                break;
+            }
+        } else {
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let refused_after = refused_after.expect("the hub took 600 KB of a 100 KB message");
+    assert!(
+        refused_after <= 200_000,
+        "refused only after {refused_after} bytes"
+    );
+    hub.wait_for(reap_bound(), "the session closed", |h| h.sessions() == 0);
+    hub.assert_alive();
+    eprintln!("a fragmented message was refused after {refused_after} bytes (max payload 100000)");
+}
+
+#[test]
+fn a_message_that_never_ends_does_not_keep_its_session_alive() {
+    // A byte of a message that never ends every 50 ms, and no pong (v4) or
+    // ping (v3): heartbeats still reap the session.
+    let hub = Proc::hub(2, &[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = [4u8, 3]
+        .into_iter()
+        .map(|eio| {
+            let stop = stop.clone();
+            let addr = hub.addr;
+            thread::spawn(move || {
+                let mut conn = Conn::open(addr);
+                conn.send(&upgrade_request(&format!("EIO={eio}&transport=websocket")));
+                assert_eq!(conn.read_response().unwrap().status, 101);
+                let (_, open) = raw_ws_read_frame(&mut conn);
+                assert!(open.starts_with(b"0{"));
+                conn.send(&client_frame(false, 0x1, b"4"));
+                let started = Instant::now();
+                while !stop.load(Ordering::SeqCst) {
+                    if conn.write_all(&client_frame(false, 0x0, b"x")).is_err() {
+                        return started.elapsed();
+                    }
+                    thread::sleep(Duration::from_millis(50));
+                }
+                started.elapsed()
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(100));
+    let reaped = hub.wait_for(reap_bound(), "both sessions reaped by heartbeats", |h| {
+        h.sessions() == 0 && h.client_sockets() == 0
+    });
+    stop.store(true, Ordering::SeqCst);
+    for client in clients {
+        client.join().unwrap();
+    }
+    eprintln!("sessions sending a never-ending message reaped {reaped:?} after they began");
+}
+
+#[test]
+fn overlapping_polls_on_two_shards_end_the_session_cleanly() {
+    // Two GETs at once for one session, on two connections (so, often, on
+    // two shards, one forwarded to the other): the rule is one GET at a
+    // time; the session must end (transport error), both requests be
+    // answered, and nothing be left.
+    let mut hub = Proc::hub(2, &[]);
+    let mut statuses = std::collections::BTreeMap::<String, usize>::new();
+    for _ in 0..20 {
+        let sid = polling_handshake(hub.addr, 4);
+        let path = polling_path(4, &sid);
+        // Let the open packet go: the first GET of each pair parks.
+        let gate = Arc::new(std::sync::Barrier::new(2));
+        let gets: Vec<_> = (0..2)
+            .map(|_| {
+                let (gate, path, addr) = (gate.clone(), path.clone(), hub.addr);
+                thread::spawn(move || {
+                    let mut conn = Conn::open(addr);
+                    let request = build_request("GET", &path, &[], b"");
+                    gate.wait();
+                    conn.send(&request);
+                    let resp = conn.read_response().expect("an answer to each GET");
+                    format!("{} {}", resp.status, String::from_utf8_lossy(&resp.body))
+                })
+            })
+            .collect();
+        let mut answers: Vec<String> = gets.into_iter().map(|g| g.join().unwrap()).collect();
+        answers.sort();
+        *statuses.entry(answers.join(" | ")).or_default() += 1;
+        for answer in &answers {
+            assert!(!answer.starts_with('5'), "a server error: {answers:?}");
+        }
+        let resp = get_fresh(hub.addr, &path);
+        assert_eq!(resp.status, 400, "the session is over: {resp:?}");
+    }
+    hub.wait_for(reap_bound(), "every session and connection gone", |h| {
+        h.sessions() == 0 && h.client_sockets() == 0
+    });
+    hub.assert_alive();
+    hub.assert_no_uncaught_panic();
+    eprintln!("overlapping GETs, answers seen: {statuses:?}");
+}
+
+#[test]
+fn racing_upgrades_for_one_session_leave_one_transport_or_none() {
+    // Two WebSocket upgrades at once for one polling session, on two
+    // connections (often two shards: one handed over to the other).
+    let mut hub = Proc::hub(2, &[]);
+    let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
+    for _ in 0..20 {
+        let sid = polling_handshake(hub.addr, 4);
+        let gate = Arc::new(std::sync::Barrier::new(2));
+        let upgrades: Vec<_> = (0..2)
+            .map(|_| {
+                let (gate, sid, addr) = (gate.clone(), sid.clone(), hub.addr);
+                thread::spawn(move || {
+                    let mut conn = Conn::open(addr);
+                    let request = upgrade_request(&format!("EIO=4&transport=websocket&sid={sid}"));
+                    gate.wait();
+                    conn.send(&request);
+                    match conn.read_response() {
+                        Ok(resp) if resp.status == 101 => {
+                            conn.send(&ws_frame(0x1, b"2probe", Some([1, 2, 3, 4])));
+                            conn.set_read_timeout(Duration::from_secs(2));
+                            let answer = match parse_next_frame(&mut conn) {
+                                Some((0x1, payload)) => {
+                                    String::from_utf8_lossy(&payload).into_owned()
+                                }
+                                Some((op, _)) => format!("frame {op}"),
+                                None => "closed".to_owned(),
+                            };
+                            (format!("101 {answer}"), Some(conn))
+                        }
+                        Ok(resp) => (format!("{}", resp.status), None),
+                        Err(e) => (format!("error {e}"), None),
+                    }
+                })
+            })
+            .collect();
+        let mut results: Vec<(String, Option<Conn>)> =
+            upgrades.into_iter().map(|u| u.join().unwrap()).collect();
+        results.sort_by(|a, b| a.0.cmp(&b.0));
+        let probes = results.iter().filter(|r| r.0 == "101 3probe").count();
+        assert!(
+            probes <= 1,
+            "two transports answered the probe: {:?}",
+            results.iter().map(|r| &r.0).collect::<Vec<_>>()
+        );
+        let key: Vec<&str> = results.iter().map(|r| r.0.as_str()).collect();
+        *outcomes.entry(key.join(" | ")).or_default() += 1;
+        // The winner finishes the upgrade; the session answers over it.
+        if let Some((_, Some(conn))) = results.iter_mut().find(|r| r.0 == "101 3probe") {
+            conn.send(&ws_frame(0x1, b"5", Some([1, 2, 3, 4])));
+            conn.send(&ws_frame(0x1, b"40", Some([1, 2, 3, 4])));
+            let mut reply = String::new();
+            while let Some((op, payload)) = parse_next_frame(conn) {
+                reply = String::from_utf8_lossy(&payload).into_owned();
+                if op == 0x1 && reply.starts_with("40{") {
+                    break;
+                }
+            }
+            assert!(
+                reply.starts_with("40{"),
+                "the upgraded session serves: {reply:?}"
+            );
+        }
+    }
+    hub.assert_alive();
+    // The clients' connections close here (dropped): nothing is left.
+    hub.wait_for(reap_bound(), "every session and connection gone", |h| {
+        h.sessions() == 0 && h.client_sockets() == 0
+    });
+    hub.assert_no_uncaught_panic();
+    eprintln!("racing upgrades, outcomes: {outcomes:?}");
+}
+
+/// The next server frame on a raw connection, or None once it is closed.
+fn parse_next_frame(conn: &mut Conn) -> Option<(u8, Vec<u8>)> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| raw_ws_read_frame(conn))).ok()
+}
+
+#[test]
+fn a_flood_of_handshakes_that_never_connect_is_ended_by_the_connect_timeout() {
+    // 300 Engine.IO sessions that never CONNECT to a namespace, half over
+    // WebSocket, half over polling, with heartbeats (5 s) longer than the
+    // connect timeout (1 s): the connect timeout alone must end them. A
+    // WebSocket one is closed then; a polling one is closed too (its next
+    // GET gets the close packet), but its session is kept, holding only the
+    // close packet, until that GET comes or a ping interval and timeout pass
+    // (as the reference server keeps it for its close timeout).
+    let mut hub = Proc::hub_plain(&[
+        "--connect-timeout",
+        "1000",
+        "--ping-interval",
+        "5000",
+        "--ping-timeout",
+        "5000",
+    ]);
+    let rss_before = hub.rss_kib();
+    let mut sockets = Vec::new();
+    let mut polling = Vec::new();
+    for i in 0..300 {
+        if i % 2 == 0 {
+            polling.push(polling_handshake(hub.addr, 4));
+        } else {
+            let mut conn = Conn::open(hub.addr);
+            conn.send(&upgrade_request("EIO=4&transport=websocket"));
+            assert_eq!(conn.read_response().unwrap().status, 101);
+            sockets.push(conn);
+        }
+    }
+    let opened = Instant::now();
+    let peak = hub.sessions();
+    assert_eq!(peak, 300);
+    let rss_peak = hub.rss_kib();
+    // Before the first ping could go (5 s), the WebSocket sessions end and
+    // their connections close; the polling ones are closed and wait.
+    let ended = hub.wait_for(
+        Duration::from_millis(1000) + MARGIN,
+        "the connect timeout ends the WebSocket sessions",
+        |h| h.sessions() == 150 && h.client_sockets() == 0,
+    );
+    for conn in sockets.iter_mut() {
+        let bytes = conn
+            .wait_closed(Duration::from_millis(100))
+            .unwrap_or_else(|_| panic!("a WebSocket left open"));
+        let (op, payload, _) = parse_server_frame(&bytes).expect("a frame before the close");
+        assert_eq!(
+            (op, &payload[..1]),
+            (0x1, &b"0"[..]),
+            "the open packet, then the close"
+        );
+    }
+    for sid in polling.iter().take(10) {
+        let answer = get_fresh(hub.addr, &polling_path(4, sid));
+        assert_eq!(
+            (answer.status, answer.text()),
+            (200, "1".to_owned()),
+            "a polling session ended by the connect timeout answers its next GET with close"
+        );
+    }
+    hub.wait_for(
+        MARGIN,
+        "the polling sessions that fetched their close end",
+        |h| h.sessions() == 140,
+    );
+    hub.assert_alive();
+    eprintln!(
+        "{peak} sessions that never connected: the WebSocket ones ended {ended:?} after the last \
+         opened; 140 polling ones wait for their close to be fetched; RSS {rss_before} KiB before, \
+         {rss_peak} KiB with them, {} KiB after ({:?} after)",
+        hub.rss_kib(),
+        opened.elapsed()
+    );
+}
