@@ -386,17 +386,35 @@ fn reset(stream: TcpStream) {
 struct RelayWs {
     ws: Ws,
     next_ack: u64,
+    /// The Engine.IO session id (its first two characters name the shard).
+    sid: String,
 }
 
 impl RelayWs {
     fn connect(addr: SocketAddr) -> RelayWs {
         let mut ws = ws_try_connect_at(addr, PATH, "EIO=4&transport=websocket")
             .unwrap_or_else(|e| panic!("websocket to {addr}: {e}"));
-        assert!(ws_text(&mut ws).starts_with("0{"));
+        let (sid, _) = parse_open(&ws_text(&mut ws));
         ws_send_text(&mut ws, "40");
         let connected = ws_text(&mut ws);
         assert!(connected.starts_with("40{\"sid\""), "{connected}");
-        RelayWs { ws, next_ack: 0 }
+        RelayWs {
+            ws,
+            next_ack: 0,
+            sid,
+        }
+    }
+
+    /// A client whose session is on `shard` (of fewer than 64).
+    fn connect_on_shard(addr: SocketAddr, shard: usize) -> RelayWs {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        for _ in 0..64 {
+            let client = RelayWs::connect(addr);
+            if client.sid.as_bytes()[..2] == [b'A', ALPHABET[shard]] {
+                return client;
+            }
+        }
+        panic!("no session landed on shard {shard} in 64 tries");
     }
 
     /// The next Engine.IO message within `within` that is not a ping (pings
@@ -1725,4 +1743,60 @@ fn sigterm_with_a_peer_that_stopped_reading_ends_within_the_shutdown_timeout() {
         stalled.thread.join().unwrap();
         drop((stalled.parked, stalled.proxy, publisher));
     }
+}
+
+#[test]
+fn publishes_acknowledged_before_sigterm_reach_a_busy_shard_before_its_disconnect() {
+    // Shard 1 is stuck in a handler while shard 0 acknowledges 1,500
+    // publishes to shard 1's subscriber (more than the mesh channel holds:
+    // the rest wait on shard 0), then SIGTERM comes. Once shard 1 runs
+    // again, every one of them must reach the subscriber before its
+    // DISCONNECT: each shard waits, before disconnecting anyone, for the
+    // others' marker, which travels behind what they posted.
+    const PUBLISHES: usize = 1500;
+    let mut server =
+        Proc::fault_server(2, &["--ping-interval", "10000", "--ping-timeout", "10000"]);
+    let mut subscriber = RelayWs::connect_on_shard(server.addr, 1);
+    assert_eq!(
+        subscriber.request("join", "\"r\"").unwrap(),
+        "{\"ok\":true}"
+    );
+    let mut blocker = RelayWs::connect_on_shard(server.addr, 1);
+    let mut publisher = RelayWs::connect_on_shard(server.addr, 0);
+    ws_send_text(&mut blocker.ws, "42[\"block\",1500]");
+    // (Real time: shard 1 must be inside the handler before the publishes.)
+    thread::sleep(Duration::from_millis(100));
+    for n in 0..PUBLISHES {
+        ws_send_text(
+            &mut publisher.ws,
+            &format!("42{n}[\"publish\",{{\"to\":\"r\",\"event\":\"m\",\"data\":{n}}}]"),
+        );
+    }
+    for n in 0..PUBLISHES {
+        let ack = publisher.next(Duration::from_secs(5)).unwrap();
+        assert_eq!(ack, Some(format!("43{n}[{{\"ok\":true}}]")));
+    }
+    // SAFETY: a signal to the child this test started.
+    assert_eq!(unsafe { libc::kill(server.pid() as i32, libc::SIGTERM) }, 0);
+    let mut got = Vec::new();
+    while let Ok(Some(text)) = subscriber.next(Duration::from_secs(5)) {
+        let last = text == "41";
+        got.push(text);
+        if last {
+            break;
+        }
+    }
+    let want: Vec<String> = (0..PUBLISHES)
+        .map(|n| format!("42[\"m\",{n}]"))
+        .chain(["41".to_owned()])
+        .collect();
+    assert!(
+        got == want,
+        "every acknowledged publish, then the DISCONNECT: got {} messages, the last {:?}",
+        got.len(),
+        &got[got.len().saturating_sub(2)..]
+    );
+    let status = server.child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{}", server.stderr());
+    drop(blocker);
 }

@@ -36,7 +36,8 @@
 //! `{"id", "sid", "shard"}`), and the relay's `join` (a room; acks
 //! `{"ok":true}`) and `publish` (`{"to": room, "event", "data"}`: to the
 //! room but the sender; acks `{"ok":true}`), so that the relay's clients
-//! of the fault tests work here too.
+//! of the fault tests work here too; `block` (`ms`) blocks the shard's
+//! thread that long, as a handler stuck in a loop would.
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -145,6 +146,11 @@ fn on_connection(socket: &Socket) {
         if let Some(ack) = ack {
             ack.send(Args::new().arg(json!({"ok": true})));
         }
+    });
+    socket.on("block", |_, args, _| {
+        // A handler stuck for a while: its shard's thread does nothing else.
+        let ms = args.get(0).and_then(serde_json::Value::as_u64).unwrap_or(0);
+        std::thread::sleep(Duration::from_millis(ms));
     });
     socket.on("panic", |_, args, _| {
         panic!("injected fault: event handler: {}", text(&args));
