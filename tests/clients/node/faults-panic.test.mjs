@@ -71,11 +71,13 @@ async function echo(client, what) {
 
 /**
  * Each fault: how to make the victim (options, extra sockets) and how to
- * trigger it. `panicsOn` says which connection's log line to look for.
+ * trigger it. `connects`: false when the victim never connects, "briefly"
+ * when it connects and loses the connection at once; `other`, a second
+ * socket on the victim's connection, is the one whose code panics.
  */
 const FAULTS = {
   "event listener": {
-    make: (url, mode, tag) => ({ main: relayClient(url, { version: 4, mode }) }),
+    make: (url, mode) => ({ main: relayClient(url, { version: 4, mode }) }),
     trigger: async (v, tag) => v.main.emit("panic", tag),
   },
   "namespace middleware": {
