@@ -409,6 +409,14 @@ impl Conn {
         }
     }
 
+    /// A connection over a stream the caller opened (its timeouts as set).
+    pub fn from_stream(stream: TcpStream) -> Conn {
+        Conn {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
     pub fn set_read_timeout(&mut self, t: Duration) {
         self.stream.set_read_timeout(Some(t)).unwrap();
     }

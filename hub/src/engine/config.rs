@@ -51,7 +51,8 @@ pub struct ServerConfig {
     pub shards: usize,
     /// Pin shard `i` to core `i % cores`.
     pub pin_cores: bool,
-    /// A request must arrive whole within this time of its first byte.
+    /// A request must arrive whole within this time of its first byte; an
+    /// HTTP answer the peer takes nothing of for this long is given up on.
     pub request_timeout: Duration,
     /// A keep-alive connection with no request for this long is closed.
     pub idle_timeout: Duration,

@@ -58,12 +58,26 @@ pub use socket::{
 pub use stats::{NamespaceStats, ShardStats};
 
 /// Run a future on the current shard (for awaiting acknowledgements or
-/// server-wide queries from a handler). A panic in it ends it only: it is
-/// logged and counted (`hub_panics_total`), and the shard goes on.
+/// server-wide queries from a handler). A panic in it ends it, is logged
+/// and counted (`hub_panics_total`), and the shard goes on. A task spawned
+/// from a socket's handler (or from a task that one spawned) belongs to
+/// that socket: its panic closes the socket's connection, as a panic in
+/// the handler itself would, and the log line names the socket.
 pub fn spawn_local(future: impl std::future::Future<Output = ()> + 'static) {
+    let owner = socket::running_for();
     glommio::spawn_local(async move {
-        if let Err(panic) = crate::panics::CatchUnwind::new(future).await {
-            tracing::error!(%panic, "a task spawned by the application panicked");
+        let mut future = Box::pin(future);
+        let task = {
+            let owner = owner.clone();
+            futures_lite::future::poll_fn(move |cx| {
+                socket::as_code_of(owner.clone(), || future.as_mut().poll(cx))
+            })
+        };
+        if let Err(panic) = crate::panics::CatchUnwind::new(task).await {
+            match owner.and_then(|owner| owner.upgrade()) {
+                Some(socket) => socket.panicked("spawned task", &panic),
+                None => tracing::error!(%panic, "a task spawned by the application panicked"),
+            }
         }
     })
     .detach();

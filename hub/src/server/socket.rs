@@ -108,6 +108,32 @@ thread_local! {
         RefCell::new(AHashMap::new());
 }
 
+thread_local! {
+    /// The socket whose application code runs now (see `run_app`): a task
+    /// the code spawns with `server::spawn_local` belongs to that socket,
+    /// and a panic in it costs the socket's connection.
+    static RUNNING_FOR: RefCell<Option<Weak<SocketInner>>> = const { RefCell::new(None) };
+}
+
+/// The socket whose application code runs now, if any.
+pub(crate) fn running_for() -> Option<Weak<SocketInner>> {
+    RUNNING_FOR.with(|owner| owner.borrow().clone())
+}
+
+/// Run `f` as code of `owner`; the previous owner is back afterwards,
+/// also when `f` panics.
+pub(crate) fn as_code_of<R>(owner: Option<Weak<SocketInner>>, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Weak<SocketInner>>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            let _ = RUNNING_FOR.try_with(|owner| *owner.borrow_mut() = previous);
+        }
+    }
+    let _restore = Restore(RUNNING_FOR.with(|running| running.replace(owner)));
+    f()
+}
+
 /// An event name for a listener: an application listens for the same few
 /// names on every socket, so they are shared rather than copied.
 fn event_name(event: &str) -> Rc<str> {
@@ -203,21 +229,28 @@ impl SocketInner {
         what: &'static str,
         f: impl FnOnce() -> R,
     ) -> Option<R> {
-        match crate::panics::catch(f) {
+        let owner = Some(Rc::downgrade(self));
+        match crate::panics::catch(|| as_code_of(owner, f)) {
             Ok(value) => Some(value),
             Err(panic) => {
-                tracing::error!(
-                    socket = &*self.id,
-                    nsp = %self.nsp.name,
-                    sid = self.client.conn.sid(),
-                    handler = what,
-                    %panic,
-                    "closing a connection whose application handler panicked"
-                );
-                self.client.conn.close();
+                self.panicked(what, &panic);
                 None
             }
         }
+    }
+
+    /// Application code run for this socket panicked (`what`: a handler, or
+    /// a task it spawned): log it and close the connection.
+    pub(crate) fn panicked(&self, what: &'static str, panic: &crate::panics::Caught) {
+        tracing::error!(
+            socket = &*self.id,
+            nsp = %self.nsp.name,
+            sid = self.client.conn.sid(),
+            handler = what,
+            %panic,
+            "closing a connection whose application handler panicked"
+        );
+        self.client.conn.close();
     }
 
     /// An event from the client: socket middleware, then the listeners.

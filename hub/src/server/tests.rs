@@ -420,3 +420,55 @@ fn a_panicking_handler_costs_its_connection_only() {
     let text = metrics.encode();
     assert!(text.contains(r#"hub_panics_total{shard="0"} 1"#), "{text}");
 }
+
+/// A task spawned from a socket's handler belongs to that socket: its panic
+/// closes that connection (and a task it spawns in turn belongs to it too);
+/// a task spawned outside any handler costs nothing but itself.
+#[test]
+fn a_panicking_task_spawned_by_a_handler_costs_its_connection_only() {
+    use super::testing::{attach_socket_on, ManualHost};
+    crate::panics::install_hook();
+    let ran = glommio::LocalExecutorBuilder::default()
+        .spawn(|| async {
+            let f = Fixture::new();
+            let host = Rc::new(ManualHost::default());
+            let (a, ea) = attach_socket_on(&f.shard, &f.nsp, 0, Rc::downgrade(&host) as _);
+            let (b, eb) = attach_socket_on(&f.shard, &f.nsp, 1, Rc::downgrade(&host) as _);
+            let (a, b) = (Socket(a), Socket(b));
+            for socket in [&a, &b] {
+                socket.on("spawn", |_, _, _| {
+                    super::spawn_local(async {
+                        glommio::yield_if_needed().await;
+                        // Nested: the inner task belongs to the socket too.
+                        super::spawn_local(async {
+                            futures_lite::future::yield_now().await;
+                            panic!("a bug in a task");
+                        });
+                    });
+                });
+            }
+            // Outside any handler: no socket pays for it.
+            super::spawn_local(async { panic!("a bug in a free task") });
+            fire(&a, "spawn", Args::new(), None);
+            assert!(!ea.session.borrow().is_closed(), "not before the task runs");
+            for _ in 0..10 {
+                futures_lite::future::yield_now().await;
+            }
+            assert!(
+                ea.session.borrow().is_closed(),
+                "the spawning socket's connection"
+            );
+            assert!(
+                !eb.session.borrow().is_closed(),
+                "the other socket's is untouched"
+            );
+            host.run_deferred();
+            assert!(!a.connected());
+            assert!(b.connected());
+            true
+        })
+        .expect("an executor")
+        .join()
+        .expect("the executor ran");
+    assert!(ran);
+}

@@ -45,7 +45,7 @@ pub(crate) async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketA
             ReadOutcome::Refuse(status) => {
                 let mut out = buffers::take_write();
                 Response::new(status).write_to(false, &mut out);
-                let _ = stream.write_all(&out).await;
+                let _ = write_answer(&shard, &mut stream, &out).await;
                 buffers::give_write(out);
                 let _ = stream.close().await;
                 return;
@@ -95,7 +95,7 @@ pub(crate) async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketA
         // requests, the connection keeps none.
         let mut out = buffers::take_write();
         response.write_to(keep_alive, &mut out);
-        let written = stream.write_all(&out).await.is_ok();
+        let written = write_answer(&shard, &mut stream, &out).await;
         buffers::give_write(out);
         drop(in_flight);
         if !written || !keep_alive {
@@ -138,6 +138,17 @@ pub(crate) async fn refuse_too_many(mut stream: TcpStream) {
     let _ = stream.write_all(&out).await;
     buffers::give_write(out);
     let _ = stream.close().await;
+}
+
+/// Write an answer. A peer that takes none of it for the request timeout
+/// is given up on (glommio's write timeout counts from the last progress):
+/// a client that stopped reading must not hold its connection, and a
+/// request in flight that shutdown waits for, for ever.
+async fn write_answer(shard: &Shard, stream: &mut TcpStream, answer: &[u8]) -> bool {
+    let _ = stream.set_write_timeout(Some(shard.config.request_timeout));
+    let written = stream.write_all(answer).await.is_ok();
+    let _ = stream.set_write_timeout(None);
+    written
 }
 
 /// Counts a request from its head to its answer written.

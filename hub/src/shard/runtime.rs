@@ -369,6 +369,7 @@ async fn run_shard(
         deferred: Default::default(),
         settled: Signal::new(),
         in_flight: Cell::new(0),
+        peers_started: Cell::new(0),
         peers_stopped: Cell::new(0),
         stopping: Cell::new(false),
         open_sessions,

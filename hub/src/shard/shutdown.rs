@@ -11,7 +11,7 @@ use futures_lite::io::AsyncReadExt;
 use glommio::net::UnixStream;
 use glommio::timer::Timer;
 
-use super::state::{Shard, ShutdownStepDone};
+use super::state::{Shard, ShutdownStarted, ShutdownStepDone};
 use crate::engine::{CloseReason, Socket};
 use crate::signal::Signal;
 
@@ -56,6 +56,29 @@ fn deadlines(shard: &Shard) -> (Instant, Instant) {
 /// the shutdown timeout (less a margin to leave) passes.
 pub(crate) async fn drain(shard: &Rc<Shard>) {
     let (deadline, _) = deadlines(shard);
+    // A barrier before anyone is disconnected: each shard's marker travels
+    // behind what it posted before it began stopping, so a broadcast that
+    // another shard acknowledged before the signal reaches this shard's
+    // sockets ahead of their DISCONNECT. A shard that sends no marker (stuck
+    // in a handler) is waited for half the time left, so that this shard's
+    // clients still get their DISCONNECT and the time to flush it.
+    if let Some(mesh) = shard.mesh.get() {
+        for peer in (0..shard.count).filter(|p| *p != shard.id) {
+            mesh.post(peer, Box::new(ShutdownStarted));
+        }
+        let now = Instant::now();
+        let barrier = now + deadline.saturating_duration_since(now) / 2;
+        if !wait_until(shard, barrier, || {
+            shard.peers_started.get() + 1 >= shard.count
+        })
+        .await
+        {
+            tracing::warn!(
+                shard = shard.id,
+                "disconnecting without hearing from every shard: a publish a silent shard acknowledged may be lost"
+            );
+        }
+    }
     for endpoint in &shard.endpoints {
         endpoint.handler.on_shutdown();
     }

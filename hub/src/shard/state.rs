@@ -39,6 +39,8 @@ pub(crate) struct Shard {
     pub settled: Signal,
     /// HTTP requests being answered on this shard.
     pub in_flight: Cell<usize>,
+    /// Other shards that began stopping (see [`ShutdownStarted`]).
+    pub peers_started: Cell<usize>,
     /// Other shards that finished the first step of stopping.
     pub peers_stopped: Cell<usize>,
     /// The shard is stopping: no new sessions.
@@ -52,6 +54,10 @@ pub(crate) struct Shard {
     /// Connections per client address, shared by the shards.
     pub per_ip: Arc<PerIpLimit>,
 }
+
+/// Posted, when it begins stopping, by each shard to every other, behind
+/// everything it posted before (a publish acknowledged before the signal).
+pub(crate) struct ShutdownStarted;
 
 /// Posted, after its first shutdown step, by each shard to every other,
 /// behind the messages that step posted.
@@ -77,6 +83,11 @@ impl Shard {
 
     /// Hand an application message to the endpoint handler that takes it.
     pub fn deliver_app(&self, msg: Box<dyn Any + Send>) {
+        if msg.is::<ShutdownStarted>() {
+            self.peers_started.set(self.peers_started.get() + 1);
+            self.settled.notify();
+            return;
+        }
         if msg.is::<ShutdownStepDone>() {
             self.peers_stopped.set(self.peers_stopped.get() + 1);
             self.settled.notify();

@@ -149,6 +149,8 @@ export async function startCommand(command, extraArgs = [], { shards = 2 } = {})
     ...ready,
     url,
     pid: child.pid,
+    /** What the server printed on stdout up to its ready line. */
+    stdoutLines,
     stderr: () => stderr,
     /** True while the process is running. */
     alive: () => child.exitCode === null && child.signalCode === null,
