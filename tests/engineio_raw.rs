@@ -109,6 +109,7 @@ sharded_tests!(
     v3_server_closes_after_silence_polling,
     v3_server_closes_after_silence_websocket,
     v3_b64_binary,
+    v3_b64_belongs_to_the_session,
     v3_xhr2_binary_payload,
     v3_websocket_binary_type_byte,
     v3_upgrade,
@@ -971,6 +972,38 @@ fn v3_b64_binary(shards: u32) {
     assert_eq!(s.poll_text(), "6:b4AQID");
     s.send("3:4hi6:b4AQID");
     assert_eq!(s.poll_text(), "3:4hi6:b4AQID");
+}
+
+/// Whether binary goes out as XHR2 or base64 is decided once, by the
+/// handshake's `b64`, as the reference server does (its polling transport
+/// reads `b64` when the session opens): later requests neither need to
+/// repeat it nor can change it.
+fn v3_b64_belongs_to_the_session(shards: u32) {
+    let srv = start(shards, &[]);
+    let mut s = Session::open_with(srv.client(), 3, "&b64=1");
+    s.extra.clear();
+    s.send("6:4hello10:b4AQIDBA==");
+    let resp = s.poll();
+    assert_eq!(
+        resp.header("content-type"),
+        Some("text/plain; charset=UTF-8"),
+        "a GET without b64 on a b64 session: {resp:?}"
+    );
+    assert_eq!(resp.assert_payload("b64 session"), "6:4hello10:b4AQIDBA==");
+
+    let mut s = Session::open(srv.addr(), 3);
+    s.extra = "&b64=1".to_owned();
+    s.send("6:4hello10:b4AQIDBA==");
+    let resp = s.poll();
+    assert_eq!(
+        resp.header("content-type"),
+        Some("application/octet-stream"),
+        "a GET with b64=1 on a session opened without it: {resp:?}"
+    );
+    let mut want: Vec<u8> = vec![0, 6, 0xff];
+    want.extend_from_slice(b"4hello");
+    want.extend_from_slice(&[1, 5, 0xff, 4, 1, 2, 3, 4]);
+    assert_eq!(resp.body, want);
 }
 
 fn v3_xhr2_binary_payload(shards: u32) {

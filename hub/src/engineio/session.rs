@@ -151,6 +151,9 @@ pub struct Session {
     /// A polling session closed by the server waits this long for a GET to take its last packets.
     linger_deadline: Option<Instant>,
     finished: bool,
+    /// v3 polling: binary may go out as an XHR2 binary payload. False when
+    /// the handshake asked for base64 (`b64`); decided once for the session.
+    binary_payloads: bool,
 }
 
 impl Session {
@@ -194,7 +197,24 @@ impl Session {
             closed: None,
             linger_deadline: None,
             finished: false,
+            binary_payloads: true,
         }
+    }
+
+    /// For a session whose handshake carried `b64`: its polling answers are
+    /// text for its whole life, whatever later requests say. The reference
+    /// server decides this once, when the session's polling transport is
+    /// made from the handshake request.
+    #[must_use]
+    pub fn with_base64_payloads(mut self, b64: bool) -> Session {
+        self.binary_payloads = !b64;
+        self
+    }
+
+    /// Whether a polling answer may be an XHR2 binary payload (v3 only: v4
+    /// polling is always text).
+    pub fn binary_payloads(&self) -> bool {
+        self.version == ProtocolVersion::V3 && self.binary_payloads
     }
 
     pub fn version(&self) -> ProtocolVersion {
@@ -667,6 +687,25 @@ mod tests {
             panic!()
         };
         assert!(json.contains(r#""upgrades":[]"#));
+    }
+
+    #[test]
+    fn binary_payloads_are_decided_by_the_handshake() {
+        let t0 = Instant::now();
+        let v3 = |b64| {
+            Session::new(
+                SID,
+                ProtocolVersion::V3,
+                TransportKind::Polling,
+                config(),
+                t0,
+            )
+            .with_base64_payloads(b64)
+        };
+        assert!(v3(false).binary_payloads());
+        assert!(!v3(true).binary_payloads());
+        // v4 polling is always text.
+        assert!(!polling(ProtocolVersion::V4, t0).binary_payloads());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::engine::{HandshakeInfo, SessionEntry, Socket};
 use crate::engineio::jsonp::{unwrap_jsonp_post, wrap_jsonp, JSONP_CONTENT_TYPE};
 use crate::engineio::payload::{decode_payload, encode_payload};
 use crate::engineio::session::{CloseReason, GetOutcome, Session};
-use crate::engineio::{EngineQuery, ErrorCode, Packet, ProtocolVersion, Sid, TransportKind};
+use crate::engineio::{EngineQuery, ErrorCode, Packet, Sid, TransportKind};
 use crate::shard::signal::Signal;
 
 const TEXT: &str = "text/plain; charset=UTF-8";
@@ -86,7 +86,7 @@ pub(crate) fn handshake(
     let outcome = entry.session.borrow_mut().on_get(Instant::now());
     shard.settle(endpoint, &entry);
     match outcome {
-        GetOutcome::Respond(packets) => encode(query, entry.session.borrow().version(), &packets),
+        GetOutcome::Respond(packets) => encode(query, &entry.session.borrow(), &packets),
         // The open packet is always queued, so the handshake never parks.
         _ => EngineResponse::status(500),
     }
@@ -110,7 +110,8 @@ pub(crate) fn open_session(
         transport,
         ep.config.session,
         Instant::now(),
-    );
+    )
+    .with_base64_payloads(query.b64);
     let entry = Rc::new(SessionEntry {
         sid,
         shard: shard.id,
@@ -161,7 +162,6 @@ async fn get(
     entry: &Rc<SessionEntry>,
     query: &EngineQuery,
 ) -> EngineResponse {
-    let version = entry.session.borrow().version();
     let outcome = entry.session.borrow_mut().on_get(Instant::now());
     let packets = match outcome {
         GetOutcome::Respond(packets) => packets,
@@ -190,7 +190,7 @@ async fn get(
         }
     };
     shard.settle(endpoint, entry);
-    encode(query, version, &packets)
+    encode(query, &entry.session.borrow(), &packets)
 }
 
 struct ParkedGet<'a> {
@@ -262,7 +262,10 @@ fn post(
     }
 }
 
-fn encode(query: &EngineQuery, version: ProtocolVersion, packets: &[Packet]) -> EngineResponse {
+/// A GET's answer. JSONP (`j`) is read from the request; whether binary may
+/// go out as XHR2 belongs to the session (its handshake's `b64`).
+fn encode(query: &EngineQuery, session: &Session, packets: &[Packet]) -> EngineResponse {
+    let version = session.version();
     match &query.jsonp {
         Some(j) => {
             let payload = encode_payload(version, packets, false);
@@ -274,8 +277,7 @@ fn encode(query: &EngineQuery, version: ProtocolVersion, packets: &[Packet]) -> 
             }
         }
         None => {
-            let supports_binary = version == ProtocolVersion::V4 || !query.b64;
-            let payload = encode_payload(version, packets, supports_binary);
+            let payload = encode_payload(version, packets, session.binary_payloads());
             EngineResponse {
                 status: 200,
                 content_type: payload.content_type,
