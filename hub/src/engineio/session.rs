@@ -13,6 +13,13 @@ use super::handshake::open_json;
 use super::packet::{Data, Packet, ProtocolVersion};
 use super::query::TransportKind;
 
+/// How long a polling session closed by its client, with no GET waiting,
+/// keeps answering one GET with a noop. The GET it waits for was sent
+/// before the close and is late only by its trip (a forward between
+/// shards, another connection's scheduling), so a second is ample; the
+/// session costs its memory, and a place under `max_sessions`, until then.
+pub const CLIENT_CLOSE_GRACE: Duration = Duration::from_secs(1);
+
 /// The timing and size settings a session runs with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SessionConfig {
@@ -150,6 +157,8 @@ pub struct Session {
     closed: Option<CloseReason>,
     /// A polling session closed by the server waits this long for a GET to take its last packets.
     linger_deadline: Option<Instant>,
+    /// The client's close packet came with no GET waiting (see `note_client_left`).
+    client_left: bool,
     finished: bool,
     /// v3 polling: binary may go out as an XHR2 binary payload. False when
     /// the handshake asked for base64 (`b64`); decided once for the session.
@@ -196,6 +205,7 @@ impl Session {
             heartbeat_deadline,
             closed: None,
             linger_deadline: None,
+            client_left: false,
             finished: false,
             binary_payloads: true,
         }
@@ -331,6 +341,9 @@ impl Session {
                     Some(now + self.config.ping_interval + self.config.ping_timeout);
             }
             TransportKind::Polling if self.parked => {}
+            TransportKind::Polling if reason == CloseReason::TransportClose => {
+                self.note_client_left(now)
+            }
             _ => {
                 if reason.initiated_by_client() {
                     self.outbox.clear();
@@ -344,6 +357,33 @@ impl Session {
         }
     }
 
+    /// The client's close packet came (in a POST) while no GET of its was
+    /// waiting. A GET it sent before the close may still be on its way: it
+    /// travels on another connection, and when another shard accepted that
+    /// connection it is forwarded here, so it can arrive after the POST
+    /// that followed it (with two shards, about one such race in five did,
+    /// and nearly every one whose GET came through the other shard). The
+    /// session cannot tell that GET from one sent after the close: when each
+    /// request was read says nothing, as shards read in parallel and the
+    /// POST is often read first. So the session stays, with nothing queued,
+    /// for [`CLIENT_CLOSE_GRACE`], and the first GET in that time is answered
+    /// as if it had been waiting (a noop, or the close packet of a session
+    /// the server had closed first); after it, or after the grace, the
+    /// session is gone. POSTs find no session at once.
+    fn note_client_left(&mut self, now: Instant) {
+        self.outbox.clear();
+        self.client_left = true;
+        let grace = now + CLIENT_CLOSE_GRACE;
+        self.linger_deadline = Some(self.linger_deadline.map_or(grace, |d| d.min(grace)));
+    }
+
+    /// True once the client's close packet came with no GET waiting: the
+    /// client has left; its POSTs find no session (one GET is still
+    /// answered, see [`Session::on_get`]).
+    pub fn closed_by_client(&self) -> bool {
+        self.client_left
+    }
+
     /// A long-polling GET arrived.
     pub fn on_get(&mut self, now: Instant) -> GetOutcome {
         if self.transport != TransportKind::Polling {
@@ -352,6 +392,16 @@ impl Session {
         if self.parked {
             self.close(CloseReason::TransportError, now);
             return GetOutcome::Overlap;
+        }
+        if self.client_left {
+            // The one GET a client that left may still have had on its way.
+            self.finished = true;
+            self.linger_deadline = None;
+            let answer = match self.closed {
+                Some(CloseReason::TransportClose) => Packet::Noop,
+                _ => Packet::Close,
+            };
+            return GetOutcome::Respond(vec![answer]);
         }
         if let Some(reason) = self.closed {
             if !reason.initiated_by_client() {
@@ -471,14 +521,15 @@ impl Session {
     pub fn on_packets(&mut self, packets: impl IntoIterator<Item = Packet>, now: Instant) {
         for packet in packets {
             if self.closed.is_some() {
-                // The client closes too: nobody will come for the close
-                // packet, so a polling session need not linger for it.
+                // The client closes too: nobody will come for the last
+                // packets, so a polling session lingers only for a GET that
+                // crossed the close.
                 if packet == Packet::Close
                     && self.transport == TransportKind::Polling
                     && !self.parked
+                    && !self.finished
                 {
-                    self.finished = true;
-                    self.linger_deadline = None;
+                    self.note_client_left(now);
                 }
                 return;
             }
@@ -831,10 +882,47 @@ mod tests {
     }
 
     #[test]
-    fn client_close_without_parked_get_finishes_at_once() {
+    fn client_close_without_parked_get_answers_a_late_get_with_noop() {
+        let t0 = Instant::now();
+        let mut s = polling(ProtocolVersion::V4, t0);
+        s.send(Data::Text("dropped".into()));
+        s.on_packets([Packet::Close], t0);
+        assert_eq!(
+            s.poll_event(),
+            Some(Event::Closed(CloseReason::TransportClose)),
+            "the application hears of the close at once"
+        );
+        assert!(s.closed_by_client());
+        assert!(!s.send(Data::Text("late".into())));
+        // A GET the client sent before its close, arriving after it.
+        assert!(!s.is_finished());
+        assert_eq!(
+            s.on_get(t0 + CLIENT_CLOSE_GRACE - ms(1)),
+            GetOutcome::Respond(vec![Packet::Noop])
+        );
+        assert!(s.is_finished(), "one GET only");
+        assert_eq!(s.next_deadline(), None);
+    }
+
+    #[test]
+    fn client_close_without_a_get_is_forgotten_after_the_grace() {
+        let t0 = Instant::now();
+        let mut s = polling(ProtocolVersion::V3, t0);
+        s.on_packets([Packet::Close], t0 + ms(10));
+        assert_eq!(s.next_deadline(), Some(t0 + ms(10) + CLIENT_CLOSE_GRACE));
+        s.handle_timeout(t0 + ms(9) + CLIENT_CLOSE_GRACE);
+        assert!(!s.is_finished());
+        s.handle_timeout(t0 + ms(10) + CLIENT_CLOSE_GRACE);
+        assert!(s.is_finished());
+        assert_eq!(s.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_stopping_server_gives_up_a_client_closed_session_at_once() {
         let t0 = Instant::now();
         let mut s = polling(ProtocolVersion::V4, t0);
         s.on_packets([Packet::Close], t0);
+        assert!(s.abandon_if_polling(), "nothing is left to hand over");
         assert!(s.is_finished());
     }
 
@@ -897,8 +985,35 @@ mod tests {
             "waiting for a GET to take the close packet"
         );
         s.on_packets([Packet::Close], t0);
-        assert!(s.is_finished(), "the client left: no GET will come");
+        assert!(s.closed_by_client(), "the client has left too");
+        assert_eq!(s.close_reason(), Some(CloseReason::ServerShuttingDown));
+        // The client left: only a GET that crossed its close may still
+        // come, within the grace (here longer than what was left of the
+        // linger); it gets the close packet.
+        assert_eq!(s.next_deadline(), Some(t0 + ms(500)));
+        assert_eq!(s.on_get(t0), GetOutcome::Respond(vec![Packet::Close]));
+        assert!(s.is_finished());
         assert_eq!(s.next_deadline(), None);
+        // With the reference's timings the linger (45 s) is cut to the
+        // grace, and packets still queued are of no use any more.
+        let mut s = Session::new(
+            SID,
+            ProtocolVersion::V4,
+            TransportKind::Polling,
+            SessionConfig::default(),
+            t0,
+        );
+        let _ = s.on_get(t0);
+        s.send(Data::Text("unread".into()));
+        s.close(CloseReason::ForcedClose, t0);
+        assert_eq!(s.next_deadline(), Some(t0 + Duration::from_secs(45)));
+        s.on_packets([Packet::Close], t0 + ms(5));
+        assert_eq!(s.next_deadline(), Some(t0 + ms(5) + CLIENT_CLOSE_GRACE));
+        assert_eq!(
+            s.on_get(t0 + ms(6)),
+            GetOutcome::Respond(vec![Packet::Close])
+        );
+        assert!(s.is_finished());
     }
 
     #[test]

@@ -218,14 +218,19 @@ fn post(
     entry: &Rc<SessionEntry>,
     req: &PollRequest,
 ) -> EngineResponse {
-    let (version, transport, max_payload) = {
+    let (version, transport, max_payload, closed_by_client) = {
         let session = entry.session.borrow();
         (
             session.version(),
             session.transport(),
             session.config().max_payload,
+            session.closed_by_client(),
         )
     };
+    // The session waits only for a GET that crossed the client's close.
+    if closed_by_client {
+        return EngineResponse::error(ErrorCode::UnknownSid);
+    }
     if transport != TransportKind::Polling {
         return EngineResponse::error(ErrorCode::BadRequest);
     }
