@@ -547,6 +547,15 @@ fn bad_input_on_many_sessions_leaves_others_alone() {
             3 => {
                 let mut s = Session::open_fresh(srv.addr(), 4);
                 s.send("1");
+                // One GET is answered, as if it had crossed the close.
+                let after = s.poll();
+                if !reference_differs("one process: a GET after the close finds no session") {
+                    assert_eq!(
+                        (after.status, after.text()),
+                        (200, "6".to_owned()),
+                        "the GET after a client close: {after:?}"
+                    );
+                }
                 s.assert_gone("client close");
             }
             4 => {

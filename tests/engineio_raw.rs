@@ -88,6 +88,10 @@ sharded_tests!(
     duplicate_get_closes_session,
     hung_up_long_poll_closes_session,
     close_packet_while_get_pending,
+    close_racing_a_poll_v3,
+    close_racing_a_poll_v4,
+    close_racing_a_forwarded_poll_v3,
+    close_racing_a_forwarded_poll_v4,
     heartbeat_polling_v4,
     heartbeat_websocket_v4,
     ping_timeout_closes_polling_session,
@@ -109,6 +113,7 @@ sharded_tests!(
     v3_server_closes_after_silence_polling,
     v3_server_closes_after_silence_websocket,
     v3_b64_binary,
+    v3_b64_belongs_to_the_session,
     v3_xhr2_binary_payload,
     v3_websocket_binary_type_byte,
     v3_upgrade,
@@ -435,6 +440,160 @@ fn close_packet_while_get_pending(shards: u32) {
     assert_eq!(pending.assert_payload("pending GET"), "6");
     s.assert_gone("after client close");
     post_fresh(srv.addr(), &s.path(), b"4late").assert_eio_error(1, "POST after client close");
+}
+
+/// The close packet and the client's GET as they come from a polling client
+/// that closes: `(close payload, the GET's answer)`.
+fn close_and_noop(eio: u8) -> (&'static str, &'static str) {
+    match eio {
+        3 => ("1:1", "1:6"),
+        _ => ("1", "6"),
+    }
+}
+
+/// Writes a GET, then at once on another connection a POST with the close
+/// packet (the engine.io-protocol test suite's "forcefully closes the
+/// session"), and checks the answers: the GET was sent before the close,
+/// so it is answered with a noop however the two travel to the session's
+/// shard; a GET after both answers finds the session gone. `relax` names
+/// why the reference server may refuse the GET in this setting.
+fn race_close_with_a_poll(
+    srv: &Server,
+    eio: u8,
+    path: &str,
+    (get, post): (&mut Conn, &mut Conn),
+    run: usize,
+    relax: Option<&str>,
+) {
+    let (close, noop) = close_and_noop(eio);
+    get.send(&build_request("GET", path, &[], b""));
+    post.send(&build_request(
+        "POST",
+        path,
+        &[("Content-Type", "text/plain;charset=UTF-8")],
+        close.as_bytes(),
+    ));
+    post.read_response()
+        .expect("an answer to the close POST")
+        .assert_post_ok("close POST");
+    let answer = get.read_response().expect("an answer to the GET");
+    if !relax.is_some_and(reference_differs) {
+        assert_eq!(
+            (answer.status, answer.text()),
+            (200, noop.to_owned()),
+            "run {run}: the GET sent before the close ({path}): {answer:?}"
+        );
+    }
+    get_fresh(srv.addr(), path).assert_eio_error(1, "a GET after the close");
+}
+
+/// The race on fresh connections, so over every pair of shards for the two
+/// requests, many times over.
+fn close_racing_a_poll(shards: u32, eio: u8) {
+    let srv = start(shards, &[]);
+    for run in 0..200 {
+        let s = Session::open_fresh(srv.addr(), eio);
+        let mut get = Conn::open(srv.addr());
+        let mut post = Conn::open(srv.addr());
+        race_close_with_a_poll(&srv, eio, &s.path(), (&mut get, &mut post), run, None);
+    }
+}
+
+fn close_racing_a_poll_v3(shards: u32) {
+    close_racing_a_poll(shards, 3);
+}
+
+fn close_racing_a_poll_v4(shards: u32) {
+    close_racing_a_poll(shards, 4);
+}
+
+/// A kept-alive connection accepted by shard `shard` of a server with
+/// `shards` shards: connections are opened until a handshake on one names
+/// that shard (a session belongs to the shard that accepted its handshake).
+/// Each probe's session is closed again.
+fn conn_on_shard(srv: &Server, eio: u8, shards: u32, shard: usize) -> Conn {
+    for _ in 0..200 {
+        let mut conn = Conn::open(srv.addr());
+        let sid = handshake_on(&mut conn, eio);
+        // The reference server is one process: any connection will do.
+        let on = if shards == 1 || reference_mode() {
+            shard
+        } else {
+            owner_shard(&sid)
+        };
+        let path = format!("/engine.io/?EIO={eio}&transport=polling&sid={sid}");
+        conn.post(&path, close_and_noop(eio).0.as_bytes())
+            .assert_post_ok("closing a probe session");
+        if on == shard {
+            return conn;
+        }
+    }
+    panic!("no connection landed on shard {shard} of {shards} in 200 tries");
+}
+
+/// A polling handshake on `conn`; the new session's sid.
+fn handshake_on(conn: &mut Conn, eio: u8) -> String {
+    let body = conn.get(&polling_path(eio, "")).assert_payload("handshake");
+    let open = if eio == 3 {
+        v3_decode(&body).remove(0)
+    } else {
+        body
+    };
+    parse_open(&open).0
+}
+
+/// The race as it failed: the session and the close POST on shard 0, the
+/// GET accepted by shard 1 and forwarded, so that it reaches the session
+/// after a trip the POST does not make. 200 runs over the same kept-alive
+/// connections.
+fn close_racing_a_forwarded_poll(shards: u32, eio: u8) {
+    let srv = start(shards, &[]);
+    let mut owner = conn_on_shard(&srv, eio, shards, 0);
+    let mut other = conn_on_shard(&srv, eio, shards, if shards == 1 { 0 } else { 1 });
+    for run in 0..200 {
+        let sid = handshake_on(&mut owner, eio);
+        let path = format!("/engine.io/?EIO={eio}&transport=polling&sid={sid}");
+        race_close_with_a_poll(
+            &srv,
+            eio,
+            &path,
+            (&mut other, &mut owner),
+            run,
+            Some("it often reads the POST of the connection it just answered first"),
+        );
+    }
+    // The race at its worst, made certain: the GET only sent once the
+    // close is answered. The session cannot tell it from a GET sent before
+    // (see `Session::note_client_left`), so it is answered too, once; the
+    // reference server, one process, has no such race and finds no session.
+    let (close, noop) = close_and_noop(eio);
+    let sid = handshake_on(&mut owner, eio);
+    let path = format!("/engine.io/?EIO={eio}&transport=polling&sid={sid}");
+    owner
+        .post(&path, close.as_bytes())
+        .assert_post_ok("close POST");
+    let late = other.get(&path);
+    if !reference_differs("one process: a GET after the close finds no session") {
+        assert_eq!(
+            (late.status, late.text()),
+            (200, noop.to_owned()),
+            "the first GET after the close: {late:?}"
+        );
+    }
+    owner
+        .post(&path, close.as_bytes())
+        .assert_eio_error(1, "a POST after the close");
+    other
+        .get(&path)
+        .assert_eio_error(1, "a second GET after the close");
+}
+
+fn close_racing_a_forwarded_poll_v3(shards: u32) {
+    close_racing_a_forwarded_poll(shards, 3);
+}
+
+fn close_racing_a_forwarded_poll_v4(shards: u32) {
+    close_racing_a_forwarded_poll(shards, 4);
 }
 
 // ---------------------------------------------------------------------------
@@ -971,6 +1130,38 @@ fn v3_b64_binary(shards: u32) {
     assert_eq!(s.poll_text(), "6:b4AQID");
     s.send("3:4hi6:b4AQID");
     assert_eq!(s.poll_text(), "3:4hi6:b4AQID");
+}
+
+/// Whether binary goes out as XHR2 or base64 is decided once, by the
+/// handshake's `b64`, as the reference server does (its polling transport
+/// reads `b64` when the session opens): later requests neither need to
+/// repeat it nor can change it.
+fn v3_b64_belongs_to_the_session(shards: u32) {
+    let srv = start(shards, &[]);
+    let mut s = Session::open_with(srv.client(), 3, "&b64=1");
+    s.extra.clear();
+    s.send("6:4hello10:b4AQIDBA==");
+    let resp = s.poll();
+    assert_eq!(
+        resp.header("content-type"),
+        Some("text/plain; charset=UTF-8"),
+        "a GET without b64 on a b64 session: {resp:?}"
+    );
+    assert_eq!(resp.assert_payload("b64 session"), "6:4hello10:b4AQIDBA==");
+
+    let mut s = Session::open(srv.addr(), 3);
+    s.extra = "&b64=1".to_owned();
+    s.send("6:4hello10:b4AQIDBA==");
+    let resp = s.poll();
+    assert_eq!(
+        resp.header("content-type"),
+        Some("application/octet-stream"),
+        "a GET with b64=1 on a session opened without it: {resp:?}"
+    );
+    let mut want: Vec<u8> = vec![0, 6, 0xff];
+    want.extend_from_slice(b"4hello");
+    want.extend_from_slice(&[1, 5, 0xff, 4, 1, 2, 3, 4]);
+    assert_eq!(resp.body, want);
 }
 
 fn v3_xhr2_binary_payload(shards: u32) {

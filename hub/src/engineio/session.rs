@@ -13,6 +13,40 @@ use super::handshake::open_json;
 use super::packet::{Data, Packet, ProtocolVersion};
 use super::query::TransportKind;
 
+/// How long a polling session closed by its client, with no GET waiting,
+/// keeps answering one GET with a noop. The GET it waits for was sent
+/// before the close and is late only by its trip (a forward between
+/// shards, another connection's scheduling), so a second is ample; the
+/// session costs its memory, and a place under `max_sessions`, until then.
+pub const CLIENT_CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// The longest a v3 WebSocket-only session holds its first packets (the
+/// open packet and what the application queued with it) after the 101 that
+/// completed its WebSocket handshake, waiting for the client to answer the
+/// WebSocket ping the IO layer sends right after the 101 (see
+/// [`Session::on_ws_pong`]).
+///
+/// Why: the 101 and the open packet always left in two writes, two TCP
+/// segments, as they do from the reference server; but a client that reads
+/// after both have arrived gets them in one read. Node's `ws` (what the
+/// engine.io-protocol test suite runs on) then emits `open` inside that
+/// read and the first `message` from a `process.nextTick`, which runs
+/// before any promise continuation: a client that awaits `open` and only
+/// then listens for messages never sees the open packet. In v3 the session
+/// then stays silent, as the server never pings and such a client waits
+/// for the handshake before it speaks. The reference server loses the open
+/// packet to such a client as often (about one connection in five from an
+/// idle client, three in four from a busy one). A client answers the ping
+/// while it reads the bytes behind the 101, so after it has handled the
+/// 101: the open packet, sent on the pong, comes in a read of its own
+/// however late the client reads. (A fixed hold instead leaves it to
+/// chance: on a loaded two-core machine 10 and 25 ms still lost a few open
+/// packets in 2,000 connections.) Only a client that never answers pings
+/// waits this long. Real v3 clients (engine.io-client 3,
+/// socket.io-client 2) listen before they open and lost nothing even
+/// before; v4 is not held (its first ping reaches such a client).
+pub const V3_WEBSOCKET_OPEN_HOLD: Duration = Duration::from_secs(1);
+
 /// The timing and size settings a session runs with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SessionConfig {
@@ -180,11 +214,19 @@ pub struct Session {
     closed: Option<CloseReason>,
     /// A polling session closed by the server waits this long for a GET to take its last packets.
     linger_deadline: Option<Instant>,
+    /// The client's close packet came with no GET waiting (see `note_client_left`).
+    client_left: bool,
     finished: bool,
     /// The packet rate's bucket, as the time at which it would be full
     /// again (GCRA: one instant rather than a count and a refill time);
     /// unused without [`SessionConfig::packet_rate`].
     rate_full_at: Instant,
+    /// v3 WebSocket-only: nothing is written before the client's first
+    /// WebSocket pong or this instant (see [`V3_WEBSOCKET_OPEN_HOLD`]).
+    first_write_at: Option<Instant>,
+    /// v3 polling: binary may go out as an XHR2 binary payload. False when
+    /// the handshake asked for base64 (`b64`); decided once for the session.
+    binary_payloads: bool,
 }
 
 impl Session {
@@ -227,9 +269,30 @@ impl Session {
             heartbeat_deadline,
             closed: None,
             linger_deadline: None,
+            client_left: false,
             finished: false,
             rate_full_at: now,
+            first_write_at: (version == ProtocolVersion::V3
+                && transport == TransportKind::WebSocket)
+                .then(|| now + V3_WEBSOCKET_OPEN_HOLD),
+            binary_payloads: true,
         }
+    }
+
+    /// For a session whose handshake carried `b64`: its polling answers are
+    /// text for its whole life, whatever later requests say. The reference
+    /// server decides this once, when the session's polling transport is
+    /// made from the handshake request.
+    #[must_use]
+    pub fn with_base64_payloads(mut self, b64: bool) -> Session {
+        self.binary_payloads = !b64;
+        self
+    }
+
+    /// Whether a polling answer may be an XHR2 binary payload (v3 only: v4
+    /// polling is always text).
+    pub fn binary_payloads(&self) -> bool {
+        self.version == ProtocolVersion::V3 && self.binary_payloads
     }
 
     pub fn version(&self) -> ProtocolVersion {
@@ -288,10 +351,15 @@ impl Session {
         if self.closed.is_some() {
             return self.linger_deadline;
         }
-        [self.next_ping, self.heartbeat_deadline, upgrade]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.next_ping,
+            self.heartbeat_deadline,
+            upgrade,
+            self.first_write_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Run the timers due at `now`.
@@ -304,6 +372,9 @@ impl Session {
         }
         if self.closed.is_some() {
             return;
+        }
+        if matches!(self.first_write_at, Some(at) if now >= at) {
+            self.first_write_at = None;
         }
         if let UpgradeState::Started { deadline, .. } = self.upgrade {
             if now >= deadline {
@@ -328,6 +399,8 @@ impl Session {
             return;
         }
         self.closed = Some(reason);
+        // What is queued goes out with the close, held no longer.
+        self.first_write_at = None;
         self.next_ping = None;
         self.heartbeat_deadline = None;
         self.upgrade = UpgradeState::None;
@@ -346,6 +419,9 @@ impl Session {
                     Some(now + self.config.ping_interval + self.config.ping_timeout);
             }
             TransportKind::Polling if self.parked => {}
+            TransportKind::Polling if reason == CloseReason::TransportClose => {
+                self.note_client_left(now)
+            }
             _ => {
                 if reason.initiated_by_client() {
                     self.outbox.clear();
@@ -359,6 +435,33 @@ impl Session {
         }
     }
 
+    /// The client's close packet came (in a POST) while no GET of its was
+    /// waiting. A GET it sent before the close may still be on its way: it
+    /// travels on another connection, and when another shard accepted that
+    /// connection it is forwarded here, so it can arrive after the POST
+    /// that followed it (with two shards, about one such race in five did,
+    /// and nearly every one whose GET came through the other shard). The
+    /// session cannot tell that GET from one sent after the close: when each
+    /// request was read says nothing, as shards read in parallel and the
+    /// POST is often read first. So the session stays, with nothing queued,
+    /// for [`CLIENT_CLOSE_GRACE`], and the first GET in that time is answered
+    /// as if it had been waiting (a noop, or the close packet of a session
+    /// the server had closed first); after it, or after the grace, the
+    /// session is gone. POSTs find no session at once.
+    fn note_client_left(&mut self, now: Instant) {
+        self.outbox.clear();
+        self.client_left = true;
+        let grace = now + CLIENT_CLOSE_GRACE;
+        self.linger_deadline = Some(self.linger_deadline.map_or(grace, |d| d.min(grace)));
+    }
+
+    /// True once the client's close packet came with no GET waiting: the
+    /// client has left; its POSTs find no session (one GET is still
+    /// answered, see [`Session::on_get`]).
+    pub fn closed_by_client(&self) -> bool {
+        self.client_left
+    }
+
     /// A long-polling GET arrived.
     pub fn on_get(&mut self, now: Instant) -> GetOutcome {
         if self.transport != TransportKind::Polling {
@@ -367,6 +470,16 @@ impl Session {
         if self.parked {
             self.close(CloseReason::TransportError, now);
             return GetOutcome::Overlap;
+        }
+        if self.client_left {
+            // The one GET a client that left may still have had on its way.
+            self.finished = true;
+            self.linger_deadline = None;
+            let answer = match self.closed {
+                Some(CloseReason::TransportClose) => Packet::Noop,
+                _ => Packet::Close,
+            };
+            return GetOutcome::Respond(vec![answer]);
         }
         if let Some(reason) = self.closed {
             if !reason.initiated_by_client() {
@@ -489,14 +602,15 @@ impl Session {
                 self.close(CloseReason::PacketRateExceeded, now);
             }
             if self.closed.is_some() {
-                // The client closes too: nobody will come for the close
-                // packet, so a polling session need not linger for it.
+                // The client closes too: nobody will come for the last
+                // packets, so a polling session lingers only for a GET that
+                // crossed the close.
                 if packet == Packet::Close
                     && self.transport == TransportKind::Polling
                     && !self.parked
+                    && !self.finished
                 {
-                    self.finished = true;
-                    self.linger_deadline = None;
+                    self.note_client_left(now);
                 }
                 return;
             }
@@ -573,6 +687,27 @@ impl Session {
         self.close(CloseReason::TransportClose, now);
     }
 
+    /// For a new WebSocket session: whether it holds its first packets until
+    /// the client answers a WebSocket ping, which the IO layer sends right
+    /// after the 101 (see [`V3_WEBSOCKET_OPEN_HOLD`]).
+    pub fn holds_first_write(&self) -> bool {
+        self.first_write_at.is_some()
+    }
+
+    /// The client answered a WebSocket ping: it has handled the 101, and
+    /// what is queued may go out.
+    pub fn on_ws_pong(&mut self) {
+        self.first_write_at = None;
+    }
+
+    /// For a WebSocket session: whether [`Session::pop_ws_packet`] has a
+    /// packet now (false while the first packets are held).
+    pub fn has_ws_packets(&self) -> bool {
+        self.transport == TransportKind::WebSocket
+            && self.first_write_at.is_none()
+            && !self.outbox.is_empty()
+    }
+
     /// For a WebSocket session: take everything queued for the wire.
     /// Once closed, this is the last call and the session is finished.
     pub fn take_ws_packets(&mut self, out: &mut Vec<Packet>) {
@@ -584,7 +719,7 @@ impl Session {
     /// For a WebSocket session: the next packet queued for the wire. Once
     /// closed, the session is finished when this returns `None`.
     pub fn pop_ws_packet(&mut self) -> Option<Packet> {
-        if self.transport != TransportKind::WebSocket {
+        if self.transport != TransportKind::WebSocket || self.first_write_at.is_some() {
             return None;
         }
         let packet = self.outbox.pop_front();
@@ -832,6 +967,25 @@ mod tests {
     }
 
     #[test]
+    fn binary_payloads_are_decided_by_the_handshake() {
+        let t0 = Instant::now();
+        let v3 = |b64| {
+            Session::new(
+                SID,
+                ProtocolVersion::V3,
+                TransportKind::Polling,
+                config(),
+                t0,
+            )
+            .with_base64_payloads(b64)
+        };
+        assert!(v3(false).binary_payloads());
+        assert!(!v3(true).binary_payloads());
+        // v4 polling is always text.
+        assert!(!polling(ProtocolVersion::V4, t0).binary_payloads());
+    }
+
+    #[test]
     fn v4_first_ping_at_interval_not_before() {
         let t0 = Instant::now();
         let mut s = polling(ProtocolVersion::V4, t0);
@@ -954,10 +1108,47 @@ mod tests {
     }
 
     #[test]
-    fn client_close_without_parked_get_finishes_at_once() {
+    fn client_close_without_parked_get_answers_a_late_get_with_noop() {
+        let t0 = Instant::now();
+        let mut s = polling(ProtocolVersion::V4, t0);
+        s.send(Data::Text("dropped".into()));
+        s.on_packets([Packet::Close], t0);
+        assert_eq!(
+            s.poll_event(),
+            Some(Event::Closed(CloseReason::TransportClose)),
+            "the application hears of the close at once"
+        );
+        assert!(s.closed_by_client());
+        assert!(!s.send(Data::Text("late".into())));
+        // A GET the client sent before its close, arriving after it.
+        assert!(!s.is_finished());
+        assert_eq!(
+            s.on_get(t0 + CLIENT_CLOSE_GRACE - ms(1)),
+            GetOutcome::Respond(vec![Packet::Noop])
+        );
+        assert!(s.is_finished(), "one GET only");
+        assert_eq!(s.next_deadline(), None);
+    }
+
+    #[test]
+    fn client_close_without_a_get_is_forgotten_after_the_grace() {
+        let t0 = Instant::now();
+        let mut s = polling(ProtocolVersion::V3, t0);
+        s.on_packets([Packet::Close], t0 + ms(10));
+        assert_eq!(s.next_deadline(), Some(t0 + ms(10) + CLIENT_CLOSE_GRACE));
+        s.handle_timeout(t0 + ms(9) + CLIENT_CLOSE_GRACE);
+        assert!(!s.is_finished());
+        s.handle_timeout(t0 + ms(10) + CLIENT_CLOSE_GRACE);
+        assert!(s.is_finished());
+        assert_eq!(s.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_stopping_server_gives_up_a_client_closed_session_at_once() {
         let t0 = Instant::now();
         let mut s = polling(ProtocolVersion::V4, t0);
         s.on_packets([Packet::Close], t0);
+        assert!(s.abandon_if_polling(), "nothing is left to hand over");
         assert!(s.is_finished());
     }
 
@@ -1020,8 +1211,35 @@ mod tests {
             "waiting for a GET to take the close packet"
         );
         s.on_packets([Packet::Close], t0);
-        assert!(s.is_finished(), "the client left: no GET will come");
+        assert!(s.closed_by_client(), "the client has left too");
+        assert_eq!(s.close_reason(), Some(CloseReason::ServerShuttingDown));
+        // The client left: only a GET that crossed its close may still
+        // come, within the grace (here longer than what was left of the
+        // linger); it gets the close packet.
+        assert_eq!(s.next_deadline(), Some(t0 + ms(500)));
+        assert_eq!(s.on_get(t0), GetOutcome::Respond(vec![Packet::Close]));
+        assert!(s.is_finished());
         assert_eq!(s.next_deadline(), None);
+        // With the reference's timings the linger (45 s) is cut to the
+        // grace, and packets still queued are of no use any more.
+        let mut s = Session::new(
+            SID,
+            ProtocolVersion::V4,
+            TransportKind::Polling,
+            SessionConfig::default(),
+            t0,
+        );
+        let _ = s.on_get(t0);
+        s.send(Data::Text("unread".into()));
+        s.close(CloseReason::ForcedClose, t0);
+        assert_eq!(s.next_deadline(), Some(t0 + Duration::from_secs(45)));
+        s.on_packets([Packet::Close], t0 + ms(5));
+        assert_eq!(s.next_deadline(), Some(t0 + ms(5) + CLIENT_CLOSE_GRACE));
+        assert_eq!(
+            s.on_get(t0 + ms(6)),
+            GetOutcome::Respond(vec![Packet::Close])
+        );
+        assert!(s.is_finished());
     }
 
     #[test]
@@ -1221,6 +1439,95 @@ mod tests {
         assert_eq!(out, vec![text("last")]);
         assert!(s.is_finished());
         assert_eq!(s.begin_upgrade(t0), Err(UpgradeRefusal::Closed));
+    }
+
+    fn websocket(version: ProtocolVersion, t0: Instant) -> Session {
+        Session::new(SID, version, TransportKind::WebSocket, config(), t0)
+    }
+
+    #[test]
+    fn v3_websocket_holds_its_first_packets_until_the_pong() {
+        let t0 = Instant::now();
+        let mut s = websocket(ProtocolVersion::V3, t0);
+        assert!(s.holds_first_write());
+        assert!(s.send(Data::Text("0".into())), "queued meanwhile");
+        assert_eq!(s.pop_ws_packet(), None);
+        s.handle_timeout(t0 + ms(3));
+        assert!(!s.has_ws_packets());
+        s.on_ws_pong();
+        assert!(!s.holds_first_write());
+        let mut out = Vec::new();
+        s.take_ws_packets(&mut out);
+        assert!(matches!(
+            out.as_slice(),
+            [Packet::Open(_), Packet::Message(_)]
+        ));
+        assert_eq!(s.next_deadline(), Some(t0 + ms(500)));
+    }
+
+    #[test]
+    fn v3_websocket_without_a_pong_writes_after_the_hold() {
+        let t0 = Instant::now();
+        // The reference's timings: the v3 heartbeat deadline is far.
+        let mut s = Session::new(
+            SID,
+            ProtocolVersion::V3,
+            TransportKind::WebSocket,
+            SessionConfig::default(),
+            t0,
+        );
+        assert!(s.send(Data::Text("0".into())), "queued meanwhile");
+        assert!(!s.has_ws_packets());
+        assert_eq!(s.pop_ws_packet(), None);
+        assert_eq!(s.next_deadline(), Some(t0 + V3_WEBSOCKET_OPEN_HOLD));
+        s.handle_timeout(t0 + V3_WEBSOCKET_OPEN_HOLD - ms(1));
+        assert!(!s.has_ws_packets());
+        s.handle_timeout(t0 + V3_WEBSOCKET_OPEN_HOLD);
+        assert!(s.has_ws_packets());
+        let mut out = Vec::new();
+        s.take_ws_packets(&mut out);
+        assert!(matches!(
+            out.as_slice(),
+            [Packet::Open(_), Packet::Message(_)]
+        ));
+        assert!(!s.has_ws_packets());
+        // Then the v3 heartbeat deadline, as for any v3 session.
+        assert_eq!(s.next_deadline(), Some(t0 + Duration::from_secs(45)));
+    }
+
+    #[test]
+    fn only_v3_websocket_only_sessions_are_held() {
+        let t0 = Instant::now();
+        let mut v4 = websocket(ProtocolVersion::V4, t0);
+        assert!(!v4.holds_first_write());
+        assert!(v4.has_ws_packets());
+        assert!(matches!(v4.pop_ws_packet(), Some(Packet::Open(_))));
+        let mut v3 = polling(ProtocolVersion::V3, t0);
+        assert_eq!(v3.next_deadline(), Some(t0 + ms(500)));
+        // An upgraded v3 session writes on its WebSocket at once.
+        let attempt = v3.begin_upgrade(t0).unwrap();
+        v3.on_upgrade_packet(attempt, Packet::Ping("probe".into()));
+        v3.send(Data::Text("x".into()));
+        assert_eq!(
+            v3.on_upgrade_packet(attempt, Packet::Upgrade),
+            UpgradeStep::Upgraded
+        );
+        assert!(v3.has_ws_packets());
+    }
+
+    #[test]
+    fn a_close_releases_the_held_packets() {
+        let t0 = Instant::now();
+        let mut s = websocket(ProtocolVersion::V3, t0);
+        s.send(Data::Text("last".into()));
+        s.close(CloseReason::ForcedClose, t0 + ms(1));
+        let mut out = Vec::new();
+        s.take_ws_packets(&mut out);
+        assert!(matches!(
+            out.as_slice(),
+            [Packet::Open(_), Packet::Message(_)]
+        ));
+        assert!(s.is_finished());
     }
 
     #[test]

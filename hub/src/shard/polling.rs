@@ -13,7 +13,7 @@ use crate::engine::{HandshakeInfo, SessionEntry, SessionHost, Socket};
 use crate::engineio::jsonp::{unwrap_jsonp_post, wrap_jsonp, JSONP_CONTENT_TYPE};
 use crate::engineio::payload::{decode_payload, encode_payload};
 use crate::engineio::session::{CloseReason, GetOutcome, Session};
-use crate::engineio::{EngineQuery, ErrorCode, Packet, ProtocolVersion, Sid, TransportKind};
+use crate::engineio::{EngineQuery, ErrorCode, Packet, Sid, TransportKind};
 
 const TEXT: &str = "text/plain; charset=UTF-8";
 
@@ -84,7 +84,7 @@ pub(crate) fn handshake(
     let outcome = entry.session.borrow_mut().on_get(Instant::now());
     shard.settle(endpoint, &entry);
     match outcome {
-        GetOutcome::Respond(packets) => encode(query, entry.session.borrow().version(), &packets),
+        GetOutcome::Respond(packets) => encode(query, &entry.session.borrow(), &packets),
         // The open packet is always queued, so the handshake never parks.
         _ => EngineResponse::status(500),
     }
@@ -108,7 +108,8 @@ pub(crate) fn open_session(
         transport,
         ep.config.session,
         Instant::now(),
-    );
+    )
+    .with_base64_payloads(query.b64);
     let handshake = Arc::new(HandshakeInfo {
         remote_addr,
         url: target.to_string(),
@@ -152,7 +153,6 @@ async fn get(
     entry: &Rc<SessionEntry>,
     query: &EngineQuery,
 ) -> EngineResponse {
-    let version = entry.session.borrow().version();
     let outcome = entry.session.borrow_mut().on_get(Instant::now());
     let packets = match outcome {
         GetOutcome::Respond(packets) => packets,
@@ -181,7 +181,7 @@ async fn get(
         }
     };
     shard.settle(endpoint, entry);
-    encode(query, version, &packets)
+    encode(query, &entry.session.borrow(), &packets)
 }
 
 struct ParkedGet<'a> {
@@ -209,14 +209,19 @@ fn post(
     entry: &Rc<SessionEntry>,
     req: &PollRequest,
 ) -> EngineResponse {
-    let (version, transport, max_payload) = {
+    let (version, transport, max_payload, closed_by_client) = {
         let session = entry.session.borrow();
         (
             session.version(),
             session.transport(),
             session.config().max_payload,
+            session.closed_by_client(),
         )
     };
+    // The session waits only for a GET that crossed the client's close.
+    if closed_by_client {
+        return EngineResponse::error(ErrorCode::UnknownSid);
+    }
     if transport != TransportKind::Polling {
         return EngineResponse::error(ErrorCode::BadRequest);
     }
@@ -255,7 +260,10 @@ fn post(
     }
 }
 
-fn encode(query: &EngineQuery, version: ProtocolVersion, packets: &[Packet]) -> EngineResponse {
+/// A GET's answer. JSONP (`j`) is read from the request; whether binary may
+/// go out as XHR2 belongs to the session (its handshake's `b64`).
+fn encode(query: &EngineQuery, session: &Session, packets: &[Packet]) -> EngineResponse {
+    let version = session.version();
     match &query.jsonp {
         Some(j) => {
             let payload = encode_payload(version, packets, false);
@@ -267,8 +275,7 @@ fn encode(query: &EngineQuery, version: ProtocolVersion, packets: &[Packet]) -> 
             }
         }
         None => {
-            let supports_binary = version == ProtocolVersion::V4 || !query.b64;
-            let payload = encode_payload(version, packets, supports_binary);
+            let payload = encode_payload(version, packets, session.binary_payloads());
             EngineResponse {
                 status: 200,
                 content_type: payload.content_type,

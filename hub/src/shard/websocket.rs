@@ -224,7 +224,7 @@ pub(crate) async fn serve(
                 return;
             }
             let target = request.target.clone();
-            open_session(
+            let entry = open_session(
                 &shard,
                 endpoint,
                 &query,
@@ -232,7 +232,14 @@ pub(crate) async fn serve(
                 request.headers,
                 peer,
                 TransportKind::WebSocket,
-            )
+            );
+            // A v3 session holds its open packet until the client answers
+            // this ping, so that the packet never comes in the read that
+            // brings the 101 (see `V3_WEBSOCKET_OPEN_HOLD`).
+            if entry.session.borrow().holds_first_write() {
+                codec::encode_ping(b"", conn.out());
+            }
+            entry
         }
     };
     // The session's long life runs in a task of its own, which holds the
@@ -374,7 +381,7 @@ async fn run(shard: &Rc<Shard>, endpoint: usize, conn: &mut WsConn, entry: &Rc<S
             };
             match message {
                 Message::Ping(payload) => codec::encode_pong(&payload, conn.out()),
-                Message::Pong(_) => {}
+                Message::Pong(_) => entry.session.borrow_mut().on_ws_pong(),
                 Message::Close(_) => {
                     entry
                         .session
@@ -431,7 +438,7 @@ async fn run(shard: &Rc<Shard>, endpoint: usize, conn: &mut WsConn, entry: &Rc<S
             peer_gone = true;
             continue;
         }
-        if entry.session.borrow().outbox_len() > 0 {
+        if entry.session.borrow().has_ws_packets() {
             continue;
         }
         match conn.wait(entry).await {
