@@ -32,6 +32,7 @@ pub struct Metrics {
     slow_consumer_disconnects: Family<ShardLabel, Counter>,
     panics: Family<ShardLabel, Counter>,
     cross_shard_queue: Family<ShardLabel, Gauge>,
+    outgoing_buffered_bytes: Family<ShardLabel, Gauge>,
 }
 
 /// One shard's handles.
@@ -48,6 +49,10 @@ pub struct ShardMetrics {
     pub slow_consumer_disconnects: Counter,
     pub panics: Counter,
     pub cross_shard_queue: Gauge,
+    /// Bytes of messages held for clients (queued, or taken by a writer and
+    /// not yet written): raised once per send batch, lowered once per write
+    /// or GET, never per packet (see `engine::SessionEntry`).
+    pub outgoing_buffered_bytes: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -102,6 +107,10 @@ impl Metrics {
             "cross_shard_queue",
             "Messages waiting to go to other shards",
         );
+        let outgoing_buffered_bytes = gauge(
+            "outgoing_buffered_bytes",
+            "Bytes of messages held for clients: queued, or being written",
+        );
         Metrics {
             registry,
             connections,
@@ -116,6 +125,7 @@ impl Metrics {
             slow_consumer_disconnects,
             panics,
             cross_shard_queue,
+            outgoing_buffered_bytes,
         }
     }
 
@@ -137,6 +147,7 @@ impl Metrics {
             slow_consumer_disconnects: self.slow_consumer_disconnects.get_or_create(&label).clone(),
             panics: self.panics.get_or_create(&label).clone(),
             cross_shard_queue: self.cross_shard_queue.get_or_create(&label).clone(),
+            outgoing_buffered_bytes: self.outgoing_buffered_bytes.get_or_create(&label).clone(),
         }
     }
 

@@ -22,6 +22,9 @@ pub struct SessionConfig {
     pub max_payload: u64,
     /// Most packets queued to a client before it counts as too slow.
     pub max_buffered: usize,
+    /// Most bytes of messages held for a client (queued, or handed to its
+    /// WebSocket writer and not yet written) before it counts as too slow.
+    pub max_buffered_bytes: usize,
 }
 
 impl Default for SessionConfig {
@@ -32,6 +35,45 @@ impl Default for SessionConfig {
             upgrade_timeout: Duration::from_millis(10_000),
             max_payload: 1_000_000,
             max_buffered: 16_384,
+            max_buffered_bytes: 8 << 20,
+        }
+    }
+}
+
+/// Why a message was not queued ([`Session::send`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendError {
+    /// The session is closed.
+    Closed,
+    /// The client is too slow: queueing the message would pass one of its
+    /// limits. The session is unchanged; the caller closes it.
+    TooSlow(Overflow),
+}
+
+/// The limit a slow client would pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overflow {
+    /// `queued` packets wait already: the most allowed (`max_buffered`).
+    Packets { queued: usize, limit: usize },
+    /// `held` bytes wait (queued, or handed to the writer and not yet
+    /// written), and `len` more would pass `max_buffered_bytes`.
+    Bytes {
+        held: usize,
+        len: usize,
+        limit: usize,
+    },
+}
+
+impl std::fmt::Display for Overflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Overflow::Packets { queued, limit } => {
+                write!(f, "{queued} packets queued, the most allowed is {limit}")
+            }
+            Overflow::Bytes { held, len, limit } => write!(
+                f,
+                "{held} bytes held, {len} more would pass the budget of {limit} bytes"
+            ),
         }
     }
 }
@@ -141,6 +183,11 @@ pub struct Session {
     upgrade: UpgradeState,
     upgrade_attempts: u32,
     outbox: VecDeque<Packet>,
+    /// The bytes of the messages in `outbox`.
+    outbox_bytes: usize,
+    /// The bytes of messages the WebSocket writer has taken and not yet
+    /// written ([`Session::pop_ws_packet`], [`Session::on_ws_written`]).
+    unwritten_bytes: usize,
     events: VecDeque<Event>,
     parked: bool,
     /// v4: when to send the next ping; v3: unused.
@@ -150,6 +197,8 @@ pub struct Session {
     closed: Option<CloseReason>,
     /// A polling session closed by the server waits this long for a GET to take its last packets.
     linger_deadline: Option<Instant>,
+    /// Once closed: how long a writer may wait for a peer that does not read.
+    write_deadline: Option<Instant>,
     finished: bool,
 }
 
@@ -187,12 +236,15 @@ impl Session {
             upgrade: UpgradeState::None,
             upgrade_attempts: 0,
             outbox,
+            outbox_bytes: 0,
+            unwritten_bytes: 0,
             events: VecDeque::new(),
             parked: false,
             next_ping,
             heartbeat_deadline,
             closed: None,
             linger_deadline: None,
+            write_deadline: None,
             finished: false,
         }
     }
@@ -222,18 +274,56 @@ impl Session {
         self.finished
     }
 
-    /// Queue a message; false when the session is closed.
-    pub fn send(&mut self, data: Data) -> bool {
-        if self.closed.is_some() {
-            return false;
+    /// Queue a message. Refused when the session is closed, or when the
+    /// client is too slow: `max_buffered` packets wait already, or the
+    /// message would bring the bytes held for it past `max_buffered_bytes`
+    /// (a message larger than the whole budget still goes into an empty
+    /// queue). A client found too slow is for the caller to close.
+    pub fn send(&mut self, data: Data) -> Result<(), SendError> {
+        if self.closed.is_some() || self.finished {
+            return Err(SendError::Closed);
         }
+        let config = &self.config;
+        if self.outbox.len() >= config.max_buffered {
+            return Err(SendError::TooSlow(Overflow::Packets {
+                queued: self.outbox.len(),
+                limit: config.max_buffered,
+            }));
+        }
+        let len = message_len(&data);
+        let held = self.held_bytes();
+        if held > 0 && held + len > config.max_buffered_bytes {
+            return Err(SendError::TooSlow(Overflow::Bytes {
+                held,
+                len,
+                limit: config.max_buffered_bytes,
+            }));
+        }
+        self.outbox_bytes += len;
         self.outbox.push_back(Packet::Message(data));
-        true
+        Ok(())
     }
 
     /// How many packets wait to be written.
     pub fn outbox_len(&self) -> usize {
         self.outbox.len()
+    }
+
+    /// The bytes of messages held for the client: queued, or taken by its
+    /// WebSocket writer and not yet written.
+    pub fn held_bytes(&self) -> usize {
+        self.outbox_bytes + self.unwritten_bytes
+    }
+
+    /// The whole outbox, for a GET.
+    fn take_outbox(&mut self) -> Vec<Packet> {
+        self.outbox_bytes = 0;
+        self.outbox.drain(..).collect()
+    }
+
+    fn clear_outbox(&mut self) {
+        self.outbox_bytes = 0;
+        self.outbox.clear();
     }
 
     /// The next application event, if any.
@@ -293,6 +383,12 @@ impl Session {
             return;
         }
         self.closed = Some(reason);
+        self.write_deadline = Some(match reason {
+            CloseReason::ForcedClose | CloseReason::ServerShuttingDown => {
+                now + self.config.ping_timeout
+            }
+            _ => now,
+        });
         self.next_ping = None;
         self.heartbeat_deadline = None;
         self.upgrade = UpgradeState::None;
@@ -313,7 +409,7 @@ impl Session {
             TransportKind::Polling if self.parked => {}
             _ => {
                 if reason.initiated_by_client() {
-                    self.outbox.clear();
+                    self.clear_outbox();
                 }
                 // WebSocket sessions finish when the IO layer has written the
                 // outbox and closed the socket; see `take_ws_packets`.
@@ -339,14 +435,14 @@ impl Session {
             }
             self.finished = true;
             self.linger_deadline = None;
-            self.outbox.clear();
+            self.clear_outbox();
             return GetOutcome::Respond(vec![Packet::Noop]);
         }
         if let UpgradeState::Started { probed: true, .. } = self.upgrade {
             return GetOutcome::Respond(vec![Packet::Noop]);
         }
         if !self.outbox.is_empty() {
-            return GetOutcome::Respond(self.outbox.drain(..).collect());
+            return GetOutcome::Respond(self.take_outbox());
         }
         self.parked = true;
         GetOutcome::Park
@@ -368,11 +464,14 @@ impl Session {
         }
     }
 
-    /// Whether a message queued now is written at once (nothing queued
-    /// before it, and a WebSocket or a parked GET to carry it).
+    /// Whether a message queued now is written at once: nothing queued
+    /// before it, no write of the WebSocket's waiting for the peer, and a
+    /// WebSocket or a parked GET to carry it. Volatile packets are dropped
+    /// otherwise (the reference's `transport.writable`).
     pub fn writable(&self) -> bool {
         self.closed.is_none()
             && self.outbox.is_empty()
+            && self.unwritten_bytes == 0
             && (self.transport == TransportKind::WebSocket || self.parked)
     }
 
@@ -382,7 +481,7 @@ impl Session {
     /// the close arrive apart, so clients act on the packets before the close.
     fn closing_answer(&mut self) -> Vec<Packet> {
         if !self.outbox.is_empty() {
-            return self.outbox.drain(..).collect();
+            return self.take_outbox();
         }
         self.finished = true;
         self.linger_deadline = None;
@@ -422,7 +521,7 @@ impl Session {
             if reason.initiated_by_client() {
                 self.finished = true;
                 self.linger_deadline = None;
-                self.outbox.clear();
+                self.clear_outbox();
             }
             if reason == CloseReason::TransportClose {
                 // The client asked to close: its pending GET is released with a noop.
@@ -438,7 +537,7 @@ impl Session {
         {
             vec![Packet::Noop]
         } else if !self.outbox.is_empty() {
-            self.outbox.drain(..).collect()
+            self.take_outbox()
         } else {
             return None;
         };
@@ -514,25 +613,73 @@ impl Session {
         self.close(CloseReason::TransportClose, now);
     }
 
-    /// For a WebSocket session: take everything queued for the wire.
+    /// For a WebSocket session: take everything queued for the wire, as a
+    /// writer that writes it all at once (its bytes no longer count).
     /// Once closed, this is the last call and the session is finished.
     pub fn take_ws_packets(&mut self, out: &mut Vec<Packet>) {
         while let Some(packet) = self.pop_ws_packet() {
             out.push(packet);
         }
+        self.on_ws_written();
     }
 
     /// For a WebSocket session: the next packet queued for the wire. Once
-    /// closed, the session is finished when this returns `None`.
+    /// closed, the session is finished when this returns `None`. Its bytes
+    /// count against the budget until [`Session::on_ws_written`].
     pub fn pop_ws_packet(&mut self) -> Option<Packet> {
         if self.transport != TransportKind::WebSocket {
             return None;
         }
         let packet = self.outbox.pop_front();
-        if packet.is_none() && self.closed.is_some() {
-            self.finished = true;
+        match &packet {
+            Some(Packet::Message(data)) => {
+                let len = message_len(data);
+                self.outbox_bytes -= len;
+                self.unwritten_bytes += len;
+            }
+            Some(_) => {}
+            None if self.closed.is_some() => self.finished = true,
+            None => {}
         }
         packet
+    }
+
+    /// The WebSocket writer has written every packet it took.
+    pub fn on_ws_written(&mut self) {
+        self.unwritten_bytes = 0;
+    }
+
+    /// Once the session is closed: the instant until which its writer may
+    /// wait for a peer that does not read. A writer still blocked then
+    /// gives up and drops the connection. `None` while the session is open
+    /// (its own limits close a client that stops reading: the byte and
+    /// packet budget, the heartbeat).
+    ///
+    /// A close the client caused, a ping timeout or a slow consumer leave no
+    /// time: the client is gone, broken or not reading. A close by the
+    /// application or a stopping server leaves `ping_timeout` to write the
+    /// last packets (a Socket.IO DISCONNECT, say).
+    pub fn write_deadline(&self) -> Option<Instant> {
+        self.write_deadline
+    }
+
+    /// A stopping server stops waiting for peers that do not read: a
+    /// closed session's writer may wait no later than `now`.
+    pub fn end_write_grace(&mut self, now: Instant) {
+        if let Some(deadline) = &mut self.write_deadline {
+            *deadline = (*deadline).min(now);
+        }
+    }
+
+    /// The IO layer gave the session up (its writer stopped, or the shard
+    /// forgot it): what is still queued is dropped, and the session is
+    /// finished.
+    pub fn abandon(&mut self) {
+        self.outbox = VecDeque::new();
+        self.outbox_bytes = 0;
+        self.unwritten_bytes = 0;
+        self.finished = true;
+        self.linger_deadline = None;
     }
 
     /// A WebSocket with this session's sid opened; it may take over once probed.
@@ -602,6 +749,14 @@ impl Session {
     }
 }
 
+/// The bytes a message counts for against the budget.
+fn message_len(data: &Data) -> usize {
+    match data {
+        Data::Text(text) => text.len(),
+        Data::Binary(bytes) => bytes.len(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -615,6 +770,7 @@ mod tests {
             upgrade_timeout: Duration::from_millis(1000),
             max_payload: 1000,
             max_buffered: 100,
+            max_buffered_bytes: 1000,
         }
     }
 
@@ -752,8 +908,8 @@ mod tests {
         let mut s = polling(ProtocolVersion::V4, t0);
         assert_eq!(s.on_get(t0), GetOutcome::Park);
         assert_eq!(s.take_parked(), None);
-        assert!(s.send(Data::Text("a".into())));
-        assert!(s.send(Data::Binary(vec![1u8, 2].into())));
+        assert_eq!(s.send(Data::Text("a".into())), Ok(()));
+        assert_eq!(s.send(Data::Binary(vec![1u8, 2].into())), Ok(()));
         assert_eq!(
             s.take_parked(),
             Some(vec![
@@ -803,9 +959,9 @@ mod tests {
     fn server_close_on_polling_hands_last_packets_to_next_get() {
         let t0 = Instant::now();
         let mut s = polling(ProtocolVersion::V4, t0);
-        s.send(Data::Text("bye".into()));
+        s.send(Data::Text("bye".into())).unwrap();
         s.close(CloseReason::ForcedClose, t0);
-        assert!(!s.send(Data::Text("late".into())));
+        assert_eq!(s.send(Data::Text("late".into())), Err(SendError::Closed));
         assert!(!s.is_finished());
         // The last packets first, the close packet on the GET after.
         assert_eq!(s.on_get(t0 + ms(5)), GetOutcome::Respond(vec![text("bye")]));
@@ -822,7 +978,7 @@ mod tests {
         let t0 = Instant::now();
         let mut s = polling(ProtocolVersion::V4, t0);
         assert_eq!(s.on_get(t0), GetOutcome::Park);
-        s.send(Data::Text("bye".into()));
+        s.send(Data::Text("bye".into())).unwrap();
         s.close(CloseReason::ForcedClose, t0);
         assert_eq!(s.take_parked(), Some(vec![text("bye")]));
         assert!(!s.is_finished());
@@ -841,7 +997,7 @@ mod tests {
         assert!(s.is_finished(), "nothing to hand over and nobody waiting");
         // With something queued, it waits for the GET that takes it.
         let mut s = polling(ProtocolVersion::V4, t0);
-        s.send(Data::Text("bye".into()));
+        s.send(Data::Text("bye".into())).unwrap();
         s.close(CloseReason::ServerShuttingDown, t0);
         assert!(!s.is_finished());
     }
@@ -850,7 +1006,7 @@ mod tests {
     fn a_client_close_ends_a_server_closed_polling_session() {
         let t0 = Instant::now();
         let mut s = polling(ProtocolVersion::V4, t0);
-        s.send(Data::Text("bye".into()));
+        s.send(Data::Text("bye".into())).unwrap();
         s.close(CloseReason::ServerShuttingDown, t0);
         assert_eq!(s.on_get(t0), GetOutcome::Respond(vec![text("bye")]));
         assert!(
@@ -867,7 +1023,7 @@ mod tests {
         let t0 = Instant::now();
         let mut s = polling(ProtocolVersion::V4, t0);
         assert!(!s.abandon_if_polling(), "an open session is kept");
-        s.send(Data::Text("last".into()));
+        s.send(Data::Text("last".into())).unwrap();
         s.close(CloseReason::ServerShuttingDown, t0);
         assert!(
             !s.abandon_if_polling(),
@@ -897,8 +1053,9 @@ mod tests {
         );
         assert!(!s.has_parked_get());
         assert!(s.is_finished());
-        assert!(
-            !s.send(Data::Text("lost".into())),
+        assert_eq!(
+            s.send(Data::Text("lost".into())),
+            Err(SendError::Closed),
             "nothing is queued after the close"
         );
     }
@@ -908,7 +1065,7 @@ mod tests {
         let t0 = Instant::now();
         let mut s = polling(ProtocolVersion::V4, t0);
         assert_eq!(s.on_get(t0), GetOutcome::Park);
-        assert!(s.send(Data::Text("a".into())));
+        assert_eq!(s.send(Data::Text("a".into())), Ok(()));
         assert_eq!(s.take_parked(), Some(vec![text("a")]));
         s.on_get_aborted(t0);
         assert!(!s.is_closed());
@@ -957,7 +1114,7 @@ mod tests {
         assert_eq!(s.take_parked(), Some(vec![Packet::Noop]));
         assert_eq!(s.on_get(t0), GetOutcome::Respond(vec![Packet::Noop]));
         // Messages queued during the upgrade wait for the WebSocket.
-        s.send(Data::Text("held".into()));
+        s.send(Data::Text("held".into())).unwrap();
         let mut out = Vec::new();
         s.take_ws_packets(&mut out);
         assert!(out.is_empty());
@@ -1016,7 +1173,7 @@ mod tests {
         assert_eq!(s.next_deadline(), Some(t0 + ms(100)));
         s.handle_timeout(t0 + ms(100));
         assert!(!s.upgrade_pending(a));
-        s.send(Data::Text("x".into()));
+        s.send(Data::Text("x".into())).unwrap();
         assert_eq!(s.on_get(t0 + ms(100)), GetOutcome::Respond(vec![text("x")]));
     }
 
@@ -1032,7 +1189,7 @@ mod tests {
         );
         let mut out = Vec::new();
         s.take_ws_packets(&mut out);
-        s.send(Data::Text("x".into()));
+        s.send(Data::Text("x".into())).unwrap();
         s.on_packets([Packet::Close], t0);
         out.clear();
         s.take_ws_packets(&mut out);
@@ -1052,7 +1209,7 @@ mod tests {
         );
         let mut out = Vec::new();
         s.take_ws_packets(&mut out);
-        s.send(Data::Text("last".into()));
+        s.send(Data::Text("last".into())).unwrap();
         s.close(CloseReason::ForcedClose, t0);
         out.clear();
         s.take_ws_packets(&mut out);
@@ -1080,6 +1237,146 @@ mod tests {
         s.on_packets([Packet::Pong(String::new())], t0 + ms(310));
         s.handle_timeout(t0 + ms(500));
         assert!(!s.is_closed());
+    }
+
+    fn websocket(t0: Instant) -> Session {
+        let mut s = Session::new(
+            SID,
+            ProtocolVersion::V4,
+            TransportKind::WebSocket,
+            config(),
+            t0,
+        );
+        let mut out = Vec::new();
+        s.take_ws_packets(&mut out);
+        s
+    }
+
+    fn bytes(n: usize) -> Data {
+        Data::Binary(vec![0u8; n].into())
+    }
+
+    #[test]
+    fn the_byte_budget_counts_queued_and_unwritten_bytes() {
+        let t0 = Instant::now();
+        let mut s = websocket(t0);
+        // config(): a budget of 1000 bytes.
+        assert_eq!(s.send(bytes(400)), Ok(()));
+        assert_eq!(s.send(Data::Text("x".repeat(400).into())), Ok(()));
+        assert_eq!(s.held_bytes(), 800);
+        // The writer takes one: its bytes count until they are written.
+        assert!(s.pop_ws_packet().is_some());
+        assert_eq!(s.held_bytes(), 800);
+        assert_eq!(
+            s.send(bytes(201)),
+            Err(SendError::TooSlow(Overflow::Bytes {
+                held: 800,
+                len: 201,
+                limit: 1000
+            }))
+        );
+        assert!(!s.is_closed(), "closing is the caller's part");
+        assert_eq!(s.send(bytes(200)), Ok(()), "up to the budget exactly");
+        s.on_ws_written();
+        assert_eq!(s.held_bytes(), 600);
+        assert_eq!(s.send(bytes(400)), Ok(()));
+        // A GET-less drain: everything popped and written frees it all.
+        while s.pop_ws_packet().is_some() {}
+        s.on_ws_written();
+        assert_eq!(s.held_bytes(), 0);
+    }
+
+    #[test]
+    fn one_message_larger_than_the_budget_goes_into_an_empty_queue() {
+        let t0 = Instant::now();
+        let mut s = websocket(t0);
+        assert_eq!(s.send(bytes(5000)), Ok(()));
+        assert!(matches!(
+            s.send(bytes(1)),
+            Err(SendError::TooSlow(Overflow::Bytes { held: 5000, .. }))
+        ));
+    }
+
+    #[test]
+    fn the_packet_limit_holds_with_small_messages() {
+        let t0 = Instant::now();
+        let mut s = websocket(t0);
+        // config(): 100 packets.
+        for _ in 0..100 {
+            assert_eq!(s.send(Data::Text("".into())), Ok(()));
+        }
+        assert_eq!(
+            s.send(Data::Text("".into())),
+            Err(SendError::TooSlow(Overflow::Packets {
+                queued: 100,
+                limit: 100
+            }))
+        );
+        assert_eq!(s.held_bytes(), 0);
+    }
+
+    #[test]
+    fn polling_gets_and_closes_release_the_bytes() {
+        let t0 = Instant::now();
+        let mut s = polling(ProtocolVersion::V4, t0);
+        s.send(bytes(600)).unwrap();
+        assert_eq!(s.held_bytes(), 600);
+        assert!(matches!(s.on_get(t0), GetOutcome::Respond(_)));
+        assert_eq!(s.held_bytes(), 0);
+        s.send(bytes(600)).unwrap();
+        s.close(CloseReason::TransportError, t0);
+        assert_eq!(s.held_bytes(), 0, "a client-side close drops the queue");
+        let mut w = websocket(t0);
+        w.send(bytes(600)).unwrap();
+        w.abandon();
+        assert_eq!((w.held_bytes(), w.outbox_len()), (0, 0));
+        assert!(w.is_finished());
+    }
+
+    #[test]
+    fn a_websocket_is_writable_with_nothing_queued_nor_being_written() {
+        let t0 = Instant::now();
+        let mut s = websocket(t0);
+        assert!(s.writable());
+        s.send(bytes(10)).unwrap();
+        assert!(!s.writable(), "something is queued");
+        assert!(s.pop_ws_packet().is_some());
+        assert!(!s.writable(), "the writer waits for the peer");
+        s.on_ws_written();
+        assert!(s.writable());
+        let mut p = polling(ProtocolVersion::V4, t0);
+        assert!(!p.writable(), "no GET to carry it");
+        assert_eq!(p.on_get(t0), GetOutcome::Park);
+        assert!(p.writable());
+    }
+
+    #[test]
+    fn a_closed_session_gives_its_writer_a_deadline() {
+        let t0 = Instant::now();
+        let mut open = websocket(t0);
+        assert_eq!(open.write_deadline(), None, "an open session waits");
+        // No time for a client that is gone, broken or not reading...
+        for reason in [
+            CloseReason::TransportError,
+            CloseReason::PingTimeout,
+            CloseReason::TransportClose,
+            CloseReason::ParseError,
+        ] {
+            let mut s = websocket(t0);
+            s.close(reason, t0 + ms(5));
+            assert_eq!(s.write_deadline(), Some(t0 + ms(5)), "{reason}");
+        }
+        // ...ping_timeout to write the last packets otherwise.
+        open.close(CloseReason::ForcedClose, t0 + ms(5));
+        assert_eq!(open.write_deadline(), Some(t0 + ms(205)));
+        // A stopping server cuts it short, never extends it.
+        open.end_write_grace(t0 + ms(50));
+        assert_eq!(open.write_deadline(), Some(t0 + ms(50)));
+        open.end_write_grace(t0 + ms(100));
+        assert_eq!(open.write_deadline(), Some(t0 + ms(50)));
+        let mut s = websocket(t0);
+        s.close(CloseReason::ServerShuttingDown, t0);
+        assert_eq!(s.write_deadline(), Some(t0 + ms(200)));
     }
 
     #[test]

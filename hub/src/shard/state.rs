@@ -137,6 +137,8 @@ impl Shard {
         {
             sessions.remove(&entry.sid);
             drop(sessions);
+            // What it still holds will never be written.
+            entry.release();
             self.open_sessions.fetch_sub(1, Ordering::Relaxed);
             crate::metrics::with(|m| {
                 m.connections.dec();

@@ -10,8 +10,9 @@ use std::pin::Pin;
 use std::task::Poll;
 
 use bytes::BytesMut;
-use futures_lite::io::AsyncWriteExt;
+use futures_lite::io::{AsyncWrite, AsyncWriteExt};
 use glommio::net::TcpStream;
+use glommio::timer::Timer;
 
 use super::buffers::{self, Chunk};
 use super::mesh::Handoff;
@@ -51,6 +52,22 @@ enum Wake {
 /// copied into a smaller one.
 const INBOX_SLACK: usize = 4;
 
+/// The writer takes packets from the outbox until its buffer holds this
+/// much (and at least one packet), writes them, then takes more. So a
+/// connection holds at most its byte budget (the outbox and the bytes taken
+/// and not yet written count against it) and a batch is one `send`.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// How a write that races its session's close ended.
+enum Flushed {
+    Written,
+    /// The peer closed or reset the connection.
+    PeerGone,
+    /// The session is closed and its peer did not read before the
+    /// session's write deadline.
+    GaveUp,
+}
+
 impl WsConn {
     /// The write buffer, taken from the shard's pool if the connection has none.
     fn out(&mut self) -> &mut Vec<u8> {
@@ -65,6 +82,84 @@ impl WsConn {
         let ok = self.wbuf.is_empty() || self.stream.write_all(&self.wbuf).await.is_ok();
         buffers::give_write(std::mem::take(&mut self.wbuf));
         ok
+    }
+
+    /// Write what is buffered, racing the session: while the peer does not
+    /// read, a closed session's writer waits only until the session's write
+    /// deadline, then gives up. An open session's writer waits as long as
+    /// the session lives: its limits (the byte budget, the heartbeat)
+    /// close a client that stops reading, and that close wakes the writer.
+    ///
+    /// glommio's writes are readiness-based like its reads (a `send` that
+    /// would block arms a poll and keeps no reference to the buffer), so
+    /// giving up a write loses nothing but the bytes not written.
+    async fn flush_racing(&mut self, entry: &SessionEntry) -> Flushed {
+        let mut written = 0;
+        let outcome = {
+            let stream = &mut self.stream;
+            let wbuf = &self.wbuf;
+            let mut listen = entry.io_changed.listen();
+            let mut timer: Option<Timer> = None;
+            poll_fn(|cx| loop {
+                while written < wbuf.len() {
+                    match Pin::new(&mut *stream).poll_write(cx, &wbuf[written..]) {
+                        Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                            return Poll::Ready(Flushed::PeerGone)
+                        }
+                        Poll::Ready(Ok(n)) => written += n,
+                        Poll::Pending => break,
+                    }
+                }
+                if written == wbuf.len() {
+                    return Poll::Ready(Flushed::Written);
+                }
+                // The peer is not reading.
+                let deadline = entry.session.borrow().write_deadline();
+                if let Some(deadline) = deadline {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Poll::Ready(Flushed::GaveUp);
+                    }
+                    // Deadlines only move earlier; an earlier one comes
+                    // with a change signal.
+                    let timer = timer.get_or_insert_with(|| Timer::new(deadline - now));
+                    if Pin::new(timer).poll(cx).is_ready() {
+                        return Poll::Ready(Flushed::GaveUp);
+                    }
+                }
+                match Pin::new(&mut listen).poll(cx) {
+                    // The session changed (closed, say): look again.
+                    Poll::Ready(()) => listen = entry.io_changed.listen(),
+                    Poll::Pending => return Poll::Pending,
+                }
+            })
+            .await
+        };
+        buffers::give_write(std::mem::take(&mut self.wbuf));
+        outcome
+    }
+
+    /// Drop the connection abortively: with `SO_LINGER` 0 the close sends a
+    /// reset and frees the socket's send buffer at once. A `shutdown` would
+    /// queue the FIN behind bytes the peer is not reading, so the peer
+    /// would not learn of the close, and the kernel would keep the socket
+    /// and its buffer (up to megabytes) until its orphan retries ran out.
+    fn abort(&mut self) {
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: setsockopt on a descriptor this stream owns, with a
+        // pointer to a local of the size passed.
+        unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&self.stream),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                &linger as *const libc::linger as *const libc::c_void,
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            );
+        }
     }
 
     fn push_packet(&mut self, packet: &Packet) {
@@ -344,6 +439,18 @@ async fn probe(
     }
 }
 
+/// The writer of a closed session whose peer stopped reading: the
+/// connection is reset, the session dropped (the caller forgets it).
+fn give_up(conn: &mut WsConn, entry: &SessionEntry) {
+    tracing::debug!(
+        sid = entry.sid.as_str(),
+        reason = ?entry.session.borrow().close_reason(),
+        "resetting a connection whose peer does not read"
+    );
+    conn.abort();
+    entry.session.borrow_mut().abandon();
+}
+
 /// The session lives on this WebSocket: write its outbox, feed it frames.
 async fn run(shard: &Rc<Shard>, endpoint: usize, conn: &mut WsConn, entry: &Rc<SessionEntry>) {
     let mut close_code = 1000;
@@ -397,7 +504,9 @@ async fn run(shard: &Rc<Shard>, endpoint: usize, conn: &mut WsConn, entry: &Rc<S
         conn.keep(&mut fresh);
         drop(chunk.take());
         shard.settle(endpoint, entry);
-        loop {
+        // A batch at a time: what the writer holds counts against the
+        // session's byte budget until it is written.
+        while conn.wbuf.len() < WRITE_BATCH {
             let packet = entry.session.borrow_mut().pop_ws_packet();
             match packet {
                 Some(packet) => conn.push_packet(&packet),
@@ -408,18 +517,31 @@ async fn run(shard: &Rc<Shard>, endpoint: usize, conn: &mut WsConn, entry: &Rc<S
         if finished {
             if peer_gone {
                 let _ = conn.stream.close().await;
-            } else {
-                conn.close(close_code).await;
+                return;
+            }
+            codec::encode_close(close_code, "", conn.out());
+            match conn.flush_racing(entry).await {
+                Flushed::GaveUp => give_up(conn, entry),
+                Flushed::Written | Flushed::PeerGone => {
+                    let _ = conn.stream.close().await;
+                }
             }
             return;
         }
-        if !conn.flush().await {
-            entry
-                .session
-                .borrow_mut()
-                .on_transport_closed(Instant::now());
-            peer_gone = true;
-            continue;
+        match conn.flush_racing(entry).await {
+            Flushed::Written => {
+                entry.session.borrow_mut().on_ws_written();
+                entry.sync_buffered_gauge();
+            }
+            Flushed::PeerGone => {
+                entry
+                    .session
+                    .borrow_mut()
+                    .on_transport_closed(Instant::now());
+                peer_gone = true;
+                continue;
+            }
+            Flushed::GaveUp => return give_up(conn, entry),
         }
         if entry.session.borrow().outbox_len() > 0 {
             continue;
