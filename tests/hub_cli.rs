@@ -36,6 +36,9 @@ fn help_lists_every_option_and_version_prints() {
         "--cors-origin",
         "--no-eio3",
         "--max-connections",
+        "--max-buffered-bytes",
+        "--max-buffered-packets",
+        "HUB_MAX_BUFFERED_BYTES",
         "--auth-secret",
         "--api-key",
         "--admin-bind",
@@ -66,6 +69,11 @@ fn bad_values_are_refused_naming_the_option() {
         ),
         (&[][..], &[("HUB_SHARDS", "many")][..], "--shards"),
         (&["--namespace", "chat"][..], &[][..], "--namespace"),
+        (
+            &[][..],
+            &[("HUB_MAX_BUFFERED_BYTES", "1000")][..],
+            "--max-buffered-bytes",
+        ),
     ] {
         let out = run(args, env);
         assert_eq!(out.status.code(), Some(2), "{args:?} {env:?} exits 2");

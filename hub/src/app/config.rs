@@ -87,6 +87,24 @@ pub struct Settings {
     /// Most connections at once; more are refused (503 on polling, close on WebSocket). 0 = no limit.
     #[arg(long, env = "HUB_MAX_CONNECTIONS", default_value_t = 0)]
     pub max_connections: usize,
+    /// Bytes of messages one connection may hold (queued, or being written); a client that
+    /// would pass it is disconnected as a slow consumer. At least --max-payload.
+    #[arg(
+        long,
+        env = "HUB_MAX_BUFFERED_BYTES",
+        default_value_t = 8 << 20,
+        value_name = "BYTES"
+    )]
+    pub max_buffered_bytes: usize,
+    /// Packets one connection may have queued; a client that would pass it is disconnected as a
+    /// slow consumer.
+    #[arg(
+        long,
+        env = "HUB_MAX_BUFFERED_PACKETS",
+        default_value_t = 16_384,
+        value_name = "N"
+    )]
+    pub max_buffered_packets: usize,
     /// Namespaces served, as glob patterns (repeatable; default: all).
     #[arg(
         long = "namespace",
@@ -151,6 +169,8 @@ struct FileSettings {
     cors_origin: Option<Vec<String>>,
     no_eio3: Option<bool>,
     max_connections: Option<usize>,
+    max_buffered_bytes: Option<usize>,
+    max_buffered_packets: Option<usize>,
     namespace: Option<Vec<String>>,
     auth_secret: Option<String>,
     api_key: Option<String>,
@@ -252,6 +272,8 @@ impl Settings {
             cors_origin,
             no_eio3,
             max_connections,
+            max_buffered_bytes,
+            max_buffered_packets,
             namespace,
             admin_bind,
             shutdown_timeout,
@@ -282,6 +304,18 @@ impl Settings {
         }
         if self.max_payload == 0 {
             return Err(invalid("max-payload", "must be at least 1 byte"));
+        }
+        if self.max_buffered_packets == 0 {
+            return Err(invalid("max-buffered-packets", "must be at least 1"));
+        }
+        if (self.max_buffered_bytes as u64) < self.max_payload {
+            return Err(invalid(
+                "max-buffered-bytes",
+                format!(
+                    "{} is less than --max-payload ({}): one message must fit",
+                    self.max_buffered_bytes, self.max_payload
+                ),
+            ));
         }
         if self.shards > crate::engineio::sid::MAX_SHARDS {
             return Err(invalid(
@@ -370,10 +404,43 @@ mod tests {
             (&["--namespace", "chat"][..], "--namespace"),
             (&["--log-level", "loud=["][..], "--log-level"),
             (&["--shards", "5000"][..], "--shards"),
+            (
+                &["--max-buffered-packets", "0"][..],
+                "--max-buffered-packets",
+            ),
+            (&["--max-buffered-bytes", "0"][..], "--max-buffered-bytes"),
+            (
+                &["--max-buffered-bytes", "999999", "--max-payload", "1000000"][..],
+                "--max-buffered-bytes",
+            ),
         ] {
             let message = load(args).unwrap_err().to_string();
             assert!(message.contains(option), "{args:?}: {message}");
         }
+    }
+
+    #[test]
+    fn the_outgoing_budget_has_defaults_and_a_file_key() {
+        let s = load(&[]).unwrap();
+        assert_eq!(
+            (s.max_buffered_bytes, s.max_buffered_packets),
+            (8 * 1024 * 1024, 16_384)
+        );
+        let dir = std::env::temp_dir().join(format!("hub-config-budget-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("hub.toml");
+        std::fs::write(
+            &file,
+            "max-buffered-bytes = 2000000\nmax-buffered-packets = 100\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let s = load(&["--config", path, "--max-buffered-packets", "200"]).unwrap();
+        assert_eq!(
+            (s.max_buffered_bytes, s.max_buffered_packets),
+            (2_000_000, 200)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

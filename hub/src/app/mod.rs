@@ -83,6 +83,8 @@ pub fn run(
     engine.session.ping_interval = Settings::ms(settings.ping_interval);
     engine.session.ping_timeout = Settings::ms(settings.ping_timeout);
     engine.session.max_payload = settings.max_payload;
+    engine.session.max_buffered_bytes = settings.max_buffered_bytes;
+    engine.session.max_buffered = settings.max_buffered_packets;
     engine.allow_eio3 = !settings.no_eio3;
     if !settings.cors_origin.is_empty() {
         engine.cors.origins = AllowedOrigins::List(settings.cors_origin.clone());
