@@ -32,6 +32,7 @@ enum ReadOutcome {
 
 pub(crate) async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(shard.write_timeout()));
     let mut buf = BytesMut::new();
     let mut first = true;
     loop {
@@ -94,7 +95,12 @@ pub(crate) async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketA
         let written = stream.write_all(&out).await.is_ok();
         buffers::give_write(out);
         drop(in_flight);
-        if !written || !keep_alive {
+        if !written {
+            // Gone, or not reading within the write timeout.
+            websocket::reset_on_close(&stream);
+            return;
+        }
+        if !keep_alive {
             let _ = stream.close().await;
             return;
         }

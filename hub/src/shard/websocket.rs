@@ -139,27 +139,9 @@ impl WsConn {
         outcome
     }
 
-    /// Drop the connection abortively: with `SO_LINGER` 0 the close sends a
-    /// reset and frees the socket's send buffer at once. A `shutdown` would
-    /// queue the FIN behind bytes the peer is not reading, so the peer
-    /// would not learn of the close, and the kernel would keep the socket
-    /// and its buffer (up to megabytes) until its orphan retries ran out.
+    /// Drop the connection abortively (see [`reset_on_close`]).
     fn abort(&mut self) {
-        let linger = libc::linger {
-            l_onoff: 1,
-            l_linger: 0,
-        };
-        // SAFETY: setsockopt on a descriptor this stream owns, with a
-        // pointer to a local of the size passed.
-        unsafe {
-            libc::setsockopt(
-                std::os::fd::AsRawFd::as_raw_fd(&self.stream),
-                libc::SOL_SOCKET,
-                libc::SO_LINGER,
-                &linger as *const libc::linger as *const libc::c_void,
-                std::mem::size_of::<libc::linger>() as libc::socklen_t,
-            );
-        }
+        reset_on_close(&self.stream);
     }
 
     fn push_packet(&mut self, packet: &Packet) {
@@ -251,6 +233,30 @@ impl WsConn {
     }
 }
 
+/// Make the close of `stream` abortive: with `SO_LINGER` 0 it sends a
+/// reset and frees the socket's send buffer at once. For a peer that does
+/// not read, a `shutdown` would queue the FIN behind bytes it is not
+/// reading, so it would not learn of the close, and the kernel would keep
+/// the socket and its buffer (up to megabytes) until its orphan retries ran
+/// out.
+pub(crate) fn reset_on_close(stream: &TcpStream) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on a descriptor the stream owns, with a pointer to
+    // a local of the size passed.
+    unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(stream),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &linger as *const libc::linger as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+}
+
 /// An upgrade request arriving on the shard that owns its session (or a new
 /// WebSocket-only session).
 pub(crate) async fn serve(
@@ -262,6 +268,9 @@ pub(crate) async fn serve(
     query: EngineQuery,
     leftover: BytesMut,
 ) {
+    // Until the session's writer runs (it races the session), no write
+    // waits longer than a heartbeat for a peer that reads nothing.
+    let _ = stream.set_write_timeout(Some(shard.write_timeout()));
     let accept = match handshake::accept(&request) {
         Ok(accept) => accept,
         Err(_) => return refuse(stream, ErrorCode::BadRequest).await,
@@ -327,6 +336,7 @@ pub(crate) async fn serve(
             )
         }
     };
+    let _ = conn.stream.set_write_timeout(None);
     // The session's long life runs in a task of its own, which holds the
     // connection and no state of the handshake (nor of the HTTP task).
     // A panic while serving it closes this session and connection only.
