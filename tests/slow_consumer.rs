@@ -15,8 +15,11 @@
 //! The count of messages can be lowered with `HUB_SLOW_CONSUMER_MESSAGES`
 //! (e.g. for a quick run); by default it is the 40,000.
 //!
-//! Also: a writer blocked on a peer that never reads ends with its session
-//! when the heartbeat closes it (`a_writer_stuck_on_a_silent_peer_ends_with_its_session`).
+//! Also: a WebSocket writer blocked on a peer that never reads ends with its
+//! session when the heartbeat closes it
+//! (`a_writer_stuck_on_a_silent_peer_ends_with_its_session`), and so does the
+//! write of a long-poll answer the client never reads
+//! (`a_long_poll_answer_the_client_does_not_read_is_given_up`).
 
 mod support;
 
