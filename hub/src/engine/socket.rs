@@ -267,10 +267,10 @@ impl Socket {
     /// recipient (the counters are atomics, and were the largest user-space
     /// cost of a fanout).
     pub fn send_tallied(&self, data: Data, tally: &mut Tally) -> bool {
-        let len = data_len(&data);
         let sent = self.0.session.borrow_mut().send(data);
         match sent {
-            Ok(()) => {
+            Ok(len) => {
+                let len = len as u64;
                 tally.packets += 1;
                 tally.bytes += len;
                 self.0.gauged_bytes.set(self.0.gauged_bytes.get() + len);

@@ -183,10 +183,12 @@ pub struct Session {
     upgrade: UpgradeState,
     upgrade_attempts: u32,
     outbox: VecDeque<Packet>,
-    /// The bytes of the messages in `outbox`.
-    outbox_bytes: usize,
-    /// The bytes of messages the WebSocket writer has taken and not yet
-    /// written ([`Session::pop_ws_packet`], [`Session::on_ws_written`]).
+    /// The bytes of the messages held for the client: in `outbox`, and
+    /// taken by the WebSocket writer and not yet written. One counter, so
+    /// queueing a message updates one number.
+    held_bytes: usize,
+    /// Of `held_bytes`, those the WebSocket writer has taken and not yet
+    /// written ([`Session::take_ws_batch`], [`Session::on_ws_written`]).
     unwritten_bytes: usize,
     events: VecDeque<Event>,
     parked: bool,
@@ -236,7 +238,7 @@ impl Session {
             upgrade: UpgradeState::None,
             upgrade_attempts: 0,
             outbox,
-            outbox_bytes: 0,
+            held_bytes: 0,
             unwritten_bytes: 0,
             events: VecDeque::new(),
             parked: false,
@@ -274,34 +276,45 @@ impl Session {
         self.finished
     }
 
-    /// Queue a message. Refused when the session is closed, or when the
-    /// client is too slow: `max_buffered` packets wait already, or the
-    /// message would bring the bytes held for it past `max_buffered_bytes`
-    /// (a message larger than the whole budget still goes into an empty
-    /// queue). A client found too slow is for the caller to close.
-    pub fn send(&mut self, data: Data) -> Result<(), SendError> {
-        if self.closed.is_some() || self.finished {
-            return Err(SendError::Closed);
-        }
-        let config = &self.config;
-        if self.outbox.len() >= config.max_buffered {
-            return Err(SendError::TooSlow(Overflow::Packets {
-                queued: self.outbox.len(),
-                limit: config.max_buffered,
-            }));
-        }
+    /// Queue a message; `Ok` with the bytes it counts for. Refused when the
+    /// session is closed, or when the client is too slow: `max_buffered`
+    /// packets wait already, or the message would bring the bytes held for
+    /// it past `max_buffered_bytes` (a message larger than the whole budget
+    /// still goes into an empty queue). A client found too slow is for the
+    /// caller to close.
+    #[inline]
+    pub fn send(&mut self, data: Data) -> Result<usize, SendError> {
         let len = message_len(&data);
-        let held = self.held_bytes();
-        if held > 0 && held + len > config.max_buffered_bytes {
-            return Err(SendError::TooSlow(Overflow::Bytes {
-                held,
-                len,
-                limit: config.max_buffered_bytes,
-            }));
+        if self.closed.is_some()
+            || self.outbox.len() >= self.config.max_buffered
+            || (self.held_bytes + len > self.config.max_buffered_bytes && self.held_bytes > 0)
+        {
+            return Err(self.refusal(len));
         }
-        self.outbox_bytes += len;
+        self.held_bytes += len;
         self.outbox.push_back(Packet::Message(data));
-        Ok(())
+        Ok(len)
+    }
+
+    /// Why [`Session::send`] refuses a message of `len` bytes (out of the
+    /// way of the queueing path, which inlines into every broadcast).
+    #[cold]
+    #[inline(never)]
+    fn refusal(&self, len: usize) -> SendError {
+        if self.closed.is_some() {
+            return SendError::Closed;
+        }
+        if self.outbox.len() >= self.config.max_buffered {
+            return SendError::TooSlow(Overflow::Packets {
+                queued: self.outbox.len(),
+                limit: self.config.max_buffered,
+            });
+        }
+        SendError::TooSlow(Overflow::Bytes {
+            held: self.held_bytes,
+            len,
+            limit: self.config.max_buffered_bytes,
+        })
     }
 
     /// How many packets wait to be written.
@@ -312,17 +325,17 @@ impl Session {
     /// The bytes of messages held for the client: queued, or taken by its
     /// WebSocket writer and not yet written.
     pub fn held_bytes(&self) -> usize {
-        self.outbox_bytes + self.unwritten_bytes
+        self.held_bytes
     }
 
     /// The whole outbox, for a GET.
     fn take_outbox(&mut self) -> Vec<Packet> {
-        self.outbox_bytes = 0;
+        self.held_bytes = self.unwritten_bytes;
         self.outbox.drain(..).collect()
     }
 
     fn clear_outbox(&mut self) {
-        self.outbox_bytes = 0;
+        self.held_bytes = self.unwritten_bytes;
         self.outbox.clear();
     }
 
@@ -617,27 +630,46 @@ impl Session {
     /// writer that writes it all at once (its bytes no longer count).
     /// Once closed, this is the last call and the session is finished.
     pub fn take_ws_packets(&mut self, out: &mut Vec<Packet>) {
-        while let Some(packet) = self.pop_ws_packet() {
-            out.push(packet);
-        }
+        self.take_ws_batch(|packet| {
+            out.push(packet.clone());
+            true
+        });
         self.on_ws_written();
     }
 
-    /// For a WebSocket session: the next packet queued for the wire. Once
-    /// closed, the session is finished when this returns `None`. Its bytes
-    /// count against the budget until [`Session::on_ws_written`].
+    /// For a WebSocket session: hand the packets queued for the wire to
+    /// `write`, oldest first, for as long as it returns true (it has room
+    /// for more). Their bytes count against the budget until
+    /// [`Session::on_ws_written`]. Once closed, the session is finished
+    /// when nothing is left to take.
+    #[inline]
+    pub fn take_ws_batch(&mut self, mut write: impl FnMut(&Packet) -> bool) {
+        if self.transport != TransportKind::WebSocket {
+            return;
+        }
+        let mut taken = 0;
+        while let Some(packet) = self.outbox.pop_front() {
+            taken += packet_len(&packet);
+            if !write(&packet) {
+                break;
+            }
+        }
+        self.unwritten_bytes += taken;
+        if self.outbox.is_empty() && self.closed.is_some() {
+            self.finished = true;
+        }
+    }
+
+    /// For a WebSocket session: the next packet queued for the wire (see
+    /// [`Session::take_ws_batch`]). Once closed, the session is finished
+    /// when this returns `None`.
     pub fn pop_ws_packet(&mut self) -> Option<Packet> {
         if self.transport != TransportKind::WebSocket {
             return None;
         }
         let packet = self.outbox.pop_front();
         match &packet {
-            Some(Packet::Message(data)) => {
-                let len = message_len(data);
-                self.outbox_bytes -= len;
-                self.unwritten_bytes += len;
-            }
-            Some(_) => {}
+            Some(packet) => self.unwritten_bytes += packet_len(packet),
             None if self.closed.is_some() => self.finished = true,
             None => {}
         }
@@ -646,6 +678,7 @@ impl Session {
 
     /// The WebSocket writer has written every packet it took.
     pub fn on_ws_written(&mut self) {
+        self.held_bytes -= self.unwritten_bytes;
         self.unwritten_bytes = 0;
     }
 
@@ -676,10 +709,13 @@ impl Session {
     /// finished.
     pub fn abandon(&mut self) {
         self.outbox = VecDeque::new();
-        self.outbox_bytes = 0;
+        self.held_bytes = 0;
         self.unwritten_bytes = 0;
         self.finished = true;
         self.linger_deadline = None;
+        // Closed already whenever the IO layer lets a session go; if not,
+        // it takes nothing more all the same.
+        self.closed.get_or_insert(CloseReason::TransportClose);
     }
 
     /// A WebSocket with this session's sid opened; it may take over once probed.
@@ -749,7 +785,19 @@ impl Session {
     }
 }
 
+/// The bytes a packet counts for against the budget: a message's data;
+/// nothing for the small control packets.
+#[inline]
+fn packet_len(packet: &Packet) -> usize {
+    match packet {
+        Packet::Message(Data::Text(text)) => text.len(),
+        Packet::Message(Data::Binary(bytes)) => bytes.len(),
+        _ => 0,
+    }
+}
+
 /// The bytes a message counts for against the budget.
+#[inline]
 fn message_len(data: &Data) -> usize {
     match data {
         Data::Text(text) => text.len(),
@@ -908,8 +956,8 @@ mod tests {
         let mut s = polling(ProtocolVersion::V4, t0);
         assert_eq!(s.on_get(t0), GetOutcome::Park);
         assert_eq!(s.take_parked(), None);
-        assert_eq!(s.send(Data::Text("a".into())), Ok(()));
-        assert_eq!(s.send(Data::Binary(vec![1u8, 2].into())), Ok(()));
+        assert_eq!(s.send(Data::Text("a".into())), Ok(1));
+        assert_eq!(s.send(Data::Binary(vec![1u8, 2].into())), Ok(2));
         assert_eq!(
             s.take_parked(),
             Some(vec![
@@ -1065,7 +1113,7 @@ mod tests {
         let t0 = Instant::now();
         let mut s = polling(ProtocolVersion::V4, t0);
         assert_eq!(s.on_get(t0), GetOutcome::Park);
-        assert_eq!(s.send(Data::Text("a".into())), Ok(()));
+        assert_eq!(s.send(Data::Text("a".into())), Ok(1));
         assert_eq!(s.take_parked(), Some(vec![text("a")]));
         s.on_get_aborted(t0);
         assert!(!s.is_closed());
@@ -1261,8 +1309,8 @@ mod tests {
         let t0 = Instant::now();
         let mut s = websocket(t0);
         // config(): a budget of 1000 bytes.
-        assert_eq!(s.send(bytes(400)), Ok(()));
-        assert_eq!(s.send(Data::Text("x".repeat(400).into())), Ok(()));
+        assert_eq!(s.send(bytes(400)), Ok(400));
+        assert_eq!(s.send(Data::Text("x".repeat(400).into())), Ok(400));
         assert_eq!(s.held_bytes(), 800);
         // The writer takes one: its bytes count until they are written.
         assert!(s.pop_ws_packet().is_some());
@@ -1276,12 +1324,37 @@ mod tests {
             }))
         );
         assert!(!s.is_closed(), "closing is the caller's part");
-        assert_eq!(s.send(bytes(200)), Ok(()), "up to the budget exactly");
+        assert_eq!(s.send(bytes(200)), Ok(200), "up to the budget exactly");
         s.on_ws_written();
         assert_eq!(s.held_bytes(), 600);
-        assert_eq!(s.send(bytes(400)), Ok(()));
+        assert_eq!(s.send(bytes(400)), Ok(400));
         // A GET-less drain: everything popped and written frees it all.
         while s.pop_ws_packet().is_some() {}
+        s.on_ws_written();
+        assert_eq!(s.held_bytes(), 0);
+    }
+
+    #[test]
+    fn a_writer_batch_counts_what_it_took_until_written() {
+        let t0 = Instant::now();
+        let mut s = websocket(t0);
+        for _ in 0..3 {
+            s.send(bytes(100)).unwrap();
+        }
+        let mut taken = Vec::new();
+        // A writer with room for one packet only.
+        s.take_ws_batch(|packet| {
+            taken.push(packet.clone());
+            false
+        });
+        assert_eq!(taken.len(), 1);
+        assert_eq!((s.outbox_len(), s.held_bytes()), (2, 300));
+        s.on_ws_written();
+        assert_eq!(s.held_bytes(), 200);
+        // Closed, the session is finished once the writer took the rest.
+        s.close(CloseReason::ForcedClose, t0);
+        s.take_ws_batch(|_| true);
+        assert!(s.is_finished());
         s.on_ws_written();
         assert_eq!(s.held_bytes(), 0);
     }
@@ -1290,7 +1363,7 @@ mod tests {
     fn one_message_larger_than_the_budget_goes_into_an_empty_queue() {
         let t0 = Instant::now();
         let mut s = websocket(t0);
-        assert_eq!(s.send(bytes(5000)), Ok(()));
+        assert_eq!(s.send(bytes(5000)), Ok(5000));
         assert!(matches!(
             s.send(bytes(1)),
             Err(SendError::TooSlow(Overflow::Bytes { held: 5000, .. }))
@@ -1303,7 +1376,7 @@ mod tests {
         let mut s = websocket(t0);
         // config(): 100 packets.
         for _ in 0..100 {
-            assert_eq!(s.send(Data::Text("".into())), Ok(()));
+            assert_eq!(s.send(Data::Text("".into())), Ok(0));
         }
         assert_eq!(
             s.send(Data::Text("".into())),

@@ -26,6 +26,7 @@ use crate::engineio::{
 use crate::http::request::Request;
 use crate::http::response::Response;
 use crate::panics::CatchUnwind;
+use crate::signal::Listener;
 use crate::ws::codec::{self, Decoder, Message, WsError};
 use crate::ws::handshake;
 
@@ -84,57 +85,17 @@ impl WsConn {
         ok
     }
 
-    /// Write what is buffered, racing the session: while the peer does not
-    /// read, a closed session's writer waits only until the session's write
-    /// deadline, then gives up. An open session's writer waits as long as
-    /// the session lives: its limits (the byte budget, the heartbeat)
-    /// close a client that stops reading, and that close wakes the writer.
-    ///
-    /// glommio's writes are readiness-based like its reads (a `send` that
-    /// would block arms a poll and keeps no reference to the buffer), so
-    /// giving up a write loses nothing but the bytes not written.
+    /// Write what is buffered, racing the session (see [`WriteRacing`]),
+    /// then give the buffer back to the pool.
     async fn flush_racing(&mut self, entry: &SessionEntry) -> Flushed {
-        let mut written = 0;
-        let outcome = {
-            let stream = &mut self.stream;
-            let wbuf = &self.wbuf;
-            let mut listen = entry.io_changed.listen();
-            let mut timer: Option<Timer> = None;
-            poll_fn(|cx| loop {
-                while written < wbuf.len() {
-                    match Pin::new(&mut *stream).poll_write(cx, &wbuf[written..]) {
-                        Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
-                            return Poll::Ready(Flushed::PeerGone)
-                        }
-                        Poll::Ready(Ok(n)) => written += n,
-                        Poll::Pending => break,
-                    }
-                }
-                if written == wbuf.len() {
-                    return Poll::Ready(Flushed::Written);
-                }
-                // The peer is not reading.
-                let deadline = entry.session.borrow().write_deadline();
-                if let Some(deadline) = deadline {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return Poll::Ready(Flushed::GaveUp);
-                    }
-                    // Deadlines only move earlier; an earlier one comes
-                    // with a change signal.
-                    let timer = timer.get_or_insert_with(|| Timer::new(deadline - now));
-                    if Pin::new(timer).poll(cx).is_ready() {
-                        return Poll::Ready(Flushed::GaveUp);
-                    }
-                }
-                match Pin::new(&mut listen).poll(cx) {
-                    // The session changed (closed, say): look again.
-                    Poll::Ready(()) => listen = entry.io_changed.listen(),
-                    Poll::Pending => return Poll::Pending,
-                }
-            })
-            .await
-        };
+        let outcome = WriteRacing {
+            stream: &mut self.stream,
+            bytes: &self.wbuf,
+            entry,
+            written: 0,
+            race: None,
+        }
+        .await;
         buffers::give_write(std::mem::take(&mut self.wbuf));
         outcome
     }
@@ -229,6 +190,78 @@ impl WsConn {
                 .map(Some)
                 .map_err(|_| CloseReason::ParseError),
             _ => Ok(None),
+        }
+    }
+}
+
+/// Writes `bytes`, racing the session: while the peer does not read, a
+/// closed session's writer waits only until the session's write deadline,
+/// then gives up. An open session's writer waits as long as the session
+/// lives: its limits (the byte budget, the heartbeat) close a client that
+/// stops reading, and that close wakes the writer.
+///
+/// glommio's writes are readiness-based like its reads (a `send` that would
+/// block arms a poll and keeps no reference to the buffer), so giving up a
+/// write loses nothing but the bytes not written. Nothing is set up for
+/// the race until a write would block: most writes complete at once.
+struct WriteRacing<'a> {
+    stream: &'a mut TcpStream,
+    bytes: &'a [u8],
+    entry: &'a SessionEntry,
+    written: usize,
+    /// Set up once a write would block.
+    race: Option<Race<'a>>,
+}
+
+struct Race<'a> {
+    listen: Listener<'a>,
+    /// Armed at the session's write deadline once it is closed.
+    timer: Option<Timer>,
+}
+
+impl Future for WriteRacing<'_> {
+    type Output = Flushed;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Flushed> {
+        let this = self.get_mut();
+        loop {
+            while this.written < this.bytes.len() {
+                match Pin::new(&mut *this.stream).poll_write(cx, &this.bytes[this.written..]) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                        return Poll::Ready(Flushed::PeerGone)
+                    }
+                    Poll::Ready(Ok(n)) => this.written += n,
+                    Poll::Pending => break,
+                }
+            }
+            if this.written == this.bytes.len() {
+                return Poll::Ready(Flushed::Written);
+            }
+            // The peer is not reading. Listen before looking at the
+            // session, so that no change after the look is missed.
+            let entry = this.entry;
+            let race = this.race.get_or_insert_with(|| Race {
+                listen: entry.io_changed.listen(),
+                timer: None,
+            });
+            let deadline = entry.session.borrow().write_deadline();
+            if let Some(deadline) = deadline {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Poll::Ready(Flushed::GaveUp);
+                }
+                // Deadlines only move earlier, and an earlier one comes
+                // with a change signal.
+                let timer = race.timer.get_or_insert_with(|| Timer::new(deadline - now));
+                if Pin::new(timer).poll(cx).is_ready() {
+                    return Poll::Ready(Flushed::GaveUp);
+                }
+            }
+            match Pin::new(&mut race.listen).poll(cx) {
+                // The session changed (closed, say): look again.
+                Poll::Ready(()) => race.listen = entry.io_changed.listen(),
+                Poll::Pending => return Poll::Pending,
+            }
         }
     }
 }
@@ -516,13 +549,10 @@ async fn run(shard: &Rc<Shard>, endpoint: usize, conn: &mut WsConn, entry: &Rc<S
         shard.settle(endpoint, entry);
         // A batch at a time: what the writer holds counts against the
         // session's byte budget until it is written.
-        while conn.wbuf.len() < WRITE_BATCH {
-            let packet = entry.session.borrow_mut().pop_ws_packet();
-            match packet {
-                Some(packet) => conn.push_packet(&packet),
-                None => break,
-            }
-        }
+        entry.session.borrow_mut().take_ws_batch(|packet| {
+            conn.push_packet(packet);
+            conn.wbuf.len() < WRITE_BATCH
+        });
         let finished = entry.session.borrow().is_finished();
         if finished {
             if peer_gone {
