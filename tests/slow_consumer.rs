@@ -19,7 +19,9 @@
 //! session when the heartbeat closes it
 //! (`a_writer_stuck_on_a_silent_peer_ends_with_its_session`), and so does the
 //! write of a long-poll answer the client never reads
-//! (`a_long_poll_answer_the_client_does_not_read_is_given_up`).
+//! (`a_long_poll_answer_the_client_does_not_read_is_given_up`); a stopping
+//! hub does not wait for such a writer past its grace
+//! (`a_stopping_hub_does_not_wait_for_a_peer_that_does_not_read`).
 
 mod support;
 
@@ -148,6 +150,16 @@ impl Hub {
             self.log.lock().unwrap()
         );
     }
+}
+
+/// The most a kernel lets a TCP socket queue to send (tcp_wmem's maximum):
+/// a write of more than this and the peer's receive buffer, to a peer that
+/// does not read, surely blocks.
+fn tcp_wmem_max() -> usize {
+    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .ok()
+        .and_then(|v| v.split_whitespace().nth(2)?.parse().ok())
+        .unwrap_or(4 << 20)
 }
 
 /// Wait for `done`, re-checked every 20 ms, for at most `within`.
@@ -597,13 +609,20 @@ fn a_long_poll_answer_the_client_does_not_read_is_given_up() {
     // answer: the hub's write waits at most a heartbeat (ping interval and
     // timeout, by when the session is gone anyway), then resets the
     // connection, so the answer's buffer and the descriptor go.
+    // More than the kernels can hold for a client that reads nothing,
+    // within its budget.
+    let message = 500_000;
+    let count = (tcp_wmem_max() + (2 << 20)) / message + 1;
+    let budget_flag = ((count + 1) * message * 2).to_string();
     let mut hub = Hub::start(&[
         "--shards",
         "1",
         "--ping-interval",
-        "1000",
+        "3000",
         "--ping-timeout",
-        "1000",
+        "2000",
+        "--max-buffered-bytes",
+        &budget_flag,
     ]);
     let fds_idle = hub.open_fds();
     let base = "/socket.io/?EIO=4&transport=polling";
@@ -615,9 +634,8 @@ fn a_long_poll_answer_the_client_does_not_read_is_given_up() {
     assert!(conn.get(&path).text().starts_with("40{\"sid\""));
     assert_eq!(conn.post(&path, b"421[\"join\",\"r\"]").text(), "ok");
     assert_eq!(conn.get(&path).text(), "431[{\"ok\":true}]");
-    // 7 MB for it, within its budget: more than the kernels' buffers take.
-    let data = "p".repeat(500_000);
-    for _ in 0..14 {
+    let data = "p".repeat(message);
+    for _ in 0..count {
         let body = format!("{{\"to\":\"r\",\"event\":\"m\",\"data\":\"{data}\"}}");
         let mut admin = Conn::open(hub.admin);
         let answer = admin.request("POST", "/api/publish", &[], body.as_bytes());
@@ -626,6 +644,21 @@ fn a_long_poll_answer_the_client_does_not_read_is_given_up() {
     let mut stuck = connect(hub.addr, Some(SLOW_RCVBUF));
     write!(stuck, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     drop(conn);
+    // Its head only: a 200 with the whole queue behind it.
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stuck.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{head}"));
+    assert!(length >= count * message, "{length}");
     eventually(Duration::from_secs(15), "the answer given up", || {
         hub.open_fds() == fds_idle
     });
@@ -649,4 +682,66 @@ fn a_long_poll_answer_the_client_does_not_read_is_given_up() {
         "{end:?}"
     );
     hub.assert_running();
+}
+
+#[test]
+fn a_stopping_hub_does_not_wait_for_a_peer_that_does_not_read() {
+    // SIGTERM while a writer is blocked on a client that reads nothing: the
+    // session is closed ("server shutting down", which would leave its
+    // writer `--ping-timeout` to write the last DISCONNECT), and after the
+    // shard's one-second grace for stragglers the writer gives up. The hub
+    // exits 0 within its shutdown timeout instead of running into it.
+    //
+    // The writer is surely blocked: the stuck client is sent more than the
+    // kernels can hold for it (the hub's largest send buffer, tcp_wmem's
+    // maximum, and its own small receive buffer), within its budget.
+    let message = 100_000;
+    let count = (tcp_wmem_max() + (2 << 20)) / message + 1;
+    let budget = (count + 1) * message * 2;
+    let budget_flag = budget.to_string();
+    let mut hub = Hub::start(&[
+        "--shards",
+        "1",
+        "--shutdown-timeout",
+        "8000",
+        "--max-buffered-bytes",
+        &budget_flag,
+    ]);
+    let mut stuck = Client::open(hub.addr, Some(SLOW_RCVBUF));
+    stuck.join("r");
+    let mut publisher = Client::open(hub.addr, None);
+    let data = "d".repeat(message);
+    for id in 1..=count {
+        publisher.send(&format!(
+            "42{id}[\"publish\",{{\"to\":\"r\",\"event\":\"m\",\"data\":\"{data}\"}}]"
+        ));
+        assert_eq!(publisher.text(), format!("43{id}[{{\"ok\":true}}]"));
+    }
+    // At least 2 MB stay in the hub: its writer waits for the client.
+    eventually(
+        Duration::from_secs(10),
+        "bytes held for the stuck client",
+        || hub.metric("hub_outgoing_buffered_bytes") >= (1 << 20) as f64,
+    );
+    let signalled = Instant::now();
+    // SAFETY: a plain kill(2) of the child this test started.
+    assert_eq!(
+        unsafe { libc::kill(hub.pid() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    let status = loop {
+        if let Some(status) = hub.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(30),
+            "the hub did not exit"
+        );
+        thread::sleep(Duration::from_millis(20));
+    };
+    let log = hub.log.lock().unwrap().clone();
+    assert!(status.success(), "{status}:\n{log}");
+    assert!(!log.contains("shutdown timeout"), "{log}");
+    assert_eq!(log.matches("closing a slow consumer").count(), 0, "{log}");
+    drop((stuck, publisher));
 }
