@@ -41,6 +41,9 @@ fn help_lists_every_option_and_version_prints() {
         "--max-rooms-per-socket",
         "--max-packets-per-second",
         "--packet-burst",
+        "--max-buffered-bytes",
+        "--max-buffered-packets",
+        "HUB_MAX_BUFFERED_BYTES",
         "--auth-secret",
         "--api-key",
         "--admin-bind",
@@ -76,6 +79,11 @@ fn bad_values_are_refused_naming_the_option() {
             &[][..],
             &[("HUB_MAX_ROOMS_PER_SOCKET", "lots")][..],
             "--max-rooms-per-socket",
+        ),
+        (
+            &[][..],
+            &[("HUB_MAX_BUFFERED_BYTES", "1000")][..],
+            "--max-buffered-bytes",
         ),
     ] {
         let out = run(args, env);

@@ -44,6 +44,7 @@ pub struct Metrics {
     rate_limit_disconnects: Family<ShardLabel, Counter>,
     accept_errors: Family<ShardLabel, Counter>,
     namespaces: Family<ShardLabel, Gauge>,
+    outgoing_buffered_bytes: Family<ShardLabel, Gauge>,
 }
 
 /// One shard's handles.
@@ -73,6 +74,10 @@ pub struct ShardMetrics {
     pub accept_errors: Counter,
     /// Namespaces that exist on the shard.
     pub namespaces: Gauge,
+    /// Bytes of messages held for clients (queued, or taken by a writer and
+    /// not yet written): raised once per send batch, lowered once per write
+    /// or GET, never per packet (see `engine::SessionEntry`).
+    pub outgoing_buffered_bytes: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -136,6 +141,10 @@ impl Metrics {
             "Messages waiting to go to other shards",
         );
         let namespaces = gauge("namespaces", "Socket.IO namespaces on the shard");
+        let outgoing_buffered_bytes = gauge(
+            "outgoing_buffered_bytes",
+            "Bytes of messages held for clients: queued, or being written",
+        );
         let limit_refusals = Family::<LimitLabel, Counter>::default();
         registry.register(
             "limit_refusals",
@@ -160,6 +169,7 @@ impl Metrics {
             rate_limit_disconnects,
             accept_errors,
             namespaces,
+            outgoing_buffered_bytes,
         }
     }
 
@@ -187,6 +197,7 @@ impl Metrics {
             rate_limit_disconnects: self.rate_limit_disconnects.get_or_create(&label).clone(),
             accept_errors: self.accept_errors.get_or_create(&label).clone(),
             namespaces: self.namespaces.get_or_create(&label).clone(),
+            outgoing_buffered_bytes: self.outgoing_buffered_bytes.get_or_create(&label).clone(),
         }
     }
 

@@ -134,6 +134,24 @@ pub struct Settings {
         value_name = "N"
     )]
     pub max_connections_per_ip: usize,
+    /// Bytes of messages one connection may hold (queued, or being written); a client that
+    /// would pass it is disconnected as a slow consumer. At least --max-payload.
+    #[arg(
+        long,
+        env = "HUB_MAX_BUFFERED_BYTES",
+        default_value_t = 8 << 20,
+        value_name = "BYTES"
+    )]
+    pub max_buffered_bytes: usize,
+    /// Packets one connection may have queued; a client that would pass it is disconnected as a
+    /// slow consumer.
+    #[arg(
+        long,
+        env = "HUB_MAX_BUFFERED_PACKETS",
+        default_value_t = 16_384,
+        value_name = "N"
+    )]
+    pub max_buffered_packets: usize,
     /// Namespaces served, as glob patterns (repeatable; default: all).
     #[arg(
         long = "namespace",
@@ -203,6 +221,8 @@ struct FileSettings {
     max_packets_per_second: Option<u32>,
     packet_burst: Option<u32>,
     max_connections_per_ip: Option<usize>,
+    max_buffered_bytes: Option<usize>,
+    max_buffered_packets: Option<usize>,
     namespace: Option<Vec<String>>,
     auth_secret: Option<String>,
     api_key: Option<String>,
@@ -309,6 +329,8 @@ impl Settings {
             max_packets_per_second,
             packet_burst,
             max_connections_per_ip,
+            max_buffered_bytes,
+            max_buffered_packets,
             namespace,
             admin_bind,
             shutdown_timeout,
@@ -344,6 +366,18 @@ impl Settings {
             return Err(invalid(
                 "packet-burst",
                 "must be at least 1 while --max-packets-per-second is set",
+            ));
+        }
+        if self.max_buffered_packets == 0 {
+            return Err(invalid("max-buffered-packets", "must be at least 1"));
+        }
+        if (self.max_buffered_bytes as u64) < self.max_payload {
+            return Err(invalid(
+                "max-buffered-bytes",
+                format!(
+                    "{} is less than --max-payload ({}): one message must fit",
+                    self.max_buffered_bytes, self.max_payload
+                ),
             ));
         }
         if self.shards > crate::engineio::sid::MAX_SHARDS {
@@ -434,10 +468,43 @@ mod tests {
             (&["--log-level", "loud=["][..], "--log-level"),
             (&["--shards", "5000"][..], "--shards"),
             (&["--packet-burst", "0"][..], "--packet-burst"),
+            (
+                &["--max-buffered-packets", "0"][..],
+                "--max-buffered-packets",
+            ),
+            (&["--max-buffered-bytes", "0"][..], "--max-buffered-bytes"),
+            (
+                &["--max-buffered-bytes", "999999", "--max-payload", "1000000"][..],
+                "--max-buffered-bytes",
+            ),
         ] {
             let message = load(args).unwrap_err().to_string();
             assert!(message.contains(option), "{args:?}: {message}");
         }
+    }
+
+    #[test]
+    fn the_outgoing_budget_has_defaults_and_a_file_key() {
+        let s = load(&[]).unwrap();
+        assert_eq!(
+            (s.max_buffered_bytes, s.max_buffered_packets),
+            (8 * 1024 * 1024, 16_384)
+        );
+        let dir = std::env::temp_dir().join(format!("hub-config-budget-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("hub.toml");
+        std::fs::write(
+            &file,
+            "max-buffered-bytes = 2000000\nmax-buffered-packets = 100\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let s = load(&["--config", path, "--max-buffered-packets", "200"]).unwrap();
+        assert_eq!(
+            (s.max_buffered_bytes, s.max_buffered_packets),
+            (2_000_000, 200)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -88,6 +88,8 @@ pub fn run(
         per_second: settings.max_packets_per_second,
         burst: settings.packet_burst,
     });
+    engine.session.max_buffered_bytes = settings.max_buffered_bytes;
+    engine.session.max_buffered = settings.max_buffered_packets;
     engine.allow_eio3 = !settings.no_eio3;
     if !settings.cors_origin.is_empty() {
         engine.cors.origins = AllowedOrigins::List(settings.cors_origin.clone());

@@ -4,7 +4,7 @@ use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use crate::engineio::session::{CloseReason, Event, Session};
+use crate::engineio::session::{CloseReason, Event, SendError, Session};
 use crate::engineio::{Data, ProtocolVersion, Sid, TransportKind};
 use crate::signal::Signal;
 
@@ -54,6 +54,11 @@ pub(crate) struct SessionEntry {
     pub host: Weak<dyn SessionHost>,
     /// Queued on the host for a deferred dispatch.
     pub dispatch_deferred: Cell<bool>,
+    /// The bytes held for this session as counted in the shard's
+    /// `hub_outgoing_buffered_bytes`: raised by every send (the gauge by
+    /// the send's [`Tally`]), brought back to the session's own count
+    /// after each dispatch (see [`SessionEntry::sync_buffered_gauge`]).
+    pub gauged_bytes: Cell<u64>,
 }
 
 /// The host of a session that has none (see [`SessionEntry::detached`]).
@@ -121,6 +126,7 @@ impl SessionEntry {
             handler,
             host,
             dispatch_deferred: Cell::new(false),
+            gauged_bytes: Cell::new(0),
         })
     }
 
@@ -165,6 +171,7 @@ impl SessionEntry {
             }
         }
         self.io_changed.notify();
+        self.sync_buffered_gauge();
         self.rearm_timer();
     }
 
@@ -182,6 +189,30 @@ impl SessionEntry {
             burst = rate.map_or(0, |r| r.burst),
             "closing a connection over its packet rate"
         );
+    }
+
+    /// Bring the shard's gauge of bytes held in outgoing queues in line with
+    /// this session's count, which written and dropped packets lowered.
+    /// Sends raise both at once, so this costs a comparison per dispatch,
+    /// and one gauge update only when the session's writer or a GET took
+    /// something since.
+    pub(crate) fn sync_buffered_gauge(&self) {
+        let held = self.session.borrow().held_bytes() as u64;
+        let gauged = self.gauged_bytes.replace(held);
+        if held != gauged {
+            crate::metrics::with(|m| {
+                m.outgoing_buffered_bytes
+                    .inc_by(held as i64 - gauged as i64);
+            });
+        }
+    }
+
+    /// The shard forgets the session: nothing it still holds will be
+    /// written, so it is dropped (and uncounted) now rather than when the
+    /// last handle on the session goes.
+    pub(crate) fn release(&self) {
+        self.session.borrow_mut().abandon();
+        self.sync_buffered_gauge();
     }
 
     /// Dispatch the session's events later, once the current dispatch on
@@ -236,10 +267,13 @@ impl Socket {
     }
 
     /// Queue a message for the client; false once the session is closed.
-    /// A client whose queue passes `max_buffered` packets is too slow to
-    /// keep: its session closes ("transport error") rather than grow. That
-    /// close is deferred (see [`SessionHost`]): `send` never calls back into
-    /// the application, so it may be called anywhere, a room walk included.
+    /// A client too slow to keep is closed ("transport error") rather than
+    /// grow: its queue holds `max_buffered` packets already, or the message
+    /// would bring the bytes held for it (queued, or taken by its writer and
+    /// not yet written) past `max_buffered_bytes`. That close is logged,
+    /// counted (`hub_slow_consumer_disconnects_total`) and deferred (see
+    /// [`SessionHost`]): `send` never calls back into the application, so
+    /// it may be called anywhere, a room walk included.
     pub fn send(&self, data: Data) -> bool {
         let mut tally = Tally::default();
         let queued = self.send_tallied(data, &mut tally);
@@ -252,29 +286,30 @@ impl Socket {
     /// recipient (the counters are atomics, and were the largest user-space
     /// cost of a fanout).
     pub fn send_tallied(&self, data: Data, tally: &mut Tally) -> bool {
-        let len = data_len(&data);
-        let (queued, overflow) = {
-            let mut session = self.0.session.borrow_mut();
-            let overflow = session.outbox_len() >= session.config().max_buffered;
-            (!overflow && session.send(data), overflow)
-        };
-        if overflow {
-            crate::metrics::with(|m| {
-                m.slow_consumer_disconnects.inc();
-            });
-            tracing::info!(
-                sid = self.sid(),
-                "closing a slow consumer: its send queue is full"
-            );
-            self.close_with(CloseReason::TransportError);
-            return false;
+        let sent = self.0.session.borrow_mut().send(data);
+        match sent {
+            Ok(len) => {
+                let len = len as u64;
+                tally.packets += 1;
+                tally.bytes += len;
+                self.0.gauged_bytes.set(self.0.gauged_bytes.get() + len);
+                self.0.io_changed.notify();
+                true
+            }
+            Err(SendError::Closed) => false,
+            Err(SendError::TooSlow(overflow)) => {
+                crate::metrics::with(|m| {
+                    m.slow_consumer_disconnects.inc();
+                });
+                tracing::info!(
+                    sid = self.sid(),
+                    remote = %self.0.handshake.remote_addr,
+                    "closing a slow consumer: {overflow}"
+                );
+                self.close_with(CloseReason::TransportError);
+                false
+            }
         }
-        if queued {
-            tally.packets += 1;
-            tally.bytes += len;
-            self.0.io_changed.notify();
-        }
-        queued
     }
 
     /// Close the session ("forced close"); what is already queued is still sent.
@@ -324,6 +359,12 @@ impl Socket {
     pub fn buffered(&self) -> usize {
         self.0.session.borrow().outbox_len()
     }
+
+    /// Bytes of messages held for the client: queued, or taken by its
+    /// WebSocket writer and not yet written.
+    pub fn buffered_bytes(&self) -> usize {
+        self.0.session.borrow().held_bytes()
+    }
 }
 
 impl std::fmt::Debug for Socket {
@@ -346,6 +387,7 @@ impl Tally {
             crate::metrics::with(|m| {
                 m.packets_out.inc_by(self.packets);
                 m.bytes_out.inc_by(self.bytes);
+                m.outgoing_buffered_bytes.inc_by(self.bytes as i64);
             });
         }
         *self = Tally::default();
@@ -384,5 +426,93 @@ mod tests {
             entry.session.borrow().close_reason(),
             Some(CloseReason::TransportError)
         );
+    }
+
+    fn metric(metrics: &crate::metrics::Metrics, name: &str) -> i64 {
+        let text = metrics.encode();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{")))
+            .unwrap_or_else(|| panic!("no {name} in {text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    }
+
+    #[test]
+    fn a_client_past_its_byte_budget_is_closed_and_counted() {
+        let metrics = crate::metrics::Metrics::new();
+        crate::metrics::enter(metrics.for_shard(0));
+        let entry = SessionEntry::detached(
+            Sid::generate(0),
+            ProtocolVersion::V4,
+            TransportKind::WebSocket,
+            Rc::new(Echo),
+        );
+        let socket = Socket(entry.clone());
+        let budget = entry.session.borrow().config().max_buffered_bytes;
+        let mib = bytes::Bytes::from(vec![7u8; 1 << 20]);
+        // Far fewer packets than `max_buffered`: the bytes decide.
+        for _ in 0..budget >> 20 {
+            assert!(socket.send(Data::Binary(mib.clone())));
+        }
+        assert_eq!(socket.buffered_bytes(), budget);
+        assert_eq!(
+            metric(&metrics, "hub_outgoing_buffered_bytes"),
+            budget as i64
+        );
+        assert!(!socket.send(Data::Binary(bytes::Bytes::from_static(b"!"))));
+        assert!(socket.is_closed());
+        assert_eq!(
+            entry.session.borrow().close_reason(),
+            Some(CloseReason::TransportError)
+        );
+        assert_eq!(metric(&metrics, "hub_slow_consumer_disconnects_total"), 1);
+        // The queue of a client that is too slow is dropped at once.
+        assert_eq!(socket.buffered_bytes(), 0);
+        assert!(!socket.send(Data::Text("late".into())), "closed");
+        assert_eq!(
+            metric(&metrics, "hub_slow_consumer_disconnects_total"),
+            1,
+            "counted once"
+        );
+        // Its deferred dispatch brings the gauge back down.
+        entry.dispatch();
+        assert_eq!(metric(&metrics, "hub_outgoing_buffered_bytes"), 0);
+    }
+
+    #[test]
+    fn the_buffered_bytes_gauge_follows_writes_and_release() {
+        let metrics = crate::metrics::Metrics::new();
+        crate::metrics::enter(metrics.for_shard(0));
+        let entry = SessionEntry::detached(
+            Sid::generate(0),
+            ProtocolVersion::V4,
+            TransportKind::WebSocket,
+            Rc::new(Echo),
+        );
+        let socket = Socket(entry.clone());
+        let mut tally = Tally::default();
+        for _ in 0..3 {
+            assert!(socket.send_tallied(Data::Text("x".repeat(100).into()), &mut tally));
+        }
+        assert_eq!(
+            metric(&metrics, "hub_outgoing_buffered_bytes"),
+            0,
+            "a broadcast counts once, at its end"
+        );
+        tally.flush();
+        assert_eq!(metric(&metrics, "hub_outgoing_buffered_bytes"), 300);
+        // The writer takes two (open packet first): still held until written.
+        for _ in 0..3 {
+            assert!(entry.session.borrow_mut().pop_ws_packet().is_some());
+        }
+        entry.dispatch();
+        assert_eq!(metric(&metrics, "hub_outgoing_buffered_bytes"), 300);
+        entry.session.borrow_mut().on_ws_written();
+        entry.dispatch();
+        assert_eq!(metric(&metrics, "hub_outgoing_buffered_bytes"), 100);
+        entry.release();
+        assert_eq!(metric(&metrics, "hub_outgoing_buffered_bytes"), 0);
+        assert!(entry.session.borrow().is_finished());
+        assert!(!socket.send(Data::Text("late".into())));
     }
 }

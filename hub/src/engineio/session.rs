@@ -56,6 +56,9 @@ pub struct SessionConfig {
     pub max_payload: u64,
     /// Most packets queued to a client before it counts as too slow.
     pub max_buffered: usize,
+    /// Most bytes of messages held for a client (queued, or handed to its
+    /// WebSocket writer and not yet written) before it counts as too slow.
+    pub max_buffered_bytes: usize,
     /// Most Engine.IO packets a client may send per second, with a burst;
     /// past it the session closes ([`CloseReason::PacketRateExceeded`]).
     /// `None` (the default): no limit.
@@ -85,7 +88,46 @@ impl Default for SessionConfig {
             upgrade_timeout: Duration::from_millis(10_000),
             max_payload: 1_000_000,
             max_buffered: 16_384,
+            max_buffered_bytes: 8 << 20,
             packet_rate: None,
+        }
+    }
+}
+
+/// Why a message was not queued ([`Session::send`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendError {
+    /// The session is closed.
+    Closed,
+    /// The client is too slow: queueing the message would pass one of its
+    /// limits. The session is unchanged; the caller closes it.
+    TooSlow(Overflow),
+}
+
+/// The limit a slow client would pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overflow {
+    /// `queued` packets wait already: the most allowed (`max_buffered`).
+    Packets { queued: usize, limit: usize },
+    /// `held` bytes wait (queued, or handed to the writer and not yet
+    /// written), and `len` more would pass `max_buffered_bytes`.
+    Bytes {
+        held: usize,
+        len: usize,
+        limit: usize,
+    },
+}
+
+impl std::fmt::Display for Overflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Overflow::Packets { queued, limit } => {
+                write!(f, "{queued} packets queued, the most allowed is {limit}")
+            }
+            Overflow::Bytes { held, len, limit } => write!(
+                f,
+                "{held} bytes held, {len} more would pass the budget of {limit} bytes"
+            ),
         }
     }
 }
@@ -205,6 +247,13 @@ pub struct Session {
     upgrade: UpgradeState,
     upgrade_attempts: u32,
     outbox: VecDeque<Packet>,
+    /// The bytes of the messages held for the client: in `outbox`, and
+    /// taken by the WebSocket writer and not yet written. One counter, so
+    /// queueing a message updates one number.
+    held_bytes: usize,
+    /// Of `held_bytes`, those the WebSocket writer has taken and not yet
+    /// written ([`Session::take_ws_batch`], [`Session::on_ws_written`]).
+    unwritten_bytes: usize,
     events: VecDeque<Event>,
     parked: bool,
     /// v4: when to send the next ping; v3: unused.
@@ -216,6 +265,8 @@ pub struct Session {
     linger_deadline: Option<Instant>,
     /// The client's close packet came with no GET waiting (see `note_client_left`).
     client_left: bool,
+    /// Once closed: how long a writer may wait for a peer that does not read.
+    write_deadline: Option<Instant>,
     finished: bool,
     /// The packet rate's bucket, as the time at which it would be full
     /// again (GCRA: one instant rather than a count and a refill time);
@@ -263,6 +314,8 @@ impl Session {
             upgrade: UpgradeState::None,
             upgrade_attempts: 0,
             outbox,
+            held_bytes: 0,
+            unwritten_bytes: 0,
             events: VecDeque::new(),
             parked: false,
             next_ping,
@@ -270,6 +323,7 @@ impl Session {
             closed: None,
             linger_deadline: None,
             client_left: false,
+            write_deadline: None,
             finished: false,
             rate_full_at: now,
             first_write_at: (version == ProtocolVersion::V3
@@ -320,18 +374,67 @@ impl Session {
         self.finished
     }
 
-    /// Queue a message; false when the session is closed.
-    pub fn send(&mut self, data: Data) -> bool {
-        if self.closed.is_some() {
-            return false;
+    /// Queue a message; `Ok` with the bytes it counts for. Refused when the
+    /// session is closed, or when the client is too slow: `max_buffered`
+    /// packets wait already, or the message would bring the bytes held for
+    /// it past `max_buffered_bytes` (a message larger than the whole budget
+    /// still goes into an empty queue). A client found too slow is for the
+    /// caller to close.
+    #[inline]
+    pub fn send(&mut self, data: Data) -> Result<usize, SendError> {
+        let len = message_len(&data);
+        if self.closed.is_some()
+            || self.outbox.len() >= self.config.max_buffered
+            || (self.held_bytes + len > self.config.max_buffered_bytes && self.held_bytes > 0)
+        {
+            return Err(self.refusal(len));
         }
+        self.held_bytes += len;
         self.outbox.push_back(Packet::Message(data));
-        true
+        Ok(len)
+    }
+
+    /// Why [`Session::send`] refuses a message of `len` bytes (out of the
+    /// way of the queueing path, which inlines into every broadcast).
+    #[cold]
+    #[inline(never)]
+    fn refusal(&self, len: usize) -> SendError {
+        if self.closed.is_some() {
+            return SendError::Closed;
+        }
+        if self.outbox.len() >= self.config.max_buffered {
+            return SendError::TooSlow(Overflow::Packets {
+                queued: self.outbox.len(),
+                limit: self.config.max_buffered,
+            });
+        }
+        SendError::TooSlow(Overflow::Bytes {
+            held: self.held_bytes,
+            len,
+            limit: self.config.max_buffered_bytes,
+        })
     }
 
     /// How many packets wait to be written.
     pub fn outbox_len(&self) -> usize {
         self.outbox.len()
+    }
+
+    /// The bytes of messages held for the client: queued, or taken by its
+    /// WebSocket writer and not yet written.
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes
+    }
+
+    /// The whole outbox, for a GET.
+    fn take_outbox(&mut self) -> Vec<Packet> {
+        self.held_bytes = self.unwritten_bytes;
+        self.outbox.drain(..).collect()
+    }
+
+    fn clear_outbox(&mut self) {
+        self.held_bytes = self.unwritten_bytes;
+        self.outbox.clear();
     }
 
     /// The next application event, if any.
@@ -401,6 +504,12 @@ impl Session {
         self.closed = Some(reason);
         // What is queued goes out with the close, held no longer.
         self.first_write_at = None;
+        self.write_deadline = Some(match reason {
+            CloseReason::ForcedClose | CloseReason::ServerShuttingDown => {
+                now + self.config.ping_timeout
+            }
+            _ => now,
+        });
         self.next_ping = None;
         self.heartbeat_deadline = None;
         self.upgrade = UpgradeState::None;
@@ -424,7 +533,7 @@ impl Session {
             }
             _ => {
                 if reason.initiated_by_client() {
-                    self.outbox.clear();
+                    self.clear_outbox();
                 }
                 // WebSocket sessions finish when the IO layer has written the
                 // outbox and closed the socket; see `take_ws_packets`.
@@ -487,14 +596,14 @@ impl Session {
             }
             self.finished = true;
             self.linger_deadline = None;
-            self.outbox.clear();
+            self.clear_outbox();
             return GetOutcome::Respond(vec![Packet::Noop]);
         }
         if let UpgradeState::Started { probed: true, .. } = self.upgrade {
             return GetOutcome::Respond(vec![Packet::Noop]);
         }
         if !self.outbox.is_empty() {
-            return GetOutcome::Respond(self.outbox.drain(..).collect());
+            return GetOutcome::Respond(self.take_outbox());
         }
         self.parked = true;
         GetOutcome::Park
@@ -516,11 +625,14 @@ impl Session {
         }
     }
 
-    /// Whether a message queued now is written at once (nothing queued
-    /// before it, and a WebSocket or a parked GET to carry it).
+    /// Whether a message queued now is written at once: nothing queued
+    /// before it, no write of the WebSocket's waiting for the peer, and a
+    /// WebSocket or a parked GET to carry it. Volatile packets are dropped
+    /// otherwise (the reference's `transport.writable`).
     pub fn writable(&self) -> bool {
         self.closed.is_none()
             && self.outbox.is_empty()
+            && self.unwritten_bytes == 0
             && (self.transport == TransportKind::WebSocket || self.parked)
     }
 
@@ -530,7 +642,7 @@ impl Session {
     /// the close arrive apart, so clients act on the packets before the close.
     fn closing_answer(&mut self) -> Vec<Packet> {
         if !self.outbox.is_empty() {
-            return self.outbox.drain(..).collect();
+            return self.take_outbox();
         }
         self.finished = true;
         self.linger_deadline = None;
@@ -570,7 +682,7 @@ impl Session {
             if reason.initiated_by_client() {
                 self.finished = true;
                 self.linger_deadline = None;
-                self.outbox.clear();
+                self.clear_outbox();
             }
             if reason == CloseReason::TransportClose {
                 // The client asked to close: its pending GET is released with a noop.
@@ -586,7 +698,7 @@ impl Session {
         {
             vec![Packet::Noop]
         } else if !self.outbox.is_empty() {
-            self.outbox.drain(..).collect()
+            self.take_outbox()
         } else {
             return None;
         };
@@ -708,25 +820,96 @@ impl Session {
             && !self.outbox.is_empty()
     }
 
-    /// For a WebSocket session: take everything queued for the wire.
+    /// For a WebSocket session: take everything queued for the wire, as a
+    /// writer that writes it all at once (its bytes no longer count).
     /// Once closed, this is the last call and the session is finished.
     pub fn take_ws_packets(&mut self, out: &mut Vec<Packet>) {
-        while let Some(packet) = self.pop_ws_packet() {
-            out.push(packet);
+        self.take_ws_batch(|packet| {
+            out.push(packet.clone());
+            true
+        });
+        self.on_ws_written();
+    }
+
+    /// For a WebSocket session: hand the packets queued for the wire to
+    /// `write`, oldest first, for as long as it returns true (it has room
+    /// for more). Their bytes count against the budget until
+    /// [`Session::on_ws_written`]. Once closed, the session is finished
+    /// when nothing is left to take.
+    #[inline]
+    pub fn take_ws_batch(&mut self, mut write: impl FnMut(&Packet) -> bool) {
+        if self.transport != TransportKind::WebSocket || self.first_write_at.is_some() {
+            return;
+        }
+        let mut taken = 0;
+        while let Some(packet) = self.outbox.pop_front() {
+            taken += packet_len(&packet);
+            if !write(&packet) {
+                break;
+            }
+        }
+        self.unwritten_bytes += taken;
+        if self.outbox.is_empty() && self.closed.is_some() {
+            self.finished = true;
         }
     }
 
-    /// For a WebSocket session: the next packet queued for the wire. Once
-    /// closed, the session is finished when this returns `None`.
+    /// For a WebSocket session: the next packet queued for the wire (see
+    /// [`Session::take_ws_batch`]). Once closed, the session is finished
+    /// when this returns `None`.
     pub fn pop_ws_packet(&mut self) -> Option<Packet> {
         if self.transport != TransportKind::WebSocket || self.first_write_at.is_some() {
             return None;
         }
         let packet = self.outbox.pop_front();
-        if packet.is_none() && self.closed.is_some() {
-            self.finished = true;
+        match &packet {
+            Some(packet) => self.unwritten_bytes += packet_len(packet),
+            None if self.closed.is_some() => self.finished = true,
+            None => {}
         }
         packet
+    }
+
+    /// The WebSocket writer has written every packet it took.
+    pub fn on_ws_written(&mut self) {
+        self.held_bytes -= self.unwritten_bytes;
+        self.unwritten_bytes = 0;
+    }
+
+    /// Once the session is closed: the instant until which its writer may
+    /// wait for a peer that does not read. A writer still blocked then
+    /// gives up and drops the connection. `None` while the session is open
+    /// (its own limits close a client that stops reading: the byte and
+    /// packet budget, the heartbeat).
+    ///
+    /// A close the client caused, a ping timeout or a slow consumer leave no
+    /// time: the client is gone, broken or not reading. A close by the
+    /// application or a stopping server leaves `ping_timeout` to write the
+    /// last packets (a Socket.IO DISCONNECT, say).
+    pub fn write_deadline(&self) -> Option<Instant> {
+        self.write_deadline
+    }
+
+    /// A stopping server stops waiting for peers that do not read: a
+    /// closed session's writer may wait no later than `now`.
+    pub fn end_write_grace(&mut self, now: Instant) {
+        if let Some(deadline) = &mut self.write_deadline {
+            *deadline = (*deadline).min(now);
+        }
+    }
+
+    /// The IO layer gave the session up (its writer stopped, or the shard
+    /// forgot it): what is still queued is dropped, and the session is
+    /// finished.
+    pub fn abandon(&mut self) {
+        self.outbox = VecDeque::new();
+        self.held_bytes = 0;
+        self.unwritten_bytes = 0;
+        self.finished = true;
+        self.linger_deadline = None;
+        // Closed already whenever the IO layer lets a session go; if not,
+        // it takes nothing more all the same.
+        self.closed.get_or_insert(CloseReason::TransportClose);
     }
 
     /// A WebSocket with this session's sid opened; it may take over once probed.
@@ -796,6 +979,26 @@ impl Session {
     }
 }
 
+/// The bytes a packet counts for against the budget: a message's data;
+/// nothing for the small control packets.
+#[inline]
+fn packet_len(packet: &Packet) -> usize {
+    match packet {
+        Packet::Message(Data::Text(text)) => text.len(),
+        Packet::Message(Data::Binary(bytes)) => bytes.len(),
+        _ => 0,
+    }
+}
+
+/// The bytes a message counts for against the budget.
+#[inline]
+fn message_len(data: &Data) -> usize {
+    match data {
+        Data::Text(text) => text.len(),
+        Data::Binary(bytes) => bytes.len(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -810,6 +1013,7 @@ mod tests {
             max_payload: 1000,
             max_buffered: 100,
             packet_rate: None,
+            max_buffered_bytes: 1000,
         }
     }
 
@@ -918,7 +1122,7 @@ mod tests {
             t0,
         );
         assert!(!s.is_closed());
-        s.send(Data::Text("queued for the client".into()));
+        s.send(Data::Text("queued for the client".into())).unwrap();
         s.on_packets([Packet::Noop], t0);
         assert_eq!(s.close_reason(), Some(CloseReason::PacketRateExceeded));
         assert!(s.is_finished(), "no linger, nothing kept for the client");
@@ -1068,8 +1272,8 @@ mod tests {
         let mut s = polling(ProtocolVersion::V4, t0);
         assert_eq!(s.on_get(t0), GetOutcome::Park);
         assert_eq!(s.take_parked(), None);
-        assert!(s.send(Data::Text("a".into())));
-        assert!(s.send(Data::Binary(vec![1u8, 2].into())));
+        assert_eq!(s.send(Data::Text("a".into())), Ok(1));
+        assert_eq!(s.send(Data::Binary(vec![1u8, 2].into())), Ok(2));
         assert_eq!(
             s.take_parked(),
             Some(vec![
@@ -1111,7 +1315,7 @@ mod tests {
     fn client_close_without_parked_get_answers_a_late_get_with_noop() {
         let t0 = Instant::now();
         let mut s = polling(ProtocolVersion::V4, t0);
-        s.send(Data::Text("dropped".into()));
+        s.send(Data::Text("dropped".into())).unwrap();
         s.on_packets([Packet::Close], t0);
         assert_eq!(
             s.poll_event(),
@@ -1119,7 +1323,7 @@ mod tests {
             "the application hears of the close at once"
         );
         assert!(s.closed_by_client());
-        assert!(!s.send(Data::Text("late".into())));
+        assert_eq!(s.send(Data::Text("late".into())), Err(SendError::Closed));
         // A GET the client sent before its close, arriving after it.
         assert!(!s.is_finished());
         assert_eq!(
@@ -1156,9 +1360,9 @@ mod tests {
     fn server_close_on_polling_hands_last_packets_to_next_get() {
         let t0 = Instant::now();
         let mut s = polling(ProtocolVersion::V4, t0);
-        s.send(Data::Text("bye".into()));
+        s.send(Data::Text("bye".into())).unwrap();
         s.close(CloseReason::ForcedClose, t0);
-        assert!(!s.send(Data::Text("late".into())));
+        assert_eq!(s.send(Data::Text("late".into())), Err(SendError::Closed));
         assert!(!s.is_finished());
         // The last packets first, the close packet on the GET after.
         assert_eq!(s.on_get(t0 + ms(5)), GetOutcome::Respond(vec![text("bye")]));
@@ -1175,7 +1379,7 @@ mod tests {
         let t0 = Instant::now();
         let mut s = polling(ProtocolVersion::V4, t0);
         assert_eq!(s.on_get(t0), GetOutcome::Park);
-        s.send(Data::Text("bye".into()));
+        s.send(Data::Text("bye".into())).unwrap();
         s.close(CloseReason::ForcedClose, t0);
         assert_eq!(s.take_parked(), Some(vec![text("bye")]));
         assert!(!s.is_finished());
@@ -1194,7 +1398,7 @@ mod tests {
         assert!(s.is_finished(), "nothing to hand over and nobody waiting");
         // With something queued, it waits for the GET that takes it.
         let mut s = polling(ProtocolVersion::V4, t0);
-        s.send(Data::Text("bye".into()));
+        s.send(Data::Text("bye".into())).unwrap();
         s.close(CloseReason::ServerShuttingDown, t0);
         assert!(!s.is_finished());
     }
@@ -1203,7 +1407,7 @@ mod tests {
     fn a_client_close_ends_a_server_closed_polling_session() {
         let t0 = Instant::now();
         let mut s = polling(ProtocolVersion::V4, t0);
-        s.send(Data::Text("bye".into()));
+        s.send(Data::Text("bye".into())).unwrap();
         s.close(CloseReason::ServerShuttingDown, t0);
         assert_eq!(s.on_get(t0), GetOutcome::Respond(vec![text("bye")]));
         assert!(
@@ -1230,7 +1434,7 @@ mod tests {
             t0,
         );
         let _ = s.on_get(t0);
-        s.send(Data::Text("unread".into()));
+        s.send(Data::Text("unread".into())).unwrap();
         s.close(CloseReason::ForcedClose, t0);
         assert_eq!(s.next_deadline(), Some(t0 + Duration::from_secs(45)));
         s.on_packets([Packet::Close], t0 + ms(5));
@@ -1247,7 +1451,7 @@ mod tests {
         let t0 = Instant::now();
         let mut s = polling(ProtocolVersion::V4, t0);
         assert!(!s.abandon_if_polling(), "an open session is kept");
-        s.send(Data::Text("last".into()));
+        s.send(Data::Text("last".into())).unwrap();
         s.close(CloseReason::ServerShuttingDown, t0);
         assert!(
             !s.abandon_if_polling(),
@@ -1277,8 +1481,9 @@ mod tests {
         );
         assert!(!s.has_parked_get());
         assert!(s.is_finished());
-        assert!(
-            !s.send(Data::Text("lost".into())),
+        assert_eq!(
+            s.send(Data::Text("lost".into())),
+            Err(SendError::Closed),
             "nothing is queued after the close"
         );
     }
@@ -1288,7 +1493,7 @@ mod tests {
         let t0 = Instant::now();
         let mut s = polling(ProtocolVersion::V4, t0);
         assert_eq!(s.on_get(t0), GetOutcome::Park);
-        assert!(s.send(Data::Text("a".into())));
+        assert_eq!(s.send(Data::Text("a".into())), Ok(1));
         assert_eq!(s.take_parked(), Some(vec![text("a")]));
         s.on_get_aborted(t0);
         assert!(!s.is_closed());
@@ -1337,7 +1542,7 @@ mod tests {
         assert_eq!(s.take_parked(), Some(vec![Packet::Noop]));
         assert_eq!(s.on_get(t0), GetOutcome::Respond(vec![Packet::Noop]));
         // Messages queued during the upgrade wait for the WebSocket.
-        s.send(Data::Text("held".into()));
+        s.send(Data::Text("held".into())).unwrap();
         let mut out = Vec::new();
         s.take_ws_packets(&mut out);
         assert!(out.is_empty());
@@ -1396,7 +1601,7 @@ mod tests {
         assert_eq!(s.next_deadline(), Some(t0 + ms(100)));
         s.handle_timeout(t0 + ms(100));
         assert!(!s.upgrade_pending(a));
-        s.send(Data::Text("x".into()));
+        s.send(Data::Text("x".into())).unwrap();
         assert_eq!(s.on_get(t0 + ms(100)), GetOutcome::Respond(vec![text("x")]));
     }
 
@@ -1412,7 +1617,7 @@ mod tests {
         );
         let mut out = Vec::new();
         s.take_ws_packets(&mut out);
-        s.send(Data::Text("x".into()));
+        s.send(Data::Text("x".into())).unwrap();
         s.on_packets([Packet::Close], t0);
         out.clear();
         s.take_ws_packets(&mut out);
@@ -1432,7 +1637,7 @@ mod tests {
         );
         let mut out = Vec::new();
         s.take_ws_packets(&mut out);
-        s.send(Data::Text("last".into()));
+        s.send(Data::Text("last".into())).unwrap();
         s.close(CloseReason::ForcedClose, t0);
         out.clear();
         s.take_ws_packets(&mut out);
@@ -1450,7 +1655,7 @@ mod tests {
         let t0 = Instant::now();
         let mut s = websocket(ProtocolVersion::V3, t0);
         assert!(s.holds_first_write());
-        assert!(s.send(Data::Text("0".into())), "queued meanwhile");
+        assert!(s.send(Data::Text("0".into())).is_ok(), "queued meanwhile");
         assert_eq!(s.pop_ws_packet(), None);
         s.handle_timeout(t0 + ms(3));
         assert!(!s.has_ws_packets());
@@ -1476,7 +1681,7 @@ mod tests {
             SessionConfig::default(),
             t0,
         );
-        assert!(s.send(Data::Text("0".into())), "queued meanwhile");
+        assert!(s.send(Data::Text("0".into())).is_ok(), "queued meanwhile");
         assert!(!s.has_ws_packets());
         assert_eq!(s.pop_ws_packet(), None);
         assert_eq!(s.next_deadline(), Some(t0 + V3_WEBSOCKET_OPEN_HOLD));
@@ -1507,7 +1712,7 @@ mod tests {
         // An upgraded v3 session writes on its WebSocket at once.
         let attempt = v3.begin_upgrade(t0).unwrap();
         v3.on_upgrade_packet(attempt, Packet::Ping("probe".into()));
-        v3.send(Data::Text("x".into()));
+        v3.send(Data::Text("x".into())).unwrap();
         assert_eq!(
             v3.on_upgrade_packet(attempt, Packet::Upgrade),
             UpgradeStep::Upgraded
@@ -1519,7 +1724,7 @@ mod tests {
     fn a_close_releases_the_held_packets() {
         let t0 = Instant::now();
         let mut s = websocket(ProtocolVersion::V3, t0);
-        s.send(Data::Text("last".into()));
+        s.send(Data::Text("last".into())).unwrap();
         s.close(CloseReason::ForcedClose, t0 + ms(1));
         let mut out = Vec::new();
         s.take_ws_packets(&mut out);
@@ -1549,6 +1754,172 @@ mod tests {
         s.on_packets([Packet::Pong(String::new())], t0 + ms(310));
         s.handle_timeout(t0 + ms(500));
         assert!(!s.is_closed());
+    }
+
+    /// A v4 WebSocket session whose open packet was taken.
+    fn open_websocket(t0: Instant) -> Session {
+        let mut s = Session::new(
+            SID,
+            ProtocolVersion::V4,
+            TransportKind::WebSocket,
+            config(),
+            t0,
+        );
+        let mut out = Vec::new();
+        s.take_ws_packets(&mut out);
+        s
+    }
+
+    fn bytes(n: usize) -> Data {
+        Data::Binary(vec![0u8; n].into())
+    }
+
+    #[test]
+    fn the_byte_budget_counts_queued_and_unwritten_bytes() {
+        let t0 = Instant::now();
+        let mut s = open_websocket(t0);
+        // config(): a budget of 1000 bytes.
+        assert_eq!(s.send(bytes(400)), Ok(400));
+        assert_eq!(s.send(Data::Text("x".repeat(400).into())), Ok(400));
+        assert_eq!(s.held_bytes(), 800);
+        // The writer takes one: its bytes count until they are written.
+        assert!(s.pop_ws_packet().is_some());
+        assert_eq!(s.held_bytes(), 800);
+        assert_eq!(
+            s.send(bytes(201)),
+            Err(SendError::TooSlow(Overflow::Bytes {
+                held: 800,
+                len: 201,
+                limit: 1000
+            }))
+        );
+        assert!(!s.is_closed(), "closing is the caller's part");
+        assert_eq!(s.send(bytes(200)), Ok(200), "up to the budget exactly");
+        s.on_ws_written();
+        assert_eq!(s.held_bytes(), 600);
+        assert_eq!(s.send(bytes(400)), Ok(400));
+        // A GET-less drain: everything popped and written frees it all.
+        while s.pop_ws_packet().is_some() {}
+        s.on_ws_written();
+        assert_eq!(s.held_bytes(), 0);
+    }
+
+    #[test]
+    fn a_writer_batch_counts_what_it_took_until_written() {
+        let t0 = Instant::now();
+        let mut s = open_websocket(t0);
+        for _ in 0..3 {
+            s.send(bytes(100)).unwrap();
+        }
+        let mut taken = Vec::new();
+        // A writer with room for one packet only.
+        s.take_ws_batch(|packet| {
+            taken.push(packet.clone());
+            false
+        });
+        assert_eq!(taken.len(), 1);
+        assert_eq!((s.outbox_len(), s.held_bytes()), (2, 300));
+        s.on_ws_written();
+        assert_eq!(s.held_bytes(), 200);
+        // Closed, the session is finished once the writer took the rest.
+        s.close(CloseReason::ForcedClose, t0);
+        s.take_ws_batch(|_| true);
+        assert!(s.is_finished());
+        s.on_ws_written();
+        assert_eq!(s.held_bytes(), 0);
+    }
+
+    #[test]
+    fn one_message_larger_than_the_budget_goes_into_an_empty_queue() {
+        let t0 = Instant::now();
+        let mut s = open_websocket(t0);
+        assert_eq!(s.send(bytes(5000)), Ok(5000));
+        assert!(matches!(
+            s.send(bytes(1)),
+            Err(SendError::TooSlow(Overflow::Bytes { held: 5000, .. }))
+        ));
+    }
+
+    #[test]
+    fn the_packet_limit_holds_with_small_messages() {
+        let t0 = Instant::now();
+        let mut s = open_websocket(t0);
+        // config(): 100 packets.
+        for _ in 0..100 {
+            assert_eq!(s.send(Data::Text("".into())), Ok(0));
+        }
+        assert_eq!(
+            s.send(Data::Text("".into())),
+            Err(SendError::TooSlow(Overflow::Packets {
+                queued: 100,
+                limit: 100
+            }))
+        );
+        assert_eq!(s.held_bytes(), 0);
+    }
+
+    #[test]
+    fn polling_gets_and_closes_release_the_bytes() {
+        let t0 = Instant::now();
+        let mut s = polling(ProtocolVersion::V4, t0);
+        s.send(bytes(600)).unwrap();
+        assert_eq!(s.held_bytes(), 600);
+        assert!(matches!(s.on_get(t0), GetOutcome::Respond(_)));
+        assert_eq!(s.held_bytes(), 0);
+        s.send(bytes(600)).unwrap();
+        s.close(CloseReason::TransportError, t0);
+        assert_eq!(s.held_bytes(), 0, "a client-side close drops the queue");
+        let mut w = open_websocket(t0);
+        w.send(bytes(600)).unwrap();
+        w.abandon();
+        assert_eq!((w.held_bytes(), w.outbox_len()), (0, 0));
+        assert!(w.is_finished());
+    }
+
+    #[test]
+    fn a_websocket_is_writable_with_nothing_queued_nor_being_written() {
+        let t0 = Instant::now();
+        let mut s = open_websocket(t0);
+        assert!(s.writable());
+        s.send(bytes(10)).unwrap();
+        assert!(!s.writable(), "something is queued");
+        assert!(s.pop_ws_packet().is_some());
+        assert!(!s.writable(), "the writer waits for the peer");
+        s.on_ws_written();
+        assert!(s.writable());
+        let mut p = polling(ProtocolVersion::V4, t0);
+        assert!(!p.writable(), "no GET to carry it");
+        assert_eq!(p.on_get(t0), GetOutcome::Park);
+        assert!(p.writable());
+    }
+
+    #[test]
+    fn a_closed_session_gives_its_writer_a_deadline() {
+        let t0 = Instant::now();
+        let mut open = open_websocket(t0);
+        assert_eq!(open.write_deadline(), None, "an open session waits");
+        // No time for a client that is gone, broken or not reading...
+        for reason in [
+            CloseReason::TransportError,
+            CloseReason::PingTimeout,
+            CloseReason::TransportClose,
+            CloseReason::ParseError,
+        ] {
+            let mut s = open_websocket(t0);
+            s.close(reason, t0 + ms(5));
+            assert_eq!(s.write_deadline(), Some(t0 + ms(5)), "{reason}");
+        }
+        // ...ping_timeout to write the last packets otherwise.
+        open.close(CloseReason::ForcedClose, t0 + ms(5));
+        assert_eq!(open.write_deadline(), Some(t0 + ms(205)));
+        // A stopping server cuts it short, never extends it.
+        open.end_write_grace(t0 + ms(50));
+        assert_eq!(open.write_deadline(), Some(t0 + ms(50)));
+        open.end_write_grace(t0 + ms(100));
+        assert_eq!(open.write_deadline(), Some(t0 + ms(50)));
+        let mut s = open_websocket(t0);
+        s.close(CloseReason::ServerShuttingDown, t0);
+        assert_eq!(s.write_deadline(), Some(t0 + ms(200)));
     }
 
     #[test]

@@ -35,6 +35,17 @@ impl Text {
         &self.bytes[self.start as usize..]
     }
 
+    /// The length in bytes, without slicing (counted for every recipient
+    /// of a broadcast).
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.bytes.len() - self.start as usize
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub const fn from_static(s: &'static str) -> Text {
         Text {
             bytes: Bytes::from_static(s.as_bytes()),

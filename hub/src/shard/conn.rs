@@ -36,6 +36,7 @@ enum ReadOutcome {
 /// shard it is handed to, takes it over).
 pub(crate) async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, slot: IpSlot) {
     let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(shard.write_timeout()));
     let mut buf = BytesMut::new();
     let mut first = true;
     loop {
@@ -98,7 +99,12 @@ pub(crate) async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketA
         let written = write_answer(&shard, &mut stream, &out).await;
         buffers::give_write(out);
         drop(in_flight);
-        if !written || !keep_alive {
+        if !written {
+            // Gone, or not reading within the write timeout.
+            websocket::reset_on_close(&stream);
+            return;
+        }
+        if !keep_alive {
             let _ = stream.close().await;
             return;
         }

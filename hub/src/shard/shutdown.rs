@@ -103,12 +103,15 @@ pub(crate) async fn drain(shard: &Rc<Shard>) {
         }
     }
     // Pollers normally come back within a round trip for their last packets
-    // and the close; one that has not after a grace period has gone.
+    // and the close; one that has not after a grace period has gone. So has
+    // a WebSocket peer that has not read them by then: its writer gives up.
     let grace = (Instant::now() + POLLER_GRACE).min(deadline);
     if !wait_until(shard, grace, || shard.pending_work() == 0).await {
         for endpoint in &shard.endpoints {
             let sessions: Vec<_> = endpoint.sessions.borrow().values().cloned().collect();
             for entry in sessions {
+                entry.session.borrow_mut().end_write_grace(Instant::now());
+                entry.io_changed.notify();
                 if entry.session.borrow_mut().abandon_if_polling() {
                     shard.settle(shard.endpoint_index(endpoint), &entry);
                 }

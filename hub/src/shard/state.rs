@@ -128,6 +128,21 @@ impl Shard {
         sessions + self.in_flight.get() + forwarded + unsent + self.deferred.len()
     }
 
+    /// How long a write may wait for a peer that reads nothing: the longest
+    /// heartbeat (ping interval and timeout) of the endpoints. A long-poll
+    /// answer not read in that time is given up (its session is gone by
+    /// then anyway), so its buffer, up to a session's byte budget, and its
+    /// descriptor do not stay for as long as the peer does. A WebSocket's
+    /// writer races its session instead (see `websocket`).
+    pub fn write_timeout(&self) -> std::time::Duration {
+        self.endpoints
+            .iter()
+            .map(|e| e.config.session.ping_interval + e.config.session.ping_timeout)
+            .max()
+            .unwrap_or_default()
+            .max(std::time::Duration::from_millis(1))
+    }
+
     /// Take a place for a new session; false when the server is full.
     pub fn admit_session(&self) -> bool {
         if self.stopping.get() {
@@ -151,6 +166,8 @@ impl Shard {
         {
             sessions.remove(&entry.sid);
             drop(sessions);
+            // What it still holds will never be written.
+            entry.release();
             self.open_sessions.fetch_sub(1, Ordering::Relaxed);
             crate::metrics::with(|m| {
                 m.connections.dec();

@@ -10,8 +10,9 @@ use std::pin::Pin;
 use std::task::Poll;
 
 use bytes::BytesMut;
-use futures_lite::io::AsyncWriteExt;
+use futures_lite::io::{AsyncWrite, AsyncWriteExt};
 use glommio::net::TcpStream;
+use glommio::timer::Timer;
 
 use super::buffers::{self, Chunk};
 use super::mesh::Handoff;
@@ -26,6 +27,7 @@ use crate::engineio::{
 use crate::http::request::Request;
 use crate::http::response::Response;
 use crate::panics::CatchUnwind;
+use crate::signal::Listener;
 use crate::ws::codec::{self, Decoder, Message, WsError};
 use crate::ws::handshake;
 
@@ -52,6 +54,22 @@ enum Wake {
 /// copied into a smaller one.
 const INBOX_SLACK: usize = 4;
 
+/// The writer takes packets from the outbox until its buffer holds this
+/// much (and at least one packet), writes them, then takes more. So a
+/// connection holds at most its byte budget (the outbox and the bytes taken
+/// and not yet written count against it) and a batch is one `send`.
+const WRITE_BATCH: usize = 64 * 1024;
+
+/// How a write that races its session's close ended.
+enum Flushed {
+    Written,
+    /// The peer closed or reset the connection.
+    PeerGone,
+    /// The session is closed and its peer did not read before the
+    /// session's write deadline.
+    GaveUp,
+}
+
 impl WsConn {
     /// The write buffer, taken from the shard's pool if the connection has none.
     fn out(&mut self) -> &mut Vec<u8> {
@@ -66,6 +84,26 @@ impl WsConn {
         let ok = self.wbuf.is_empty() || self.stream.write_all(&self.wbuf).await.is_ok();
         buffers::give_write(std::mem::take(&mut self.wbuf));
         ok
+    }
+
+    /// Write what is buffered, racing the session (see [`WriteRacing`]),
+    /// then give the buffer back to the pool.
+    async fn flush_racing(&mut self, entry: &SessionEntry) -> Flushed {
+        let outcome = WriteRacing {
+            stream: &mut self.stream,
+            bytes: &self.wbuf,
+            entry,
+            written: 0,
+            race: None,
+        }
+        .await;
+        buffers::give_write(std::mem::take(&mut self.wbuf));
+        outcome
+    }
+
+    /// Drop the connection abortively (see [`reset_on_close`]).
+    fn abort(&mut self) {
+        reset_on_close(&self.stream);
     }
 
     fn push_packet(&mut self, packet: &Packet) {
@@ -157,6 +195,102 @@ impl WsConn {
     }
 }
 
+/// Writes `bytes`, racing the session: while the peer does not read, a
+/// closed session's writer waits only until the session's write deadline,
+/// then gives up. An open session's writer waits as long as the session
+/// lives: its limits (the byte budget, the heartbeat) close a client that
+/// stops reading, and that close wakes the writer.
+///
+/// glommio's writes are readiness-based like its reads (a `send` that would
+/// block arms a poll and keeps no reference to the buffer), so giving up a
+/// write loses nothing but the bytes not written. Nothing is set up for
+/// the race until a write would block: most writes complete at once.
+struct WriteRacing<'a> {
+    stream: &'a mut TcpStream,
+    bytes: &'a [u8],
+    entry: &'a SessionEntry,
+    written: usize,
+    /// Set up once a write would block.
+    race: Option<Race<'a>>,
+}
+
+struct Race<'a> {
+    listen: Listener<'a>,
+    /// Armed at the session's write deadline once it is closed.
+    timer: Option<Timer>,
+}
+
+impl Future for WriteRacing<'_> {
+    type Output = Flushed;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Flushed> {
+        let this = self.get_mut();
+        loop {
+            while this.written < this.bytes.len() {
+                match Pin::new(&mut *this.stream).poll_write(cx, &this.bytes[this.written..]) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                        return Poll::Ready(Flushed::PeerGone)
+                    }
+                    Poll::Ready(Ok(n)) => this.written += n,
+                    Poll::Pending => break,
+                }
+            }
+            if this.written == this.bytes.len() {
+                return Poll::Ready(Flushed::Written);
+            }
+            // The peer is not reading. Listen before looking at the
+            // session, so that no change after the look is missed.
+            let entry = this.entry;
+            let race = this.race.get_or_insert_with(|| Race {
+                listen: entry.io_changed.listen(),
+                timer: None,
+            });
+            let deadline = entry.session.borrow().write_deadline();
+            if let Some(deadline) = deadline {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Poll::Ready(Flushed::GaveUp);
+                }
+                // Deadlines only move earlier, and an earlier one comes
+                // with a change signal.
+                let timer = race.timer.get_or_insert_with(|| Timer::new(deadline - now));
+                if Pin::new(timer).poll(cx).is_ready() {
+                    return Poll::Ready(Flushed::GaveUp);
+                }
+            }
+            match Pin::new(&mut race.listen).poll(cx) {
+                // The session changed (closed, say): look again.
+                Poll::Ready(()) => race.listen = entry.io_changed.listen(),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+/// Make the close of `stream` abortive: with `SO_LINGER` 0 it sends a
+/// reset and frees the socket's send buffer at once. For a peer that does
+/// not read, a `shutdown` would queue the FIN behind bytes it is not
+/// reading, so it would not learn of the close, and the kernel would keep
+/// the socket and its buffer (up to megabytes) until its orphan retries ran
+/// out.
+pub(crate) fn reset_on_close(stream: &TcpStream) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on a descriptor the stream owns, with a pointer to
+    // a local of the size passed.
+    unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(stream),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &linger as *const libc::linger as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+}
+
 /// An upgrade request arriving on the shard that owns its session (or a new
 /// WebSocket-only session).
 #[allow(clippy::too_many_arguments)]
@@ -170,6 +304,9 @@ pub(crate) async fn serve(
     leftover: BytesMut,
     slot: IpSlot,
 ) {
+    // Until the session's writer runs (it races the session), no write
+    // waits longer than a heartbeat for a peer that reads nothing.
+    let _ = stream.set_write_timeout(Some(shard.write_timeout()));
     let accept = match handshake::accept(&request) {
         Ok(accept) => accept,
         Err(_) => return refuse(stream, ErrorCode::BadRequest).await,
@@ -242,6 +379,7 @@ pub(crate) async fn serve(
             entry
         }
     };
+    let _ = conn.stream.set_write_timeout(None);
     // The session's long life runs in a task of its own, which holds the
     // connection and no state of the handshake (nor of the HTTP task).
     // A panic while serving it closes this session and connection only.
@@ -357,6 +495,18 @@ async fn probe(
     }
 }
 
+/// The writer of a closed session whose peer stopped reading: the
+/// connection is reset, the session dropped (the caller forgets it).
+fn give_up(conn: &mut WsConn, entry: &SessionEntry) {
+    tracing::debug!(
+        sid = entry.sid.as_str(),
+        reason = ?entry.session.borrow().close_reason(),
+        "resetting a connection whose peer does not read"
+    );
+    conn.abort();
+    entry.session.borrow_mut().abandon();
+}
+
 /// The session lives on this WebSocket: write its outbox, feed it frames.
 async fn run(shard: &Rc<Shard>, endpoint: usize, conn: &mut WsConn, entry: &Rc<SessionEntry>) {
     let mut close_code = 1000;
@@ -410,13 +560,12 @@ async fn run(shard: &Rc<Shard>, endpoint: usize, conn: &mut WsConn, entry: &Rc<S
         conn.keep(&mut fresh);
         drop(chunk.take());
         shard.settle(endpoint, entry);
-        loop {
-            let packet = entry.session.borrow_mut().pop_ws_packet();
-            match packet {
-                Some(packet) => conn.push_packet(&packet),
-                None => break,
-            }
-        }
+        // A batch at a time: what the writer holds counts against the
+        // session's byte budget until it is written.
+        entry.session.borrow_mut().take_ws_batch(|packet| {
+            conn.push_packet(packet);
+            conn.wbuf.len() < WRITE_BATCH
+        });
         let finished = entry.session.borrow().is_finished();
         if finished {
             if entry.session.borrow().close_reason() == Some(CloseReason::PacketRateExceeded) {
@@ -425,18 +574,31 @@ async fn run(shard: &Rc<Shard>, endpoint: usize, conn: &mut WsConn, entry: &Rc<S
             }
             if peer_gone {
                 let _ = conn.stream.close().await;
-            } else {
-                conn.close(close_code).await;
+                return;
+            }
+            codec::encode_close(close_code, "", conn.out());
+            match conn.flush_racing(entry).await {
+                Flushed::GaveUp => give_up(conn, entry),
+                Flushed::Written | Flushed::PeerGone => {
+                    let _ = conn.stream.close().await;
+                }
             }
             return;
         }
-        if !conn.flush().await {
-            entry
-                .session
-                .borrow_mut()
-                .on_transport_closed(Instant::now());
-            peer_gone = true;
-            continue;
+        match conn.flush_racing(entry).await {
+            Flushed::Written => {
+                entry.session.borrow_mut().on_ws_written();
+                entry.sync_buffered_gauge();
+            }
+            Flushed::PeerGone => {
+                entry
+                    .session
+                    .borrow_mut()
+                    .on_transport_closed(Instant::now());
+                peer_gone = true;
+                continue;
+            }
+            Flushed::GaveUp => return give_up(conn, entry),
         }
         if entry.session.borrow().has_ws_packets() {
             continue;

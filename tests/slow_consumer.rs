@@ -1,0 +1,747 @@
+//! A subscriber that stops reading, against the real `hub` binary (issue
+//! 11): 20 Socket.IO subscribers and one raw WebSocket subscriber join room
+//! `r`; the raw one then never reads again (its receive buffer is small, so
+//! its TCP window fills at once); one publisher publishes 40,000 messages of
+//! 1,000 bytes to `r`, each with an ack, a window of acks in flight.
+//!
+//! Checked, with `--shards 1` and `--shards 2`: every publish is
+//! acknowledged `{"ok":true}`; every healthy subscriber gets all of them, in
+//! order, none twice; the slow one is disconnected as a slow consumer (one
+//! count in `hub_slow_consumer_disconnects_total`, a log line naming its
+//! session and the byte budget), its connection reset by the hub, its
+//! session, descriptor and gauges gone; the hub's peak RSS stays within a
+//! bound set by the byte budget; the hub still serves afterwards.
+//!
+//! The count of messages can be lowered with `HUB_SLOW_CONSUMER_MESSAGES`
+//! (e.g. for a quick run); by default it is the issue's 40,000.
+//!
+//! Also: a WebSocket writer blocked on a peer that never reads ends with its
+//! session when the heartbeat closes it
+//! (`a_writer_stuck_on_a_silent_peer_ends_with_its_session`), and so does the
+//! write of a long-poll answer the client never reads
+//! (`a_long_poll_answer_the_client_does_not_read_is_given_up`); a stopping
+//! hub does not wait for such a writer past its grace
+//! (`a_stopping_hub_does_not_wait_for_a_peer_that_does_not_read`).
+
+mod support;
+
+use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::fd::FromRawFd;
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::{hub_command, Conn};
+
+const SUBSCRIBERS: usize = 20;
+/// The data of each message: its number in 8 digits, then filler.
+const PAYLOAD: usize = 1000;
+/// Publishes in flight (sent, not yet acknowledged).
+const WINDOW: usize = 64;
+/// `--max-buffered-bytes`'s default.
+const BUDGET: u64 = 8 << 20;
+/// The slow client's receive buffer (the kernel doubles it).
+const SLOW_RCVBUF: libc::c_int = 4096;
+/// What the hub's peak RSS may grow by besides its queues and write
+/// buffers: allocator, runtime and per-connection state (measured: 3 to 4
+/// MiB in this test).
+const SLACK_KB: u64 = 8 * 1024;
+/// A healthy client that hears nothing for this long fails the test.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn messages() -> usize {
+    std::env::var("HUB_SLOW_CONSUMER_MESSAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40_000)
+}
+
+/// A `hub` with free ports whose log (stderr) is kept; killed when dropped.
+struct Hub {
+    child: Child,
+    addr: SocketAddr,
+    admin: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Hub {
+    fn start(args: &[&str]) -> Hub {
+        let mut all = vec!["--bind", "127.0.0.1", "--port", "0"];
+        all.extend_from_slice(args);
+        let mut child = hub_command(&all, &[])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start hub");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut read = |prefix: &str| -> SocketAddr {
+            let line = lines
+                .next()
+                .and_then(Result::ok)
+                .unwrap_or_else(|| panic!("hub exited before `{prefix}`"));
+            line.strip_prefix(prefix)
+                .unwrap_or_else(|| panic!("expected `{prefix}...`, got {line:?}"))
+                .parse()
+                .unwrap()
+        };
+        let addr = read("listening on ");
+        let admin = read("admin listening on ");
+        Hub {
+            child,
+            addr,
+            admin,
+            log,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The sum over shards of one metric.
+    fn metric(&self, name: &str) -> f64 {
+        let mut conn = Conn::open(self.admin);
+        let text = conn.request("GET", "/metrics", &[], b"").text();
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// A field of /proc/<pid>/status, in kB.
+    fn status_kb(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in {status}"))
+    }
+
+    fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .unwrap()
+            .count()
+    }
+
+    fn assert_running(&mut self) {
+        assert!(
+            self.child.try_wait().unwrap().is_none(),
+            "hub exited; log:\n{}",
+            self.log.lock().unwrap()
+        );
+    }
+}
+
+/// The most a kernel lets a TCP socket queue to send (tcp_wmem's maximum):
+/// a write of more than this and the peer's receive buffer, to a peer that
+/// does not read, surely blocks.
+fn tcp_wmem_max() -> usize {
+    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem")
+        .ok()
+        .and_then(|v| v.split_whitespace().nth(2)?.parse().ok())
+        .unwrap_or(4 << 20)
+}
+
+/// Wait for `done`, re-checked every 20 ms, for at most `within`.
+fn eventually(within: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < within, "timed out: {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A TCP connection to `addr`, with a receive buffer of `rcvbuf` bytes set
+/// before the connect (so the window it offers stays small) when given.
+fn connect(addr: SocketAddr, rcvbuf: Option<libc::c_int>) -> TcpStream {
+    let SocketAddr::V4(v4) = addr else {
+        panic!("the hub listens on IPv4 loopback")
+    };
+    // SAFETY: a fresh socket, set up with plain syscalls on locals, is
+    // handed whole to the `TcpStream` that owns it from then on.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", io::Error::last_os_error());
+        let stream = TcpStream::from_raw_fd(fd);
+        if let Some(size) = rcvbuf {
+            let set = libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                &size as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+            assert_eq!(set, 0, "SO_RCVBUF: {}", io::Error::last_os_error());
+        }
+        let sin = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: v4.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes(v4.ip().octets()),
+            },
+            sin_zero: [0; 8],
+        };
+        let connected = libc::connect(
+            fd,
+            &sin as *const libc::sockaddr_in as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        assert_eq!(connected, 0, "connect: {}", io::Error::last_os_error());
+        stream
+    }
+}
+
+/// A relay client over a WebSocket written by hand: frames are parsed in
+/// place from one buffer, so twenty of them keep up with a debug hub.
+struct Client {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    at: usize,
+    sid: String,
+}
+
+enum Frame {
+    Text(String),
+    Other(u8),
+}
+
+impl Client {
+    fn open(addr: SocketAddr, rcvbuf: Option<libc::c_int>) -> Client {
+        let mut stream = connect(addr, rcvbuf);
+        stream.set_nodelay(true).unwrap();
+        stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(READ_TIMEOUT)).unwrap();
+        write!(
+            stream,
+            "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {addr}\r\n\
+             Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: {}\r\n\r\n",
+            support::WS_KEY
+        )
+        .unwrap();
+        let mut client = Client {
+            stream,
+            buf: Vec::new(),
+            at: 0,
+            sid: String::new(),
+        };
+        let end = loop {
+            if let Some(end) = client.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end + 4;
+            }
+            assert!(client.fill().unwrap() > 0, "closed during the upgrade");
+        };
+        let head = String::from_utf8_lossy(&client.buf[..end]).to_string();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        client.at = end;
+        let open = client.text();
+        let json: serde_json::Value =
+            serde_json::from_str(open.strip_prefix('0').unwrap()).unwrap();
+        client.sid = json["sid"].as_str().unwrap().to_string();
+        client.send("40");
+        let connected = client.text();
+        assert!(connected.starts_with("40{\"sid\""), "{connected}");
+        client
+    }
+
+    /// Read more from the peer; 0 at the end of the stream.
+    fn fill(&mut self) -> io::Result<usize> {
+        if self.at > 0 && self.at * 2 > self.buf.len() {
+            self.buf.drain(..self.at);
+            self.at = 0;
+        }
+        let len = self.buf.len();
+        self.buf.resize(len + 64 * 1024, 0);
+        let read = self.stream.read(&mut self.buf[len..]);
+        self.buf.truncate(len + *read.as_ref().unwrap_or(&0));
+        read
+    }
+
+    /// The next frame; None at the end of the stream.
+    fn frame(&mut self) -> io::Result<Option<Frame>> {
+        loop {
+            let b = &self.buf[self.at..];
+            if b.len() >= 2 {
+                assert_eq!(b[1] & 0x80, 0, "server frames are not masked");
+                let (len, head) = match b[1] & 0x7f {
+                    126 if b.len() >= 4 => (u16::from_be_bytes([b[2], b[3]]) as usize, 4),
+                    127 if b.len() >= 10 => (
+                        u64::from_be_bytes(b[2..10].try_into().unwrap()) as usize,
+                        10,
+                    ),
+                    n @ 0..=125 => (n as usize, 2),
+                    _ => (usize::MAX, 0),
+                };
+                if len != usize::MAX && b.len() >= head + len {
+                    let opcode = b[0] & 0x0f;
+                    assert_eq!(b[0] & 0x80, 0x80, "no fragmented frames expected");
+                    let frame = match opcode {
+                        1 => Frame::Text(String::from_utf8(b[head..head + len].to_vec()).unwrap()),
+                        other => Frame::Other(other),
+                    };
+                    self.at += head + len;
+                    return Ok(Some(frame));
+                }
+            }
+            if self.fill()? == 0 {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// The next Engine.IO packet that is not a ping (pings are answered).
+    fn text(&mut self) -> String {
+        loop {
+            match self.frame() {
+                Ok(Some(Frame::Text(t))) if t == "2" => self.send("3"),
+                Ok(Some(Frame::Text(t))) => return t,
+                Ok(Some(Frame::Other(op))) => panic!("unexpected frame, opcode {op}"),
+                Ok(None) => panic!("connection closed"),
+                Err(e) => panic!("read failed: {e}"),
+            }
+        }
+    }
+
+    /// Send a text frame (masked with a zero key, which RFC 6455 allows).
+    fn send(&mut self, text: &str) {
+        let mut frame = vec![0x81];
+        match text.len() {
+            n @ 0..=125 => frame.push(0x80 | n as u8),
+            n @ 126..=0xffff => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                frame.push(0x80 | 127);
+                frame.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(&[0; 4]);
+        frame.extend_from_slice(text.as_bytes());
+        self.stream.write_all(&frame).unwrap();
+    }
+
+    fn join(&mut self, room: &str) {
+        self.send(&format!("421[\"join\",\"{room}\"]"));
+        assert_eq!(self.text(), "431[{\"ok\":true}]");
+    }
+}
+
+/// The number in a delivery `42["m","<8 digits>..."]`.
+fn sequence(packet: &str) -> Option<usize> {
+    packet.strip_prefix("42[\"m\",\"")?.get(..8)?.parse().ok()
+}
+
+/// Read every message of the run, in order, none twice; the first fault
+/// otherwise.
+fn subscribe(client: &mut Client, count: usize) -> Result<(), String> {
+    for expected in 0..count {
+        let packet = client.text();
+        match sequence(&packet) {
+            Some(n) if n == expected => {}
+            Some(n) => return Err(format!("got message {n} where {expected} was due")),
+            None => return Err(format!("unexpected packet {packet:.60}")),
+        }
+    }
+    Ok(())
+}
+
+/// Publish `count` messages to `r`, `WINDOW` acks in flight; every ack must
+/// be `{"ok":true}`.
+fn publish(client: &mut Client, count: usize) -> Result<(), String> {
+    let filler = "x".repeat(PAYLOAD - 8);
+    let (mut sent, mut acked) = (0, 0);
+    while acked < count {
+        while sent < count && sent - acked < WINDOW {
+            client.send(&format!(
+                "42{}[\"publish\",{{\"to\":\"r\",\"event\":\"m\",\"data\":\"{sent:08}{filler}\"}}]",
+                sent + 1
+            ));
+            sent += 1;
+        }
+        let ack = client.text();
+        if ack != format!("43{}[{{\"ok\":true}}]", acked + 1) {
+            return Err(format!("publish {} answered {ack}", acked + 1));
+        }
+        acked += 1;
+    }
+    Ok(())
+}
+
+fn slow_reader_room_broadcast(shards: &str) {
+    let count = messages();
+    let mut hub = Hub::start(&["--shards", shards]);
+    let fds_idle = hub.open_fds();
+    let mut subscribers: Vec<Client> = (0..SUBSCRIBERS)
+        .map(|_| Client::open(hub.addr, None))
+        .collect();
+    for client in &mut subscribers {
+        client.join("r");
+    }
+    let mut slow = Client::open(hub.addr, Some(SLOW_RCVBUF));
+    slow.join("r");
+    let mut publisher = Client::open(hub.addr, None);
+    let rss_before = hub.status_kb("VmRSS");
+    let started = Instant::now();
+    // From here on the slow client never reads until the end.
+    let readers: Vec<_> = subscribers
+        .into_iter()
+        .map(|mut client| {
+            thread::spawn(move || {
+                let result = subscribe(&mut client, count);
+                (result, client)
+            })
+        })
+        .collect();
+    let published = publish(&mut publisher, count);
+    // The subscribers stay connected to the end.
+    let (results, _subscribers): (Vec<_>, Vec<_>) =
+        readers.into_iter().map(|r| r.join().unwrap()).unzip();
+    let took = started.elapsed();
+    hub.assert_running();
+    assert_eq!(published, Ok(()), "every publish acknowledged ok");
+    for (i, result) in results.iter().enumerate() {
+        assert_eq!(
+            result,
+            &Ok(()),
+            "subscriber {i} got every message once, in order"
+        );
+    }
+    let peak_kb = hub.status_kb("VmHWM");
+    // The slow one, and only it, was closed as a slow consumer.
+    eventually(Duration::from_secs(10), "one slow consumer counted", || {
+        hub.metric("hub_slow_consumer_disconnects_total") == 1.0
+    });
+    let log = hub.log.lock().unwrap().clone();
+    let line = log
+        .lines()
+        .find(|l| l.contains("closing a slow consumer"))
+        .unwrap_or_else(|| panic!("no slow consumer line in the log:\n{log}"));
+    assert!(
+        line.contains(&slow.sid),
+        "the line names the session: {line}"
+    );
+    assert!(
+        line.contains(&format!("the budget of {BUDGET} bytes")),
+        "the line names the limit: {line}"
+    );
+    assert_eq!(log.matches("closing a slow consumer").count(), 1, "{log}");
+    // Its session is forgotten and its descriptor closed, though it never
+    // read: 20 subscribers and the publisher are left.
+    eventually(
+        Duration::from_secs(10),
+        "the slow session forgotten",
+        || hub.metric("hub_connections") == (SUBSCRIBERS + 1) as f64,
+    );
+    eventually(Duration::from_secs(10), "its descriptor closed", || {
+        hub.open_fds() == fds_idle + SUBSCRIBERS + 1
+    });
+    eventually(Duration::from_secs(10), "every queue written", || {
+        hub.metric("hub_outgoing_buffered_bytes") == 0.0
+    });
+    // The slow client finds its connection reset (or ended) when it reads
+    // at last, after what the kernels held for it: an in-order prefix.
+    slow.stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut got = 0;
+    let end = loop {
+        match slow.frame() {
+            Ok(Some(Frame::Text(t))) if t == "2" => {}
+            Ok(Some(Frame::Text(t))) => {
+                assert_eq!(
+                    sequence(&t),
+                    Some(got),
+                    "the slow client's messages in order"
+                );
+                got += 1;
+            }
+            Ok(Some(Frame::Other(op))) => break format!("a frame of opcode {op}"),
+            Ok(None) => break "end of stream".to_string(),
+            Err(e) => {
+                assert_ne!(e.kind(), ErrorKind::WouldBlock, "the hub left it open");
+                assert_ne!(e.kind(), ErrorKind::TimedOut, "the hub left it open");
+                break e.to_string();
+            }
+        }
+    };
+    assert!(got < count, "the slow client was cut off before the end");
+    // Memory, not time: however fast the hub and the subscribers run, every
+    // queue holds a suffix of the same sequence of broadcasts, whose frames
+    // are shared (refcounted) by every queue on every shard, and no queue
+    // holds more than the budget. So the messages alive at once are at most
+    // one budget's worth (plus, with 2 shards, those on their way to the
+    // other shard), and each connection's writer holds at most one batch
+    // (64 KiB and a frame): the peak RSS grows by at most that and
+    // `SLACK_KB`.
+    let growth_kb = peak_kb.saturating_sub(rss_before);
+    let bound_kb = (BUDGET + (SUBSCRIBERS as u64 + 2) * 66 * 1024) / 1024 + SLACK_KB;
+    eprintln!(
+        "--shards {shards}: {count} publishes in {took:?}; the slow client got {got} \
+         messages then {end:?}; RSS {rss_before} kB before, peak {peak_kb} kB \
+         (+{growth_kb} kB, bound +{bound_kb} kB)"
+    );
+    assert!(
+        growth_kb <= bound_kb,
+        "peak RSS grew by {growth_kb} kB, over the bound of {bound_kb} kB"
+    );
+    // The hub still serves: a new client connects and echoes.
+    let mut fresh = Client::open(hub.addr, None);
+    fresh.send("421[\"echo\",\"still here\"]");
+    assert_eq!(fresh.text(), "431[\"still here\"]");
+    hub.assert_running();
+}
+
+#[test]
+fn a_subscriber_that_stops_reading_costs_only_itself_one_shard() {
+    slow_reader_room_broadcast("1");
+}
+
+#[test]
+fn a_subscriber_that_stops_reading_costs_only_itself_two_shards() {
+    slow_reader_room_broadcast("2");
+}
+
+#[test]
+fn a_writer_stuck_on_a_silent_peer_ends_with_its_session() {
+    // The client stops reading and never answers a ping: the heartbeat
+    // closes its session (`--ping-interval` + `--ping-timeout`) while the
+    // hub's writer is blocked on it. The writer must give up then rather
+    // than wait for a peer that may never read.
+    let mut hub = Hub::start(&[
+        "--shards",
+        "1",
+        "--ping-interval",
+        "2000",
+        "--ping-timeout",
+        "1000",
+        "--log-level",
+        "info,hub::shard::websocket=debug",
+    ]);
+    let fds_idle = hub.open_fds();
+    let mut client = Client::open(hub.addr, Some(SLOW_RCVBUF));
+    let opened = Instant::now();
+    // Echo requests of 100 kB until the hub stops reading them: its writer
+    // is then blocked on acks the client does not read.
+    let request = format!("421[\"echo\",\"{}\"]", "e".repeat(100_000));
+    let mut frame = vec![0x81, 0x80 | 127];
+    frame.extend_from_slice(&(request.len() as u64).to_be_bytes());
+    frame.extend_from_slice(&[0; 4]);
+    frame.extend_from_slice(request.as_bytes());
+    client.stream.set_nonblocking(true).unwrap();
+    let mut sent = 0usize;
+    loop {
+        match client.stream.write(&frame[sent % frame.len()..]) {
+            Ok(n) => sent += n,
+            // The hub stopped reading (or, on a slow machine, its heartbeat
+            // already reset the connection).
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => {
+                break
+            }
+            Err(e) => panic!("write failed: {e}"),
+        }
+        assert!(
+            opened.elapsed() < Duration::from_secs(20),
+            "the hub kept reading"
+        );
+    }
+    client.stream.set_nonblocking(false).unwrap();
+    eventually(Duration::from_secs(10), "the session forgotten", || {
+        hub.metric("hub_connections") == 0.0
+    });
+    eventually(Duration::from_secs(10), "its descriptor closed", || {
+        hub.open_fds() == fds_idle
+    });
+    assert_eq!(hub.metric("hub_outgoing_buffered_bytes"), 0.0);
+    assert_eq!(hub.metric("hub_slow_consumer_disconnects_total"), 0.0);
+    let log = hub.log.lock().unwrap().clone();
+    assert!(
+        log.lines().any(
+            |l| l.contains("resetting a connection whose peer does not read")
+                && l.contains(&client.sid)
+                && l.contains("PingTimeout")
+        ),
+        "the writer gave up on the ping timeout:\n{log}"
+    );
+    // The client finds its connection reset once it reads.
+    client
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let end = loop {
+        match client.frame() {
+            Ok(Some(_)) => {}
+            Ok(None) => break None,
+            Err(e) => break Some(e.kind()),
+        }
+    };
+    assert!(
+        matches!(end, None | Some(ErrorKind::ConnectionReset)),
+        "{end:?}"
+    );
+    hub.assert_running();
+}
+
+#[test]
+fn a_long_poll_answer_the_client_does_not_read_is_given_up() {
+    // A polling client takes its queue with a GET and never reads the
+    // answer: the hub's write waits at most a heartbeat (ping interval and
+    // timeout, by when the session is gone anyway), then resets the
+    // connection, so the answer's buffer and the descriptor go.
+    // More than the kernels can hold for a client that reads nothing,
+    // within its budget.
+    let message = 500_000;
+    let count = (tcp_wmem_max() + (2 << 20)) / message + 1;
+    let budget_flag = ((count + 1) * message * 2).to_string();
+    let mut hub = Hub::start(&[
+        "--shards",
+        "1",
+        "--ping-interval",
+        "3000",
+        "--ping-timeout",
+        "2000",
+        "--max-buffered-bytes",
+        &budget_flag,
+    ]);
+    let fds_idle = hub.open_fds();
+    let base = "/socket.io/?EIO=4&transport=polling";
+    let mut conn = Conn::open(hub.addr);
+    let open = conn.get(base).text();
+    let json: serde_json::Value = serde_json::from_str(open.strip_prefix('0').unwrap()).unwrap();
+    let path = format!("{base}&sid={}", json["sid"].as_str().unwrap());
+    assert_eq!(conn.post(&path, b"40").text(), "ok");
+    assert!(conn.get(&path).text().starts_with("40{\"sid\""));
+    assert_eq!(conn.post(&path, b"421[\"join\",\"r\"]").text(), "ok");
+    assert_eq!(conn.get(&path).text(), "431[{\"ok\":true}]");
+    let data = "p".repeat(message);
+    for _ in 0..count {
+        let body = format!("{{\"to\":\"r\",\"event\":\"m\",\"data\":\"{data}\"}}");
+        let mut admin = Conn::open(hub.admin);
+        let answer = admin.request("POST", "/api/publish", &[], body.as_bytes());
+        assert_eq!(answer.status, 200);
+    }
+    let mut stuck = connect(hub.addr, Some(SLOW_RCVBUF));
+    write!(stuck, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    drop(conn);
+    // Its head only: a 200 with the whole queue behind it.
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stuck.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{head}"));
+    assert!(length >= count * message, "{length}");
+    eventually(Duration::from_secs(15), "the answer given up", || {
+        hub.open_fds() == fds_idle
+    });
+    eventually(Duration::from_secs(5), "the session gone", || {
+        hub.metric("hub_connections") == 0.0
+    });
+    // The client finds the connection reset once it reads.
+    stuck
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut sink = vec![0u8; 64 * 1024];
+    let end = loop {
+        match stuck.read(&mut sink) {
+            Ok(0) => break None,
+            Ok(_) => {}
+            Err(e) => break Some(e.kind()),
+        }
+    };
+    assert!(
+        matches!(end, None | Some(ErrorKind::ConnectionReset)),
+        "{end:?}"
+    );
+    hub.assert_running();
+}
+
+#[test]
+fn a_stopping_hub_does_not_wait_for_a_peer_that_does_not_read() {
+    // SIGTERM while a writer is blocked on a client that reads nothing: the
+    // session is closed ("server shutting down", which would leave its
+    // writer `--ping-timeout` to write the last DISCONNECT), and after the
+    // shard's one-second grace for stragglers the writer gives up. The hub
+    // exits 0 within its shutdown timeout instead of running into it.
+    //
+    // The writer is surely blocked: the stuck client is sent more than the
+    // kernels can hold for it (the hub's largest send buffer, tcp_wmem's
+    // maximum, and its own small receive buffer), within its budget.
+    let message = 100_000;
+    let count = (tcp_wmem_max() + (2 << 20)) / message + 1;
+    let budget = (count + 1) * message * 2;
+    let budget_flag = budget.to_string();
+    let mut hub = Hub::start(&[
+        "--shards",
+        "1",
+        "--shutdown-timeout",
+        "8000",
+        "--max-buffered-bytes",
+        &budget_flag,
+    ]);
+    let mut stuck = Client::open(hub.addr, Some(SLOW_RCVBUF));
+    stuck.join("r");
+    let mut publisher = Client::open(hub.addr, None);
+    let data = "d".repeat(message);
+    for id in 1..=count {
+        publisher.send(&format!(
+            "42{id}[\"publish\",{{\"to\":\"r\",\"event\":\"m\",\"data\":\"{data}\"}}]"
+        ));
+        assert_eq!(publisher.text(), format!("43{id}[{{\"ok\":true}}]"));
+    }
+    // At least 2 MB stay in the hub: its writer waits for the client.
+    eventually(
+        Duration::from_secs(10),
+        "bytes held for the stuck client",
+        || hub.metric("hub_outgoing_buffered_bytes") >= (1 << 20) as f64,
+    );
+    let signalled = Instant::now();
+    // SAFETY: a plain kill(2) of the child this test started.
+    assert_eq!(
+        unsafe { libc::kill(hub.pid() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    let status = loop {
+        if let Some(status) = hub.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(30),
+            "the hub did not exit"
+        );
+        thread::sleep(Duration::from_millis(20));
+    };
+    let log = hub.log.lock().unwrap().clone();
+    assert!(status.success(), "{status}:\n{log}");
+    assert!(!log.contains("shutdown timeout"), "{log}");
+    assert_eq!(log.matches("closing a slow consumer").count(), 0, "{log}");
+    drop((stuck, publisher));
+}
