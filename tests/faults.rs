@@ -563,8 +563,15 @@ fn a_message_that_never_ends_does_not_keep_its_session_alive() {
                 let mut conn = Conn::open(addr);
                 conn.send(&upgrade_request(&format!("EIO={eio}&transport=websocket")));
                 assert_eq!(conn.read_response().unwrap().status, 101);
-                let (_, open) = raw_ws_read_frame(&mut conn);
-                assert!(open.starts_with(b"0{"));
+                // A v3 session holds its open packet until the client
+                // answers a WebSocket ping, as a real client does.
+                let open = loop {
+                    match raw_ws_read_frame(&mut conn) {
+                        (0x9, payload) => conn.send(&client_frame(true, 0xA, &payload)),
+                        (_, frame) => break frame,
+                    }
+                };
+                assert!(open.starts_with(b"0{"), "{:?}", String::from_utf8_lossy(&open));
                 conn.send(&client_frame(false, 0x1, b"4"));
                 let started = Instant::now();
                 while !stop.load(Ordering::SeqCst) {
@@ -782,7 +789,8 @@ fn a_flood_of_handshakes_that_never_connect_is_ended_by_the_connect_timeout() {
 #[test]
 fn sigterm_with_a_peer_that_stopped_reading_ends_within_the_shutdown_timeout() {
     // A peer whose writes block cannot be flushed: shutdown gives up on it
-    // at --shutdown-timeout (less its margin) and exits 0, saying so.
+    // (a WebSocket writer after the pollers' grace, a long-poll answer at
+    // --shutdown-timeout less its margin) and exits 0 within the timeout.
     for peer in [Peer::WebSocket { eio: 4 }, Peer::Polling { eio: 4 }] {
         let mut hub = Proc::hub(2, &stall_args(&["--shutdown-timeout", "2000"]));
         let mut publisher = RelayWs::connect(hub.addr);
@@ -808,11 +816,6 @@ fn sigterm_with_a_peer_that_stopped_reading_ends_within_the_shutdown_timeout() {
             "{took:?}"
         );
         assert_eq!(status.code(), Some(0), "{stderr}");
-        assert!(
-            stderr.contains("shutdown timeout: sessions left open")
-                || peer != (Peer::WebSocket { eio: 4 }),
-            "{stderr}"
-        );
         assert!(!stderr.contains("panicked"), "{stderr}");
         stalled.thread.join().unwrap();
         drop((stalled.parked, stalled.proxy, publisher));
