@@ -571,7 +571,11 @@ fn a_message_that_never_ends_does_not_keep_its_session_alive() {
                         (_, frame) => break frame,
                     }
                 };
-                assert!(open.starts_with(b"0{"), "{:?}", String::from_utf8_lossy(&open));
+                assert!(
+                    open.starts_with(b"0{"),
+                    "{:?}",
+                    String::from_utf8_lossy(&open)
+                );
                 conn.send(&client_frame(false, 0x1, b"4"));
                 let started = Instant::now();
                 while !stop.load(Ordering::SeqCst) {

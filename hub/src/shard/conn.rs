@@ -46,7 +46,7 @@ pub(crate) async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketA
             ReadOutcome::Refuse(status) => {
                 let mut out = buffers::take_write();
                 Response::new(status).write_to(false, &mut out);
-                let _ = write_answer(&shard, &mut stream, &out).await;
+                let _ = write_answer(&mut stream, &out).await;
                 buffers::give_write(out);
                 let _ = stream.close().await;
                 return;
@@ -96,7 +96,7 @@ pub(crate) async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketA
         // requests, the connection keeps none.
         let mut out = buffers::take_write();
         response.write_to(keep_alive, &mut out);
-        let written = write_answer(&shard, &mut stream, &out).await;
+        let written = write_answer(&mut stream, &out).await;
         buffers::give_write(out);
         drop(in_flight);
         if !written {
@@ -146,15 +146,12 @@ pub(crate) async fn refuse_too_many(mut stream: TcpStream) {
     let _ = stream.close().await;
 }
 
-/// Write an answer. A peer that takes none of it for the request timeout
-/// is given up on (glommio's write timeout counts from the last progress):
-/// a client that stopped reading must not hold its connection, and a
-/// request in flight that shutdown waits for, for ever.
-async fn write_answer(shard: &Shard, stream: &mut TcpStream, answer: &[u8]) -> bool {
-    let _ = stream.set_write_timeout(Some(shard.config.request_timeout));
-    let written = stream.write_all(answer).await.is_ok();
-    let _ = stream.set_write_timeout(None);
-    written
+/// Write an answer. The connection's write timeout (`Shard::write_timeout`,
+/// set when it was accepted) gives up on a peer that takes none of it: a
+/// client that stopped reading must not hold its connection, and a request
+/// in flight that shutdown waits for, for ever.
+async fn write_answer(stream: &mut TcpStream, answer: &[u8]) -> bool {
+    stream.write_all(answer).await.is_ok()
 }
 
 /// Counts a request from its head to its answer written.

@@ -128,18 +128,21 @@ impl Shard {
         sessions + self.in_flight.get() + forwarded + unsent + self.deferred.len()
     }
 
-    /// How long a write may wait for a peer that reads nothing: the longest
-    /// heartbeat (ping interval and timeout) of the endpoints. A long-poll
-    /// answer not read in that time is given up (its session is gone by
-    /// then anyway), so its buffer, up to a session's byte budget, and its
-    /// descriptor do not stay for as long as the peer does. A WebSocket's
-    /// writer races its session instead (see `websocket`).
+    /// How long an HTTP write may wait for a peer that takes nothing of it
+    /// (glommio's write timeout counts from the last progress): the request
+    /// timeout, or the longest heartbeat (ping interval and timeout) of the
+    /// endpoints if shorter. A long-poll answer not read in that time is
+    /// given up (its session is gone by then anyway), so its buffer, up to a
+    /// session's byte budget, its descriptor, and the request in flight that
+    /// shutdown waits for do not stay for as long as the peer does. A
+    /// WebSocket's writer races its session instead (see `websocket`).
     pub fn write_timeout(&self) -> std::time::Duration {
         self.endpoints
             .iter()
             .map(|e| e.config.session.ping_interval + e.config.session.ping_timeout)
             .max()
             .unwrap_or_default()
+            .min(self.config.request_timeout)
             .max(std::time::Duration::from_millis(1))
     }
 
