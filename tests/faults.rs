@@ -881,3 +881,95 @@ fn publishes_acknowledged_before_sigterm_reach_a_busy_shard_before_its_disconnec
     assert_eq!(status.code(), Some(0), "{}", server.stderr());
     drop(blocker);
 }
+
+/// Publishes acknowledged by shard 0 while shard 1 is stuck in a handler,
+/// before shard 1 delivers its first: with a backlog limit, shard 0 stops
+/// reading the publisher once its queue for shard 1 passes the limit;
+/// without, it acknowledges all of them and holds them in memory.
+fn acked_while_a_shard_is_stuck(backlog: Option<&str>) -> (usize, f64) {
+    const PUBLISHES: usize = 3000;
+    let mut args = vec!["--ping-interval", "10000", "--ping-timeout", "10000"];
+    if let Some(bytes) = backlog {
+        args.extend(["--max-cross-shard-backlog", bytes]);
+    }
+    let server = Proc::fault_server(2, &args);
+    let mut subscriber = RelayWs::connect_on_shard(server.addr, 1);
+    assert_eq!(
+        subscriber.request("join", "\"r\"").unwrap(),
+        "{\"ok\":true}"
+    );
+    let mut blocker = RelayWs::connect_on_shard(server.addr, 1);
+    let mut publisher = RelayWs::connect_on_shard(server.addr, 0);
+    ws_send_text(&mut blocker.ws, "42[\"block\",2000]");
+    // (Real time: shard 1 must be inside the handler before the publishes.)
+    thread::sleep(Duration::from_millis(100));
+    let delivered = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let delivered = delivered.clone();
+        thread::spawn(move || {
+            let mut got = 0;
+            while got < PUBLISHES {
+                match subscriber.next(Duration::from_secs(10)) {
+                    Ok(Some(text)) => {
+                        assert_eq!(text, format!("42[\"m\",\"{got:0>1000}\"]"));
+                        delivered.store(true, Ordering::SeqCst);
+                        got += 1;
+                    }
+                    other => panic!("subscriber: {other:?} after {got}"),
+                }
+            }
+        })
+    };
+    let writer = {
+        let mut ws = publisher.ws;
+        thread::spawn(move || {
+            for n in 0..PUBLISHES {
+                let data = format!("{n:0>1000}");
+                ws_send_text(
+                    &mut ws,
+                    &format!(
+                        "42{n}[\"publish\",{{\"to\":\"r\",\"event\":\"m\",\"data\":\"{data}\"}}]"
+                    ),
+                );
+            }
+            ws
+        })
+    };
+    // The acks come on the publisher's socket, which the writer thread has:
+    // take it back once everything is written (the kernel buffers the rest).
+    publisher.ws = writer.join().unwrap();
+    let mut before_delivery = 0;
+    for n in 0..PUBLISHES {
+        let ack = publisher.next(Duration::from_secs(10)).unwrap();
+        assert_eq!(ack, Some(format!("43{n}[{{\"ok\":true}}]")));
+        if !delivered.load(Ordering::SeqCst) {
+            before_delivery += 1;
+        }
+    }
+    reader.join().unwrap();
+    let pauses = server.metric("hub_input_pauses_total");
+    assert_eq!(server.metric("hub_cross_shard_backlog_bytes"), 0.0);
+    drop(blocker);
+    (before_delivery, pauses)
+}
+
+#[test]
+fn a_shard_that_cannot_keep_up_slows_the_publishers_instead_of_growing_the_backlog() {
+    // 64 KiB: about 60 publishes of 1 KB beyond the 1,024 the mesh channel
+    // holds; then the publisher's frames wait in the kernel.
+    let (bounded, pauses) = acked_while_a_shard_is_stuck(Some("65536"));
+    assert!(pauses >= 1.0, "the input paused");
+    // The channel, the backlog, and what was read before the pause (a
+    // 64 KiB read): well under all 3,000.
+    assert!(
+        bounded <= 1024 + 2 * 60 + 100,
+        "acknowledged before shard 1 ran: {bounded}"
+    );
+    let (unbounded, pauses) = acked_while_a_shard_is_stuck(None);
+    assert_eq!(pauses, 0.0);
+    assert!(
+        unbounded > 2500,
+        "without the limit all are acknowledged at once: {unbounded}"
+    );
+    eprintln!("acknowledged while the other shard was stuck: {bounded} with a 64 KiB backlog, {unbounded} with 64 MiB");
+}

@@ -43,6 +43,7 @@ fn help_lists_every_option_and_version_prints() {
         "--packet-burst",
         "--max-buffered-bytes",
         "--max-buffered-packets",
+        "--max-cross-shard-backlog",
         "HUB_MAX_BUFFERED_BYTES",
         "--auth-secret",
         "--api-key",

@@ -7,6 +7,7 @@
 //! fault_server --port P [--host 127.0.0.1] [--shards N] [--ping-interval MS]
 //!              [--ping-timeout MS] [--connect-timeout MS] [--max-payload BYTES]
 //!              [--request-timeout MS] [--idle-timeout MS]
+//!              [--max-cross-shard-backlog BYTES]
 //! ```
 //!
 //! Prints `admin listening on <addr>` (the hub's admin API: `/metrics`
@@ -80,6 +81,9 @@ struct Cli {
     /// Milliseconds a kept-alive HTTP connection may wait for its next request.
     #[arg(long, default_value_t = 120_000)]
     idle_timeout: u64,
+    /// Bytes a shard may hold for the others before it stops reading its clients.
+    #[arg(long, default_value_t = 64 << 20)]
+    max_cross_shard_backlog: usize,
 }
 
 fn ack_true(ack: Option<hub::server::Ack>) {
@@ -214,6 +218,7 @@ fn main() {
         shards: cli.shards,
         request_timeout: Duration::from_millis(cli.request_timeout),
         idle_timeout: Duration::from_millis(cli.idle_timeout),
+        max_cross_shard_backlog: cli.max_cross_shard_backlog,
         metrics: Some(metrics.clone()),
         ..ServerConfig::default()
     };

@@ -40,6 +40,8 @@ pub struct Metrics {
     slow_consumer_disconnects: Family<ShardLabel, Counter>,
     panics: Family<ShardLabel, Counter>,
     cross_shard_queue: Family<ShardLabel, Gauge>,
+    cross_shard_backlog_bytes: Family<ShardLabel, Gauge>,
+    input_pauses: Family<ShardLabel, Counter>,
     limit_refusals: Family<LimitLabel, Counter>,
     rate_limit_disconnects: Family<ShardLabel, Counter>,
     accept_errors: Family<ShardLabel, Counter>,
@@ -61,6 +63,11 @@ pub struct ShardMetrics {
     pub slow_consumer_disconnects: Counter,
     pub panics: Counter,
     pub cross_shard_queue: Gauge,
+    /// Bytes of the messages waiting to go to other shards (an estimate
+    /// that counts each message's shared payload in full).
+    pub cross_shard_backlog_bytes: Gauge,
+    /// Times the shard stopped taking client input for its cross-shard backlog.
+    pub input_pauses: Counter,
     /// A CONNECT past `max_namespaces_per_connection`.
     pub refused_namespaces: Counter,
     /// A join past `max_rooms_per_socket` (one per socket refused).
@@ -118,6 +125,10 @@ impl Metrics {
             "slow_consumer_disconnects",
             "Connections closed because their send queue passed its limit",
         );
+        let input_pauses = family(
+            "input_pauses",
+            "Times a shard stopped reading its clients because its backlog for other shards passed its limit",
+        );
         let panics = family(
             "panics",
             "Panics caught in application code or in one connection's code (that connection was closed)",
@@ -141,6 +152,10 @@ impl Metrics {
             "Messages waiting to go to other shards",
         );
         let namespaces = gauge("namespaces", "Socket.IO namespaces on the shard");
+        let cross_shard_backlog_bytes = gauge(
+            "cross_shard_backlog_bytes",
+            "Bytes of messages waiting to go to other shards",
+        );
         let outgoing_buffered_bytes = gauge(
             "outgoing_buffered_bytes",
             "Bytes of messages held for clients: queued, or being written",
@@ -165,6 +180,8 @@ impl Metrics {
             slow_consumer_disconnects,
             panics,
             cross_shard_queue,
+            cross_shard_backlog_bytes,
+            input_pauses,
             limit_refusals,
             rate_limit_disconnects,
             accept_errors,
@@ -191,6 +208,8 @@ impl Metrics {
             slow_consumer_disconnects: self.slow_consumer_disconnects.get_or_create(&label).clone(),
             panics: self.panics.get_or_create(&label).clone(),
             cross_shard_queue: self.cross_shard_queue.get_or_create(&label).clone(),
+            cross_shard_backlog_bytes: self.cross_shard_backlog_bytes.get_or_create(&label).clone(),
+            input_pauses: self.input_pauses.get_or_create(&label).clone(),
             refused_namespaces: self.refusals(shard, "namespaces_per_connection"),
             refused_rooms: self.refusals(shard, "rooms_per_socket"),
             refused_connections_per_ip: self.refusals(shard, "connections_per_ip"),

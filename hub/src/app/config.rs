@@ -152,6 +152,15 @@ pub struct Settings {
         value_name = "N"
     )]
     pub max_buffered_packets: usize,
+    /// Bytes of messages a shard may hold for the other shards; past it the shard stops reading
+    /// its clients until the backlog is down to half (publishers slow down; nothing is dropped).
+    #[arg(
+        long,
+        env = "HUB_MAX_CROSS_SHARD_BACKLOG",
+        default_value_t = 64 << 20,
+        value_name = "BYTES"
+    )]
+    pub max_cross_shard_backlog: usize,
     /// Namespaces served, as glob patterns (repeatable; default: all).
     #[arg(
         long = "namespace",
@@ -223,6 +232,7 @@ struct FileSettings {
     max_connections_per_ip: Option<usize>,
     max_buffered_bytes: Option<usize>,
     max_buffered_packets: Option<usize>,
+    max_cross_shard_backlog: Option<usize>,
     namespace: Option<Vec<String>>,
     auth_secret: Option<String>,
     api_key: Option<String>,
@@ -331,6 +341,7 @@ impl Settings {
             max_connections_per_ip,
             max_buffered_bytes,
             max_buffered_packets,
+            max_cross_shard_backlog,
             namespace,
             admin_bind,
             shutdown_timeout,
@@ -366,6 +377,15 @@ impl Settings {
             return Err(invalid(
                 "packet-burst",
                 "must be at least 1 while --max-packets-per-second is set",
+            ));
+        }
+        if (self.max_cross_shard_backlog as u64) < self.max_payload {
+            return Err(invalid(
+                "max-cross-shard-backlog",
+                format!(
+                    "{} is less than --max-payload ({}): one message must fit",
+                    self.max_cross_shard_backlog, self.max_payload
+                ),
             ));
         }
         if self.max_buffered_packets == 0 {

@@ -102,6 +102,7 @@ pub fn run(
         shutdown_timeout: Settings::ms(settings.shutdown_timeout),
         max_sessions: settings.max_connections,
         max_connections_per_ip: settings.max_connections_per_ip,
+        max_cross_shard_backlog: settings.max_cross_shard_backlog,
         metrics: Some(metrics.clone()),
         ..ServerConfig::default()
     };

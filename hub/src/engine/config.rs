@@ -60,6 +60,12 @@ pub struct ServerConfig {
     pub max_headers: usize,
     /// Messages each cross-shard channel holds before senders wait.
     pub mesh_capacity: usize,
+    /// Bytes of messages (broadcasts, room operations) a shard may hold
+    /// for the other shards beyond what their channels hold. Past it, the
+    /// shard stops taking new input from its clients (WebSocket frames, POST
+    /// bodies) until the backlog is down to half, so a shard that cannot keep
+    /// up slows the publishers rather than growing the others' memory.
+    pub max_cross_shard_backlog: usize,
     /// How long a stopping shard waits for its sessions to flush and close.
     pub shutdown_timeout: Duration,
     /// Most sessions open at once over all shards; 0 = no limit. Beyond it a
@@ -86,6 +92,7 @@ impl Default for ServerConfig {
             max_header_bytes: 16 * 1024,
             max_headers: 64,
             mesh_capacity: 1024,
+            max_cross_shard_backlog: 64 << 20,
             shutdown_timeout: Duration::from_secs(10),
             max_sessions: 0,
             max_connections_per_ip: 0,

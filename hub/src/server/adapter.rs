@@ -76,6 +76,40 @@ pub(crate) enum ClusterBody {
     },
 }
 
+impl ClusterBody {
+    /// About how many bytes the message holds (its packet, counted in full
+    /// although its bytes are shared): its weight in the bounded backlog
+    /// for the other shards.
+    fn payload_bytes(&self) -> usize {
+        let target = |t: &Target| {
+            t.rooms
+                .iter()
+                .chain(&t.except)
+                .map(String::len)
+                .sum::<usize>()
+        };
+        match self {
+            ClusterBody::Broadcast { target: t, packet } => {
+                target(t)
+                    + packet.text.len()
+                    + packet.attachments.iter().map(|a| a.len()).sum::<usize>()
+            }
+            ClusterBody::RoomOp { target: t, op } => {
+                target(t)
+                    + match op {
+                        RoomOp::Join(rooms) | RoomOp::Leave(rooms) => {
+                            rooms.iter().map(String::len).sum()
+                        }
+                        RoomOp::Disconnect { .. } => 0,
+                    }
+            }
+            ClusterBody::Fetch { target: t, .. } => target(t),
+            ClusterBody::Fetched { sockets, .. } => sockets.len() * 128,
+            ClusterBody::Stats { .. } | ClusterBody::StatsReply { .. } => 0,
+        }
+    }
+}
+
 /// How long a server-wide query waits for the other shards.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -267,12 +301,13 @@ impl ShardAdapter {
     }
 
     fn post(&self, shard: usize, nsp: &str, body: ClusterBody) {
+        let bytes = nsp.len() + body.payload_bytes();
         let msg = ClusterMsg {
             instance: self.instance,
             nsp: nsp.to_string(),
             body,
         };
-        context::post(shard, Box::new(msg));
+        context::post_sized(shard, Box::new(msg), bytes);
     }
 
     /// A message from another shard. `nsp` is this shard's namespace of that

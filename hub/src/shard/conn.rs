@@ -53,6 +53,11 @@ pub(crate) async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketA
             }
         };
         first = false;
+        // A POST carries the client's packets (publishes, say): while the
+        // shard's backlog for the other shards is over its limit, it waits.
+        if request.method == Method::Post {
+            shard.input_allowed().await;
+        }
         let keep_alive = request.keep_alive();
         // Shutdown waits for requests in flight, so a last long poll is answered.
         let in_flight = InFlight::new(shard.clone());

@@ -34,12 +34,19 @@ pub fn shard_count() -> Option<usize> {
 /// Messages to one shard arrive in order; posting to oneself delivers at once.
 /// False off the shards or for an unknown target.
 pub fn post(target: usize, msg: Box<dyn Any + Send>) -> bool {
+    post_sized(target, msg, 0)
+}
+
+/// As [`post`], for a message carrying `bytes` of payload: they count in
+/// the shard's backlog for the other shards, which is bounded (see
+/// `ServerConfig::max_cross_shard_backlog`).
+pub fn post_sized(target: usize, msg: Box<dyn Any + Send>, bytes: usize) -> bool {
     with(|s| {
         if target == s.id {
             s.deliver_app(msg);
             true
         } else if let Some(mesh) = s.mesh.get().filter(|_| target < s.count) {
-            mesh.post(target, msg);
+            mesh.post_sized(target, msg, bytes);
             true
         } else {
             false

@@ -100,20 +100,36 @@ pub(crate) struct Mesh {
     stopped: RefCell<Vec<bool>>,
     /// Polls other shards forwarded here, still running: (origin, id).
     serving: RefCell<AHashMap<(usize, u64), Rc<Cancel>>>,
-    /// Application messages per peer shard, sent in order by one pump task each.
-    app_queues: Vec<RefCell<VecDeque<Box<dyn Any + Send>>>>,
+    /// Application messages per peer shard, with their weight in bytes,
+    /// sent in order by one pump task each.
+    app_queues: Vec<RefCell<VecDeque<(Box<dyn Any + Send>, usize)>>>,
     app_ready: Vec<Signal>,
     /// Posted application messages not yet handed to the mesh channel.
     app_unsent: Cell<usize>,
+    /// Their weight in bytes, and the most it may be before input pauses.
+    app_unsent_bytes: Cell<usize>,
+    backlog_limit: usize,
+    /// The shard takes no new input from its clients (see `post_sized`).
+    input_paused: Cell<bool>,
+    /// Raised when input may go on.
+    pub input_resumed: Signal,
 }
 
+/// What a posted message counts for beyond its payload: the box, the
+/// queue's slot, the envelope.
+const MESSAGE_OVERHEAD: usize = 128;
+
 impl Mesh {
-    pub fn new(senders: Senders<MeshMsg>, peer_of_shard: Vec<usize>) -> Mesh {
+    pub fn new(senders: Senders<MeshMsg>, peer_of_shard: Vec<usize>, backlog_limit: usize) -> Mesh {
         let shards = peer_of_shard.len();
         Mesh {
             app_queues: (0..shards).map(|_| RefCell::default()).collect(),
             app_ready: (0..shards).map(|_| Signal::new()).collect(),
             app_unsent: Cell::new(0),
+            app_unsent_bytes: Cell::new(0),
+            backlog_limit,
+            input_paused: Cell::new(false),
+            input_resumed: Signal::new(),
             senders,
             peer_of_shard,
             next_id: Cell::new(0),
@@ -185,12 +201,60 @@ impl Mesh {
     /// Queue an application message for shard `target`; messages to one
     /// shard arrive in the order they were posted.
     pub fn post(&self, target: usize, msg: Box<dyn Any + Send>) {
-        self.app_queues[target].borrow_mut().push_back(msg);
+        self.post_sized(target, msg, 0);
+    }
+
+    /// As [`Mesh::post`], for a message carrying `bytes` of payload.
+    ///
+    /// The queue to a shard that does not keep up is bounded by
+    /// `max_cross_shard_backlog`: past it, this shard stops taking new
+    /// input from its clients (their WebSocket frames and POST bodies wait
+    /// in the kernel, which slows their senders) until the backlog is down
+    /// to half. Nothing posted is dropped: a broadcast acknowledged to its
+    /// publisher still reaches every shard.
+    pub fn post_sized(&self, target: usize, msg: Box<dyn Any + Send>, bytes: usize) {
+        let weight = bytes + MESSAGE_OVERHEAD;
+        self.app_queues[target]
+            .borrow_mut()
+            .push_back((msg, weight));
         self.app_unsent.set(self.app_unsent.get() + 1);
+        let backlog = self.app_unsent_bytes.get() + weight;
+        self.app_unsent_bytes.set(backlog);
         crate::metrics::with(|m| {
             m.cross_shard_queue.inc();
+            m.cross_shard_backlog_bytes.inc_by(weight as i64);
         });
+        if backlog > self.backlog_limit && !self.input_paused.replace(true) {
+            crate::metrics::with(|m| {
+                m.input_pauses.inc();
+            });
+            tracing::debug!(
+                backlog,
+                limit = self.backlog_limit,
+                "pausing client input: the backlog for other shards is over its limit"
+            );
+        }
         self.app_ready[target].notify();
+    }
+
+    /// A posted message went into its shard's channel.
+    fn sent(&self, weight: usize) {
+        self.app_unsent.set(self.app_unsent.get() - 1);
+        let backlog = self.app_unsent_bytes.get() - weight;
+        self.app_unsent_bytes.set(backlog);
+        crate::metrics::with(|m| {
+            m.cross_shard_queue.dec();
+            m.cross_shard_backlog_bytes.dec_by(weight as i64);
+        });
+        if self.input_paused.get() && backlog <= self.backlog_limit / 2 {
+            self.input_paused.set(false);
+            self.input_resumed.notify();
+        }
+    }
+
+    /// Whether the shard takes no new input from its clients now.
+    pub fn input_paused(&self) -> bool {
+        self.input_paused.get()
     }
 
     /// Whether every other shard has said it stopped.
@@ -265,13 +329,10 @@ pub(crate) fn spawn_app_pumps(shard: &Rc<Shard>) {
                 let listen = mesh.app_ready[target].listen();
                 let next = mesh.app_queues[target].borrow_mut().pop_front();
                 match next {
-                    Some(msg) => {
+                    Some((msg, weight)) => {
                         mesh.send(target, MeshMsg::App(msg)).await;
-                        mesh.app_unsent.set(mesh.app_unsent.get() - 1);
+                        mesh.sent(weight);
                         shard.settled.notify();
-                        crate::metrics::with(|m| {
-                            m.cross_shard_queue.dec();
-                        });
                     }
                     None => listen.await,
                 }

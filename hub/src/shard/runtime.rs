@@ -397,7 +397,8 @@ async fn run_shard(
             peer_of_shard[*shard_id] = peer;
         }
         mesh::spawn_receivers(&shard, receivers);
-        let _ = shard.mesh.set(Mesh::new(senders, peer_of_shard));
+        let backlog = shard.config.max_cross_shard_backlog;
+        let _ = shard.mesh.set(Mesh::new(senders, peer_of_shard, backlog));
         mesh::spawn_app_pumps(&shard);
     } else {
         let _ = bound_tx.send(Ok(local));

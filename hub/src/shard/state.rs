@@ -146,6 +146,27 @@ impl Shard {
             .max(std::time::Duration::from_millis(1))
     }
 
+    /// Wait until the shard takes input from its clients again: it stops
+    /// while its backlog for the other shards is over its limit (see
+    /// `Mesh::post_sized`). At once when it is not.
+    pub async fn input_allowed(&self) {
+        let Some(mesh) = self.mesh.get() else {
+            return;
+        };
+        loop {
+            let listen = mesh.input_resumed.listen();
+            if !mesh.input_paused() {
+                return;
+            }
+            listen.await;
+        }
+    }
+
+    /// Whether the shard takes no new input from its clients now.
+    pub fn input_paused(&self) -> bool {
+        self.mesh.get().is_some_and(|mesh| mesh.input_paused())
+    }
+
     /// Take a place for a new session; false when the server is full.
     pub fn admit_session(&self) -> bool {
         if self.stopping.get() {

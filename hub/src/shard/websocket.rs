@@ -139,11 +139,22 @@ impl WsConn {
     }
 
     /// Wait for bytes from the peer or a change of the session.
-    async fn wait(&mut self, entry: &SessionEntry) -> Wake {
+    /// While the shard takes no input (its backlog for the other shards is
+    /// over its limit), only a change of the session or the end of the
+    /// pause wakes it: the peer's frames wait in the kernel.
+    async fn wait(&mut self, entry: &SessionEntry, shard: &Shard) -> Wake {
         let mut listen = entry.io_changed.listen();
+        let mut resumed = shard.mesh.get().map(|mesh| mesh.input_resumed.listen());
+        let paused = shard.input_paused();
         let stream = &mut self.stream;
         poll_fn(|cx| {
-            if let Poll::Ready(read) = buffers::poll_read(stream, cx) {
+            if paused {
+                if let Some(resumed) = &mut resumed {
+                    if Pin::new(resumed).poll(cx).is_ready() {
+                        return Poll::Ready(Wake::Changed);
+                    }
+                }
+            } else if let Poll::Ready(read) = buffers::poll_read(stream, cx) {
                 return Poll::Ready(Wake::Read(read));
             }
             Pin::new(&mut listen).poll(cx).map(|()| Wake::Changed)
@@ -487,7 +498,7 @@ async fn probe(
         if !entry.session.borrow().upgrade_pending(attempt) {
             return false;
         }
-        match conn.wait(entry).await {
+        match conn.wait(entry, shard).await {
             Wake::Read(Ok(read)) if !read.is_empty() => chunk = Some(read),
             Wake::Read(_) => return false,
             Wake::Changed => {}
@@ -603,7 +614,7 @@ async fn run(shard: &Rc<Shard>, endpoint: usize, conn: &mut WsConn, entry: &Rc<S
         if entry.session.borrow().has_ws_packets() {
             continue;
         }
-        match conn.wait(entry).await {
+        match conn.wait(entry, shard).await {
             Wake::Read(Ok(read)) if !read.is_empty() => chunk = Some(read),
             Wake::Read(_) => {
                 entry
