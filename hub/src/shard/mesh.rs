@@ -102,7 +102,7 @@ pub(crate) struct Mesh {
     serving: RefCell<AHashMap<(usize, u64), Rc<Cancel>>>,
     /// Application messages per peer shard, with their weight in bytes,
     /// sent in order by one pump task each.
-    app_queues: Vec<RefCell<VecDeque<(Box<dyn Any + Send>, usize)>>>,
+    app_queues: Vec<RefCell<VecDeque<Posted>>>,
     app_ready: Vec<Signal>,
     /// Posted application messages not yet handed to the mesh channel.
     app_unsent: Cell<usize>,
@@ -114,6 +114,9 @@ pub(crate) struct Mesh {
     /// Raised when input may go on.
     pub input_resumed: Signal,
 }
+
+/// A posted application message and its weight in bytes.
+type Posted = (Box<dyn Any + Send>, usize);
 
 /// What a posted message counts for beyond its payload: the box, the
 /// queue's slot, the envelope.
