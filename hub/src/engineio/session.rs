@@ -649,17 +649,18 @@ impl Session {
         vec![Packet::Close]
     }
 
-    /// A closed polling session that has handed over all its packets and
-    /// whose client is not waiting on a GET is given up: only the close
-    /// packet is left, and a stopping server will not wait for a client to
-    /// fetch it. True if so. Sessions with packets still queued (a final
-    /// DISCONNECT) keep waiting for their client.
+    /// For a stopping server, once its pollers have had a grace period to
+    /// come back: a closed polling session whose client is not waiting on a
+    /// GET is given up, with whatever it still holds (a final DISCONNECT,
+    /// the close packet). A live client polls again within a round trip of
+    /// its last answer, so one that has not in the grace period has gone;
+    /// and as a closed session takes no more packets, a client that did
+    /// come back took everything but the close packet. True if so.
     pub fn abandon_if_polling(&mut self) -> bool {
         if self.transport != TransportKind::Polling
             || self.parked
             || self.finished
             || self.closed.is_none()
-            || !self.outbox.is_empty()
         {
             return false;
         }
@@ -1449,17 +1450,26 @@ mod tests {
     #[test]
     fn a_stopping_server_gives_up_closed_pollers_not_waiting() {
         let t0 = Instant::now();
+        // A client that comes back after the close gets its last packets.
         let mut s = polling(ProtocolVersion::V4, t0);
         assert!(!s.abandon_if_polling(), "an open session is kept");
         s.send(Data::Text("last".into())).unwrap();
+        s.send(Data::Text("one more".into())).unwrap();
         s.close(CloseReason::ServerShuttingDown, t0);
-        assert!(
-            !s.abandon_if_polling(),
-            "its last packet is still to be fetched"
+        assert_eq!(
+            s.on_get(t0),
+            GetOutcome::Respond(vec![text("last"), text("one more")])
         );
-        assert_eq!(s.on_get(t0), GetOutcome::Respond(vec![text("last")]));
+        s.send(Data::Text("late".into())).unwrap_err();
         assert!(s.abandon_if_polling(), "only the close packet is left");
         assert!(s.is_finished());
+        // A client that has not polled since the close has gone: even with
+        // packets waiting (a final DISCONNECT), it is given up.
+        let mut gone = polling(ProtocolVersion::V4, t0);
+        gone.send(Data::Text("never fetched".into())).unwrap();
+        gone.close(CloseReason::ServerShuttingDown, t0);
+        assert!(gone.abandon_if_polling(), "no GET since the close");
+        assert!(gone.is_finished());
         let mut parked = polling(ProtocolVersion::V4, t0);
         assert_eq!(parked.on_get(t0), GetOutcome::Park);
         parked.close(CloseReason::ServerShuttingDown, t0);

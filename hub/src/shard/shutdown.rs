@@ -107,15 +107,24 @@ pub(crate) async fn drain(shard: &Rc<Shard>) {
     // a WebSocket peer that has not read them by then: its writer gives up.
     let grace = (Instant::now() + POLLER_GRACE).min(deadline);
     if !wait_until(shard, grace, || shard.pending_work() == 0).await {
+        let mut given_up = 0;
         for endpoint in &shard.endpoints {
             let sessions: Vec<_> = endpoint.sessions.borrow().values().cloned().collect();
             for entry in sessions {
                 entry.session.borrow_mut().end_write_grace(Instant::now());
                 entry.io_changed.notify();
                 if entry.session.borrow_mut().abandon_if_polling() {
+                    given_up += 1;
                     shard.settle(shard.endpoint_index(endpoint), &entry);
                 }
             }
+        }
+        if given_up > 0 {
+            tracing::info!(
+                shard = shard.id,
+                sessions = given_up,
+                "gave up polling sessions whose clients did not come back for their last packets"
+            );
         }
     }
     if !wait_until(shard, deadline, || shard.pending_work() == 0).await {
