@@ -134,45 +134,55 @@ impl SessionEntry {
     /// Called by the runtime after every input, from its own tasks: never
     /// from inside the application, and never with the session borrowed.
     ///
-    /// A panic in the application (or in the layers above the engine)
-    /// while it handles one of these events closes this session only; it is
-    /// logged with the session id and counted (`hub_panics_total`).
+    /// A panic in the application is caught where the Socket.IO layer calls
+    /// it (with the socket's id); one in the layers above the engine unwinds
+    /// out of this call to the task serving the connection, which contains
+    /// it (see [`SessionEntry::dispatch_contained`] for the shard's own
+    /// tasks). Catching it here too would cost every message a catch.
     pub fn dispatch(self: &Rc<Self>) {
         self.dispatch_deferred.set(false);
         let socket = Socket(self.clone());
         loop {
             let event = self.session.borrow_mut().poll_event();
-            let handled = match event {
+            match event {
                 Some(Event::Message(data)) => {
                     crate::metrics::with(|m| {
                         m.packets_in.inc();
                         m.bytes_in.inc_by(data_len(&data));
                     });
-                    crate::panics::catch(|| self.handler.on_message(&socket, data))
+                    self.handler.on_message(&socket, data);
                 }
                 Some(Event::Closed(reason)) => {
                     if reason == CloseReason::PacketRateExceeded {
                         self.report_rate_exceeded();
                     }
-                    crate::panics::catch(|| self.handler.on_close(&socket, reason))
+                    self.handler.on_close(&socket, reason);
                 }
                 None => break,
-            };
-            if let Err(panic) = handled {
-                tracing::error!(
-                    sid = self.sid.as_str(),
-                    panic = %panic,
-                    "closing a connection whose handler panicked"
-                );
-                // The Closed event this queues is dispatched by this loop.
-                self.session
-                    .borrow_mut()
-                    .close(CloseReason::ForcedClose, Instant::now());
             }
         }
         self.io_changed.notify();
         self.sync_buffered_gauge();
         self.rearm_timer();
+    }
+
+    /// [`SessionEntry::dispatch`] for a task that serves many sessions (the
+    /// shard's clock, its deferred dispatches): a panic while handling this
+    /// session's events closes this session only. It is logged with the
+    /// session id and counted (`hub_panics_total`); the session's other
+    /// events, its close included, are still dispatched.
+    pub fn dispatch_contained(self: &Rc<Self>) {
+        while let Err(panic) = crate::panics::catch(|| self.dispatch()) {
+            tracing::error!(
+                sid = self.sid.as_str(),
+                panic = %panic,
+                "closing a connection whose handler panicked"
+            );
+            // Each round takes at least the event that panicked: this ends.
+            self.session
+                .borrow_mut()
+                .close(CloseReason::ForcedClose, Instant::now());
+        }
     }
 
     /// The session closed for sending faster than its packet rate: say so,

@@ -82,7 +82,7 @@ pub(crate) fn handshake(
         TransportKind::Polling,
     );
     let outcome = entry.session.borrow_mut().on_get(Instant::now());
-    shard.settle(endpoint, &entry);
+    shard.settle_contained(endpoint, &entry);
     match outcome {
         GetOutcome::Respond(packets) => encode(query, &entry.session.borrow(), &packets),
         // The open packet is always queued, so the handshake never parks.
@@ -157,7 +157,7 @@ async fn get(
     let packets = match outcome {
         GetOutcome::Respond(packets) => packets,
         GetOutcome::Overlap => {
-            shard.settle(endpoint, entry);
+            shard.settle_contained(endpoint, entry);
             return EngineResponse::status(400);
         }
         GetOutcome::WrongTransport => return EngineResponse::error(ErrorCode::BadRequest),
@@ -180,7 +180,7 @@ async fn get(
             packets
         }
     };
-    shard.settle(endpoint, entry);
+    shard.settle_contained(endpoint, entry);
     encode(query, &entry.session.borrow(), &packets)
 }
 
@@ -198,7 +198,7 @@ impl Drop for ParkedGet<'_> {
                 .session
                 .borrow_mut()
                 .on_get_aborted(Instant::now());
-            self.shard.settle(self.endpoint, self.entry);
+            self.shard.settle_contained(self.endpoint, self.entry);
         }
     }
 }
@@ -241,7 +241,7 @@ fn post(
                 session.on_packets(packets, now);
                 session.close_reason()
             };
-            shard.settle(endpoint, entry);
+            shard.settle_contained(endpoint, entry);
             match reason {
                 // The POST broke a rule (a v4 client ping, say): the client hears it.
                 Some(CloseReason::TransportError | CloseReason::ParseError) => {
@@ -254,7 +254,7 @@ fn post(
         }
         Err(_) => {
             entry.session.borrow_mut().on_parse_error(now);
-            shard.settle(endpoint, entry);
+            shard.settle_contained(endpoint, entry);
             EngineResponse::error(ErrorCode::BadRequest)
         }
     }

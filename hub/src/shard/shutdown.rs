@@ -115,7 +115,7 @@ pub(crate) async fn drain(shard: &Rc<Shard>) {
                 entry.io_changed.notify();
                 if entry.session.borrow_mut().abandon_if_polling() {
                     given_up += 1;
-                    shard.settle(shard.endpoint_index(endpoint), &entry);
+                    shard.settle_contained(shard.endpoint_index(endpoint), &entry);
                 }
             }
         }

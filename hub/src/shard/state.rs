@@ -81,6 +81,16 @@ impl Shard {
         }
     }
 
+    /// [`Shard::settle`] for the shard's own tasks, which serve many
+    /// sessions (its clock, its deferred dispatches): a panic while
+    /// dispatching costs this session only (`SessionEntry::dispatch_contained`).
+    pub fn settle_contained(&self, endpoint: usize, entry: &Rc<SessionEntry>) {
+        entry.dispatch_contained();
+        if entry.session.borrow().is_finished() {
+            self.forget(endpoint, entry);
+        }
+    }
+
     /// Hand an application message to the endpoint handler that takes it.
     pub fn deliver_app(&self, msg: Box<dyn Any + Send>) {
         if msg.is::<ShutdownStarted>() {

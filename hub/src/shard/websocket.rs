@@ -106,29 +106,29 @@ impl WsConn {
         reset_on_close(&self.stream);
     }
 
-    fn push_packet(&mut self, packet: &Packet) {
+    /// Frame `packet` into the write buffer. It is taken by value, each kind
+    /// dropped in its own arm: a broadcast's text is a refcount, and the
+    /// generic drop of a `Packet` cost more than the rest of this.
+    fn push_packet(&mut self, packet: Packet) {
         let version = self.version;
         let out = self.out();
         // Messages go straight into the write buffer: no per-recipient allocation.
         match (packet, version) {
-            (Packet::Message(Data::Text(text)), _) => {
-                return match text.ws_message_frame() {
-                    // Framed once for all its recipients.
-                    Some(frame) => out.extend_from_slice(frame),
-                    None => codec::encode_parts(true, &[b"4", text.as_bytes()], out),
-                };
-            }
+            (Packet::Message(Data::Text(text)), _) => match text.ws_message_frame() {
+                // Framed once for all its recipients.
+                Some(frame) => out.extend_from_slice(frame),
+                None => codec::encode_parts(true, &[b"4", text.as_bytes()], out),
+            },
             (Packet::Message(Data::Binary(bytes)), ProtocolVersion::V4) => {
-                return codec::encode_binary(bytes, out)
+                codec::encode_binary(&bytes, out)
             }
             (Packet::Message(Data::Binary(bytes)), ProtocolVersion::V3) => {
-                return codec::encode_parts(false, &[&[4], bytes], out)
+                codec::encode_parts(false, &[&[4], &bytes], out)
             }
-            _ => {}
-        }
-        match packet.encode_ws(version) {
-            WsFrame::Text(text) => codec::encode_text(text.as_bytes(), out),
-            WsFrame::Binary(bytes) => codec::encode_binary(&bytes, out),
+            (other, _) => match other.encode_ws(version) {
+                WsFrame::Text(text) => codec::encode_text(text.as_bytes(), out),
+                WsFrame::Binary(bytes) => codec::encode_binary(&bytes, out),
+            },
         }
     }
 
@@ -359,7 +359,7 @@ pub(crate) async fn serve(
             entry.rearm_timer();
             if !probe(&shard, endpoint, &mut conn, &entry, attempt).await {
                 entry.session.borrow_mut().abort_upgrade(attempt);
-                shard.settle(endpoint, &entry);
+                shard.settle_contained(endpoint, &entry);
                 conn.close(1000).await;
                 return;
             }
@@ -404,7 +404,7 @@ pub(crate) async fn serve(
                 .session
                 .borrow_mut()
                 .close(CloseReason::ForcedClose, Instant::now());
-            shard.settle(endpoint, &entry);
+            shard.settle_contained(endpoint, &entry);
         }
         shard.forget(endpoint, &entry);
     })
@@ -475,15 +475,15 @@ async fn probe(
                 .on_upgrade_packet(attempt, packet);
             match step {
                 UpgradeStep::Reply(reply) => {
-                    conn.push_packet(&reply);
+                    conn.push_packet(reply);
                     // A parked GET can now be released with a noop.
-                    shard.settle(endpoint, entry);
+                    shard.settle_contained(endpoint, entry);
                 }
                 UpgradeStep::Upgraded => {
                     // Frames behind the upgrade packet are the session's.
                     conn.keep(&mut fresh);
                     drop(chunk);
-                    shard.settle(endpoint, entry);
+                    shard.settle_contained(endpoint, entry);
                     return conn.flush().await;
                 }
                 UpgradeStep::Abort => return false,
