@@ -24,7 +24,6 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use clients::*;
-use proc::*;
 use proxy::*;
 use support::*;
 
@@ -724,14 +723,17 @@ fn a_flood_of_handshakes_that_never_connect_is_ended_by_the_connect_timeout() {
     // GET gets the close packet), but its session is kept, holding only the
     // close packet, until that GET comes or a ping interval and timeout pass
     // (as the reference server keeps it for its close timeout).
-    let mut hub = Proc::hub_plain(&[
-        "--connect-timeout",
-        "1000",
-        "--ping-interval",
-        "5000",
-        "--ping-timeout",
-        "5000",
-    ]);
+    let mut hub = start_hub(
+        &[
+            "--connect-timeout",
+            "1000",
+            "--ping-interval",
+            "5000",
+            "--ping-timeout",
+            "5000",
+        ],
+        &[],
+    );
     let rss_before = hub.rss_kib();
     let mut sockets = Vec::new();
     let mut polling = Vec::new();
@@ -800,18 +802,11 @@ fn sigterm_with_a_peer_that_stopped_reading_ends_within_the_shutdown_timeout() {
         let mut publisher = RelayWs::connect(hub.addr);
         let stalled = stall(&hub, peer, "r", &mut publisher);
         let asked = Instant::now();
-        // SAFETY: a signal to the child this test started.
-        assert_eq!(unsafe { libc::kill(hub.pid() as i32, libc::SIGTERM) }, 0);
-        let status = loop {
-            if let Some(status) = hub.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                asked.elapsed() < Duration::from_millis(2000) + MARGIN,
-                "{peer:?}: hub still running past its shutdown timeout"
-            );
-            thread::sleep(Duration::from_millis(10));
-        };
+        hub.sigterm();
+        let status = hub.exit_within(
+            Duration::from_millis(2000) + MARGIN,
+            &format!("{peer:?}: past its shutdown timeout"),
+        );
         let took = asked.elapsed();
         let stderr = hub.stderr();
         eprintln!("{peer:?}: SIGTERM with writes to it blocked: {status} after {took:?}");
@@ -857,8 +852,7 @@ fn publishes_acknowledged_before_sigterm_reach_a_busy_shard_before_its_disconnec
         let ack = publisher.next(Duration::from_secs(5)).unwrap();
         assert_eq!(ack, Some(format!("43{n}[{{\"ok\":true}}]")));
     }
-    // SAFETY: a signal to the child this test started.
-    assert_eq!(unsafe { libc::kill(server.pid() as i32, libc::SIGTERM) }, 0);
+    server.sigterm();
     let mut got = Vec::new();
     while let Ok(Some(text)) = subscriber.next(Duration::from_secs(5)) {
         let last = text == "41";
