@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hub::auth::TokenVerifier;
 use serde_json::{json, Value};
@@ -58,14 +58,6 @@ fn publish(hub: &Proc, key: Option<&str>, body: &Value) -> Response {
     )
 }
 
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !done() {
-        assert!(t.elapsed() < Duration::from_secs(5), "timed out: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn publish_reaches_the_room_and_metrics_count_it() {
     let hub = start_hub(&[], &[]);
@@ -88,7 +80,7 @@ fn publish_reaches_the_room_and_metrics_count_it() {
         ws_read_within(&mut outsider, Duration::from_millis(200)),
         None
     );
-    wait_for("3 more deliveries", || {
+    eventually(Duration::from_secs(5), "3 more deliveries", || {
         hub.metric("hub_deliveries_total") == deliveries + 3.0
     });
     assert_eq!(hub.metric("hub_handshakes_total"), 4.0);
@@ -99,7 +91,7 @@ fn publish_reaches_the_room_and_metrics_count_it() {
         &json!({"to": [], "except": ["lobby"], "event": "all"}),
     );
     assert_eq!(ws_text(&mut outsider), r#"42["all",null]"#);
-    wait_for("stats", || {
+    eventually(Duration::from_secs(5), "stats", || {
         let stats = admin(&hub, "GET", "/api/stats", &[], b"").json();
         stats["connections"] == 4
             && stats["shards"].as_array().map(Vec::len) == Some(2)
@@ -113,9 +105,11 @@ fn publish_reaches_the_room_and_metrics_count_it() {
     });
     assert_eq!(admin(&hub, "GET", "/healthz", &[], b"").status, 200);
     drop(members);
-    wait_for("connections gauge back to 1", || {
-        hub.metric("hub_connections") == 1.0
-    });
+    eventually(
+        Duration::from_secs(5),
+        "connections gauge back to 1",
+        || hub.metric("hub_connections") == 1.0,
+    );
 }
 
 #[test]

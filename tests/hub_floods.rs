@@ -73,15 +73,6 @@ impl Proc {
     }
 }
 
-/// Wait for `done`, at most `within`.
-fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !done() {
-        assert!(t.elapsed() < within, "timed out after {within:?}: {what}");
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Connect `client` to namespaces `names` at once (pipelined), and return
 /// the server's answers in order.
 fn connect_many(ws: &mut Ws, names: &[String]) -> Vec<String> {
@@ -164,9 +155,9 @@ fn a_namespace_flood_gives_its_memory_back() {
             connect_many(ws, &names);
         }
     }
-    wait_for(
-        "the warm-up namespaces to go",
+    eventually(
         Duration::from_secs(10),
+        "the warm-up namespaces to go",
         || namespaces() == 0.0,
     );
     let before = hub.rss_kib();
@@ -182,12 +173,12 @@ fn a_namespace_flood_gives_its_memory_back() {
     assert_eq!(namespaces(), (CLIENTS * PER_CLIENT) as f64);
     let during = hub.rss_kib();
     drop(clients);
-    wait_for(
-        "every flood namespace to go",
+    eventually(
         Duration::from_secs(20),
+        "every flood namespace to go",
         || namespaces() == 0.0,
     );
-    wait_for("every connection to close", Duration::from_secs(20), || {
+    eventually(Duration::from_secs(20), "every connection to close", || {
         hub.metric("hub_connections") == 0.0
     });
     // Generous: what stays is the allocator's, not ours. (Before namespaces
@@ -283,7 +274,7 @@ fn a_packet_flood_closes_that_connection_only() {
     ws_send_text(&mut calm, r#"421["echo","undisturbed"]"#);
     assert_eq!(ws_text(&mut calm), r#"431["undisturbed"]"#);
     assert_eq!(hub.metric("hub_rate_limit_disconnects_total"), 1.0);
-    wait_for("the log line", Duration::from_secs(5), || {
+    eventually(Duration::from_secs(5), "the log line", || {
         hub.stderr()
             .contains("closing a connection over its packet rate")
     });
@@ -400,7 +391,7 @@ fn connections_past_the_per_address_limit_are_refused_others_are_not() {
     assert!(hub.metric_where("hub_limit_refusals_total", r#"limit="connections_per_ip""#) >= 2.0);
     // Every way a connection ends gives its place back.
     drop((held, upgraded, ws));
-    wait_for("the places to come back", Duration::from_secs(5), || {
+    eventually(Duration::from_secs(5), "the places to come back", || {
         let streams: Vec<TcpStream> = (0..3).map(|_| connect_from(one, hub.addr)).collect();
         streams
             .into_iter()
@@ -420,7 +411,7 @@ fn running_out_of_descriptors_neither_spins_nor_stops_the_hub() {
     let held: Vec<TcpStream> = (0..60)
         .map(|_| TcpStream::connect(hub.addr).expect("connect (the backlog takes it)"))
         .collect();
-    wait_for("accept to fail", Duration::from_secs(5), || {
+    eventually(Duration::from_secs(5), "accept to fail", || {
         hub.stderr().contains("accept failed")
     });
     // Accept-error lines of the shard's listener, and of the admin
@@ -458,7 +449,7 @@ fn running_out_of_descriptors_neither_spins_nor_stops_the_hub() {
     );
     // Descriptors come back: hub accepts again and serves.
     drop(held);
-    wait_for("a new client to be served", Duration::from_secs(10), || {
+    eventually(Duration::from_secs(10), "a new client to be served", || {
         try_handshake(hub.addr) == Some(200)
     });
     let mut ws = hub.client("/");

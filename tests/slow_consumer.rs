@@ -31,7 +31,7 @@ use std::os::fd::FromRawFd;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{start_hub, Conn};
+use support::{eventually, start_hub, Conn};
 
 const SUBSCRIBERS: usize = 20;
 /// The data of each message: its number in 8 digits, then filler.
@@ -64,15 +64,6 @@ fn tcp_wmem_max() -> usize {
         .ok()
         .and_then(|v| v.split_whitespace().nth(2)?.parse().ok())
         .unwrap_or(4 << 20)
-}
-
-/// Wait for `done`, re-checked every 20 ms, for at most `within`.
-fn eventually(within: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < within, "timed out: {what}");
-        thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// A TCP connection to `addr`, with a receive buffer of `rcvbuf` bytes set

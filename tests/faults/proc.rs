@@ -3,8 +3,7 @@
 //! `/proc` shows them (descriptors and TCP sockets).
 
 use std::net::SocketAddr;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::*;
 use crate::{PING_INTERVAL, PING_TIMEOUT};
@@ -83,18 +82,18 @@ impl Proc {
         what: &str,
         mut f: impl FnMut(&Proc) -> bool,
     ) -> Duration {
-        let started = Instant::now();
-        while !f(self) {
-            assert!(
-                started.elapsed() < within,
-                "{}: {what}: not within {within:?}; sessions {}, client sockets:\n{}",
-                self.name,
-                self.sessions(),
-                self.describe_fds()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-        started.elapsed()
+        eventually_or(
+            within,
+            || f(self),
+            || {
+                format!(
+                    "{}: {what}: not within {within:?}; sessions {}, client sockets:\n{}",
+                    self.name,
+                    self.sessions(),
+                    self.describe_fds()
+                )
+            },
+        )
     }
 
     /// What the descriptors are, for a failure message: the TCP sockets

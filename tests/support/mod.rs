@@ -25,8 +25,11 @@
 #![allow(dead_code)]
 
 mod process;
+mod wait;
 
 pub use process::*;
+#[allow(unused_imports)] // not every test binary waits
+pub use wait::*;
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
