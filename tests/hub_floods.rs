@@ -10,7 +10,6 @@ mod support;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::os::fd::FromRawFd;
 use std::os::unix::process::CommandExt;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -289,34 +288,16 @@ fn a_packet_flood_closes_that_connection_only() {
 
 /// A TCP connection to `to` from the local address `from`.
 fn connect_from(from: Ipv4Addr, to: SocketAddr) -> TcpStream {
-    let SocketAddr::V4(to) = to else {
-        panic!("an IPv4 hub")
-    };
-    let sockaddr = |ip: Ipv4Addr, port: u16| libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(ip).to_be(),
+    let stream = tcp_connect(
+        to,
+        Before {
+            from: Some(from),
+            ..Before::default()
         },
-        sin_zero: [0; 8],
-    };
-    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    // SAFETY: plain socket calls on a descriptor this function owns; the
-    // addresses are valid sockaddr_in values of the length given.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-        let stream = TcpStream::from_raw_fd(fd);
-        let local = sockaddr(from, 0);
-        let bound = libc::bind(fd, &local as *const _ as *const libc::sockaddr, len);
-        assert_eq!(bound, 0, "bind {from}: {}", std::io::Error::last_os_error());
-        let remote = sockaddr(*to.ip(), to.port());
-        let connected = libc::connect(fd, &remote as *const _ as *const libc::sockaddr, len);
-        assert_eq!(connected, 0, "connect: {}", std::io::Error::last_os_error());
-        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-        stream
-    }
+    );
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream
 }
 
 /// The status of the answer to a polling handshake on `stream`; None when

@@ -27,11 +27,10 @@ mod support;
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::FromRawFd;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{eventually, start_hub, Conn};
+use support::{eventually, start_hub, tcp_connect, Before, Conn};
 
 const SUBSCRIBERS: usize = 20;
 /// The data of each message: its number in 8 digits, then filler.
@@ -69,41 +68,13 @@ fn tcp_wmem_max() -> usize {
 /// A TCP connection to `addr`, with a receive buffer of `rcvbuf` bytes set
 /// before the connect (so the window it offers stays small) when given.
 fn connect(addr: SocketAddr, rcvbuf: Option<libc::c_int>) -> TcpStream {
-    let SocketAddr::V4(v4) = addr else {
-        panic!("the hub listens on IPv4 loopback")
-    };
-    // SAFETY: a fresh socket, set up with plain syscalls on locals, is
-    // handed whole to the `TcpStream` that owns it from then on.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        assert!(fd >= 0, "socket: {}", io::Error::last_os_error());
-        let stream = TcpStream::from_raw_fd(fd);
-        if let Some(size) = rcvbuf {
-            let set = libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                &size as *const libc::c_int as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-            assert_eq!(set, 0, "SO_RCVBUF: {}", io::Error::last_os_error());
-        }
-        let sin = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: v4.port().to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from_ne_bytes(v4.ip().octets()),
-            },
-            sin_zero: [0; 8],
-        };
-        let connected = libc::connect(
-            fd,
-            &sin as *const libc::sockaddr_in as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        );
-        assert_eq!(connected, 0, "connect: {}", io::Error::last_os_error());
-        stream
-    }
+    tcp_connect(
+        addr,
+        Before {
+            rcvbuf,
+            ..Before::default()
+        },
+    )
 }
 
 /// A relay client over a WebSocket written by hand: frames are parsed in

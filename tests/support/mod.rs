@@ -25,10 +25,14 @@
 #![allow(dead_code)]
 
 mod process;
+mod tcp;
 mod wait;
 
+// Not every test binary uses each of these.
 pub use process::*;
-#[allow(unused_imports)] // not every test binary waits
+#[allow(unused_imports)]
+pub use tcp::*;
+#[allow(unused_imports)]
 pub use wait::*;
 
 use std::io::{self, ErrorKind, Read, Write};
