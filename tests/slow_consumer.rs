@@ -77,6 +77,26 @@ fn connect(addr: SocketAddr, rcvbuf: Option<libc::c_int>) -> TcpStream {
     )
 }
 
+/// Reads what is left on `stream` (what the kernels held): the hub must
+/// have reset the connection, or ended it; not left it open.
+fn assert_ended(stream: &mut TcpStream) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut sink = vec![0u8; 64 * 1024];
+    let end = loop {
+        match stream.read(&mut sink) {
+            Ok(0) => break None,
+            Ok(_) => {}
+            Err(e) => break Some(e.kind()),
+        }
+    };
+    assert!(
+        matches!(end, None | Some(ErrorKind::ConnectionReset)),
+        "{end:?}"
+    );
+}
+
 /// A relay client over a WebSocket written by hand: frames are parsed in
 /// place from one buffer, so twenty of them keep up with a debug hub.
 struct Client {
@@ -454,21 +474,7 @@ fn a_writer_stuck_on_a_silent_peer_ends_with_its_session() {
         "the writer gave up on the ping timeout:\n{log}"
     );
     // The client finds its connection reset once it reads.
-    client
-        .stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let end = loop {
-        match client.frame() {
-            Ok(Some(_)) => {}
-            Ok(None) => break None,
-            Err(e) => break Some(e.kind()),
-        }
-    };
-    assert!(
-        matches!(end, None | Some(ErrorKind::ConnectionReset)),
-        "{end:?}"
-    );
+    assert_ended(&mut client.stream);
     hub.assert_alive();
 }
 
@@ -538,21 +544,7 @@ fn a_long_poll_answer_the_client_does_not_read_is_given_up() {
         hub.metric("hub_connections") == 0.0
     });
     // The client finds the connection reset once it reads.
-    stuck
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut sink = vec![0u8; 64 * 1024];
-    let end = loop {
-        match stuck.read(&mut sink) {
-            Ok(0) => break None,
-            Ok(_) => {}
-            Err(e) => break Some(e.kind()),
-        }
-    };
-    assert!(
-        matches!(end, None | Some(ErrorKind::ConnectionReset)),
-        "{end:?}"
-    );
+    assert_ended(&mut stuck);
     hub.assert_alive();
 }
 
