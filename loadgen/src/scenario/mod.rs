@@ -3,6 +3,7 @@
 //! fanout publishers).
 
 mod churn;
+mod pace;
 mod receiver;
 mod sender;
 
