@@ -151,6 +151,21 @@ async fn within<T>(
     .await
 }
 
+/// Receives what comes, `on` for each packet, until `wait` has passed
+/// (or the connection fails).
+async fn recv_for(
+    conn: &mut Conn,
+    out: &mut Outbox,
+    wait: Duration,
+    on: &mut impl FnMut(&[u8], &mut Outbox),
+) -> Result<(), Cause> {
+    future::or(conn.recv(out, on), async {
+        glommio::timer::sleep(wait).await;
+        Ok(())
+    })
+    .await
+}
+
 /// Answers what every client must: the server's pings. True when the
 /// packet was one.
 fn keepalive(packet: &[u8], out: &mut Outbox) -> bool {

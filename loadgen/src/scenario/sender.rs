@@ -14,7 +14,7 @@ use crate::stats::{bump, Cause};
 use crate::wire::packet::{self, Incoming};
 
 use super::pace::Pace;
-use super::{keepalive, receiver, Role};
+use super::{keepalive, receiver, recv_for, Role};
 
 pub async fn run(
     shard: &Shard,
@@ -100,36 +100,28 @@ pub async fn run(
             _ => wake,
         };
         let is_echo = role == Role::Echo;
-        future::or(
-            async {
-                conn.recv(out, &mut |p, out| {
-                    if keepalive(p, out) {
+        let wait = Duration::from_nanos(wake.saturating_sub(now_ns()));
+        recv_for(conn, out, wait, &mut |p, out| {
+            if keepalive(p, out) {
+                return;
+            }
+            match packet::classify(p, nsp) {
+                Incoming::Ack { id, args } => {
+                    let Some(at) = outstanding.iter().position(|&(i, _)| i == id) else {
                         return;
+                    };
+                    let (_, sent) = outstanding.remove(at).expect("position is in range");
+                    bump(&counters.acks, 1);
+                    if is_echo {
+                        shard.record(sent, now_ns());
+                    } else if !packet::is_ok(args) {
+                        counters.error(Cause::Refused);
                     }
-                    match packet::classify(p, nsp) {
-                        Incoming::Ack { id, args } => {
-                            let Some(at) = outstanding.iter().position(|&(i, _)| i == id) else {
-                                return;
-                            };
-                            let (_, sent) = outstanding.remove(at).expect("position is in range");
-                            bump(&counters.acks, 1);
-                            if is_echo {
-                                shard.record(sent, now_ns());
-                            } else if !packet::is_ok(args) {
-                                counters.error(Cause::Refused);
-                            }
-                        }
-                        Incoming::Close | Incoming::Disconnect => closed = true,
-                        _ => {}
-                    }
-                })
-                .await
-            },
-            async {
-                glommio::timer::sleep(Duration::from_nanos(wake.saturating_sub(now_ns()))).await;
-                Ok(())
-            },
-        )
+                }
+                Incoming::Close | Incoming::Disconnect => closed = true,
+                _ => {}
+            }
+        })
         .await?;
         if closed {
             return Err(Cause::ServerClosed);

@@ -7,8 +7,6 @@
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
-use futures_lite::future;
-
 use crate::conn::{Conn, Outbox};
 use crate::ledger::book::{Answered, Book};
 use crate::ledger::{room_of, Settled};
@@ -17,7 +15,7 @@ use crate::stats::{bump, Cause};
 use crate::wire::packet::{self, Incoming};
 
 use super::super::pace::Pace;
-use super::super::{keepalive, sender};
+use super::super::{keepalive, recv_for, sender};
 
 /// The longest a publisher sleeps before it looks at its fence requests.
 const FENCE_POLL_NS: u64 = 2_000_000;
@@ -90,39 +88,29 @@ async fn publish(shard: &Shard, conn: &mut Conn, out: &mut Outbox, me: u32) -> R
         if let Some(due) = pace.next_due().filter(|_| shard.phase.get() == Phase::Run) {
             wake = wake.min(due);
         }
-        future::or(
-            async {
-                conn.recv(out, &mut |p, out| {
-                    if keepalive(p, out) {
-                        return;
-                    }
-                    match packet::classify(p, nsp) {
-                        Incoming::Ack { id, args } => {
-                            let ok = packet::is_ok(args);
-                            match book.on_ack(id, ok) {
-                                Some(Answered::Publish { ok: true, .. }) => bump(&counters.acks, 1),
-                                Some(Answered::Publish { ok: false, .. }) => {
-                                    bump(&counters.acks, 1);
-                                    bump(&counters.churn.failed, 1);
-                                    counters.error(Cause::Refused);
-                                }
-                                Some(Answered::Fence { ok: false }) => {
-                                    counters.error(Cause::Refused)
-                                }
-                                Some(Answered::Fence { ok: true }) | None => {}
-                            }
+        let wait = Duration::from_nanos(wake.saturating_sub(now_ns()));
+        recv_for(conn, out, wait, &mut |p, out| {
+            if keepalive(p, out) {
+                return;
+            }
+            match packet::classify(p, nsp) {
+                Incoming::Ack { id, args } => {
+                    let ok = packet::is_ok(args);
+                    match book.on_ack(id, ok) {
+                        Some(Answered::Publish { ok: true, .. }) => bump(&counters.acks, 1),
+                        Some(Answered::Publish { ok: false, .. }) => {
+                            bump(&counters.acks, 1);
+                            bump(&counters.churn.failed, 1);
+                            counters.error(Cause::Refused);
                         }
-                        Incoming::Close | Incoming::Disconnect => closed = true,
-                        _ => {}
+                        Some(Answered::Fence { ok: false }) => counters.error(Cause::Refused),
+                        Some(Answered::Fence { ok: true }) | None => {}
                     }
-                })
-                .await
-            },
-            async {
-                glommio::timer::sleep(Duration::from_nanos(wake.saturating_sub(now_ns()))).await;
-                Ok(())
-            },
-        )
+                }
+                Incoming::Close | Incoming::Disconnect => closed = true,
+                _ => {}
+            }
+        })
         .await?;
         if closed {
             return Err(Cause::ServerClosed);
