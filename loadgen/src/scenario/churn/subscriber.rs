@@ -268,7 +268,6 @@ impl<'a> Life<'a> {
     ) -> Result<(), Cause> {
         let shard = self.shard;
         let nsp = &shard.spec.nsp;
-        let counters = shard.counters();
         let drop_every = shard.args.drop_every;
         let mut closed = false;
         let received = &mut self.received;
@@ -290,11 +289,7 @@ impl<'a> Life<'a> {
                     // The guard records the publish; only a first copy goes on.
                     match event {
                         b"m" if ledger.on_publish(stamp.sender, stamp.seq) == Some(Copy::First) => {
-                            bump(&counters.deliveries, 1);
-                            if now == 0 {
-                                now = now_ns();
-                            }
-                            shard.record(stamp.nanos, now);
+                            shard.record_delivery(stamp.nanos, &mut now);
                         }
                         b"f" => ledger.on_fence(stamp.sender, stamp.seq),
                         _ => {}
