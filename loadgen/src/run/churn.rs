@@ -155,17 +155,11 @@ pub(super) fn phases(started: Started) -> Result<Outcome, RunError> {
         duration_s: seconds,
         warmup_s: 0.0,
         connects: total.connects,
-        connect_failures: [
-            Cause::ConnectRefused,
-            Cause::ConnectTimeout,
-            Cause::ConnectFailed,
-            Cause::HttpStatus,
-            Cause::BadHandshake,
-            Cause::NamespaceRefused,
-        ]
-        .iter()
-        .map(|&c| total.errors[c as usize])
-        .sum(),
+        connect_failures: Cause::ALL
+            .iter()
+            .filter(|c| c.fails_a_connect())
+            .map(|&c| total.errors[c as usize])
+            .sum(),
         connects_per_sec: per_sec(first.connects, last.connects),
         sent: total.sent,
         sent_per_sec: per_sec(first.sent, last.sent),
