@@ -16,7 +16,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -135,9 +135,14 @@ pub fn ready_addrs(lines: &Receiver<String>, prefixes: &[&str]) -> Result<Vec<So
     let mut addrs: Vec<Option<SocketAddr>> = vec![None; prefixes.len()];
     while addrs.iter().any(Option::is_none) {
         let left = deadline.saturating_duration_since(Instant::now());
-        let line = lines
-            .recv_timeout(left)
-            .map_err(|_| format!("no line starting `{prefixes:?}` within {READY_TIMEOUT:?}"))?;
+        let line = lines.recv_timeout(left).map_err(|e| match e {
+            RecvTimeoutError::Timeout => {
+                format!("no line starting {prefixes:?} within {READY_TIMEOUT:?}")
+            }
+            RecvTimeoutError::Disconnected => {
+                format!("its stdout ended before a line starting {prefixes:?}")
+            }
+        })?;
         let line = line.trim();
         if let Some(i) = prefixes.iter().position(|p| line.starts_with(p)) {
             let addr = line[prefixes[i].len()..].trim();
@@ -150,12 +155,11 @@ pub fn ready_addrs(lines: &Receiver<String>, prefixes: &[&str]) -> Result<Vec<So
     Ok(addrs.into_iter().flatten().collect())
 }
 
-/// Kills a child that did not get ready and fails the test with why, its
-/// exit status and its stderr.
+/// Kills a child that did not get ready (if it still runs) and fails the
+/// test with why, its exit status and its stderr.
 pub fn fail_start(child: &mut Child, stderr: &Captured, who: &str, why: &str) -> ! {
-    let status = child.try_wait().ok().flatten();
     let _ = child.kill();
-    let _ = child.wait();
+    let status = child.wait().ok();
     thread::sleep(Duration::from_millis(100));
     panic!(
         "{who}: {why} (exit status: {status:?})\n--- stderr ---\n{}\n--------------",
