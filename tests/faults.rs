@@ -24,7 +24,6 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use clients::*;
-use proc::*;
 use proxy::*;
 use support::*;
 
@@ -599,6 +598,29 @@ fn a_message_that_never_ends_does_not_keep_its_session_alive() {
     eprintln!("sessions sending a never-ending message reaped {reaped:?} after they began");
 }
 
+/// Sends `request` on two new connections at the same moment (so, often,
+/// to two shards); `answer` reads each one's answer, on its own thread.
+fn send_twice_at_once<T: Send + 'static>(
+    addr: SocketAddr,
+    request: Vec<u8>,
+    answer: fn(Conn) -> T,
+) -> Vec<T> {
+    let gate = Arc::new(std::sync::Barrier::new(2));
+    let request = Arc::new(request);
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let (gate, request) = (gate.clone(), request.clone());
+            thread::spawn(move || {
+                let mut conn = Conn::open(addr);
+                gate.wait();
+                conn.send(&request);
+                answer(conn)
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
 #[test]
 fn overlapping_polls_on_two_shards_end_the_session_cleanly() {
     // Two GETs at once for one session, on two connections (so, often, on
@@ -611,21 +633,11 @@ fn overlapping_polls_on_two_shards_end_the_session_cleanly() {
         let sid = polling_handshake(hub.addr, 4);
         let path = session_path(4, &sid);
         // Let the open packet go: the first GET of each pair parks.
-        let gate = Arc::new(std::sync::Barrier::new(2));
-        let gets: Vec<_> = (0..2)
-            .map(|_| {
-                let (gate, path, addr) = (gate.clone(), path.clone(), hub.addr);
-                thread::spawn(move || {
-                    let mut conn = Conn::open(addr);
-                    let request = build_request("GET", &path, &[], b"");
-                    gate.wait();
-                    conn.send(&request);
-                    let resp = conn.read_response().expect("an answer to each GET");
-                    format!("{} {}", resp.status, String::from_utf8_lossy(&resp.body))
-                })
-            })
-            .collect();
-        let mut answers: Vec<String> = gets.into_iter().map(|g| g.join().unwrap()).collect();
+        let get = build_request("GET", &path, &[], b"");
+        let mut answers = send_twice_at_once(hub.addr, get, |mut conn| {
+            let resp = conn.read_response().expect("an answer to each GET");
+            format!("{} {}", resp.status, String::from_utf8_lossy(&resp.body))
+        });
         answers.sort();
         *statuses.entry(answers.join(" | ")).or_default() += 1;
         for answer in &answers {
@@ -650,36 +662,22 @@ fn racing_upgrades_for_one_session_leave_one_transport_or_none() {
     let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
     for _ in 0..20 {
         let sid = polling_handshake(hub.addr, 4);
-        let gate = Arc::new(std::sync::Barrier::new(2));
-        let upgrades: Vec<_> = (0..2)
-            .map(|_| {
-                let (gate, sid, addr) = (gate.clone(), sid.clone(), hub.addr);
-                thread::spawn(move || {
-                    let mut conn = Conn::open(addr);
-                    let request = upgrade_request(&format!("EIO=4&transport=websocket&sid={sid}"));
-                    gate.wait();
-                    conn.send(&request);
-                    match conn.read_response() {
-                        Ok(resp) if resp.status == 101 => {
-                            conn.send(&ws_frame(0x1, b"2probe", Some([1, 2, 3, 4])));
-                            conn.set_read_timeout(Duration::from_secs(2));
-                            let answer = match parse_next_frame(&mut conn) {
-                                Some((0x1, payload)) => {
-                                    String::from_utf8_lossy(&payload).into_owned()
-                                }
-                                Some((op, _)) => format!("frame {op}"),
-                                None => "closed".to_owned(),
-                            };
-                            (format!("101 {answer}"), Some(conn))
-                        }
-                        Ok(resp) => (format!("{}", resp.status), None),
-                        Err(e) => (format!("error {e}"), None),
-                    }
-                })
-            })
-            .collect();
-        let mut results: Vec<(String, Option<Conn>)> =
-            upgrades.into_iter().map(|u| u.join().unwrap()).collect();
+        let upgrade = upgrade_request(&format!("EIO=4&transport=websocket&sid={sid}"));
+        let mut results =
+            send_twice_at_once(hub.addr, upgrade, |mut conn| match conn.read_response() {
+                Ok(resp) if resp.status == 101 => {
+                    conn.send(&ws_frame(0x1, b"2probe", Some([1, 2, 3, 4])));
+                    conn.set_read_timeout(Duration::from_secs(2));
+                    let answer = match parse_next_frame(&mut conn) {
+                        Some((0x1, payload)) => String::from_utf8_lossy(&payload).into_owned(),
+                        Some((op, _)) => format!("frame {op}"),
+                        None => "closed".to_owned(),
+                    };
+                    (format!("101 {answer}"), Some(conn))
+                }
+                Ok(resp) => (format!("{}", resp.status), None),
+                Err(e) => (format!("error {e}"), None),
+            });
         results.sort_by(|a, b| a.0.cmp(&b.0));
         let probes = results.iter().filter(|r| r.0 == "101 3probe").count();
         assert!(
@@ -724,14 +722,17 @@ fn a_flood_of_handshakes_that_never_connect_is_ended_by_the_connect_timeout() {
     // GET gets the close packet), but its session is kept, holding only the
     // close packet, until that GET comes or a ping interval and timeout pass
     // (as the reference server keeps it for its close timeout).
-    let mut hub = Proc::hub_plain(&[
-        "--connect-timeout",
-        "1000",
-        "--ping-interval",
-        "5000",
-        "--ping-timeout",
-        "5000",
-    ]);
+    let mut hub = start_hub(
+        &[
+            "--connect-timeout",
+            "1000",
+            "--ping-interval",
+            "5000",
+            "--ping-timeout",
+            "5000",
+        ],
+        &[],
+    );
     let rss_before = hub.rss_kib();
     let mut sockets = Vec::new();
     let mut polling = Vec::new();
@@ -800,18 +801,11 @@ fn sigterm_with_a_peer_that_stopped_reading_ends_within_the_shutdown_timeout() {
         let mut publisher = RelayWs::connect(hub.addr);
         let stalled = stall(&hub, peer, "r", &mut publisher);
         let asked = Instant::now();
-        // SAFETY: a signal to the child this test started.
-        assert_eq!(unsafe { libc::kill(hub.pid() as i32, libc::SIGTERM) }, 0);
-        let status = loop {
-            if let Some(status) = hub.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                asked.elapsed() < Duration::from_millis(2000) + MARGIN,
-                "{peer:?}: hub still running past its shutdown timeout"
-            );
-            thread::sleep(Duration::from_millis(10));
-        };
+        hub.sigterm();
+        let status = hub.exit_within(
+            Duration::from_millis(2000) + MARGIN,
+            &format!("{peer:?}: past its shutdown timeout"),
+        );
         let took = asked.elapsed();
         let stderr = hub.stderr();
         eprintln!("{peer:?}: SIGTERM with writes to it blocked: {status} after {took:?}");
@@ -857,8 +851,7 @@ fn publishes_acknowledged_before_sigterm_reach_a_busy_shard_before_its_disconnec
         let ack = publisher.next(Duration::from_secs(5)).unwrap();
         assert_eq!(ack, Some(format!("43{n}[{{\"ok\":true}}]")));
     }
-    // SAFETY: a signal to the child this test started.
-    assert_eq!(unsafe { libc::kill(server.pid() as i32, libc::SIGTERM) }, 0);
+    server.sigterm();
     let mut got = Vec::new();
     while let Ok(Some(text)) = subscriber.next(Duration::from_secs(5)) {
         let last = text == "41";

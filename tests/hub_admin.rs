@@ -4,14 +4,14 @@
 
 mod support;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hub::auth::TokenVerifier;
 use serde_json::{json, Value};
 use support::*;
 
 /// A relay client over a raw WebSocket: connected to `nsp` with `auth`.
-fn client(hub: &Hub, nsp: &str, auth: &Value) -> Ws {
+fn client(hub: &Proc, nsp: &str, auth: &Value) -> Ws {
     let mut ws = ws_try_connect_at(hub.addr, "/socket.io/", "EIO=4&transport=websocket").unwrap();
     assert!(ws_text(&mut ws).starts_with("0{"));
     let prefix = if nsp == "/" {
@@ -38,12 +38,12 @@ fn join(ws: &mut Ws, nsp: &str, room: &str) {
     assert_eq!(ws_text(ws), format!("43{prefix}7[{{\"ok\":true}}]"));
 }
 
-fn admin(hub: &Hub, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+fn admin(hub: &Proc, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
     let mut conn = Conn::open(hub.admin);
     conn.request(method, path, headers, body)
 }
 
-fn publish(hub: &Hub, key: Option<&str>, body: &Value) -> Response {
+fn publish(hub: &Proc, key: Option<&str>, body: &Value) -> Response {
     let auth = key.map(|k| format!("Bearer {k}"));
     let mut headers = vec![("content-type", "application/json")];
     if let Some(auth) = &auth {
@@ -58,23 +58,6 @@ fn publish(hub: &Hub, key: Option<&str>, body: &Value) -> Response {
     )
 }
 
-/// The sum over shards of one metric in the exposition.
-fn metric(hub: &Hub, name: &str) -> f64 {
-    let text = admin(hub, "GET", "/metrics", &[], b"").text();
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !done() {
-        assert!(t.elapsed() < Duration::from_secs(5), "timed out: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn publish_reaches_the_room_and_metrics_count_it() {
     let hub = start_hub(&[], &[]);
@@ -83,7 +66,7 @@ fn publish_reaches_the_room_and_metrics_count_it() {
     for ws in members.iter_mut() {
         join(ws, "/", "lobby");
     }
-    let deliveries = metric(&hub, "hub_deliveries_total");
+    let deliveries = hub.metric("hub_deliveries_total");
     let resp = publish(
         &hub,
         None,
@@ -97,10 +80,10 @@ fn publish_reaches_the_room_and_metrics_count_it() {
         ws_read_within(&mut outsider, Duration::from_millis(200)),
         None
     );
-    wait_for("3 more deliveries", || {
-        metric(&hub, "hub_deliveries_total") == deliveries + 3.0
+    eventually(Duration::from_secs(5), "3 more deliveries", || {
+        hub.metric("hub_deliveries_total") == deliveries + 3.0
     });
-    assert_eq!(metric(&hub, "hub_handshakes_total"), 4.0);
+    assert_eq!(hub.metric("hub_handshakes_total"), 4.0);
     // `except` and an empty `to` (the whole namespace).
     publish(
         &hub,
@@ -108,7 +91,7 @@ fn publish_reaches_the_room_and_metrics_count_it() {
         &json!({"to": [], "except": ["lobby"], "event": "all"}),
     );
     assert_eq!(ws_text(&mut outsider), r#"42["all",null]"#);
-    wait_for("stats", || {
+    eventually(Duration::from_secs(5), "stats", || {
         let stats = admin(&hub, "GET", "/api/stats", &[], b"").json();
         stats["connections"] == 4
             && stats["shards"].as_array().map(Vec::len) == Some(2)
@@ -122,9 +105,11 @@ fn publish_reaches_the_room_and_metrics_count_it() {
     });
     assert_eq!(admin(&hub, "GET", "/healthz", &[], b"").status, 200);
     drop(members);
-    wait_for("connections gauge back to 1", || {
-        metric(&hub, "hub_connections") == 1.0
-    });
+    eventually(
+        Duration::from_secs(5),
+        "connections gauge back to 1",
+        || hub.metric("hub_connections") == 1.0,
+    );
 }
 
 #[test]

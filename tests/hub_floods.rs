@@ -10,134 +10,41 @@ mod support;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::os::fd::FromRawFd;
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use support::*;
 
-/// A hub started by these tests: its log (stderr) is kept to be read.
-struct FloodHub {
-    child: Child,
-    addr: SocketAddr,
-    admin: SocketAddr,
-    log: Arc<Mutex<String>>,
-}
-
-impl Drop for FloodHub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if thread::panicking() {
-            let log = self.log();
-            let lines: Vec<&str> = log.lines().collect();
-            eprintln!(
-                "--- hub log (last 30 lines) ---\n{}",
-                lines[lines.len().saturating_sub(30)..].join("\n")
-            );
-        }
-    }
-}
-
-impl FloodHub {
-    /// `hub --bind 127.0.0.1 --port 0` plus `args`; with `nofile`, under
-    /// that descriptor limit (soft and hard, so hub cannot raise it).
-    fn start(args: &[&str], nofile: Option<u64>) -> FloodHub {
-        let bin = std::env::var("HUB_FLOOD_BIN").unwrap_or_else(|_| HUB.to_string());
-        let mut command = Command::new(bin);
-        command
-            .args(["--bind", "127.0.0.1", "--port", "0"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (key, _) in std::env::vars() {
-            if key.starts_with("HUB_") {
-                command.env_remove(key);
-            }
-        }
-        if let Some(limit) = nofile {
-            let rlimit = libc::rlimit {
-                rlim_cur: limit,
-                rlim_max: limit,
-            };
-            // SAFETY: between fork and exec only setrlimit runs, which is
-            // async-signal-safe, on a value copied into the closure.
-            unsafe {
-                command.pre_exec(move || {
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-        }
-        let mut child = command.spawn().expect("start hub");
-        let log = Arc::new(Mutex::new(String::new()));
-        let mut stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        thread::spawn(move || {
-            let mut chunk = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut chunk) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&chunk[..n]));
-            }
-        });
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        let read = |prefix: &str| -> SocketAddr {
-            let line = rx
-                .recv_timeout(Duration::from_secs(10))
-                .unwrap_or_else(|_| {
-                    panic!("hub did not print `{prefix}`: {}", log.lock().unwrap())
-                });
-            line.strip_prefix(prefix)
-                .unwrap_or_else(|| panic!("expected `{prefix}...`, got {line:?}"))
-                .parse()
-                .unwrap()
+/// `hub --bind 127.0.0.1 --port 0` plus `args` (`HUB_FLOOD_BIN` if set);
+/// with `nofile`, under that descriptor limit (soft and hard, so hub cannot
+/// raise it).
+fn start(args: &[&str], nofile: Option<u64>) -> Proc {
+    let bin = std::env::var("HUB_FLOOD_BIN").unwrap_or_else(|_| HUB.to_string());
+    let mut all = vec!["--bind", "127.0.0.1", "--port", "0"];
+    all.extend_from_slice(args);
+    let mut command = isolated_command(bin, &all, &[]);
+    if let Some(limit) = nofile {
+        let rlimit = libc::rlimit {
+            rlim_cur: limit,
+            rlim_max: limit,
         };
-        let addr = read("listening on ");
-        let admin = read("admin listening on ");
-        FloodHub {
-            child,
-            addr,
-            admin,
-            log,
+        // SAFETY: between fork and exec only setrlimit runs, which is
+        // async-signal-safe, on a value copied into the closure.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
         }
     }
+    Proc::spawn("hub", command)
+}
 
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The sum over shards of the samples of `name` whose labels contain
-    /// `labels` (e.g. `limit="rooms_per_socket"`).
-    fn metric(&self, name: &str, labels: &str) -> f64 {
-        let text = Conn::open(self.admin).get("/metrics").text();
-        text.lines()
-            .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(labels))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    }
-
+/// The Socket.IO clients of these tests.
+impl Proc {
     /// A Socket.IO v4 client over WebSocket (open packet read), not yet in
     /// any namespace.
     fn ws(&self) -> Ws {
@@ -165,37 +72,6 @@ impl FloodHub {
     }
 }
 
-/// Wait for `done`, at most `within`.
-fn wait_for(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !done() {
-        assert!(t.elapsed() < within, "timed out after {within:?}: {what}");
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// The process's resident memory, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmRSS")
-}
-
-/// The process's user + system CPU time so far.
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // The fields after the command (in parentheses, which may hold spaces).
-    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
-    // utime and stime are fields 14 and 15 of the whole line.
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
-    Duration::from_millis(ticks * 1000 / per_second)
-}
-
 /// Connect `client` to namespaces `names` at once (pipelined), and return
 /// the server's answers in order.
 fn connect_many(ws: &mut Ws, names: &[String]) -> Vec<String> {
@@ -209,7 +85,7 @@ fn connect_many(ws: &mut Ws, names: &[String]) -> Vec<String> {
 
 #[test]
 fn a_connect_past_the_namespace_limit_gets_connect_error_and_the_connection_stays() {
-    let hub = FloodHub::start(&["--max-namespaces-per-connection", "20"], None);
+    let hub = start(&["--max-namespaces-per-connection", "20"], None);
     let mut ws = hub.ws();
     let names: Vec<String> = (0..=20).map(|i| format!("/flood{i}")).collect();
     let answers = connect_many(&mut ws, &names);
@@ -231,7 +107,7 @@ fn a_connect_past_the_namespace_limit_gets_connect_error_and_the_connection_stay
     ws_send_text(&mut ws, "40/flood20,");
     assert!(ws_text(&mut ws).starts_with("40/flood20,{\"sid\""));
     assert_eq!(
-        hub.metric(
+        hub.metric_where(
             "hub_limit_refusals_total",
             r#"limit="namespaces_per_connection""#
         ),
@@ -243,7 +119,7 @@ fn a_connect_past_the_namespace_limit_gets_connect_error_and_the_connection_stay
 /// It gets the default limit, 100; the others are refused one by one.
 #[test]
 fn one_connection_asking_for_20000_namespaces_gets_100() {
-    let hub = FloodHub::start(&[], None);
+    let hub = start(&[], None);
     let mut ws = hub.ws();
     let names: Vec<String> = (0..20_000).map(|i| format!("/flood{i}")).collect();
     let answers = connect_many(&mut ws, &names);
@@ -256,7 +132,7 @@ fn one_connection_asking_for_20000_namespaces_gets_100() {
                 && a.ends_with(r#",{"message":"too many namespaces"}"#)),
         "every other CONNECT gets a CONNECT_ERROR"
     );
-    assert_eq!(hub.metric("hub_namespaces", ""), 100.0);
+    assert_eq!(hub.metric("hub_namespaces"), 100.0);
     ws_send_text(&mut ws, r#"42/flood99,1["echo","fine"]"#);
     assert_eq!(ws_text(&mut ws), r#"43/flood99,1["fine"]"#);
 }
@@ -268,8 +144,8 @@ fn one_connection_asking_for_20000_namespaces_gets_100() {
 fn a_namespace_flood_gives_its_memory_back() {
     const CLIENTS: usize = 200;
     const PER_CLIENT: usize = 100;
-    let hub = FloodHub::start(&["--shards", "1"], None);
-    let namespaces = || hub.metric("hub_namespaces", "");
+    let hub = start(&["--shards", "1"], None);
+    let namespaces = || hub.metric("hub_namespaces");
     // Warm up what every connection uses, so that the start is comparable.
     {
         let mut warm: Vec<Ws> = (0..CLIENTS / 10).map(|_| hub.ws()).collect();
@@ -278,12 +154,12 @@ fn a_namespace_flood_gives_its_memory_back() {
             connect_many(ws, &names);
         }
     }
-    wait_for(
-        "the warm-up namespaces to go",
+    eventually(
         Duration::from_secs(10),
+        "the warm-up namespaces to go",
         || namespaces() == 0.0,
     );
-    let before = rss_kib(hub.pid());
+    let before = hub.rss_kib();
     let mut clients: Vec<Ws> = (0..CLIENTS).map(|_| hub.ws()).collect();
     for (c, ws) in clients.iter_mut().enumerate() {
         let names: Vec<String> = (0..PER_CLIENT)
@@ -294,15 +170,15 @@ fn a_namespace_flood_gives_its_memory_back() {
         }
     }
     assert_eq!(namespaces(), (CLIENTS * PER_CLIENT) as f64);
-    let during = rss_kib(hub.pid());
+    let during = hub.rss_kib();
     drop(clients);
-    wait_for(
-        "every flood namespace to go",
+    eventually(
         Duration::from_secs(20),
+        "every flood namespace to go",
         || namespaces() == 0.0,
     );
-    wait_for("every connection to close", Duration::from_secs(20), || {
-        hub.metric("hub_connections", "") == 0.0
+    eventually(Duration::from_secs(20), "every connection to close", || {
+        hub.metric("hub_connections") == 0.0
     });
     // Generous: what stays is the allocator's, not ours. (Before namespaces
     // were removed, all of it stayed; with them removed and the memory not
@@ -310,10 +186,10 @@ fn a_namespace_flood_gives_its_memory_back() {
     let grown = during.saturating_sub(before);
     let bound = before + (grown / 4).max(4 * 1024);
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut after = rss_kib(hub.pid());
+    let mut after = hub.rss_kib();
     while after > bound && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(50));
-        after = rss_kib(hub.pid());
+        after = hub.rss_kib();
     }
     eprintln!(
         "namespace flood ({} namespaces): RSS before {before} KiB, during {during} KiB \
@@ -334,7 +210,7 @@ fn a_namespace_flood_gives_its_memory_back() {
 
 #[test]
 fn a_join_past_the_room_limit_is_refused_and_the_socket_still_works() {
-    let hub = FloodHub::start(&[], None);
+    let hub = start(&[], None);
     let mut flooder = hub.client("/");
     // The default limit, 1,000 rooms, in joins of 64 (the most one may name).
     let rooms: Vec<String> = (0..1_000).map(|i| format!("\"room{i}\"")).collect();
@@ -370,14 +246,14 @@ fn a_join_past_the_room_limit_is_refused_and_the_socket_still_works() {
     ws_send_text(&mut flooder, r#"42103["join","one-more"]"#);
     assert_eq!(ws_text(&mut flooder), r#"43103[{"ok":true}]"#);
     assert_eq!(
-        hub.metric("hub_limit_refusals_total", r#"limit="rooms_per_socket""#),
+        hub.metric_where("hub_limit_refusals_total", r#"limit="rooms_per_socket""#),
         1.0
     );
 }
 
 #[test]
 fn a_packet_flood_closes_that_connection_only() {
-    let hub = FloodHub::start(
+    let hub = start(
         &["--max-packets-per-second", "50", "--packet-burst", "100"],
         None,
     );
@@ -396,9 +272,9 @@ fn a_packet_flood_closes_that_connection_only() {
     // The other client goes on as before.
     ws_send_text(&mut calm, r#"421["echo","undisturbed"]"#);
     assert_eq!(ws_text(&mut calm), r#"431["undisturbed"]"#);
-    assert_eq!(hub.metric("hub_rate_limit_disconnects_total", ""), 1.0);
-    wait_for("the log line", Duration::from_secs(5), || {
-        hub.log()
+    assert_eq!(hub.metric("hub_rate_limit_disconnects_total"), 1.0);
+    eventually(Duration::from_secs(5), "the log line", || {
+        hub.stderr()
             .contains("closing a connection over its packet rate")
     });
     // Over polling, the POST that passes the rate is answered 429.
@@ -407,39 +283,21 @@ fn a_packet_flood_closes_that_connection_only() {
     let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
     let noops = vec!["6"; 150].join("\u{1e}");
     assert_eq!(post_fresh(hub.addr, &path, noops.as_bytes()).status, 429);
-    assert_eq!(hub.metric("hub_rate_limit_disconnects_total", ""), 2.0);
+    assert_eq!(hub.metric("hub_rate_limit_disconnects_total"), 2.0);
 }
 
 /// A TCP connection to `to` from the local address `from`.
 fn connect_from(from: Ipv4Addr, to: SocketAddr) -> TcpStream {
-    let SocketAddr::V4(to) = to else {
-        panic!("an IPv4 hub")
-    };
-    let sockaddr = |ip: Ipv4Addr, port: u16| libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(ip).to_be(),
+    let stream = tcp_connect(
+        to,
+        Before {
+            from: Some(from),
+            ..Before::default()
         },
-        sin_zero: [0; 8],
-    };
-    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    // SAFETY: plain socket calls on a descriptor this function owns; the
-    // addresses are valid sockaddr_in values of the length given.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
-        let stream = TcpStream::from_raw_fd(fd);
-        let local = sockaddr(from, 0);
-        let bound = libc::bind(fd, &local as *const _ as *const libc::sockaddr, len);
-        assert_eq!(bound, 0, "bind {from}: {}", std::io::Error::last_os_error());
-        let remote = sockaddr(*to.ip(), to.port());
-        let connected = libc::connect(fd, &remote as *const _ as *const libc::sockaddr, len);
-        assert_eq!(connected, 0, "connect: {}", std::io::Error::last_os_error());
-        stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
-        stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-        stream
-    }
+    );
+    stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+    stream
 }
 
 /// The status of the answer to a polling handshake on `stream`; None when
@@ -475,7 +333,7 @@ fn try_handshake(addr: SocketAddr) -> Option<u16> {
 
 #[test]
 fn connections_past_the_per_address_limit_are_refused_others_are_not() {
-    let hub = FloodHub::start(&["--max-connections-per-ip", "3"], None);
+    let hub = start(&["--max-connections-per-ip", "3"], None);
     let (one, two) = (Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(127, 0, 0, 2));
     // Three connections from 127.0.0.1, kept open: a polling session's,
     // and two WebSockets (the upgrade may be handed to the shard owning its
@@ -511,10 +369,10 @@ fn connections_past_the_per_address_limit_are_refused_others_are_not() {
         Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 429),
         other => panic!("expected a 429, got {:?}", other.map(|_| "a websocket")),
     }
-    assert!(hub.metric("hub_limit_refusals_total", r#"limit="connections_per_ip""#) >= 2.0);
+    assert!(hub.metric_where("hub_limit_refusals_total", r#"limit="connections_per_ip""#) >= 2.0);
     // Every way a connection ends gives its place back.
     drop((held, upgraded, ws));
-    wait_for("the places to come back", Duration::from_secs(5), || {
+    eventually(Duration::from_secs(5), "the places to come back", || {
         let streams: Vec<TcpStream> = (0..3).map(|_| connect_from(one, hub.addr)).collect();
         streams
             .into_iter()
@@ -529,13 +387,13 @@ fn running_out_of_descriptors_neither_spins_nor_stops_the_hub() {
     const WINDOW: Duration = Duration::from_secs(3);
     // hub --shards 1 uses 15 descriptors at rest (rings, listeners, pipes):
     // 32 leaves it room for a few connections only.
-    let hub = FloodHub::start(&["--shards", "1"], Some(32));
+    let hub = start(&["--shards", "1"], Some(32));
     // Far more connections than it can accept: the rest wait in the backlog.
     let held: Vec<TcpStream> = (0..60)
         .map(|_| TcpStream::connect(hub.addr).expect("connect (the backlog takes it)"))
         .collect();
-    wait_for("accept to fail", Duration::from_secs(5), || {
-        hub.log().contains("accept failed")
+    eventually(Duration::from_secs(5), "accept to fail", || {
+        hub.stderr().contains("accept failed")
     });
     // Accept-error lines of the shard's listener, and of the admin
     // listener (which fails too: the process has no descriptor to give).
@@ -546,11 +404,11 @@ fn running_out_of_descriptors_neither_spins_nor_stops_the_hub() {
             .count();
         (shard, log.matches("admin accept failed").count())
     };
-    let lines_before = count(&hub.log());
-    let cpu_before = cpu_time(hub.pid());
+    let lines_before = count(&hub.stderr());
+    let cpu_before = hub.cpu_time();
     thread::sleep(WINDOW);
-    let cpu = cpu_time(hub.pid()) - cpu_before;
-    let lines_after = count(&hub.log());
+    let cpu = hub.cpu_time() - cpu_before;
+    let lines_after = count(&hub.stderr());
     let lines = (
         lines_after.0 - lines_before.0,
         lines_after.1 - lines_before.1,
@@ -572,11 +430,11 @@ fn running_out_of_descriptors_neither_spins_nor_stops_the_hub() {
     );
     // Descriptors come back: hub accepts again and serves.
     drop(held);
-    wait_for("a new client to be served", Duration::from_secs(10), || {
+    eventually(Duration::from_secs(10), "a new client to be served", || {
         try_handshake(hub.addr) == Some(200)
     });
     let mut ws = hub.client("/");
     ws_send_text(&mut ws, r#"421["echo","back"]"#);
     assert_eq!(ws_text(&mut ws), r#"431["back"]"#);
-    assert!(hub.metric("hub_accept_errors_total", "") >= 1.0);
+    assert!(hub.metric("hub_accept_errors_total") >= 1.0);
 }

@@ -16,7 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use hub::auth::TokenVerifier;
 use serde_json::{json, Value};
-use support::{start_hub, Hub, HUB};
+use support::{start_hub, Proc, HUB};
 
 /// The loadgen binary next to the hub binary, built once for these tests.
 fn loadgen() -> Command {
@@ -39,7 +39,7 @@ fn loadgen() -> Command {
     Command::new(bin)
 }
 
-fn url(hub: &Hub) -> String {
+fn url(hub: &Proc) -> String {
     format!("http://{}", hub.addr)
 }
 
@@ -274,7 +274,7 @@ fn idle_reports_server_memory_per_connection() {
 /// Runs churn against `hub` briefly with lives short enough that every
 /// slot lives many times; returns loadgen's exit status, its summary and
 /// its stderr.
-fn churn(hub: &Hub, extra: &[&str]) -> (Option<i32>, Value, String) {
+fn churn(hub: &Proc, extra: &[&str]) -> (Option<i32>, Value, String) {
     let pid = hub.child.id().to_string();
     let out = loadgen()
         .args([

@@ -25,15 +25,12 @@
 
 mod support;
 
-use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::FromRawFd;
-use std::process::{Child, Stdio};
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{hub_command, Conn};
+use support::{eventually, start_hub, tcp_connect, Before, Conn};
 
 const SUBSCRIBERS: usize = 20;
 /// The data of each message: its number in 8 digits, then filler.
@@ -58,100 +55,6 @@ fn messages() -> usize {
         .unwrap_or(40_000)
 }
 
-/// A `hub` with free ports whose log (stderr) is kept; killed when dropped.
-struct Hub {
-    child: Child,
-    addr: SocketAddr,
-    admin: SocketAddr,
-    log: Arc<Mutex<String>>,
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Hub {
-    fn start(args: &[&str]) -> Hub {
-        let mut all = vec!["--bind", "127.0.0.1", "--port", "0"];
-        all.extend_from_slice(args);
-        let mut child = hub_command(&all, &[])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start hub");
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut read = |prefix: &str| -> SocketAddr {
-            let line = lines
-                .next()
-                .and_then(Result::ok)
-                .unwrap_or_else(|| panic!("hub exited before `{prefix}`"));
-            line.strip_prefix(prefix)
-                .unwrap_or_else(|| panic!("expected `{prefix}...`, got {line:?}"))
-                .parse()
-                .unwrap()
-        };
-        let addr = read("listening on ");
-        let admin = read("admin listening on ");
-        Hub {
-            child,
-            addr,
-            admin,
-            log,
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The sum over shards of one metric.
-    fn metric(&self, name: &str) -> f64 {
-        let mut conn = Conn::open(self.admin);
-        let text = conn.request("GET", "/metrics", &[], b"").text();
-        text.lines()
-            .filter(|l| l.starts_with(&format!("{name}{{")))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    }
-
-    /// A field of /proc/<pid>/status, in kB.
-    fn status_kb(&self, field: &str) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {field} in {status}"))
-    }
-
-    fn open_fds(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
-            .unwrap()
-            .count()
-    }
-
-    fn assert_running(&mut self) {
-        assert!(
-            self.child.try_wait().unwrap().is_none(),
-            "hub exited; log:\n{}",
-            self.log.lock().unwrap()
-        );
-    }
-}
-
 /// The most a kernel lets a TCP socket queue to send (tcp_wmem's maximum):
 /// a write of more than this and the peer's receive buffer, to a peer that
 /// does not read, surely blocks.
@@ -162,53 +65,36 @@ fn tcp_wmem_max() -> usize {
         .unwrap_or(4 << 20)
 }
 
-/// Wait for `done`, re-checked every 20 ms, for at most `within`.
-fn eventually(within: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < within, "timed out: {what}");
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// A TCP connection to `addr`, with a receive buffer of `rcvbuf` bytes set
 /// before the connect (so the window it offers stays small) when given.
 fn connect(addr: SocketAddr, rcvbuf: Option<libc::c_int>) -> TcpStream {
-    let SocketAddr::V4(v4) = addr else {
-        panic!("the hub listens on IPv4 loopback")
-    };
-    // SAFETY: a fresh socket, set up with plain syscalls on locals, is
-    // handed whole to the `TcpStream` that owns it from then on.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        assert!(fd >= 0, "socket: {}", io::Error::last_os_error());
-        let stream = TcpStream::from_raw_fd(fd);
-        if let Some(size) = rcvbuf {
-            let set = libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                &size as *const libc::c_int as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-            assert_eq!(set, 0, "SO_RCVBUF: {}", io::Error::last_os_error());
+    tcp_connect(
+        addr,
+        Before {
+            rcvbuf,
+            ..Before::default()
+        },
+    )
+}
+
+/// Reads what is left on `stream` (what the kernels held): the hub must
+/// have reset the connection, or ended it; not left it open.
+fn assert_ended(stream: &mut TcpStream) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut sink = vec![0u8; 64 * 1024];
+    let end = loop {
+        match stream.read(&mut sink) {
+            Ok(0) => break None,
+            Ok(_) => {}
+            Err(e) => break Some(e.kind()),
         }
-        let sin = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: v4.port().to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from_ne_bytes(v4.ip().octets()),
-            },
-            sin_zero: [0; 8],
-        };
-        let connected = libc::connect(
-            fd,
-            &sin as *const libc::sockaddr_in as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        );
-        assert_eq!(connected, 0, "connect: {}", io::Error::last_os_error());
-        stream
-    }
+    };
+    assert!(
+        matches!(end, None | Some(ErrorKind::ConnectionReset)),
+        "{end:?}"
+    );
 }
 
 /// A relay client over a WebSocket written by hand: frames are parsed in
@@ -390,8 +276,8 @@ fn publish(client: &mut Client, count: usize) -> Result<(), String> {
 
 fn slow_reader_room_broadcast(shards: &str) {
     let count = messages();
-    let mut hub = Hub::start(&["--shards", shards]);
-    let fds_idle = hub.open_fds();
+    let mut hub = start_hub(&["--shards", shards], &[]);
+    let fds_idle = hub.fds();
     let mut subscribers: Vec<Client> = (0..SUBSCRIBERS)
         .map(|_| Client::open(hub.addr, None))
         .collect();
@@ -418,7 +304,7 @@ fn slow_reader_room_broadcast(shards: &str) {
     let (results, _subscribers): (Vec<_>, Vec<_>) =
         readers.into_iter().map(|r| r.join().unwrap()).unzip();
     let took = started.elapsed();
-    hub.assert_running();
+    hub.assert_alive();
     assert_eq!(published, Ok(()), "every publish acknowledged ok");
     for (i, result) in results.iter().enumerate() {
         assert_eq!(
@@ -432,7 +318,7 @@ fn slow_reader_room_broadcast(shards: &str) {
     eventually(Duration::from_secs(10), "one slow consumer counted", || {
         hub.metric("hub_slow_consumer_disconnects_total") == 1.0
     });
-    let log = hub.log.lock().unwrap().clone();
+    let log = hub.stderr();
     let line = log
         .lines()
         .find(|l| l.contains("closing a slow consumer"))
@@ -454,7 +340,7 @@ fn slow_reader_room_broadcast(shards: &str) {
         || hub.metric("hub_connections") == (SUBSCRIBERS + 1) as f64,
     );
     eventually(Duration::from_secs(10), "its descriptor closed", || {
-        hub.open_fds() == fds_idle + SUBSCRIBERS + 1
+        hub.fds() == fds_idle + SUBSCRIBERS + 1
     });
     eventually(Duration::from_secs(10), "every queue written", || {
         hub.metric("hub_outgoing_buffered_bytes") == 0.0
@@ -509,7 +395,7 @@ fn slow_reader_room_broadcast(shards: &str) {
     let mut fresh = Client::open(hub.addr, None);
     fresh.send("421[\"echo\",\"still here\"]");
     assert_eq!(fresh.text(), "431[\"still here\"]");
-    hub.assert_running();
+    hub.assert_alive();
 }
 
 #[test]
@@ -528,17 +414,20 @@ fn a_writer_stuck_on_a_silent_peer_ends_with_its_session() {
     // closes its session (`--ping-interval` + `--ping-timeout`) while the
     // hub's writer is blocked on it. The writer must give up then rather
     // than wait for a peer that may never read.
-    let mut hub = Hub::start(&[
-        "--shards",
-        "1",
-        "--ping-interval",
-        "2000",
-        "--ping-timeout",
-        "1000",
-        "--log-level",
-        "info,hub::shard::websocket=debug",
-    ]);
-    let fds_idle = hub.open_fds();
+    let mut hub = start_hub(
+        &[
+            "--shards",
+            "1",
+            "--ping-interval",
+            "2000",
+            "--ping-timeout",
+            "1000",
+            "--log-level",
+            "info,hub::shard::websocket=debug",
+        ],
+        &[],
+    );
+    let fds_idle = hub.fds();
     let mut client = Client::open(hub.addr, Some(SLOW_RCVBUF));
     let opened = Instant::now();
     // Echo requests of 100 kB until the hub stops reading them: its writer
@@ -571,11 +460,11 @@ fn a_writer_stuck_on_a_silent_peer_ends_with_its_session() {
         hub.metric("hub_connections") == 0.0
     });
     eventually(Duration::from_secs(10), "its descriptor closed", || {
-        hub.open_fds() == fds_idle
+        hub.fds() == fds_idle
     });
     assert_eq!(hub.metric("hub_outgoing_buffered_bytes"), 0.0);
     assert_eq!(hub.metric("hub_slow_consumer_disconnects_total"), 0.0);
-    let log = hub.log.lock().unwrap().clone();
+    let log = hub.stderr();
     assert!(
         log.lines().any(
             |l| l.contains("resetting a connection whose peer does not read")
@@ -585,22 +474,8 @@ fn a_writer_stuck_on_a_silent_peer_ends_with_its_session() {
         "the writer gave up on the ping timeout:\n{log}"
     );
     // The client finds its connection reset once it reads.
-    client
-        .stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let end = loop {
-        match client.frame() {
-            Ok(Some(_)) => {}
-            Ok(None) => break None,
-            Err(e) => break Some(e.kind()),
-        }
-    };
-    assert!(
-        matches!(end, None | Some(ErrorKind::ConnectionReset)),
-        "{end:?}"
-    );
-    hub.assert_running();
+    assert_ended(&mut client.stream);
+    hub.assert_alive();
 }
 
 #[test]
@@ -614,17 +489,20 @@ fn a_long_poll_answer_the_client_does_not_read_is_given_up() {
     let message = 500_000;
     let count = (tcp_wmem_max() + (2 << 20)) / message + 1;
     let budget_flag = ((count + 1) * message * 2).to_string();
-    let mut hub = Hub::start(&[
-        "--shards",
-        "1",
-        "--ping-interval",
-        "3000",
-        "--ping-timeout",
-        "2000",
-        "--max-buffered-bytes",
-        &budget_flag,
-    ]);
-    let fds_idle = hub.open_fds();
+    let mut hub = start_hub(
+        &[
+            "--shards",
+            "1",
+            "--ping-interval",
+            "3000",
+            "--ping-timeout",
+            "2000",
+            "--max-buffered-bytes",
+            &budget_flag,
+        ],
+        &[],
+    );
+    let fds_idle = hub.fds();
     let base = "/socket.io/?EIO=4&transport=polling";
     let mut conn = Conn::open(hub.addr);
     let open = conn.get(base).text();
@@ -660,28 +538,14 @@ fn a_long_poll_answer_the_client_does_not_read_is_given_up() {
         .unwrap_or_else(|| panic!("{head}"));
     assert!(length >= count * message, "{length}");
     eventually(Duration::from_secs(15), "the answer given up", || {
-        hub.open_fds() == fds_idle
+        hub.fds() == fds_idle
     });
     eventually(Duration::from_secs(5), "the session gone", || {
         hub.metric("hub_connections") == 0.0
     });
     // The client finds the connection reset once it reads.
-    stuck
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut sink = vec![0u8; 64 * 1024];
-    let end = loop {
-        match stuck.read(&mut sink) {
-            Ok(0) => break None,
-            Ok(_) => {}
-            Err(e) => break Some(e.kind()),
-        }
-    };
-    assert!(
-        matches!(end, None | Some(ErrorKind::ConnectionReset)),
-        "{end:?}"
-    );
-    hub.assert_running();
+    assert_ended(&mut stuck);
+    hub.assert_alive();
 }
 
 #[test]
@@ -699,14 +563,17 @@ fn a_stopping_hub_does_not_wait_for_a_peer_that_does_not_read() {
     let count = (tcp_wmem_max() + (2 << 20)) / message + 1;
     let budget = (count + 1) * message * 2;
     let budget_flag = budget.to_string();
-    let mut hub = Hub::start(&[
-        "--shards",
-        "1",
-        "--shutdown-timeout",
-        "8000",
-        "--max-buffered-bytes",
-        &budget_flag,
-    ]);
+    let mut hub = start_hub(
+        &[
+            "--shards",
+            "1",
+            "--shutdown-timeout",
+            "8000",
+            "--max-buffered-bytes",
+            &budget_flag,
+        ],
+        &[],
+    );
     let mut stuck = Client::open(hub.addr, Some(SLOW_RCVBUF));
     stuck.join("r");
     let mut publisher = Client::open(hub.addr, None);
@@ -723,23 +590,9 @@ fn a_stopping_hub_does_not_wait_for_a_peer_that_does_not_read() {
         "bytes held for the stuck client",
         || hub.metric("hub_outgoing_buffered_bytes") >= (1 << 20) as f64,
     );
-    let signalled = Instant::now();
-    // SAFETY: a plain kill(2) of the child this test started.
-    assert_eq!(
-        unsafe { libc::kill(hub.pid() as libc::pid_t, libc::SIGTERM) },
-        0
-    );
-    let status = loop {
-        if let Some(status) = hub.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            signalled.elapsed() < Duration::from_secs(30),
-            "the hub did not exit"
-        );
-        thread::sleep(Duration::from_millis(20));
-    };
-    let log = hub.log.lock().unwrap().clone();
+    hub.sigterm();
+    let status = hub.exit_within(Duration::from_secs(30), "the hub did not exit");
+    let log = hub.stderr();
     assert!(status.success(), "{status}:\n{log}");
     assert!(!log.contains("shutdown timeout"), "{log}");
     assert_eq!(log.matches("closing a slow consumer").count(), 0, "{log}");

@@ -4,7 +4,6 @@
 //!
 //! `cargo run --release -p hub --example conformance -- --port 3000 --ping-interval 300 --ping-timeout 200`
 
-use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,32 +19,14 @@ use hub::shard::Server;
 #[derive(Parser, Debug)]
 #[command(about = "Engine.IO conformance server: echoes every message on /engine.io/")]
 struct Args {
-    #[arg(long, default_value = "127.0.0.1")]
-    host: IpAddr,
-    /// 0 picks a free port.
-    #[arg(long, default_value_t = 3000)]
-    port: u16,
-    /// Shards (executors); 0 = one per core.
-    #[arg(long, default_value_t = 0)]
-    shards: usize,
-    /// Milliseconds between server pings.
-    #[arg(long, default_value_t = 25_000)]
-    ping_interval: u64,
-    /// Milliseconds to wait for a pong.
-    #[arg(long, default_value_t = 20_000)]
-    ping_timeout: u64,
-    /// Largest payload accepted, in bytes.
-    #[arg(long, default_value_t = 1_000_000)]
-    max_payload: u64,
+    #[command(flatten)]
+    server: serve::ServerArgs,
     /// Milliseconds a request may take to arrive whole.
     #[arg(long, default_value_t = 10_000)]
     request_timeout: u64,
     /// Refuse Engine.IO v3 clients.
     #[arg(long)]
     no_eio3: bool,
-    /// Milliseconds a Socket.IO client has to join a namespace.
-    #[arg(long, default_value_t = 45_000)]
-    connect_timeout: u64,
 }
 
 /// The Socket.IO part, as the Socket.IO protocol's own test suite expects:
@@ -77,22 +58,14 @@ fn socket_io(connect_timeout: Duration) -> Io {
 
 fn main() {
     let args = Args::parse();
-    let engine = serve::engine(
-        "/engine.io/",
-        args.ping_interval,
-        args.ping_timeout,
-        args.max_payload,
-        args.no_eio3,
-    );
+    let engine = args.server.engine("/engine.io/", args.no_eio3);
     let config = ServerConfig {
-        bind: SocketAddr::new(args.host, args.port),
-        shards: args.shards,
         request_timeout: Duration::from_millis(args.request_timeout),
-        ..ServerConfig::default()
+        ..args.server.server_config()
     };
     let mut sio = engine.clone();
     sio.path = "/socket.io/".to_string();
-    let io = socket_io(Duration::from_millis(args.connect_timeout));
+    let io = socket_io(args.server.connect_timeout());
     let server = Server::new(config)
         .endpoint(engine, Arc::new(|_| Rc::new(Echo) as Rc<dyn Handler>))
         .endpoint(sio, io.handler_factory())

@@ -41,7 +41,7 @@
 //! thread that long, as a handler stuck in a loop would.
 
 use std::io::Write;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,21 +59,8 @@ use serde_json::json;
 #[derive(Parser, Debug)]
 #[command(about = "A Socket.IO server whose handlers panic on demand (fault tests)")]
 struct Cli {
-    #[arg(long, default_value = "127.0.0.1")]
-    host: IpAddr,
-    #[arg(long, default_value_t = 3000)]
-    port: u16,
-    /// Shards; 0 = one per core.
-    #[arg(long, default_value_t = 0)]
-    shards: usize,
-    #[arg(long, default_value_t = 25_000)]
-    ping_interval: u64,
-    #[arg(long, default_value_t = 20_000)]
-    ping_timeout: u64,
-    #[arg(long, default_value_t = 45_000)]
-    connect_timeout: u64,
-    #[arg(long, default_value_t = 1_000_000)]
-    max_payload: u64,
+    #[command(flatten)]
+    server: serve::ServerArgs,
     /// Milliseconds a request may take to arrive whole (a new connection's
     /// first one: from the accept).
     #[arg(long, default_value_t = 10_000)]
@@ -205,27 +192,19 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
-    let engine = serve::engine(
-        "/socket.io/",
-        cli.ping_interval,
-        cli.ping_timeout,
-        cli.max_payload,
-        false,
-    );
+    let engine = cli.server.engine("/socket.io/", false);
     let metrics = Arc::new(Metrics::new());
     let config = ServerConfig {
-        bind: SocketAddr::new(cli.host, cli.port),
-        shards: cli.shards,
         request_timeout: Duration::from_millis(cli.request_timeout),
         idle_timeout: Duration::from_millis(cli.idle_timeout),
         max_cross_shard_backlog: cli.max_cross_shard_backlog,
         metrics: Some(metrics.clone()),
-        ..ServerConfig::default()
+        ..cli.server.server_config()
     };
-    let io = io(Duration::from_millis(cli.connect_timeout));
+    let io = io(cli.server.connect_timeout());
     let (bound_tx, bound_rx) = std::sync::mpsc::channel();
     let admin = AdminConfig {
-        bind: SocketAddr::new(cli.host, 0),
+        bind: SocketAddr::new(cli.server.host, 0),
         api_key: None,
         metrics,
     };

@@ -3,14 +3,12 @@
 //! specification; `tests/clients/node/reference-testbed.mjs` implements the
 //! same on the reference Node server.
 
-use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 #[path = "common/serve.rs"]
 mod serve;
 
 use clap::Parser;
-use hub::engine::ServerConfig;
 use hub::server::{spawn_local, Ack, Args, BroadcastOperator, ConnectError, Io, Socket};
 use hub::shard::Server;
 use serde_json::{json, Value};
@@ -18,21 +16,9 @@ use serde_json::{json, Value};
 #[derive(Parser, Debug)]
 #[command(about = "The Socket.IO testbed server (see tests/clients/TESTBED.md)")]
 struct Cli {
-    #[arg(long, default_value = "127.0.0.1")]
-    host: IpAddr,
-    #[arg(long, default_value_t = 3000)]
-    port: u16,
-    /// Shards; 0 = one per core.
-    #[arg(long, default_value_t = 0)]
-    shards: usize,
-    #[arg(long, default_value_t = 25_000)]
-    ping_interval: u64,
-    #[arg(long, default_value_t = 20_000)]
-    ping_timeout: u64,
-    #[arg(long, default_value_t = 45_000)]
-    connect_timeout: u64,
-    #[arg(long, default_value_t = 1_000_000)]
-    max_payload: u64,
+    #[command(flatten)]
+    server: serve::ServerArgs,
+    /// Refuse Engine.IO v3 clients.
     #[arg(long)]
     no_eio3: bool,
 }
@@ -261,20 +247,9 @@ fn io(connect_timeout: Duration) -> Io {
 
 fn main() {
     let cli = Cli::parse();
-    let engine = serve::engine(
-        "/socket.io/",
-        cli.ping_interval,
-        cli.ping_timeout,
-        cli.max_payload,
-        cli.no_eio3,
-    );
-    let config = ServerConfig {
-        bind: SocketAddr::new(cli.host, cli.port),
-        shards: cli.shards,
-        ..ServerConfig::default()
-    };
-    let io = io(Duration::from_millis(cli.connect_timeout));
-    let started = Server::new(config)
+    let engine = cli.server.engine("/socket.io/", cli.no_eio3);
+    let io = io(cli.server.connect_timeout());
+    let started = Server::new(cli.server.server_config())
         .endpoint(engine, io.handler_factory())
         .start();
     serve::run("sio_testbed", started);

@@ -153,7 +153,6 @@ pub fn run(args: Args) -> Result<Outcome, RunError> {
     // The server's CPU seconds at the window's edges; connect has no window.
     let mut cpu = (0.0, 0.0);
     let mut rss_after = rss_before;
-    let mut measured_hist = new_histogram();
     if args.scenario != Scenario::Connect {
         let start = now_ns();
         let warm_end = start + args.warmup.as_nanos() as u64;
@@ -206,19 +205,7 @@ pub fn run(args: Args) -> Result<Outcome, RunError> {
         }
     }
     let end = Snapshot::sum(&control.counters);
-    control.set_phase(Phase::Stop);
-    for hist in join(handles)? {
-        measured_hist.add(&hist).expect("same bounds");
-    }
-    while let Ok(h) = intervals.try_recv() {
-        if let Some(log) = hist_log.as_mut() {
-            log.write(&h);
-        }
-    }
-    progress.finish();
-    if let Some(log) = hist_log.as_mut() {
-        log.finish().map_err(RunError::Setup)?;
-    }
+    let measured_hist = stop(&control, handles, &intervals, &progress, hist_log)?;
 
     let (first, last, seconds) = summary_window;
     let per_sec = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / seconds.max(1e-9);
@@ -248,13 +235,7 @@ pub fn run(args: Args) -> Result<Outcome, RunError> {
         Scenario::Echo => end.sent.saturating_sub(end.acks),
         _ => 0,
     };
-    let mut errors: std::collections::BTreeMap<&'static str, u64> = Cause::ALL
-        .iter()
-        .map(|&c| (c.name(), end.errors[c as usize]))
-        .collect();
-    // Clients that never settled within the setup wait.
-    let unsettled = (total as u64).saturating_sub(setup.settled);
-    *errors.entry(Cause::ConnectTimeout.name()).or_default() += unsettled;
+    let errors = errors_by_cause(&end, &setup, total);
     let summary = Summary {
         scenario: args.scenario,
         transport: args.transport,
@@ -305,6 +286,48 @@ pub fn run(args: Args) -> Result<Outcome, RunError> {
         summary,
         latency: measured_hist,
     })
+}
+
+/// Stops the shards; the latency they measured over the window. Writes
+/// the last intervals to the histogram log and closes it.
+fn stop(
+    control: &Control,
+    handles: Vec<glommio::ExecutorJoinHandle<Histogram<u64>>>,
+    intervals: &crossbeam_channel::Receiver<Histogram<u64>>,
+    progress: &Progress,
+    mut hist_log: Option<HistLog>,
+) -> Result<Histogram<u64>, RunError> {
+    control.set_phase(Phase::Stop);
+    let mut measured = new_histogram();
+    for hist in join(handles)? {
+        measured.add(&hist).expect("same bounds");
+    }
+    while let Ok(h) = intervals.try_recv() {
+        if let Some(log) = hist_log.as_mut() {
+            log.write(&h);
+        }
+    }
+    progress.finish();
+    if let Some(log) = hist_log.as_mut() {
+        log.finish().map_err(RunError::Setup)?;
+    }
+    Ok(measured)
+}
+
+/// The errors of the run by cause, the clients that never settled within
+/// the setup wait (of `clients` in all) counted as connect timeouts.
+fn errors_by_cause(
+    end: &Snapshot,
+    setup: &Snapshot,
+    clients: usize,
+) -> std::collections::BTreeMap<&'static str, u64> {
+    let mut errors: std::collections::BTreeMap<&'static str, u64> = Cause::ALL
+        .iter()
+        .map(|&c| (c.name(), end.errors[c as usize]))
+        .collect();
+    let unsettled = (clients as u64).saturating_sub(setup.settled);
+    *errors.entry(Cause::ConnectTimeout.name()).or_default() += unsettled;
+    errors
 }
 
 fn cpu_now(server: Option<u32>) -> Result<f64, RunError> {

@@ -15,7 +15,7 @@ use hdrhistogram::Histogram;
 use crate::args::Args;
 use crate::conn::Spec;
 use crate::ledger::Settled;
-use crate::stats::Counters;
+use crate::stats::{bump, Counters};
 
 /// The moment every timestamp counts from: one clock for all threads.
 static BASE: OnceLock<Instant> = OnceLock::new();
@@ -170,6 +170,16 @@ impl Shard {
                 self.measured.borrow_mut().saturating_record(latency);
             }
         }
+    }
+
+    /// A delivery received first: counted, its latency recorded. `now` is
+    /// the clock read once per batch of packets (0: not read yet).
+    pub fn record_delivery(&self, sent_ns: u64, now: &mut u64) {
+        bump(&self.counters().deliveries, 1);
+        if *now == 0 {
+            *now = now_ns();
+        }
+        self.record(sent_ns, *now);
     }
 
     /// Follows the main thread's phase and reports latency each second,

@@ -43,6 +43,20 @@ impl Cause {
         Cause::Refused,
     ];
 
+    /// A cause that ends a connection attempt (before the namespace
+    /// CONNECT is accepted).
+    pub fn fails_a_connect(self) -> bool {
+        matches!(
+            self,
+            Cause::ConnectRefused
+                | Cause::ConnectTimeout
+                | Cause::ConnectFailed
+                | Cause::HttpStatus
+                | Cause::BadHandshake
+                | Cause::NamespaceRefused
+        )
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Cause::ConnectRefused => "connect_refused",

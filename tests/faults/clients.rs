@@ -163,18 +163,13 @@ impl Bystander {
     /// Waits for `more` round trips past what was counted so far.
     pub(crate) fn wait_round_trips(&self, more: u64) {
         let target = self.round_trips() + more;
-        let started = Instant::now();
-        while self.round_trips() < target {
+        eventually(Duration::from_secs(5), "the bystander is stuck", || {
             assert!(
                 !self.thread.is_finished(),
                 "the bystander stopped: see its result"
             );
-            assert!(
-                started.elapsed() < Duration::from_secs(5),
-                "the bystander is stuck"
-            );
-            thread::sleep(Duration::from_millis(5));
-        }
+            self.round_trips() >= target
+        });
     }
 
     pub(crate) fn finish(self) -> u64 {

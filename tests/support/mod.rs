@@ -12,6 +12,8 @@
 //!   fresh connection per request.
 //! * [`Session`] is an Engine.IO long-polling session; `ws_*` helpers speak
 //!   WebSocket through `tungstenite::client` over a std `TcpStream`.
+//! * [`Proc`] (`process.rs`) is the `hub` binary or another server with an
+//!   admin listener (the fault server), with what the tests read of it.
 //!
 //! Every socket has read and write timeouts, so a test fails instead of
 //! hanging.
@@ -22,11 +24,20 @@
 //! are then relaxed (see [`reference_differs`]), every other check still runs.
 #![allow(dead_code)]
 
-use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
+mod process;
+mod tcp;
+mod wait;
+
+// Not every test binary uses each of these.
+pub use process::*;
+#[allow(unused_imports)]
+pub use tcp::*;
+#[allow(unused_imports)]
+pub use wait::*;
+
+use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -78,7 +89,7 @@ pub fn reference_differs(why: &str) -> bool {
 pub struct Server {
     child: Child,
     addr: SocketAddr,
-    stderr: Arc<Mutex<Vec<u8>>>,
+    stderr: Captured,
     command: String,
 }
 
@@ -89,14 +100,7 @@ fn server_command() -> Vec<String> {
             return parts;
         }
     }
-    let target = match std::env::var("CARGO_TARGET_DIR") {
-        Ok(dir) if !dir.is_empty() => std::path::PathBuf::from(dir),
-        _ => std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join("target"),
-    };
-    let exe = target.join("debug").join("examples").join("conformance");
-    build_conformance_example();
+    let exe = example("conformance");
     if !exe.exists() {
         panic!(
             "\n\n*** conformance server not found at {} ***\n\
@@ -107,21 +111,6 @@ fn server_command() -> Vec<String> {
         );
     }
     vec![exe.to_string_lossy().into_owned()]
-}
-
-/// `cargo test` does not build examples for integration tests: build the
-/// conformance server once per test binary so it is never stale.
-fn build_conformance_example() {
-    static BUILD: std::sync::Once = std::sync::Once::new();
-    BUILD.call_once(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_string());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "-p", "hub", "--example", "conformance"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo to build the conformance example");
-        assert!(status.success(), "building the conformance example failed");
-    });
 }
 
 impl Server {
@@ -154,60 +143,16 @@ impl Server {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot spawn `{command}`: {e}"));
-
-        let stderr_buf = Arc::new(Mutex::new(Vec::new()));
-        {
-            let mut stderr = child.stderr.take().unwrap();
-            let buf = stderr_buf.clone();
-            thread::spawn(move || {
-                let mut chunk = [0u8; 4096];
-                loop {
-                    match stderr.read(&mut chunk) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => buf.lock().unwrap().extend_from_slice(&chunk[..n]),
-                    }
-                }
-            });
-        }
-        let (tx, rx) = mpsc::channel::<String>();
-        {
-            let stdout = child.stdout.take().unwrap();
-            thread::spawn(move || {
-                // Keep draining stdout after the ready line so the child
-                // never blocks on a full pipe.
-                let mut sent = false;
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    if !sent && line.trim_start().starts_with("listening on ") {
-                        sent = true;
-                        let _ = tx.send(line);
-                    }
-                }
-            });
-        }
-
-        let line = match rx.recv_timeout(READY_TIMEOUT) {
-            Ok(line) => line,
-            Err(_) => {
-                let status = child.try_wait().ok().flatten();
-                let _ = child.kill();
-                let _ = child.wait();
-                thread::sleep(Duration::from_millis(100));
-                let stderr = String::from_utf8_lossy(&stderr_buf.lock().unwrap()).into_owned();
-                panic!(
-                    "server `{command}` did not print `listening on HOST:PORT` within {READY_TIMEOUT:?} \
-                     (exit status: {status:?})\n--- stderr ---\n{stderr}\n--------------"
-                );
-            }
+        let stderr = Captured::read(child.stderr.take().unwrap());
+        let lines = stdout_lines(child.stdout.take().unwrap());
+        let addr = match ready_addrs(&lines, &["listening on "]) {
+            Ok(addrs) => addrs[0],
+            Err(why) => fail_start(&mut child, &stderr, &format!("server `{command}`"), &why),
         };
-        let addr_text = line.trim().trim_start_matches("listening on ").trim();
-        let addr: SocketAddr = addr_text
-            .parse()
-            .unwrap_or_else(|e| panic!("bad ready line {line:?} from `{command}`: {e}"));
         Server {
             child,
             addr,
-            stderr: stderr_buf,
+            stderr,
             command,
         }
     }
@@ -217,7 +162,7 @@ impl Server {
     }
 
     pub fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+        self.stderr.text()
     }
 
     /// Panics if the process has exited.
@@ -253,16 +198,8 @@ impl Drop for Server {
         let _ = self.child.wait();
         if thread::panicking() {
             // The test failed: show what the server said.
-            thread::sleep(Duration::from_millis(50));
-            let stderr = self.stderr();
-            let tail: String = {
-                let lines: Vec<&str> = stderr.lines().collect();
-                lines[lines.len().saturating_sub(40)..].join("\n")
-            };
-            eprintln!(
-                "--- server `{}` stderr (last 40 lines) ---\n{tail}\n---",
-                self.command
-            );
+            self.stderr
+                .print_tail(&format!("server `{}`", self.command));
         }
     }
 }
@@ -1264,64 +1201,4 @@ pub fn assert_healthy(server: &mut Server) {
     ws_send_text(&mut ws, "4still alive");
     assert_eq!(ws_text(&mut ws), "4still alive");
     server.assert_alive();
-}
-
-// ---------------------------------------------------------------------------
-// The hub binary
-// ---------------------------------------------------------------------------
-
-pub const HUB: &str = env!("CARGO_BIN_EXE_hub");
-
-/// `hub` with `args`, and of the HUB_* variables only those in `env`.
-pub fn hub_command(args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(HUB);
-    command.args(args);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("HUB_") {
-            command.env_remove(key);
-        }
-    }
-    command.envs(env.iter().copied());
-    command
-}
-
-/// A running hub (free ports, 2 shards, loopback); killed when dropped.
-pub struct Hub {
-    pub child: Child,
-    pub addr: SocketAddr,
-    pub admin: SocketAddr,
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub fn start_hub(args: &[&str], env: &[(&str, &str)]) -> Hub {
-    let mut all = vec!["--bind", "127.0.0.1", "--port", "0"];
-    if !args.contains(&"--shards") {
-        all.extend(["--shards", "2"]);
-    }
-    all.extend_from_slice(args);
-    let mut child = hub_command(&all, env)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start hub");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut read = |prefix: &str| -> SocketAddr {
-        let line = lines
-            .next()
-            .and_then(Result::ok)
-            .unwrap_or_else(|| panic!("hub exited before `{prefix}`"));
-        line.strip_prefix(prefix)
-            .unwrap_or_else(|| panic!("expected `{prefix}...`, got {line:?}"))
-            .parse()
-            .unwrap()
-    };
-    let addr = read("listening on ");
-    let admin = read("admin listening on ");
-    Hub { child, addr, admin }
 }

@@ -2,26 +2,62 @@
 //! listen (the one stdout line the test harnesses wait for), serve to the end.
 
 use std::io::Write;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use hub::engine::EngineConfig;
+use hub::engine::{EngineConfig, ServerConfig};
 use hub::shard::{RunningServer, ServerError};
 
-/// An endpoint at `path` with the heartbeat, payload and v3 options the
-/// test servers share.
-pub fn engine(
-    path: &str,
-    ping_interval: u64,
-    ping_timeout: u64,
-    max_payload: u64,
-    no_eio3: bool,
-) -> EngineConfig {
-    let mut engine = EngineConfig::new(path);
-    engine.session.ping_interval = Duration::from_millis(ping_interval);
-    engine.session.ping_timeout = Duration::from_millis(ping_timeout);
-    engine.session.max_payload = max_payload;
-    engine.allow_eio3 = !no_eio3;
-    engine
+/// The options every test server takes, so that the suites start each of
+/// them (and the reference servers) with the same flags.
+#[derive(clap::Args, Debug)]
+pub struct ServerArgs {
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// 0 picks a free port.
+    #[arg(long, default_value_t = 3000)]
+    pub port: u16,
+    /// Shards (executors); 0 = one per core.
+    #[arg(long, default_value_t = 0)]
+    pub shards: usize,
+    /// Milliseconds between server pings.
+    #[arg(long, default_value_t = 25_000)]
+    pub ping_interval: u64,
+    /// Milliseconds to wait for a pong.
+    #[arg(long, default_value_t = 20_000)]
+    pub ping_timeout: u64,
+    /// Milliseconds a Socket.IO client has to join a namespace.
+    #[arg(long, default_value_t = 45_000)]
+    pub connect_timeout: u64,
+    /// Largest payload accepted, in bytes.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub max_payload: u64,
+}
+
+impl ServerArgs {
+    /// An endpoint at `path` with these heartbeat and payload options;
+    /// Engine.IO v3 clients refused with `no_eio3`.
+    pub fn engine(&self, path: &str, no_eio3: bool) -> EngineConfig {
+        let mut engine = EngineConfig::new(path);
+        engine.session.ping_interval = Duration::from_millis(self.ping_interval);
+        engine.session.ping_timeout = Duration::from_millis(self.ping_timeout);
+        engine.session.max_payload = self.max_payload;
+        engine.allow_eio3 = !no_eio3;
+        engine
+    }
+
+    /// Where to listen and how many shards; the rest as the defaults.
+    pub fn server_config(&self) -> ServerConfig {
+        ServerConfig {
+            bind: SocketAddr::new(self.host, self.port),
+            shards: self.shards,
+            ..ServerConfig::default()
+        }
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout)
+    }
 }
 
 pub fn run(name: &str, started: Result<RunningServer, ServerError>) {

@@ -415,9 +415,11 @@ fn data_len(data: &Data) -> u64 {
 mod tests {
     use super::*;
     use crate::engine::Echo;
+    use crate::metrics::Metrics;
 
-    #[test]
-    fn a_client_that_falls_too_far_behind_is_closed() {
+    /// A v4 WebSocket session of an echo handler, outside any shard, and
+    /// its socket.
+    fn websocket() -> (Rc<SessionEntry>, Socket) {
         let entry = SessionEntry::detached(
             Sid::generate(0),
             ProtocolVersion::V4,
@@ -425,6 +427,19 @@ mod tests {
             Rc::new(Echo),
         );
         let socket = Socket(entry.clone());
+        (entry, socket)
+    }
+
+    /// Metrics entered as this thread's shard 0's.
+    fn shard_metrics() -> Metrics {
+        let metrics = Metrics::new();
+        crate::metrics::enter(metrics.for_shard(0));
+        metrics
+    }
+
+    #[test]
+    fn a_client_that_falls_too_far_behind_is_closed() {
+        let (entry, socket) = websocket();
         let limit = entry.session.borrow().config().max_buffered;
         // The open packet is queued first.
         for _ in 1..limit {
@@ -438,7 +453,7 @@ mod tests {
         );
     }
 
-    fn metric(metrics: &crate::metrics::Metrics, name: &str) -> i64 {
+    fn metric(metrics: &Metrics, name: &str) -> i64 {
         let text = metrics.encode();
         let line = text
             .lines()
@@ -449,15 +464,8 @@ mod tests {
 
     #[test]
     fn a_client_past_its_byte_budget_is_closed_and_counted() {
-        let metrics = crate::metrics::Metrics::new();
-        crate::metrics::enter(metrics.for_shard(0));
-        let entry = SessionEntry::detached(
-            Sid::generate(0),
-            ProtocolVersion::V4,
-            TransportKind::WebSocket,
-            Rc::new(Echo),
-        );
-        let socket = Socket(entry.clone());
+        let metrics = shard_metrics();
+        let (entry, socket) = websocket();
         let budget = entry.session.borrow().config().max_buffered_bytes;
         let mib = bytes::Bytes::from(vec![7u8; 1 << 20]);
         // Far fewer packets than `max_buffered`: the bytes decide.
@@ -491,15 +499,8 @@ mod tests {
 
     #[test]
     fn the_buffered_bytes_gauge_follows_writes_and_release() {
-        let metrics = crate::metrics::Metrics::new();
-        crate::metrics::enter(metrics.for_shard(0));
-        let entry = SessionEntry::detached(
-            Sid::generate(0),
-            ProtocolVersion::V4,
-            TransportKind::WebSocket,
-            Rc::new(Echo),
-        );
-        let socket = Socket(entry.clone());
+        let metrics = shard_metrics();
+        let (entry, socket) = websocket();
         let mut tally = Tally::default();
         for _ in 0..3 {
             assert!(socket.send_tallied(Data::Text("x".repeat(100).into()), &mut tally));

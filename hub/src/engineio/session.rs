@@ -1024,12 +1024,37 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    /// A polling session whose handshake GET was answered.
     fn polling(version: ProtocolVersion, t0: Instant) -> Session {
-        let mut s = Session::new(SID, version, TransportKind::Polling, config(), t0);
+        polling_with(version, config(), t0)
+    }
+
+    fn polling_with(version: ProtocolVersion, config: SessionConfig, t0: Instant) -> Session {
+        let mut s = Session::new(SID, version, TransportKind::Polling, config, t0);
         match s.on_get(t0) {
             GetOutcome::Respond(p) => assert!(matches!(p.as_slice(), [Packet::Open(_)])),
             other => panic!("handshake answered {other:?}"),
         }
+        s
+    }
+
+    /// A WebSocket-only session, its open packet still queued (or held).
+    fn websocket(version: ProtocolVersion, t0: Instant) -> Session {
+        websocket_with(version, config(), t0)
+    }
+
+    fn websocket_with(version: ProtocolVersion, config: SessionConfig, t0: Instant) -> Session {
+        Session::new(SID, version, TransportKind::WebSocket, config, t0)
+    }
+
+    /// A v4 WebSocket session whose open packet was taken.
+    fn open_websocket(t0: Instant) -> Session {
+        open_websocket_with(config(), t0)
+    }
+
+    fn open_websocket_with(config: SessionConfig, t0: Instant) -> Session {
+        let mut s = websocket_with(ProtocolVersion::V4, config, t0);
+        s.take_ws_packets(&mut Vec::new());
         s
     }
 
@@ -1040,18 +1065,13 @@ mod tests {
     /// A WebSocket session (open packet taken) allowing `per_second`
     /// packets with a burst of `burst`.
     fn rate_limited(per_second: u32, burst: u32, t0: Instant) -> Session {
-        let mut s = Session::new(
-            SID,
-            ProtocolVersion::V4,
-            TransportKind::WebSocket,
+        open_websocket_with(
             SessionConfig {
                 packet_rate: Some(PacketRate { per_second, burst }),
                 ..config()
             },
             t0,
-        );
-        s.take_ws_packets(&mut Vec::new());
-        s
+        )
     }
 
     #[test]
@@ -1105,10 +1125,8 @@ mod tests {
     #[test]
     fn every_packet_counts_and_polling_ends_at_once() {
         let t0 = Instant::now();
-        let mut s = Session::new(
-            SID,
+        let mut s = polling_with(
             ProtocolVersion::V3,
-            TransportKind::Polling,
             SessionConfig {
                 packet_rate: Some(PacketRate {
                     per_second: 1,
@@ -1118,7 +1136,6 @@ mod tests {
             },
             t0,
         );
-        let _ = s.on_get(t0);
         // Pings and noops are packets too.
         s.on_packets(
             [Packet::Ping(String::new()), Packet::Noop, Packet::Noop],
@@ -1158,13 +1175,7 @@ mod tests {
                 r#"{{"sid":"{SID}","upgrades":["websocket"],"pingInterval":300,"pingTimeout":200,"maxPayload":1000}}"#
             ))]
         );
-        let mut w = Session::new(
-            SID,
-            ProtocolVersion::V4,
-            TransportKind::WebSocket,
-            config(),
-            t0,
-        );
+        let mut w = websocket(ProtocolVersion::V4, t0);
         let mut out = Vec::new();
         w.take_ws_packets(&mut out);
         let Packet::Open(json) = &out[0] else {
@@ -1429,14 +1440,7 @@ mod tests {
         assert_eq!(s.next_deadline(), None);
         // With the reference's timings the linger (45 s) is cut to the
         // grace, and packets still queued are of no use any more.
-        let mut s = Session::new(
-            SID,
-            ProtocolVersion::V4,
-            TransportKind::Polling,
-            SessionConfig::default(),
-            t0,
-        );
-        let _ = s.on_get(t0);
+        let mut s = polling_with(ProtocolVersion::V4, SessionConfig::default(), t0);
         s.send(Data::Text("unread".into())).unwrap();
         s.close(CloseReason::ForcedClose, t0);
         assert_eq!(s.next_deadline(), Some(t0 + Duration::from_secs(45)));
@@ -1597,17 +1601,14 @@ mod tests {
     #[test]
     fn upgrade_times_out_and_polling_goes_on() {
         let t0 = Instant::now();
-        let mut s = Session::new(
-            SID,
+        let mut s = polling_with(
             ProtocolVersion::V3,
-            TransportKind::Polling,
             SessionConfig {
                 upgrade_timeout: ms(100),
                 ..config()
             },
             t0,
         );
-        let _ = s.on_get(t0);
         let a = s.begin_upgrade(t0).unwrap();
         s.on_upgrade_packet(a, Packet::Ping("probe".into()));
         assert_eq!(s.next_deadline(), Some(t0 + ms(100)));
@@ -1620,18 +1621,10 @@ mod tests {
     #[test]
     fn websocket_session_client_close_drops_outbox() {
         let t0 = Instant::now();
-        let mut s = Session::new(
-            SID,
-            ProtocolVersion::V4,
-            TransportKind::WebSocket,
-            config(),
-            t0,
-        );
-        let mut out = Vec::new();
-        s.take_ws_packets(&mut out);
+        let mut s = open_websocket(t0);
         s.send(Data::Text("x".into())).unwrap();
         s.on_packets([Packet::Close], t0);
-        out.clear();
+        let mut out = Vec::new();
         s.take_ws_packets(&mut out);
         assert!(out.is_empty());
         assert!(s.is_finished());
@@ -1640,26 +1633,14 @@ mod tests {
     #[test]
     fn websocket_session_forced_close_flushes_outbox() {
         let t0 = Instant::now();
-        let mut s = Session::new(
-            SID,
-            ProtocolVersion::V4,
-            TransportKind::WebSocket,
-            config(),
-            t0,
-        );
-        let mut out = Vec::new();
-        s.take_ws_packets(&mut out);
+        let mut s = open_websocket(t0);
         s.send(Data::Text("last".into())).unwrap();
         s.close(CloseReason::ForcedClose, t0);
-        out.clear();
+        let mut out = Vec::new();
         s.take_ws_packets(&mut out);
         assert_eq!(out, vec![text("last")]);
         assert!(s.is_finished());
         assert_eq!(s.begin_upgrade(t0), Err(UpgradeRefusal::Closed));
-    }
-
-    fn websocket(version: ProtocolVersion, t0: Instant) -> Session {
-        Session::new(SID, version, TransportKind::WebSocket, config(), t0)
     }
 
     #[test]
@@ -1686,13 +1667,7 @@ mod tests {
     fn v3_websocket_without_a_pong_writes_after_the_hold() {
         let t0 = Instant::now();
         // The reference's timings: the v3 heartbeat deadline is far.
-        let mut s = Session::new(
-            SID,
-            ProtocolVersion::V3,
-            TransportKind::WebSocket,
-            SessionConfig::default(),
-            t0,
-        );
+        let mut s = websocket_with(ProtocolVersion::V3, SessionConfig::default(), t0);
         assert!(s.send(Data::Text("0".into())).is_ok(), "queued meanwhile");
         assert!(!s.has_ws_packets());
         assert_eq!(s.pop_ws_packet(), None);
@@ -1750,36 +1725,14 @@ mod tests {
     #[test]
     fn websocket_heartbeat_pings_go_through_outbox() {
         let t0 = Instant::now();
-        let mut s = Session::new(
-            SID,
-            ProtocolVersion::V4,
-            TransportKind::WebSocket,
-            config(),
-            t0,
-        );
+        let mut s = open_websocket(t0);
         let mut out = Vec::new();
-        s.take_ws_packets(&mut out);
-        out.clear();
         s.handle_timeout(t0 + ms(300));
         s.take_ws_packets(&mut out);
         assert_eq!(out, vec![Packet::Ping(String::new())]);
         s.on_packets([Packet::Pong(String::new())], t0 + ms(310));
         s.handle_timeout(t0 + ms(500));
         assert!(!s.is_closed());
-    }
-
-    /// A v4 WebSocket session whose open packet was taken.
-    fn open_websocket(t0: Instant) -> Session {
-        let mut s = Session::new(
-            SID,
-            ProtocolVersion::V4,
-            TransportKind::WebSocket,
-            config(),
-            t0,
-        );
-        let mut out = Vec::new();
-        s.take_ws_packets(&mut out);
-        s
     }
 
     fn bytes(n: usize) -> Data {

@@ -121,16 +121,8 @@ pub(crate) fn attach_socket_on(
     key: u64,
     host: Weak<dyn SessionHost>,
 ) -> (Rc<SocketInner>, Rc<SessionEntry>) {
-    let entry = SessionEntry::detached_on(
-        Sid::generate(0),
-        ProtocolVersion::V4,
-        TransportKind::WebSocket,
-        shard.clone() as Rc<dyn Handler>,
-        host,
-    );
-    let conn = EngineSocket(entry.clone());
-    let client = Rc::new(Client::new(conn.clone(), Protocol::V5, 64));
-    shard.add_client(client.clone());
+    let (client, entry) = attach_client(shard, host);
+    let conn = client.conn.clone();
     let id: Rc<str> = Rc::from(Sid::generate(0).as_str());
     let socket = Rc::new(SocketInner::new(
         key,
@@ -145,6 +137,38 @@ pub(crate) fn attach_socket_on(
     client.add(socket.clone());
     shard.adapter.join(nsp, &socket, &id);
     (socket, entry)
+}
+
+/// A Socket.IO client of `shard`, in no namespace yet, over a v4 WebSocket
+/// session that only queues, hosted by `host`.
+fn attach_client(
+    shard: &Rc<SioShard>,
+    host: Weak<dyn SessionHost>,
+) -> (Rc<Client>, Rc<SessionEntry>) {
+    let entry = SessionEntry::detached_on(
+        Sid::generate(0),
+        ProtocolVersion::V4,
+        TransportKind::WebSocket,
+        shard.clone() as Rc<dyn Handler>,
+        host,
+    );
+    let client = Rc::new(Client::new(EngineSocket(entry.clone()), Protocol::V5, 64));
+    shard.add_client(client.clone());
+    (client, entry)
+}
+
+/// The Socket.IO texts a session queued since the last call.
+#[cfg(test)]
+pub(crate) fn sent(entry: &SessionEntry) -> Vec<String> {
+    let mut packets = Vec::new();
+    entry.session.borrow_mut().take_ws_packets(&mut packets);
+    packets
+        .into_iter()
+        .filter_map(|p| match p {
+            Packet::Message(Data::Text(text)) => Some(text.to_string()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Shard 0's state of `io`, without a runtime.
@@ -166,19 +190,10 @@ pub(crate) struct TestClient {
 impl TestClient {
     pub fn new(shard: &Rc<SioShard>) -> TestClient {
         let host = Rc::new(ManualHost::default());
-        let weak = Rc::downgrade(&host);
-        let entry = SessionEntry::detached_on(
-            Sid::generate(0),
-            ProtocolVersion::V4,
-            TransportKind::WebSocket,
-            shard.clone() as Rc<dyn Handler>,
-            weak,
-        );
-        let conn = EngineSocket(entry.clone());
-        shard.add_client(Rc::new(Client::new(conn.clone(), Protocol::V5, 64)));
+        let (client, entry) = attach_client(shard, Rc::downgrade(&host) as _);
         let client = TestClient {
             shard: shard.clone(),
-            conn,
+            conn: client.conn.clone(),
             entry,
             _host: host,
         };
@@ -194,18 +209,7 @@ impl TestClient {
 
     /// The Socket.IO texts queued to the client since the last call.
     pub fn sent(&self) -> Vec<String> {
-        let mut packets = Vec::new();
-        self.entry
-            .session
-            .borrow_mut()
-            .take_ws_packets(&mut packets);
-        packets
-            .into_iter()
-            .filter_map(|p| match p {
-                Packet::Message(Data::Text(text)) => Some(text.to_string()),
-                _ => None,
-            })
-            .collect()
+        sent(&self.entry)
     }
 
     /// CONNECT to `nsp`; the server's answer.

@@ -11,7 +11,7 @@ use super::namespace::Nsp;
 use super::reason::DisconnectReason;
 use super::shard::SioShard;
 use super::socket::{EmitError, Socket};
-use super::testing::attach_socket;
+use super::testing::{attach_socket, sent};
 use crate::engine::SessionEntry;
 use crate::engineio::{Data, Packet};
 
@@ -40,19 +40,6 @@ impl Fixture {
         sent(&entry); // the open packet
         (Socket(inner), entry)
     }
-}
-
-/// The Socket.IO texts a session queued since the last call.
-fn sent(entry: &SessionEntry) -> Vec<String> {
-    let mut packets = Vec::new();
-    entry.session.borrow_mut().take_ws_packets(&mut packets);
-    packets
-        .into_iter()
-        .filter_map(|p| match p {
-            Packet::Message(Data::Text(text)) => Some(text.to_string()),
-            _ => None,
-        })
-        .collect()
 }
 
 fn fire(socket: &Socket, event: &str, args: Args, ack: Option<u64>) {

@@ -9,12 +9,12 @@ use std::time::Instant;
 
 use hdrhistogram::Histogram;
 
-use super::{join, Outcome, Progress, RunError};
+use super::{errors_by_cause, stop, Outcome, Progress, RunError};
 use crate::args::Args;
 use crate::output::HistLog;
 use crate::procfs::{self, RssCurve};
 use crate::report::{ChurnSummary, Disconnects, Latency, RssReport, ServerClosed, Summary};
-use crate::shard::{new_histogram, now_ns, Control, Phase};
+use crate::shard::{now_ns, Control, Phase};
 use crate::stats::{Cause, Snapshot};
 
 /// Where setup left the run.
@@ -88,20 +88,7 @@ pub(super) fn phases(started: Started) -> Result<Outcome, RunError> {
     }
     let total = Snapshot::sum(&control.counters);
     let rss_end = rss_curve.as_mut().and_then(RssCurve::sample);
-    control.set_phase(Phase::Stop);
-    let mut measured = new_histogram();
-    for hist in join(handles)? {
-        measured.add(&hist).expect("same bounds");
-    }
-    while let Ok(h) = intervals.try_recv() {
-        if let Some(log) = hist_log.as_mut() {
-            log.write(&h);
-        }
-    }
-    progress.finish();
-    if let Some(log) = hist_log.as_mut() {
-        log.finish().map_err(RunError::Setup)?;
-    }
+    let measured = stop(&control, handles, &intervals, &progress, hist_log)?;
 
     let c = total.churn;
     let disconnects = Disconnects {
@@ -156,12 +143,7 @@ pub(super) fn phases(started: Started) -> Result<Outcome, RunError> {
         },
     };
     let per_sec = |a: u64, b: u64| b.saturating_sub(a) as f64 / seconds.max(1e-9);
-    let mut errors: std::collections::BTreeMap<&'static str, u64> = Cause::ALL
-        .iter()
-        .map(|&c| (c.name(), total.errors[c as usize]))
-        .collect();
-    let unsettled_clients = (args.total_clients() as u64).saturating_sub(setup.settled);
-    *errors.entry(Cause::ConnectTimeout.name()).or_default() += unsettled_clients;
+    let errors = errors_by_cause(&total, &setup, args.total_clients());
     let summary = Summary {
         scenario: args.scenario,
         transport: args.transport,
@@ -173,17 +155,11 @@ pub(super) fn phases(started: Started) -> Result<Outcome, RunError> {
         duration_s: seconds,
         warmup_s: 0.0,
         connects: total.connects,
-        connect_failures: [
-            Cause::ConnectRefused,
-            Cause::ConnectTimeout,
-            Cause::ConnectFailed,
-            Cause::HttpStatus,
-            Cause::BadHandshake,
-            Cause::NamespaceRefused,
-        ]
-        .iter()
-        .map(|&c| total.errors[c as usize])
-        .sum(),
+        connect_failures: Cause::ALL
+            .iter()
+            .filter(|c| c.fails_a_connect())
+            .map(|&c| total.errors[c as usize])
+            .sum(),
         connects_per_sec: per_sec(first.connects, last.connects),
         sent: total.sent,
         sent_per_sec: per_sec(first.sent, last.sent),

@@ -3,6 +3,7 @@
 //! fanout publishers).
 
 mod churn;
+mod pace;
 mod receiver;
 mod sender;
 
@@ -146,6 +147,21 @@ async fn within<T>(
     future::or(f, async {
         glommio::timer::sleep(limit).await;
         Err(timeout)
+    })
+    .await
+}
+
+/// Receives what comes, `on` for each packet, until `wait` has passed
+/// (or the connection fails).
+async fn recv_for(
+    conn: &mut Conn,
+    out: &mut Outbox,
+    wait: Duration,
+    on: &mut impl FnMut(&[u8], &mut Outbox),
+) -> Result<(), Cause> {
+    future::or(conn.recv(out, on), async {
+        glommio::timer::sleep(wait).await;
+        Ok(())
     })
     .await
 }

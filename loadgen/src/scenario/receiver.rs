@@ -2,7 +2,7 @@
 //! (fanout subscribers) or just answering pings (idle, connect).
 
 use crate::conn::{Conn, Outbox};
-use crate::shard::{now_ns, Shard};
+use crate::shard::Shard;
 use crate::stats::{bump, Cause, Seen, SeqWindow};
 use crate::wire::packet::{self, Incoming};
 
@@ -101,13 +101,7 @@ pub async fn hold(
                         return;
                     };
                     match window.record(stamp.seq) {
-                        Seen::New => {
-                            bump(&counters.deliveries, 1);
-                            if now == 0 {
-                                now = now_ns();
-                            }
-                            shard.record(stamp.nanos, now);
-                        }
+                        Seen::New => shard.record_delivery(stamp.nanos, &mut now),
                         Seen::Duplicate => bump(&counters.duplicated, 1),
                         Seen::TooOld => bump(&counters.unchecked, 1),
                     }

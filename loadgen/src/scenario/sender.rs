@@ -13,10 +13,8 @@ use crate::shard::{now_ns, Phase, Shard};
 use crate::stats::{bump, Cause};
 use crate::wire::packet::{self, Incoming};
 
-use super::{keepalive, receiver, Role};
-
-/// Sends that may go out at once when a sender falls behind its schedule.
-const MAX_BURST: usize = 64;
+use super::pace::Pace;
+use super::{keepalive, receiver, recv_for, Role};
 
 pub async fn run(
     shard: &Shard,
@@ -32,18 +30,12 @@ pub async fn run(
         Role::Publisher(p) => (args.publishers, p),
         _ => (args.clients, index as u32),
     };
-    let interval_ns = if args.rate > 0.0 {
-        (senders as f64 / args.rate * 1e9).max(1.0) as u64
-    } else {
-        0
-    };
     let timeout_ns = args.timeout.as_nanos() as u64;
     let mut closed = false;
     wait_for_start(shard, conn, out).await?;
 
     let room_sizes = shard.control.room_sizes.get().cloned().unwrap_or_default();
-    // Spread the senders over one interval so they do not send in step.
-    let mut next_due = now_ns() + interval_ns * me as u64 / senders.max(1) as u64;
+    let mut pace = Pace::new(args.rate, senders, me);
     let mut outstanding: VecDeque<(u64, u64)> = VecDeque::with_capacity(args.inflight.max(4));
     let mut next_id = 1u64;
     let mut seq = 0u64;
@@ -79,17 +71,12 @@ pub async fn run(
             bump(&counters.sent, 1);
         };
         if running {
-            if interval_ns == 0 {
+            if pace.closed_loop() {
                 while outstanding.len() < args.inflight {
                     emit(now, out, &mut outstanding);
                 }
             } else {
-                let mut burst = 0;
-                while next_due <= now && burst < MAX_BURST {
-                    emit(next_due, out, &mut outstanding);
-                    next_due += interval_ns;
-                    burst += 1;
-                }
+                pace.due(now, |due| emit(due, out, &mut outstanding));
             }
         }
         while let Some(&(_, sent)) = outstanding.front() {
@@ -108,42 +95,33 @@ pub async fn run(
             Some(&(_, sent)) => sent + timeout_ns,
             None => now + 20_000_000,
         };
-        let wake = if running && interval_ns > 0 {
-            wake.min(next_due)
-        } else {
-            wake
+        let wake = match pace.next_due() {
+            Some(due) if running => wake.min(due),
+            _ => wake,
         };
         let is_echo = role == Role::Echo;
-        future::or(
-            async {
-                conn.recv(out, &mut |p, out| {
-                    if keepalive(p, out) {
+        let wait = Duration::from_nanos(wake.saturating_sub(now_ns()));
+        recv_for(conn, out, wait, &mut |p, out| {
+            if keepalive(p, out) {
+                return;
+            }
+            match packet::classify(p, nsp) {
+                Incoming::Ack { id, args } => {
+                    let Some(at) = outstanding.iter().position(|&(i, _)| i == id) else {
                         return;
+                    };
+                    let (_, sent) = outstanding.remove(at).expect("position is in range");
+                    bump(&counters.acks, 1);
+                    if is_echo {
+                        shard.record(sent, now_ns());
+                    } else if !packet::is_ok(args) {
+                        counters.error(Cause::Refused);
                     }
-                    match packet::classify(p, nsp) {
-                        Incoming::Ack { id, args } => {
-                            let Some(at) = outstanding.iter().position(|&(i, _)| i == id) else {
-                                return;
-                            };
-                            let (_, sent) = outstanding.remove(at).expect("position is in range");
-                            bump(&counters.acks, 1);
-                            if is_echo {
-                                shard.record(sent, now_ns());
-                            } else if !packet::is_ok(args) {
-                                counters.error(Cause::Refused);
-                            }
-                        }
-                        Incoming::Close | Incoming::Disconnect => closed = true,
-                        _ => {}
-                    }
-                })
-                .await
-            },
-            async {
-                glommio::timer::sleep(Duration::from_nanos(wake.saturating_sub(now_ns()))).await;
-                Ok(())
-            },
-        )
+                }
+                Incoming::Close | Incoming::Disconnect => closed = true,
+                _ => {}
+            }
+        })
         .await?;
         if closed {
             return Err(Cause::ServerClosed);

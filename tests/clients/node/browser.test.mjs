@@ -19,14 +19,13 @@
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import http from "node:http";
-import net from "node:net";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 
 import { chromium } from "playwright-core";
 
-import { againstReference, relayClient, sleep, startRelay, waitConnected } from "./relay-helpers.mjs";
+import { againstReference, freePort, relayClient, sleep, startRelay, waitConnected } from "./relay-helpers.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const CHROMIUM = process.env.HUB_CHROMIUM || "/usr/bin/chromium";
@@ -120,18 +119,6 @@ async function startStatic() {
     server.listen(0, "127.0.0.1", resolve);
   });
   return { server, origin: `http://127.0.0.1:${server.address().port}` };
-}
-
-/** A free loopback port (for the admin listener, whose line startRelay may not keep). */
-async function freePort() {
-  const srv = net.createServer();
-  await new Promise((resolve, reject) => {
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", resolve);
-  });
-  const { port } = srv.address();
-  await new Promise((resolve) => srv.close(resolve));
-  return port;
 }
 
 /** Starts the relay with its admin API on a known loopback address. */

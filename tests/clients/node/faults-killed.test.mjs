@@ -11,12 +11,20 @@
 
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import net from "node:net";
 import path from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 
-import { againstReference, relayPool, sleep, startRelay, withTimeout } from "./relay-helpers.mjs";
+import {
+  againstReference,
+  eventually,
+  freePort,
+  metricSum,
+  relayPool,
+  sleep,
+  startRelay,
+  withTimeout,
+} from "./relay-helpers.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const PING_INTERVAL = 1000;
@@ -25,25 +33,8 @@ const MARGIN = 2000;
 const CHILDREN = 3;
 const ROUNDS = 2;
 
-/** A free loopback port (for the admin listener, whose line startRelay may not keep). */
-async function freePort() {
-  const srv = net.createServer();
-  await new Promise((resolve, reject) => {
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", resolve);
-  });
-  const { port } = srv.address();
-  await new Promise((resolve) => srv.close(resolve));
-  return port;
-}
-
-async function sessions(admin) {
-  const text = await (await fetch(`http://${admin}/metrics`)).text();
-  return text
-    .split("\n")
-    .filter((l) => l.startsWith("hub_connections{"))
-    .reduce((sum, l) => sum + Number(l.split(" ").at(-1)), 0);
-}
+/** Engine.IO sessions open, from the hub's admin API at `admin` (`host:port`). */
+const sessions = (admin) => metricSum(`http://${admin}`, "hub_connections");
 
 /** A child that publishes until killed; resolves once all its sockets publish. */
 const childErrors = [];
@@ -133,15 +124,12 @@ test(
         const echoesThen = echoes;
         // WebSocket sessions end with their TCP connection; polling ones at
         // their heartbeat's timeout.
-        for (;;) {
-          const now = await sessions(admin);
-          if (now === 2) break;
-          assert.ok(
-            performance.now() - killedAt < PING_INTERVAL + PING_TIMEOUT + MARGIN,
-            `round ${round}: ${now - 2} sessions of killed clients left after ${PING_INTERVAL + PING_TIMEOUT + MARGIN} ms`,
-          );
-          await sleep(20);
-        }
+        let left;
+        await eventually(
+          async () => (left = (await sessions(admin)) - 2) === 0,
+          PING_INTERVAL + PING_TIMEOUT + MARGIN,
+          () => `round ${round}: ${left} sessions of killed clients left`,
+        );
         const reapedMs = Math.round(performance.now() - killedAt);
         assert.ok(server.alive(), "the hub is running");
         await withTimeout(

@@ -18,7 +18,7 @@ import assert from "node:assert/strict";
 import path from "node:path";
 import { test } from "node:test";
 
-import { REPO_ROOT, commandFromEnv, sleep, startCommand, withTimeout } from "./helpers.mjs";
+import { REPO_ROOT, commandFromEnv, eventually, metricSum, startCommand, withTimeout } from "./helpers.mjs";
 import { alsoOn, relayClient, waitConnected } from "./relay-helpers.mjs";
 
 const DEFAULT_FAULT_SERVER = path.join(REPO_ROOT, "target", "debug", "examples", "fault_server");
@@ -46,23 +46,7 @@ async function startFaultServer(shards) {
 }
 
 /** The sum over shards of one metric. */
-async function metric(server, name) {
-  const text = await (await fetch(`${server.admin}/metrics`)).text();
-  return text
-    .split("\n")
-    .filter((l) => l.startsWith(`${name}{`))
-    .reduce((sum, l) => sum + Number(l.split(" ").at(-1)), 0);
-}
-
-/** Resolves once `check()` is true (asked every 20 ms), failing after `ms`. */
-async function eventually(check, ms, what) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms: ${what}`);
-    await sleep(20);
-  }
-}
+const metric = (server, name) => metricSum(server.admin, name);
 
 async function echo(client, what) {
   const token = `${what}-${Math.random().toString(36).slice(2)}`;

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
+import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -180,6 +181,42 @@ export function withTimeout(promise, ms, what) {
 }
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Resolves once `check()` is true (asked every 20 ms), failing after `ms`
+ * with `what` (a string, or a function that says what was left undone).
+ */
+export async function eventually(check, ms, what) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (await check()) return;
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${ms} ms: ${typeof what === "function" ? what() : what}`);
+    }
+    await sleep(20);
+  }
+}
+
+/** A free loopback port (for a listener whose ready line may not be kept, say). */
+export async function freePort() {
+  const srv = net.createServer();
+  await new Promise((resolve, reject) => {
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", resolve);
+  });
+  const { port } = srv.address();
+  await new Promise((resolve) => srv.close(resolve));
+  return port;
+}
+
+/** The sum over shards of one metric of a hub's admin API at `adminUrl` (`http://host:port`). */
+export async function metricSum(adminUrl, name) {
+  const text = await (await fetch(`${adminUrl}/metrics`)).text();
+  return text
+    .split("\n")
+    .filter((l) => l.startsWith(`${name}{`))
+    .reduce((sum, l) => sum + Number(l.split(" ").at(-1)), 0);
+}
 
 /** Transport sets for the three modes every suite covers. */
 export const MODES = {

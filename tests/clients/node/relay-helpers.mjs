@@ -10,10 +10,20 @@ import path from "node:path";
 
 import { io as ioV4 } from "socket.io-client";
 
-import { MODES, REPO_ROOT, commandFromEnv, describeError, sleep, withTimeout } from "./helpers.mjs";
+import {
+  MODES,
+  REPO_ROOT,
+  commandFromEnv,
+  describeError,
+  eventually,
+  freePort,
+  metricSum,
+  sleep,
+  withTimeout,
+} from "./helpers.mjs";
 import { MATRIX, VERSIONS, createInbox, ioV2 } from "./sio-helpers.mjs";
 
-export { MATRIX, MODES, VERSIONS, sleep, withTimeout };
+export { MATRIX, MODES, VERSIONS, eventually, freePort, metricSum, sleep, withTimeout };
 
 export const DEFAULT_RELAY = path.join(REPO_ROOT, "target", "debug", "hub");
 export const READY_TIMEOUT_MS = 10_000;

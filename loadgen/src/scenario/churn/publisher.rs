@@ -7,8 +7,6 @@
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
-use futures_lite::future;
-
 use crate::conn::{Conn, Outbox};
 use crate::ledger::book::{Answered, Book};
 use crate::ledger::{room_of, Settled};
@@ -16,10 +14,8 @@ use crate::shard::{now_ns, FenceRequest, Phase, Shard};
 use crate::stats::{bump, Cause};
 use crate::wire::packet::{self, Incoming};
 
-use super::super::{keepalive, sender};
-
-/// Sends that may go out at once when a publisher falls behind its schedule.
-const MAX_BURST: usize = 64;
+use super::super::pace::Pace;
+use super::super::{keepalive, recv_for, sender};
 
 /// The longest a publisher sleeps before it looks at its fence requests.
 const FENCE_POLL_NS: u64 = 2_000_000;
@@ -41,14 +37,9 @@ async fn publish(shard: &Shard, conn: &mut Conn, out: &mut Outbox, me: u32) -> R
     sender::wait_for_start(shard, conn, out).await?;
 
     let publishers = args.publishers;
-    let interval_ns = if args.rate > 0.0 {
-        (publishers as f64 / args.rate * 1e9).max(1.0) as u64
-    } else {
-        0
-    };
     let timeout_ns = args.timeout.as_nanos() as u64;
     let mut book: Book<crossbeam_channel::Sender<Settled>> = Book::new(me);
-    let mut next_due = now_ns() + interval_ns * me as u64 / publishers.max(1) as u64;
+    let mut pace = Pace::new(args.rate, publishers, me);
     let mut closed = false;
     loop {
         let now = now_ns();
@@ -68,17 +59,12 @@ async fn publish(shard: &Shard, conn: &mut Conn, out: &mut Outbox, me: u32) -> R
                 });
                 bump(&counters.sent, 1);
             };
-            if interval_ns == 0 {
+            if pace.closed_loop() {
                 while book.publishes_in_flight() < args.inflight {
                     emit(&mut book, out);
                 }
             } else {
-                let mut burst = 0;
-                while next_due <= now && burst < MAX_BURST {
-                    emit(&mut book, out);
-                    next_due += interval_ns;
-                    burst += 1;
-                }
+                pace.due(now, |_| emit(&mut book, out));
             }
         }
         while let Ok(request) = requests.try_recv() {
@@ -99,42 +85,32 @@ async fn publish(shard: &Shard, conn: &mut Conn, out: &mut Outbox, me: u32) -> R
         if let Some(oldest) = book.oldest_sent() {
             wake = wake.min(oldest + timeout_ns);
         }
-        if shard.phase.get() == Phase::Run && interval_ns > 0 {
-            wake = wake.min(next_due);
+        if let Some(due) = pace.next_due().filter(|_| shard.phase.get() == Phase::Run) {
+            wake = wake.min(due);
         }
-        future::or(
-            async {
-                conn.recv(out, &mut |p, out| {
-                    if keepalive(p, out) {
-                        return;
-                    }
-                    match packet::classify(p, nsp) {
-                        Incoming::Ack { id, args } => {
-                            let ok = packet::is_ok(args);
-                            match book.on_ack(id, ok) {
-                                Some(Answered::Publish { ok: true, .. }) => bump(&counters.acks, 1),
-                                Some(Answered::Publish { ok: false, .. }) => {
-                                    bump(&counters.acks, 1);
-                                    bump(&counters.churn.failed, 1);
-                                    counters.error(Cause::Refused);
-                                }
-                                Some(Answered::Fence { ok: false }) => {
-                                    counters.error(Cause::Refused)
-                                }
-                                Some(Answered::Fence { ok: true }) | None => {}
-                            }
+        let wait = Duration::from_nanos(wake.saturating_sub(now_ns()));
+        recv_for(conn, out, wait, &mut |p, out| {
+            if keepalive(p, out) {
+                return;
+            }
+            match packet::classify(p, nsp) {
+                Incoming::Ack { id, args } => {
+                    let ok = packet::is_ok(args);
+                    match book.on_ack(id, ok) {
+                        Some(Answered::Publish { ok: true, .. }) => bump(&counters.acks, 1),
+                        Some(Answered::Publish { ok: false, .. }) => {
+                            bump(&counters.acks, 1);
+                            bump(&counters.churn.failed, 1);
+                            counters.error(Cause::Refused);
                         }
-                        Incoming::Close | Incoming::Disconnect => closed = true,
-                        _ => {}
+                        Some(Answered::Fence { ok: false }) => counters.error(Cause::Refused),
+                        Some(Answered::Fence { ok: true }) | None => {}
                     }
-                })
-                .await
-            },
-            async {
-                glommio::timer::sleep(Duration::from_nanos(wake.saturating_sub(now_ns()))).await;
-                Ok(())
-            },
-        )
+                }
+                Incoming::Close | Incoming::Disconnect => closed = true,
+                _ => {}
+            }
+        })
         .await?;
         if closed {
             return Err(Cause::ServerClosed);

@@ -8,7 +8,6 @@
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
-use futures_lite::future;
 use rand::Rng;
 
 use crate::args::Transport;
@@ -18,7 +17,7 @@ use crate::shard::{now_ns, FenceRequest, Phase, Shard};
 use crate::stats::{bump, unbump, Cause, Counters};
 use crate::wire::packet::{self, Incoming};
 
-use super::super::{keepalive, open, receiver, room_name, rooms_of, within};
+use super::super::{keepalive, open, receiver, recv_for, room_name, rooms_of, within};
 
 /// How long a slot waits before connecting again after a failed connect.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
@@ -269,53 +268,37 @@ impl<'a> Life<'a> {
     ) -> Result<(), Cause> {
         let shard = self.shard;
         let nsp = &shard.spec.nsp;
-        let counters = shard.counters();
         let drop_every = shard.args.drop_every;
         let mut closed = false;
         let received = &mut self.received;
-        future::or(
-            async {
-                // One clock read per batch of packets, not per delivery.
-                let mut now = 0;
-                conn.recv(out, &mut |p, out| {
-                    if keepalive(p, out) {
+        // One clock read per batch of packets, not per delivery.
+        let mut now = 0;
+        recv_for(conn, out, wait, &mut |p, out| {
+            if keepalive(p, out) {
+                return;
+            }
+            match packet::classify(p, nsp) {
+                Incoming::Event(args) => {
+                    let Some((event, stamp)) = packet::read_named_delivery(args) else {
                         return;
+                    };
+                    *received += 1;
+                    if drop_every.is_some_and(|n| (*received).is_multiple_of(n)) {
+                        return; // testing the accounting: as if it never came
                     }
-                    match packet::classify(p, nsp) {
-                        Incoming::Event(args) => {
-                            let Some((event, stamp)) = packet::read_named_delivery(args) else {
-                                return;
-                            };
-                            *received += 1;
-                            if drop_every.is_some_and(|n| (*received).is_multiple_of(n)) {
-                                return; // testing the accounting: as if it never came
-                            }
-                            // The guard records the publish; only a first copy goes on.
-                            match event {
-                                b"m" if ledger.on_publish(stamp.sender, stamp.seq)
-                                    == Some(Copy::First) =>
-                                {
-                                    bump(&counters.deliveries, 1);
-                                    if now == 0 {
-                                        now = now_ns();
-                                    }
-                                    shard.record(stamp.nanos, now);
-                                }
-                                b"f" => ledger.on_fence(stamp.sender, stamp.seq),
-                                _ => {}
-                            }
+                    // The guard records the publish; only a first copy goes on.
+                    match event {
+                        b"m" if ledger.on_publish(stamp.sender, stamp.seq) == Some(Copy::First) => {
+                            shard.record_delivery(stamp.nanos, &mut now);
                         }
-                        Incoming::Close | Incoming::Disconnect => closed = true,
+                        b"f" => ledger.on_fence(stamp.sender, stamp.seq),
                         _ => {}
                     }
-                })
-                .await
-            },
-            async {
-                glommio::timer::sleep(wait).await;
-                Ok(())
-            },
-        )
+                }
+                Incoming::Close | Incoming::Disconnect => closed = true,
+                _ => {}
+            }
+        })
         .await?;
         if closed {
             return Err(Cause::ServerClosed);
