@@ -107,7 +107,13 @@ impl Request {
     /// (RFC 9112 3.2.2).
     fn origin_form(&self) -> &str {
         let t = self.target.as_str();
-        let lower_starts = |p: &str| t.len() >= p.len() && t[..p.len()].eq_ignore_ascii_case(p);
+        // Compared as bytes: the target may hold non-ASCII text (httparse lets UTF-8 through),
+        // and slicing the `str` at the prefix length could cut a character.
+        let lower_starts = |p: &str| {
+            t.as_bytes()
+                .get(..p.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(p.as_bytes()))
+        };
         let rest = if lower_starts("http://") {
             &t[7..]
         } else if lower_starts("https://") {
@@ -939,6 +945,30 @@ mod tests {
         // RFC 9112 2.2: servers SHOULD ignore at least one empty line before the request line.
         let raw = b"\r\nGET / HTTP/1.1\r\n\r\n";
         assert_eq!(parse_ok(raw).1, raw.len());
+    }
+
+    #[test]
+    fn non_ascii_target_around_the_scheme_length() {
+        // Found by the fuzz target http_request: a multi-byte character across byte 7 or 8
+        // (the lengths of `http://` and `https://`) made path() panic on a str slice, which
+        // took the whole shard down (`GET /abcdefғ HTTP/1.1` stopped `hub --shards 1`).
+        for target in [
+            "/abcdeғ",
+            "/abcdefғ",
+            "/engineғo/?EIO=4",
+            "/ғ",
+            "httpғ://h/p",
+            "ғғғғғ",
+        ] {
+            let raw = format!("GET {target} HTTP/1.1\r\n\r\n");
+            let (req, _) = parse_ok(raw.as_bytes());
+            assert_eq!(req.target, target);
+            assert_eq!(req.path(), target.split('?').next().unwrap());
+            assert_eq!(req.query(), target.split_once('?').map_or("", |(_, q)| q));
+        }
+        let raw = "GET HTTP://hғ/p?q HTTP/1.1\r\n\r\n";
+        let (req, _) = parse_ok(raw.as_bytes());
+        assert_eq!((req.path(), req.query()), ("/p", "q"));
     }
 
     #[test]
