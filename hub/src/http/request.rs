@@ -437,6 +437,10 @@ fn parse_chunked(
             let mut slots = [httparse::EMPTY_HEADER; STACK_HEADERS];
             let n = limits.max_headers.min(STACK_HEADERS);
             let end = match httparse::parse_headers(&buf[pos..], &mut slots[..n]) {
+                // The same budget whether the section came in one read or in pieces.
+                Ok(httparse::Status::Complete((len, _))) if len > limits.max_header_bytes => {
+                    return Err(HttpError::HeadersTooLarge)
+                }
                 Ok(httparse::Status::Complete((len, _))) => pos + len,
                 Ok(httparse::Status::Partial) => {
                     if buf.len() - pos > limits.max_header_bytes {
@@ -689,6 +693,33 @@ mod tests {
             parse_request(raw.as_bytes(), &l),
             Err(HttpError::BodyTooLarge)
         );
+    }
+
+    #[test]
+    fn trailer_section_over_the_limit_is_refused_however_it_arrives() {
+        // Found by the fuzz target http_request: a trailer section over max_header_bytes was
+        // refused (431) while it arrived in pieces, but accepted when it came in one read.
+        let l = Limits {
+            max_header_bytes: 64,
+            ..limits()
+        };
+        let head = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n";
+        let over = format!("{head}T: {}\r\n\r\n", "x".repeat(80));
+        assert_eq!(
+            parse_request(over.as_bytes(), &l),
+            Err(HttpError::HeadersTooLarge)
+        );
+        for end in 0..over.len() {
+            let got = parse_request(&over.as_bytes()[..end], &l);
+            assert!(
+                matches!(got, Ok(None) | Err(HttpError::HeadersTooLarge)),
+                "{end}: {got:?}"
+            );
+        }
+        // Exactly at the limit (the blank line included) is fine.
+        let at = format!("{head}T: {}\r\n\r\n", "x".repeat(64 - 7));
+        let (req, used) = parse_request(at.as_bytes(), &l).unwrap().unwrap();
+        assert_eq!((&req.body[..], used), (&b"hello"[..], at.len()));
     }
 
     #[test]
