@@ -383,12 +383,20 @@ fn parse_chunked(
     let mut ranges: Vec<(usize, usize)> = Vec::new();
     let mut total: usize = 0;
     // Chunk extensions are ignored but counted against the header budget, as Node does since
-    // CVE-2024-22019, so a peer cannot make us buffer unbounded extension bytes.
+    // CVE-2024-22019, so a peer cannot make us buffer unbounded extension bytes; and a size
+    // line (leading zeros, say) is at most that budget long.
     let mut ext_bytes: usize = 0;
     loop {
         let rest = &buf[pos..];
         let Some(lf) = rest.iter().position(|&b| b == b'\n') else {
-            if ext_bytes + rest.len() > limits.max_header_bytes {
+            // An unfinished size line is refused as soon as the finished one surely would be
+            // (longer than the limit, or extensions over the budget), so that the verdict never
+            // depends on how the bytes were split; a trailing CR may be the line's own.
+            let pending = rest.len() - usize::from(rest.last() == Some(&b'\r'));
+            let digits = rest.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+            if pending > limits.max_header_bytes
+                || ext_bytes + (pending - digits) > limits.max_header_bytes
+            {
                 return Err(HttpError::BodyTooLarge);
             }
             return Ok(None);
@@ -397,6 +405,9 @@ fn parse_chunked(
             return Err(HttpError::Malformed("chunk size line not ended by CRLF"));
         }
         let line = &rest[..lf - 1];
+        if line.len() > limits.max_header_bytes {
+            return Err(HttpError::BodyTooLarge);
+        }
         let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
         if digits == 0 {
             return Err(HttpError::Malformed("invalid chunk size"));
@@ -720,6 +731,48 @@ mod tests {
         let at = format!("{head}T: {}\r\n\r\n", "x".repeat(64 - 7));
         let (req, used) = parse_request(at.as_bytes(), &l).unwrap().unwrap();
         assert_eq!((&req.body[..], used), (&b"hello"[..], at.len()));
+    }
+
+    #[test]
+    fn size_line_limits_hold_however_the_line_arrives() {
+        // Found by the fuzz target http_request: an unfinished size line was measured with its
+        // digits and CR against the extension budget, the finished one without, so a line
+        // whose extension just fit was refused (413) when its CR came in an earlier read
+        // than its LF, and accepted when both came together.
+        let l = Limits {
+            max_header_bytes: 64,
+            max_body_bytes: 10,
+            ..limits()
+        };
+        let head = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let fits = format!("{head}5;{}\r\nhello\r\n0\r\n\r\n", "x".repeat(62));
+        for end in 0..fits.len() {
+            let got = parse_request(&fits.as_bytes()[..end], &l);
+            assert_eq!(got, Ok(None), "prefix of {end} bytes");
+        }
+        let (req, used) = parse_request(fits.as_bytes(), &l).unwrap().unwrap();
+        assert_eq!((&req.body[..], used), (&b"hello"[..], fits.len()));
+        // One extension byte more is over, however it arrives.
+        let over = format!("{head}5;{}\r\n", "x".repeat(63));
+        assert_eq!(
+            parse_request(over.as_bytes(), &l),
+            Err(HttpError::BodyTooLarge)
+        );
+        assert_eq!(
+            parse_request(&over.as_bytes()[..over.len() - 1], &l),
+            Err(HttpError::BodyTooLarge)
+        );
+        // A size line of leading zeros is bounded too (it has no extension to count).
+        let zeros = format!("{head}{}", "0".repeat(65));
+        assert_eq!(
+            parse_request(zeros.as_bytes(), &l),
+            Err(HttpError::BodyTooLarge)
+        );
+        let zeros = format!("{zeros}\r\n\r\n");
+        assert_eq!(
+            parse_request(zeros.as_bytes(), &l),
+            Err(HttpError::BodyTooLarge)
+        );
     }
 
     #[test]
