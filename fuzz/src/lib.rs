@@ -5,6 +5,10 @@
 //! polling body...), so seeds are the tests' literal payloads behind one or
 //! two bytes, and libFuzzer mutates the configuration (limits, protocol
 //! version, how the bytes are split across reads) along with the payload.
+//!
+//! The helpers' own tests run with
+//! `cargo +nightly test --manifest-path fuzz/Cargo.toml --lib` (not in
+//! `scripts/test`, where they would cost a second build of hub).
 
 use serde_json::Value;
 
