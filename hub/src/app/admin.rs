@@ -209,39 +209,70 @@ fn strings(value: Option<&Value>) -> Option<Vec<String>> {
     }
 }
 
-/// `{"namespace", "to", "except", "event", "data", "volatile"}`.
-fn publish(io: &LocalIo, body: &[u8]) -> Response {
+/// A `POST /api/publish` body, parsed and checked by [`parse_publish`].
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublishSpec {
+    /// `"/"` when the body names none.
+    pub namespace: String,
+    pub to: Vec<String>,
+    pub except: Vec<String>,
+    pub event: String,
+    /// `null` when the body has no `data`.
+    pub data: Value,
+    pub volatile: bool,
+}
+
+/// Parse `{"namespace", "to", "except", "event", "data", "volatile"}`; the
+/// error is the message of the 400 answer. Public (hidden) only so that the
+/// fuzz target `admin_publish` in `fuzz/` reaches it.
+#[doc(hidden)]
+pub fn parse_publish(body: &[u8]) -> Result<PublishSpec, &'static str> {
     let Ok(Value::Object(spec)) = serde_json::from_slice::<Value>(body) else {
-        return error_response(400, "bad request: the body must be a JSON object");
+        return Err("bad request: the body must be a JSON object");
     };
     let namespace = match spec.get("namespace") {
         None => "/",
         Some(Value::String(name)) => name.as_str(),
-        Some(_) => return error_response(400, "bad request: namespace must be a string"),
+        Some(_) => return Err("bad request: namespace must be a string"),
     };
     let (Some(to), Some(except)) = (strings(spec.get("to")), strings(spec.get("except"))) else {
-        return error_response(400, "bad request: to and except are room names");
+        return Err("bad request: to and except are room names");
     };
     let Some(Value::String(event)) = spec.get("event") else {
-        return error_response(400, "bad request: event must be a string");
+        return Err("bad request: event must be a string");
     };
     let volatile = match spec.get("volatile") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(v)) => *v,
-        Some(_) => return error_response(400, "bad request: volatile must be a boolean"),
+        Some(_) => return Err("bad request: volatile must be a boolean"),
     };
-    let Some(nsp) = io.of(namespace) else {
+    Ok(PublishSpec {
+        namespace: namespace.to_string(),
+        to,
+        except,
+        event: event.clone(),
+        data: spec.get("data").cloned().unwrap_or(Value::Null),
+        volatile,
+    })
+}
+
+fn publish(io: &LocalIo, body: &[u8]) -> Response {
+    let spec = match parse_publish(body) {
+        Ok(spec) => spec,
+        Err(message) => return error_response(400, message),
+    };
+    let Some(nsp) = io.of(&spec.namespace) else {
         return error_response(404, "unknown namespace");
     };
-    let mut op = nsp.all().to_many(to.iter().map(String::as_str));
-    for room in &except {
+    let mut op = nsp.all().to_many(spec.to.iter().map(String::as_str));
+    for room in &spec.except {
         op = op.except(room);
     }
-    if volatile {
+    if spec.volatile {
         op = op.volatile();
     }
-    let data = spec.get("data").cloned().unwrap_or(Value::Null);
-    match op.emit(event, Args::new().arg(data)) {
+    match op.emit(&spec.event, Args::new().arg(spec.data)) {
         Ok(()) => json_response(200, &json!({"ok": true})),
         Err(error) => error_response(400, &format!("bad request: {error}")),
     }

@@ -107,7 +107,13 @@ impl Request {
     /// (RFC 9112 3.2.2).
     fn origin_form(&self) -> &str {
         let t = self.target.as_str();
-        let lower_starts = |p: &str| t.len() >= p.len() && t[..p.len()].eq_ignore_ascii_case(p);
+        // Compared as bytes: the target may hold non-ASCII text (httparse lets UTF-8 through),
+        // and slicing the `str` at the prefix length could cut a character.
+        let lower_starts = |p: &str| {
+            t.as_bytes()
+                .get(..p.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(p.as_bytes()))
+        };
         let rest = if lower_starts("http://") {
             &t[7..]
         } else if lower_starts("https://") {
@@ -377,12 +383,20 @@ fn parse_chunked(
     let mut ranges: Vec<(usize, usize)> = Vec::new();
     let mut total: usize = 0;
     // Chunk extensions are ignored but counted against the header budget, as Node does since
-    // CVE-2024-22019, so a peer cannot make us buffer unbounded extension bytes.
+    // CVE-2024-22019, so a peer cannot make us buffer unbounded extension bytes; and a size
+    // line (leading zeros, say) is at most that budget long.
     let mut ext_bytes: usize = 0;
     loop {
         let rest = &buf[pos..];
         let Some(lf) = rest.iter().position(|&b| b == b'\n') else {
-            if ext_bytes + rest.len() > limits.max_header_bytes {
+            // An unfinished size line is refused as soon as the finished one surely would be
+            // (longer than the limit, or extensions over the budget), so that the verdict never
+            // depends on how the bytes were split; a trailing CR may be the line's own.
+            let pending = rest.len() - usize::from(rest.last() == Some(&b'\r'));
+            let digits = rest.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+            if pending > limits.max_header_bytes
+                || ext_bytes + (pending - digits) > limits.max_header_bytes
+            {
                 return Err(HttpError::BodyTooLarge);
             }
             return Ok(None);
@@ -391,6 +405,9 @@ fn parse_chunked(
             return Err(HttpError::Malformed("chunk size line not ended by CRLF"));
         }
         let line = &rest[..lf - 1];
+        if line.len() > limits.max_header_bytes {
+            return Err(HttpError::BodyTooLarge);
+        }
         let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
         if digits == 0 {
             return Err(HttpError::Malformed("invalid chunk size"));
@@ -431,6 +448,10 @@ fn parse_chunked(
             let mut slots = [httparse::EMPTY_HEADER; STACK_HEADERS];
             let n = limits.max_headers.min(STACK_HEADERS);
             let end = match httparse::parse_headers(&buf[pos..], &mut slots[..n]) {
+                // The same budget whether the section came in one read or in pieces.
+                Ok(httparse::Status::Complete((len, _))) if len > limits.max_header_bytes => {
+                    return Err(HttpError::HeadersTooLarge)
+                }
                 Ok(httparse::Status::Complete((len, _))) => pos + len,
                 Ok(httparse::Status::Partial) => {
                     if buf.len() - pos > limits.max_header_bytes {
@@ -681,6 +702,75 @@ mod tests {
         }
         assert_eq!(
             parse_request(raw.as_bytes(), &l),
+            Err(HttpError::BodyTooLarge)
+        );
+    }
+
+    #[test]
+    fn trailer_section_over_the_limit_is_refused_however_it_arrives() {
+        // Found by the fuzz target http_request: a trailer section over max_header_bytes was
+        // refused (431) while it arrived in pieces, but accepted when it came in one read.
+        let l = Limits {
+            max_header_bytes: 64,
+            ..limits()
+        };
+        let head = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n";
+        let over = format!("{head}T: {}\r\n\r\n", "x".repeat(80));
+        assert_eq!(
+            parse_request(over.as_bytes(), &l),
+            Err(HttpError::HeadersTooLarge)
+        );
+        for end in 0..over.len() {
+            let got = parse_request(&over.as_bytes()[..end], &l);
+            assert!(
+                matches!(got, Ok(None) | Err(HttpError::HeadersTooLarge)),
+                "{end}: {got:?}"
+            );
+        }
+        // Exactly at the limit (the blank line included) is fine.
+        let at = format!("{head}T: {}\r\n\r\n", "x".repeat(64 - 7));
+        let (req, used) = parse_request(at.as_bytes(), &l).unwrap().unwrap();
+        assert_eq!((&req.body[..], used), (&b"hello"[..], at.len()));
+    }
+
+    #[test]
+    fn size_line_limits_hold_however_the_line_arrives() {
+        // Found by the fuzz target http_request: an unfinished size line was measured with its
+        // digits and CR against the extension budget, the finished one without, so a line
+        // whose extension just fit was refused (413) when its CR came in an earlier read
+        // than its LF, and accepted when both came together.
+        let l = Limits {
+            max_header_bytes: 64,
+            max_body_bytes: 10,
+            ..limits()
+        };
+        let head = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let fits = format!("{head}5;{}\r\nhello\r\n0\r\n\r\n", "x".repeat(62));
+        for end in 0..fits.len() {
+            let got = parse_request(&fits.as_bytes()[..end], &l);
+            assert_eq!(got, Ok(None), "prefix of {end} bytes");
+        }
+        let (req, used) = parse_request(fits.as_bytes(), &l).unwrap().unwrap();
+        assert_eq!((&req.body[..], used), (&b"hello"[..], fits.len()));
+        // One extension byte more is over, however it arrives.
+        let over = format!("{head}5;{}\r\n", "x".repeat(63));
+        assert_eq!(
+            parse_request(over.as_bytes(), &l),
+            Err(HttpError::BodyTooLarge)
+        );
+        assert_eq!(
+            parse_request(&over.as_bytes()[..over.len() - 1], &l),
+            Err(HttpError::BodyTooLarge)
+        );
+        // A size line of leading zeros is bounded too (it has no extension to count).
+        let zeros = format!("{head}{}", "0".repeat(65));
+        assert_eq!(
+            parse_request(zeros.as_bytes(), &l),
+            Err(HttpError::BodyTooLarge)
+        );
+        let zeros = format!("{zeros}\r\n\r\n");
+        assert_eq!(
+            parse_request(zeros.as_bytes(), &l),
             Err(HttpError::BodyTooLarge)
         );
     }
@@ -939,6 +1029,30 @@ mod tests {
         // RFC 9112 2.2: servers SHOULD ignore at least one empty line before the request line.
         let raw = b"\r\nGET / HTTP/1.1\r\n\r\n";
         assert_eq!(parse_ok(raw).1, raw.len());
+    }
+
+    #[test]
+    fn non_ascii_target_around_the_scheme_length() {
+        // Found by the fuzz target http_request: a multi-byte character across byte 7 or 8
+        // (the lengths of `http://` and `https://`) made path() panic on a str slice, which
+        // took the whole shard down (`GET /abcdefғ HTTP/1.1` stopped `hub --shards 1`).
+        for target in [
+            "/abcdeғ",
+            "/abcdefғ",
+            "/engineғo/?EIO=4",
+            "/ғ",
+            "httpғ://h/p",
+            "ғғғғғ",
+        ] {
+            let raw = format!("GET {target} HTTP/1.1\r\n\r\n");
+            let (req, _) = parse_ok(raw.as_bytes());
+            assert_eq!(req.target, target);
+            assert_eq!(req.path(), target.split('?').next().unwrap());
+            assert_eq!(req.query(), target.split_once('?').map_or("", |(_, q)| q));
+        }
+        let raw = "GET HTTP://hғ/p?q HTTP/1.1\r\n\r\n";
+        let (req, _) = parse_ok(raw.as_bytes());
+        assert_eq!((req.path(), req.query()), ("/p", "q"));
     }
 
     #[test]
