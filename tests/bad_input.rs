@@ -105,6 +105,28 @@ fn malformed_request_line() {
     assert_healthy(&mut srv);
 }
 
+/// Found by the `http_request` fuzz target: a request target with a
+/// multi-byte character across its 7th or 8th byte panicked the shard
+/// (`Request::path` sliced it inside the character) and the process exited.
+#[test]
+fn a_multibyte_target_is_answered_not_a_crash() {
+    let mut srv = start(&[]);
+    for target in ["/abcdefғ", "/abcdeғ", "/abcdefgғ", "/ғғғғғ", "ғ"] {
+        let mut conn = Conn::open(srv.addr());
+        conn.send(format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+        let answer = conn
+            .read_response()
+            .unwrap_or_else(|e| panic!("GET {target}: no answer ({e})"));
+        assert!(
+            matches!(answer.status, 400 | 404),
+            "GET {target}: {}",
+            answer.status
+        );
+        srv.assert_alive();
+    }
+    assert_healthy(&mut srv);
+}
+
 #[test]
 fn malformed_header() {
     let mut srv = start(&[]);
