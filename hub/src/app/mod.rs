@@ -84,10 +84,8 @@ pub fn run(
     engine.session.ping_interval = Settings::ms(settings.ping_interval);
     engine.session.ping_timeout = Settings::ms(settings.ping_timeout);
     engine.session.max_payload = settings.max_payload;
-    engine.session.packet_rate = (settings.max_packets_per_second != 0).then_some(PacketRate {
-        per_second: settings.max_packets_per_second,
-        burst: settings.packet_burst,
-    });
+    engine.session.packet_rate = (settings.max_packets_per_second != 0)
+        .then(|| PacketRate::new(settings.max_packets_per_second, settings.packet_burst));
     engine.session.max_buffered_bytes = settings.max_buffered_bytes;
     engine.session.max_buffered = settings.max_buffered_packets;
     engine.allow_eio3 = !settings.no_eio3;

@@ -195,8 +195,8 @@ impl SessionEntry {
         tracing::info!(
             sid = self.sid.as_str(),
             peer = %self.handshake.remote_addr,
-            per_second = rate.map_or(0, |r| r.per_second),
-            burst = rate.map_or(0, |r| r.burst),
+            per_second = rate.map_or(0, |r| r.per_second()),
+            burst = rate.map_or(0, |r| r.burst()),
             "closing a connection over its packet rate"
         );
     }

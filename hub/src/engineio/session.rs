@@ -69,14 +69,33 @@ pub struct SessionConfig {
 /// back each second, at most `burst` are saved up, each packet takes one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PacketRate {
-    pub per_second: u32,
-    pub burst: u32,
+    per_second: u32,
+    burst: u32,
+    /// What one token takes to come back, and how far ahead of now the
+    /// bucket's time may run (the burst): worked out once, not per packet.
+    interval: Duration,
+    tolerance: Duration,
 }
 
 impl PacketRate {
-    /// The nanoseconds one token takes to come back (at least 1).
-    fn interval_nanos(self) -> u64 {
-        (1_000_000_000 / u64::from(self.per_second.max(1))).max(1)
+    /// `per_second` packets a second on average (at least 1), with bursts
+    /// of up to `burst` (at least 1).
+    pub fn new(per_second: u32, burst: u32) -> PacketRate {
+        let interval = Duration::from_nanos((1_000_000_000 / u64::from(per_second.max(1))).max(1));
+        PacketRate {
+            per_second,
+            burst,
+            interval,
+            tolerance: interval.saturating_mul(burst.max(1) - 1),
+        }
+    }
+
+    pub fn per_second(&self) -> u32 {
+        self.per_second
+    }
+
+    pub fn burst(&self) -> u32 {
+        self.burst
     }
 }
 
@@ -742,13 +761,11 @@ impl Session {
         let Some(rate) = self.config.packet_rate else {
             return true;
         };
-        let interval = rate.interval_nanos();
-        let tolerance = interval.saturating_mul(u64::from(rate.burst.saturating_sub(1)));
         let start = self.rate_full_at.max(now);
-        if start > now + Duration::from_nanos(tolerance) {
+        if start > now + rate.tolerance {
             return false;
         }
-        self.rate_full_at = start + Duration::from_nanos(interval);
+        self.rate_full_at = start + rate.interval;
         true
     }
 
@@ -1067,7 +1084,7 @@ mod tests {
     fn rate_limited(per_second: u32, burst: u32, t0: Instant) -> Session {
         open_websocket_with(
             SessionConfig {
-                packet_rate: Some(PacketRate { per_second, burst }),
+                packet_rate: Some(PacketRate::new(per_second, burst)),
                 ..config()
             },
             t0,
@@ -1128,10 +1145,7 @@ mod tests {
         let mut s = polling_with(
             ProtocolVersion::V3,
             SessionConfig {
-                packet_rate: Some(PacketRate {
-                    per_second: 1,
-                    burst: 3,
-                }),
+                packet_rate: Some(PacketRate::new(1, 3)),
                 ..config()
             },
             t0,

@@ -27,6 +27,8 @@
 //!     .expect("run");
 //! ```
 
+use std::rc::Weak;
+
 mod adapter;
 mod args;
 mod broadcast;
@@ -70,7 +72,8 @@ pub fn spawn_local(future: impl std::future::Future<Output = ()> + 'static) {
         let task = {
             let owner = owner.clone();
             futures_lite::future::poll_fn(move |cx| {
-                socket::as_code_of(owner.clone(), || future.as_mut().poll(cx))
+                let socket = owner.as_ref().and_then(Weak::upgrade);
+                socket::as_code_of(socket.as_ref(), || future.as_mut().poll(cx))
             })
         };
         if let Err(panic) = crate::panics::CatchUnwind::new(task).await {
