@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use hub::engineio::payload::{decode_payload, encode_payload};
-use hub::engineio::session::Session;
+use hub::engineio::session::{Session, SessionConfig};
 use hub::engineio::{Data, Packet, ProtocolVersion, TransportKind};
 
 /// A 100-byte text message, the size the fanout benchmarks use.
@@ -53,7 +53,7 @@ fn session(c: &mut Criterion) {
             "AAxxxxxxxxxxxxxxxxxxxxxx",
             ProtocolVersion::V4,
             TransportKind::WebSocket,
-            Default::default(),
+            SessionConfig::default(),
             now,
         );
         let mut out = Vec::new();

@@ -140,25 +140,29 @@ pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, Caught> {
     })
 }
 
-/// A future whose panics are returned as errors, as [`catch`] does for a
-/// call: each poll of the inner future is caught.
-pub(crate) struct CatchUnwind<F> {
-    inner: Pin<Box<F>>,
+pin_project_lite::pin_project! {
+    /// A future whose panics are returned as errors, as [`catch`] does for
+    /// a call: each poll of the inner future is caught. The inner future is
+    /// kept in place (pinned through this one), not boxed: a WebSocket
+    /// session's task is one of these, and an idle connection should not
+    /// pay for a second allocation.
+    pub(crate) struct CatchUnwind<F> {
+        #[pin]
+        inner: F,
+    }
 }
 
 impl<F: Future> CatchUnwind<F> {
     pub fn new(inner: F) -> CatchUnwind<F> {
-        CatchUnwind {
-            inner: Box::pin(inner),
-        }
+        CatchUnwind { inner }
     }
 }
 
 impl<F: Future> Future for CatchUnwind<F> {
     type Output = Result<F::Output, Caught>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let inner = self.inner.as_mut();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = self.project().inner;
         match catch(|| inner.poll(cx)) {
             Ok(Poll::Ready(value)) => Poll::Ready(Ok(value)),
             Ok(Poll::Pending) => Poll::Pending,

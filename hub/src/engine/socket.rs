@@ -4,7 +4,7 @@ use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use crate::engineio::session::{CloseReason, Event, SendError, Session};
+use crate::engineio::session::{CloseReason, Event, SendError, Session, SessionConfig};
 use crate::engineio::{Data, ProtocolVersion, Sid, TransportKind};
 use crate::signal::Signal;
 
@@ -95,7 +95,13 @@ impl SessionEntry {
         host: Weak<dyn SessionHost>,
     ) -> Rc<SessionEntry> {
         let now = Instant::now();
-        let session = Session::new(sid.as_str(), version, transport, Default::default(), now);
+        let session = Session::new(
+            sid.as_str(),
+            version,
+            transport,
+            SessionConfig::default(),
+            now,
+        );
         let handshake = Arc::new(HandshakeInfo {
             remote_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             url: "/socket.io/?EIO=4&transport=websocket".to_string(),

@@ -7,6 +7,7 @@
 //! upgrade rule is tested with a fake clock.
 
 use std::collections::VecDeque;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::handshake::open_json;
@@ -261,7 +262,9 @@ enum UpgradeState {
 #[derive(Debug)]
 pub struct Session {
     version: ProtocolVersion,
-    config: SessionConfig,
+    /// Shared by the sessions of an endpoint (it is the same for all of
+    /// them: 120 bytes a session, held once).
+    config: Rc<SessionConfig>,
     transport: TransportKind,
     upgrade: UpgradeState,
     upgrade_attempts: u32,
@@ -306,9 +309,10 @@ impl Session {
         sid: &str,
         version: ProtocolVersion,
         transport: TransportKind,
-        config: SessionConfig,
+        config: impl Into<Rc<SessionConfig>>,
         now: Instant,
     ) -> Session {
+        let config: Rc<SessionConfig> = config.into();
         let upgrades: &[&str] = match transport {
             TransportKind::Polling => &["websocket"],
             TransportKind::WebSocket => &[],

@@ -290,6 +290,9 @@ impl SioShard {
         client.send(&outgoing::connected(name, client.protocol, &id), false);
         if let Some(on_connection) = &nsp.def.on_connection {
             inner.run_app("connection handler", || on_connection(&socket));
+            // Listeners are mostly added there, once: give back the room the
+            // vector grew past them (5 listeners held 8 places).
+            inner.shrink_listeners();
         }
     }
 

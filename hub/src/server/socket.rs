@@ -269,6 +269,13 @@ impl SocketInner {
         self.client.conn.close();
     }
 
+    /// Give back the listener list's spare room (after the connection
+    /// handler, which adds most of them): an idle socket keeps only what it
+    /// uses.
+    pub(crate) fn shrink_listeners(&self) {
+        self.listeners.borrow_mut().shrink_to_fit();
+    }
+
     /// An event from the client: socket middleware, then the listeners.
     pub(crate) fn on_event(self: &Rc<Self>, event: &str, args: Args, ack_id: Option<u64>) {
         let socket = Socket(self.clone());

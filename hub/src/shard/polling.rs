@@ -106,7 +106,7 @@ pub(crate) fn open_session(
         sid.as_str(),
         query.version,
         transport,
-        ep.config.session,
+        ep.session_config.clone(),
         Instant::now(),
     )
     .with_base64_payloads(query.b64);

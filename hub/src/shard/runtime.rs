@@ -360,6 +360,7 @@ async fn run_shard(
             .iter()
             .map(|(config, factory)| Endpoint {
                 config: config.clone(),
+                session_config: Rc::new(config.session),
                 handler: factory(id),
                 sessions: Default::default(),
             })

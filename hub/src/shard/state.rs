@@ -14,12 +14,15 @@ use super::mesh::Mesh;
 use super::per_ip::PerIpLimit;
 use super::timer::Clock;
 use crate::engine::{EngineConfig, Handler, ServerConfig, SessionEntry, SessionHost};
+use crate::engineio::session::SessionConfig;
 use crate::engineio::Sid;
 use crate::http::request::Limits;
 use crate::signal::Signal;
 
 pub(crate) struct Endpoint {
     pub config: Arc<EngineConfig>,
+    /// `config.session`, shared by this shard's sessions of the endpoint.
+    pub session_config: Rc<SessionConfig>,
     pub handler: Rc<dyn Handler>,
     pub sessions: RefCell<AHashMap<Sid, Rc<SessionEntry>>>,
 }
