@@ -1,7 +1,8 @@
 //! `loadgen` against a real hub: each scenario briefly, over WebSocket and
 //! long-polling, checking that the reported counts add up (churn's loss
-//! accounting included, and that it finds a loss); and its command line:
-//! help, bad options, an unreachable server.
+//! accounting included, and that it finds a loss); several `--url`s (two
+//! hubs, or two URLs of one hub) with the clients spread over them; and its
+//! command line: help, bad options, an unreachable server.
 
 mod support;
 
@@ -266,7 +267,8 @@ fn idle_reports_server_memory_per_connection() {
         "rss per connection {per_conn}: {summary:#}"
     );
     let server = &summary["server"];
-    assert_eq!(server["pid"].as_u64(), Some(hub.child.id() as u64));
+    assert_eq!(server["pids"], json!([hub.child.id()]));
+    assert_eq!(server["cpu_s_by_pid"].as_array().map(Vec::len), Some(1));
     assert!(n(server, "rss_after_bytes") > 0);
     assert!(server["cpu_s"].as_f64().unwrap() >= 0.0);
 }
@@ -362,7 +364,7 @@ fn churn_accounts_for_every_delivery_across_lives_and_leaves() {
     assert_eq!(n(&c["server_closed"], "lives"), 0);
     // The hub's RSS at the start, the end, and in between.
     let rss = &c["server_rss"];
-    assert_eq!(rss["pid"].as_u64(), Some(hub.child.id() as u64));
+    assert_eq!(rss["pids"], json!([hub.child.id()]));
     assert!(n(rss, "start_bytes") > 0 && n(rss, "end_bytes") > 0);
     let curve = rss["curve"].as_array().expect("an RSS curve");
     assert!(curve.len() >= 3, "one sample a second: {summary:#}");
@@ -386,6 +388,255 @@ fn churn_finds_deliveries_that_never_arrived() {
         stderr.contains(&format!("{lost} of ")) && stderr.contains("lost"),
         "{stderr}"
     );
+}
+
+/// The per-URL entries of a summary: (url, clients, publishers, connects,
+/// connect failures).
+fn per_url(summary: &Value) -> Vec<(String, u64, u64, u64, u64)> {
+    summary["urls"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no urls in {summary:#}"))
+        .iter()
+        .map(|u| {
+            (
+                u["url"].as_str().expect("a url").to_string(),
+                n(u, "clients"),
+                n(u, "publishers"),
+                n(u, "connects"),
+                n(u, "connect_failures"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn echo_over_two_hubs_spreads_the_clients_and_acks_on_both() {
+    let (a, b) = (
+        start_hub(&["--shards", "1"], &[]),
+        start_hub(&["--shards", "1"], &[]),
+    );
+    let (pid_a, pid_b) = (a.pid().to_string(), b.pid().to_string());
+    let summary = run_json(&[
+        "echo",
+        "--url",
+        &url(&a),
+        "--url",
+        &url(&b),
+        "--clients",
+        "11",
+        "--rate",
+        "200",
+        "--duration",
+        "1s",
+        "--warmup",
+        "300ms",
+        "--server-pid",
+        &pid_a,
+        "--server-pid",
+        &pid_b,
+    ]);
+    // Round robin: clients 0, 2, .. on the first hub, 1, 3, .. on the second.
+    assert_eq!(
+        per_url(&summary),
+        [(url(&a), 6, 0, 6, 0), (url(&b), 5, 0, 5, 0)],
+        "{summary:#}"
+    );
+    assert_eq!(n(&summary, "connects"), 11);
+    assert_no_errors(&summary);
+    assert_eq!(n(&summary, "lost"), 0);
+    let acks = n(&summary, "acks");
+    assert!(
+        (100..=300).contains(&acks),
+        "about 200 acks in 1 s: {summary:#}"
+    );
+    assert_latency_ordered(&summary);
+    // Each hub saw its share, and was asked for its CPU: the figures are
+    // summed over the two.
+    assert_eq!(a.metric("hub_handshakes_total"), 6.0);
+    assert_eq!(b.metric("hub_handshakes_total"), 5.0);
+    let server = &summary["server"];
+    assert_eq!(server["pids"], json!([a.pid(), b.pid()]));
+    let each: Vec<f64> = server["cpu_s_by_pid"]
+        .as_array()
+        .expect("cpu by pid")
+        .iter()
+        .map(|c| c.as_f64().unwrap())
+        .collect();
+    assert_eq!(each.len(), 2);
+    assert!(each.iter().all(|&c| c >= 0.0));
+    let sum = server["cpu_s"].as_f64().unwrap();
+    assert!((sum - each.iter().sum::<f64>()).abs() < 1e-9, "{server:#}");
+    assert!(
+        server["acks_per_cpu_s"].is_number() || sum == 0.0,
+        "{server:#}"
+    );
+}
+
+#[test]
+fn fanout_with_publishers_on_one_hub_puts_every_subscriber_on_the_other() {
+    // Two hubs with no Redis between them share nothing: with the
+    // publishers on one and every subscriber on the other, nothing arrives,
+    // which shows that none of the subscribers went to the publishers' hub.
+    let (a, b) = (
+        start_hub(&["--shards", "1"], &[]),
+        start_hub(&["--shards", "1"], &[]),
+    );
+    let summary = run_json(&[
+        "fanout",
+        "--url",
+        &url(&a),
+        "--url",
+        &url(&b),
+        "--publishers-on",
+        "1",
+        "--clients",
+        "20",
+        "--publishers",
+        "2",
+        "--rate",
+        "40",
+        "--duration",
+        "1s",
+        "--warmup",
+        "200ms",
+        "--drain",
+        "300ms",
+    ]);
+    assert_eq!(
+        per_url(&summary),
+        [(url(&a), 20, 0, 20, 0), (url(&b), 2, 2, 2, 0)],
+        "{summary:#}"
+    );
+    assert_eq!(summary["publishers_on"], 1);
+    assert_no_errors(&summary);
+    assert!(
+        n(&summary, "acks") > 0,
+        "the publishes were acked: {summary:#}"
+    );
+    let expected = n(&summary, "expected_deliveries");
+    assert!(expected >= 20 * 20, "too few publishes: {summary:#}");
+    assert_eq!(n(&summary, "deliveries"), 0, "{summary:#}");
+    assert_eq!(n(&summary, "lost"), expected, "{summary:#}");
+    assert_eq!(a.metric("hub_handshakes_total"), 20.0);
+    assert_eq!(b.metric("hub_handshakes_total"), 2.0);
+}
+
+/// Two spellings of one hub's address: two `--url`s, one server.
+fn two_urls_of(hub: &Proc) -> [String; 2] {
+    [url(hub), format!("ws://{}/socket.io/", hub.addr)]
+}
+
+#[test]
+fn fanout_over_two_urls_of_one_hub_delivers_every_publish_once() {
+    let hub = start_hub(&[], &[]);
+    let urls = two_urls_of(&hub);
+    for placement in [&["--publishers-on", "0"][..], &[]] {
+        let mut args = vec![
+            "fanout",
+            "--url",
+            &urls[0],
+            "--url",
+            &urls[1],
+            "--clients",
+            "30",
+            "--rooms",
+            "3",
+            "--publishers",
+            "3",
+            "--rate",
+            "60",
+            "--duration",
+            "1s",
+            "--warmup",
+            "300ms",
+        ];
+        args.extend_from_slice(placement);
+        let summary = run_json(&args);
+        let expected_urls = if placement.is_empty() {
+            // Subscribers and publishers each round robin from the first URL.
+            [
+                (urls[0].clone(), 17, 2, 17, 0),
+                (urls[1].clone(), 16, 1, 16, 0),
+            ]
+        } else {
+            [
+                (urls[0].clone(), 3, 3, 3, 0),
+                (urls[1].clone(), 30, 0, 30, 0),
+            ]
+        };
+        assert_eq!(per_url(&summary), expected_urls, "{placement:?}");
+        assert_eq!(n(&summary, "connects"), 33);
+        assert_no_errors(&summary);
+        // Every publish reaches its room of 10, wherever the publisher is.
+        let expected = n(&summary, "expected_deliveries");
+        assert!(expected >= 10 * 40, "too few publishes: {summary:#}");
+        assert_eq!(expected % 10, 0);
+        assert_eq!(n(&summary, "lost"), 0, "{summary:#}");
+        assert_eq!(n(&summary, "duplicated"), 0, "{summary:#}");
+        assert!(n(&summary, "deliveries") > 0);
+        // Measured on loadgen's clock from publish to receipt: positive
+        // and ordered whichever URL each side used.
+        assert_latency_ordered(&summary);
+    }
+}
+
+#[test]
+fn churn_over_two_urls_of_one_hub_accounts_for_every_delivery() {
+    let hub = start_hub(&["--shards", "2"], &[]);
+    let urls = two_urls_of(&hub);
+    let (code, summary, stderr) = churn(&hub, &["--url", &urls[1], "--publishers-on", "1"]);
+    assert_eq!(code, Some(0), "{stderr}\n{summary:#}");
+    assert_no_errors(&summary);
+    // `churn` gives the first URL; the publishers are on the second, every
+    // subscriber slot on the first, each of its lives connecting again.
+    let spread = per_url(&summary);
+    assert_eq!(spread.len(), 2);
+    assert_eq!((spread[0].1, spread[0].2), (30, 0), "{summary:#}");
+    assert_eq!((spread[1].1, spread[1].2, spread[1].3), (2, 2, 2));
+    let c = &summary["churn"];
+    assert_eq!(spread[0].3, n(c, "connects"), "every life on the first URL");
+    assert!(
+        n(c, "connects") > 30,
+        "slots lived more than once: {summary:#}"
+    );
+    for key in ["lost", "duplicated", "misrouted", "unsettled", "unfinished"] {
+        assert_eq!(n(c, key), 0, "{key}: {summary:#}");
+    }
+    assert!(n(c, "expected_deliveries") > 0);
+    assert_eq!(n(c, "delivered"), n(c, "expected_deliveries"));
+}
+
+#[test]
+fn a_url_no_client_reaches_is_counted_and_the_others_run() {
+    let hub = start_hub(&["--shards", "1"], &[]);
+    let dead = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let summary = run_json(&[
+        "echo",
+        "--url",
+        &url(&hub),
+        "--url",
+        &dead,
+        "--clients",
+        "6",
+        "--rate",
+        "60",
+        "--duration",
+        "500ms",
+        "--warmup",
+        "0s",
+    ]);
+    assert_eq!(
+        per_url(&summary),
+        [(url(&hub), 3, 0, 3, 0), (dead, 3, 0, 0, 3)],
+        "{summary:#}"
+    );
+    assert_eq!(n(&summary, "connects"), 3);
+    assert_eq!(n(&summary, "connect_failures"), 3);
+    assert_eq!(n(&summary["errors"], "connect_refused"), 3);
+    assert!(n(&summary, "acks") > 0);
 }
 
 #[test]
@@ -518,6 +769,7 @@ fn help_shows_every_scenario_and_option() {
         "--reset-ratio",
         "--polling-ratio",
         "--rss-every",
+        "--publishers-on",
     ] {
         assert!(
             help.contains(word),
@@ -549,6 +801,24 @@ fn wrong_options_are_refused_with_a_reason() {
         (&["echo", "--url", "https://127.0.0.1"], "TLS"),
         (&["churn", "--abrupt-ratio", "2"], "--abrupt-ratio"),
         (&["churn", "--lifetime", "0s"], "--lifetime"),
+        (&["fanout", "--publishers-on", "1"], "--publishers-on"),
+        (
+            &[
+                "echo",
+                "--url",
+                "http://a:1",
+                "--url",
+                "http://b:2",
+                "--publishers-on",
+                "0",
+            ],
+            "--publishers-on",
+        ),
+        (&["idle", "--server-pid", "1", "--server-pid", "1"], "twice"),
+        (
+            &["echo", "--url", "http://127.0.0.1:1", "--url", "ftp://x"],
+            "not an http",
+        ),
     ];
     for (args, needle) in cases {
         let (code, stderr) = fails(args);

@@ -27,17 +27,34 @@ use clap::{Parser, ValueEnum};
                unexpected, connects, disconnects (clean, abrupt, reset, by the server) and with --server-pid the\n           \
                server's RSS every --rss-every. Exits 3 when anything was lost, duplicated or misrouted.\n\n\
       With --server-pid the server's CPU time over the measured window is read from /proc/PID/stat and the\n\
-      summary gives deliveries and acks per server CPU-second.\n\n\
-      Example: loadgen fanout --url http://127.0.0.1:3000 --clients 1000 --rooms 1 --publishers 10 --rate 1000"
+      summary gives deliveries and acks per server CPU-second; with several --server-pid, per CPU-second of\n\
+      all of those servers together (their CPU times summed; memory figures are summed too).\n\n\
+      SEVERAL SERVERS:\n  \
+      --url may be given several times, e.g. once per node of a cluster. Clients are spread over the URLs\n  \
+      round robin, each kind on its own: echo, idle and connect client i (and fanout and churn subscriber i)\n  \
+      on URL i mod U, publisher p on URL p mod U. With --publishers-on N (fanout, churn) every publisher is\n  \
+      on URL N and subscriber i on the (i mod (U-1))th of the other URLs, so every delivery crosses nodes.\n  \
+      Latency is measured on loadgen's one clock, from the publish to its receipt, whichever server each\n  \
+      side is on. The summary gives, per URL, the clients placed there, their connects and failed connects.\n\n\
+      Example: loadgen fanout --url http://127.0.0.1:3000 --clients 1000 --rooms 1 --publishers 10 --rate 1000\n\
+      Across two nodes: loadgen fanout --url http://10.0.0.1:3000 --url http://10.0.0.2:3000 --publishers-on 0 \\\n  \
+        --server-pid PID1 --server-pid PID2 --clients 1000 --publishers 10 --rate 1000"
 )]
 pub struct Args {
     /// What to measure.
     #[arg(value_enum)]
     pub scenario: Scenario,
 
-    /// The server: http://host:port[/path/] or ws://...; the path defaults to /socket.io/ (no TLS).
-    #[arg(long, default_value = "http://127.0.0.1:3000")]
-    pub url: String,
+    /// A server: http://host:port[/path/] or ws://...; the path defaults to /socket.io/ (no TLS).
+    /// Give it several times (one per node of a cluster) and the clients are spread over the
+    /// URLs round robin (see --publishers-on).
+    #[arg(long = "url", value_name = "URL", default_value = "http://127.0.0.1:3000", action = clap::ArgAction::Append)]
+    pub urls: Vec<String>,
+
+    /// fanout and churn: every publisher connects to the Nth --url (0-based), and the
+    /// subscribers are spread over the other URLs (with a single --url, everyone is on it).
+    #[arg(long, value_name = "N")]
+    pub publishers_on: Option<usize>,
 
     /// Engine.IO transport the clients use (churn: see --polling-ratio).
     #[arg(long, value_enum, default_value_t = Transport::Websocket)]
@@ -108,8 +125,9 @@ pub struct Args {
     pub timeout: Duration,
 
     /// The server's process id: its CPU time (and for idle and churn, its RSS) is read from /proc.
-    #[arg(long)]
-    pub server_pid: Option<u32>,
+    /// Give it once per server (e.g. per node of a cluster): the figures are then summed over them.
+    #[arg(long = "server-pid", value_name = "PID", action = clap::ArgAction::Append)]
+    pub server_pids: Vec<u32>,
 
     /// churn: mean life of a subscriber connection, from its join's ack to its leave (each is 0.5x to 1.5x this).
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
@@ -247,6 +265,26 @@ impl Args {
         if self.concurrency == 0 {
             return Err("--concurrency must be at least 1".into());
         }
+        if let Some(n) = self.publishers_on {
+            if !matches!(self.scenario, Scenario::Fanout | Scenario::Churn) {
+                return Err(
+                    "--publishers-on is for fanout and churn, which have publishers".into(),
+                );
+            }
+            if n >= self.urls.len() {
+                return Err(format!(
+                    "--publishers-on {n}: there are {} --url, counted from 0",
+                    self.urls.len()
+                ));
+            }
+        }
+        for (i, pid) in self.server_pids.iter().enumerate() {
+            if self.server_pids[..i].contains(pid) {
+                return Err(format!(
+                    "--server-pid {pid} is given twice: its CPU would be counted twice"
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -367,5 +405,67 @@ mod tests {
         let args = Args::try_parse_from(["loadgen", "churn"]).unwrap();
         assert!(args.validate().is_ok());
         assert_eq!(args.total_clients(), 101);
+    }
+
+    #[test]
+    fn one_url_by_default_and_several_when_given() {
+        let args = Args::try_parse_from(["loadgen", "echo"]).unwrap();
+        assert_eq!(args.urls, ["http://127.0.0.1:3000"]);
+        assert!(args.server_pids.is_empty());
+        let args = Args::try_parse_from(["loadgen", "echo", "--url", "http://a:1"]).unwrap();
+        assert_eq!(
+            args.urls,
+            ["http://a:1"],
+            "a given --url replaces the default"
+        );
+        let args = Args::try_parse_from([
+            "loadgen",
+            "fanout",
+            "--url",
+            "http://a:1",
+            "--url",
+            "http://b:2",
+            "--publishers-on",
+            "1",
+            "--server-pid",
+            "10",
+            "--server-pid",
+            "11",
+        ])
+        .unwrap();
+        assert_eq!(args.urls, ["http://a:1", "http://b:2"]);
+        assert_eq!(args.publishers_on, Some(1));
+        assert_eq!(args.server_pids, [10, 11]);
+        assert!(args.validate().is_ok());
+    }
+
+    #[test]
+    fn placement_and_pids_are_checked() {
+        let two = ["--url", "http://a:1", "--url", "http://b:2"];
+        let parse = |scenario: &str, extra: &[&str]| {
+            let mut argv = vec!["loadgen", scenario];
+            argv.extend_from_slice(&two);
+            argv.extend_from_slice(extra);
+            Args::try_parse_from(argv).unwrap()
+        };
+        let err = parse("fanout", &["--publishers-on", "2"])
+            .validate()
+            .unwrap_err();
+        assert!(
+            err.contains("--publishers-on 2") && err.contains("2 --url"),
+            "{err}"
+        );
+        let err = parse("echo", &["--publishers-on", "0"])
+            .validate()
+            .unwrap_err();
+        assert!(err.contains("--publishers-on"), "{err}");
+        assert!(parse("churn", &["--publishers-on", "1"]).validate().is_ok());
+        let err = parse("fanout", &["--server-pid", "7", "--server-pid", "7"])
+            .validate()
+            .unwrap_err();
+        assert!(err.contains("--server-pid 7"), "{err}");
+        // One URL: publishers on it is allowed (subscribers then share it).
+        let args = Args::try_parse_from(["loadgen", "fanout", "--publishers-on", "0"]).unwrap();
+        assert!(args.validate().is_ok());
     }
 }

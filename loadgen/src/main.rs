@@ -5,6 +5,7 @@ mod args;
 mod conn;
 mod ledger;
 mod output;
+mod placement;
 mod procfs;
 mod report;
 mod run;
@@ -26,7 +27,7 @@ fn main() -> ExitCode {
     }
     raise_open_file_limit();
     let (json, plot) = (args.json, args.plot.clone());
-    let title = format!("{:?} latency, {}", args.scenario, args.url).to_lowercase();
+    let title = format!("{:?} latency, {}", args.scenario, args.urls.join(" ")).to_lowercase();
     let outcome = match run::run(args) {
         Ok(outcome) => outcome,
         Err(e) => {

@@ -1,4 +1,5 @@
-//! The server's own cost, read from /proc: CPU time and resident memory.
+//! The server's own cost, read from /proc: CPU time and resident memory,
+//! of one process or summed over several (one per node of a cluster).
 
 use std::fs;
 use std::time::{Duration, Instant};
@@ -39,26 +40,43 @@ pub fn rss_bytes(pid: u32) -> Result<u64, String> {
         .ok_or_else(|| format!("/proc/{pid}/status has no VmRSS"))
 }
 
-/// The server's RSS sampled at a fixed interval, from the start of a run.
+/// CPU seconds of each of `pids`, in order.
+pub fn cpu_seconds_each(pids: &[u32]) -> Result<Vec<f64>, String> {
+    pids.iter().map(|&pid| cpu_seconds(pid)).collect()
+}
+
+/// Resident memory of all of `pids` together; `None` when there are none.
+pub fn rss_bytes_sum(pids: &[u32]) -> Result<Option<u64>, String> {
+    if pids.is_empty() {
+        return Ok(None);
+    }
+    pids.iter()
+        .map(|&pid| rss_bytes(pid))
+        .sum::<Result<u64, String>>()
+        .map(Some)
+}
+
+/// The servers' RSS, summed over their processes, sampled at a fixed
+/// interval from the start of a run.
 pub struct RssCurve {
-    pid: u32,
+    pids: Vec<u32>,
     every: Duration,
     started: Instant,
     next: Instant,
     /// Seconds since the start, bytes.
     pub samples: Vec<(f64, u64)>,
-    /// Set when the process could not be read (it has exited, most likely).
+    /// Set when a process could not be read (it has exited, most likely).
     pub gone: Option<String>,
     /// When that was noticed, in seconds since the start.
     pub gone_at: Option<f64>,
 }
 
 impl RssCurve {
-    /// Starts with a first sample now.
-    pub fn start(pid: u32, every: Duration) -> RssCurve {
+    /// Starts with a first sample now; `pids` is not empty.
+    pub fn start(pids: Vec<u32>, every: Duration) -> RssCurve {
         let now = Instant::now();
         let mut curve = RssCurve {
-            pid,
+            pids,
             every,
             started: now,
             next: now,
@@ -83,8 +101,9 @@ impl RssCurve {
         if self.gone.is_some() {
             return None;
         }
-        match rss_bytes(self.pid) {
-            Ok(bytes) => {
+        match rss_bytes_sum(&self.pids) {
+            Ok(None) => None,
+            Ok(Some(bytes)) => {
                 let at = self.started.elapsed().as_secs_f64();
                 self.samples.push(((at * 10.0).round() / 10.0, bytes));
                 Some(bytes)
@@ -112,16 +131,32 @@ mod tests {
 
     #[test]
     fn rss_curve_samples_at_its_interval_and_notes_a_gone_process() {
-        let mut curve = RssCurve::start(std::process::id(), Duration::from_secs(3600));
+        let mut curve = RssCurve::start(vec![std::process::id()], Duration::from_secs(3600));
         assert_eq!(curve.samples.len(), 1, "a first sample at the start");
         curve.poll();
         assert_eq!(curve.samples.len(), 1, "the next is an hour away");
         assert!(curve.sample().is_some());
         assert_eq!(curve.samples.len(), 2);
-        let mut gone = RssCurve::start(u32::MAX, Duration::from_secs(1));
+        let mut gone = RssCurve::start(vec![std::process::id(), u32::MAX], Duration::from_secs(1));
         assert!(gone.samples.is_empty());
-        assert!(gone.gone.as_deref().unwrap().contains("--server-pid"));
+        let why = gone.gone.as_deref().unwrap();
+        assert!(why.contains("--server-pid") && why.contains(&u32::MAX.to_string()));
         assert!(gone.gone_at.is_some());
         assert_eq!(gone.sample(), None);
+    }
+
+    #[test]
+    fn several_processes_are_summed() {
+        let me = std::process::id();
+        let one = rss_bytes_sum(&[me]).unwrap().unwrap();
+        // The same process twice is twice its RSS (give or take its growth
+        // between the reads): the sum is over every pid given.
+        let twice = rss_bytes_sum(&[me, me]).unwrap().unwrap();
+        assert!(twice >= one + one / 2, "{one} {twice}");
+        assert_eq!(rss_bytes_sum(&[]).unwrap(), None);
+        assert!(rss_bytes_sum(&[me, u32::MAX]).is_err());
+        let cpu = cpu_seconds_each(&[me, me]).unwrap();
+        assert_eq!(cpu.len(), 2);
+        assert!(cpu_seconds_each(&[u32::MAX]).is_err());
     }
 }

@@ -12,7 +12,11 @@ use crate::args::{Scenario, Transport};
 pub struct Summary {
     pub scenario: Scenario,
     pub transport: Transport,
-    pub url: String,
+    /// Every `--url`, in order, with the clients placed on it.
+    pub urls: Vec<UrlReport>,
+    /// `--publishers-on`, when given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publishers_on: Option<usize>,
     pub clients: usize,
     pub publishers: usize,
     pub rooms: usize,
@@ -43,6 +47,20 @@ pub struct Summary {
     /// The churn scenario's accounting.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub churn: Option<ChurnSummary>,
+}
+
+/// One `--url` and the clients that went there.
+#[derive(Serialize, Debug)]
+pub struct UrlReport {
+    pub url: String,
+    /// Clients placed on it, publishers included (churn: subscriber slots).
+    pub clients: usize,
+    /// Of those, publishers.
+    pub publishers: usize,
+    /// Handshakes completed (churn: every life of a slot connects again).
+    pub connects: u64,
+    /// Connection attempts that failed.
+    pub connect_failures: u64,
 }
 
 /// What a churn run comes to, over the whole run (drain included).
@@ -83,7 +101,7 @@ pub struct ChurnSummary {
     pub server_closed: ServerClosed,
     /// Lives still connected when the drain gave up: not accounted.
     pub unfinished: u64,
-    /// With --server-pid.
+    /// With --server-pid (summed over every one given).
     pub server_rss: Option<RssReport>,
 }
 
@@ -112,7 +130,8 @@ pub struct ServerClosed {
 
 #[derive(Serialize, Debug)]
 pub struct RssReport {
-    pub pid: u32,
+    /// Every --server-pid; the bytes below are their sum.
+    pub pids: Vec<u32>,
     pub start_bytes: u64,
     /// After the drain; `None` when the process could no longer be read.
     pub end_bytes: Option<u64>,
@@ -180,13 +199,18 @@ impl Latency {
 
 #[derive(Serialize, Debug)]
 pub struct ServerCost {
-    pub pid: u32,
-    /// Server CPU over the measured window (user + system).
+    /// Every --server-pid; the figures below are summed over them.
+    pub pids: Vec<u32>,
+    /// Server CPU over the measured window (user + system), all servers.
     pub cpu_s: f64,
+    /// The same, each server's own, in the order of `pids`.
+    pub cpu_s_by_pid: Vec<f64>,
     /// cpu_s over duration_s: 1.0 is one core busy.
     pub cores_busy: f64,
+    /// Per second of CPU of all the servers together.
     pub deliveries_per_cpu_s: Option<f64>,
     pub acks_per_cpu_s: Option<f64>,
+    /// All the servers together.
     pub rss_before_bytes: u64,
     pub rss_after_bytes: u64,
 }
@@ -274,11 +298,11 @@ impl ChurnSummary {
             row(
                 "server rss",
                 format!(
-                    "{} at start, {} at end, {} peak (pid {}, {} samples every {:.0} s)",
+                    "{} at start, {} at end, {} peak ({}, {} samples every {:.0} s)",
                     mb(r.start_bytes),
                     r.end_bytes.map_or("gone".to_string(), mb),
                     mb(r.peak_bytes),
-                    r.pid,
+                    pids(&r.pids),
                     r.curve.len(),
                     r.every_s
                 ),
@@ -290,6 +314,15 @@ impl ChurnSummary {
                 );
             }
         }
+    }
+}
+
+/// `pid 12`, or `summed over 2 servers: pids 12, 13`.
+fn pids(pids: &[u32]) -> String {
+    let list: Vec<String> = pids.iter().map(u32::to_string).collect();
+    match pids.len() {
+        1 => format!("pid {}", list[0]),
+        n => format!("summed over {n} servers: pids {}", list.join(", ")),
     }
 }
 
@@ -324,7 +357,33 @@ impl Summary {
             )
             .to_lowercase(),
         );
-        row("server", self.url.clone());
+        let many = self.urls.len() > 1;
+        for (i, u) in self.urls.iter().enumerate() {
+            let placed = match self.scenario {
+                Scenario::Fanout | Scenario::Churn => format!(
+                    "{} subscribers, {} publishers",
+                    u.clients - u.publishers,
+                    u.publishers
+                ),
+                _ => format!("{} clients", u.clients),
+            };
+            let value = format!(
+                "{}: {placed}; {} connects, {} failed",
+                u.url, u.connects, u.connect_failures
+            );
+            let key = if many {
+                format!("server {i}")
+            } else {
+                "server".to_string()
+            };
+            row(&key, value);
+        }
+        if let Some(n) = self.publishers_on.filter(|_| many) {
+            row(
+                "placement",
+                format!("publishers on server {n}, subscribers on the others"),
+            );
+        }
         row(
             "measured",
             format!(
@@ -406,27 +465,45 @@ impl Summary {
             },
         );
         if let Some(s) = &self.server {
+            let each = if s.pids.len() > 1 {
+                let each: Vec<String> = s.cpu_s_by_pid.iter().map(|c| format!("{c:.2}")).collect();
+                format!(" ({} s each)", each.join(" + "))
+            } else {
+                String::new()
+            };
             row(
                 "server cpu",
                 format!(
-                    "{:.2} s ({:.2} cores), pid {}",
-                    s.cpu_s, s.cores_busy, s.pid
+                    "{:.2} s ({:.2} cores), {}{each}",
+                    s.cpu_s,
+                    s.cores_busy,
+                    pids(&s.pids)
                 ),
             );
+            let of = if s.pids.len() > 1 {
+                format!(" (the {} servers' CPU summed)", s.pids.len())
+            } else {
+                String::new()
+            };
             if let Some(d) = s.deliveries_per_cpu_s {
-                row("deliveries per cpu-second", rate(d));
+                row("deliveries per cpu-second", format!("{}{of}", rate(d)));
             }
             if let Some(a) = s.acks_per_cpu_s {
-                row("acks per cpu-second", rate(a));
+                row("acks per cpu-second", format!("{}{of}", rate(a)));
             }
             if self.churn.is_none() {
                 // churn gives its own, with the curve.
                 row(
                     "server rss",
                     format!(
-                        "{:.1} MB before, {:.1} MB after",
+                        "{:.1} MB before, {:.1} MB after{}",
                         s.rss_before_bytes as f64 / 1e6,
-                        s.rss_after_bytes as f64 / 1e6
+                        s.rss_after_bytes as f64 / 1e6,
+                        if s.pids.len() > 1 {
+                            ", all servers"
+                        } else {
+                            ""
+                        }
                     ),
                 );
             }

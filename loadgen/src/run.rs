@@ -12,8 +12,9 @@ use hdrhistogram::Histogram;
 use crate::args::{Args, Scenario};
 use crate::conn::Spec;
 use crate::output::HistLog;
+use crate::placement::ClientPlacement;
 use crate::procfs::{self, RssCurve};
-use crate::report::{Latency, ServerCost, Summary};
+use crate::report::{Latency, ServerCost, Summary, UrlReport};
 use crate::scenario;
 use crate::shard::{new_histogram, now_ns, Control, Phase, Shard};
 use crate::stats::{Cause, Snapshot};
@@ -26,9 +27,10 @@ mod churn;
 pub enum RunError {
     #[error("{0}")]
     Setup(String),
-    #[error("no client could connect to {url}: {cause} ({count} of {total} failed)")]
+    #[error("no client could connect to {urls}: {cause} ({count} of {total} failed)")]
     Unreachable {
-        url: String,
+        /// Every --url, space-separated.
+        urls: String,
         cause: &'static str,
         count: u64,
         total: usize,
@@ -45,15 +47,18 @@ pub struct Outcome {
 }
 
 pub fn run(args: Args) -> Result<Outcome, RunError> {
-    let target = Target::parse(&args.url).map_err(RunError::Setup)?;
+    let targets = args
+        .urls
+        .iter()
+        .map(|url| Target::parse(url))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(RunError::Setup)?;
+    let placement = ClientPlacement::of(&args);
     let shards = args.shard_count();
     let args = Arc::new(args);
     now_ns(); // fix the clock's origin before any thread reads it
-    let server = args.server_pid;
-    let rss_before = server
-        .map(procfs::rss_bytes)
-        .transpose()
-        .map_err(RunError::Setup)?;
+    let servers = args.server_pids.as_slice();
+    let rss_before = procfs::rss_bytes_sum(servers).map_err(RunError::Setup)?;
     let mut hist_log = args
         .hist
         .as_ref()
@@ -67,11 +72,16 @@ pub fn run(args: Args) -> Result<Outcome, RunError> {
     } else {
         0
     };
-    let control = Arc::new(Control::new(shards, args.rooms, churn_publishers, tx));
-    // The server's RSS over the whole churn run, setup and drain included.
-    let mut rss_curve = server
-        .filter(|_| args.scenario == Scenario::Churn)
-        .map(|pid| RssCurve::start(pid, args.rss_every));
+    let control = Arc::new(Control::new(
+        shards,
+        args.rooms,
+        churn_publishers,
+        targets.len(),
+        tx,
+    ));
+    // The servers' RSS over the whole churn run, setup and drain included.
+    let mut rss_curve = (args.scenario == Scenario::Churn && !servers.is_empty())
+        .then(|| RssCurve::start(servers.to_vec(), args.rss_every));
     if args.scenario == Scenario::Connect {
         // Handshakes are what connect measures: all of them count.
         let _ = control.window.set((0, u64::MAX));
@@ -81,11 +91,13 @@ pub fn run(args: Args) -> Result<Outcome, RunError> {
     for id in 0..shards {
         let args = args.clone();
         let control = control.clone();
-        let target = target.clone();
+        let targets = targets.clone();
         let handle = LocalExecutorBuilder::new(Placement::Unbound)
             .name(&format!("loadgen-{id}"))
             .io_memory(io_memory)
-            .spawn(move || async move { shard_main(id, shards, args, control, target).await })
+            .spawn(move || async move {
+                shard_main(id, shards, args, control, targets, placement).await
+            })
             .map_err(|e| RunError::Shard(id, e.to_string()))?;
         handles.push(handle);
     }
@@ -122,7 +134,7 @@ pub fn run(args: Args) -> Result<Outcome, RunError> {
             .max_by_key(|&(_, n)| n)
             .unwrap_or((Cause::ConnectFailed, 0));
         return Err(RunError::Unreachable {
-            url: args.url.clone(),
+            urls: args.urls.join(" "),
             cause: cause.name(),
             count,
             total,
@@ -150,8 +162,8 @@ pub fn run(args: Args) -> Result<Outcome, RunError> {
 
     // Run: warmup, then the measured window, then the drain.
     let mut summary_window = (setup, setup, setup_time);
-    // The server's CPU seconds at the window's edges; connect has no window.
-    let mut cpu = (0.0, 0.0);
+    // Each server's CPU seconds at the window's edges; connect has no window.
+    let mut cpu = (Vec::new(), Vec::new());
     let mut rss_after = rss_before;
     if args.scenario != Scenario::Connect {
         let start = now_ns();
@@ -167,26 +179,23 @@ pub fn run(args: Args) -> Result<Outcome, RunError> {
                 hist_log.as_mut(),
             );
             if begin.is_none() && now_ns() >= warm_end {
-                begin = Some((s, cpu_now(server)?, Instant::now()));
+                begin = Some((s, cpu_now(servers)?, Instant::now()));
             }
         }
         let (first, cpu_first, first_at) = match begin {
             Some(b) => b,
             None => (
                 Snapshot::sum(&control.counters),
-                cpu_now(server)?,
+                cpu_now(servers)?,
                 Instant::now(),
             ),
         };
         let last = Snapshot::sum(&control.counters);
-        cpu = (cpu_first, cpu_now(server)?);
+        cpu = (cpu_first, cpu_now(servers)?);
         // The snapshots' own times, a few milliseconds off the window's edges.
         let seconds = first_at.elapsed().as_secs_f64();
         if args.scenario == Scenario::Idle {
-            rss_after = server
-                .map(procfs::rss_bytes)
-                .transpose()
-                .map_err(RunError::Setup)?;
+            rss_after = procfs::rss_bytes_sum(servers).map_err(RunError::Setup)?;
         }
         summary_window = (first, last, seconds);
         control.set_phase(Phase::Drain);
@@ -211,13 +220,15 @@ pub fn run(args: Args) -> Result<Outcome, RunError> {
     let per_sec = |a: u64, b: u64| (b.saturating_sub(a)) as f64 / seconds.max(1e-9);
     let deliveries_per_sec = per_sec(first.deliveries, last.deliveries);
     let acks_per_sec = per_sec(first.acks, last.acks);
-    let measured_server = server.filter(|_| args.scenario != Scenario::Connect);
-    let server_cost = measured_server.map(|pid| {
-        let cpu_s = cpu.1 - cpu.0;
+    let measured_server = !servers.is_empty() && args.scenario != Scenario::Connect;
+    let server_cost = measured_server.then(|| {
+        let cpu_s_by_pid: Vec<f64> = cpu.1.iter().zip(&cpu.0).map(|(b, a)| b - a).collect();
+        let cpu_s: f64 = cpu_s_by_pid.iter().sum();
         let per_cpu = |n: f64| (cpu_s > 0.0).then(|| n * seconds / cpu_s);
         ServerCost {
-            pid,
+            pids: servers.to_vec(),
             cpu_s,
+            cpu_s_by_pid,
             cores_busy: cpu_s / seconds.max(1e-9),
             deliveries_per_cpu_s: (args.scenario == Scenario::Fanout)
                 .then(|| per_cpu(deliveries_per_sec))
@@ -239,7 +250,8 @@ pub fn run(args: Args) -> Result<Outcome, RunError> {
     let summary = Summary {
         scenario: args.scenario,
         transport: args.transport,
-        url: args.url.clone(),
+        urls: url_reports(&args, &placement, &control),
+        publishers_on: args.publishers_on,
         clients: args.clients,
         publishers: if args.scenario == Scenario::Fanout {
             args.publishers
@@ -330,12 +342,26 @@ fn errors_by_cause(
     errors
 }
 
-fn cpu_now(server: Option<u32>) -> Result<f64, RunError> {
-    server
-        .map(procfs::cpu_seconds)
-        .transpose()
-        .map_err(RunError::Setup)
-        .map(|c| c.unwrap_or(0.0))
+/// Each server's CPU seconds now, in --server-pid order.
+fn cpu_now(servers: &[u32]) -> Result<Vec<f64>, RunError> {
+    procfs::cpu_seconds_each(servers).map_err(RunError::Setup)
+}
+
+/// Every --url with the clients placed on it and what their connects came to.
+fn url_reports(args: &Args, placement: &ClientPlacement, control: &Control) -> Vec<UrlReport> {
+    let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+    placement
+        .plan(args)
+        .into_iter()
+        .enumerate()
+        .map(|(i, planned)| UrlReport {
+            url: args.urls[i].clone(),
+            clients: planned.clients,
+            publishers: planned.publishers,
+            connects: load(&control.url_connects[i]),
+            connect_failures: load(&control.url_connect_failures[i]),
+        })
+        .collect()
 }
 
 fn join(
@@ -353,19 +379,25 @@ async fn shard_main(
     shards: usize,
     args: Arc<Args>,
     control: Arc<Control>,
-    target: Target,
+    targets: Vec<Target>,
+    placement: ClientPlacement,
 ) -> Histogram<u64> {
     let nsp = packet::namespace_prefix(&args.namespace);
-    let spec = Spec {
-        addr: target.addr,
-        host: target.host,
-        path: target.path,
-        connect: packet::connect(&nsp, args.token.as_deref()),
-        nsp,
-    };
+    let connect = packet::connect(&nsp, args.token.as_deref());
+    let specs = targets
+        .into_iter()
+        .map(|target| Spec {
+            addr: target.addr,
+            host: target.host,
+            path: target.path,
+            connect: connect.clone(),
+            nsp: nsp.clone(),
+        })
+        .collect();
     let shard = Rc::new(Shard {
         id,
-        spec,
+        specs,
+        placement,
         control,
         phase: std::cell::Cell::new(Phase::Setup),
         started: Default::default(),

@@ -15,6 +15,7 @@ use hdrhistogram::Histogram;
 use crate::args::Args;
 use crate::conn::Spec;
 use crate::ledger::Settled;
+use crate::placement::ClientPlacement;
 use crate::stats::{bump, Counters};
 
 /// The moment every timestamp counts from: one clock for all threads.
@@ -62,6 +63,10 @@ pub struct Control {
     pub intervals: crossbeam_channel::Sender<Histogram<u64>>,
     /// What churn subscribers and publishers share.
     pub churn: ChurnBoard,
+    /// Per `--url`: connections that completed their handshake, and
+    /// attempts that failed (churn: every life, every retry).
+    pub url_connects: Vec<AtomicU64>,
+    pub url_connect_failures: Vec<AtomicU64>,
 }
 
 /// Where churn subscribers and publishers meet, across loadgen shards:
@@ -112,6 +117,7 @@ impl Control {
         shards: usize,
         rooms: usize,
         churn_publishers: usize,
+        urls: usize,
         intervals: crossbeam_channel::Sender<Histogram<u64>>,
     ) -> Control {
         Control {
@@ -122,6 +128,8 @@ impl Control {
             window: OnceLock::new(),
             intervals,
             churn: ChurnBoard::new(churn_publishers),
+            url_connects: (0..urls).map(|_| AtomicU64::new(0)).collect(),
+            url_connect_failures: (0..urls).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
@@ -143,7 +151,10 @@ pub fn new_histogram() -> Histogram<u64> {
 pub struct Shard {
     pub id: usize,
     pub args: Arc<Args>,
-    pub spec: Spec,
+    /// One per `--url`, in order.
+    pub specs: Vec<Spec>,
+    /// Which of `specs` each client connects to.
+    pub placement: ClientPlacement,
     pub control: Arc<Control>,
     /// The phase as this shard last saw it.
     pub phase: Cell<Phase>,
@@ -159,6 +170,18 @@ pub struct Shard {
 impl Shard {
     pub fn counters(&self) -> &Counters {
         &self.control.counters[self.id]
+    }
+
+    /// The namespace prefix of Socket.IO packets (`/chat,`, or empty): the
+    /// same on every URL.
+    pub fn nsp(&self) -> &[u8] {
+        &self.specs[0].nsp
+    }
+
+    /// Where client `index` of the run connects, and the index of its URL.
+    pub fn spec_of(&self, index: usize) -> (&Spec, usize) {
+        let url = self.placement.url_of_client(&self.args, index);
+        (&self.specs[url], url)
     }
 
     /// Records a latency; the measured window goes by when it was sent.

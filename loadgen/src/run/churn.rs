@@ -9,9 +9,10 @@ use std::time::Instant;
 
 use hdrhistogram::Histogram;
 
-use super::{errors_by_cause, stop, Outcome, Progress, RunError};
+use super::{errors_by_cause, stop, url_reports, Outcome, Progress, RunError};
 use crate::args::Args;
 use crate::output::HistLog;
+use crate::placement::ClientPlacement;
 use crate::procfs::{self, RssCurve};
 use crate::report::{ChurnSummary, Disconnects, Latency, RssReport, ServerClosed, Summary};
 use crate::shard::{now_ns, Control, Phase};
@@ -42,7 +43,7 @@ pub(super) fn phases(started: Started) -> Result<Outcome, RunError> {
         rss_before,
         mut rss_curve,
     } = started;
-    let server = args.server_pid;
+    let servers = args.server_pids.as_slice();
 
     // Run: no warmup; every publish and every life counts.
     let start = now_ns();
@@ -51,8 +52,12 @@ pub(super) fn phases(started: Started) -> Result<Outcome, RunError> {
     control.set_phase(Phase::Run);
     let first = Snapshot::sum(&control.counters);
     // A server that dies during the run is a finding, not a reason to
-    // report nothing: its CPU time is then left out.
-    let cpu = || server.and_then(|pid| procfs::cpu_seconds(pid).ok());
+    // report nothing: the CPU time is then left out.
+    let cpu = || {
+        (!servers.is_empty())
+            .then(|| procfs::cpu_seconds_each(servers).ok())
+            .flatten()
+    };
     let cpu_first = cpu();
     let began = Instant::now();
     while now_ns() < end {
@@ -60,10 +65,10 @@ pub(super) fn phases(started: Started) -> Result<Outcome, RunError> {
         if let Some(curve) = rss_curve.as_mut() {
             curve.poll();
             if curve.gone.is_some() {
-                // The server has exited: nothing more to learn; account for what was.
+                // A server has exited: nothing more to learn; account for what was.
                 eprintln!(
-                    "loadgen: the server (pid {}) is gone; draining",
-                    args.server_pid.unwrap_or(0)
+                    "loadgen: a server is gone ({}); draining",
+                    curve.gone.as_deref().unwrap_or_default()
                 );
                 break;
             }
@@ -128,9 +133,9 @@ pub(super) fn phases(started: Started) -> Result<Outcome, RunError> {
         },
         disconnects,
         unfinished: c.connects.saturating_sub(ended),
-        server_rss: match (server, rss_before, rss_curve) {
-            (Some(pid), Some(start_bytes), Some(curve)) => Some(RssReport {
-                pid,
+        server_rss: match (rss_before, rss_curve) {
+            (Some(start_bytes), Some(curve)) => Some(RssReport {
+                pids: servers.to_vec(),
                 start_bytes,
                 end_bytes: rss_end,
                 peak_bytes: curve.samples.iter().map(|&(_, b)| b).max().unwrap_or(0),
@@ -147,7 +152,8 @@ pub(super) fn phases(started: Started) -> Result<Outcome, RunError> {
     let summary = Summary {
         scenario: args.scenario,
         transport: args.transport,
-        url: args.url.clone(),
+        urls: url_reports(&args, &ClientPlacement::of(&args), &control),
+        publishers_on: args.publishers_on,
         clients: args.clients,
         publishers: args.publishers,
         rooms: args.rooms,
@@ -173,20 +179,24 @@ pub(super) fn phases(started: Started) -> Result<Outcome, RunError> {
         unchecked: 0,
         errors,
         latency_us: Latency::of(&measured),
-        server: server
-            .zip(cpu_first.zip(cpu_last))
-            .map(|(pid, (cpu_first, cpu_last))| {
-                let cpu_s = cpu_last - cpu_first;
-                crate::report::ServerCost {
-                    pid,
-                    cpu_s,
-                    cores_busy: cpu_s / seconds.max(1e-9),
-                    deliveries_per_cpu_s: None,
-                    acks_per_cpu_s: None,
-                    rss_before_bytes: rss_before.unwrap_or(0),
-                    rss_after_bytes: rss_end.unwrap_or(0),
-                }
-            }),
+        server: cpu_first.zip(cpu_last).map(|(cpu_first, cpu_last)| {
+            let cpu_s_by_pid: Vec<f64> = cpu_last
+                .iter()
+                .zip(&cpu_first)
+                .map(|(b, a)| b - a)
+                .collect();
+            let cpu_s = cpu_s_by_pid.iter().sum();
+            crate::report::ServerCost {
+                pids: servers.to_vec(),
+                cpu_s,
+                cpu_s_by_pid,
+                cores_busy: cpu_s / seconds.max(1e-9),
+                deliveries_per_cpu_s: None,
+                acks_per_cpu_s: None,
+                rss_before_bytes: rss_before.unwrap_or(0),
+                rss_after_bytes: rss_end.unwrap_or(0),
+            }
+        }),
         server_rss_bytes_per_conn: None,
         churn: Some(churn),
     };

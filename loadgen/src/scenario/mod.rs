@@ -55,8 +55,9 @@ pub fn room_name(room: usize) -> String {
     format!("room-{room}")
 }
 
-/// Opens client `index`'s connection over `transport`, waiting for a
-/// handshake slot (--concurrency); also returns when the handshake began.
+/// Opens client `index`'s connection over `transport` to its URL (see
+/// `crate::placement`), waiting for a handshake slot (--concurrency); also
+/// returns when the handshake began. Counts the outcome for the URL.
 async fn open(
     shard: &Shard,
     index: usize,
@@ -67,15 +68,22 @@ async fn open(
         .source_ips
         .as_ref()
         .map(|ips| ips.0[index % ips.0.len()]);
+    let (spec, url) = shard.spec_of(index);
     let permit = shard.gate.acquire_permit(1).await;
     let begun = now_ns();
     let opened = within(
         args.timeout,
-        Conn::open_over(&shard.spec, transport, source),
+        Conn::open_over(spec, transport, source),
         Cause::ConnectTimeout,
     )
     .await;
     drop(permit);
+    let control = &shard.control;
+    let count = match opened {
+        Ok(_) => &control.url_connects[url],
+        Err(_) => &control.url_connect_failures[url],
+    };
+    count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     (opened, begun)
 }
 

@@ -33,7 +33,7 @@ pub async fn join_rooms(
     names: &[String],
 ) -> Result<(), Cause> {
     let args = &shard.args;
-    let nsp = &shard.spec.nsp;
+    let nsp = shard.nsp();
     out.push_with(|buf| {
         packet::event_head(nsp, 1, buf);
         buf.extend_from_slice(b"[\"join\",");
@@ -80,7 +80,7 @@ pub async fn hold(
     out: &mut Outbox,
     mut windows: Option<Vec<SeqWindow>>,
 ) -> Result<(), Cause> {
-    let nsp = &shard.spec.nsp;
+    let nsp = shard.nsp();
     let counters = shard.counters();
     loop {
         let mut closed = false;

@@ -24,7 +24,7 @@ pub async fn run(
     index: usize,
 ) -> Result<(), Cause> {
     let args = &shard.args;
-    let nsp = &shard.spec.nsp;
+    let nsp = shard.nsp();
     let counters = shard.counters();
     let (senders, me) = match role {
         Role::Publisher(p) => (args.publishers, p),
@@ -131,7 +131,7 @@ pub async fn run(
 
 /// Until the run starts, only answers pings.
 pub async fn wait_for_start(shard: &Shard, conn: &mut Conn, out: &mut Outbox) -> Result<(), Cause> {
-    let nsp = &shard.spec.nsp;
+    let nsp = shard.nsp();
     let mut closed = false;
     while !shard.started.is_open() {
         let started = future::or(

@@ -29,7 +29,7 @@ pub async fn run(shard: &Shard, conn: &mut Conn, out: &mut Outbox, me: u32) -> R
 
 async fn publish(shard: &Shard, conn: &mut Conn, out: &mut Outbox, me: u32) -> Result<(), Cause> {
     let args = &shard.args;
-    let nsp = &shard.spec.nsp;
+    let nsp = shard.nsp();
     let counters = shard.counters();
     let board = &shard.control.churn;
     let requests = board.fences[me as usize].1.clone();

@@ -130,7 +130,7 @@ impl<'a> Life<'a> {
                 let _ = within(
                     args.timeout,
                     async {
-                        conn.leave(&mut out, &shard.spec.nsp, Leave::Clean).await;
+                        conn.leave(&mut out, shard.nsp(), Leave::Clean).await;
                         Ok(())
                     },
                     Cause::AckTimeout,
@@ -208,7 +208,7 @@ impl<'a> Life<'a> {
                 let _ = within(
                     args.timeout,
                     async {
-                        conn.leave(&mut out, &shard.spec.nsp, how).await;
+                        conn.leave(&mut out, shard.nsp(), how).await;
                         Ok(())
                     },
                     Cause::AckTimeout,
@@ -267,7 +267,7 @@ impl<'a> Life<'a> {
         wait: Duration,
     ) -> Result<(), Cause> {
         let shard = self.shard;
-        let nsp = &shard.spec.nsp;
+        let nsp = shard.nsp();
         let drop_every = shard.args.drop_every;
         let mut closed = false;
         let received = &mut self.received;
