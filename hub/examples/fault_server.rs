@@ -207,6 +207,7 @@ fn main() {
         bind: SocketAddr::new(cli.server.host, 0),
         api_key: None,
         metrics,
+        cluster: None,
     };
     let started = Server::new(config)
         .endpoint(engine, io.handler_factory())

@@ -13,6 +13,7 @@ pub mod engineio;
 pub mod http;
 pub mod metrics;
 pub mod panics;
+pub mod redis;
 pub mod relay;
 pub mod server;
 pub mod shard;

@@ -17,6 +17,7 @@ use crate::auth::constant_time_eq;
 use crate::http::request::{parse_request, Limits, Method, Request};
 use crate::http::response::Response;
 use crate::server::{Args, Io, LocalIo};
+use crate::server::{ClusterSnapshot, ClusterStatus};
 use crate::shard::accept::AcceptBackoff;
 use crate::shard::{spawn_contained, LocalTask, ShardTask};
 
@@ -31,6 +32,8 @@ pub struct AdminConfig {
     /// Without a key only loopback callers are served.
     pub api_key: Option<String>,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The node's link to its cluster, when it is in one.
+    pub cluster: Option<Arc<ClusterStatus>>,
 }
 
 /// The shard task that runs the listener on shard 0; the bound address (or
@@ -175,6 +178,16 @@ async fn handle(
     match (request.method, request.path()) {
         (Method::Get, "/healthz") => Response::new(200).body("text/plain; charset=utf-8", "ok\n"),
         (_, "/healthz") => error_response(405, "method not allowed"),
+        // Ready to take clients as a node of its cluster: 503 while the
+        // link to Redis is down (the node still serves its own clients).
+        (Method::Get, "/readyz") => match &config.cluster {
+            Some(cluster) if !cluster.connected() => Response::new(503).body(
+                "text/plain; charset=utf-8",
+                "degraded: not connected to Redis; serving local clients only\n",
+            ),
+            _ => Response::new(200).body("text/plain; charset=utf-8", "ready\n"),
+        },
+        (_, "/readyz") => error_response(405, "method not allowed"),
         (method, path @ ("/api/publish" | "/api/stats" | "/metrics")) => {
             if let Err(refusal) = authorized(config, peer, &request) {
                 return refusal;
@@ -184,12 +197,23 @@ async fn handle(
                 (Method::Get, "/api/stats") => {
                     let shards = io.stats().await;
                     let connections: usize = shards.iter().map(|s| s.connections).sum();
-                    json_response(200, &json!({"connections": connections, "shards": shards}))
+                    let cluster = config.cluster.as_ref().map(|c| cluster_json(&c.snapshot()));
+                    json_response(
+                        200,
+                        &json!({"connections": connections, "shards": shards, "cluster": cluster}),
+                    )
                 }
-                (Method::Get, "/metrics") => Response::new(200).body(
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    config.metrics.encode(),
-                ),
+                (Method::Get, "/metrics") => {
+                    let mut text = config.metrics.encode();
+                    if let Some(cluster) = &config.cluster {
+                        let at = text.rfind("# EOF").unwrap_or(text.len());
+                        text.insert_str(at, &cluster_metrics(&cluster.snapshot()));
+                    }
+                    Response::new(200).body(
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        text,
+                    )
+                }
                 _ => error_response(405, "method not allowed"),
             }
         }
@@ -276,4 +300,107 @@ fn publish(io: &LocalIo, body: &[u8]) -> Response {
         Ok(()) => json_response(200, &json!({"ok": true})),
         Err(error) => error_response(400, &format!("bad request: {error}")),
     }
+}
+
+fn cluster_json(c: &ClusterSnapshot) -> Value {
+    json!({
+        "uid": c.uid,
+        "connected": c.connected,
+        "nodes": c.nodes,
+        "published": c.published,
+        "publish_failed": c.publish_failed,
+        "received": c.received,
+        "malformed": c.malformed,
+        "reconnects": c.reconnects,
+        "bytes_out": c.bytes_out,
+        "bytes_in": c.bytes_in,
+        "pending_bytes": c.pending_bytes,
+        "requests_timed_out": c.requests_timed_out,
+    })
+}
+
+/// The cluster's figures in OpenMetrics text (they live in the link's
+/// atomics, not in the per-shard registry).
+fn cluster_metrics(c: &ClusterSnapshot) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+        let sample = if kind == "counter" {
+            format!("{name}_total")
+        } else {
+            name.to_string()
+        };
+        let _ = write!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{sample} {value}\n"
+        );
+    };
+    metric(
+        "hub_cluster_connected",
+        "gauge",
+        "1 while the link to Redis is up.",
+        u64::from(c.connected),
+    );
+    metric(
+        "hub_cluster_nodes",
+        "gauge",
+        "Nodes on the cluster's / request channel, this one included.",
+        c.nodes,
+    );
+    metric(
+        "hub_cluster_published",
+        "counter",
+        "Commands written to Redis.",
+        c.published,
+    );
+    metric(
+        "hub_cluster_publish_failed",
+        "counter",
+        "Cluster publishes dropped (Redis unreachable or too slow).",
+        c.publish_failed,
+    );
+    metric(
+        "hub_cluster_received",
+        "counter",
+        "Messages heard from other nodes.",
+        c.received,
+    );
+    metric(
+        "hub_cluster_malformed",
+        "counter",
+        "Messages from Redis ignored as malformed.",
+        c.malformed,
+    );
+    metric(
+        "hub_cluster_reconnects",
+        "counter",
+        "Connections to Redis made again after a loss.",
+        c.reconnects,
+    );
+    metric(
+        "hub_cluster_sent_bytes",
+        "counter",
+        "Bytes written to Redis.",
+        c.bytes_out,
+    );
+    metric(
+        "hub_cluster_received_bytes",
+        "counter",
+        "Payload bytes heard from Redis.",
+        c.bytes_in,
+    );
+    metric(
+        "hub_cluster_pending_bytes",
+        "gauge",
+        "Bytes of commands waiting to be written to Redis.",
+        c.pending_bytes,
+    );
+    metric(
+        "hub_cluster_requests_timed_out",
+        "counter",
+        "Requests to other nodes that ended at their timeout.",
+        c.requests_timed_out,
+    );
+    let _ = writeln!(out, "# HELP hub_cluster_node This node's uid on the cluster's channels.\n# TYPE hub_cluster_node info\nhub_cluster_node_info{{uid=\"{}\"}} 1", c.uid);
+    out
 }

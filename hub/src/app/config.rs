@@ -177,6 +177,27 @@ pub struct Settings {
         value_name = "SECRET"
     )]
     pub auth_secret: Option<String>,
+    /// Join a cluster on this Redis (`redis://[user:password@]host[:port][/db]`), wire-compatible
+    /// with Node socket.io's @socket.io/redis-adapter (see docs/cluster.md). Without it: one node.
+    #[arg(
+        long,
+        env = "HUB_REDIS_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub redis_url: Option<String>,
+    /// Channel prefix on Redis (the Node adapter's `key`).
+    #[arg(
+        long,
+        env = "HUB_REDIS_PREFIX",
+        default_value = "socket.io",
+        value_name = "PREFIX"
+    )]
+    pub redis_prefix: String,
+    /// Redis pub/sub mode: `classic` (createAdapter: PUBLISH/PSUBSCRIBE). `sharded`
+    /// (createShardedAdapter, Redis 7 SPUBLISH) is not supported yet and is refused.
+    #[arg(long, env = "HUB_REDIS_MODE", value_enum, default_value_t = RedisMode::Classic)]
+    pub redis_mode: RedisMode,
     /// Bearer key for the admin API; without one it serves loopback callers only.
     #[arg(long, env = "HUB_API_KEY", hide_env_values = true, value_name = "KEY")]
     pub api_key: Option<String>,
@@ -209,6 +230,16 @@ pub struct Settings {
     pub log_level: String,
 }
 
+/// How hub uses Redis pub/sub in a cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RedisMode {
+    /// `PUBLISH`/`PSUBSCRIBE`, as Node's `createAdapter`.
+    Classic,
+    /// `SPUBLISH`/`SSUBSCRIBE`, as Node's `createShardedAdapter` (not supported yet).
+    Sharded,
+}
+
 /// The TOML file: every option optional, unknown keys refused.
 #[derive(Deserialize, Debug, Default)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -235,6 +266,9 @@ struct FileSettings {
     max_cross_shard_backlog: Option<usize>,
     namespace: Option<Vec<String>>,
     auth_secret: Option<String>,
+    redis_url: Option<String>,
+    redis_prefix: Option<String>,
+    redis_mode: Option<RedisMode>,
     api_key: Option<String>,
     admin_bind: Option<SocketAddr>,
     shutdown_timeout: Option<u64>,
@@ -343,6 +377,8 @@ impl Settings {
             max_buffered_packets,
             max_cross_shard_backlog,
             namespace,
+            redis_prefix,
+            redis_mode,
             admin_bind,
             shutdown_timeout,
             log_format,
@@ -351,6 +387,11 @@ impl Settings {
         if let Some(secret) = file.auth_secret {
             if unset("auth_secret") {
                 self.auth_secret = Some(secret);
+            }
+        }
+        if let Some(url) = file.redis_url {
+            if unset("redis_url") {
+                self.redis_url = Some(url);
             }
         }
         if let Some(key) = file.api_key {
@@ -363,6 +404,18 @@ impl Settings {
     fn check(&mut self) -> Result<(), ConfigError> {
         if self.ping_interval == 0 {
             return Err(invalid("ping-interval", "must be at least 1 ms"));
+        }
+        if let Some(url) = &self.redis_url {
+            crate::redis::RedisUrl::parse(url).map_err(|e| invalid("redis-url", e.to_string()))?;
+        }
+        if self.redis_mode == RedisMode::Sharded {
+            return Err(invalid(
+                "redis-mode",
+                "sharded is not supported yet: use classic (see docs/cluster.md)",
+            ));
+        }
+        if self.redis_prefix.is_empty() {
+            return Err(invalid("redis-prefix", "must not be empty"));
         }
         if self.ping_timeout == 0 {
             return Err(invalid("ping-timeout", "must be at least 1 ms"));

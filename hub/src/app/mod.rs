@@ -13,7 +13,7 @@ use crate::engineio::session::PacketRate;
 use crate::http::cors::AllowedOrigins;
 use crate::metrics::Metrics;
 use crate::relay::{relay, RelayConfig};
-use crate::server::IoSettings;
+use crate::server::{ClusterConfig, IoSettings};
 use crate::shard::{stop_on_signals, Server, ServerError};
 use config::{LogFormat, Settings};
 
@@ -104,7 +104,14 @@ pub fn run(
         metrics: Some(metrics.clone()),
         ..ServerConfig::default()
     };
+    let cluster = settings.redis_url.as_deref().map(|url| {
+        let url = crate::redis::RedisUrl::parse(url).expect("checked with the settings");
+        let mut cluster = ClusterConfig::new(url);
+        cluster.prefix = settings.redis_prefix.clone();
+        cluster
+    });
     let relay_config = RelayConfig {
+        cluster,
         namespaces: settings.namespace.clone(),
         auth: settings
             .auth_secret
@@ -123,9 +130,11 @@ pub fn run(
         bind: settings.admin_bind,
         api_key: settings.api_key.clone(),
         metrics: metrics.clone(),
+        cluster: io.cluster_status(),
     };
     let server = Server::new(server_config)
         .endpoint(engine, io.handler_factory())
+        .task(io.cluster_task())
         .task(admin::task(io.clone(), admin, admin_tx))
         .start()?;
     let admin_addr = admin_rx

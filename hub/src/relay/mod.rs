@@ -16,7 +16,7 @@ use std::time::SystemTime;
 use serde_json::{json, Value};
 
 use crate::auth::{glob_match, TokenVerifier};
-use crate::server::{Ack, Args, ConnectError, Io, IoSettings, JoinError, Socket};
+use crate::server::{Ack, Args, ClusterConfig, ConnectError, Io, IoSettings, JoinError, Socket};
 use grant::{Grant, Refresh, TokenGrant};
 use request::Refusal;
 use sweeper::RelayShard;
@@ -30,6 +30,8 @@ pub struct RelayConfig {
     /// With a verifier, every socket needs a valid token.
     pub auth: Option<TokenVerifier>,
     pub settings: IoSettings,
+    /// A cluster on Redis to join (see `docs/cluster.md`).
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Default for RelayConfig {
@@ -38,6 +40,7 @@ impl Default for RelayConfig {
             namespaces: vec!["*".to_string()],
             auth: None,
             settings: IoSettings::default(),
+            cluster: None,
         }
     }
 }
@@ -49,7 +52,11 @@ pub fn relay(config: RelayConfig) -> Io {
     let instance = INSTANCES.fetch_add(1, Ordering::Relaxed);
     let auth = config.auth.map(Arc::new);
     let patterns = config.namespaces;
-    Io::builder()
+    let builder = match config.cluster {
+        Some(cluster) => Io::builder().cluster(cluster),
+        None => Io::builder(),
+    };
+    builder
         .settings(config.settings)
         .of_dynamic(
             move |name| patterns.iter().any(|p| glob_match(p, name)),

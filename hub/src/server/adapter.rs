@@ -74,6 +74,8 @@ pub(crate) enum ClusterBody {
         request: u64,
         stats: ShardStats,
     },
+    /// To or from the cluster's link on shard 0.
+    Cluster(super::cluster::ClusterOp),
 }
 
 impl ClusterBody {
@@ -106,6 +108,7 @@ impl ClusterBody {
             ClusterBody::Fetch { target: t, .. } => target(t),
             ClusterBody::Fetched { sockets, .. } => sockets.len() * 128,
             ClusterBody::Stats { .. } | ClusterBody::StatsReply { .. } => 0,
+            ClusterBody::Cluster(op) => op.payload_bytes(),
         }
     }
 }
@@ -355,7 +358,9 @@ impl ShardAdapter {
                 }
                 Vec::new()
             }
-            ClusterBody::Stats { .. } | ClusterBody::StatsReply { .. } => Vec::new(),
+            ClusterBody::Stats { .. }
+            | ClusterBody::StatsReply { .. }
+            | ClusterBody::Cluster(_) => Vec::new(),
         }
     }
 

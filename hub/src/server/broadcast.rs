@@ -4,13 +4,20 @@
 use std::future::Future;
 use std::rc::Rc;
 
+use std::sync::Arc;
+
+use serde_json::Value;
+
 use super::adapter::{Adapter, RoomOp, Target};
 use super::args::Args;
+use super::cluster::link::NodeRequest;
+use super::cluster::ClusterShared;
 use super::namespace::Nsp;
 use super::outgoing;
 use super::reason::DisconnectReason;
 use super::shard::SioShard;
 use super::socket::{EmitError, SocketInner};
+use crate::redis::wire::{self, WireFlags, WireTarget};
 use crate::socketio::is_reserved_event;
 
 /// A socket as a server-wide query reports it, from whichever shard owns it.
@@ -19,12 +26,20 @@ pub struct RemoteSocket {
     pub id: String,
     pub nsp: String,
     pub rooms: Vec<String>,
+    /// The shard that owns it (0 for a socket of another node).
     pub shard: usize,
+    /// False for a socket of another node of the cluster.
+    pub on_this_node: bool,
+    /// Its handshake as Node serializes it (headers, time, address, url,
+    /// query, auth...).
+    pub handshake: Value,
 }
 
 impl RemoteSocket {
     pub(crate) fn of(socket: &SocketInner, shard: usize) -> RemoteSocket {
         RemoteSocket {
+            on_this_node: true,
+            handshake: socket.handshake.to_json(),
             id: socket.id.to_string(),
             nsp: socket.nsp.name.clone(),
             rooms: socket
@@ -51,6 +66,8 @@ pub struct BroadcastOperator {
     target: Target,
     compress: Option<bool>,
     binary: Option<bool>,
+    /// This node only, not the rest of the cluster.
+    local: bool,
 }
 
 impl BroadcastOperator {
@@ -66,7 +83,34 @@ impl BroadcastOperator {
             target: Target::default(),
             compress: None,
             binary: None,
+            local: false,
         }
+    }
+
+    /// Only this node's sockets (every shard), not the cluster's others.
+    pub fn local(mut self) -> BroadcastOperator {
+        self.local = true;
+        self
+    }
+
+    /// The cluster to tell, unless this is local; and the target as the
+    /// other nodes see it (the sender's own room excepted).
+    fn cluster_target(&self) -> Option<(Arc<ClusterShared>, WireTarget)> {
+        if self.local {
+            return None;
+        }
+        let cluster = self.shard.cluster()?.clone();
+        let mut except = self.target.except.clone();
+        if let Some(sender) = &self.sender {
+            except.push(sender.id.to_string());
+        }
+        Some((
+            cluster,
+            WireTarget {
+                rooms: self.target.rooms.clone(),
+                except,
+            },
+        ))
     }
 
     /// Add a target room; each recipient gets the packet once however many of its rooms are named.
@@ -126,6 +170,24 @@ impl BroadcastOperator {
             return Err(EmitError::Reserved(event.to_string()));
         }
         let packet = outgoing::event(&self.nsp.name, event, &args, None);
+        if let Some((cluster, target)) = self.cluster_target() {
+            let flags = WireFlags {
+                volatile: self.target.volatile,
+                compress: self.compress,
+                local: false,
+            };
+            let payload = wire::encode_broadcast(
+                cluster.uid(),
+                &self.nsp.name,
+                event,
+                args.values(),
+                args.attachments(),
+                &target,
+                &flags,
+            );
+            let channel = cluster.channels.broadcast(&self.nsp.name, &target.rooms);
+            self.shard.cluster_publish(&channel, &payload);
+        }
         let nsp = self.shard.live(&self.nsp);
         self.shard
             .adapter
@@ -149,6 +211,16 @@ impl BroadcastOperator {
     }
 
     fn room_op(self, op: RoomOp) {
+        if let Some((cluster, target)) = self.cluster_target() {
+            let uid = cluster.uid();
+            let payload = match &op {
+                RoomOp::Join(rooms) => wire::room_request(uid, true, &target, rooms),
+                RoomOp::Leave(rooms) => wire::room_request(uid, false, &target, rooms),
+                RoomOp::Disconnect { close } => wire::disconnect_request(uid, &target, *close),
+            };
+            self.shard
+                .cluster_publish(&cluster.channels.request(&self.nsp.name), &payload);
+        }
         let nsp = self.shard.live(&self.nsp);
         let local = self
             .shard
@@ -160,11 +232,55 @@ impl BroadcastOperator {
         }
     }
 
-    /// The target sockets, gathered from every shard.
+    /// The target sockets, gathered from every shard and, in a cluster,
+    /// every node (those that answer within the request timeout).
     pub fn fetch_sockets(self) -> impl Future<Output = Vec<RemoteSocket>> {
+        let remote = self.cluster_target().map(|(_, target)| {
+            self.shard
+                .cluster_request(&self.nsp.name, NodeRequest::Fetch(target))
+        });
         let nsp = self.shard.live(&self.nsp);
-        self.shard
+        let name = self.nsp.name.clone();
+        let local = self
+            .shard
             .adapter
-            .fetch(&nsp, self.target, self.sender.as_deref())
+            .fetch(&nsp, self.target, self.sender.as_deref());
+        async move {
+            let mut sockets = local.await;
+            if let Some(remote) = remote {
+                let (responses, _) = remote.await;
+                for response in responses {
+                    let Some(Value::Array(found)) = response.body.get("sockets") else {
+                        continue;
+                    };
+                    sockets.extend(found.iter().filter_map(|s| remote_socket(&name, s)));
+                }
+            }
+            sockets
+        }
     }
+}
+
+/// A socket in another node's `fetchSockets` answer: `{id, handshake, rooms, data}`.
+fn remote_socket(nsp: &str, socket: &Value) -> Option<RemoteSocket> {
+    let id = socket.get("id")?.as_str()?.to_string();
+    let rooms = match socket.get("rooms") {
+        Some(Value::Array(rooms)) => rooms
+            .iter()
+            .filter_map(|r| match r {
+                Value::String(s) => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    Some(RemoteSocket {
+        id,
+        nsp: nsp.to_string(),
+        rooms,
+        shard: 0,
+        on_this_node: false,
+        handshake: socket.get("handshake").cloned().unwrap_or(Value::Null),
+    })
 }

@@ -92,3 +92,29 @@ pub struct RequestInfo {
     pub url: String,
     pub headers: Vec<(String, String)>,
 }
+
+impl Handshake {
+    /// As Node's `socket.handshake` serializes (what a cluster's
+    /// `fetchSockets` answer carries): headers, time, address, xdomain,
+    /// secure, issued (ms), url, query, auth.
+    pub fn to_json(&self) -> Value {
+        let pairs = |pairs: &mut dyn Iterator<Item = (&str, &str)>| {
+            let mut map = serde_json::Map::new();
+            for (k, v) in pairs {
+                map.insert(k.to_string(), Value::from(v));
+            }
+            Value::Object(map)
+        };
+        serde_json::json!({
+            "headers": pairs(&mut self.headers().iter()),
+            "time": self.time(),
+            "address": self.address().ip().to_string(),
+            "xdomain": self.xdomain(),
+            "secure": self.secure(),
+            "issued": self.issued(),
+            "url": self.url(),
+            "query": pairs(&mut self.query()),
+            "auth": self.auth,
+        })
+    }
+}

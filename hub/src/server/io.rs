@@ -8,9 +8,13 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::args::Args;
+use super::cluster::link::Link;
+use super::cluster::{ClusterConfig, ClusterShared, ClusterStatus, LINK_SHARD};
 use super::shard::SioShard;
 use super::socket::Socket;
 use crate::engine::{Handler, HandlerFactory};
+use crate::shard::{LocalTask, ShardTask};
 
 /// A namespace middleware's refusal: the client gets `connect_error`.
 #[derive(Clone, Debug, PartialEq)]
@@ -39,6 +43,11 @@ pub type ConnectionHandler = Arc<dyn Fn(&Socket) + Send + Sync>;
 /// id) and may refuse it.
 pub type NamespaceMiddleware = Arc<dyn Fn(&Socket) -> Result<(), ConnectError> + Send + Sync>;
 pub type NamespaceMatcher = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+/// Runs for a server-side emit from another node of the cluster (Node's
+/// `io.on(event, (...args, ack) => ..)`), on shard 0: the arguments after
+/// the event name, and the ack when the sender waits for one.
+pub type ServerSideHandler =
+    Arc<dyn Fn(&super::Namespace, &Args, Option<super::ServerSideAck>) + Send + Sync>;
 
 #[derive(Clone, Default)]
 pub(crate) struct NamespaceDef {
@@ -48,6 +57,8 @@ pub(crate) struct NamespaceDef {
     /// Serves every name a matcher accepts (`of_dynamic`): such a namespace
     /// is removed from its shard when its last socket leaves.
     pub dynamic: bool,
+    /// Handlers of server-side emits from other nodes, by event.
+    pub server_side: Vec<(String, ServerSideHandler)>,
 }
 
 /// The middleware and connection handler of one namespace (or of every
@@ -71,6 +82,19 @@ impl NamespaceBuilder {
     /// the others leave.
     pub fn close_last(mut self) -> NamespaceBuilder {
         self.def.close_last = true;
+        self
+    }
+
+    /// Handle `event` emitted by another node with `serverSideEmit` (runs
+    /// on shard 0, where the cluster's link is).
+    pub fn on_server_side(
+        mut self,
+        event: &str,
+        handler: impl Fn(&super::Namespace, &Args, Option<super::ServerSideAck>) + Send + Sync + 'static,
+    ) -> NamespaceBuilder {
+        self.def
+            .server_side
+            .push((event.to_string(), Arc::new(handler)));
         self
     }
 
@@ -127,6 +151,8 @@ pub(crate) struct IoConfig {
     pub dynamic: Vec<(NamespaceMatcher, NamespaceDef)>,
     /// Tells this server's cross-shard messages from another's in the same process.
     pub instance: u64,
+    /// The cluster this server is a node of, if any.
+    pub cluster: Option<Arc<ClusterShared>>,
 }
 
 impl IoConfig {
@@ -158,7 +184,36 @@ impl Io {
             settings: IoSettings::default(),
             namespaces: Vec::new(),
             dynamic: Vec::new(),
+            cluster: None,
         }
+    }
+
+    /// The state of this node's link to its cluster (None without one).
+    pub fn cluster_status(&self) -> Option<Arc<ClusterStatus>> {
+        self.config.cluster.as_ref().map(|c| c.status.clone())
+    }
+
+    /// The task that runs the link to the cluster on shard 0: give it to
+    /// `Server::task` with the endpoint (it does nothing without a cluster).
+    pub fn cluster_task(&self) -> ShardTask {
+        let config = self.config.clone();
+        Arc::new(move |shard| {
+            let cluster = config.cluster.clone()?;
+            if shard != LINK_SHARD {
+                return None;
+            }
+            let sio = super::shard::local(config.instance)?;
+            // `/` always, as a Node server always has it: the other nodes
+            // count servers on its request channel.
+            let mut declared: Vec<String> =
+                config.namespaces.iter().map(|(n, _)| n.clone()).collect();
+            if !declared.iter().any(|n| n == "/") {
+                declared.push("/".to_string());
+            }
+            let link = Link::new(cluster, &sio, &declared);
+            sio.set_link(link.clone());
+            Some(Box::pin(link.run()) as LocalTask)
+        })
     }
 
     /// This server as seen from the shard running the caller (None off
@@ -178,11 +233,19 @@ pub struct IoBuilder {
     settings: IoSettings,
     namespaces: Vec<(String, NamespaceDef)>,
     dynamic: Vec<(NamespaceMatcher, NamespaceDef)>,
+    cluster: Option<ClusterConfig>,
 }
 
 impl IoBuilder {
     pub fn settings(mut self, settings: IoSettings) -> IoBuilder {
         self.settings = settings;
+        self
+    }
+
+    /// Join a cluster on Redis, with Node's `@socket.io/redis-adapter`
+    /// wire format (see `docs/cluster.md`); run [`Io::cluster_task`] on the server.
+    pub fn cluster(mut self, config: ClusterConfig) -> IoBuilder {
+        self.cluster = Some(config);
         self
     }
 
@@ -239,6 +302,7 @@ impl IoBuilder {
                 namespaces: self.namespaces,
                 dynamic: self.dynamic,
                 instance: rand::random(),
+                cluster: self.cluster.map(|c| Arc::new(ClusterShared::new(c))),
             }),
         }
     }

@@ -33,6 +33,7 @@ mod adapter;
 mod args;
 mod broadcast;
 mod client;
+pub(crate) mod cluster;
 #[cfg(test)]
 mod flood_tests;
 mod handshake;
@@ -50,6 +51,9 @@ mod tests;
 
 pub use args::Args;
 pub use broadcast::{BroadcastOperator, RemoteSocket};
+pub use cluster::{
+    ClusterConfig, ClusterSnapshot, ClusterStatus, ServerSideAck, ServerSideEmitTimeout,
+};
 pub use handshake::{Handshake, RequestInfo};
 pub use io::{ConnectError, Io, IoBuilder, IoSettings, LocalIo, NamespaceBuilder};
 pub use namespace::Namespace;

@@ -10,9 +10,22 @@ use ahash::{AHashMap, AHasher};
 
 use super::args::Args;
 use super::broadcast::{BroadcastOperator, RemoteSocket};
+use super::cluster::link::NodeRequest;
+use super::cluster::ServerSideEmitTimeout;
 use super::io::NamespaceDef;
 use super::shard::SioShard;
 use super::socket::{EmitError, Socket, SocketInner};
+use crate::socketio::is_reserved_event;
+use serde_json::Value;
+
+/// `[event, ...args]` and the attachments, as a server-side emit carries them.
+fn server_side_data(event: &str, args: Args) -> (Vec<Value>, Vec<bytes::Bytes>) {
+    let (values, attachments) = args.into_parts();
+    let mut data = Vec::with_capacity(values.len() + 1);
+    data.push(Value::from(event));
+    data.extend(values);
+    (data, attachments)
+}
 
 /// Sockets by their shard-local key (a counter, so a fixed hasher will do:
 /// a table per room then carries no hasher state).
@@ -115,6 +128,10 @@ pub struct Namespace {
 }
 
 impl Namespace {
+    pub(crate) fn new(shard: Rc<SioShard>, nsp: Rc<Nsp>) -> Namespace {
+        Namespace { shard, nsp }
+    }
+
     pub fn name(&self) -> &str {
         &self.nsp.name
     }
@@ -162,6 +179,93 @@ impl Namespace {
 
     pub fn disconnect_sockets(&self, close: bool) {
         self.all().disconnect_sockets(close)
+    }
+
+    /// Emit `event` to the other nodes of the cluster (Node's
+    /// `io.serverSideEmit`): their handlers for it run (`on_server_side`
+    /// here, `io.on(event)` on Node servers). Nothing without a cluster.
+    pub fn server_side_emit(&self, event: &str, args: Args) -> Result<(), EmitError> {
+        if is_reserved_event(event) {
+            return Err(EmitError::Reserved(event.to_string()));
+        }
+        let Some(cluster) = self.shard.cluster() else {
+            return Ok(());
+        };
+        let (data, attachments) = server_side_data(event, args);
+        let payload =
+            crate::redis::wire::server_side_emit_request(cluster.uid(), None, &data, &attachments);
+        let channel = cluster.channels.request(&self.nsp.name);
+        self.shard.cluster_publish(&channel, &payload);
+        Ok(())
+    }
+
+    /// As [`Namespace::server_side_emit`], and gather each other node's
+    /// answer (`serverSideEmitWithAck`): every node's, or those that came
+    /// within the cluster's request timeout, with an error.
+    pub fn server_side_emit_with_ack(
+        &self,
+        event: &str,
+        args: Args,
+    ) -> impl Future<Output = Result<Vec<Value>, ServerSideEmitTimeout>> + 'static {
+        let request = match (is_reserved_event(event), self.shard.cluster()) {
+            (false, Some(_)) => {
+                let (data, attachments) = server_side_data(event, args);
+                Some(self.shard.cluster_request(
+                    &self.nsp.name,
+                    NodeRequest::ServerSideEmit { data, attachments },
+                ))
+            }
+            _ => None,
+        };
+        async move {
+            let Some(request) = request else {
+                return Ok(Vec::new());
+            };
+            let (responses, expected) = request.await;
+            let responses: Vec<Value> = responses
+                .into_iter()
+                .map(|mut r| r.body.remove("data").unwrap_or(Value::Null))
+                .collect();
+            if responses.len() < expected {
+                return Err(ServerSideEmitTimeout {
+                    responses,
+                    expected,
+                });
+            }
+            Ok(responses)
+        }
+    }
+
+    /// Every room of the namespace, on every shard and, in a cluster,
+    /// every node that answers within the request timeout (`allRooms`).
+    pub fn all_rooms(&self) -> impl Future<Output = Vec<String>> + 'static {
+        let remote = self.shard.cluster().map(|_| {
+            self.shard
+                .cluster_request(&self.nsp.name, NodeRequest::AllRooms)
+        });
+        let local = self.fetch_local_sockets();
+        async move {
+            let mut rooms: Vec<String> = local.await.into_iter().flat_map(|s| s.rooms).collect();
+            if let Some(remote) = remote {
+                for response in remote.await.0 {
+                    if let Some(Value::Array(names)) = response.body.get("rooms") {
+                        rooms.extend(names.iter().filter_map(|r| match r {
+                            Value::String(s) => Some(s.clone()),
+                            Value::Number(n) => Some(n.to_string()),
+                            _ => None,
+                        }));
+                    }
+                }
+            }
+            rooms.sort_unstable();
+            rooms.dedup();
+            rooms
+        }
+    }
+
+    /// This node's sockets of the namespace, on every shard.
+    fn fetch_local_sockets(&self) -> impl Future<Output = Vec<RemoteSocket>> {
+        self.all().local().fetch_sockets()
     }
 
     /// The sockets of the namespace on this shard.

@@ -16,6 +16,8 @@ use serde_json::{json, Value};
 use super::adapter::{Adapter, ClusterBody, ClusterMsg, ShardAdapter};
 use super::args::Args;
 use super::client::Client;
+use super::cluster::link::Link;
+use super::cluster::{ClusterOp, NodeAnswers, LINK_SHARD};
 use super::handshake::Handshake;
 use super::io::IoConfig;
 use super::namespace::Nsp;
@@ -29,6 +31,7 @@ use crate::engine::{
 use crate::engineio::Sid;
 use crate::shard::context;
 use crate::socketio::{Packet, PacketType, Protocol};
+use glommio::channels::local_channel::LocalSender;
 
 /// The CONNECT_ERROR message past `max_namespaces_per_connection`.
 pub(crate) const TOO_MANY_NAMESPACES: &str = "too many namespaces";
@@ -48,6 +51,10 @@ pub(crate) struct SioShard {
     connect_sweeper: Cell<bool>,
     pub(crate) pending_stats: PendingStats,
     pub adapter: ShardAdapter,
+    /// On shard 0 of a clustered server: the link to Redis.
+    link: RefCell<Option<Rc<Link>>>,
+    /// This shard's requests to the other nodes, waiting for shard 0.
+    cluster_waiters: RefCell<AHashMap<u64, LocalSender<NodeAnswers>>>,
 }
 
 thread_local! {
@@ -77,6 +84,8 @@ impl SioShard {
             connect_sweeper: Cell::new(false),
             pending_stats: Rc::default(),
             adapter: ShardAdapter::new(shard, instance, max_rooms_per_socket),
+            link: RefCell::new(None),
+            cluster_waiters: RefCell::new(AHashMap::new()),
         });
         LOCAL.with(|m| m.borrow_mut().insert(instance, Rc::downgrade(&shard_state)));
         shard_state
@@ -84,6 +93,22 @@ impl SioShard {
 
     pub(crate) fn shard_id(&self) -> usize {
         self.shard
+    }
+
+    pub(crate) fn config(&self) -> &IoConfig {
+        &self.config
+    }
+
+    pub(crate) fn me(&self) -> Option<Rc<SioShard>> {
+        self.me.upgrade()
+    }
+
+    pub(crate) fn link_cell(&self) -> &RefCell<Option<Rc<Link>>> {
+        &self.link
+    }
+
+    pub(crate) fn cluster_waiters(&self) -> &RefCell<AHashMap<u64, LocalSender<NodeAnswers>>> {
+        &self.cluster_waiters
     }
 
     pub(crate) fn instance(&self) -> u64 {
@@ -158,6 +183,9 @@ impl SioShard {
         }
         namespaces.insert(nsp.name.clone(), nsp.clone());
         nsp.attached.set(true);
+        if nsp.def.dynamic {
+            self.cluster_op(LINK_SHARD, &nsp.name, ClusterOp::NamespaceHeld(true));
+        }
         crate::metrics::with(|m| {
             m.namespaces.inc();
         });
@@ -189,6 +217,7 @@ impl SioShard {
         // namespace middleware may have joined: that socket attaches this
         // namespace again if it connects, and leaves them if refused.
         nsp.attached.set(false);
+        self.cluster_op(LINK_SHARD, &nsp.name, ClusterOp::NamespaceHeld(false));
         crate::metrics::with(|m| {
             m.namespaces.dec();
         });
@@ -559,6 +588,10 @@ impl Handler for SioShard {
                 if let Some(tx) = self.pending_stats.borrow().get(&request) {
                     let _ = tx.try_send(stats);
                 }
+                return None;
+            }
+            ClusterBody::Cluster(op) => {
+                self.on_cluster_op(&msg.nsp, op);
                 return None;
             }
             _ => {}

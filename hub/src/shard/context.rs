@@ -54,3 +54,13 @@ pub fn post_sized(target: usize, msg: Box<dyn Any + Send>, bytes: usize) -> bool
     })
     .unwrap_or(false)
 }
+
+/// Wait until the current shard takes input again (its backlog for the
+/// other shards is under its limit): a reader of input from outside the
+/// clients, such as the cluster's link to Redis, waits as they do.
+pub(crate) async fn input_allowed() {
+    let shard = CURRENT.with(|c| c.borrow().upgrade());
+    if let Some(shard) = shard {
+        shard.input_allowed().await;
+    }
+}

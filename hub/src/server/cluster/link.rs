@@ -1,0 +1,443 @@
+//! The link to Redis, on shard 0: one connection for commands (publishes
+//! pipelined: whatever is queued goes in one write, then its replies are
+//! read), one subscribed connection, a reconnect loop with capped
+//! exponential backoff, and the requests to the other nodes waiting for
+//! their answers.
+
+use std::cell::{Cell, RefCell};
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ahash::{AHashMap, AHashSet};
+use bytes::{Bytes, BytesMut};
+use futures_lite::future;
+use glommio::channels::local_channel::{self, LocalSender};
+use glommio::timer::Timer;
+
+use super::node_requests;
+use super::status::ClusterStatus;
+use super::ClusterShared;
+use crate::redis::resp::{self, count_of, Push, RespConn, RespError};
+use crate::redis::wire::{self, WireResponse};
+use crate::server::shard::SioShard;
+use crate::signal::Signal;
+
+/// How often the nodes on the `/` request channel are counted.
+const COUNT_NODES_EVERY: Duration = Duration::from_secs(5);
+/// Most requests from other nodes being answered at once; past it one is
+/// ignored (and counted as failed).
+pub(super) const MAX_REQUESTS_IN_FLIGHT: usize = 256;
+
+/// What a request to the other nodes asks.
+pub(crate) enum NodeRequest {
+    Fetch(wire::WireTarget),
+    AllRooms,
+    ServerSideEmit {
+        data: Vec<serde_json::Value>,
+        attachments: Vec<Bytes>,
+    },
+}
+
+pub(crate) struct Link {
+    me: Weak<Link>,
+    pub shared: Arc<ClusterShared>,
+    sio: Weak<SioShard>,
+    /// RESP commands not yet written, and for each, who waits for its reply.
+    queue: RefCell<BytesMut>,
+    waiters: RefCell<Vec<Option<LocalSender<Option<i64>>>>>,
+    ready: Signal,
+    up: Cell<bool>,
+    /// Namespaces to be subscribed to, with how many holders each has
+    /// (shards that have it, and the server for a declared one).
+    namespaces: RefCell<AHashMap<String, usize>>,
+    subscriptions_changed: Signal,
+    /// Our requests waiting for answers, by request id.
+    pending: RefCell<AHashMap<String, LocalSender<WireResponse>>>,
+    pub(crate) requests_in_flight: Cell<usize>,
+    /// Publishes dropped since the last log line about it.
+    unlogged_failures: Cell<u64>,
+}
+
+impl Link {
+    pub fn new(shared: Arc<ClusterShared>, sio: &Rc<SioShard>, declared: &[String]) -> Rc<Link> {
+        let namespaces = declared.iter().map(|n| (n.clone(), 1)).collect();
+        Rc::new_cyclic(|me| Link {
+            me: me.clone(),
+            shared,
+            sio: Rc::downgrade(sio),
+            queue: RefCell::new(BytesMut::new()),
+            waiters: RefCell::new(Vec::new()),
+            ready: Signal::new(),
+            up: Cell::new(false),
+            namespaces: RefCell::new(namespaces),
+            subscriptions_changed: Signal::new(),
+            pending: RefCell::new(AHashMap::new()),
+            requests_in_flight: Cell::new(0),
+            unlogged_failures: Cell::new(0),
+        })
+    }
+
+    fn status(&self) -> &ClusterStatus {
+        &self.shared.status
+    }
+
+    /// Queue a command (its RESP bytes); `waiter` hears its integer reply,
+    /// or None if it never came. False, and counted, when it was dropped:
+    /// Redis is unreachable or the queue is full.
+    pub fn enqueue(&self, command: &[u8], waiter: Option<LocalSender<Option<i64>>>) -> bool {
+        let mut queue = self.queue.borrow_mut();
+        if !self.up.get() || queue.len() + command.len() > self.shared.config.max_pending_bytes {
+            drop(queue);
+            ClusterStatus::add(&self.status().publish_failed, 1);
+            let failures = self.unlogged_failures.get() + 1;
+            self.unlogged_failures.set(failures);
+            if failures == 1 {
+                tracing::warn!(
+                    connected = self.up.get(),
+                    "a cluster publish was dropped: Redis is unreachable or too slow (counted in publish_failed)"
+                );
+            }
+            return false;
+        }
+        queue.extend_from_slice(command);
+        self.status()
+            .pending_bytes
+            .store(queue.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        drop(queue);
+        self.waiters.borrow_mut().push(waiter);
+        self.ready.notify();
+        true
+    }
+
+    pub fn publish(&self, channel: &str, payload: &[u8]) -> bool {
+        let mut command = BytesMut::with_capacity(payload.len() + channel.len() + 32);
+        resp::command(&mut command, &[b"PUBLISH", channel.as_bytes(), payload]);
+        self.enqueue(&command, None)
+    }
+
+    /// How many clients are subscribed to `channel` (None: Redis is unreachable).
+    pub async fn numsub(&self, channel: &str) -> Option<i64> {
+        let mut command = BytesMut::new();
+        resp::command(&mut command, &[b"PUBSUB", b"NUMSUB", channel.as_bytes()]);
+        let (tx, rx) = local_channel::new_bounded(1);
+        if !self.enqueue(&command, Some(tx)) {
+            return None;
+        }
+        rx.recv().await.flatten()
+    }
+
+    /// A shard has (`up`) or no longer has a namespace.
+    pub fn namespace_held(&self, nsp: &str, up: bool) {
+        let mut namespaces = self.namespaces.borrow_mut();
+        if up {
+            let count = namespaces.entry(nsp.to_string()).or_insert(0);
+            *count += 1;
+            if *count == 1 {
+                self.subscriptions_changed.notify();
+            }
+        } else if let Some(count) = namespaces.get_mut(nsp) {
+            *count -= 1;
+            if *count == 0 {
+                namespaces.remove(nsp);
+                self.subscriptions_changed.notify();
+            }
+        }
+    }
+
+    /// Ask the other nodes; their answers, as many as `PUBSUB NUMSUB`
+    /// counts other subscribers of the request channel, or what came
+    /// before the request timeout.
+    pub async fn request(&self, nsp: &str, kind: NodeRequest) -> (Vec<WireResponse>, usize) {
+        let channels = &self.shared.channels;
+        let request_channel = channels.request(nsp);
+        let Some(subscribers) = self.numsub(&request_channel).await else {
+            return (Vec::new(), 0);
+        };
+        let expected = (subscribers - 1).max(0) as usize;
+        if expected == 0 {
+            return (Vec::new(), 0);
+        }
+        let id = wire::new_id();
+        let uid = self.shared.uid();
+        let payload = match &kind {
+            NodeRequest::Fetch(target) => wire::fetch_request(uid, &id, target),
+            NodeRequest::AllRooms => wire::all_rooms_request(uid, &id),
+            NodeRequest::ServerSideEmit { data, attachments } => {
+                wire::server_side_emit_request(uid, Some(&id), data, attachments)
+            }
+        };
+        let (tx, rx) = local_channel::new_bounded(expected.min(1024));
+        self.pending.borrow_mut().insert(id.clone(), tx);
+        let mut responses = Vec::with_capacity(expected);
+        if self.publish(&request_channel, &payload) {
+            let deadline = Timer::new(self.shared.config.request_timeout);
+            futures_lite::pin!(deadline);
+            while responses.len() < expected {
+                let next = future::or(async { rx.recv().await }, async {
+                    (&mut deadline).await;
+                    None
+                })
+                .await;
+                match next {
+                    Some(response) => responses.push(response),
+                    None => {
+                        ClusterStatus::add(&self.status().requests_timed_out, 1);
+                        tracing::debug!(
+                            nsp,
+                            got = responses.len(),
+                            expected,
+                            "a cluster request ended at its timeout"
+                        );
+                        break;
+                    }
+                }
+            }
+        }
+        self.pending.borrow_mut().remove(&id);
+        (responses, expected)
+    }
+
+    /// Connect, serve, reconnect: forever (the shard's end drops it).
+    pub async fn run(self: Rc<Link>) {
+        let config = &self.shared.config;
+        let mut backoff = Duration::from_millis(100);
+        let mut failures: u64 = 0;
+        loop {
+            match self.connect().await {
+                Ok((commands, subscriber)) => {
+                    if failures > 0 {
+                        ClusterStatus::add(&self.status().reconnects, 1);
+                    }
+                    backoff = Duration::from_millis(100);
+                    tracing::info!(url = %config.url, uid = self.shared.uid(), "cluster: connected to Redis");
+                    self.up.set(true);
+                    let error = future::or(
+                        self.command_loop(commands),
+                        future::or(self.subscriber_loop(subscriber), self.count_nodes()),
+                    )
+                    .await;
+                    self.up.set(false);
+                    self.status().set_connected(false);
+                    self.fail_queued();
+                    tracing::warn!(%error, url = %config.url, "cluster: lost the connection to Redis; local delivery goes on, cluster publishes are dropped until it is back");
+                    failures = 1;
+                }
+                Err(error) => {
+                    failures += 1;
+                    // The first failure, then one line every ten tries.
+                    if failures == 1 || failures.is_multiple_of(10) {
+                        tracing::warn!(%error, url = %config.url, attempts = failures, "cluster: cannot connect to Redis; serving local clients only, retrying");
+                    }
+                }
+            }
+            Timer::new(backoff).await;
+            backoff = (backoff * 2).min(config.max_backoff);
+        }
+    }
+
+    async fn connect(&self) -> Result<(RespConn, RespConn), RespError> {
+        let config = &self.shared.config;
+        let commands = crate::redis::conn::connect(&config.url, config.connect_timeout).await?;
+        let subscriber = crate::redis::conn::connect(&config.url, config.connect_timeout).await?;
+        Ok((commands, subscriber))
+    }
+
+    /// Drop what was queued for a connection that is gone.
+    fn fail_queued(&self) {
+        let dropped = self.waiters.borrow_mut().drain(..).count();
+        self.queue.borrow_mut().clear();
+        self.status()
+            .pending_bytes
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+        ClusterStatus::add(&self.status().publish_failed, dropped as u64);
+    }
+
+    async fn command_loop(&self, mut conn: RespConn) -> RespError {
+        loop {
+            let listen = self.ready.listen();
+            if self.queue.borrow().is_empty() {
+                listen.await;
+                continue;
+            }
+            let bytes = std::mem::take(&mut *self.queue.borrow_mut());
+            let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
+            self.status()
+                .pending_bytes
+                .store(0, std::sync::atomic::Ordering::Relaxed);
+            if self.unlogged_failures.get() > 1 {
+                tracing::warn!(
+                    dropped = self.unlogged_failures.get(),
+                    "cluster publishes were dropped while Redis was unreachable or slow"
+                );
+            }
+            self.unlogged_failures.set(0);
+            if let Err(e) = conn.write(&bytes).await {
+                return e;
+            }
+            ClusterStatus::add(&self.status().bytes_out, bytes.len() as u64);
+            ClusterStatus::add(&self.status().published, waiters.len() as u64);
+            for waiter in waiters {
+                let frame = match conn.read_frame().await {
+                    Ok(frame) => frame,
+                    Err(e) => return e,
+                };
+                if let redis_protocol::resp2::types::BytesFrame::Error(e) = &frame {
+                    tracing::warn!(error = %e, "cluster: Redis refused a command");
+                }
+                if let Some(waiter) = waiter {
+                    let _ = waiter.try_send(count_of(&frame));
+                }
+            }
+        }
+    }
+
+    async fn subscriber_loop(&self, mut conn: RespConn) -> RespError {
+        let channels = self.shared.channels.clone();
+        let uid = self.shared.uid().to_string();
+        let mut subscribed: AHashSet<String> = AHashSet::new();
+        let mut first = true;
+        loop {
+            let changed = self.subscriptions_changed.listen();
+            let wanted: Vec<String> = self.namespaces.borrow().keys().cloned().collect();
+            let mut commands = BytesMut::new();
+            for nsp in &wanted {
+                if subscribed.insert(nsp.clone()) {
+                    resp::command(
+                        &mut commands,
+                        &[b"PSUBSCRIBE", channels.broadcast_pattern(nsp).as_bytes()],
+                    );
+                    resp::command(
+                        &mut commands,
+                        &[
+                            b"SUBSCRIBE",
+                            channels.request(nsp).as_bytes(),
+                            channels.response(nsp).as_bytes(),
+                            channels.own_response(nsp, &uid).as_bytes(),
+                        ],
+                    );
+                }
+            }
+            subscribed.retain(|nsp| {
+                if wanted.contains(nsp) {
+                    return true;
+                }
+                resp::command(
+                    &mut commands,
+                    &[b"PUNSUBSCRIBE", channels.broadcast_pattern(nsp).as_bytes()],
+                );
+                resp::command(
+                    &mut commands,
+                    &[
+                        b"UNSUBSCRIBE",
+                        channels.request(nsp).as_bytes(),
+                        channels.response(nsp).as_bytes(),
+                        channels.own_response(nsp, &uid).as_bytes(),
+                    ],
+                );
+                false
+            });
+            if !commands.is_empty() {
+                if let Err(e) = conn.write(&commands).await {
+                    return e;
+                }
+            }
+            if first {
+                // Subscribed (the confirmations come in order with what follows).
+                self.status().set_connected(true);
+                first = false;
+            }
+            loop {
+                match conn.try_frame() {
+                    Ok(Some(frame)) => self.on_frame(frame),
+                    Ok(None) => break,
+                    Err(e) => return e,
+                }
+            }
+            // Other shards slow to take what Redis sends: wait, as clients' input does.
+            crate::shard::context::input_allowed().await;
+            let more = future::or(async { conn.fill().await.map(|()| true) }, async {
+                changed.await;
+                Ok(false)
+            })
+            .await;
+            if let Err(e) = more {
+                return e;
+            }
+        }
+    }
+
+    async fn count_nodes(&self) -> RespError {
+        let channel = self.shared.channels.request("/");
+        loop {
+            if let Some(nodes) = self.numsub(&channel).await {
+                self.status().set_nodes(nodes.max(0) as u64);
+            }
+            Timer::new(COUNT_NODES_EVERY).await;
+        }
+    }
+
+    fn on_frame(self: &Link, frame: redis_protocol::resp2::types::BytesFrame) {
+        let push = match resp::push_of(frame) {
+            Ok(Push::Message { channel, payload }) => (channel, payload),
+            Ok(Push::Other) => return,
+            Err(error) => {
+                ClusterStatus::add(&self.status().malformed, 1);
+                tracing::debug!(%error, "cluster: ignoring a malformed push from Redis");
+                return;
+            }
+        };
+        let (channel, payload) = push;
+        ClusterStatus::add(&self.status().bytes_in, payload.len() as u64);
+        let Some(sio) = self.sio.upgrade() else {
+            return;
+        };
+        let Ok(channel) = std::str::from_utf8(&channel) else {
+            ClusterStatus::add(&self.status().malformed, 1);
+            return;
+        };
+        let channels = &self.shared.channels;
+        if channels.namespace_of_broadcast(channel).is_some() {
+            match wire::decode_broadcast(&payload) {
+                Ok(broadcast) if broadcast.uid == self.shared.uid() => {}
+                Ok(broadcast) => {
+                    ClusterStatus::add(&self.status().received, 1);
+                    sio.deliver_cluster_broadcast(broadcast);
+                }
+                Err(error) => {
+                    ClusterStatus::add(&self.status().malformed, 1);
+                    tracing::debug!(%error, channel, "cluster: ignoring a malformed broadcast");
+                }
+            }
+        } else if let Some((nsp, response)) = channels.namespace_of_request(channel) {
+            if response {
+                match wire::decode_response(&payload) {
+                    Ok(response) => {
+                        if let Some(tx) = self.pending.borrow().get(&response.request_id) {
+                            ClusterStatus::add(&self.status().received, 1);
+                            let _ = tx.try_send(response);
+                        }
+                    }
+                    Err(error) => {
+                        ClusterStatus::add(&self.status().malformed, 1);
+                        tracing::debug!(%error, channel, "cluster: ignoring a malformed response");
+                    }
+                }
+                return;
+            }
+            match wire::decode_request(&payload) {
+                Ok(request) if request.uid.as_deref() == Some(self.shared.uid()) => {}
+                Ok(request) => {
+                    ClusterStatus::add(&self.status().received, 1);
+                    if let Some(me) = self.me.upgrade() {
+                        node_requests::handle(&me, &sio, nsp, request);
+                    }
+                }
+                Err(error) => {
+                    ClusterStatus::add(&self.status().malformed, 1);
+                    tracing::debug!(%error, channel, "cluster: ignoring a malformed request");
+                }
+            }
+        }
+    }
+}
