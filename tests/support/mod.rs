@@ -14,6 +14,8 @@
 //!   WebSocket through `tungstenite::client` over a std `TcpStream`.
 //! * [`Proc`] (`process.rs`) is the `hub` binary or another server with an
 //!   admin listener (the fault server), with what the tests read of it.
+//! * [`RedisServer`] (`redis.rs`) is a redis-server of a test's own on a free
+//!   port, for the cluster tests: `url()`, `kill()`, `restart()`.
 //!
 //! Every socket has read and write timeouts, so a test fails instead of
 //! hanging.
@@ -25,11 +27,14 @@
 #![allow(dead_code)]
 
 mod process;
+mod redis;
 mod tcp;
 mod wait;
 
 // Not every test binary uses each of these.
 pub use process::*;
+#[allow(unused_imports)]
+pub use redis::*;
 #[allow(unused_imports)]
 pub use tcp::*;
 #[allow(unused_imports)]

@@ -8,11 +8,54 @@
 //        [--auth-secret S] [--namespace GLOB ...]
 //        [--ping-interval MS] [--ping-timeout MS] [--connect-timeout MS]
 //        [--max-payload BYTES] [--no-eio3] [--api-key K] [--admin-bind A]
+//        [--redis-url URL [--redis-prefix P] [--redis-mode classic|sharded]
+//         [--redis-subscription-mode static|dynamic]] [--cluster-test]
 //
 // Prints `listening on <host>:<port>` on stdout once ready. `--shards`,
 // `--api-key` and `--admin-bind` are accepted and ignored (one Node process;
 // no admin API here). SIGTERM: every socket gets a DISCONNECT (clients see
 // `io server disconnect`), then the server closes and exits 0.
+//
+// A cluster (issue 12): with `--redis-url` the server joins the other
+// servers on that Redis through the official @socket.io/redis-adapter 8.3
+// and the `redis` 4.x client (both pinned in package.json), so a publish
+// reaches the room's sockets on every node. `--redis-prefix` (default
+// `socket.io`) is the adapter's `key` (classic) or `channelPrefix`
+// (sharded); `--redis-mode classic` (default) is `createAdapter`,
+// `sharded` is `createShardedAdapter` (SPUBLISH/SSUBSCRIBE, Redis 7) with
+// `subscriptionMode` from `--redis-subscription-mode` (default `dynamic`).
+// The ready line comes once Redis has confirmed the subscriptions of `/`
+// (the subscriber connection's counts in CLIENT LIST); a Redis that cannot
+// be reached means no ready line. Other namespaces subscribe when created,
+// at their first connection. Redis errors are logged, the client reconnects.
+//
+// `--cluster-test` adds events to test a cluster's server-side operations
+// from a client. Each acts on the namespace of the socket that emits it;
+// `to` is a room name or an array of them (absent: every socket); every
+// event is answered through its ack, `{ok: false, error}` when it throws:
+// - `fetch_sockets` {to?}: `nsp.in(to).fetchSockets()` on every node,
+//   answered `[{id, rooms}]` (rooms as an array);
+// - `sockets_join` {to?, room} / `sockets_leave` {to?, room}:
+//   `nsp.in(to).socketsJoin(room)` / `socketsLeave(room)` (`room` a name
+//   or an array), answered `{ok: true}`;
+// - `disconnect_sockets` {to?, close}: `nsp.in(to).disconnectSockets(close)`,
+//   answered `{ok: true}` (when `to` holds the asking socket it goes too);
+// - `server_side_emit` {event, args, ack}: `nsp.serverSideEmit(event,
+//   ...args)`; answered `{ok: true}` without `ack`; with `ack: true`, the
+//   other nodes' answers from `nsp.serverSideEmitWithAck(event, ...args)`
+//   (the adapter's request timeout, 5 s): `{ok: true, responses}`, or
+//   `{ok: false, error, responses}` when it timed out;
+// - `broadcast_with_ack` {to?, event, data, timeout}: `nsp.to(to)
+//   .timeout(timeout).emit(event, data, cb)` (clients answer with their
+//   ack), answered `{ok: true, responses}` or `{ok: false, error, responses}`;
+// - `all_rooms`: `[...await nsp.adapter.allRooms()]`, socket id rooms
+//   included (the classic adapter's request; the sharded adapter has no
+//   `allRooms`, so there it is answered `{ok: false, error}`);
+// - `server_side_seen`: the server-side emits this node received in the
+//   namespace (from other nodes or the emitter), in order: `[{event, args}]`.
+//   A server-side emit with an ack is answered `{node, event, args}`,
+//   `node` being this server's `<host>:<port>` (its ready line).
+// Without `--cluster-test` these events are ignored like any other.
 //
 // Readings of the spec made here (the suites pin them):
 // - a room list (`join`, `leave`, publish `to`) is a non-empty string or a
@@ -50,6 +93,8 @@
 
 import crypto from "node:crypto";
 import http from "node:http";
+import { createAdapter, createShardedAdapter } from "@socket.io/redis-adapter";
+import { createClient } from "redis";
 import { Server } from "socket.io";
 
 import { parseServerArgs } from "./reference-cli.mjs";
@@ -57,12 +102,15 @@ import { parseServerArgs } from "./reference-cli.mjs";
 const USAGE =
   "usage: reference-relay.mjs --port P [--bind H] [--shards N] [--auth-secret S] [--namespace GLOB]... " +
   "[--ping-interval MS] [--ping-timeout MS] [--connect-timeout MS] [--max-payload BYTES] [--no-eio3] " +
-  "[--api-key K] [--admin-bind ADDR]";
+  "[--api-key K] [--admin-bind ADDR] [--redis-url URL [--redis-prefix P] [--redis-mode classic|sharded] " +
+  "[--redis-subscription-mode static|dynamic]] [--cluster-test]";
 
 // --------------------------------------------------------------- arguments
 // The string options are taken out here; the rest goes to parseServerArgs.
 let authSecret;
 const namespacePatterns = [];
+const redis = { url: undefined, prefix: "socket.io", mode: "classic", subscriptionMode: "dynamic" };
+let clusterTest = false;
 const rest = [];
 {
   const argv = process.argv.slice(2);
@@ -87,6 +135,20 @@ const rest = [];
     } else if (arg === "--api-key" || arg === "--admin-bind") {
       value(i, arg);
       i++;
+    } else if (arg === "--redis-url") {
+      redis.url = value(i, arg);
+      i++;
+    } else if (arg === "--redis-prefix") {
+      redis.prefix = value(i, arg);
+      i++;
+    } else if (arg === "--redis-mode") {
+      redis.mode = value(i, arg);
+      i++;
+    } else if (arg === "--redis-subscription-mode") {
+      redis.subscriptionMode = value(i, arg);
+      i++;
+    } else if (arg === "--cluster-test") {
+      clusterTest = true;
     } else {
       rest.push(arg);
     }
@@ -107,6 +169,19 @@ if (authSecret === "") {
   process.exit(2);
 }
 const patterns = namespacePatterns.length > 0 ? namespacePatterns : ["*"];
+for (const [flag, v, allowed] of [
+  ["--redis-mode", redis.mode, ["classic", "sharded"]],
+  ["--redis-subscription-mode", redis.subscriptionMode, ["static", "dynamic"]],
+]) {
+  if (!allowed.includes(v)) {
+    process.stderr.write(`${flag} must be one of ${allowed.join(", ")}\n${USAGE}\n`);
+    process.exit(2);
+  }
+}
+if (redis.prefix === "") {
+  process.stderr.write(`--redis-prefix must not be empty\n${USAGE}\n`);
+  process.exit(2);
+}
 
 // ------------------------------------------------------------------- globs
 
@@ -360,6 +435,92 @@ function onConnection(socket) {
       ack(...all);
     }
   });
+  if (clusterTest) clusterTestEvents(socket);
+}
+
+// ----------------------------------------------------------- cluster tests
+
+/** This server as the acks of server-side emits name it: `<host>:<port>`. */
+let nodeName;
+/** Per namespace name, the server-side emits received: `[{event, args}]`. */
+const serverSideSeen = new Map();
+
+/**
+ * Records the server-side emits `nsp` receives (other nodes' and the
+ * emitter's), answering those that want an ack with `{node, event, args}`.
+ * socket.io hands them to `nsp._onServerSideEmit(args)`, which emits them
+ * on the namespace; the relay has no listeners of its own there, so taking
+ * that method's place loses nothing and sees every event name.
+ */
+function recordServerSideEmits(nsp) {
+  if (!clusterTest || serverSideSeen.has(nsp.name)) return;
+  const seen = [];
+  serverSideSeen.set(nsp.name, seen);
+  nsp._onServerSideEmit = (packet) => {
+    const all = [...packet];
+    const ack = typeof all.at(-1) === "function" ? all.pop() : undefined;
+    const [event, ...args] = all;
+    seen.push({ event, args });
+    if (ack) ack({ node: nodeName, event, args });
+  };
+}
+
+/** The `--cluster-test` events (see the header), on `socket`'s namespace. */
+function clusterTestEvents(socket) {
+  const nsp = socket.nsp;
+  recordServerSideEmits(nsp);
+  const target = (to) => (to === undefined || to === null ? nsp : nsp.in(to));
+  const answer = (event, fn) =>
+    socket.on(event, async (...all) => {
+      const ack = typeof all.at(-1) === "function" ? all.pop() : () => {};
+      const spec = isObject(all[0]) ? all[0] : {};
+      try {
+        ack(await fn(spec));
+      } catch (err) {
+        ack({ ok: false, error: String(err?.message ?? err) });
+      }
+    });
+
+  answer("fetch_sockets", async ({ to }) =>
+    (await target(to).fetchSockets()).map((s) => ({ id: s.id, rooms: [...s.rooms] })),
+  );
+  answer("sockets_join", ({ to, room }) => {
+    target(to).socketsJoin(room);
+    return { ok: true };
+  });
+  answer("sockets_leave", ({ to, room }) => {
+    target(to).socketsLeave(room);
+    return { ok: true };
+  });
+  answer("disconnect_sockets", ({ to, close }) => {
+    target(to).disconnectSockets(close === true);
+    return { ok: true };
+  });
+  answer("server_side_emit", async ({ event, args, ack }) => {
+    const list = Array.isArray(args) ? args : [];
+    if (ack !== true) {
+      nsp.serverSideEmit(event, ...list);
+      return { ok: true };
+    }
+    try {
+      return { ok: true, responses: await nsp.serverSideEmitWithAck(event, ...list) };
+    } catch (err) {
+      return { ok: false, error: String(err?.message ?? err), responses: err?.responses ?? [] };
+    }
+  });
+  answer(
+    "broadcast_with_ack",
+    ({ to, event, data, timeout }) =>
+      new Promise((resolve) => {
+        target(to)
+          .timeout(Number.isInteger(timeout) ? timeout : 3000)
+          .emit(event, data, (err, responses) =>
+            resolve(err ? { ok: false, error: String(err.message), responses } : { ok: true, responses }),
+          );
+      }),
+  );
+  answer("all_rooms", async () => [...(await nsp.adapter.allRooms())]);
+  answer("server_side_seen", () => serverSideSeen.get(nsp.name) ?? []);
 }
 
 // Namespaces: `/` always exists in socket.io; every other name is created
@@ -379,6 +540,52 @@ if (served("/")) {
 const dynamic = io.of((name, _auth, next) => next(null, name !== "/" && served(name)));
 dynamic.use(authenticate);
 dynamic.on("connection", onConnection);
+recordServerSideEmits(root);
+io.on("new_namespace", recordServerSideEmits);
+
+// ---------------------------------------------------------------- cluster
+
+/**
+ * With `--redis-url`: connects the publishing and subscribing clients,
+ * gives every namespace the Redis adapter and waits until Redis has
+ * confirmed the subscriptions of `/`. Returns the clients (to close them).
+ */
+async function joinCluster() {
+  const subName = `reference-relay-${process.pid}-sub`;
+  const pub = createClient({ url: redis.url, name: `reference-relay-${process.pid}-pub` });
+  const sub = pub.duplicate({ name: subName });
+  for (const [client, role] of [
+    [pub, "publisher"],
+    [sub, "subscriber"],
+  ]) {
+    client.on("error", (err) => process.stderr.write(`reference-relay: redis ${role}: ${err.message}\n`));
+    client.on("reconnecting", () => process.stderr.write(`reference-relay: redis ${role}: reconnecting\n`));
+  }
+  await Promise.all([pub.connect(), sub.connect()]);
+  let wanted;
+  if (redis.mode === "classic") {
+    io.adapter(createAdapter(pub, sub, { key: redis.prefix }));
+    // The request, response and own response channels; the broadcast pattern.
+    wanted = { sub: 3, psub: 1 };
+  } else {
+    io.adapter(createShardedAdapter(pub, sub, { channelPrefix: redis.prefix, subscriptionMode: redis.subscriptionMode }));
+    // The namespace's channel and this node's response channel.
+    wanted = { ssub: 2 };
+  }
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const list = String(await pub.sendCommand(["CLIENT", "LIST"]));
+    const line = list.split("\n").find((l) => l.includes(` name=${subName} `)) ?? "";
+    const count = (field) => Number(new RegExp(` ${field}=(\\d+)`).exec(line)?.[1] ?? 0);
+    if (Object.entries(wanted).every(([field, n]) => count(field) >= n)) break;
+    if (Date.now() > deadline) throw new Error(`redis did not confirm the subscriptions within 10 s: ${line}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  process.stderr.write(
+    `reference-relay: in a cluster on ${redis.url} (${redis.mode}${redis.mode === "sharded" ? `, ${redis.subscriptionMode}` : ""}, prefix "${redis.prefix}")\n`,
+  );
+  return [pub, sub];
+}
 
 // ---------------------------------------------------------------- process
 httpServer.on("error", (err) => {
@@ -386,8 +593,19 @@ httpServer.on("error", (err) => {
   process.exit(1);
 });
 
+let redisClients = [];
+if (redis.url !== undefined) {
+  try {
+    redisClients = await joinCluster();
+  } catch (err) {
+    process.stderr.write(`reference-relay: cannot join the cluster on ${redis.url}: ${err.stack || err}\n`);
+    process.exit(1);
+  }
+}
+
 httpServer.listen(opts.port, opts.host, () => {
   const { port } = httpServer.address();
+  nodeName = `${opts.host}:${port}`;
   if (authSecret === undefined) {
     process.stderr.write("reference-relay: warning: no --auth-secret: anyone may connect, join and publish\n");
   }
@@ -407,7 +625,10 @@ async function shutdown() {
   while (io.engine.clientsCount > 0 && Date.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-  io.close(() => process.exit(0));
+  io.close(async () => {
+    await Promise.allSettled(redisClients.map((client) => client.quit()));
+    process.exit(0);
+  });
 }
 process.on("SIGTERM", shutdown);
 process.on("SIGINT", shutdown);
