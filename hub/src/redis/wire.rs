@@ -27,8 +27,6 @@ pub(crate) mod kind {
     pub const SERVER_SIDE_EMIT: u64 = 6;
     pub const BROADCAST: u64 = 7;
     pub const BROADCAST_CLIENT_COUNT: u64 = 8;
-    /// Not sent: hub does not collect its sockets' acks for another node yet.
-    #[allow(dead_code)]
     pub const BROADCAST_ACK: u64 = 9;
 }
 
@@ -106,6 +104,8 @@ pub(crate) struct WireFlags {
     pub compress: Option<bool>,
     /// Only for the node that has it (never published by hub).
     pub local: bool,
+    /// A broadcast with acks: how long the sender waits, in ms.
+    pub timeout: Option<u64>,
 }
 
 /// An event as Node's adapter carries it: `data` is `[event, ...args]`.
@@ -283,6 +283,7 @@ fn opts_of(opts: &Value) -> Result<(WireTarget, WireFlags), WireError> {
         volatile: flag("volatile").unwrap_or(false),
         compress: flag("compress"),
         local: flag("local").unwrap_or(false),
+        timeout: flags.and_then(|f| f.get("timeout")).and_then(Value::as_u64),
     };
     Ok((target, flags))
 }
@@ -429,16 +430,20 @@ pub(crate) fn decode_request(bytes: &[u8]) -> Result<WireRequest, WireError> {
 #[derive(Debug)]
 pub(crate) struct WireResponse {
     pub request_id: String,
-    /// Binary parts of the answer are placeholders: hub's API gives JSON
-    /// values, and the attachments are not kept.
+    /// Binary parts are placeholders naming `attachments`.
     pub body: Map<String, Value>,
+    pub attachments: Vec<Bytes>,
 }
 
 pub(crate) fn decode_response(bytes: &[u8]) -> Result<WireResponse, WireError> {
-    let (body, _attachments) = read_object(bytes)?;
+    let (body, attachments) = read_object(bytes)?;
     let request_id =
         string_of(body.get("requestId")).ok_or(WireError::Shape("a response has a requestId"))?;
-    Ok(WireResponse { request_id, body })
+    Ok(WireResponse {
+        request_id,
+        body,
+        attachments,
+    })
 }
 
 /// A request or response as bytes: JSON, or msgpack when `attachments`
@@ -455,6 +460,33 @@ pub(crate) fn encode_object(value: &Value, attachments: &[Bytes]) -> Vec<u8> {
 
 fn opts_json(target: &WireTarget) -> Value {
     json!({"rooms": target.rooms, "except": target.except})
+}
+
+/// `{uid, requestId, type: 7, packet: {type: 2, data, nsp}, opts: {rooms,
+/// except, flags: {timeout}}}` in msgpack, as Node's `broadcastWithAck`.
+pub(crate) fn broadcast_ack_request(
+    uid: &str,
+    request_id: &str,
+    nsp: &str,
+    data: &[Value],
+    attachments: &[Bytes],
+    target: &WireTarget,
+    timeout: std::time::Duration,
+) -> Vec<u8> {
+    let request = json!({
+        "uid": uid,
+        "requestId": request_id,
+        "type": kind::BROADCAST,
+        "packet": {"type": EVENT, "data": data, "nsp": nsp},
+        "opts": {
+            "rooms": target.rooms,
+            "except": target.except,
+            "flags": {"timeout": timeout.as_millis() as u64},
+        },
+    });
+    let mut out = Vec::new();
+    msgpack::write_value(&mut out, &request, attachments);
+    out
 }
 
 pub(crate) fn room_request(

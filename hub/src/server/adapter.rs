@@ -76,6 +76,21 @@ pub(crate) enum ClusterBody {
     },
     /// To or from the cluster's link on shard 0.
     Cluster(super::cluster::ClusterOp),
+    /// Deliver `packet` (its ack id `id`) and wait for each recipient's
+    /// ack on behalf of `request` on shard `origin`.
+    BroadcastWithAck {
+        target: Target,
+        packet: Outgoing,
+        id: u64,
+        origin: usize,
+        request: u64,
+        timeout: Duration,
+    },
+    /// To the collector of a broadcast with acks.
+    BroadcastAckEvent {
+        request: u64,
+        event: super::broadcast_ack::AckEvent,
+    },
 }
 
 impl ClusterBody {
@@ -109,6 +124,14 @@ impl ClusterBody {
             ClusterBody::Fetched { sockets, .. } => sockets.len() * 128,
             ClusterBody::Stats { .. } | ClusterBody::StatsReply { .. } => 0,
             ClusterBody::Cluster(op) => op.payload_bytes(),
+            ClusterBody::BroadcastWithAck {
+                target: t, packet, ..
+            } => {
+                target(t)
+                    + packet.text.len()
+                    + packet.attachments.iter().map(|a| a.len()).sum::<usize>()
+            }
+            ClusterBody::BroadcastAckEvent { .. } => 64,
         }
     }
 }
@@ -278,7 +301,7 @@ impl ShardAdapter {
 
     /// The other shards a target can reach: only the owners when every room
     /// is a socket id (an id names its shard), else all of them.
-    fn peers(&self, target: &Target) -> SmallVec<[usize; 8]> {
+    pub(crate) fn peers(&self, target: &Target) -> SmallVec<[usize; 8]> {
         let count = context::shard_count().unwrap_or(1);
         let mut peers: SmallVec<[usize; 8]> = SmallVec::new();
         let owners: Option<SmallVec<[usize; 8]>> = if target.rooms.is_empty() {
@@ -360,8 +383,36 @@ impl ShardAdapter {
             }
             ClusterBody::Stats { .. }
             | ClusterBody::StatsReply { .. }
-            | ClusterBody::Cluster(_) => Vec::new(),
+            | ClusterBody::Cluster(_)
+            | ClusterBody::BroadcastWithAck { .. }
+            | ClusterBody::BroadcastAckEvent { .. } => Vec::new(),
         }
+    }
+
+    /// Queue `packet` to the target's local sockets, calling `sent` for
+    /// each that took it (a broadcast with acks registers its wait there).
+    /// How many took it.
+    pub(crate) fn broadcast_each(
+        &self,
+        nsp: &Nsp,
+        target: &Target,
+        exclude: Option<&SocketInner>,
+        packet: &Outgoing,
+        mut sent: impl FnMut(&Rc<SocketInner>),
+    ) -> usize {
+        let mut delivered = 0;
+        let mut tally = Tally::default();
+        self.for_each_local(nsp, target, exclude, |s| {
+            if s.client.send_tallied(packet, target.volatile, &mut tally) {
+                delivered += 1;
+                sent(s);
+            }
+        });
+        tally.flush();
+        crate::metrics::with(|m| {
+            m.deliveries.inc_by(delivered as u64);
+        });
+        delivered
     }
 
     fn apply_local(

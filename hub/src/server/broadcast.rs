@@ -5,11 +5,13 @@ use std::future::Future;
 use std::rc::Rc;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 
 use super::adapter::{Adapter, RoomOp, Target};
 use super::args::Args;
+use super::broadcast_ack::{self, BroadcastAckTimeout};
 use super::cluster::link::NodeRequest;
 use super::cluster::ClusterShared;
 use super::namespace::Nsp;
@@ -53,6 +55,9 @@ impl RemoteSocket {
     }
 }
 
+/// How long a broadcast with acks waits when no timeout is set.
+const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Targets for an emit or a room operation: `to` rooms (all sockets when
 /// none), `except` rooms, with flags. Built from a socket (which it then
 /// excludes) or from a namespace. It may be kept: when used, it acts on the
@@ -68,6 +73,8 @@ pub struct BroadcastOperator {
     binary: Option<bool>,
     /// This node only, not the rest of the cluster.
     local: bool,
+    /// How long a broadcast with acks waits for its answers.
+    timeout: Option<Duration>,
 }
 
 impl BroadcastOperator {
@@ -84,7 +91,45 @@ impl BroadcastOperator {
             compress: None,
             binary: None,
             local: false,
+            timeout: None,
         }
+    }
+
+    /// How long [`BroadcastOperator::emit_with_ack`] waits for the
+    /// recipients' answers (5 s unless set), as socket.io's `io.timeout(ms)`.
+    pub fn timeout(mut self, timeout: Duration) -> BroadcastOperator {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Emit to every target socket on every shard (and node), each asked
+    /// for an acknowledgement (socket.io's `io.timeout(ms).emitWithAck`):
+    /// the answers of all recipients, in arrival order, or those that came
+    /// before the timeout with an error. Recipients are those the packet
+    /// was queued to (a volatile packet dropped for a slow client asks it
+    /// nothing); one that disconnects before answering makes it time out.
+    pub fn emit_with_ack(
+        self,
+        event: &str,
+        args: Args,
+    ) -> Result<impl Future<Output = Result<Vec<Args>, BroadcastAckTimeout>>, EmitError> {
+        if is_reserved_event(event) {
+            return Err(EmitError::Reserved(event.to_string()));
+        }
+        let timeout = self.timeout.unwrap_or(DEFAULT_ACK_TIMEOUT);
+        let cluster = self.cluster_target();
+        let nsp = self.shard.live(&self.nsp);
+        let start = broadcast_ack::start(
+            &self.shard,
+            &nsp,
+            self.target,
+            self.sender.as_deref(),
+            event,
+            &args,
+            timeout,
+            cluster,
+        );
+        Ok(broadcast_ack::collect(self.shard, start, timeout))
     }
 
     /// Only this node's sockets (every shard), not the cluster's others.
@@ -175,6 +220,7 @@ impl BroadcastOperator {
                 volatile: self.target.volatile,
                 compress: self.compress,
                 local: false,
+                timeout: None,
             };
             let payload = wire::encode_broadcast(
                 cluster.uid(),

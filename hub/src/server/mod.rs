@@ -32,6 +32,7 @@ use std::rc::Weak;
 mod adapter;
 mod args;
 mod broadcast;
+mod broadcast_ack;
 mod client;
 pub(crate) mod cluster;
 #[cfg(test)]
@@ -51,6 +52,7 @@ mod tests;
 
 pub use args::Args;
 pub use broadcast::{BroadcastOperator, RemoteSocket};
+pub use broadcast_ack::BroadcastAckTimeout;
 pub use cluster::{
     ClusterConfig, ClusterSnapshot, ClusterStatus, ServerSideAck, ServerSideEmitTimeout,
 };

@@ -158,6 +158,11 @@ impl Namespace {
         self.all().volatile()
     }
 
+    /// Every socket, for an emit with acks that waits at most `timeout`.
+    pub fn timeout(&self, timeout: std::time::Duration) -> BroadcastOperator {
+        self.all().timeout(timeout)
+    }
+
     /// Emit to every socket of the namespace, on every shard.
     pub fn emit(&self, event: &str, args: Args) -> Result<(), EmitError> {
         self.all().emit(event, args)

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use super::adapter::{Adapter, ClusterBody, ClusterMsg, ShardAdapter};
 use super::args::Args;
+use super::broadcast_ack::{self, AckEvent, AckRelay};
 use super::client::Client;
 use super::cluster::link::Link;
 use super::cluster::{ClusterOp, NodeAnswers, LINK_SHARD};
@@ -53,6 +54,8 @@ pub(crate) struct SioShard {
     pub adapter: ShardAdapter,
     /// On shard 0 of a clustered server: the link to Redis.
     link: RefCell<Option<Rc<Link>>>,
+    /// Broadcasts with acks emitted here, waiting for their answers.
+    broadcast_acks: RefCell<AHashMap<u64, LocalSender<AckEvent>>>,
     /// This shard's requests to the other nodes, waiting for shard 0.
     cluster_waiters: RefCell<AHashMap<u64, LocalSender<NodeAnswers>>>,
 }
@@ -85,6 +88,7 @@ impl SioShard {
             pending_stats: Rc::default(),
             adapter: ShardAdapter::new(shard, instance, max_rooms_per_socket),
             link: RefCell::new(None),
+            broadcast_acks: RefCell::new(AHashMap::new()),
             cluster_waiters: RefCell::new(AHashMap::new()),
         });
         LOCAL.with(|m| m.borrow_mut().insert(instance, Rc::downgrade(&shard_state)));
@@ -101,6 +105,10 @@ impl SioShard {
 
     pub(crate) fn me(&self) -> Option<Rc<SioShard>> {
         self.me.upgrade()
+    }
+
+    pub(crate) fn broadcast_acks(&self) -> &RefCell<AHashMap<u64, LocalSender<AckEvent>>> {
+        &self.broadcast_acks
     }
 
     pub(crate) fn link_cell(&self) -> &RefCell<Option<Rc<Link>>> {
@@ -592,6 +600,35 @@ impl Handler for SioShard {
             }
             ClusterBody::Cluster(op) => {
                 self.on_cluster_op(&msg.nsp, op);
+                return None;
+            }
+            ClusterBody::BroadcastAckEvent { request, event } => {
+                if let Some(tx) = self.broadcast_acks.borrow().get(&request) {
+                    let _ = tx.try_send(event);
+                }
+                return None;
+            }
+            ClusterBody::BroadcastWithAck {
+                target,
+                packet,
+                id,
+                origin,
+                request,
+                timeout,
+            } => {
+                let relay = Rc::new(AckRelay {
+                    origin,
+                    request,
+                    deadline: Instant::now() + timeout,
+                });
+                let nsp = self.namespaces.borrow().get(&msg.nsp).cloned();
+                let count = match nsp {
+                    Some(nsp) => {
+                        broadcast_ack::walk(self, &nsp, &target, None, &packet, id, &relay)
+                    }
+                    None => 0,
+                };
+                self.broadcast_ack_event(origin, request, AckEvent::ShardCount(count));
                 return None;
             }
             _ => {}

@@ -17,6 +17,7 @@ use smallvec::SmallVec;
 use super::adapter::Adapter;
 use super::args::Args;
 use super::broadcast::BroadcastOperator;
+use super::broadcast_ack::AckRelay;
 use super::client::Client;
 use super::handshake::{Handshake, RequestInfo};
 use super::namespace::{Namespace, Nsp};
@@ -72,6 +73,12 @@ struct Listener {
     handler: EventHandler,
 }
 
+/// Who waits for an ack from the client: one emit, or a broadcast's collector.
+enum AckSink {
+    One(LocalSender<Args>),
+    Broadcast(Rc<AckRelay>),
+}
+
 pub(crate) struct SocketInner {
     /// Shard-local key in the namespace and room maps.
     pub key: u64,
@@ -93,7 +100,7 @@ pub(crate) struct SocketInner {
     /// Allocated when the first is added: most sockets have none.
     hooks: RefCell<Option<Box<Hooks>>>,
     /// By ack id (a counter: a fixed hasher will do, and keeps the socket smaller).
-    acks: RefCell<HashMap<u64, LocalSender<Args>, BuildHasherDefault<AHasher>>>,
+    acks: RefCell<HashMap<u64, AckSink, BuildHasherDefault<AHasher>>>,
     next_ack: Cell<u64>,
     data: RefCell<Option<Rc<dyn Any>>>,
 }
@@ -348,10 +355,33 @@ impl SocketInner {
     }
 
     pub(crate) fn on_ack(&self, id: u64, args: Args) {
-        let sender = self.acks.borrow_mut().remove(&id);
-        if let Some(sender) = sender {
-            let _ = sender.try_send(args);
+        let sink = self.acks.borrow_mut().remove(&id);
+        match sink {
+            Some(AckSink::One(sender)) => {
+                let _ = sender.try_send(args);
+            }
+            Some(AckSink::Broadcast(relay)) => {
+                if let Some(shard) = self.shard.upgrade() {
+                    relay.deliver(&shard, args);
+                }
+            }
+            None => {}
         }
+    }
+
+    /// Wait for this socket's ack of broadcast `id` (the packet was queued
+    /// to it). Expired broadcasts' entries are dropped here, so a client
+    /// that never acknowledges holds one entry per broadcast in flight.
+    pub(crate) fn expect_broadcast_ack(&self, id: u64, relay: &Rc<AckRelay>) {
+        let mut acks = self.acks.borrow_mut();
+        let now = std::time::Instant::now();
+        if acks.len() >= 8 {
+            acks.retain(|_, sink| match sink {
+                AckSink::Broadcast(r) => r.deadline > now,
+                AckSink::One(_) => true,
+            });
+        }
+        acks.insert(id, AckSink::Broadcast(relay.clone()));
     }
 
     /// Leave the namespace: `disconnecting` (rooms still visible), rooms
@@ -431,7 +461,7 @@ impl SocketInner {
         self.next_ack.set(id + 1);
         self.emit(event, args, flags, Some(id))?;
         let (tx, rx) = local_channel::new_bounded(1);
-        self.acks.borrow_mut().insert(id, tx);
+        self.acks.borrow_mut().insert(id, AckSink::One(tx));
         let weak = Rc::downgrade(self);
         Ok(async move {
             let result = future::or(

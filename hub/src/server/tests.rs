@@ -2,6 +2,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -452,6 +453,68 @@ fn a_panicking_task_spawned_by_a_handler_costs_its_connection_only() {
             host.run_deferred();
             assert!(!a.connected());
             assert!(b.connected());
+            true
+        })
+        .expect("an executor")
+        .join()
+        .expect("the executor ran");
+    assert!(ran);
+}
+
+/// A broadcast with acks: one packet with one ack id for every recipient,
+/// each answer gathered once; a recipient that never answers makes it end
+/// at its timeout with the answers that came.
+#[test]
+fn a_broadcast_with_acks_gathers_every_recipients_answer() {
+    use super::namespace::Namespace;
+    let ran = glommio::LocalExecutorBuilder::default()
+        .spawn(|| async {
+            let f = Fixture::new();
+            let (a, ea) = f.socket();
+            let (b, eb) = f.socket();
+            let (c, ec) = f.socket();
+            let (_, eo) = f.socket();
+            for s in [&a, &b, &c] {
+                s.join("r");
+            }
+            let io = Namespace::new(f.shard.clone(), f.nsp.clone());
+            let pending = io
+                .to("r")
+                .timeout(Duration::from_secs(30))
+                .emit_with_ack("q", Args::new().arg(1))
+                .expect("not reserved");
+            let texts: Vec<Vec<String>> = [&ea, &eb, &ec, &eo].iter().map(|e| sent(e)).collect();
+            // The same text, ack id and all, for every member; none for the outsider.
+            let text = &texts[0][0];
+            let id: u64 = text[1..text.find('[').unwrap()].parse().unwrap();
+            assert!(id >= 1 << 32, "{text}");
+            assert_eq!(text, &format!("2{id}[\"q\",1]"));
+            assert_eq!(texts[1], texts[0]);
+            assert_eq!(texts[2], texts[0]);
+            assert!(texts[3].is_empty());
+            a.0.on_ack(id, Args::new().arg("from a"));
+            a.0.on_ack(id, Args::new().arg("twice"));
+            c.0.on_ack(id, Args::new().arg("from c"));
+            b.0.on_ack(id, Args::new().arg("from b"));
+            let answers = pending.await.expect("all answered");
+            let answers: Vec<&str> = answers.iter().map(|r| r.str(0).unwrap()).collect();
+            assert_eq!(answers, ["from a", "from c", "from b"]);
+
+            let pending = io
+                .to("r")
+                .timeout(Duration::from_millis(20))
+                .emit_with_ack("q", Args::new())
+                .expect("not reserved");
+            let text = sent(&ea).remove(0);
+            let id: u64 = text[1..text.find('[').unwrap()].parse().unwrap();
+            b.0.on_ack(id, Args::new().arg("only b"));
+            let timeout = pending.await.expect_err("a and c never answer");
+            assert_eq!(timeout.expected, 3);
+            assert_eq!(timeout.responses.len(), 1);
+            assert!(
+                f.shard.broadcast_acks().borrow().is_empty(),
+                "the collector is gone"
+            );
             true
         })
         .expect("an executor")

@@ -11,6 +11,7 @@ fn a_broadcast_decodes_to_what_was_encoded() {
         volatile: true,
         compress: Some(true),
         local: false,
+        timeout: None,
     };
     let args = [
         json!({"n": 1, "b": {"_placeholder": true, "num": 0}}),

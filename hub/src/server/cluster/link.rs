@@ -20,7 +20,9 @@ use super::status::ClusterStatus;
 use super::ClusterShared;
 use crate::redis::resp::{self, count_of, Push, RespConn, RespError};
 use crate::redis::wire::{self, WireResponse};
+use crate::server::broadcast_ack::AckEvent;
 use crate::server::shard::SioShard;
+use crate::server::Args;
 use crate::signal::Signal;
 
 /// How often the nodes on the `/` request channel are counted.
@@ -167,7 +169,7 @@ impl Link {
                 wire::server_side_emit_request(uid, Some(&id), data, attachments)
             }
         };
-        let (tx, rx) = local_channel::new_bounded(expected.min(1024));
+        let (tx, rx) = local_channel::new_unbounded();
         self.pending.borrow_mut().insert(id.clone(), tx);
         let mut responses = Vec::with_capacity(expected);
         if self.publish(&request_channel, &payload) {
@@ -196,6 +198,79 @@ impl Link {
         }
         self.pending.borrow_mut().remove(&id);
         (responses, expected)
+    }
+
+    /// Ask the other nodes to deliver a broadcast with acks; relay how many
+    /// will answer, each one's count, and each ack to the collector.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn broadcast_with_ack(
+        &self,
+        sio: &SioShard,
+        nsp: &str,
+        origin: usize,
+        request: u64,
+        data: Vec<serde_json::Value>,
+        attachments: Vec<Bytes>,
+        target: wire::WireTarget,
+        timeout: Duration,
+    ) {
+        let request_channel = self.shared.channels.request(nsp);
+        let servers = match self.numsub(&request_channel).await {
+            Some(n) => (n - 1).max(0) as usize,
+            None => 0,
+        };
+        sio.broadcast_ack_event(origin, request, AckEvent::RemoteServers(servers));
+        if servers == 0 {
+            return;
+        }
+        let id = wire::new_id();
+        let payload = wire::broadcast_ack_request(
+            self.shared.uid(),
+            &id,
+            nsp,
+            &data,
+            &attachments,
+            &target,
+            timeout,
+        );
+        let (tx, rx) = local_channel::new_unbounded();
+        self.pending.borrow_mut().insert(id.clone(), tx);
+        if self.publish(&request_channel, &payload) {
+            let deadline = Timer::new(timeout);
+            futures_lite::pin!(deadline);
+            loop {
+                let next = future::or(async { rx.recv().await }, async {
+                    (&mut deadline).await;
+                    None
+                })
+                .await;
+                let Some(response) = next else {
+                    break;
+                };
+                let kind = response
+                    .body
+                    .get("type")
+                    .and_then(serde_json::Value::as_u64);
+                let event = match kind {
+                    Some(wire::kind::BROADCAST_CLIENT_COUNT) => {
+                        let count = response
+                            .body
+                            .get("clientCount")
+                            .and_then(serde_json::Value::as_u64)
+                            .unwrap_or(0);
+                        AckEvent::RemoteCount(count as usize)
+                    }
+                    Some(wire::kind::BROADCAST_ACK) => {
+                        let mut body = response.body;
+                        let value = body.remove("packet").unwrap_or(serde_json::Value::Null);
+                        AckEvent::Ack(Args::from_parts(vec![value], response.attachments))
+                    }
+                    _ => continue,
+                };
+                sio.broadcast_ack_event(origin, request, event);
+            }
+        }
+        self.pending.borrow_mut().remove(&id);
     }
 
     /// Connect, serve, reconnect: forever (the shard's end drops it).

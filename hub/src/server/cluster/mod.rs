@@ -100,12 +100,26 @@ pub(crate) enum ClusterOp {
         responses: Vec<crate::redis::wire::WireResponse>,
         expected: usize,
     },
+    /// Ask the other nodes to deliver a broadcast with acks, and relay
+    /// their counts and acks to the collector of `request` on `origin`.
+    BroadcastAck {
+        origin: usize,
+        request: u64,
+        /// `[event, ...args]`.
+        data: Vec<serde_json::Value>,
+        attachments: Vec<bytes::Bytes>,
+        target: crate::redis::wire::WireTarget,
+        timeout: Duration,
+    },
 }
 
 impl ClusterOp {
     pub fn payload_bytes(&self) -> usize {
         match self {
             ClusterOp::Command(bytes) => bytes.len(),
+            ClusterOp::BroadcastAck { attachments, .. } => {
+                256 + attachments.iter().map(|a| a.len()).sum::<usize>()
+            }
             ClusterOp::Reply { responses, .. } => responses.len() * 256,
             _ => 0,
         }

@@ -5,11 +5,15 @@ use std::rc::Rc;
 
 use serde_json::{json, Value};
 
+use std::time::Duration;
+
 use super::link::Link;
 use super::status::ClusterStatus;
 use crate::redis::wire::{self, kind, RequestBody, WireBroadcast, WireRequest, WireTarget};
 use crate::server::adapter::{Adapter, RoomOp, Target};
+use crate::server::broadcast_ack::{self, AckEvent, Tally};
 use crate::server::shard::SioShard;
+use crate::server::Args;
 
 fn target_of(target: Option<WireTarget>, sid: Option<String>) -> Option<Target> {
     match (target, sid) {
@@ -144,29 +148,104 @@ pub(super) fn handle(link: &Rc<Link>, sio: &Rc<SioShard>, nsp_name: &str, reques
             target,
             flags,
         } => {
-            // Delivered, but hub does not collect its sockets' acks for
-            // another node: it says it waits for none, so the requester
-            // ends without waiting for its timeout.
-            sio.deliver_cluster_broadcast(WireBroadcast {
-                uid: String::new(),
-                event,
-                target,
-                flags,
-            });
-            if let Some(id) = request_id {
-                let response = json!({
-                    "type": kind::BROADCAST_CLIENT_COUNT,
-                    "requestId": id,
-                    "clientCount": 0,
+            let Some(request_id) = request_id else {
+                // No one to answer: a plain broadcast.
+                sio.deliver_cluster_broadcast(WireBroadcast {
+                    uid: String::new(),
+                    event,
+                    target,
+                    flags,
                 });
-                link.publish(&response_channel, &wire::encode_object(&response, &[]));
-            }
+                return;
+            };
+            let mut data = event.data;
+            let serde_json::Value::String(name) = data.remove(0) else {
+                return;
+            };
+            let args = Args::from_parts(data, event.attachments);
+            let timeout = Duration::from_millis(flags.timeout.unwrap_or(5_000).min(3_600_000));
+            let target = Target {
+                rooms: target.rooms,
+                except: target.except,
+                volatile: flags.volatile,
+            };
+            let start = broadcast_ack::start(sio, &nsp, target, None, &name, &args, timeout, None);
+            let link = link.clone();
+            let forget = broadcast_ack::Forget {
+                shard: sio.clone(),
+                request: start.request,
+            };
+            glommio::spawn_local(async move {
+                let _forget = forget;
+                forward_acks(link, start, timeout, request_id, response_channel).await;
+            })
+            .detach();
         }
         RequestBody::Unknown(other) => {
             tracing::debug!(
                 kind = other,
                 "cluster: ignoring a request of an unknown type"
             );
+        }
+    }
+}
+
+/// Answer another node's broadcast with acks: this node's recipient count
+/// once every shard has counted (`BROADCAST_CLIENT_COUNT`), then each ack
+/// (`BROADCAST_ACK`), until all came or the timeout.
+async fn forward_acks(
+    link: Rc<Link>,
+    start: broadcast_ack::AckStart,
+    timeout: Duration,
+    request_id: String,
+    channel: String,
+) {
+    let deadline = glommio::timer::Timer::new(timeout);
+    futures_lite::pin!(deadline);
+    let mut tally = Tally::default();
+    let mut counted = false;
+    let mut acks = 0;
+    loop {
+        if counted && acks >= tally.clients {
+            return;
+        }
+        let next = futures_lite::future::or(async { start.events.recv().await }, async {
+            (&mut deadline).await;
+            None
+        })
+        .await;
+        match next {
+            None => return,
+            Some(AckEvent::Ack(args)) => {
+                acks += 1;
+                let (mut values, attachments) = args.into_parts();
+                let first = if values.is_empty() {
+                    Value::Null
+                } else {
+                    values.swap_remove(0)
+                };
+                let response = json!({
+                    "type": kind::BROADCAST_ACK,
+                    "requestId": request_id,
+                    "packet": first,
+                });
+                // Always msgpack, as Node's adapter sends acks.
+                let mut bytes = Vec::new();
+                crate::redis::msgpack::write_value(&mut bytes, &response, &attachments);
+                link.publish(&channel, &bytes);
+            }
+            Some(event) => {
+                tally.count(&event);
+                if !counted && tally.local_counted(start.shards) {
+                    counted = true;
+                    let response = json!({
+                        "type": kind::BROADCAST_CLIENT_COUNT,
+                        "requestId": request_id,
+                        "clientCount": tally.clients,
+                    });
+                    link.publish(&channel, &wire::encode_object(&response, &[]));
+                }
+            }
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::redis::resp;
 use crate::redis::wire::WireBroadcast;
 use crate::server::adapter::{Adapter, ClusterBody, ClusterMsg, RoomOp, Target};
 use crate::server::args::Args;
+use crate::server::broadcast_ack::AckEvent;
 use crate::server::namespace::{Namespace, Nsp};
 use crate::server::outgoing;
 use crate::server::reason::DisconnectReason;
@@ -93,6 +94,34 @@ impl SioShard {
                         expected,
                     };
                     me.cluster_op(origin, &nsp, reply);
+                })
+                .detach();
+            }
+            ClusterOp::BroadcastAck {
+                origin,
+                request,
+                data,
+                attachments,
+                target,
+                timeout,
+            } => {
+                let (Some(link), Some(me)) = (self.link(), self.me()) else {
+                    self.broadcast_ack_event(origin, request, AckEvent::RemoteServers(0));
+                    return;
+                };
+                let nsp = nsp.to_string();
+                glommio::spawn_local(async move {
+                    link.broadcast_with_ack(
+                        &me,
+                        &nsp,
+                        origin,
+                        request,
+                        data,
+                        attachments,
+                        target,
+                        timeout,
+                    )
+                    .await;
                 })
                 .detach();
             }
