@@ -62,9 +62,10 @@ process.on("exit", () => {
  * `extraArgs`, waits for `listening on HOST:PORT` and returns a handle:
  * `url`, `exited` (resolves with `{code, signal}`), `terminate()` (SIGTERM,
  * no wait) and `stop()` (SIGTERM, SIGKILL after 3 s; always call it).
+ * `command` (`[program, ...args]`) replaces `relayCommand()`.
  */
-export async function startRelay(extraArgs = [], { shards = 2 } = {}) {
-  const [cmd, ...baseArgs] = relayCommand();
+export async function startRelay(extraArgs = [], { shards = 2, command } = {}) {
+  const [cmd, ...baseArgs] = command ?? relayCommand();
   const args = [...baseArgs, "--port", "0", "--bind", "127.0.0.1", "--shards", String(shards), ...extraArgs];
   const child = spawn(cmd, args, { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] });
   liveRelays.add(child);
