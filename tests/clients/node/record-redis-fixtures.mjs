@@ -7,7 +7,7 @@
 //
 //   node tests/clients/node/record-redis-fixtures.mjs [--out DIR]
 //
-// DIR (default hub/src/cluster/fixtures) gets `<case>.bin` per message
+// DIR (default hub/src/redis/fixtures) gets `<case>.bin` per message
 // (the exact PUBLISH/SPUBLISH payload) and `index.json`: one entry per
 // message, `{file, case, description, channel, command, encoding,
 // decoded}`, `command` "publish" or "spublish", `encoding` "json" or
@@ -59,7 +59,7 @@ const require = createRequire(import.meta.url);
 const notepack = createRequire(require.resolve("@socket.io/redis-adapter"))("notepack.io");
 
 const argv = process.argv.slice(2);
-let outDir = path.join(REPO_ROOT, "hub", "src", "cluster", "fixtures");
+let outDir = path.join(REPO_ROOT, "hub", "src", "redis", "fixtures");
 for (let i = 0; i < argv.length; i++) {
   if (argv[i] === "--out" && i + 1 < argv.length) outDir = path.resolve(argv[++i]);
   else {
