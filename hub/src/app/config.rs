@@ -194,10 +194,19 @@ pub struct Settings {
         value_name = "PREFIX"
     )]
     pub redis_prefix: String,
-    /// Redis pub/sub mode: `classic` (createAdapter: PUBLISH/PSUBSCRIBE). `sharded`
-    /// (createShardedAdapter, Redis 7 SPUBLISH) is not supported yet and is refused.
+    /// Redis pub/sub mode, as the Node servers of the cluster use it: `classic` (createAdapter:
+    /// PUBLISH/PSUBSCRIBE) or `sharded` (createShardedAdapter, Redis 7: SPUBLISH/SSUBSCRIBE).
     #[arg(long, env = "HUB_REDIS_MODE", value_enum, default_value_t = RedisMode::Classic)]
     pub redis_mode: RedisMode,
+    /// In sharded mode, the adapter's subscriptionMode: `dynamic` (a channel per room, the
+    /// Node default) or `static` (one channel per namespace).
+    #[arg(
+        long,
+        env = "HUB_REDIS_SUBSCRIPTION_MODE",
+        value_enum,
+        default_value_t = SubscriptionMode::Dynamic
+    )]
+    pub redis_subscription_mode: SubscriptionMode,
     /// Bearer key for the admin API; without one it serves loopback callers only.
     #[arg(long, env = "HUB_API_KEY", hide_env_values = true, value_name = "KEY")]
     pub api_key: Option<String>,
@@ -236,8 +245,18 @@ pub struct Settings {
 pub enum RedisMode {
     /// `PUBLISH`/`PSUBSCRIBE`, as Node's `createAdapter`.
     Classic,
-    /// `SPUBLISH`/`SSUBSCRIBE`, as Node's `createShardedAdapter` (not supported yet).
+    /// `SPUBLISH`/`SSUBSCRIBE`, as Node's `createShardedAdapter`.
     Sharded,
+}
+
+/// Which channels a node subscribes to in sharded mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SubscriptionMode {
+    /// One per namespace.
+    Static,
+    /// One per namespace, and one per room the node has.
+    Dynamic,
 }
 
 /// The TOML file: every option optional, unknown keys refused.
@@ -269,6 +288,7 @@ struct FileSettings {
     redis_url: Option<String>,
     redis_prefix: Option<String>,
     redis_mode: Option<RedisMode>,
+    redis_subscription_mode: Option<SubscriptionMode>,
     api_key: Option<String>,
     admin_bind: Option<SocketAddr>,
     shutdown_timeout: Option<u64>,
@@ -379,6 +399,7 @@ impl Settings {
             namespace,
             redis_prefix,
             redis_mode,
+            redis_subscription_mode,
             admin_bind,
             shutdown_timeout,
             log_format,
@@ -407,12 +428,6 @@ impl Settings {
         }
         if let Some(url) = &self.redis_url {
             crate::redis::RedisUrl::parse(url).map_err(|e| invalid("redis-url", e.to_string()))?;
-        }
-        if self.redis_mode == RedisMode::Sharded {
-            return Err(invalid(
-                "redis-mode",
-                "sharded is not supported yet: use classic (see docs/cluster.md)",
-            ));
         }
         if self.redis_prefix.is_empty() {
             return Err(invalid("redis-prefix", "must not be empty"));

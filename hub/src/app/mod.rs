@@ -108,6 +108,12 @@ pub fn run(
         let url = crate::redis::RedisUrl::parse(url).expect("checked with the settings");
         let mut cluster = ClusterConfig::new(url);
         cluster.prefix = settings.redis_prefix.clone();
+        cluster.dialect = match settings.redis_mode {
+            config::RedisMode::Classic => crate::redis::Dialect::Classic,
+            config::RedisMode::Sharded => crate::redis::Dialect::Sharded {
+                dynamic: settings.redis_subscription_mode == config::SubscriptionMode::Dynamic,
+            },
+        };
         cluster
     });
     let relay_config = RelayConfig {

@@ -49,8 +49,8 @@ mod sharded {
 /// What a node publishes.
 pub(crate) enum Outbound<'a> {
     Broadcast {
-        /// `[event, ...args]`.
-        data: &'a [Value],
+        event: &'a str,
+        args: &'a [Value],
         attachments: &'a [Bytes],
         target: &'a WireTarget,
         flags: &'a WireFlags,
@@ -120,7 +120,10 @@ pub(crate) struct Publish {
 #[derive(Debug)]
 pub(crate) enum Inbound {
     Broadcast(WireBroadcast),
-    Request { nsp: String, request: WireRequest },
+    Request {
+        nsp: String,
+        request: WireRequest,
+    },
     Response(WireResponse),
     /// Not for this node (its own message, another prefix).
     Ignore,
@@ -135,7 +138,7 @@ fn looks_like_a_node_socket_id(room: &str) -> bool {
 impl Dialect {
     /// `PUBSUB NUMSUB` or `PUBSUB SHARDNUMSUB`, and the channel whose
     /// subscribers are the nodes of namespace `nsp`.
-    pub fn server_count(&self, channels: &Channels, nsp: &str) -> (&'static [u8], String) {
+    pub(crate) fn server_count(&self, channels: &Channels, nsp: &str) -> (&'static [u8], String) {
         match self {
             Dialect::Classic => (b"NUMSUB", channels.request(nsp)),
             Dialect::Sharded { .. } => (b"SHARDNUMSUB", channels.broadcast(nsp, &[])),
@@ -143,13 +146,18 @@ impl Dialect {
     }
 
     /// Whether the other nodes answer `allRooms` (the sharded adapter has no such request).
-    pub fn has_all_rooms(&self) -> bool {
+    pub(crate) fn has_all_rooms(&self) -> bool {
         *self == Dialect::Classic
     }
 
     /// The channel a room's broadcasts come on, when it has one of its own
     /// that the node must subscribe to (sharded, dynamic mode).
-    pub fn room_channel(&self, channels: &Channels, nsp: &str, room: &str) -> Option<String> {
+    pub(crate) fn room_channel(
+        &self,
+        channels: &Channels,
+        nsp: &str,
+        room: &str,
+    ) -> Option<String> {
         match self {
             Dialect::Sharded { dynamic: true } => {
                 Some(channels.broadcast(nsp, &[room.to_string()]))
@@ -158,14 +166,20 @@ impl Dialect {
         }
     }
 
-    pub fn encode(&self, channels: &Channels, uid: &str, nsp: &str, msg: Outbound<'_>) -> Publish {
+    pub(crate) fn encode(
+        &self,
+        channels: &Channels,
+        uid: &str,
+        nsp: &str,
+        msg: Outbound<'_>,
+    ) -> Publish {
         match self {
             Dialect::Classic => encode_classic(channels, uid, nsp, msg),
             Dialect::Sharded { dynamic } => encode_sharded(channels, uid, nsp, *dynamic, msg),
         }
     }
 
-    pub fn decode(
+    pub(crate) fn decode(
         &self,
         channels: &Channels,
         uid: &str,
@@ -192,17 +206,15 @@ fn encode_classic(channels: &Channels, uid: &str, nsp: &str, msg: Outbound<'_>) 
     let json = |value: Value| wire::encode_object(&value, &[]);
     match msg {
         Outbound::Broadcast {
-            data,
+            event,
+            args,
             attachments,
             target,
             flags,
-        } => {
-            let (event, args) = split_event(data);
-            publish(
-                channels.broadcast(nsp, &target.rooms),
-                wire::encode_broadcast(uid, nsp, event, args, attachments, target, flags),
-            )
-        }
+        } => publish(
+            channels.broadcast(nsp, &target.rooms),
+            wire::encode_broadcast(uid, nsp, event, args, attachments, target, flags),
+        ),
         Outbound::BroadcastWithAck {
             request_id,
             data,
@@ -211,23 +223,39 @@ fn encode_classic(channels: &Channels, uid: &str, nsp: &str, msg: Outbound<'_>) 
             timeout_ms,
         } => publish(
             channels.request(nsp),
-            wire::broadcast_ack_request(uid, request_id, nsp, data, attachments, target, timeout_ms),
+            wire::broadcast_ack_request(
+                uid,
+                request_id,
+                nsp,
+                data,
+                attachments,
+                target,
+                timeout_ms,
+            ),
         ),
         Outbound::Join { target, rooms } => publish(
             channels.request(nsp),
-            json(json!({"uid": uid, "type": kind::REMOTE_JOIN, "opts": opts(target), "rooms": rooms})),
+            json(
+                json!({"uid": uid, "type": kind::REMOTE_JOIN, "opts": opts(target), "rooms": rooms}),
+            ),
         ),
         Outbound::Leave { target, rooms } => publish(
             channels.request(nsp),
-            json(json!({"uid": uid, "type": kind::REMOTE_LEAVE, "opts": opts(target), "rooms": rooms})),
+            json(
+                json!({"uid": uid, "type": kind::REMOTE_LEAVE, "opts": opts(target), "rooms": rooms}),
+            ),
         ),
         Outbound::Disconnect { target, close } => publish(
             channels.request(nsp),
-            json(json!({"uid": uid, "type": kind::REMOTE_DISCONNECT, "opts": opts(target), "close": close})),
+            json(
+                json!({"uid": uid, "type": kind::REMOTE_DISCONNECT, "opts": opts(target), "close": close}),
+            ),
         ),
         Outbound::Fetch { request_id, target } => publish(
             channels.request(nsp),
-            json(json!({"uid": uid, "requestId": request_id, "type": kind::REMOTE_FETCH, "opts": opts(target)})),
+            json(
+                json!({"uid": uid, "requestId": request_id, "type": kind::REMOTE_FETCH, "opts": opts(target)}),
+            ),
         ),
         Outbound::AllRooms { request_id } => publish(
             channels.request(nsp),
@@ -238,11 +266,17 @@ fn encode_classic(channels: &Channels, uid: &str, nsp: &str, msg: Outbound<'_>) 
             data,
             attachments,
         } => {
-            let mut request = json!({"uid": uid, "type": kind::SERVER_SIDE_EMIT, "data": data});
-            if let Some(id) = request_id {
-                request["requestId"] = Value::from(id);
-            }
-            publish(channels.request(nsp), wire::encode_object(&request, attachments))
+            // The key order of Node's adapter.
+            let request = match request_id {
+                Some(id) => {
+                    json!({"uid": uid, "requestId": id, "type": kind::SERVER_SIDE_EMIT, "data": data})
+                }
+                None => json!({"uid": uid, "type": kind::SERVER_SIDE_EMIT, "data": data}),
+            };
+            publish(
+                channels.request(nsp),
+                wire::encode_object(&request, attachments),
+            )
         }
         Outbound::Response {
             request_id, answer, ..
@@ -251,7 +285,9 @@ fn encode_classic(channels: &Channels, uid: &str, nsp: &str, msg: Outbound<'_>) 
             let payload = match answer {
                 Answer::SocketIds(ids) => json(json!({"requestId": request_id, "sockets": ids})),
                 Answer::Rooms(rooms) => json(json!({"requestId": request_id, "rooms": rooms})),
-                Answer::Sockets(sockets) => json(json!({"requestId": request_id, "sockets": sockets})),
+                Answer::Sockets(sockets) => {
+                    json(json!({"requestId": request_id, "sockets": sockets}))
+                }
                 Answer::ServerSideAck(value, attachments) => wire::encode_object(
                     &json!({"type": kind::SERVER_SIDE_EMIT, "requestId": request_id, "data": value}),
                     attachments,
@@ -273,13 +309,6 @@ fn encode_classic(channels: &Channels, uid: &str, nsp: &str, msg: Outbound<'_>) 
             };
             publish(channel, payload)
         }
-    }
-}
-
-fn split_event(data: &[Value]) -> (&str, &[Value]) {
-    match data.split_first() {
-        Some((Value::String(event), args)) => (event, args),
-        _ => ("", data),
     }
 }
 
@@ -314,16 +343,18 @@ fn encode_sharded(
         }
         Value::Object(map)
     };
-    let opts_flags = |target: &WireTarget, flags: Value| {
-        json!({"rooms": target.rooms, "except": target.except, "flags": flags})
-    };
+    let opts_flags = |target: &WireTarget, flags: Value| json!({"rooms": target.rooms, "except": target.except, "flags": flags});
     match msg {
         Outbound::Broadcast {
-            data,
+            event,
+            args,
             attachments,
             target,
             flags,
         } => {
+            let mut data = Vec::with_capacity(args.len() + 1);
+            data.push(Value::from(event));
+            data.extend_from_slice(args);
             // A room's own channel only for one room that Node's adapter
             // would not take for a socket id.
             let channel = match &target.rooms[..] {
@@ -336,7 +367,10 @@ fn encode_sharded(
                 "packet": {"type": 2, "data": data},
                 "opts": opts_flags(target, flags_json(flags)),
             });
-            publish(channel, cluster_message(sharded::BROADCAST, body, uid, nsp, attachments))
+            publish(
+                channel,
+                cluster_message(sharded::BROADCAST, body, uid, nsp, attachments),
+            )
         }
         Outbound::BroadcastWithAck {
             request_id,
@@ -350,7 +384,10 @@ fn encode_sharded(
                 "requestId": request_id,
                 "opts": opts_flags(target, json!({"timeout": timeout_ms})),
             });
-            publish(main, cluster_message(sharded::BROADCAST, body, uid, nsp, attachments))
+            publish(
+                main,
+                cluster_message(sharded::BROADCAST, body, uid, nsp, attachments),
+            )
         }
         Outbound::Join { target, rooms } | Outbound::Leave { target, rooms } => {
             let kind = if matches!(msg, Outbound::Join { .. }) {
@@ -363,11 +400,17 @@ fn encode_sharded(
         }
         Outbound::Disconnect { target, close } => {
             let body = json!({"opts": opts_flags(target, json!({})), "close": close});
-            publish(main, cluster_message(sharded::DISCONNECT_SOCKETS, body, uid, nsp, &[]))
+            publish(
+                main,
+                cluster_message(sharded::DISCONNECT_SOCKETS, body, uid, nsp, &[]),
+            )
         }
         Outbound::Fetch { request_id, target } => {
             let body = json!({"opts": opts_flags(target, json!({})), "requestId": request_id});
-            publish(main, cluster_message(sharded::FETCH_SOCKETS, body, uid, nsp, &[]))
+            publish(
+                main,
+                cluster_message(sharded::FETCH_SOCKETS, body, uid, nsp, &[]),
+            )
         }
         // The sharded adapter has no such request: nobody would answer.
         Outbound::AllRooms { .. } => publish(main, Vec::new()),
@@ -380,7 +423,10 @@ fn encode_sharded(
                 Some(id) => json!({"requestId": id, "packet": data}),
                 None => json!({"packet": data}),
             };
-            publish(main, cluster_message(sharded::SERVER_SIDE_EMIT, body, uid, nsp, attachments))
+            publish(
+                main,
+                cluster_message(sharded::SERVER_SIDE_EMIT, body, uid, nsp, attachments),
+            )
         }
         Outbound::Response {
             request_id,
@@ -509,7 +555,9 @@ fn decode_sharded(
             return answer(json!({"type": kind::SERVER_SIDE_EMIT, "data": field("packet")}))
         }
         sharded::BROADCAST_CLIENT_COUNT => {
-            return answer(json!({"type": kind::BROADCAST_CLIENT_COUNT, "clientCount": field("clientCount")}))
+            return answer(
+                json!({"type": kind::BROADCAST_CLIENT_COUNT, "clientCount": field("clientCount")}),
+            )
         }
         sharded::BROADCAST_ACK => {
             return answer(json!({"type": kind::BROADCAST_ACK, "packet": field("packet")}))
@@ -568,7 +616,11 @@ fn decode_sharded(
                     attachments,
                 }
             }
-            _ => return Err(WireError::Shape("serverSideEmit packet is [event, ...args]")),
+            _ => {
+                return Err(WireError::Shape(
+                    "serverSideEmit packet is [event, ...args]",
+                ))
+            }
         },
         other => RequestBody::Unknown(other),
     };

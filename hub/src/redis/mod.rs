@@ -6,9 +6,11 @@
 //! drives it.
 
 pub(crate) mod conn;
+pub(crate) mod message;
 pub(crate) mod msgpack;
 pub(crate) mod resp;
 pub(crate) mod url;
 pub(crate) mod wire;
 
+pub use message::Dialect;
 pub use url::{RedisUrl, RedisUrlError};

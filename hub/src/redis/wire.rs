@@ -224,7 +224,7 @@ pub(crate) fn decode_broadcast(bytes: &[u8]) -> Result<WireBroadcast, WireError>
 }
 
 /// A packet object `{type, data, nsp, id?}` holding an event.
-fn event_of(packet: Value, attachments: Vec<Bytes>) -> Result<WireEvent, WireError> {
+pub(crate) fn event_of(packet: Value, attachments: Vec<Bytes>) -> Result<WireEvent, WireError> {
     let Value::Object(mut packet) = packet else {
         return Err(WireError::Shape("the packet is an object"));
     };
@@ -251,7 +251,7 @@ fn event_of(packet: Value, attachments: Vec<Bytes>) -> Result<WireEvent, WireErr
 }
 
 /// A room list: strings, or numbers (Node allows numeric rooms) as text.
-fn rooms_of(value: Option<&Value>) -> Result<Vec<String>, WireError> {
+pub(crate) fn rooms_of(value: Option<&Value>) -> Result<Vec<String>, WireError> {
     match value {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Array(items)) => items
@@ -266,7 +266,7 @@ fn rooms_of(value: Option<&Value>) -> Result<Vec<String>, WireError> {
     }
 }
 
-fn opts_of(opts: &Value) -> Result<(WireTarget, WireFlags), WireError> {
+pub(crate) fn opts_of(opts: &Value) -> Result<(WireTarget, WireFlags), WireError> {
     let empty = Map::new();
     let opts = match opts {
         Value::Object(map) => map,
@@ -458,10 +458,6 @@ pub(crate) fn encode_object(value: &Value, attachments: &[Bytes]) -> Vec<u8> {
     }
 }
 
-fn opts_json(target: &WireTarget) -> Value {
-    json!({"rooms": target.rooms, "except": target.except})
-}
-
 /// `{uid, requestId, type: 7, packet: {type: 2, data, nsp}, opts: {rooms,
 /// except, flags: {timeout}}}` in msgpack, as Node's `broadcastWithAck`.
 pub(crate) fn broadcast_ack_request(
@@ -471,7 +467,7 @@ pub(crate) fn broadcast_ack_request(
     data: &[Value],
     attachments: &[Bytes],
     target: &WireTarget,
-    timeout: std::time::Duration,
+    timeout_ms: u64,
 ) -> Vec<u8> {
     let request = json!({
         "uid": uid,
@@ -481,7 +477,7 @@ pub(crate) fn broadcast_ack_request(
         "opts": {
             "rooms": target.rooms,
             "except": target.except,
-            "flags": {"timeout": timeout.as_millis() as u64},
+            "flags": {"timeout": timeout_ms},
         },
     });
     let mut out = Vec::new();
@@ -489,64 +485,24 @@ pub(crate) fn broadcast_ack_request(
     out
 }
 
-pub(crate) fn room_request(
-    uid: &str,
-    join: bool,
-    target: &WireTarget,
-    rooms: &[String],
-) -> Vec<u8> {
-    let kind = if join {
-        kind::REMOTE_JOIN
-    } else {
-        kind::REMOTE_LEAVE
-    };
-    encode_object(
-        &json!({"uid": uid, "type": kind, "opts": opts_json(target), "rooms": rooms}),
-        &[],
-    )
-}
-
-pub(crate) fn disconnect_request(uid: &str, target: &WireTarget, close: bool) -> Vec<u8> {
-    encode_object(
-        &json!({"uid": uid, "type": kind::REMOTE_DISCONNECT, "opts": opts_json(target), "close": close}),
-        &[],
-    )
-}
-
-pub(crate) fn fetch_request(uid: &str, request_id: &str, target: &WireTarget) -> Vec<u8> {
-    encode_object(
-        &json!({"uid": uid, "requestId": request_id, "type": kind::REMOTE_FETCH, "opts": opts_json(target)}),
-        &[],
-    )
-}
-
-pub(crate) fn all_rooms_request(uid: &str, request_id: &str) -> Vec<u8> {
-    encode_object(
-        &json!({"uid": uid, "requestId": request_id, "type": kind::ALL_ROOMS}),
-        &[],
-    )
-}
-
-pub(crate) fn server_side_emit_request(
-    uid: &str,
-    request_id: Option<&str>,
-    data: &[Value],
-    attachments: &[Bytes],
-) -> Vec<u8> {
-    let mut request = json!({"uid": uid, "type": kind::SERVER_SIDE_EMIT, "data": data});
-    if let Some(id) = request_id {
-        request["requestId"] = Value::from(id);
-    }
-    encode_object(&request, attachments)
-}
-
-/// The adapter's request ids: 6 characters of `[A-Za-z0-9]`, as `uid2(6)`.
+/// The classic adapter's ids: 6 characters of `[A-Za-z0-9]`, as `uid2(6)`. 6 characters of `[A-Za-z0-9]`, as `uid2(6)`.
 pub(crate) fn new_id() -> String {
+    new_id_of(
+        6,
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+    )
+}
+
+/// The sharded adapter's ids: 16 hex digits, as `randomBytes(8).toString("hex")`.
+pub(crate) fn new_hex_id() -> String {
+    new_id_of(16, b"0123456789abcdef")
+}
+
+fn new_id_of(len: usize, alphabet: &[u8]) -> String {
     use rand::Rng;
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
-    (0..6)
-        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+    (0..len)
+        .map(|_| alphabet[rng.random_range(0..alphabet.len())] as char)
         .collect()
 }
 

@@ -173,13 +173,22 @@ pub(crate) struct ShardAdapter {
     generation: Cell<u64>,
     next_request: Cell<u64>,
     fetches: Fetches,
+    /// Tell the cluster's link when a room appears or goes on this shard
+    /// (the sharded dialect's dynamic mode subscribes a channel per room).
+    report_rooms: bool,
 }
 
 type Fetches = Rc<RefCell<AHashMap<u64, LocalSender<Vec<RemoteSocket>>>>>;
 
 impl ShardAdapter {
-    pub fn new(shard: usize, instance: u64, max_rooms_per_socket: usize) -> ShardAdapter {
+    pub fn new(
+        shard: usize,
+        instance: u64,
+        max_rooms_per_socket: usize,
+        report_rooms: bool,
+    ) -> ShardAdapter {
         ShardAdapter {
+            report_rooms,
             shard,
             instance,
             max_rooms_per_socket,
@@ -234,6 +243,16 @@ impl ShardAdapter {
             self.join(nsp, socket, room);
         }
         Ok(())
+    }
+
+    /// A room appeared (`up`) or went on this shard: tell the link, when
+    /// it subscribes per room. Called with no borrow of the index held.
+    fn room_changed(&self, nsp: &Nsp, room: &str, up: bool) {
+        if !self.report_rooms {
+            return;
+        }
+        let body = ClusterBody::Cluster(super::cluster::ClusterOp::RoomHeld(room.to_string(), up));
+        self.post(super::cluster::LINK_SHARD, &nsp.name, body);
     }
 
     fn next_generation(&self) -> u64 {
@@ -453,16 +472,20 @@ impl Adapter for ShardAdapter {
         let mut index = nsp.rooms.borrow_mut();
         // One allocation per room name, shared by the index and its members
         // (a socket's own room is named by its id: that one is shared too).
-        let name: Rc<str> = match index.get_key_value(room) {
-            Some((name, _)) => name.clone(),
-            None if *socket.id == *room => socket.id.clone(),
-            None => Rc::from(room),
+        let (name, created): (Rc<str>, bool) = match index.get_key_value(room) {
+            Some((name, _)) => (name.clone(), false),
+            None if *socket.id == *room => (socket.id.clone(), true),
+            None => (Rc::from(room), true),
         };
         index
             .entry(name.clone())
             .or_default()
             .insert(socket.key, socket.clone());
+        drop(index);
         socket.rooms.borrow_mut().push(name);
+        if created {
+            self.room_changed(nsp, room, true);
+        }
     }
 
     fn leave(&self, nsp: &Nsp, socket: &SocketInner, room: &str) {
@@ -471,25 +494,40 @@ impl Adapter for ShardAdapter {
             return;
         };
         rooms.remove(position);
+        drop(rooms);
         let mut index = nsp.rooms.borrow_mut();
+        let mut removed = false;
         if let Some(members) = index.get_mut(room) {
             members.remove(&socket.key);
             if members.is_empty() {
                 index.remove(room);
+                removed = true;
             }
+        }
+        drop(index);
+        if removed {
+            self.room_changed(nsp, room, false);
         }
     }
 
     fn leave_all(&self, nsp: &Nsp, socket: &SocketInner) {
         let rooms = std::mem::take(&mut *socket.rooms.borrow_mut());
         let mut index = nsp.rooms.borrow_mut();
+        let mut removed: SmallVec<[Rc<str>; 4]> = SmallVec::new();
         for room in rooms {
             if let Some(members) = index.get_mut(&room) {
                 members.remove(&socket.key);
                 if members.is_empty() {
                     index.remove(&room);
+                    if self.report_rooms {
+                        removed.push(room);
+                    }
                 }
             }
+        }
+        drop(index);
+        for room in removed {
+            self.room_changed(nsp, &room, false);
         }
     }
 

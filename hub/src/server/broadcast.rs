@@ -19,7 +19,8 @@ use super::outgoing;
 use super::reason::DisconnectReason;
 use super::shard::SioShard;
 use super::socket::{EmitError, SocketInner};
-use crate::redis::wire::{self, WireFlags, WireTarget};
+use crate::redis::message::Outbound;
+use crate::redis::wire::{WireFlags, WireTarget};
 use crate::socketio::is_reserved_event;
 
 /// A socket as a server-wide query reports it, from whichever shard owns it.
@@ -222,17 +223,17 @@ impl BroadcastOperator {
                 local: false,
                 timeout: None,
             };
-            let payload = wire::encode_broadcast(
-                cluster.uid(),
+            let _ = cluster;
+            self.shard.cluster_publish(
                 &self.nsp.name,
-                event,
-                args.values(),
-                args.attachments(),
-                &target,
-                &flags,
+                Outbound::Broadcast {
+                    event,
+                    args: args.values(),
+                    attachments: args.attachments(),
+                    target: &target,
+                    flags: &flags,
+                },
             );
-            let channel = cluster.channels.broadcast(&self.nsp.name, &target.rooms);
-            self.shard.cluster_publish(&channel, &payload);
         }
         let nsp = self.shard.live(&self.nsp);
         self.shard
@@ -257,15 +258,17 @@ impl BroadcastOperator {
     }
 
     fn room_op(self, op: RoomOp) {
-        if let Some((cluster, target)) = self.cluster_target() {
-            let uid = cluster.uid();
-            let payload = match &op {
-                RoomOp::Join(rooms) => wire::room_request(uid, true, &target, rooms),
-                RoomOp::Leave(rooms) => wire::room_request(uid, false, &target, rooms),
-                RoomOp::Disconnect { close } => wire::disconnect_request(uid, &target, *close),
+        if let Some((_, target)) = self.cluster_target() {
+            let target = &target;
+            let msg = match &op {
+                RoomOp::Join(rooms) => Outbound::Join { target, rooms },
+                RoomOp::Leave(rooms) => Outbound::Leave { target, rooms },
+                RoomOp::Disconnect { close } => Outbound::Disconnect {
+                    target,
+                    close: *close,
+                },
             };
-            self.shard
-                .cluster_publish(&cluster.channels.request(&self.nsp.name), &payload);
+            self.shard.cluster_publish(&self.nsp.name, msg);
         }
         let nsp = self.shard.live(&self.nsp);
         let local = self

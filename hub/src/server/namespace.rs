@@ -193,14 +193,15 @@ impl Namespace {
         if is_reserved_event(event) {
             return Err(EmitError::Reserved(event.to_string()));
         }
-        let Some(cluster) = self.shard.cluster() else {
-            return Ok(());
-        };
         let (data, attachments) = server_side_data(event, args);
-        let payload =
-            crate::redis::wire::server_side_emit_request(cluster.uid(), None, &data, &attachments);
-        let channel = cluster.channels.request(&self.nsp.name);
-        self.shard.cluster_publish(&channel, &payload);
+        self.shard.cluster_publish(
+            &self.nsp.name,
+            crate::redis::message::Outbound::ServerSideEmit {
+                request_id: None,
+                data: &data,
+                attachments: &attachments,
+            },
+        );
         Ok(())
     }
 
@@ -244,10 +245,14 @@ impl Namespace {
     /// Every room of the namespace, on every shard and, in a cluster,
     /// every node that answers within the request timeout (`allRooms`).
     pub fn all_rooms(&self) -> impl Future<Output = Vec<String>> + 'static {
-        let remote = self.shard.cluster().map(|_| {
-            self.shard
-                .cluster_request(&self.nsp.name, NodeRequest::AllRooms)
-        });
+        let remote = self
+            .shard
+            .cluster()
+            .filter(|c| c.dialect().has_all_rooms())
+            .map(|_| {
+                self.shard
+                    .cluster_request(&self.nsp.name, NodeRequest::AllRooms)
+            });
         let local = self.fetch_local_sockets();
         async move {
             let mut rooms: Vec<String> = local.await.into_iter().flat_map(|s| s.rooms).collect();

@@ -75,6 +75,10 @@ impl SioShard {
     pub fn new(config: Arc<IoConfig>, shard: usize) -> Rc<SioShard> {
         let instance = config.instance;
         let max_rooms_per_socket = config.settings.max_rooms_per_socket;
+        let report_rooms = config
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.dialect() == crate::redis::Dialect::Sharded { dynamic: true });
         let shard_state = Rc::new_cyclic(|me| SioShard {
             config,
             shard,
@@ -86,7 +90,7 @@ impl SioShard {
             awaiting_connect: RefCell::new(VecDeque::new()),
             connect_sweeper: Cell::new(false),
             pending_stats: Rc::default(),
-            adapter: ShardAdapter::new(shard, instance, max_rooms_per_socket),
+            adapter: ShardAdapter::new(shard, instance, max_rooms_per_socket, report_rooms),
             link: RefCell::new(None),
             broadcast_acks: RefCell::new(AHashMap::new()),
             cluster_waiters: RefCell::new(AHashMap::new()),

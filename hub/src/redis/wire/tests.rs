@@ -62,57 +62,6 @@ fn channels_are_named_as_the_node_adapter_names_them() {
 }
 
 #[test]
-fn requests_in_json_and_msgpack() {
-    let join = room_request(
-        "u",
-        true,
-        &WireTarget {
-            rooms: vec!["a".into()],
-            except: vec![],
-        },
-        &["b".into()],
-    );
-    assert_eq!(
-        decode_request(&join).unwrap(),
-        WireRequest {
-            uid: Some("u".into()),
-            request_id: None,
-            body: RequestBody::Join {
-                target: Some(WireTarget {
-                    rooms: vec!["a".into()],
-                    except: vec![]
-                }),
-                rooms: vec!["b".into()],
-                sid: None
-            }
-        }
-    );
-    let emit = server_side_emit_request(
-        "u",
-        Some("r1"),
-        &[json!("ev"), json!({"_placeholder": true, "num": 0})],
-        &[Bytes::from_static(b"bin")],
-    );
-    assert_ne!(emit[0], b'{', "binary data goes as msgpack");
-    match decode_request(&emit).unwrap() {
-        WireRequest {
-            request_id: Some(id),
-            body: RequestBody::ServerSideEmit { data, attachments },
-            ..
-        } => {
-            assert_eq!(id, "r1");
-            assert_eq!(data[0], json!("ev"));
-            assert_eq!(attachments, [Bytes::from_static(b"bin")]);
-        }
-        other => panic!("{other:?}"),
-    }
-    let fetch = decode_request(&fetch_request("u", "q", &WireTarget::default())).unwrap();
-    assert!(matches!(fetch.body, RequestBody::Fetch { .. }));
-    let unknown = decode_request(br#"{"type":42}"#).unwrap();
-    assert_eq!(unknown.body, RequestBody::Unknown(42));
-}
-
-#[test]
 fn malformed_messages_are_errors() {
     for bad in [
         &b""[..],

@@ -18,6 +18,7 @@ use glommio::timer::Timer;
 use super::node_requests;
 use super::status::ClusterStatus;
 use super::ClusterShared;
+use crate::redis::message::{Dialect, Inbound, Outbound};
 use crate::redis::resp::{self, count_of, Push, RespConn, RespError};
 use crate::redis::wire::{self, WireResponse};
 use crate::server::broadcast_ack::AckEvent;
@@ -53,6 +54,9 @@ pub(crate) struct Link {
     /// Namespaces to be subscribed to, with how many holders each has
     /// (shards that have it, and the server for a declared one).
     namespaces: RefCell<AHashMap<String, usize>>,
+    /// Rooms with a channel of their own (sharded, dynamic mode), with how
+    /// many shards have each.
+    rooms: RefCell<AHashMap<(String, String), usize>>,
     subscriptions_changed: Signal,
     /// Our requests waiting for answers, by request id.
     pending: RefCell<AHashMap<String, LocalSender<WireResponse>>>,
@@ -73,6 +77,7 @@ impl Link {
             ready: Signal::new(),
             up: Cell::new(false),
             namespaces: RefCell::new(namespaces),
+            rooms: RefCell::new(AHashMap::new()),
             subscriptions_changed: Signal::new(),
             pending: RefCell::new(AHashMap::new()),
             requests_in_flight: Cell::new(0),
@@ -112,16 +117,35 @@ impl Link {
         true
     }
 
-    pub fn publish(&self, channel: &str, payload: &[u8]) -> bool {
-        let mut command = BytesMut::with_capacity(payload.len() + channel.len() + 32);
-        resp::command(&mut command, &[b"PUBLISH", channel.as_bytes(), payload]);
+    /// Publish `msg` of namespace `nsp` in the cluster's dialect.
+    pub fn send(&self, nsp: &str, msg: Outbound<'_>) -> bool {
+        let publish = self.shared.encode(nsp, msg);
+        if publish.payload.is_empty() {
+            return false;
+        }
+        let mut command =
+            BytesMut::with_capacity(publish.payload.len() + publish.channel.len() + 32);
+        resp::command(
+            &mut command,
+            &[
+                publish.command,
+                publish.channel.as_bytes(),
+                &publish.payload,
+            ],
+        );
         self.enqueue(&command, None)
     }
 
-    /// How many clients are subscribed to `channel` (None: Redis is unreachable).
-    pub async fn numsub(&self, channel: &str) -> Option<i64> {
+    /// How many nodes serve namespace `nsp`, this one included, as Node's
+    /// adapter counts them (`PUBSUB NUMSUB` of the request channel, or
+    /// `SHARDNUMSUB` of the namespace's channel); None: Redis is unreachable.
+    pub async fn server_count(&self, nsp: &str) -> Option<i64> {
+        let (which, channel) = self
+            .shared
+            .dialect()
+            .server_count(&self.shared.channels, nsp);
         let mut command = BytesMut::new();
-        resp::command(&mut command, &[b"PUBSUB", b"NUMSUB", channel.as_bytes()]);
+        resp::command(&mut command, &[b"PUBSUB", which, channel.as_bytes()]);
         let (tx, rx) = local_channel::new_bounded(1);
         if !self.enqueue(&command, Some(tx)) {
             return None;
@@ -151,28 +175,30 @@ impl Link {
     /// counts other subscribers of the request channel, or what came
     /// before the request timeout.
     pub async fn request(&self, nsp: &str, kind: NodeRequest) -> (Vec<WireResponse>, usize) {
-        let channels = &self.shared.channels;
-        let request_channel = channels.request(nsp);
-        let Some(subscribers) = self.numsub(&request_channel).await else {
+        let Some(subscribers) = self.server_count(nsp).await else {
             return (Vec::new(), 0);
         };
         let expected = (subscribers - 1).max(0) as usize;
         if expected == 0 {
             return (Vec::new(), 0);
         }
-        let id = wire::new_id();
-        let uid = self.shared.uid();
-        let payload = match &kind {
-            NodeRequest::Fetch(target) => wire::fetch_request(uid, &id, target),
-            NodeRequest::AllRooms => wire::all_rooms_request(uid, &id),
-            NodeRequest::ServerSideEmit { data, attachments } => {
-                wire::server_side_emit_request(uid, Some(&id), data, attachments)
-            }
+        let id = self.shared.new_request_id();
+        let msg = match &kind {
+            NodeRequest::Fetch(target) => Outbound::Fetch {
+                request_id: &id,
+                target,
+            },
+            NodeRequest::AllRooms => Outbound::AllRooms { request_id: &id },
+            NodeRequest::ServerSideEmit { data, attachments } => Outbound::ServerSideEmit {
+                request_id: Some(&id),
+                data,
+                attachments,
+            },
         };
         let (tx, rx) = local_channel::new_unbounded();
         self.pending.borrow_mut().insert(id.clone(), tx);
         let mut responses = Vec::with_capacity(expected);
-        if self.publish(&request_channel, &payload) {
+        if self.send(nsp, msg) {
             let deadline = Timer::new(self.shared.config.request_timeout);
             futures_lite::pin!(deadline);
             while responses.len() < expected {
@@ -214,8 +240,7 @@ impl Link {
         target: wire::WireTarget,
         timeout: Duration,
     ) {
-        let request_channel = self.shared.channels.request(nsp);
-        let servers = match self.numsub(&request_channel).await {
+        let servers = match self.server_count(nsp).await {
             Some(n) => (n - 1).max(0) as usize,
             None => 0,
         };
@@ -223,19 +248,17 @@ impl Link {
         if servers == 0 {
             return;
         }
-        let id = wire::new_id();
-        let payload = wire::broadcast_ack_request(
-            self.shared.uid(),
-            &id,
-            nsp,
-            &data,
-            &attachments,
-            &target,
-            timeout,
-        );
+        let id = self.shared.new_request_id();
+        let msg = Outbound::BroadcastWithAck {
+            request_id: &id,
+            data: &data,
+            attachments: &attachments,
+            target: &target,
+            timeout_ms: timeout.as_millis() as u64,
+        };
         let (tx, rx) = local_channel::new_unbounded();
         self.pending.borrow_mut().insert(id.clone(), tx);
-        if self.publish(&request_channel, &payload) {
+        if self.send(nsp, msg) {
             let deadline = Timer::new(timeout);
             futures_lite::pin!(deadline);
             loop {
@@ -368,48 +391,28 @@ impl Link {
     }
 
     async fn subscriber_loop(&self, mut conn: RespConn) -> RespError {
-        let channels = self.shared.channels.clone();
-        let uid = self.shared.uid().to_string();
-        let mut subscribed: AHashSet<String> = AHashSet::new();
+        // (subscribe command, channel) pairs held on this connection.
+        let mut subscribed: AHashSet<(&'static [u8], String)> = AHashSet::new();
         let mut first = true;
         loop {
             let changed = self.subscriptions_changed.listen();
-            let wanted: Vec<String> = self.namespaces.borrow().keys().cloned().collect();
+            let wanted = self.wanted_subscriptions();
             let mut commands = BytesMut::new();
-            for nsp in &wanted {
-                if subscribed.insert(nsp.clone()) {
-                    resp::command(
-                        &mut commands,
-                        &[b"PSUBSCRIBE", channels.broadcast_pattern(nsp).as_bytes()],
-                    );
-                    resp::command(
-                        &mut commands,
-                        &[
-                            b"SUBSCRIBE",
-                            channels.request(nsp).as_bytes(),
-                            channels.response(nsp).as_bytes(),
-                            channels.own_response(nsp, &uid).as_bytes(),
-                        ],
-                    );
+            for (verb, channel) in &wanted {
+                if subscribed.insert((verb, channel.clone())) {
+                    resp::command(&mut commands, &[verb, channel.as_bytes()]);
                 }
             }
-            subscribed.retain(|nsp| {
-                if wanted.contains(nsp) {
+            subscribed.retain(|(verb, channel)| {
+                if wanted.iter().any(|(v, c)| v == verb && c == channel) {
                     return true;
                 }
-                resp::command(
-                    &mut commands,
-                    &[b"PUNSUBSCRIBE", channels.broadcast_pattern(nsp).as_bytes()],
-                );
-                resp::command(
-                    &mut commands,
-                    &[
-                        b"UNSUBSCRIBE",
-                        channels.request(nsp).as_bytes(),
-                        channels.response(nsp).as_bytes(),
-                        channels.own_response(nsp, &uid).as_bytes(),
-                    ],
-                );
+                let undo: &[u8] = match *verb {
+                    b"PSUBSCRIBE" => b"PUNSUBSCRIBE",
+                    b"SSUBSCRIBE" => b"SUNSUBSCRIBE",
+                    _ => b"UNSUBSCRIBE",
+                };
+                resp::command(&mut commands, &[undo, channel.as_bytes()]);
                 false
             });
             if !commands.is_empty() {
@@ -442,10 +445,55 @@ impl Link {
         }
     }
 
+    /// The subscriptions the node needs now, as (command, channel).
+    fn wanted_subscriptions(&self) -> Vec<(&'static [u8], String)> {
+        let channels = &self.shared.channels;
+        let uid = self.shared.uid();
+        let mut wanted: Vec<(&'static [u8], String)> = Vec::new();
+        for nsp in self.namespaces.borrow().keys() {
+            match self.shared.dialect() {
+                Dialect::Classic => {
+                    wanted.push((b"PSUBSCRIBE", channels.broadcast_pattern(nsp)));
+                    wanted.push((b"SUBSCRIBE", channels.request(nsp)));
+                    wanted.push((b"SUBSCRIBE", channels.response(nsp)));
+                    wanted.push((b"SUBSCRIBE", channels.own_response(nsp, uid)));
+                }
+                Dialect::Sharded { .. } => {
+                    wanted.push((b"SSUBSCRIBE", channels.broadcast(nsp, &[])));
+                    wanted.push((b"SSUBSCRIBE", channels.broadcast(nsp, &[uid.to_string()])));
+                }
+            }
+        }
+        for (nsp, room) in self.rooms.borrow().keys() {
+            if let Some(channel) = self.shared.dialect().room_channel(channels, nsp, room) {
+                wanted.push((b"SSUBSCRIBE", channel));
+            }
+        }
+        wanted
+    }
+
+    /// A shard has (`up`) or no longer has a room (sharded, dynamic mode).
+    pub fn room_held(&self, nsp: &str, room: &str, up: bool) {
+        let mut rooms = self.rooms.borrow_mut();
+        let key = (nsp.to_string(), room.to_string());
+        if up {
+            let count = rooms.entry(key).or_insert(0);
+            *count += 1;
+            if *count == 1 {
+                self.subscriptions_changed.notify();
+            }
+        } else if let Some(count) = rooms.get_mut(&key) {
+            *count -= 1;
+            if *count == 0 {
+                rooms.remove(&key);
+                self.subscriptions_changed.notify();
+            }
+        }
+    }
+
     async fn count_nodes(&self) -> RespError {
-        let channel = self.shared.channels.request("/");
         loop {
-            if let Some(nodes) = self.numsub(&channel).await {
+            if let Some(nodes) = self.server_count("/").await {
                 self.status().set_nodes(nodes.max(0) as u64);
             }
             Timer::new(COUNT_NODES_EVERY).await;
@@ -471,47 +519,33 @@ impl Link {
             ClusterStatus::add(&self.status().malformed, 1);
             return;
         };
-        let channels = &self.shared.channels;
-        if channels.namespace_of_broadcast(channel).is_some() {
-            match wire::decode_broadcast(&payload) {
-                Ok(broadcast) if broadcast.uid == self.shared.uid() => {}
-                Ok(broadcast) => {
+        let inbound = self.shared.dialect().decode(
+            &self.shared.channels,
+            self.shared.uid(),
+            channel,
+            &payload,
+        );
+        match inbound {
+            Ok(Inbound::Ignore) => {}
+            Ok(Inbound::Broadcast(broadcast)) => {
+                ClusterStatus::add(&self.status().received, 1);
+                sio.deliver_cluster_broadcast(broadcast);
+            }
+            Ok(Inbound::Response(response)) => {
+                if let Some(tx) = self.pending.borrow().get(&response.request_id) {
                     ClusterStatus::add(&self.status().received, 1);
-                    sio.deliver_cluster_broadcast(broadcast);
-                }
-                Err(error) => {
-                    ClusterStatus::add(&self.status().malformed, 1);
-                    tracing::debug!(%error, channel, "cluster: ignoring a malformed broadcast");
+                    let _ = tx.try_send(response);
                 }
             }
-        } else if let Some((nsp, response)) = channels.namespace_of_request(channel) {
-            if response {
-                match wire::decode_response(&payload) {
-                    Ok(response) => {
-                        if let Some(tx) = self.pending.borrow().get(&response.request_id) {
-                            ClusterStatus::add(&self.status().received, 1);
-                            let _ = tx.try_send(response);
-                        }
-                    }
-                    Err(error) => {
-                        ClusterStatus::add(&self.status().malformed, 1);
-                        tracing::debug!(%error, channel, "cluster: ignoring a malformed response");
-                    }
+            Ok(Inbound::Request { nsp, request }) => {
+                ClusterStatus::add(&self.status().received, 1);
+                if let Some(me) = self.me.upgrade() {
+                    node_requests::handle(&me, &sio, &nsp, request);
                 }
-                return;
             }
-            match wire::decode_request(&payload) {
-                Ok(request) if request.uid.as_deref() == Some(self.shared.uid()) => {}
-                Ok(request) => {
-                    ClusterStatus::add(&self.status().received, 1);
-                    if let Some(me) = self.me.upgrade() {
-                        node_requests::handle(&me, &sio, nsp, request);
-                    }
-                }
-                Err(error) => {
-                    ClusterStatus::add(&self.status().malformed, 1);
-                    tracing::debug!(%error, channel, "cluster: ignoring a malformed request");
-                }
+            Err(error) => {
+                ClusterStatus::add(&self.status().malformed, 1);
+                tracing::debug!(%error, channel, "cluster: ignoring a malformed message");
             }
         }
     }

@@ -20,8 +20,9 @@ use std::time::Duration;
 
 pub use status::{ClusterSnapshot, ClusterStatus};
 
+use crate::redis::message::{Outbound, Publish};
 use crate::redis::wire::Channels;
-use crate::redis::RedisUrl;
+use crate::redis::{Dialect, RedisUrl};
 
 /// How a server joins a cluster: `Io::builder().cluster(ClusterConfig::new(url))`.
 #[derive(Clone, Debug)]
@@ -41,6 +42,8 @@ pub struct ClusterConfig {
     /// Longest wait between two attempts to reconnect (the wait doubles
     /// from 100 ms up to it).
     pub max_backoff: Duration,
+    /// Classic (`createAdapter`) or sharded (`createShardedAdapter`).
+    pub dialect: Dialect,
 }
 
 impl ClusterConfig {
@@ -53,6 +56,7 @@ impl ClusterConfig {
             connect_timeout: Duration::from_secs(5),
             max_pending_bytes: 16 * 1024 * 1024,
             max_backoff: Duration::from_secs(5),
+            dialect: Dialect::Classic,
         }
     }
 }
@@ -70,13 +74,35 @@ impl ClusterShared {
             channels: Channels {
                 prefix: config.prefix.clone(),
             },
-            status: Arc::new(ClusterStatus::new(crate::redis::wire::new_id())),
+            status: Arc::new(ClusterStatus::new(match config.dialect {
+                Dialect::Classic => crate::redis::wire::new_id(),
+                Dialect::Sharded { .. } => crate::redis::wire::new_hex_id(),
+            })),
             config,
         }
     }
 
     pub fn uid(&self) -> &str {
         self.status.uid()
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.config.dialect
+    }
+
+    /// A message in the cluster's dialect, from this node.
+    pub fn encode(&self, nsp: &str, msg: Outbound<'_>) -> Publish {
+        self.config
+            .dialect
+            .encode(&self.channels, self.uid(), nsp, msg)
+    }
+
+    /// A new request id, as the dialect's Node adapter makes them.
+    pub fn new_request_id(&self) -> String {
+        match self.config.dialect {
+            Dialect::Classic => crate::redis::wire::new_id(),
+            Dialect::Sharded { .. } => crate::redis::wire::new_hex_id(),
+        }
     }
 }
 
@@ -89,6 +115,9 @@ pub(crate) enum ClusterOp {
     Command(Vec<u8>),
     /// The sending shard now has (true) or no longer has the namespace.
     NamespaceHeld(bool),
+    /// The sending shard now has (true) or no longer has a room of the
+    /// namespace (reported in the sharded dialect's dynamic mode only).
+    RoomHeld(String, bool),
     /// Ask the other nodes; the answers go back to `origin`.
     Request {
         origin: usize,
@@ -117,6 +146,7 @@ impl ClusterOp {
     pub fn payload_bytes(&self) -> usize {
         match self {
             ClusterOp::Command(bytes) => bytes.len(),
+            ClusterOp::RoomHeld(room, _) => room.len(),
             ClusterOp::BroadcastAck { attachments, .. } => {
                 256 + attachments.iter().map(|a| a.len()).sum::<usize>()
             }

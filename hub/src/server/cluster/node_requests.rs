@@ -1,15 +1,18 @@
 //! Requests from the other nodes (Node servers, emitters, other hubs),
 //! heard on shard 0 and applied to this process's sockets on every shard.
+//! Every request that waits for an answer gets one, empty when this node
+//! does not serve the namespace, so the requester never waits for its
+//! timeout because of this node.
 
 use std::rc::Rc;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use std::time::Duration;
-
 use super::link::Link;
 use super::status::ClusterStatus;
-use crate::redis::wire::{self, kind, RequestBody, WireBroadcast, WireRequest, WireTarget};
+use crate::redis::message::{Answer, Outbound};
+use crate::redis::wire::{RequestBody, WireBroadcast, WireRequest, WireTarget};
 use crate::server::adapter::{Adapter, RoomOp, Target};
 use crate::server::broadcast_ack::{self, AckEvent, Tally};
 use crate::server::shard::SioShard;
@@ -22,7 +25,7 @@ fn target_of(target: Option<WireTarget>, sid: Option<String>) -> Option<Target> 
             except: t.except,
             volatile: false,
         }),
-        // The adapter's older form names one socket: its own room.
+        // The classic adapter's older form names one socket: its own room.
         (None, Some(sid)) => Some(Target {
             rooms: vec![sid],
             except: Vec::new(),
@@ -32,47 +35,84 @@ fn target_of(target: Option<WireTarget>, sid: Option<String>) -> Option<Target> 
     }
 }
 
+/// Where and how to answer a request.
+#[derive(Clone)]
+struct Reply {
+    link: Rc<Link>,
+    nsp: String,
+    request_id: String,
+    to_uid: Option<String>,
+}
+
+impl Reply {
+    fn send(&self, answer: Answer<'_>) {
+        self.link.send(
+            &self.nsp,
+            Outbound::Response {
+                request_id: &self.request_id,
+                to_uid: self.to_uid.as_deref(),
+                answer,
+            },
+        );
+    }
+}
+
 pub(super) fn handle(link: &Rc<Link>, sio: &Rc<SioShard>, nsp_name: &str, request: WireRequest) {
+    let WireRequest {
+        uid,
+        request_id,
+        body,
+    } = request;
+    let reply = request_id.map(|request_id| Reply {
+        link: link.clone(),
+        nsp: nsp_name.to_string(),
+        request_id,
+        to_uid: uid,
+    });
     let Some(nsp) = sio.namespace_handle(nsp_name) else {
+        // Not served here: nothing to apply, and empty answers.
+        if let Some(reply) = reply {
+            match body {
+                RequestBody::Sockets { .. } => reply.send(Answer::SocketIds(Vec::new())),
+                RequestBody::AllRooms => reply.send(Answer::Rooms(Vec::new())),
+                RequestBody::Fetch { .. } => reply.send(Answer::Sockets(Vec::new())),
+                RequestBody::BroadcastWithAck { .. } => reply.send(Answer::ClientCount(0)),
+                _ => {}
+            }
+        }
         return;
     };
     let nsp = sio.live(&nsp);
-    let response_channel = link.shared.channels.response(nsp_name);
-    let answer_done = |request_id: &Option<String>, legacy: bool| {
-        if let (true, Some(id)) = (legacy, request_id) {
-            link.publish(
-                &response_channel,
-                &wire::encode_object(&json!({"requestId": id}), &[]),
-            );
-        }
-    };
-    let WireRequest {
-        request_id, body, ..
-    } = request;
     match body {
         RequestBody::Join { target, rooms, sid } => {
             let legacy = target.is_none();
             if let Some(target) = target_of(target, sid) {
                 sio.cluster_room_op(&nsp, target, RoomOp::Join(rooms));
             }
-            answer_done(&request_id, legacy);
+            if let (true, Some(reply)) = (legacy, reply) {
+                reply.send(Answer::Done);
+            }
         }
         RequestBody::Leave { target, rooms, sid } => {
             let legacy = target.is_none();
             if let Some(target) = target_of(target, sid) {
                 sio.cluster_room_op(&nsp, target, RoomOp::Leave(rooms));
             }
-            answer_done(&request_id, legacy);
+            if let (true, Some(reply)) = (legacy, reply) {
+                reply.send(Answer::Done);
+            }
         }
         RequestBody::Disconnect { target, close, sid } => {
             let legacy = target.is_none();
             if let Some(target) = target_of(target, sid) {
                 sio.cluster_room_op(&nsp, target, RoomOp::Disconnect { close });
             }
-            answer_done(&request_id, legacy);
+            if let (true, Some(reply)) = (legacy, reply) {
+                reply.send(Answer::Done);
+            }
         }
         RequestBody::Sockets { .. } | RequestBody::AllRooms | RequestBody::Fetch { .. } => {
-            let Some(request_id) = request_id else {
+            let Some(reply) = reply else {
                 return;
             };
             if link.requests_in_flight.get() >= super::link::MAX_REQUESTS_IN_FLIGHT {
@@ -95,14 +135,12 @@ pub(super) fn handle(link: &Rc<Link>, sio: &Rc<SioShard>, nsp_name: &str, reques
             link.requests_in_flight
                 .set(link.requests_in_flight.get() + 1);
             let fetch = sio.adapter.fetch(&nsp, target, None);
-            let link = link.clone();
             glommio::spawn_local(async move {
                 let sockets = fetch.await;
-                let response = match body {
-                    RequestBody::Sockets { .. } => json!({
-                        "requestId": request_id,
-                        "sockets": sockets.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
-                    }),
+                match body {
+                    RequestBody::Sockets { .. } => reply.send(Answer::SocketIds(
+                        sockets.iter().map(|s| s.id.as_str()).collect(),
+                    )),
                     RequestBody::AllRooms => {
                         let mut rooms: Vec<&str> = sockets
                             .iter()
@@ -110,35 +148,32 @@ pub(super) fn handle(link: &Rc<Link>, sio: &Rc<SioShard>, nsp_name: &str, reques
                             .collect();
                         rooms.sort_unstable();
                         rooms.dedup();
-                        json!({"requestId": request_id, "rooms": rooms})
+                        reply.send(Answer::Rooms(rooms));
                     }
-                    _ => json!({
-                        "requestId": request_id,
-                        "sockets": sockets.iter().map(|s| json!({
-                            "id": s.id,
-                            "handshake": s.handshake,
-                            "rooms": s.rooms,
-                            "data": Value::Null,
-                        })).collect::<Vec<_>>(),
-                    }),
-                };
-                link.publish(&response_channel, &wire::encode_object(&response, &[]));
+                    _ => reply.send(Answer::Sockets(
+                        sockets
+                            .iter()
+                            .map(|s| {
+                                json!({
+                                    "id": s.id,
+                                    "handshake": s.handshake,
+                                    "rooms": s.rooms,
+                                    "data": Value::Null,
+                                })
+                            })
+                            .collect(),
+                    )),
+                }
+                let link = &reply.link;
                 link.requests_in_flight
                     .set(link.requests_in_flight.get().saturating_sub(1));
             })
             .detach();
         }
         RequestBody::ServerSideEmit { data, attachments } => {
-            let ack = request_id.map(|id| {
-                let link = link.clone();
-                let channel = response_channel.clone();
+            let ack = reply.map(|reply| {
                 Box::new(move |value: Value, attachments: Vec<bytes::Bytes>| {
-                    let response = json!({
-                        "type": kind::SERVER_SIDE_EMIT,
-                        "requestId": id,
-                        "data": value,
-                    });
-                    link.publish(&channel, &wire::encode_object(&response, &attachments));
+                    reply.send(Answer::ServerSideAck(value, &attachments));
                 }) as super::AckSender
             });
             sio.cluster_server_side_emit(&nsp, data, attachments, ack);
@@ -148,7 +183,7 @@ pub(super) fn handle(link: &Rc<Link>, sio: &Rc<SioShard>, nsp_name: &str, reques
             target,
             flags,
         } => {
-            let Some(request_id) = request_id else {
+            let Some(reply) = reply else {
                 // No one to answer: a plain broadcast.
                 sio.deliver_cluster_broadcast(WireBroadcast {
                     uid: String::new(),
@@ -159,7 +194,7 @@ pub(super) fn handle(link: &Rc<Link>, sio: &Rc<SioShard>, nsp_name: &str, reques
                 return;
             };
             let mut data = event.data;
-            let serde_json::Value::String(name) = data.remove(0) else {
+            let Value::String(name) = data.remove(0) else {
                 return;
             };
             let args = Args::from_parts(data, event.attachments);
@@ -170,14 +205,13 @@ pub(super) fn handle(link: &Rc<Link>, sio: &Rc<SioShard>, nsp_name: &str, reques
                 volatile: flags.volatile,
             };
             let start = broadcast_ack::start(sio, &nsp, target, None, &name, &args, timeout, None);
-            let link = link.clone();
             let forget = broadcast_ack::Forget {
                 shard: sio.clone(),
                 request: start.request,
             };
             glommio::spawn_local(async move {
                 let _forget = forget;
-                forward_acks(link, start, timeout, request_id, response_channel).await;
+                forward_acks(reply, start, timeout).await;
             })
             .detach();
         }
@@ -191,15 +225,8 @@ pub(super) fn handle(link: &Rc<Link>, sio: &Rc<SioShard>, nsp_name: &str, reques
 }
 
 /// Answer another node's broadcast with acks: this node's recipient count
-/// once every shard has counted (`BROADCAST_CLIENT_COUNT`), then each ack
-/// (`BROADCAST_ACK`), until all came or the timeout.
-async fn forward_acks(
-    link: Rc<Link>,
-    start: broadcast_ack::AckStart,
-    timeout: Duration,
-    request_id: String,
-    channel: String,
-) {
+/// once every shard has counted, then each ack, until all came or the timeout.
+async fn forward_acks(reply: Reply, start: broadcast_ack::AckStart, timeout: Duration) {
     let deadline = glommio::timer::Timer::new(timeout);
     futures_lite::pin!(deadline);
     let mut tally = Tally::default();
@@ -224,26 +251,13 @@ async fn forward_acks(
                 } else {
                     values.swap_remove(0)
                 };
-                let response = json!({
-                    "type": kind::BROADCAST_ACK,
-                    "requestId": request_id,
-                    "packet": first,
-                });
-                // Always msgpack, as Node's adapter sends acks.
-                let mut bytes = Vec::new();
-                crate::redis::msgpack::write_value(&mut bytes, &response, &attachments);
-                link.publish(&channel, &bytes);
+                reply.send(Answer::BroadcastAck(first, &attachments));
             }
             Some(event) => {
                 tally.count(&event);
                 if !counted && tally.local_counted(start.shards) {
                     counted = true;
-                    let response = json!({
-                        "type": kind::BROADCAST_CLIENT_COUNT,
-                        "requestId": request_id,
-                        "clientCount": tally.clients,
-                    });
-                    link.publish(&channel, &wire::encode_object(&response, &[]));
+                    reply.send(Answer::ClientCount(tally.clients));
                 }
             }
         }

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::link::{Link, NodeRequest};
 use super::{AckSender, ClusterOp, ClusterShared, NodeAnswers, ServerSideAck, LINK_SHARD};
+use crate::redis::message::Outbound;
 use crate::redis::resp;
 use crate::redis::wire::WireBroadcast;
 use crate::server::adapter::{Adapter, ClusterBody, ClusterMsg, RoomOp, Target};
@@ -55,10 +56,25 @@ impl SioShard {
         context::post_sized(target, Box::new(msg), bytes);
     }
 
-    /// `PUBLISH channel payload`, through the link.
-    pub(crate) fn cluster_publish(&self, channel: &str, payload: &[u8]) {
-        let mut command = BytesMut::with_capacity(payload.len() + channel.len() + 32);
-        resp::command(&mut command, &[b"PUBLISH", channel.as_bytes(), payload]);
+    /// Publish `msg` of namespace `nsp` to the cluster, through the link.
+    pub(crate) fn cluster_publish(&self, nsp: &str, msg: Outbound<'_>) {
+        let Some(cluster) = self.cluster() else {
+            return;
+        };
+        let publish = cluster.encode(nsp, msg);
+        if publish.payload.is_empty() {
+            return;
+        }
+        let mut command =
+            BytesMut::with_capacity(publish.payload.len() + publish.channel.len() + 32);
+        resp::command(
+            &mut command,
+            &[
+                publish.command,
+                publish.channel.as_bytes(),
+                &publish.payload,
+            ],
+        );
         self.cluster_op(LINK_SHARD, "", ClusterOp::Command(command.to_vec()));
     }
 
@@ -72,6 +88,11 @@ impl SioShard {
             ClusterOp::NamespaceHeld(up) => {
                 if let Some(link) = self.link() {
                     link.namespace_held(nsp, up);
+                }
+            }
+            ClusterOp::RoomHeld(room, up) => {
+                if let Some(link) = self.link() {
+                    link.room_held(nsp, &room, up);
                 }
             }
             ClusterOp::Request {
