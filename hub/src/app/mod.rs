@@ -77,6 +77,17 @@ pub fn run(
     settings: Settings,
     on_listening: impl FnOnce(SocketAddr, SocketAddr),
 ) -> Result<(), AppError> {
+    run_with(settings, None, on_listening)
+}
+
+/// As [`run`], with more for every namespace the relay serves (events,
+/// server-side emit handlers): a test server, or an application built on
+/// the hub.
+pub fn run_with(
+    settings: Settings,
+    customize: Option<crate::relay::NamespaceCustomizer>,
+    on_listening: impl FnOnce(SocketAddr, SocketAddr),
+) -> Result<(), AppError> {
     let fds = raise_fd_limit();
     // Each connection is one descriptor; keep some for listeners, the mesh and logs.
     let capacity = fds.saturating_sub(64);
@@ -118,6 +129,7 @@ pub fn run(
     });
     let relay_config = RelayConfig {
         cluster,
+        customize,
         namespaces: settings.namespace.clone(),
         auth: settings
             .auth_secret

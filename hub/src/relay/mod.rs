@@ -16,7 +16,9 @@ use std::time::SystemTime;
 use serde_json::{json, Value};
 
 use crate::auth::{glob_match, TokenVerifier};
-use crate::server::{Ack, Args, ClusterConfig, ConnectError, Io, IoSettings, JoinError, Socket};
+use crate::server::{
+    Ack, Args, ClusterConfig, ConnectError, Io, IoSettings, JoinError, NamespaceBuilder, Socket,
+};
 use grant::{Grant, Refresh, TokenGrant};
 use request::Refusal;
 use sweeper::RelayShard;
@@ -32,7 +34,13 @@ pub struct RelayConfig {
     pub settings: IoSettings,
     /// A cluster on Redis to join (see `docs/cluster.md`).
     pub cluster: Option<ClusterConfig>,
+    /// More for every namespace after the relay's own: connection
+    /// handlers (run after the relay's), server-side emit handlers.
+    pub customize: Option<NamespaceCustomizer>,
 }
+
+/// Adds to each namespace the relay serves.
+pub type NamespaceCustomizer = Arc<dyn Fn(NamespaceBuilder) -> NamespaceBuilder + Send + Sync>;
 
 impl Default for RelayConfig {
     fn default() -> Self {
@@ -41,6 +49,7 @@ impl Default for RelayConfig {
             auth: None,
             settings: IoSettings::default(),
             cluster: None,
+            customize: None,
         }
     }
 }
@@ -52,6 +61,7 @@ pub fn relay(config: RelayConfig) -> Io {
     let instance = INSTANCES.fetch_add(1, Ordering::Relaxed);
     let auth = config.auth.map(Arc::new);
     let patterns = config.namespaces;
+    let customize = config.customize;
     let builder = match config.cluster {
         Some(cluster) => Io::builder().cluster(cluster),
         None => Io::builder(),
@@ -67,7 +77,11 @@ pub fn relay(config: RelayConfig) -> Io {
                     }
                     None => nsp,
                 };
-                nsp.on_connection(on_connection)
+                let nsp = nsp.on_connection(on_connection);
+                match &customize {
+                    Some(customize) => customize(nsp),
+                    None => nsp,
+                }
             },
         )
         .build()

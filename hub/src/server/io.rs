@@ -48,17 +48,22 @@ pub type NamespaceMatcher = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 /// the event name, and the ack when the sender waits for one.
 pub type ServerSideHandler =
     Arc<dyn Fn(&super::Namespace, &Args, Option<super::ServerSideAck>) + Send + Sync>;
+/// As [`ServerSideHandler`], for any event: its name comes second.
+pub type ServerSideAnyHandler =
+    Arc<dyn Fn(&super::Namespace, &str, &Args, Option<super::ServerSideAck>) + Send + Sync>;
 
 #[derive(Clone, Default)]
 pub(crate) struct NamespaceDef {
     pub middlewares: Vec<NamespaceMiddleware>,
-    pub on_connection: Option<ConnectionHandler>,
+    pub on_connection: Vec<ConnectionHandler>,
     pub close_last: bool,
     /// Serves every name a matcher accepts (`of_dynamic`): such a namespace
     /// is removed from its shard when its last socket leaves.
     pub dynamic: bool,
     /// Handlers of server-side emits from other nodes, by event.
     pub server_side: Vec<(String, ServerSideHandler)>,
+    /// The handler of server-side emits no handler above takes.
+    pub server_side_any: Option<ServerSideAnyHandler>,
 }
 
 /// The middleware and connection handler of one namespace (or of every
@@ -98,12 +103,26 @@ impl NamespaceBuilder {
         self
     }
 
-    /// What to do with each connected socket (`io.on("connection")`), on its shard.
+    /// Handle every server-side emit from another node that no
+    /// [`NamespaceBuilder::on_server_side`] handler takes, with its event name.
+    pub fn on_server_side_any(
+        mut self,
+        handler: impl Fn(&super::Namespace, &str, &Args, Option<super::ServerSideAck>)
+            + Send
+            + Sync
+            + 'static,
+    ) -> NamespaceBuilder {
+        self.def.server_side_any = Some(Arc::new(handler));
+        self
+    }
+
+    /// What to do with each connected socket (`io.on("connection")`), on
+    /// its shard. Each call adds a handler; they run in the order added.
     pub fn on_connection(
         mut self,
         handler: impl Fn(&Socket) + Send + Sync + 'static,
     ) -> NamespaceBuilder {
-        self.def.on_connection = Some(Arc::new(handler));
+        self.def.on_connection.push(Arc::new(handler));
         self
     }
 }

@@ -329,8 +329,13 @@ impl SioShard {
         client.add(inner.clone());
         self.adapter.join(&nsp, &inner, &id);
         client.send(&outgoing::connected(name, client.protocol, &id), false);
-        if let Some(on_connection) = &nsp.def.on_connection {
+        for on_connection in &nsp.def.on_connection {
+            if !inner.connected.get() {
+                break;
+            }
             inner.run_app("connection handler", || on_connection(&socket));
+        }
+        if !nsp.def.on_connection.is_empty() {
             // Listeners are mostly added there, once: give back the room the
             // vector grew past them (5 listeners held 8 places).
             inner.shrink_listeners();

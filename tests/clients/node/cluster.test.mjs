@@ -29,9 +29,9 @@
 // The hub: `HUB_RELAY_CMD` (default target/debug/hub) for `kind: "hub"`,
 // or `HUB_CLUSTER_CMD` when set (a hub server that also answers the
 // `--cluster-test` events). The hub topologies need it to accept
-// `--redis-url`; until it does, their tests are marked todo (they run and
-// fail, saying so, without failing the suite); so are the cases needing
-// `--cluster-test` on hub nodes while the hub command lacks it.
+// `--redis-url` (and `--redis-subscription-mode`, and `--cluster-test` for
+// the cases asking from every node): a hub command that lacks them fails
+// those tests, saying what is missing.
 
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
@@ -92,13 +92,13 @@ function hub() {
 }
 const kindOf = (spec) => (spec.kind === "hub" ? hub() : KINDS[spec.kind]);
 
-/** Why a test of `topology` in `mode` cannot pass yet (a todo reason), or undefined. */
+/** What the hub command lacks for a test of `topology` in `mode`, or undefined. */
 function missing(topology, mode, { clusterTestEverywhere = false } = {}) {
   if (!topology.specs.some((s) => s.kind === "hub")) return undefined;
   const caps = hub().caps;
-  if (!caps.redis) return "hub --redis-url not landed yet";
-  if (mode.subscription === "static" && !caps.subscriptionMode) return "hub --redis-subscription-mode not landed yet";
-  if (clusterTestEverywhere && !caps.clusterTest) return "hub --cluster-test events not landed yet";
+  if (!caps.redis) return `the hub command \`${caps.command}\` does not accept --redis-url`;
+  if (mode.subscription === "static" && !caps.subscriptionMode) return `the hub command \`${caps.command}\` does not accept --redis-subscription-mode`;
+  if (clusterTestEverywhere && !caps.clusterTest) return `the hub command \`${caps.command}\` has no --cluster-test events (set HUB_CLUSTER_CMD)`;
   return undefined;
 }
 
@@ -264,13 +264,12 @@ for (const topology of TOPOLOGIES) {
         clients.close();
         await cluster.stop();
       });
-      /** The test's options: `todo` while the hub lacks what it needs. */
-      const opts = (needs = {}) => {
-        const todo = missing(topology, mode, needs);
-        return todo === undefined ? T : { ...T, todo };
-      };
+      const opts = () => T;
       /** Runs `body(state)`, adding the nodes' logs to a failure. */
-      const run = (body) => async () => {
+      /** A hub command that lacks what a test needs fails it, saying so (never a skip). */
+      const run = (body, needs = {}) => async () => {
+        const lacking = missing(topology, mode, needs);
+        if (lacking !== undefined) throw new Error(lacking);
         const state = await cluster.get();
         try {
           await body(state);
@@ -281,6 +280,8 @@ for (const topology of TOPOLOGIES) {
           clients.close();
         }
       };
+
+      const runNeedingClusterTest = (body) => run(body, { clusterTestEverywhere: true });
 
       for (const transport of ["websocket", "polling"]) {
         it(
@@ -521,8 +522,8 @@ for (const topology of TOPOLOGIES) {
 
       it(
         "server_side_emit without ack reaches every other node once, not the sender",
-        opts({ clusterTestEverywhere: true }),
-        run(async ({ nodes }) => {
+        opts(),
+        runNeedingClusterTest(async ({ nodes }) => {
           const watchers = await Promise.all(
             askers(nodes).map((node) => clients.connect(node, { tag: `watcher${node.index}` })),
           );
@@ -556,8 +557,8 @@ for (const topology of TOPOLOGIES) {
 
       it(
         "server_side_emit with ack from each node gathers one answer from every other node",
-        opts({ clusterTestEverywhere: true }),
-        run(async ({ nodes }) => {
+        opts(),
+        runNeedingClusterTest(async ({ nodes }) => {
           for (const node of askers(nodes)) {
             const asker = await clients.connect(node, { tag: `asker${node.index}` });
             const event = unique("sse-ack");

@@ -232,23 +232,29 @@ impl SioShard {
         let Value::String(event) = data.remove(0) else {
             return;
         };
-        let Some(handler) = nsp
+        let handler = nsp
             .def
             .server_side
             .iter()
             .find(|(name, _)| *name == event)
-            .map(|(_, h)| h.clone())
-        else {
+            .map(|(_, h)| h.clone());
+        let any = nsp.def.server_side_any.clone();
+        if handler.is_none() && any.is_none() {
             tracing::debug!(nsp = %nsp.name, event, "cluster: no handler for a server-side emit");
             return;
-        };
+        }
         let Some(me) = self.me() else {
             return;
         };
         let namespace = Namespace::new(me, nsp.clone());
         let args = Args::from_parts(data, attachments);
         let ack = ack.map(|send| ServerSideAck { send });
-        if let Err(panic) = crate::panics::catch(|| handler(&namespace, &args, ack)) {
+        let run = || match (handler, any) {
+            (Some(handler), _) => handler(&namespace, &args, ack),
+            (None, Some(any)) => any(&namespace, &event, &args, ack),
+            (None, None) => {}
+        };
+        if let Err(panic) = crate::panics::catch(run) {
             tracing::error!(nsp = %nsp.name, event, %panic, "a server-side emit handler panicked");
         }
     }
