@@ -359,6 +359,20 @@ RELAY = [
 for i, args in enumerate(RELAY):
     seed("relay_request", bytes([i % 4]) + b(args))
 
+# ------------------------------------------------------------ redis_message
+# <mode><channel index><payload>: every message recorded from Node's adapter
+# and emitter (hub/src/redis/fixtures, tests/clients/node/record-redis-fixtures.mjs).
+_FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "hub", "src", "redis", "fixtures")
+_CHANNELS = ["socket.io#/#", "socket.io#/#room#", "socket.io#/chat#", "socket.io-request#/#", "socket.io-response#/#", "socket.io#/#me#"]
+with open(os.path.join(_FIXTURES, "index.json")) as f:
+    for m in json.load(f):
+        with open(os.path.join(_FIXTURES, m["file"]), "rb") as payload:
+            body = payload.read()
+        mode = 2 if m["case"].startswith("sharded") else 0
+        channel = m["channel"]
+        index = _CHANNELS.index(channel) if channel in _CHANNELS else (3 if "-request#" in channel else 4 if "-response#" in channel else 0)
+        seed("redis_message", bytes([mode, index]) + body)
+
 # ------------------------------------------------------------ admin_publish
 # the POST /api/publish body (tests/hub_admin.rs)
 ADMIN = [

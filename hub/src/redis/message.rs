@@ -611,10 +611,9 @@ fn decode_sharded(
         },
         sharded::SERVER_SIDE_EMIT => match data.get("packet") {
             Some(Value::Array(packet)) if matches!(packet.first(), Some(Value::String(_))) => {
-                RequestBody::ServerSideEmit {
-                    data: packet.clone(),
-                    attachments,
-                }
+                let mut data = packet.clone();
+                let attachments = msgpack::keep_referenced(&mut data, attachments);
+                RequestBody::ServerSideEmit { data, attachments }
             }
             _ => {
                 return Err(WireError::Shape(

@@ -6,6 +6,8 @@
 //! drives it.
 
 pub(crate) mod conn;
+#[doc(hidden)]
+pub mod fuzzing;
 pub(crate) mod message;
 pub(crate) mod msgpack;
 pub(crate) mod resp;

@@ -13,8 +13,10 @@ use bytes::Bytes;
 use rmp::encode;
 use serde_json::{Map, Number, Value};
 
-/// Deepest nesting read from the network.
-const MAX_DEPTH: usize = 64;
+/// Deepest nesting read from the network: past serde_json's own limit
+/// (128) with room for the few levels a message wraps around its data, so
+/// that what hub took as JSON it can always write and read as msgpack.
+const MAX_DEPTH: usize = 160;
 
 /// Why bytes are not a message.
 #[derive(Debug, thiserror::Error)]
@@ -113,7 +115,7 @@ fn to_json(value: rmpv::Value, attachments: &mut Vec<Bytes>) -> Value {
         },
         M::F32(f) => Number::from_f64(f64::from(f)).map_or(Value::Null, Value::Number),
         M::F64(f) => Number::from_f64(f).map_or(Value::Null, Value::Number),
-        M::String(s) => Value::String(s.into_str().unwrap_or_default()),
+        M::String(s) => Value::String(lossy(s)),
         M::Binary(b) => {
             let num = attachments.len();
             attachments.push(Bytes::from(b));
@@ -126,7 +128,7 @@ fn to_json(value: rmpv::Value, attachments: &mut Vec<Bytes>) -> Value {
             let mut map = Map::with_capacity(entries.len());
             for (key, item) in entries {
                 let key = match key {
-                    M::String(s) => s.into_str().unwrap_or_default(),
+                    M::String(s) => lossy(s),
                     M::Integer(i) => i.to_string(),
                     other => other.to_string(),
                 };
@@ -135,6 +137,52 @@ fn to_json(value: rmpv::Value, attachments: &mut Vec<Bytes>) -> Value {
             Value::Object(map)
         }
     }
+}
+
+/// A string as JavaScript reads invalid UTF-8: with replacement characters.
+fn lossy(s: rmpv::Utf8String) -> String {
+    match String::from_utf8(s.into_bytes()) {
+        Ok(s) => s,
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+    }
+}
+
+/// Keep only the attachments `data` refers to, numbered in the order
+/// kept: a `bin` elsewhere in a message (its options, say) is not the
+/// event's. A placeholder naming no attachment stays an object.
+pub(crate) fn keep_referenced(data: &mut [Value], attachments: Vec<Bytes>) -> Vec<Bytes> {
+    fn walk(value: &mut Value, old: &[Bytes], kept: &mut Vec<Bytes>, map: &mut Vec<Option<usize>>) {
+        match value {
+            Value::Array(items) => {
+                for item in items {
+                    walk(item, old, kept, map);
+                }
+            }
+            Value::Object(object) => {
+                if let Some(num) = placeholder(object).filter(|n| *n < old.len()) {
+                    let new = *map[num].get_or_insert_with(|| {
+                        kept.push(old[num].clone());
+                        kept.len() - 1
+                    });
+                    object.insert("num".into(), Value::from(new));
+                    return;
+                }
+                for (_, item) in object.iter_mut() {
+                    walk(item, old, kept, map);
+                }
+            }
+            _ => {}
+        }
+    }
+    if attachments.is_empty() {
+        return attachments;
+    }
+    let mut kept = Vec::with_capacity(attachments.len());
+    let mut map = vec![None; attachments.len()];
+    for value in data.iter_mut() {
+        walk(value, &attachments, &mut kept, &mut map);
+    }
+    kept
 }
 
 #[cfg(test)]

@@ -237,10 +237,11 @@ pub(crate) fn event_of(packet: Value, attachments: Vec<Bytes>) -> Result<WireEve
         Some(Value::String(s)) => s.clone(),
         Some(_) => return Err(WireError::Shape("nsp is a string")),
     };
-    let data = match packet.remove("data") {
+    let mut data = match packet.remove("data") {
         Some(Value::Array(data)) if matches!(data.first(), Some(Value::String(_))) => data,
         _ => return Err(WireError::Shape("data is [event name, ...args]")),
     };
+    let attachments = msgpack::keep_referenced(&mut data, attachments);
     let id = packet.get("id").and_then(Value::as_u64);
     Ok(WireEvent {
         nsp,
@@ -402,7 +403,8 @@ pub(crate) fn decode_request(bytes: &[u8]) -> Result<WireRequest, WireError> {
             target: target(&map)?.unwrap_or_default(),
         },
         kind::SERVER_SIDE_EMIT => match map.remove("data") {
-            Some(Value::Array(data)) if matches!(data.first(), Some(Value::String(_))) => {
+            Some(Value::Array(mut data)) if matches!(data.first(), Some(Value::String(_))) => {
+                let attachments = msgpack::keep_referenced(&mut data, attachments);
                 RequestBody::ServerSideEmit { data, attachments }
             }
             _ => return Err(WireError::Shape("serverSideEmit data is [event, ...args]")),

@@ -285,8 +285,11 @@ impl Link {
                     }
                     Some(wire::kind::BROADCAST_ACK) => {
                         let mut body = response.body;
-                        let value = body.remove("packet").unwrap_or(serde_json::Value::Null);
-                        AckEvent::Ack(Args::from_parts(vec![value], response.attachments))
+                        let mut values =
+                            vec![body.remove("packet").unwrap_or(serde_json::Value::Null)];
+                        let attachments =
+                            crate::redis::msgpack::keep_referenced(&mut values, response.attachments);
+                        AckEvent::Ack(Args::from_parts(values, attachments))
                     }
                     _ => continue,
                 };
