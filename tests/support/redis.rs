@@ -49,6 +49,12 @@ fn free_port() -> u16 {
 /// One RESP command on a fresh connection; the raw reply, or why there was
 /// none within `timeout`.
 pub fn redis_command(port: u16, args: &[&str], timeout: Duration) -> Result<String, String> {
+    let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+    redis_command_bytes(port, &args, timeout)
+}
+
+/// As [`redis_command`], with arguments of any bytes (msgpack, garbage).
+pub fn redis_command_bytes(port: u16, args: &[&[u8]], timeout: Duration) -> Result<String, String> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
     stream
@@ -57,13 +63,13 @@ pub fn redis_command(port: u16, args: &[&str], timeout: Duration) -> Result<Stri
     stream
         .set_write_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
-    let mut request = format!("*{}\r\n", args.len());
+    let mut request = format!("*{}\r\n", args.len()).into_bytes();
     for arg in args {
-        request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        request.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        request.extend_from_slice(arg);
+        request.extend_from_slice(b"\r\n");
     }
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| e.to_string())?;
+    stream.write_all(&request).map_err(|e| e.to_string())?;
     let mut reply = Vec::new();
     let mut chunk = [0u8; 4096];
     while !reply.ends_with(b"\r\n") {
@@ -202,6 +208,30 @@ impl RedisServer {
     pub fn command(&self, args: &[&str]) -> String {
         redis_command(self.port, args, Duration::from_secs(5))
             .unwrap_or_else(|e| panic!("redis {args:?}: {e}"))
+    }
+
+    /// As [`RedisServer::command`], with arguments of any bytes.
+    pub fn command_bytes(&self, args: &[&[u8]]) -> String {
+        redis_command_bytes(self.port, args, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("redis {:?}: {e}", args.first()))
+    }
+
+    /// SIGSTOP: the server stays, its connections open, and answers
+    /// nothing (a Redis that is slow without end) until [`RedisServer::resume`].
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// SIGCONT after [`RedisServer::pause`].
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let child = self.child.as_ref().expect("redis-server is running");
+        // SAFETY: a plain kill(2) of the child this test started.
+        let sent = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        assert_eq!(sent, 0, "kill: {}", std::io::Error::last_os_error());
     }
 
     /// What redis-server logged so far.
