@@ -82,7 +82,9 @@ fn normalize(value: serde_json::Value) -> serde_json::Value {
             _ => Value::Number(n),
         },
         Value::Array(items) => Value::Array(items.into_iter().map(normalize).collect()),
-        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, normalize(v))).collect()),
+        Value::Object(map) => {
+            Value::Object(map.into_iter().map(|(k, v)| (k, normalize(v))).collect())
+        }
         other => other,
     }
 }
@@ -96,7 +98,11 @@ mod tests {
             serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
         for m in index.as_array().unwrap() {
             let bytes = std::fs::read(dir.join(m["file"].as_str().unwrap())).unwrap();
-            let mode = if m["case"].as_str().unwrap().starts_with("sharded") { 2 } else { 0 };
+            let mode = if m["case"].as_str().unwrap().starts_with("sharded") {
+                2
+            } else {
+                0
+            };
             super::message_roundtrip(mode, m["channel"].as_str().unwrap(), &bytes);
             super::msgpack_roundtrip(&bytes);
         }

@@ -110,7 +110,9 @@ pub(crate) enum Push {
     /// `message` (SUBSCRIBE), `pmessage` (PSUBSCRIBE) or `smessage`
     /// (SSUBSCRIBE): the channel and the payload.
     Message { channel: Bytes, payload: Bytes },
-    /// A (un)subscription's confirmation, or anything else.
+    /// A subscription's confirmation (`subscribe`, `psubscribe`, `ssubscribe`).
+    Subscribed,
+    /// An unsubscription's confirmation, or anything else.
     Other,
 }
 
@@ -138,6 +140,7 @@ pub(crate) fn push_of(frame: BytesFrame) -> Result<Push, RespError> {
             let payload = parts.pop().and_then(bulk);
             (parts.pop().and_then(bulk), payload)
         }
+        (b"subscribe" | b"psubscribe" | b"ssubscribe", _) => return Ok(Push::Subscribed),
         _ => return Ok(Push::Other),
     };
     match (channel, payload) {
@@ -202,6 +205,10 @@ mod tests {
         );
         assert_eq!(
             push_of(frame(b"*3\r\n$9\r\nsubscribe\r\n$1\r\nc\r\n:1\r\n")).unwrap(),
+            Push::Subscribed
+        );
+        assert_eq!(
+            push_of(frame(b"*3\r\n$11\r\nunsubscribe\r\n$1\r\nc\r\n:0\r\n")).unwrap(),
             Push::Other
         );
         assert!(push_of(frame(b"*3\r\n$7\r\nmessage\r\n:1\r\n$1\r\nx\r\n")).is_err());

@@ -20,14 +20,17 @@ use super::status::ClusterStatus;
 use super::ClusterShared;
 use crate::redis::message::{Dialect, Inbound, Outbound};
 use crate::redis::resp::{self, count_of, Push, RespConn, RespError};
-use crate::redis::wire::{self, WireResponse};
+use crate::redis::wire::{self, RequestBody, WireRequest, WireResponse};
 use crate::server::broadcast_ack::AckEvent;
 use crate::server::shard::SioShard;
 use crate::server::Args;
 use crate::signal::Signal;
 
-/// How often the nodes on the `/` request channel are counted.
-const COUNT_NODES_EVERY: Duration = Duration::from_secs(5);
+/// How often the nodes on the `/` request channel are counted (and Redis
+/// is known to be alive: see `LIVENESS_TIMEOUT`).
+const COUNT_NODES_EVERY: Duration = Duration::from_secs(2);
+/// A count not answered within this time means Redis is gone.
+const LIVENESS_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most requests from other nodes being answered at once; past it one is
 /// ignored (and counted as failed).
 pub(super) const MAX_REQUESTS_IN_FLIGHT: usize = 256;
@@ -58,6 +61,8 @@ pub(crate) struct Link {
     /// many shards have each.
     rooms: RefCell<AHashMap<(String, String), usize>>,
     subscriptions_changed: Signal,
+    /// Raised when the subscriptions of a new connection are confirmed.
+    subscribed: Signal,
     /// Our requests waiting for answers, by request id.
     pending: RefCell<AHashMap<String, LocalSender<WireResponse>>>,
     pub(crate) requests_in_flight: Cell<usize>,
@@ -79,6 +84,7 @@ impl Link {
             namespaces: RefCell::new(namespaces),
             rooms: RefCell::new(AHashMap::new()),
             subscriptions_changed: Signal::new(),
+            subscribed: Signal::new(),
             pending: RefCell::new(AHashMap::new()),
             requests_in_flight: Cell::new(0),
             unlogged_failures: Cell::new(0),
@@ -287,8 +293,10 @@ impl Link {
                         let mut body = response.body;
                         let mut values =
                             vec![body.remove("packet").unwrap_or(serde_json::Value::Null)];
-                        let attachments =
-                            crate::redis::msgpack::keep_referenced(&mut values, response.attachments);
+                        let attachments = crate::redis::msgpack::keep_referenced(
+                            &mut values,
+                            response.attachments,
+                        );
                         AckEvent::Ack(Args::from_parts(values, attachments))
                     }
                     _ => continue,
@@ -377,12 +385,18 @@ impl Link {
                 return e;
             }
             ClusterStatus::add(&self.status().bytes_out, bytes.len() as u64);
-            ClusterStatus::add(&self.status().published, waiters.len() as u64);
-            for waiter in waiters {
+            let mut waiters = waiters.into_iter();
+            while let Some(waiter) = waiters.next() {
                 let frame = match conn.read_frame().await {
                     Ok(frame) => frame,
-                    Err(e) => return e,
+                    Err(e) => {
+                        // Written, but Redis never said it ran them: failed.
+                        let lost = 1 + waiters.len() as u64;
+                        ClusterStatus::add(&self.status().publish_failed, lost);
+                        return e;
+                    }
                 };
+                ClusterStatus::add(&self.status().published, 1);
                 if let redis_protocol::resp2::types::BytesFrame::Error(e) = &frame {
                     tracing::warn!(error = %e, "cluster: Redis refused a command");
                 }
@@ -396,7 +410,10 @@ impl Link {
     async fn subscriber_loop(&self, mut conn: RespConn) -> RespError {
         // (subscribe command, channel) pairs held on this connection.
         let mut subscribed: AHashSet<(&'static [u8], String)> = AHashSet::new();
-        let mut first = true;
+        // Subscriptions written and not confirmed yet: the node is up (and
+        // counts itself among the nodes) once the first ones are.
+        let mut unconfirmed = 0usize;
+        let mut up = false;
         loop {
             let changed = self.subscriptions_changed.listen();
             let wanted = self.wanted_subscriptions();
@@ -404,6 +421,7 @@ impl Link {
             for (verb, channel) in &wanted {
                 if subscribed.insert((verb, channel.clone())) {
                     resp::command(&mut commands, &[verb, channel.as_bytes()]);
+                    unconfirmed += 1;
                 }
             }
             subscribed.retain(|(verb, channel)| {
@@ -423,17 +441,21 @@ impl Link {
                     return e;
                 }
             }
-            if first {
-                // Subscribed (the confirmations come in order with what follows).
-                self.status().set_connected(true);
-                first = false;
-            }
             loop {
                 match conn.try_frame() {
-                    Ok(Some(frame)) => self.on_frame(frame),
+                    Ok(Some(frame)) => {
+                        if self.on_frame(frame) {
+                            unconfirmed = unconfirmed.saturating_sub(1);
+                        }
+                    }
                     Ok(None) => break,
                     Err(e) => return e,
                 }
+            }
+            if !up && unconfirmed == 0 {
+                up = true;
+                self.status().set_connected(true);
+                self.subscribed.notify();
             }
             // Other shards slow to take what Redis sends: wait, as clients' input does.
             crate::shard::context::input_allowed().await;
@@ -494,33 +516,58 @@ impl Link {
         }
     }
 
+    /// Count the nodes every few seconds, once subscribed (so this one is
+    /// counted); a count Redis does not answer in time means it is gone
+    /// (frozen, or the network to it), and the link is made again.
     async fn count_nodes(&self) -> RespError {
         loop {
-            if let Some(nodes) = self.server_count("/").await {
-                self.status().set_nodes(nodes.max(0) as u64);
+            let listen = self.subscribed.listen();
+            if self.status().connected() {
+                break;
+            }
+            listen.await;
+        }
+        loop {
+            let count = future::or(async { Some(self.server_count("/").await) }, async {
+                Timer::new(LIVENESS_TIMEOUT).await;
+                None
+            })
+            .await;
+            match count {
+                Some(Some(nodes)) => self.status().set_nodes(nodes.max(0) as u64),
+                Some(None) => {}
+                None => {
+                    return RespError::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("Redis did not answer for {LIVENESS_TIMEOUT:?}"),
+                    ))
+                }
             }
             Timer::new(COUNT_NODES_EVERY).await;
         }
     }
 
-    fn on_frame(self: &Link, frame: redis_protocol::resp2::types::BytesFrame) {
+    /// Handle a push from the subscribed connection; true for a
+    /// subscription's confirmation.
+    fn on_frame(self: &Link, frame: redis_protocol::resp2::types::BytesFrame) -> bool {
         let push = match resp::push_of(frame) {
             Ok(Push::Message { channel, payload }) => (channel, payload),
-            Ok(Push::Other) => return,
+            Ok(Push::Subscribed) => return true,
+            Ok(Push::Other) => return false,
             Err(error) => {
                 ClusterStatus::add(&self.status().malformed, 1);
                 tracing::debug!(%error, "cluster: ignoring a malformed push from Redis");
-                return;
+                return false;
             }
         };
         let (channel, payload) = push;
         ClusterStatus::add(&self.status().bytes_in, payload.len() as u64);
         let Some(sio) = self.sio.upgrade() else {
-            return;
+            return false;
         };
         let Ok(channel) = std::str::from_utf8(&channel) else {
             ClusterStatus::add(&self.status().malformed, 1);
-            return;
+            return false;
         };
         let inbound = self.shared.dialect().decode(
             &self.shared.channels,
@@ -540,6 +587,21 @@ impl Link {
                     let _ = tx.try_send(response);
                 }
             }
+            Ok(Inbound::Request {
+                request:
+                    WireRequest {
+                        body: RequestBody::Unknown(kind),
+                        ..
+                    },
+                ..
+            }) => {
+                ClusterStatus::add(&self.status().malformed, 1);
+                tracing::debug!(
+                    kind,
+                    channel,
+                    "cluster: ignoring a message of an unknown type"
+                );
+            }
             Ok(Inbound::Request { nsp, request }) => {
                 ClusterStatus::add(&self.status().received, 1);
                 if let Some(me) = self.me.upgrade() {
@@ -551,5 +613,6 @@ impl Link {
                 tracing::debug!(%error, channel, "cluster: ignoring a malformed message");
             }
         }
+        false
     }
 }

@@ -28,7 +28,7 @@ pub struct ClusterSnapshot {
     /// Both connections to Redis are up and subscribed.
     pub connected: bool,
     /// Nodes subscribed to the `/` request channel, this one included, at
-    /// the last count (every 5 s while connected).
+    /// the last count (every 2 s while connected).
     pub nodes: u64,
     /// Commands written to Redis (publishes and requests).
     pub published: u64,
