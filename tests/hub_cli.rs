@@ -44,6 +44,13 @@ fn help_lists_every_option_and_version_prints() {
         "--max-buffered-bytes",
         "--max-buffered-packets",
         "--max-cross-shard-backlog",
+        "--redis-url",
+        "--redis-prefix",
+        "--redis-mode",
+        "--redis-subscription-mode",
+        "--redis-max-pending-bytes",
+        "--redis-request-timeout",
+        "HUB_REDIS_URL",
         "HUB_MAX_BUFFERED_BYTES",
         "--auth-secret",
         "--api-key",
@@ -85,6 +92,24 @@ fn bad_values_are_refused_naming_the_option() {
             &[][..],
             &[("HUB_MAX_BUFFERED_BYTES", "1000")][..],
             "--max-buffered-bytes",
+        ),
+        (&["--redis-url", "http://x"][..], &[][..], "--redis-url"),
+        (
+            &[][..],
+            &[("HUB_REDIS_URL", "redis://h:99999")][..],
+            "--redis-url",
+        ),
+        (&["--redis-mode", "cluster"][..], &[][..], "--redis-mode"),
+        (&["--redis-prefix", ""][..], &[][..], "--redis-prefix"),
+        (
+            &["--redis-max-pending-bytes", "10"][..],
+            &[][..],
+            "--redis-max-pending-bytes",
+        ),
+        (
+            &["--redis-request-timeout", "0"][..],
+            &[][..],
+            "--redis-request-timeout",
         ),
     ] {
         let out = run(args, env);

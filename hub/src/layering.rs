@@ -24,6 +24,10 @@ const RULES: &[(&str, &[&str])] = &[
         &["engine", "shard", "server", "relay", "app", "metrics"],
     ),
     ("auth", &["engine", "shard", "server", "relay", "app"]),
+    (
+        "redis",
+        &["engine", "shard", "server", "relay", "app", "metrics"],
+    ),
     ("engine", &["shard", "server", "relay", "app"]),
     ("shard", &["server", "relay", "app"]),
     ("server", &["relay", "app"]),

@@ -207,6 +207,24 @@ pub struct Settings {
         default_value_t = SubscriptionMode::Dynamic
     )]
     pub redis_subscription_mode: SubscriptionMode,
+    /// Bytes of publishes waiting to be written to Redis; past it a publish is dropped and
+    /// counted (hub_cluster_publish_failed_total), never queued.
+    #[arg(
+        long,
+        env = "HUB_REDIS_MAX_PENDING_BYTES",
+        default_value_t = 16 << 20,
+        value_name = "BYTES"
+    )]
+    pub redis_max_pending_bytes: usize,
+    /// Milliseconds a request to the other nodes (fetch sockets, server-side emit with ack)
+    /// waits for their answers.
+    #[arg(
+        long,
+        env = "HUB_REDIS_REQUEST_TIMEOUT",
+        default_value_t = 5_000,
+        value_name = "MS"
+    )]
+    pub redis_request_timeout: u64,
     /// Bearer key for the admin API; without one it serves loopback callers only.
     #[arg(long, env = "HUB_API_KEY", hide_env_values = true, value_name = "KEY")]
     pub api_key: Option<String>,
@@ -289,6 +307,8 @@ struct FileSettings {
     redis_prefix: Option<String>,
     redis_mode: Option<RedisMode>,
     redis_subscription_mode: Option<SubscriptionMode>,
+    redis_max_pending_bytes: Option<usize>,
+    redis_request_timeout: Option<u64>,
     api_key: Option<String>,
     admin_bind: Option<SocketAddr>,
     shutdown_timeout: Option<u64>,
@@ -400,6 +420,8 @@ impl Settings {
             redis_prefix,
             redis_mode,
             redis_subscription_mode,
+            redis_max_pending_bytes,
+            redis_request_timeout,
             admin_bind,
             shutdown_timeout,
             log_format,
@@ -428,6 +450,18 @@ impl Settings {
         }
         if let Some(url) = &self.redis_url {
             crate::redis::RedisUrl::parse(url).map_err(|e| invalid("redis-url", e.to_string()))?;
+        }
+        if self.redis_max_pending_bytes < self.max_payload as usize {
+            return Err(invalid(
+                "redis-max-pending-bytes",
+                format!(
+                    "{} is less than --max-payload ({}): one message must fit",
+                    self.redis_max_pending_bytes, self.max_payload
+                ),
+            ));
+        }
+        if self.redis_request_timeout == 0 {
+            return Err(invalid("redis-request-timeout", "must be at least 1 ms"));
         }
         if self.redis_prefix.is_empty() {
             return Err(invalid("redis-prefix", "must not be empty"));

@@ -119,6 +119,8 @@ pub fn run_with(
         let url = crate::redis::RedisUrl::parse(url).expect("checked with the settings");
         let mut cluster = ClusterConfig::new(url);
         cluster.prefix = settings.redis_prefix.clone();
+        cluster.max_pending_bytes = settings.redis_max_pending_bytes;
+        cluster.request_timeout = Settings::ms(settings.redis_request_timeout);
         cluster.dialect = match settings.redis_mode {
             config::RedisMode::Classic => crate::redis::Dialect::Classic,
             config::RedisMode::Sharded => crate::redis::Dialect::Sharded {

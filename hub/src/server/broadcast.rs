@@ -1,5 +1,6 @@
 //! Emitting to many sockets: rooms, exceptions and flags, on every shard.
-//! There is no acknowledgement on a broadcast: this type has no such method.
+//! A broadcast may ask every recipient for an acknowledgement
+//! (`timeout(..).emit_with_ack`, see `broadcast_ack`).
 
 use std::future::Future;
 use std::rc::Rc;

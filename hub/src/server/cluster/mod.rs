@@ -24,7 +24,35 @@ use crate::redis::message::{Outbound, Publish};
 use crate::redis::wire::Channels;
 use crate::redis::{Dialect, RedisUrl};
 
-/// How a server joins a cluster: `Io::builder().cluster(ClusterConfig::new(url))`.
+/// How a server joins a cluster: `Io::builder().cluster(ClusterConfig::new(url))`,
+/// and the link's task on the server (see `docs/cluster.md`).
+///
+/// ```no_run
+/// use hub::engine::{EngineConfig, ServerConfig};
+/// use hub::redis::RedisUrl;
+/// use hub::server::{Args, ClusterConfig, Io};
+/// use hub::shard::Server;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let url = RedisUrl::parse("redis://127.0.0.1:6379")?;
+/// let io = Io::builder()
+///     .cluster(ClusterConfig::new(url))
+///     .of("/", |nsp| {
+///         nsp.on_server_side("ping", |_nsp, _args, ack| {
+///             if let Some(ack) = ack {
+///                 ack.send(Args::new().arg("pong"));
+///             }
+///         })
+///     })
+///     .build();
+/// Server::new(ServerConfig::default())
+///     .endpoint(EngineConfig::new("/socket.io/"), io.handler_factory())
+///     .task(io.cluster_task())
+///     .start()?
+///     .join()?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct ClusterConfig {
     /// The Redis server.
