@@ -969,3 +969,32 @@ fn sigterm_under_load_with_redis_gone_exits_0_within_the_shutdown_timeout() {
 fn sigterm_under_load_with_redis_frozen_exits_0_within_the_shutdown_timeout() {
     sigterm_under_load(RedisState::Frozen);
 }
+
+// ---------------------------------------------------------------------------
+// The admin API's publish reaches every node.
+
+#[test]
+fn an_admin_publish_reaches_the_rooms_sockets_on_every_node() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let mut a = node(&url, "classic", 2, &[]);
+    let mut b = node(&url, "classic", 1, &[]);
+    wait_ready(&a, DELIVERY, "a");
+    wait_ready(&b, DELIVERY, "b");
+    let room = "admin-room";
+    let on_b = Subscriber::start("b's subscriber", Relay::connect(b.addr), room);
+    let on_a = Subscriber::start("a's subscriber", Relay::connect_on_shard(a.addr, 1), room);
+    let mut prober = Relay::connect_on_shard(a.addr, 0);
+    converge(&mut prober, room, &[&on_a, &on_b]);
+    let body = json!({"to": [room], "event": "notice", "data": {"from": "admin"}}).to_string();
+    let answer = Conn::open(a.admin).post("/api/publish", body.as_bytes());
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let data = json!({"from": "admin"});
+    wait_delivered(&[&on_a, &on_b], "notice", &data, DELIVERY);
+    assert_eq!(on_b.data_of("notice"), [data.clone()], "b got it once");
+    assert_eq!(on_a.data_of("notice"), [data], "a got it once");
+    assert_sound(&mut a, "a");
+    assert_sound(&mut b, "b");
+    on_a.finish();
+    on_b.finish();
+}
