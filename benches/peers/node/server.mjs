@@ -14,16 +14,36 @@
 //
 // Every namespace is served (a dynamic namespace matching every name); rooms
 // are per namespace. Socket.IO v2 clients are served too (allowEIO3).
+//
+// A cluster (scripts/bench-cluster): with `--redis-url URL` the server joins
+// the other servers on that Redis through the official
+// @socket.io/redis-adapter 8.3 (classic mode: `createAdapter`, PUBLISH /
+// PSUBSCRIBE) and the `redis` 4.x client, both pinned in package.json, so a
+// publish reaches the room's sockets on every node. `--redis-prefix`
+// (default `socket.io`) is the adapter's `key`. The ready line comes once
+// Redis has confirmed the subscriptions of `/`; a Redis not reached within
+// 10 s at start exits 1. Without `--redis-url` neither package is loaded
+// and the server is the single-process peer that bench-compare measures.
 
 import http from "node:http";
 import { Server } from "socket.io";
 
-const USAGE = "usage: server.mjs [--port P] [--bind IP] [--ping-interval MS] [--ping-timeout MS] [--shards N]";
+const USAGE =
+  "usage: server.mjs [--port P] [--bind IP] [--ping-interval MS] [--ping-timeout MS] [--shards N] " +
+  "[--redis-url URL [--redis-prefix P]]";
 
 // --------------------------------------------------------------- arguments
 
 function parseArgs(argv) {
-  const opts = { port: 0, bind: "127.0.0.1", pingInterval: 25000, pingTimeout: 20000 };
+  const opts = {
+    port: 0,
+    bind: "127.0.0.1",
+    pingInterval: 25000,
+    pingTimeout: 20000,
+    redisUrl: undefined,
+    redisPrefix: "socket.io",
+  };
+  const strings = { "--bind": "bind", "--redis-url": "redisUrl", "--redis-prefix": "redisPrefix" };
   const numeric = {
     "--port": "port",
     "--ping-interval": "pingInterval",
@@ -40,11 +60,12 @@ function parseArgs(argv) {
       process.stdout.write(`${USAGE}\n`);
       process.exit(0);
     }
-    if (arg !== "--bind" && !(arg in numeric)) fail(`unknown argument: ${arg}`);
+    if (!(arg in strings) && !(arg in numeric)) fail(`unknown argument: ${arg}`);
     if (i + 1 >= argv.length) fail(`${arg} needs a value`);
     const value = argv[++i];
-    if (arg === "--bind") {
-      opts.bind = value;
+    if (arg in strings) {
+      if (value === "") fail(`${arg} must not be empty`);
+      opts[strings[arg]] = value;
       continue;
     }
     const n = Number(value);
@@ -155,6 +176,60 @@ function onConnection(socket) {
 io.on("connection", onConnection); // `/`, which socket.io always has
 io.of(/^\/.*/).on("connection", onConnection); // every other namespace, created on demand
 
+// ----------------------------------------------------------------- cluster
+
+/**
+ * With `--redis-url`: loads the adapter and the client (only then), connects
+ * a publishing and a subscribing client, gives every namespace the Redis
+ * adapter and waits until Redis has confirmed the subscriptions of `/` (the
+ * subscriber's counts in CLIENT LIST: the request, response and own response
+ * channels, and the broadcast pattern). Returns the clients, to close them.
+ */
+async function joinCluster(url, prefix) {
+  const [{ createAdapter }, { createClient }] = await Promise.all([
+    import("@socket.io/redis-adapter"),
+    import("redis"),
+  ]);
+  const subName = `peer-node-${process.pid}-sub`;
+  const pub = createClient({ url, name: `peer-node-${process.pid}-pub` });
+  const sub = pub.duplicate({ name: subName });
+  for (const [client, role] of [
+    [pub, "publisher"],
+    [sub, "subscriber"],
+  ]) {
+    client.on("error", (err) => process.stderr.write(`peer-node: redis ${role}: ${err.message}\n`));
+    client.on("reconnecting", () => process.stderr.write(`peer-node: redis ${role}: reconnecting\n`));
+  }
+  // The client retries a refused connection for ever: give up after 10 s.
+  const deadline = Date.now() + 10_000;
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error("redis not reached within 10 s")), 10_000);
+  });
+  await Promise.race([Promise.all([pub.connect(), sub.connect()]), late]).finally(() => clearTimeout(timer));
+  io.adapter(createAdapter(pub, sub, { key: prefix }));
+  for (;;) {
+    const list = String(await pub.sendCommand(["CLIENT", "LIST"]));
+    const line = list.split("\n").find((l) => l.includes(` name=${subName} `)) ?? "";
+    const count = (field) => Number(new RegExp(` ${field}=(\\d+)`).exec(line)?.[1] ?? 0);
+    if (count("sub") >= 3 && count("psub") >= 1) break;
+    if (Date.now() > deadline) throw new Error(`redis did not confirm the subscriptions within 10 s: ${line}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  process.stderr.write(`peer-node: in a cluster on ${url} (classic, prefix "${prefix}")\n`);
+  return [pub, sub];
+}
+
+let redisClients = [];
+if (opts.redisUrl !== undefined) {
+  try {
+    redisClients = await joinCluster(opts.redisUrl, opts.redisPrefix);
+  } catch (err) {
+    process.stderr.write(`peer-node: cannot join the cluster on ${opts.redisUrl}: ${err.stack || err}\n`);
+    process.exit(1);
+  }
+}
+
 // ----------------------------------------------------------------- process
 
 httpServer.on("error", (err) => {
@@ -180,7 +255,10 @@ async function shutdown() {
   while (io.engine.clientsCount > 0 && Date.now() < deadline) {
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
-  io.close(() => process.exit(0));
+  io.close(async () => {
+    await Promise.allSettled(redisClients.map((client) => client.quit()));
+    process.exit(0);
+  });
 }
 process.on("SIGTERM", shutdown);
 process.on("SIGINT", shutdown);
