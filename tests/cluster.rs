@@ -29,6 +29,9 @@
 //!   node that joins later at its next count (every 2 s).
 //! - SIGTERM of a clustered node under load, Redis up, gone or frozen:
 //!   exit 0 within `--shutdown-timeout`.
+//! - An admin publish reaches the room's sockets on every node.
+//! - A node that hangs (SIGSTOP): a fetch from another ends at the request
+//!   timeout with the answers that came, counted.
 //!
 //! Clients speak the relay protocol (docs/relay-protocol.md) over raw
 //! Engine.IO v4 WebSockets (`cluster/clients.rs`); `cluster/payloads.rs`
@@ -62,7 +65,7 @@ const MARGIN: Duration = Duration::from_secs(3);
 /// (`ClusterConfig::max_backoff`).
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How often a node counts the nodes (`COUNT_NODES_EVERY` in the link).
-const COUNT_NODES_EVERY: Duration = Duration::from_secs(5);
+const COUNT_NODES_EVERY: Duration = Duration::from_secs(2);
 /// How long a publish may take to cross the cluster.
 const DELIVERY: Duration = Duration::from_secs(5);
 /// Pause between two publishes of a load publisher: a steady load that
@@ -997,4 +1000,94 @@ fn an_admin_publish_reaches_the_rooms_sockets_on_every_node() {
     assert_sound(&mut b, "b");
     on_a.finish();
     on_b.finish();
+}
+
+// ---------------------------------------------------------------------------
+// A node that hangs: requests end at their timeout with what came.
+
+/// `hub/examples/cluster_relay` (the hub with the `--cluster-test` events)
+/// as a node of the cluster on `redis_url`.
+fn test_node(redis_url: &str, more: &[&str]) -> Proc {
+    let mut command = std::process::Command::new(example("cluster_relay"));
+    command.args([
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--shards",
+        "1",
+        "--redis-url",
+        redis_url,
+        "--cluster-test",
+    ]);
+    command.args(more);
+    Proc::spawn("cluster_relay", command)
+}
+
+fn signal(hub: &Proc, signal: libc::c_int) {
+    // SAFETY: a plain kill(2) of a child this test started.
+    let done = unsafe { libc::kill(hub.pid() as libc::pid_t, signal) };
+    assert_eq!(done, 0, "kill({}, {signal})", hub.pid());
+}
+
+// A node that stops answering (SIGSTOP: still subscribed, so still counted
+// as a node by PUBSUB NUMSUB, but silent) makes a fetch from another node
+// end at the request timeout, with the sockets of the nodes that answered;
+// counted in `requests_timed_out`. Once it is back, fetches complete again.
+#[test]
+fn a_hung_node_makes_requests_end_at_their_timeout_with_what_came() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let timeout = ["--redis-request-timeout", "1500"];
+    let a = test_node(&url, &timeout);
+    let b = test_node(&url, &timeout);
+    let c = test_node(&url, &timeout);
+    for (hub, who) in [(&a, "a"), (&b, "b"), (&c, "c")] {
+        wait_ready(hub, DELIVERY, who);
+    }
+    let room = "fetched";
+    let mut members = Vec::new();
+    for hub in [&a, &b, &c] {
+        let mut member = Relay::connect(hub.addr);
+        member.join(room);
+        members.push(member);
+    }
+    // Every node counted the three before it is asked.
+    eventually_or(
+        COUNT_NODES_EVERY + MARGIN,
+        || counter(&a, "nodes") == 3,
+        || format!("a counts {}", cluster(&a)),
+    );
+    let mut asker = Relay::connect(a.addr);
+    let all = asker
+        .request("fetch_sockets", &json!({"to": room}))
+        .unwrap();
+    assert_eq!(all.as_array().map(Vec::len), Some(3), "all three: {all}");
+
+    signal(&c, libc::SIGSTOP);
+    let started = Instant::now();
+    let some = asker
+        .request("fetch_sockets", &json!({"to": room}))
+        .unwrap();
+    let took = started.elapsed();
+    signal(&c, libc::SIGCONT);
+    let some = some.as_array().cloned().unwrap_or_default();
+    assert_eq!(some.len(), 2, "a's and b's members, not c's: {some:?}");
+    assert!(
+        took >= Duration::from_millis(1400) && took < Duration::from_millis(4500),
+        "ended at the 1.5 s request timeout: {took:?}"
+    );
+    assert_eq!(counter(&a, "requests_timed_out"), 1, "{}", cluster(&a));
+    // c is back: a fetch gets all three again.
+    eventually_or(
+        DELIVERY,
+        || {
+            asker
+                .request("fetch_sockets", &json!({"to": room}))
+                .is_ok_and(|v| v.as_array().map(Vec::len) == Some(3))
+        },
+        || "c answers again".to_string(),
+    );
+    drop(members);
+    eprintln!("a fetch with a hung node ended after {took:?}");
 }
