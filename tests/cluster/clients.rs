@@ -58,30 +58,7 @@ impl Relay {
         if !self.early.is_empty() {
             return Ok(Some(self.early.remove(0)));
         }
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(None);
-            }
-            ws_set_timeout(&mut self.ws, left);
-            match self.ws.read() {
-                Ok(Message::Text(t)) if t.as_str() == "2" => {
-                    self.ws
-                        .send(Message::text("3"))
-                        .map_err(|e| format!("pong: {e}"))?;
-                }
-                Ok(Message::Text(t)) => return Ok(Some(t.as_str().to_owned())),
-                Ok(Message::Ping(_) | Message::Pong(_)) => {}
-                Ok(other) => return Err(format!("unexpected {other:?}")),
-                Err(tungstenite::Error::Io(e))
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(e) => return Err(format!("read: {e}")),
-            }
-        }
+        ws_next_text(&mut self.ws, within)
     }
 
     /// Emit `event` with `arg` and wait for its ack's first argument.

@@ -1,13 +1,13 @@
 //! The fault tests' clients: a relay client over a WebSocket, a bystander
 //! that echoes on its own thread, and raw requests.
 
-use std::io::{ErrorKind, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tungstenite::Message;
 
@@ -73,27 +73,7 @@ impl RelayWs {
     /// The next Engine.IO message within `within` that is not a ping (pings
     /// are answered); None on timeout.
     pub(crate) fn next(&mut self, within: Duration) -> Result<Option<String>, String> {
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(None);
-            }
-            ws_set_timeout(&mut self.ws, left);
-            match self.ws.read() {
-                Ok(Message::Text(t)) if t.as_str() == "2" => {
-                    self.ws
-                        .send(Message::text("3"))
-                        .map_err(|e| format!("pong: {e}"))?;
-                }
-                Ok(Message::Text(t)) => return Ok(Some(t.as_str().to_owned())),
-                Ok(Message::Ping(_) | Message::Pong(_)) => {}
-                Ok(other) => return Err(format!("unexpected {other:?}")),
-                Err(tungstenite::Error::Io(e))
-                    if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-                Err(e) => return Err(format!("read: {e}")),
-            }
-        }
+        ws_next_text(&mut self.ws, within)
     }
 
     /// Emit `event` with `args` (a JSON array's inside) and wait for its ack.

@@ -952,6 +952,34 @@ pub fn ws_set_timeout(ws: &mut Ws, t: Duration) {
     ws.get_mut().set_read_timeout(Some(t)).unwrap();
 }
 
+/// The next Engine.IO text message within `within` that is not a v4 ping
+/// (pings are answered with a pong); None on timeout.
+pub fn ws_next_text(ws: &mut Ws, within: Duration) -> Result<Option<String>, String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(None);
+        }
+        ws_set_timeout(ws, left);
+        match ws.read() {
+            Ok(Message::Text(t)) if t.as_str() == "2" => {
+                ws.send(Message::text("3"))
+                    .map_err(|e| format!("pong: {e}"))?;
+            }
+            Ok(Message::Text(t)) => return Ok(Some(t.as_str().to_owned())),
+            Ok(Message::Ping(_) | Message::Pong(_)) => {}
+            Ok(other) => return Err(format!("unexpected {other:?}")),
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+}
+
 /// The next data or close message (WebSocket-level ping/pong skipped).
 /// Panics on timeout or error.
 pub fn ws_read(ws: &mut Ws) -> Message {

@@ -116,6 +116,22 @@ pub(crate) struct Publish {
     pub payload: Vec<u8>,
 }
 
+impl Publish {
+    /// The command's RESP bytes; None when there is nothing to send (a
+    /// message the dialect has no form for).
+    pub fn to_resp(&self) -> Option<Vec<u8>> {
+        if self.payload.is_empty() {
+            return None;
+        }
+        let mut out = bytes::BytesMut::with_capacity(self.payload.len() + self.channel.len() + 32);
+        super::resp::command(
+            &mut out,
+            &[self.command, self.channel.as_bytes(), &self.payload],
+        );
+        Some(out.to_vec())
+    }
+}
+
 /// What a node heard.
 #[derive(Debug)]
 pub(crate) enum Inbound {
@@ -233,18 +249,17 @@ fn encode_classic(channels: &Channels, uid: &str, nsp: &str, msg: Outbound<'_>) 
                 timeout_ms,
             ),
         ),
-        Outbound::Join { target, rooms } => publish(
-            channels.request(nsp),
-            json(
-                json!({"uid": uid, "type": kind::REMOTE_JOIN, "opts": opts(target), "rooms": rooms}),
-            ),
-        ),
-        Outbound::Leave { target, rooms } => publish(
-            channels.request(nsp),
-            json(
-                json!({"uid": uid, "type": kind::REMOTE_LEAVE, "opts": opts(target), "rooms": rooms}),
-            ),
-        ),
+        Outbound::Join { target, rooms } | Outbound::Leave { target, rooms } => {
+            let kind = if matches!(msg, Outbound::Join { .. }) {
+                kind::REMOTE_JOIN
+            } else {
+                kind::REMOTE_LEAVE
+            };
+            publish(
+                channels.request(nsp),
+                json(json!({"uid": uid, "type": kind, "opts": opts(target), "rooms": rooms})),
+            )
+        }
         Outbound::Disconnect { target, close } => publish(
             channels.request(nsp),
             json(

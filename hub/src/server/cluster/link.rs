@@ -125,21 +125,10 @@ impl Link {
 
     /// Publish `msg` of namespace `nsp` in the cluster's dialect.
     pub fn send(&self, nsp: &str, msg: Outbound<'_>) -> bool {
-        let publish = self.shared.encode(nsp, msg);
-        if publish.payload.is_empty() {
-            return false;
+        match self.shared.encode(nsp, msg).to_resp() {
+            Some(command) => self.enqueue(&command, None),
+            None => false,
         }
-        let mut command =
-            BytesMut::with_capacity(publish.payload.len() + publish.channel.len() + 32);
-        resp::command(
-            &mut command,
-            &[
-                publish.command,
-                publish.channel.as_bytes(),
-                &publish.payload,
-            ],
-        );
-        self.enqueue(&command, None)
     }
 
     /// How many nodes serve namespace `nsp`, this one included, as Node's

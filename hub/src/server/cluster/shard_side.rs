@@ -6,14 +6,13 @@ use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use glommio::channels::local_channel;
 use serde_json::Value;
 
 use super::link::{Link, NodeRequest};
 use super::{AckSender, ClusterOp, ClusterShared, NodeAnswers, ServerSideAck, LINK_SHARD};
 use crate::redis::message::Outbound;
-use crate::redis::resp;
 use crate::redis::wire::WireBroadcast;
 use crate::server::adapter::{Adapter, ClusterBody, ClusterMsg, RoomOp, Target};
 use crate::server::args::Args;
@@ -61,21 +60,9 @@ impl SioShard {
         let Some(cluster) = self.cluster() else {
             return;
         };
-        let publish = cluster.encode(nsp, msg);
-        if publish.payload.is_empty() {
-            return;
+        if let Some(command) = cluster.encode(nsp, msg).to_resp() {
+            self.cluster_op(LINK_SHARD, "", ClusterOp::Command(command));
         }
-        let mut command =
-            BytesMut::with_capacity(publish.payload.len() + publish.channel.len() + 32);
-        resp::command(
-            &mut command,
-            &[
-                publish.command,
-                publish.channel.as_bytes(),
-                &publish.payload,
-            ],
-        );
-        self.cluster_op(LINK_SHARD, "", ClusterOp::Command(command.to_vec()));
     }
 
     pub(crate) fn on_cluster_op(&self, nsp: &str, op: ClusterOp) {
