@@ -627,6 +627,7 @@ fn decode_sharded(
         sharded::SERVER_SIDE_EMIT => match data.get("packet") {
             Some(Value::Array(packet)) if matches!(packet.first(), Some(Value::String(_))) => {
                 let mut data = packet.clone();
+                wire::check_depth(&data)?;
                 let attachments = msgpack::keep_referenced(&mut data, attachments);
                 RequestBody::ServerSideEmit { data, attachments }
             }

@@ -7,7 +7,7 @@
 //! holds it when it is a whole number, else as a float64; hub does the
 //! same for a JSON number (so `1.0` from a client is `1`, as it is in
 //! JavaScript). `undefined` (an `ext` of type 0) reads as null. `rmp`
-//! writes the markers; `rmpv` reads, with a depth limit.
+//! writes; reading goes straight to JSON values, with a depth limit.
 
 use bytes::Bytes;
 use rmp::encode;
@@ -89,62 +89,194 @@ pub(crate) fn write_u64(out: &mut Vec<u8>, n: u64) {
 /// Read one value; each `bin` becomes a placeholder and an attachment, in
 /// the order met. Bytes after the value are an error.
 pub(crate) fn read(bytes: &[u8]) -> Result<(Value, Vec<Bytes>), MsgpackError> {
-    let mut rest = bytes;
-    let value = rmpv::decode::read_value_with_max_depth(&mut rest, MAX_DEPTH)
-        .map_err(|e| MsgpackError(e.to_string()))?;
-    if !rest.is_empty() {
+    let mut reader = Reader {
+        rest: bytes,
+        attachments: Vec::new(),
+    };
+    let value = reader.value(0)?;
+    if !reader.rest.is_empty() {
         return Err(MsgpackError(format!(
             "{} bytes after the value",
-            rest.len()
+            reader.rest.len()
         )));
     }
-    let mut attachments = Vec::new();
-    let value = to_json(value, &mut attachments);
-    Ok((value, attachments))
+    Ok((value, reader.attachments))
 }
 
-fn to_json(value: rmpv::Value, attachments: &mut Vec<Bytes>) -> Value {
-    use rmpv::Value as M;
-    match value {
-        M::Nil | M::Ext(..) => Value::Null,
-        M::Boolean(b) => Value::Bool(b),
-        M::Integer(i) => match (i.as_u64(), i.as_i64()) {
-            (Some(u), _) => Value::from(u),
-            (None, Some(i)) => Value::from(i),
-            (None, None) => Value::Null,
-        },
-        M::F32(f) => Number::from_f64(f64::from(f)).map_or(Value::Null, Value::Number),
-        M::F64(f) => Number::from_f64(f).map_or(Value::Null, Value::Number),
-        M::String(s) => Value::String(lossy(s)),
-        M::Binary(b) => {
-            let num = attachments.len();
-            attachments.push(Bytes::from(b));
-            serde_json::json!({"_placeholder": true, "num": num})
+/// Reads msgpack straight into JSON values (no `rmpv::Value` in between:
+/// this is the decode of every message a node hears). `rmp` names the
+/// markers; the lengths and numbers are read here, each checked against
+/// what is left, so a declared length never allocates more than the input.
+struct Reader<'a> {
+    rest: &'a [u8],
+    attachments: Vec<Bytes>,
+}
+
+fn short() -> MsgpackError {
+    MsgpackError("the input ends inside a value".into())
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], MsgpackError> {
+        if self.rest.len() < n {
+            return Err(short());
         }
-        M::Array(items) => {
-            Value::Array(items.into_iter().map(|v| to_json(v, attachments)).collect())
-        }
-        M::Map(entries) => {
-            let mut map = Map::with_capacity(entries.len());
-            for (key, item) in entries {
-                let key = match key {
-                    M::String(s) => lossy(s),
-                    M::Integer(i) => i.to_string(),
-                    other => other.to_string(),
-                };
-                map.insert(key, to_json(item, attachments));
-            }
-            Value::Object(map)
-        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Ok(head)
     }
+
+    fn be<const N: usize>(&mut self) -> Result<[u8; N], MsgpackError> {
+        Ok(self.take(N)?.try_into().expect("N bytes"))
+    }
+
+    fn len(&mut self, bytes: usize) -> Result<usize, MsgpackError> {
+        Ok(match bytes {
+            1 => usize::from(self.be::<1>()?[0]),
+            2 => usize::from(u16::from_be_bytes(self.be()?)),
+            _ => u32::from_be_bytes(self.be()?) as usize,
+        })
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Value, MsgpackError> {
+        use rmp::Marker as M;
+        if depth > MAX_DEPTH {
+            return Err(MsgpackError("depth limit exceeded".into()));
+        }
+        let marker = M::from_u8(self.be::<1>()?[0]);
+        Ok(match marker {
+            M::Null => Value::Null,
+            M::True => Value::Bool(true),
+            M::False => Value::Bool(false),
+            M::FixPos(n) => Value::from(n),
+            M::FixNeg(n) => Value::from(n),
+            M::U8 => Value::from(self.be::<1>()?[0]),
+            M::U16 => Value::from(u16::from_be_bytes(self.be()?)),
+            M::U32 => Value::from(u32::from_be_bytes(self.be()?)),
+            M::U64 => Value::from(u64::from_be_bytes(self.be()?)),
+            M::I8 => Value::from(i8::from_be_bytes(self.be()?)),
+            M::I16 => Value::from(i16::from_be_bytes(self.be()?)),
+            M::I32 => Value::from(i32::from_be_bytes(self.be()?)),
+            M::I64 => Value::from(i64::from_be_bytes(self.be()?)),
+            M::F32 => float(f64::from(f32::from_be_bytes(self.be()?))),
+            M::F64 => float(f64::from_be_bytes(self.be()?)),
+            M::FixStr(n) => self.string(usize::from(n))?,
+            M::Str8 => {
+                let n = self.len(1)?;
+                self.string(n)?
+            }
+            M::Str16 => {
+                let n = self.len(2)?;
+                self.string(n)?
+            }
+            M::Str32 => {
+                let n = self.len(4)?;
+                self.string(n)?
+            }
+            M::Bin8 | M::Bin16 | M::Bin32 => {
+                let width = match marker {
+                    M::Bin8 => 1,
+                    M::Bin16 => 2,
+                    _ => 4,
+                };
+                let n = self.len(width)?;
+                let bytes = Bytes::copy_from_slice(self.take(n)?);
+                let num = self.attachments.len();
+                self.attachments.push(bytes);
+                serde_json::json!({"_placeholder": true, "num": num})
+            }
+            M::FixArray(n) => self.array(usize::from(n), depth)?,
+            M::Array16 => {
+                let n = self.len(2)?;
+                self.array(n, depth)?
+            }
+            M::Array32 => {
+                let n = self.len(4)?;
+                self.array(n, depth)?
+            }
+            M::FixMap(n) => self.map(usize::from(n), depth)?,
+            M::Map16 => {
+                let n = self.len(2)?;
+                self.map(n, depth)?
+            }
+            M::Map32 => {
+                let n = self.len(4)?;
+                self.map(n, depth)?
+            }
+            // Extensions (notepack's `undefined`, dates...): null.
+            M::FixExt1 | M::FixExt2 | M::FixExt4 | M::FixExt8 | M::FixExt16 => {
+                let n = match marker {
+                    M::FixExt1 => 1,
+                    M::FixExt2 => 2,
+                    M::FixExt4 => 4,
+                    M::FixExt8 => 8,
+                    _ => 16,
+                };
+                self.take(1 + n)?;
+                Value::Null
+            }
+            M::Ext8 | M::Ext16 | M::Ext32 => {
+                let width = match marker {
+                    M::Ext8 => 1,
+                    M::Ext16 => 2,
+                    _ => 4,
+                };
+                let n = self.len(width)?;
+                self.take(1 + n)?;
+                Value::Null
+            }
+            M::Reserved => return Err(MsgpackError("marker 0xc1 is never used".into())),
+        })
+    }
+
+    fn string(&mut self, n: usize) -> Result<Value, MsgpackError> {
+        Ok(Value::String(lossy(self.take(n)?)))
+    }
+
+    fn array(&mut self, n: usize, depth: usize) -> Result<Value, MsgpackError> {
+        // Each item takes a byte at least: a length past the input is short.
+        if n > self.rest.len() {
+            return Err(short());
+        }
+        let mut items = Vec::with_capacity(n);
+        for _ in 0..n {
+            items.push(self.value(depth + 1)?);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn map(&mut self, n: usize, depth: usize) -> Result<Value, MsgpackError> {
+        if n.saturating_mul(2) > self.rest.len() {
+            return Err(short());
+        }
+        let mut map = Map::with_capacity(n);
+        for _ in 0..n {
+            // notepack writes keys as strings; a number or a constant is
+            // taken as its text, anything nested is refused (its text would
+            // hold every level below it, escaped again at each level).
+            let key = match self.value(depth + 1)? {
+                Value::String(s) => s,
+                scalar @ (Value::Number(_) | Value::Bool(_) | Value::Null) => scalar.to_string(),
+                Value::Array(_) | Value::Object(_) => {
+                    return Err(MsgpackError("a map key is an array or a map".into()))
+                }
+            };
+            let item = self.value(depth + 1)?;
+            map.insert(key, item);
+        }
+        Ok(Value::Object(map))
+    }
+}
+
+/// A float as JSON can hold it: NaN and infinities become null, as
+/// `JSON.stringify` makes them.
+fn float(f: f64) -> Value {
+    Number::from_f64(f).map_or(Value::Null, Value::Number)
 }
 
 /// A string as JavaScript reads invalid UTF-8: with replacement characters.
-fn lossy(s: rmpv::Utf8String) -> String {
-    match String::from_utf8(s.into_bytes()) {
-        Ok(s) => s,
-        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-    }
+fn lossy(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// Keep only the attachments `data` refers to, numbered in the order
@@ -230,6 +362,9 @@ mod tests {
     fn hostile_bytes_are_errors_not_panics() {
         for bad in [
             &[0xdd, 0xff, 0xff, 0xff, 0xff][..], // an array of 4 billion, with nothing in it
+            &[0xdf, 0xff, 0xff, 0xff, 0xff],     // a map of as many
+            &[0xc6, 0xff, 0xff, 0xff, 0xff, 0],  // a bin longer than the input
+            &[0xc1],                             // never used
             &[0x92, 0x01],                       // short
             &[0x01, 0x02],                       // trailing
         ] {
@@ -240,5 +375,10 @@ mod tests {
         // undefined (fixext 1, type 0) reads as null; a map's integer key as its text.
         assert_eq!(read(&[0xd4, 0x00, 0x00]).unwrap().0, Value::Null);
         assert_eq!(read(&[0x81, 0x07, 0xc3]).unwrap().0, json!({"7": true}));
+        // A map whose key is a map whose key is a map...: refused, not
+        // stringified level by level.
+        let mut nested = vec![0x81u8; 100];
+        nested.extend([0x80, 0xc0]);
+        assert!(read(&nested).is_err());
     }
 }

@@ -241,6 +241,7 @@ pub(crate) fn event_of(packet: Value, attachments: Vec<Bytes>) -> Result<WireEve
         Some(Value::Array(data)) if matches!(data.first(), Some(Value::String(_))) => data,
         _ => return Err(WireError::Shape("data is [event name, ...args]")),
     };
+    check_depth(&data)?;
     let attachments = msgpack::keep_referenced(&mut data, attachments);
     let id = packet.get("id").and_then(Value::as_u64);
     Ok(WireEvent {
@@ -249,6 +250,26 @@ pub(crate) fn event_of(packet: Value, attachments: Vec<Bytes>) -> Result<WireEve
         attachments,
         id,
     })
+}
+
+/// Most levels of nesting in an event's arguments: what either encoding
+/// (JSON, read with serde_json's limit of 128, or msgpack) can carry with
+/// the few levels a message wraps around them, so that what a node takes
+/// it can always pass on.
+const MAX_DATA_DEPTH: usize = 100;
+
+pub(crate) fn check_depth(data: &[Value]) -> Result<(), WireError> {
+    fn depth(value: &Value) -> usize {
+        match value {
+            Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+            Value::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+            _ => 0,
+        }
+    }
+    if data.iter().map(depth).max().unwrap_or(0) > MAX_DATA_DEPTH {
+        return Err(WireError::Shape("arguments nested too deep"));
+    }
+    Ok(())
 }
 
 /// A room list: strings, or numbers (Node allows numeric rooms) as text.
@@ -404,6 +425,7 @@ pub(crate) fn decode_request(bytes: &[u8]) -> Result<WireRequest, WireError> {
         },
         kind::SERVER_SIDE_EMIT => match map.remove("data") {
             Some(Value::Array(mut data)) if matches!(data.first(), Some(Value::String(_))) => {
+                check_depth(&data)?;
                 let attachments = msgpack::keep_referenced(&mut data, attachments);
                 RequestBody::ServerSideEmit { data, attachments }
             }
