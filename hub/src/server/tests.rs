@@ -522,3 +522,50 @@ fn a_broadcast_with_acks_gathers_every_recipients_answer() {
         .expect("the executor ran");
     assert!(ran);
 }
+
+/// A clustered server whose link never ran (its task was not given to the
+/// server): requests to the other nodes end at once with nothing, local
+/// operations work, a broadcast with acks gathers the local answers.
+#[test]
+fn a_cluster_without_its_link_answers_requests_with_nothing() {
+    use super::namespace::Namespace;
+    use super::ClusterConfig;
+    let ran = glommio::LocalExecutorBuilder::default()
+        .spawn(|| async {
+            let url = crate::redis::RedisUrl::parse("redis://127.0.0.1:1").unwrap();
+            let io = Io::builder()
+                .cluster(ClusterConfig::new(url))
+                .of("/", |nsp| nsp)
+                .build();
+            let shard = SioShard::new(io.config.clone(), 0);
+            let nsp = shard.namespace("/").unwrap();
+            let (a, ea) = super::testing::attach_socket(&shard, &nsp, 0);
+            sent(&ea);
+            Socket(a.clone()).join("r");
+            let io = Namespace::new(shard.clone(), nsp.clone());
+            let answers = io
+                .server_side_emit_with_ack("ping", Args::new())
+                .await
+                .expect("no other node to wait for");
+            assert!(answers.is_empty());
+            let sockets = io.fetch_sockets().await;
+            assert_eq!(sockets.len(), 1);
+            assert!(sockets[0].on_this_node);
+            let rooms = io.all_rooms().await;
+            assert!(rooms.contains(&"r".to_string()), "{rooms:?}");
+            let pending = io
+                .to("r")
+                .timeout(Duration::from_secs(30))
+                .emit_with_ack("q", Args::new())
+                .unwrap();
+            let text = sent(&ea).remove(0);
+            let id: u64 = text[1..text.find('[').unwrap()].parse().unwrap();
+            a.on_ack(id, Args::new().arg("yes"));
+            assert_eq!(pending.await.expect("answered").len(), 1);
+            true
+        })
+        .expect("an executor")
+        .join()
+        .expect("the executor ran");
+    assert!(ran);
+}

@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use glommio::channels::local_channel;
@@ -87,13 +88,17 @@ impl SioShard {
                 request,
                 kind,
             } => {
-                let Some(link) = self.link() else {
+                let (Some(link), Some(me)) = (self.link(), self.me()) else {
+                    // No link (its task was not run): no other node to ask.
+                    let reply = ClusterOp::Reply {
+                        request,
+                        responses: Vec::new(),
+                        expected: 0,
+                    };
+                    self.cluster_op(origin, nsp, reply);
                     return;
                 };
                 let nsp = nsp.to_string();
-                let Some(me) = self.me() else {
-                    return;
-                };
                 glommio::spawn_local(async move {
                     let (responses, expected) = link.request(&nsp, kind).await;
                     let reply = ClusterOp::Reply {
@@ -166,8 +171,18 @@ impl SioShard {
             },
         );
         let me = self.clone();
+        // Shard 0 answers within the request timeout; past twice that (a
+        // shard 0 that stopped), this gives up with nothing.
+        let give_up = self
+            .cluster()
+            .map_or(Duration::ZERO, |c| c.config.request_timeout * 2);
         async move {
-            let answer = rx.recv().await.unwrap_or_default();
+            let answer =
+                futures_lite::future::or(async { rx.recv().await.unwrap_or_default() }, async {
+                    glommio::timer::Timer::new(give_up).await;
+                    NodeAnswers::default()
+                })
+                .await;
             me.cluster_waiters().borrow_mut().remove(&request);
             answer
         }
