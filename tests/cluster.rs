@@ -346,7 +346,11 @@ fn redis_killed_and_restarted_under_load(mode: &str) {
     // - run by the restarted Redis before b subscribed again: a was back
     //   first and published to a cluster of one (Redis pub/sub keeps
     //   nothing for a subscriber to come); reported;
-    // - run while b was subscribed: lost on b's side, never acceptable.
+    // - run by Redis just before it was killed, after the last publish b
+    //   got from it: Redis ran the command (and may have answered a) but
+    //   died with the message in its output buffer for b; reported;
+    // - run while b was subscribed, with a later one reaching b: lost on
+    //   b's side, never acceptable.
     let after = cluster(&a);
     let failed = after["publish_failed"].as_u64().unwrap();
     let ran_before_kill = monitor_before.load_numbers();
@@ -356,10 +360,17 @@ fn redis_killed_and_restarted_under_load(mode: &str) {
     for s in &remote {
         let missing = missing_of(s, published);
         let got: std::collections::HashSet<u64> = s.numbers().into_iter().collect();
+        // The last publish b got of those the first Redis ran.
+        let last_got_before_kill = ran_before_kill.iter().filter(|n| got.contains(n)).max();
         let (mut never_ran, mut before_b, mut lost_at_b) = (Vec::new(), Vec::new(), Vec::new());
+        let mut died_with_redis = Vec::new();
         for n in (0..published).filter(|n| !got.contains(n)) {
             if ran_before_kill.contains(&n) {
-                lost_at_b.push(n);
+                if !matches!(last_got_before_kill, Some(last) if n <= *last) {
+                    died_with_redis.push(n);
+                } else {
+                    lost_at_b.push(n);
+                }
             } else if let Some(&(line, _)) = ran_after_restart.iter().find(|(_, m)| *m == n) {
                 if b_subscribed_at.is_some_and(|at| line < at) {
                     before_b.push(n);
@@ -373,6 +384,7 @@ fn redis_killed_and_restarted_under_load(mode: &str) {
         let context = || {
             format!(
                 "{mode}: {}: {missing} of {published} missing {:?}: {} never run by Redis {:?}, \
+                 {} in Redis's buffers at the kill {:?}, \
                  {} run before b subscribed again {:?}, {} lost at b {:?}; a's publish_failed \
                  {failed} ({killed_at} acked at the kill, {restarted_at} at the restart, \
                  {resumed_from} once both were back)\n\
@@ -383,6 +395,8 @@ fn redis_killed_and_restarted_under_load(mode: &str) {
                 gaps(s, published),
                 never_ran.len(),
                 runs(&never_ran),
+                died_with_redis.len(),
+                runs(&died_with_redis),
                 before_b.len(),
                 runs(&before_b),
                 lost_at_b.len(),

@@ -350,7 +350,7 @@ fn cluster_metrics(c: &ClusterSnapshot) -> String {
     metric(
         "hub_cluster_published",
         "counter",
-        "Commands written to Redis.",
+        "Publishes Redis took (written and answered).",
         c.published,
     );
     metric(

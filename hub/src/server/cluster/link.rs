@@ -102,6 +102,10 @@ impl Link {
         let mut queue = self.queue.borrow_mut();
         if !self.up.get() || queue.len() + command.len() > self.shared.config.max_pending_bytes {
             drop(queue);
+            if waiter.is_some() {
+                // A count, not a publish: its asker hears None.
+                return false;
+            }
             ClusterStatus::add(&self.status().publish_failed, 1);
             let failures = self.unlogged_failures.get() + 1;
             self.unlogged_failures.set(failures);
@@ -343,12 +347,12 @@ impl Link {
 
     /// Drop what was queued for a connection that is gone.
     fn fail_queued(&self) {
-        let dropped = self.waiters.borrow_mut().drain(..).count();
+        let dropped = publishes(self.waiters.borrow_mut().drain(..));
         self.queue.borrow_mut().clear();
         self.status()
             .pending_bytes
             .store(0, std::sync::atomic::Ordering::Relaxed);
-        ClusterStatus::add(&self.status().publish_failed, dropped as u64);
+        ClusterStatus::add(&self.status().publish_failed, dropped);
     }
 
     async fn command_loop(&self, mut conn: RespConn) -> RespError {
@@ -371,6 +375,8 @@ impl Link {
             }
             self.unlogged_failures.set(0);
             if let Err(e) = conn.write(&bytes).await {
+                // Taken from the queue, never (wholly) written: failed.
+                ClusterStatus::add(&self.status().publish_failed, publishes(waiters));
                 return e;
             }
             ClusterStatus::add(&self.status().bytes_out, bytes.len() as u64);
@@ -380,12 +386,14 @@ impl Link {
                     Ok(frame) => frame,
                     Err(e) => {
                         // Written, but Redis never said it ran them: failed.
-                        let lost = 1 + waiters.len() as u64;
+                        let lost = publishes(std::iter::once(waiter).chain(waiters));
                         ClusterStatus::add(&self.status().publish_failed, lost);
                         return e;
                     }
                 };
-                ClusterStatus::add(&self.status().published, 1);
+                if waiter.is_none() {
+                    ClusterStatus::add(&self.status().published, 1);
+                }
                 if let redis_protocol::resp2::types::BytesFrame::Error(e) = &frame {
                     tracing::warn!(error = %e, "cluster: Redis refused a command");
                 }
@@ -604,4 +612,10 @@ impl Link {
         }
         false
     }
+}
+
+/// How many of the commands waiting for replies are publishes (the others,
+/// counts of the nodes, have someone waiting for their reply).
+fn publishes(waiters: impl IntoIterator<Item = Option<LocalSender<Option<i64>>>>) -> u64 {
+    waiters.into_iter().filter(|w| w.is_none()).count() as u64
 }

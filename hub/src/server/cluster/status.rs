@@ -30,7 +30,7 @@ pub struct ClusterSnapshot {
     /// Nodes subscribed to the `/` request channel, this one included, at
     /// the last count (every 2 s while connected).
     pub nodes: u64,
-    /// Commands written to Redis (publishes and requests).
+    /// Publishes (broadcasts, requests, answers) Redis took: written and answered.
     pub published: u64,
     /// Publishes dropped: Redis was unreachable, or the queue to it full.
     pub publish_failed: u64,
