@@ -361,16 +361,7 @@ impl ShardAdapter {
         match msg.body {
             ClusterBody::Broadcast { target, packet } => {
                 if let Some(nsp) = nsp {
-                    let mut delivered = 0;
-                    let mut tally = Tally::default();
-                    self.for_each_local(nsp, &target, None, |s| {
-                        delivered +=
-                            u64::from(s.client.send_tallied(&packet, target.volatile, &mut tally));
-                    });
-                    tally.flush();
-                    crate::metrics::with(|m| {
-                        m.deliveries.inc_by(delivered);
-                    });
+                    self.broadcast_each(nsp, &target, None, &packet, |_| {});
                 }
                 Vec::new()
             }
@@ -408,9 +399,9 @@ impl ShardAdapter {
         }
     }
 
-    /// Queue `packet` to the target's local sockets, calling `sent` for
-    /// each that took it (a broadcast with acks registers its wait there).
-    /// How many took it.
+    /// Queue `packet` to the target's local sockets (no allocation), calling
+    /// `sent` for each that took it (a broadcast with acks registers its
+    /// wait there), and count the deliveries. How many took it.
     pub(crate) fn broadcast_each(
         &self,
         nsp: &Nsp,
@@ -538,15 +529,9 @@ impl Adapter for ShardAdapter {
         exclude: Option<&SocketInner>,
         packet: Outgoing,
     ) {
-        let mut delivered = 0;
-        let mut tally = Tally::default();
-        self.for_each_local(nsp, &target, exclude, |s| {
-            delivered += u64::from(s.client.send_tallied(&packet, target.volatile, &mut tally));
-        });
-        tally.flush();
+        self.broadcast_each(nsp, &target, exclude, &packet, |_| {});
         crate::metrics::with(|m| {
             m.broadcasts.inc();
-            m.deliveries.inc_by(delivered);
         });
         for shard in self.peers(&target) {
             // The packet's bytes are shared: one refcount per shard, not per recipient.
