@@ -91,7 +91,7 @@ pub(crate) fn start(
 ) -> AckStart {
     let request = shard.next_request();
     let (tx, events) = local_channel::new_unbounded();
-    shard.broadcast_acks().borrow_mut().insert(request, tx);
+    shard.broadcast_acks.borrow_mut().insert(request, tx);
     let id = next_ack_id();
     let packet = outgoing::event(&nsp.name, event, args, Some(id));
     let origin = shard.shard_id();
@@ -173,10 +173,7 @@ pub(crate) struct Forget {
 
 impl Drop for Forget {
     fn drop(&mut self) {
-        self.shard
-            .broadcast_acks()
-            .borrow_mut()
-            .remove(&self.request);
+        self.shard.broadcast_acks.borrow_mut().remove(&self.request);
     }
 }
 
@@ -258,7 +255,7 @@ impl SioShard {
     /// Send a collector's event to shard `origin` (here when it is this one).
     pub(crate) fn broadcast_ack_event(&self, origin: usize, request: u64, event: AckEvent) {
         if origin == self.shard_id() {
-            if let Some(tx) = self.broadcast_acks().borrow().get(&request) {
+            if let Some(tx) = self.broadcast_acks.borrow().get(&request) {
                 let _ = tx.try_send(event);
             }
             return;

@@ -53,13 +53,13 @@ pub(crate) struct SioShard {
     pub(crate) pending_stats: PendingStats,
     pub adapter: ShardAdapter,
     /// On shard 0 of a clustered server: the link to Redis.
-    link: RefCell<Option<Rc<Link>>>,
+    pub(crate) link: RefCell<Option<Rc<Link>>>,
     /// The server is shutting down: its sockets were disconnected.
     stopping: Cell<bool>,
     /// Broadcasts with acks emitted here, waiting for their answers.
-    broadcast_acks: RefCell<AHashMap<u64, LocalSender<AckEvent>>>,
+    pub(crate) broadcast_acks: RefCell<AHashMap<u64, LocalSender<AckEvent>>>,
     /// This shard's requests to the other nodes, waiting for shard 0.
-    cluster_waiters: RefCell<AHashMap<u64, LocalSender<NodeAnswers>>>,
+    pub(crate) cluster_waiters: RefCell<AHashMap<u64, LocalSender<NodeAnswers>>>,
 }
 
 thread_local! {
@@ -112,18 +112,6 @@ impl SioShard {
 
     pub(crate) fn me(&self) -> Option<Rc<SioShard>> {
         self.me.upgrade()
-    }
-
-    pub(crate) fn broadcast_acks(&self) -> &RefCell<AHashMap<u64, LocalSender<AckEvent>>> {
-        &self.broadcast_acks
-    }
-
-    pub(crate) fn link_cell(&self) -> &RefCell<Option<Rc<Link>>> {
-        &self.link
-    }
-
-    pub(crate) fn cluster_waiters(&self) -> &RefCell<AHashMap<u64, LocalSender<NodeAnswers>>> {
-        &self.cluster_waiters
     }
 
     pub(crate) fn instance(&self) -> u64 {

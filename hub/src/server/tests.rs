@@ -512,7 +512,7 @@ fn a_broadcast_with_acks_gathers_every_recipients_answer() {
             assert_eq!(timeout.expected, 3);
             assert_eq!(timeout.responses.len(), 1);
             assert!(
-                f.shard.broadcast_acks().borrow().is_empty(),
+                f.shard.broadcast_acks.borrow().is_empty(),
                 "the collector is gone"
             );
             true

@@ -31,11 +31,11 @@ impl SioShard {
     }
 
     pub(crate) fn set_link(&self, link: Rc<Link>) {
-        *self.link_cell().borrow_mut() = Some(link);
+        *self.link.borrow_mut() = Some(link);
     }
 
     fn link(&self) -> Option<Rc<Link>> {
-        self.link_cell().borrow().clone()
+        self.link.borrow().clone()
     }
 
     /// Send `op` to shard `target`'s cluster side (at once when it is this one).
@@ -143,7 +143,7 @@ impl SioShard {
                 responses,
                 expected,
             } => {
-                if let Some(tx) = self.cluster_waiters().borrow().get(&request) {
+                if let Some(tx) = self.cluster_waiters.borrow().get(&request) {
                     let _ = tx.try_send((responses, expected));
                 }
             }
@@ -159,7 +159,7 @@ impl SioShard {
     ) -> impl Future<Output = NodeAnswers> + 'static {
         let request = self.next_request();
         let (tx, rx) = local_channel::new_bounded(1);
-        self.cluster_waiters().borrow_mut().insert(request, tx);
+        self.cluster_waiters.borrow_mut().insert(request, tx);
         let origin = self.shard_id();
         self.cluster_op(
             LINK_SHARD,
@@ -170,21 +170,23 @@ impl SioShard {
                 kind,
             },
         );
-        let me = self.clone();
+        // Forgets the waiter however the future ends (dropped unpolled too).
+        let waiting = Waiting {
+            shard: self.clone(),
+            request,
+        };
         // Shard 0 answers within the request timeout; past twice that (a
         // shard 0 that stopped), this gives up with nothing.
         let give_up = self
             .cluster()
             .map_or(Duration::ZERO, |c| c.config.request_timeout * 2);
         async move {
-            let answer =
-                futures_lite::future::or(async { rx.recv().await.unwrap_or_default() }, async {
-                    glommio::timer::Timer::new(give_up).await;
-                    NodeAnswers::default()
-                })
-                .await;
-            me.cluster_waiters().borrow_mut().remove(&request);
-            answer
+            let _waiting = waiting;
+            futures_lite::future::or(async { rx.recv().await.unwrap_or_default() }, async {
+                glommio::timer::Timer::new(give_up).await;
+                NodeAnswers::default()
+            })
+            .await
         }
     }
 
@@ -259,5 +261,20 @@ impl SioShard {
         if let Err(panic) = crate::panics::catch(run) {
             tracing::error!(nsp = %nsp.name, event, %panic, "a server-side emit handler panicked");
         }
+    }
+}
+
+/// A request to the other nodes that a shard waits for.
+struct Waiting {
+    shard: Rc<SioShard>,
+    request: u64,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.shard
+            .cluster_waiters
+            .borrow_mut()
+            .remove(&self.request);
     }
 }
