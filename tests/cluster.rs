@@ -1109,3 +1109,49 @@ fn a_hung_node_makes_requests_end_at_their_timeout_with_what_came() {
     drop(members);
     eprintln!("a fetch with a hung node ended after {took:?}");
 }
+
+// ---------------------------------------------------------------------------
+// Requests from other nodes are bounded.
+
+// Broadcasts with acks from another node whose recipient never answers
+// each hold a collector until their timeout: past 256 at once, a request
+// is ignored and counted (`publish_failed`), and the node serves on.
+#[test]
+fn broadcasts_with_acks_from_other_nodes_are_bounded() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let mut a = node(&url, "classic", 1, &[]);
+    wait_ready(&a, DELIVERY, "a");
+    // A socket of `/` that never acknowledges anything.
+    let silent = Relay::connect(a.addr);
+    let room = "after";
+    let sub = Subscriber::start("a's subscriber", Relay::connect(a.addr), room);
+    let mut publisher = Relay::connect(a.addr);
+    converge(&mut publisher, room, &[&sub]);
+    let failed_before = counter(&a, "publish_failed");
+    let requests = 300;
+    for n in 0..requests {
+        let request = json!({
+            "uid": "another-node",
+            "requestId": format!("ack{n}"),
+            "type": 7,
+            "packet": {"type": 2, "data": ["ask", n], "nsp": "/"},
+            "opts": {"rooms": [], "except": [], "flags": {"timeout": 60_000}},
+        })
+        .to_string();
+        redis.command_bytes(&[b"PUBLISH", b"socket.io-request#/#", request.as_bytes()]);
+    }
+    let mark = json!("after the requests");
+    publisher.publish(room, "barrier", mark.clone()).unwrap();
+    wait_delivered(&[&sub], "barrier", &mark, DELIVERY);
+    let ignored = counter(&a, "publish_failed") - failed_before;
+    assert_eq!(
+        ignored,
+        requests - 256,
+        "past 256 in flight: {}",
+        cluster(&a)
+    );
+    assert_sound(&mut a, "a");
+    drop(silent);
+    sub.finish();
+}

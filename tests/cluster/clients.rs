@@ -71,7 +71,9 @@ impl Relay {
         let prefix = format!("43{id}");
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
-            match self.next(deadline - Instant::now())? {
+            // From the socket, not `next`: what comes meanwhile is kept
+            // for `next`, and must not be read here again.
+            match ws_next_text(&mut self.ws, deadline - Instant::now())? {
                 Some(text) if text.starts_with(&prefix) => {
                     let args: Value = serde_json::from_str(&text[prefix.len()..])
                         .map_err(|e| format!("ack {text}: {e}"))?;
@@ -101,9 +103,13 @@ impl Relay {
     }
 }
 
-/// An event a client received: `42["name",data]`.
+/// An event a client received: `42["name",data]`, or `42<id>[..]` when
+/// it asks for an answer (the ack id is skipped).
 pub(crate) fn event_of(text: &str) -> Option<(String, Value)> {
-    let packet: Value = serde_json::from_str(text.strip_prefix("42")?).ok()?;
+    let body = text
+        .strip_prefix("42")?
+        .trim_start_matches(|c: char| c.is_ascii_digit());
+    let packet: Value = serde_json::from_str(body).ok()?;
     Some((packet[0].as_str()?.to_owned(), packet[1].clone()))
 }
 

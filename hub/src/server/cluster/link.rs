@@ -31,8 +31,9 @@ use crate::signal::Signal;
 const COUNT_NODES_EVERY: Duration = Duration::from_secs(2);
 /// A count not answered within this time means Redis is gone.
 const LIVENESS_TIMEOUT: Duration = Duration::from_secs(5);
-/// Most requests from other nodes being answered at once; past it one is
-/// ignored (and counted as failed).
+/// Most requests from other nodes being answered at once (fetches, and
+/// broadcasts with acks waiting for theirs); past it one is ignored (and
+/// counted as failed).
 pub(super) const MAX_REQUESTS_IN_FLIGHT: usize = 256;
 
 /// What a request to the other nodes asks.

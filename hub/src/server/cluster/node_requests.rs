@@ -115,11 +115,9 @@ pub(super) fn handle(link: &Rc<Link>, sio: &Rc<SioShard>, nsp_name: &str, reques
             let Some(reply) = reply else {
                 return;
             };
-            if link.requests_in_flight.get() >= super::link::MAX_REQUESTS_IN_FLIGHT {
-                ClusterStatus::add(&link.shared.status.publish_failed, 1);
-                tracing::debug!("cluster: too many requests in flight; one ignored");
+            let Some(slot) = InFlight::take(link) else {
                 return;
-            }
+            };
             let target = match &body {
                 RequestBody::Sockets { rooms } => Target {
                     rooms: rooms.clone(),
@@ -132,10 +130,9 @@ pub(super) fn handle(link: &Rc<Link>, sio: &Rc<SioShard>, nsp_name: &str, reques
                 },
                 _ => Target::default(),
             };
-            link.requests_in_flight
-                .set(link.requests_in_flight.get() + 1);
             let fetch = sio.adapter.fetch(&nsp, target, None);
             glommio::spawn_local(async move {
+                let _slot = slot;
                 let sockets = fetch.await;
                 match body {
                     RequestBody::Sockets { .. } => reply.send(Answer::SocketIds(
@@ -164,9 +161,6 @@ pub(super) fn handle(link: &Rc<Link>, sio: &Rc<SioShard>, nsp_name: &str, reques
                             .collect(),
                     )),
                 }
-                let link = &reply.link;
-                link.requests_in_flight
-                    .set(link.requests_in_flight.get().saturating_sub(1));
             })
             .detach();
         }
@@ -193,6 +187,11 @@ pub(super) fn handle(link: &Rc<Link>, sio: &Rc<SioShard>, nsp_name: &str, reques
                 });
                 return;
             };
+            // Its collector lives until every ack came or the timeout (up
+            // to an hour, as the requester says): one of the bounded slots.
+            let Some(slot) = InFlight::take(link) else {
+                return;
+            };
             let mut data = event.data;
             let Value::String(name) = data.remove(0) else {
                 return;
@@ -210,6 +209,7 @@ pub(super) fn handle(link: &Rc<Link>, sio: &Rc<SioShard>, nsp_name: &str, reques
                 request: start.request,
             };
             glommio::spawn_local(async move {
+                let _slot = slot;
                 let _forget = forget;
                 forward_acks(reply, start, timeout).await;
             })
@@ -261,5 +261,31 @@ async fn forward_acks(reply: Reply, start: broadcast_ack::AckStart, timeout: Dur
                 }
             }
         }
+    }
+}
+
+/// A place among the requests from other nodes being answered at once
+/// (`MAX_REQUESTS_IN_FLIGHT`): given back when dropped.
+struct InFlight(Rc<Link>);
+
+impl InFlight {
+    /// None, counted and logged, when every place is taken.
+    fn take(link: &Rc<Link>) -> Option<InFlight> {
+        let count = link.requests_in_flight.get();
+        if count >= super::link::MAX_REQUESTS_IN_FLIGHT {
+            ClusterStatus::add(&link.shared.status.publish_failed, 1);
+            tracing::debug!("cluster: too many requests in flight; one ignored");
+            return None;
+        }
+        link.requests_in_flight.set(count + 1);
+        Some(InFlight(link.clone()))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let link = &self.0;
+        link.requests_in_flight
+            .set(link.requests_in_flight.get().saturating_sub(1));
     }
 }
