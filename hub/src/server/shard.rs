@@ -54,8 +54,6 @@ pub(crate) struct SioShard {
     pub adapter: ShardAdapter,
     /// On shard 0 of a clustered server: the link to Redis.
     pub(crate) link: RefCell<Option<Rc<Link>>>,
-    /// The server is shutting down: its sockets were disconnected.
-    stopping: Cell<bool>,
     /// Broadcasts with acks emitted here, waiting for their answers.
     pub(crate) broadcast_acks: RefCell<AHashMap<u64, LocalSender<AckEvent>>>,
     /// This shard's requests to the other nodes, waiting for shard 0.
@@ -95,7 +93,6 @@ impl SioShard {
             adapter: ShardAdapter::new(shard, instance, max_rooms_per_socket, report_rooms),
             link: RefCell::new(None),
             broadcast_acks: RefCell::new(AHashMap::new()),
-            stopping: Cell::new(false),
             cluster_waiters: RefCell::new(AHashMap::new()),
         });
         LOCAL.with(|m| m.borrow_mut().insert(instance, Rc::downgrade(&shard_state)));
@@ -347,11 +344,6 @@ impl SioShard {
                 self.connect(client, &packet.nsp, auth, packet.query.as_deref());
                 return;
             }
-            // Shutting down, the server disconnected every socket: a packet
-            // the client sent before it read its DISCONNECT is ignored, so
-            // that the DISCONNECT (queued, "io server disconnect") is what
-            // the client sees, not a closed transport.
-            (_, None) if self.stopping.get() && packet.kind != PacketType::Connect => return,
             (PacketType::Connect | PacketType::ConnectError, _) | (_, None) => {
                 return self.force_close(client);
             }
@@ -441,7 +433,6 @@ impl SioShard {
 
     /// Disconnect every socket of the namespaces closed early (or late).
     fn close_all(&self, late: bool) {
-        self.stopping.set(true);
         let clients: Vec<Rc<Client>> = self.clients.borrow().values().cloned().collect();
         for client in clients {
             for socket in client.sockets_snapshot() {

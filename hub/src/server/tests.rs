@@ -569,30 +569,3 @@ fn a_cluster_without_its_link_answers_requests_with_nothing() {
         .expect("the executor ran");
     assert!(ran);
 }
-
-/// Shutting down, a packet the client sent before it read its DISCONNECT
-/// is ignored: the connection stays until the shutdown closes it, so the
-/// client sees "io server disconnect", not a closed transport. (Before, a
-/// packet for the namespace it was just disconnected from closed the
-/// connection at once: a rare failure of faults-sigterm.test.mjs.)
-#[test]
-fn in_flight_packets_after_the_shutdown_disconnect_are_ignored() {
-    use super::testing::TestClient;
-    use crate::engine::Handler;
-    let io = Io::builder().of("/", |nsp| nsp).build();
-    let shard = SioShard::new(io.config.clone(), 0);
-    let c = TestClient::new(&shard);
-    c.connect("/");
-    shard.on_shutdown();
-    assert_eq!(c.sent(), ["1"], "the DISCONNECT");
-    assert!(!c.conn.is_closed(), "open after the DISCONNECT");
-    c.send(r#"2["publish",{"to":"r"}]"#);
-    assert!(!c.conn.is_closed(), "not closed by the late packet");
-    // Outside a shutdown, the same packet closes the connection, as the
-    // reference server does ("invalid state").
-    let io = Io::builder().of("/", |nsp| nsp).build();
-    let shard = SioShard::new(io.config.clone(), 0);
-    let d = TestClient::new(&shard);
-    d.send(r#"2["publish",{"to":"r"}]"#);
-    assert!(d.conn.is_closed());
-}
