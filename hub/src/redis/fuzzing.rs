@@ -93,18 +93,10 @@ fn normalize(value: serde_json::Value) -> serde_json::Value {
 mod tests {
     #[test]
     fn the_fixtures_hold_the_fuzz_properties() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/redis/fixtures");
-        let index: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
-        for m in index.as_array().unwrap() {
-            let bytes = std::fs::read(dir.join(m["file"].as_str().unwrap())).unwrap();
-            let mode = if m["case"].as_str().unwrap().starts_with("sharded") {
-                2
-            } else {
-                0
-            };
-            super::message_roundtrip(mode, m["channel"].as_str().unwrap(), &bytes);
-            super::msgpack_roundtrip(&bytes);
+        for f in crate::redis::recorded::fixtures() {
+            let mode = if f.sharded() { 2 } else { 0 };
+            super::message_roundtrip(mode, &f.channel, &f.bytes);
+            super::msgpack_roundtrip(&f.bytes);
         }
     }
 }

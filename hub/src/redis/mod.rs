@@ -10,6 +10,8 @@ pub(crate) mod conn;
 pub mod fuzzing;
 pub(crate) mod message;
 pub(crate) mod msgpack;
+#[cfg(test)]
+pub(crate) mod recorded;
 pub(crate) mod resp;
 pub(crate) mod url;
 pub(crate) mod wire;

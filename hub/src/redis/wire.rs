@@ -272,17 +272,30 @@ pub(crate) fn check_depth(data: &[Value]) -> Result<(), WireError> {
     Ok(())
 }
 
+/// The room names in another node's answer (`allRooms`, a fetched
+/// socket's rooms): strings, and numbers as text; anything else skipped.
+pub(crate) fn room_names(value: Option<&Value>) -> Vec<String> {
+    match value {
+        Some(Value::Array(items)) => items.iter().filter_map(room_name).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn room_name(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 /// A room list: strings, or numbers (Node allows numeric rooms) as text.
 pub(crate) fn rooms_of(value: Option<&Value>) -> Result<Vec<String>, WireError> {
     match value {
         None | Some(Value::Null) => Ok(Vec::new()),
         Some(Value::Array(items)) => items
             .iter()
-            .map(|item| match item {
-                Value::String(s) => Ok(s.clone()),
-                Value::Number(n) => Ok(n.to_string()),
-                _ => Err(WireError::Shape("a room is a string")),
-            })
+            .map(|item| room_name(item).ok_or(WireError::Shape("a room is a string")))
             .collect(),
         Some(_) => Err(WireError::Shape("rooms are an array")),
     }

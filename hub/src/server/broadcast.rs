@@ -314,17 +314,7 @@ impl BroadcastOperator {
 /// A socket in another node's `fetchSockets` answer: `{id, handshake, rooms, data}`.
 fn remote_socket(nsp: &str, socket: &Value) -> Option<RemoteSocket> {
     let id = socket.get("id")?.as_str()?.to_string();
-    let rooms = match socket.get("rooms") {
-        Some(Value::Array(rooms)) => rooms
-            .iter()
-            .filter_map(|r| match r {
-                Value::String(s) => Some(s.clone()),
-                Value::Number(n) => Some(n.to_string()),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
+    let rooms = crate::redis::wire::room_names(socket.get("rooms"));
     Some(RemoteSocket {
         id,
         nsp: nsp.to_string(),

@@ -258,13 +258,7 @@ impl Namespace {
             let mut rooms: Vec<String> = local.await.into_iter().flat_map(|s| s.rooms).collect();
             if let Some(remote) = remote {
                 for response in remote.await.0 {
-                    if let Some(Value::Array(names)) = response.body.get("rooms") {
-                        rooms.extend(names.iter().filter_map(|r| match r {
-                            Value::String(s) => Some(s.clone()),
-                            Value::Number(n) => Some(n.to_string()),
-                            _ => None,
-                        }));
-                    }
+                    rooms.extend(crate::redis::wire::room_names(response.body.get("rooms")));
                 }
             }
             rooms.sort_unstable();

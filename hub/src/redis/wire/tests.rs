@@ -86,3 +86,28 @@ fn ids_look_like_uid2s() {
     assert_eq!(id.len(), 6);
     assert!(id.bytes().all(|b| b.is_ascii_alphanumeric()));
 }
+
+#[test]
+fn arguments_nested_past_the_limit_are_refused() {
+    // 100 levels pass, 101 do not, in a broadcast and in a server-side emit.
+    let nested = |levels: usize| "[".repeat(levels) + &"]".repeat(levels);
+    for (levels, ok) in [(100, true), (101, false)] {
+        let request = format!(r#"{{"type":6,"data":["ev",{}]}}"#, nested(levels));
+        assert_eq!(
+            decode_request(request.as_bytes()).is_ok(),
+            ok,
+            "{levels} levels"
+        );
+        let args: Value = serde_json::from_str(&nested(levels)).unwrap();
+        let broadcast = encode_broadcast(
+            "u",
+            "/",
+            "ev",
+            &[args],
+            &[],
+            &WireTarget::default(),
+            &WireFlags::default(),
+        );
+        assert_eq!(decode_broadcast(&broadcast).is_ok(), ok, "{levels} levels");
+    }
+}
