@@ -12,7 +12,7 @@ use std::time::Duration;
 use ahash::{AHashMap, AHashSet};
 use bytes::{Bytes, BytesMut};
 use futures_lite::future;
-use glommio::channels::local_channel::{self, LocalSender};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::timer::Timer;
 
 use super::node_requests;
@@ -182,7 +182,8 @@ impl Link {
         if expected == 0 {
             return (Vec::new(), 0);
         }
-        let id = self.shared.new_request_id();
+        let mut asking = Asking::open(self, self.shared.config.request_timeout);
+        let id = asking.id.clone();
         let msg = match &kind {
             NodeRequest::Fetch(target) => Outbound::Fetch {
                 request_id: &id,
@@ -195,19 +196,10 @@ impl Link {
                 attachments,
             },
         };
-        let (tx, rx) = local_channel::new_unbounded();
-        self.pending.borrow_mut().insert(id.clone(), tx);
         let mut responses = Vec::with_capacity(expected);
         if self.send(nsp, msg) {
-            let deadline = Timer::new(self.shared.config.request_timeout);
-            futures_lite::pin!(deadline);
             while responses.len() < expected {
-                let next = future::or(async { rx.recv().await }, async {
-                    (&mut deadline).await;
-                    None
-                })
-                .await;
-                match next {
+                match asking.next().await {
                     Some(response) => responses.push(response),
                     None => {
                         ClusterStatus::add(&self.status().requests_timed_out, 1);
@@ -222,7 +214,6 @@ impl Link {
                 }
             }
         }
-        self.pending.borrow_mut().remove(&id);
         (responses, expected)
     }
 
@@ -248,28 +239,16 @@ impl Link {
         if servers == 0 {
             return;
         }
-        let id = self.shared.new_request_id();
+        let mut asking = Asking::open(self, timeout);
         let msg = Outbound::BroadcastWithAck {
-            request_id: &id,
+            request_id: &asking.id,
             data: &data,
             attachments: &attachments,
             target: &target,
             timeout_ms: timeout.as_millis() as u64,
         };
-        let (tx, rx) = local_channel::new_unbounded();
-        self.pending.borrow_mut().insert(id.clone(), tx);
         if self.send(nsp, msg) {
-            let deadline = Timer::new(timeout);
-            futures_lite::pin!(deadline);
-            loop {
-                let next = future::or(async { rx.recv().await }, async {
-                    (&mut deadline).await;
-                    None
-                })
-                .await;
-                let Some(response) = next else {
-                    break;
-                };
+            while let Some(response) = asking.next().await {
                 let kind = response
                     .body
                     .get("type")
@@ -298,7 +277,6 @@ impl Link {
                 sio.broadcast_ack_event(origin, request, event);
             }
         }
-        self.pending.borrow_mut().remove(&id);
     }
 
     /// Connect, serve, reconnect: forever (the shard's end drops it).
@@ -619,4 +597,44 @@ impl Link {
 /// counts of the nodes, have someone waiting for their reply).
 fn publishes(waiters: impl IntoIterator<Item = Option<LocalSender<Option<i64>>>>) -> u64 {
     waiters.into_iter().filter(|w| w.is_none()).count() as u64
+}
+
+/// A request of this node's waiting for the other nodes' answers: its id,
+/// where the answers come, until when. Its entry in `Link::pending` goes
+/// when this is dropped, however the wait ends.
+struct Asking<'a> {
+    link: &'a Link,
+    id: String,
+    answers: LocalReceiver<WireResponse>,
+    deadline: Timer,
+}
+
+impl<'a> Asking<'a> {
+    fn open(link: &'a Link, timeout: Duration) -> Asking<'a> {
+        let id = link.shared.new_request_id();
+        let (tx, answers) = local_channel::new_unbounded();
+        link.pending.borrow_mut().insert(id.clone(), tx);
+        Asking {
+            link,
+            id,
+            answers,
+            deadline: Timer::new(timeout),
+        }
+    }
+
+    /// The next answer; None once the deadline has passed.
+    async fn next(&mut self) -> Option<WireResponse> {
+        let (answers, deadline) = (&self.answers, &mut self.deadline);
+        future::or(async { answers.recv().await }, async {
+            deadline.await;
+            None
+        })
+        .await
+    }
+}
+
+impl Drop for Asking<'_> {
+    fn drop(&mut self) {
+        self.link.pending.borrow_mut().remove(&self.id);
+    }
 }
