@@ -80,7 +80,11 @@ pub fn negotiate<'a>(accept_encoding: impl IntoIterator<Item = &'a str>) -> Opti
         position += 1;
         let offer = |slot: &mut Option<Match>, exact: bool| {
             let candidate = Match { q, exact, position };
-            if slot.map_or(true, |best| candidate.beats(&best)) {
+            let better = match slot {
+                None => true,
+                Some(best) => candidate.beats(best),
+            };
+            if better {
                 *slot = Some(candidate);
             }
         };
