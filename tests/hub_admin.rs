@@ -208,3 +208,40 @@ fn a_user_room_is_reached_through_the_api() {
     ws_send_text(&mut ws, "40");
     assert_eq!(ws_text(&mut ws), r#"44{"message":"unauthorized"}"#);
 }
+
+#[test]
+fn compressed_polling_answers_are_counted_with_the_bytes_saved() {
+    let hub = start_hub(&[], &[]);
+    let mut c = Client::keep_alive(hub.addr);
+    let open = c.get("/socket.io/?EIO=4&transport=polling").text();
+    let (sid, _) = parse_open(&open);
+    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    c.post(&path, b"40").assert_post_ok("CONNECT");
+    assert!(c.get(&path).text().starts_with("40{\"sid\""));
+    c.post(&path, br#"427["join","lobby"]"#)
+        .assert_post_ok("join");
+    assert_eq!(c.get(&path).text(), r#"437[{"ok":true}]"#);
+    assert_eq!(hub.metric("hub_polling_compressed_total"), 0.0);
+
+    let text = "compressible ".repeat(300);
+    let resp = publish(
+        &hub,
+        None,
+        &json!({"to": ["lobby"], "event": "news", "data": text}),
+    );
+    assert_eq!(resp.status, 200);
+    let resp = c.request("GET", &path, &[("Accept-Encoding", "gzip")], b"");
+    assert_eq!(resp.header("content-encoding"), Some("gzip"));
+    let mut plain = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(&resp.body[..]),
+        &mut plain,
+    )
+    .unwrap();
+    assert_eq!(plain, format!(r#"42["news","{text}"]"#));
+    assert_eq!(hub.metric("hub_polling_compressed_total"), 1.0);
+    assert_eq!(
+        hub.metric("hub_polling_compression_saved_bytes_total"),
+        (plain.len() - resp.body.len()) as f64
+    );
+}

@@ -9,7 +9,8 @@
 //! and the verdict are the same whatever the split (the parser is
 //! stateless, so a prefix may only say "need more" or what the whole says);
 //! what the server does next with a request (its path and query, the
-//! Engine.IO query, the session id, the WebSocket handshake) does not panic;
+//! Engine.IO query, the session id, the WebSocket handshake, the
+//! `Accept-Encoding` negotiation) does not panic;
 //! and the CORS answers, which echo the request's `Origin` and
 //! `Access-Control-Request-Headers`, are well-formed HTTP (no header can
 //! be injected through them).
@@ -70,6 +71,8 @@ fn check_request(request: &Request, used: usize, available: usize, limits: &Limi
     assert!(path.len() + query.len() <= request.target.len() + 1);
     let _ = request.keep_alive();
     let _ = request.header("origin");
+    // The coding of a polling answer, from every Accept-Encoding field.
+    let _ = hub::http::compression::negotiate(request.header_values("accept-encoding"));
     if request.is_websocket_upgrade() {
         if let Ok(answer) = hub::ws::handshake::accept(request) {
             assert!(answer.starts_with(b"HTTP/1.1 101 "));

@@ -47,6 +47,8 @@ pub struct Metrics {
     accept_errors: Family<ShardLabel, Counter>,
     namespaces: Family<ShardLabel, Gauge>,
     outgoing_buffered_bytes: Family<ShardLabel, Gauge>,
+    polling_compressed: Family<ShardLabel, Counter>,
+    polling_compression_saved_bytes: Family<ShardLabel, Counter>,
 }
 
 /// One shard's handles.
@@ -85,6 +87,11 @@ pub struct ShardMetrics {
     /// not yet written): raised once per send batch, lowered once per write
     /// or GET, never per packet (see `engine::SessionEntry`).
     pub outgoing_buffered_bytes: Gauge,
+    /// Long-polling answers sent compressed (gzip or deflate), counted on
+    /// the shard that wrote them.
+    pub polling_compressed: Counter,
+    /// Bytes those answers shrank by.
+    pub polling_compression_saved_bytes: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -141,6 +148,14 @@ impl Metrics {
             "accept_errors",
             "Failed accepts (out of descriptors, say); the listener backs off",
         );
+        let polling_compressed = family(
+            "polling_compressed",
+            "Long-polling answers sent compressed (gzip or deflate)",
+        );
+        let polling_compression_saved_bytes = family(
+            "polling_compression_saved_bytes",
+            "Bytes saved by compressing long-polling answers",
+        );
         let mut gauge = |name: &str, help: &str| {
             let f = Family::<ShardLabel, Gauge>::default();
             registry.register(name, help, f.clone());
@@ -187,6 +202,8 @@ impl Metrics {
             accept_errors,
             namespaces,
             outgoing_buffered_bytes,
+            polling_compressed,
+            polling_compression_saved_bytes,
         }
     }
 
@@ -217,6 +234,11 @@ impl Metrics {
             accept_errors: self.accept_errors.get_or_create(&label).clone(),
             namespaces: self.namespaces.get_or_create(&label).clone(),
             outgoing_buffered_bytes: self.outgoing_buffered_bytes.get_or_create(&label).clone(),
+            polling_compressed: self.polling_compressed.get_or_create(&label).clone(),
+            polling_compression_saved_bytes: self
+                .polling_compression_saved_bytes
+                .get_or_create(&label)
+                .clone(),
         }
     }
 

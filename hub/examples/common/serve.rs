@@ -32,6 +32,13 @@ pub struct ServerArgs {
     /// Largest payload accepted, in bytes.
     #[arg(long, default_value_t = 1_000_000)]
     pub max_payload: u64,
+    /// Compress long-polling answers of at least this many bytes (default:
+    /// the library's, 1024).
+    #[arg(long, value_name = "BYTES")]
+    pub http_compression_threshold: Option<usize>,
+    /// Never compress long-polling answers.
+    #[arg(long)]
+    pub no_http_compression: bool,
 }
 
 impl ServerArgs {
@@ -43,6 +50,12 @@ impl ServerArgs {
         engine.session.ping_timeout = Duration::from_millis(self.ping_timeout);
         engine.session.max_payload = self.max_payload;
         engine.allow_eio3 = !no_eio3;
+        if let Some(threshold) = self.http_compression_threshold {
+            engine.http_compression_threshold = Some(threshold);
+        }
+        if self.no_http_compression {
+            engine.http_compression_threshold = None;
+        }
         engine
     }
 

@@ -152,6 +152,18 @@ pub struct Settings {
         value_name = "N"
     )]
     pub max_buffered_packets: usize,
+    /// Long-polling answers of at least this many bytes are gzip- or deflate-compressed when the
+    /// client accepts it (Accept-Encoding), as engine.io's httpCompression.
+    #[arg(
+        long,
+        env = "HUB_HTTP_COMPRESSION_THRESHOLD",
+        default_value_t = crate::http::compression::DEFAULT_THRESHOLD,
+        value_name = "BYTES"
+    )]
+    pub http_compression_threshold: usize,
+    /// Send long-polling answers uncompressed whatever the client accepts.
+    #[arg(long, env = "HUB_NO_HTTP_COMPRESSION")]
+    pub no_http_compression: bool,
     /// Bytes of messages a shard may hold for the other shards; past it the shard stops reading
     /// its clients until the backlog is down to half (publishers slow down; nothing is dropped).
     #[arg(
@@ -301,6 +313,8 @@ struct FileSettings {
     max_buffered_bytes: Option<usize>,
     max_buffered_packets: Option<usize>,
     max_cross_shard_backlog: Option<usize>,
+    http_compression_threshold: Option<usize>,
+    no_http_compression: Option<bool>,
     namespace: Option<Vec<String>>,
     auth_secret: Option<String>,
     redis_url: Option<String>,
@@ -416,6 +430,8 @@ impl Settings {
             max_buffered_bytes,
             max_buffered_packets,
             max_cross_shard_backlog,
+            http_compression_threshold,
+            no_http_compression,
             namespace,
             redis_prefix,
             redis_mode,
@@ -554,6 +570,11 @@ impl Settings {
         Ok(())
     }
 
+    /// The threshold of long-polling compression, `None` when it is off.
+    pub fn http_compression(&self) -> Option<usize> {
+        (!self.no_http_compression).then_some(self.http_compression_threshold)
+    }
+
     pub fn listen_addr(&self) -> SocketAddr {
         SocketAddr::new(self.bind, self.port)
     }
@@ -626,6 +647,32 @@ mod tests {
             (s.max_buffered_bytes, s.max_buffered_packets),
             (2_000_000, 200)
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn http_compression_is_on_at_1024_bytes_unless_turned_off() {
+        assert_eq!(load(&[]).unwrap().http_compression(), Some(1024));
+        let s = load(&["--http-compression-threshold", "0"]).unwrap();
+        assert_eq!(s.http_compression(), Some(0));
+        let s = load(&[
+            "--http-compression-threshold",
+            "10",
+            "--no-http-compression",
+        ])
+        .unwrap();
+        assert_eq!(s.http_compression(), None);
+        let dir = std::env::temp_dir().join(format!("hub-config-gzip-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("hub.toml");
+        std::fs::write(&file, "http-compression-threshold = 4096\n").unwrap();
+        let path = file.to_str().unwrap();
+        assert_eq!(
+            load(&["--config", path]).unwrap().http_compression(),
+            Some(4096)
+        );
+        std::fs::write(&file, "no-http-compression = true\n").unwrap();
+        assert_eq!(load(&["--config", path]).unwrap().http_compression(), None);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

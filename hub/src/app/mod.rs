@@ -100,6 +100,7 @@ pub fn run_with(
     engine.session.max_buffered_bytes = settings.max_buffered_bytes;
     engine.session.max_buffered = settings.max_buffered_packets;
     engine.allow_eio3 = !settings.no_eio3;
+    engine.http_compression_threshold = settings.http_compression();
     if !settings.cors_origin.is_empty() {
         engine.cors.origins = AllowedOrigins::List(settings.cors_origin.clone());
     }

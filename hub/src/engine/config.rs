@@ -13,6 +13,11 @@ pub struct EngineConfig {
     pub cors: Cors,
     /// Accept Engine.IO v3 (Socket.IO v1/v2 clients).
     pub allow_eio3: bool,
+    /// Long-polling answers of at least this many bytes are compressed
+    /// (gzip or deflate, as the request's `Accept-Encoding` allows), as
+    /// engine.io's `httpCompression`; `None` sends every answer as it is.
+    /// Default: 1024 bytes, engine.io's threshold.
+    pub http_compression_threshold: Option<usize>,
 }
 
 impl EngineConfig {
@@ -33,6 +38,7 @@ impl EngineConfig {
                 max_age_secs: None,
             },
             allow_eio3: true,
+            http_compression_threshold: Some(crate::http::compression::DEFAULT_THRESHOLD),
         }
     }
 

@@ -2,6 +2,7 @@
 //! The shard's connection tasks move bytes; everything protocol-shaped lives here so it can be
 //! unit-tested and fuzzed without sockets.
 
+pub mod compression;
 pub mod cors;
 pub mod request;
 pub mod response;

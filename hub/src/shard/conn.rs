@@ -13,6 +13,7 @@ use glommio::net::TcpStream;
 use glommio::timer::Timer;
 
 use super::buffers;
+use super::http_compression::{self, Compressed};
 use super::mesh::{Handoff, Mesh};
 use super::per_ip::IpSlot;
 use super::polling::{self, EngineResponse, PollRequest};
@@ -20,6 +21,7 @@ use super::state::Shard;
 use super::websocket;
 use crate::engineio::query::parse_query;
 use crate::engineio::{ErrorCode, Sid, TransportKind};
+use crate::http::compression;
 use crate::http::request::{parse_request, HttpError, Method, Request};
 use crate::http::response::Response;
 
@@ -277,15 +279,42 @@ async fn route(shard: &Rc<Shard>, request: Request, peer: SocketAddr) -> Routed 
             request.header("access-control-request-headers"),
         ));
     }
-    let answer = match engine_request(shard, endpoint, request, peer).await {
+    let accepted = match config.http_compression_threshold {
+        Some(_) if request.method == Method::Get => {
+            compression::negotiate(request.header_values("accept-encoding"))
+        }
+        _ => None,
+    };
+    let mut answer = match engine_request(shard, endpoint, request, peer).await {
         Ok(answer) => answer,
         Err(routed) => return routed,
     };
+    let compressed =
+        http_compression::compress_answer(&mut answer, config.http_compression_threshold, accepted)
+            .await;
     let mut response = Response::new(answer.status).body(answer.content_type, answer.body);
-    for (name, value) in config.cors.response_headers(origin.as_deref()) {
+    if let Compressed::Coded(coding) = compressed {
+        response = response.header("Content-Encoding", coding.as_str());
+    }
+    let mut headers = config.cors.response_headers(origin.as_deref());
+    if compressed.varies() {
+        add_vary(&mut headers, "Accept-Encoding");
+    }
+    for (name, value) in headers {
         response = response.header(name, value);
     }
     Routed::Respond(response)
+}
+
+/// Name `field` in the `Vary` header (CORS may have written one).
+fn add_vary(headers: &mut Vec<(&'static str, String)>, field: &str) {
+    match headers.iter_mut().find(|(name, _)| *name == "Vary") {
+        Some((_, value)) => {
+            value.push_str(", ");
+            value.push_str(field);
+        }
+        None => headers.push(("Vary", field.to_owned())),
+    }
 }
 
 /// The Engine.IO part of routing. Err carries a WebSocket that leaves the HTTP loop.

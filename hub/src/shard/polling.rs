@@ -1,6 +1,7 @@
 //! The long-polling transport on the shard that owns the session: the
 //! handshake, GET (answered at once or parked) and POST.
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
@@ -24,6 +25,10 @@ pub(crate) struct EngineResponse {
     pub status: u16,
     pub content_type: &'static str,
     pub body: Bytes,
+    /// A GET's packets that may be compressed (engine.io's rule: unless
+    /// every packet in it was sent with `compress: false`); always false
+    /// for answers that carry no packets.
+    pub compressible: bool,
 }
 
 impl EngineResponse {
@@ -32,6 +37,7 @@ impl EngineResponse {
             status: 400,
             content_type: "application/json",
             body: Bytes::from(code.json()),
+            compressible: false,
         }
     }
 
@@ -40,6 +46,7 @@ impl EngineResponse {
             status,
             content_type: TEXT,
             body: Bytes::new(),
+            compressible: false,
         }
     }
 
@@ -48,6 +55,7 @@ impl EngineResponse {
             status: 200,
             content_type: TEXT,
             body: Bytes::from_static(b"ok"),
+            compressible: false,
         }
     }
 }
@@ -84,7 +92,7 @@ pub(crate) fn handshake(
     let outcome = entry.session.borrow_mut().on_get(Instant::now());
     shard.settle_contained(endpoint, &entry);
     match outcome {
-        GetOutcome::Respond(packets) => encode(query, &entry.session.borrow(), &packets),
+        GetOutcome::Respond(packets) => encode(query, &entry.session, &packets),
         // The open packet is always queued, so the handshake never parks.
         _ => EngineResponse::status(500),
     }
@@ -181,7 +189,7 @@ async fn get(
         }
     };
     shard.settle_contained(endpoint, entry);
-    encode(query, &entry.session.borrow(), &packets)
+    encode(query, &entry.session, &packets)
 }
 
 struct ParkedGet<'a> {
@@ -261,9 +269,15 @@ fn post(
 }
 
 /// A GET's answer. JSONP (`j`) is read from the request; whether binary may
-/// go out as XHR2 belongs to the session (its handshake's `b64`).
-fn encode(query: &EngineQuery, session: &Session, packets: &[Packet]) -> EngineResponse {
-    let version = session.version();
+/// go out as XHR2 belongs to the session (its handshake's `b64`). The
+/// session is borrowed only to read those: the payload is encoded (and
+/// compressed later, by the shard writing the answer) with no borrow held.
+fn encode(query: &EngineQuery, session: &RefCell<Session>, packets: &[Packet]) -> EngineResponse {
+    let (version, binary) = {
+        let session = session.borrow();
+        (session.version(), session.binary_payloads())
+    };
+    let compressible = packets.iter().any(compressible);
     match &query.jsonp {
         Some(j) => {
             let payload = encode_payload(version, packets, false);
@@ -272,15 +286,34 @@ fn encode(query: &EngineQuery, session: &Session, packets: &[Packet]) -> EngineR
                 status: 200,
                 content_type: JSONP_CONTENT_TYPE,
                 body: Bytes::from(wrap_jsonp(j, &text)),
+                compressible,
             }
         }
         None => {
-            let payload = encode_payload(version, packets, session.binary_payloads());
+            let payload = encode_payload(version, packets, binary);
             EngineResponse {
                 status: 200,
                 content_type: payload.content_type,
                 body: Bytes::from(payload.body),
+                compressible,
             }
         }
+    }
+}
+
+/// Whether a packet lets the answer holding it be compressed, as engine.io
+/// decides: packets the engine sends with options (open, heartbeats,
+/// messages) are compressible unless sent with `compress: false`; those
+/// its transports write bare (the noop that ends a GET, the close packet)
+/// are not.
+///
+/// Messages carry no per-packet flag yet, so every message counts as
+/// compressible: the Socket.IO `compress(false)` flag is being carried down
+/// to the engine's outgoing packets for permessage-deflate (the `deflate`
+/// branch); once it is, the `Message` arm reads it.
+fn compressible(packet: &Packet) -> bool {
+    match packet {
+        Packet::Open(_) | Packet::Ping(_) | Packet::Pong(_) | Packet::Message(_) => true,
+        Packet::Close | Packet::Noop | Packet::Upgrade => false,
     }
 }

@@ -25,7 +25,15 @@ import { fileURLToPath } from "node:url";
 
 import { chromium } from "playwright-core";
 
-import { againstReference, freePort, relayClient, sleep, startRelay, waitConnected } from "./relay-helpers.mjs";
+import {
+  againstReference,
+  freePort,
+  metricSum,
+  relayClient,
+  sleep,
+  startRelay,
+  waitConnected,
+} from "./relay-helpers.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const CHROMIUM = process.env.HUB_CHROMIUM || "/usr/bin/chromium";
@@ -191,7 +199,13 @@ async function openPage(hubUrl, transports) {
   page.on("requestfailed", (req) => seen.console.push(`requestfailed: ${req.url()} ${req.failure()?.errorText}`));
   page.on("response", (res) => {
     if (res.url().startsWith(hubUrl)) {
-      seen.responses.push({ url: res.url(), status: res.status(), acao: res.headers()["access-control-allow-origin"] });
+      const headers = res.headers();
+      seen.responses.push({
+        url: res.url(),
+        status: res.status(),
+        acao: headers["access-control-allow-origin"],
+        encoding: headers["content-encoding"],
+      });
     }
   });
   page.on("websocket", (ws) => seen.websockets.push(ws.url()));
@@ -259,6 +273,32 @@ describe("browser (headless Chromium, socket.io-client from another origin)", ()
       }
     });
   }
+
+  test(
+    "polling: a large publish comes gzip-compressed (Chromium asks for it) and arrives whole",
+    { ...T, skip: againstReference() && "reference-relay.mjs turns httpCompression off and has no metrics" },
+    async () => {
+      const { context, page, seen } = await openPage(hub.url, ["polling"]);
+      try {
+        await waitFor(page, seen, "the join ack", () => window.hubTest.joinAck !== null);
+        const before = await metricSum(`http://${hub.admin}`, "hub_polling_compressed_total");
+        const items = Array.from({ length: 400 }, (_, i) => ({ id: i, text: `item ${i} of a large publish` }));
+        const big = { items };
+        await publish(hub, ROOM, EVENT, big);
+        await waitFor(page, seen, `the large "${EVENT}"`, () => window.hubTest.received.length > 0);
+        const state = await page.evaluate(() => window.hubTest);
+        assert.deepEqual(state.received, [{ event: EVENT, data: big, transport: "polling" }], "what the page received");
+        const coded = seen.responses.filter((r) => r.encoding === "gzip");
+        assert.ok(coded.length >= 1, `a gzip answer: ${JSON.stringify(seen.responses)}`);
+        for (const r of coded) assert.equal(r.status, 200, r.url);
+        const after = await metricSum(`http://${hub.admin}`, "hub_polling_compressed_total");
+        assert.ok(after > before, `hub_polling_compressed_total ${before} -> ${after}`);
+      } finally {
+        await page.evaluate(() => window.hubSocket?.disconnect()).catch(() => {});
+        await context.close();
+      }
+    },
+  );
 
   test(
     "polling: the browser refuses the hub's answers when its CORS origin is another one",

@@ -432,3 +432,51 @@ export async function closeAll(clients) {
   );
   clients.clear?.();
 }
+
+/**
+ * A TCP proxy to `target` (`{host, port}`): `url` to connect to, `down` the
+ * bytes the server sent, `coded` how many answers came with each
+ * Content-Encoding.
+ */
+export async function startCountingProxy(target) {
+  const stats = { down: 0, coded: { gzip: 0, deflate: 0 } };
+  const sockets = new Set();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(target.port, target.host);
+    sockets.add(client);
+    sockets.add(upstream);
+    // The last bytes of the previous chunk, so that a header split between
+    // two chunks is seen; a match wholly inside them was counted already.
+    let tail = "";
+    upstream.on("data", (chunk) => {
+      stats.down += chunk.length;
+      const text = tail + chunk.toString("latin1");
+      for (const m of text.matchAll(/\r\ncontent-encoding: *(gzip|deflate)\r\n/gi)) {
+        if (m.index + m[0].length > tail.length) stats.coded[m[1].toLowerCase()] += 1;
+      }
+      tail = text.slice(-40);
+      client.write(chunk);
+    });
+    client.on("data", (chunk) => upstream.write(chunk));
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    for (const s of [client, upstream]) {
+      s.on("end", end);
+      s.on("error", end);
+      s.on("close", end);
+    }
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    stats,
+    async stop() {
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}

@@ -6,7 +6,7 @@
 //
 //   node reference-server.mjs --port P [--host 127.0.0.1] [--shards N]
 //        [--ping-interval MS] [--ping-timeout MS] [--max-payload BYTES] [--no-eio3]
-//        [--request-timeout MS]
+//        [--request-timeout MS] [--http-compression-threshold BYTES]
 //
 // It also validates the raw Rust tests (tests/engineio_raw.rs, tests/bad_input.rs):
 //   HUB_CONFORMANCE_CMD="node $PWD/tests/clients/node/reference-server.mjs" HUB_CONFORMANCE_REFERENCE=1 \
@@ -29,9 +29,11 @@ const opts = parseServerArgs(
     "--ping-timeout": ["pingTimeout", 20000],
     "--max-payload": ["maxPayload", 1000000],
     "--request-timeout": ["requestTimeout", undefined],
+    "--http-compression-threshold": ["httpCompressionThreshold", undefined],
   },
   "usage: reference-server.mjs --port P [--host H] [--shards N] [--ping-interval MS] " +
-    "[--ping-timeout MS] [--max-payload BYTES] [--no-eio3] [--request-timeout MS]",
+    "[--ping-timeout MS] [--max-payload BYTES] [--no-eio3] [--request-timeout MS] " +
+    "[--http-compression-threshold BYTES]",
 );
 
 // Node's own request and header timeouts stand for hub's --request-timeout.
@@ -56,8 +58,12 @@ const engine = attach(httpServer, {
   maxHttpBufferSize: opts.maxPayload,
   // Any origin, echoed, with credentials: what the conformance example does.
   cors: { origin: true, credentials: true },
-  // Byte-exact bodies for the raw tests.
-  httpCompression: false,
+  // Byte-exact bodies for the raw tests, unless a threshold is given
+  // (tests/http_compression.rs).
+  httpCompression:
+    opts.httpCompressionThreshold === undefined
+      ? false
+      : { threshold: opts.httpCompressionThreshold },
   perMessageDeflate: false,
 });
 

@@ -7,7 +7,7 @@
 //
 //   node reference-testbed.mjs --port P [--host 127.0.0.1] [--shards N]
 //        [--ping-interval MS] [--ping-timeout MS] [--connect-timeout MS]
-//        [--max-payload BYTES] [--no-eio3]
+//        [--max-payload BYTES] [--no-eio3] [--http-compression-threshold BYTES]
 //
 // Prints exactly one line `listening on <host>:<port>` on stdout once ready.
 // `--shards` is accepted and ignored: Node is one process here, so every
@@ -25,9 +25,11 @@ const opts = parseServerArgs(
     "--ping-timeout": ["pingTimeout", 20000],
     "--connect-timeout": ["connectTimeout", 45000],
     "--max-payload": ["maxPayload", 1000000],
+    "--http-compression-threshold": ["httpCompressionThreshold", undefined],
   },
   "usage: reference-testbed.mjs --port P [--host H] [--shards N] [--ping-interval MS] " +
-    "[--ping-timeout MS] [--connect-timeout MS] [--max-payload BYTES] [--no-eio3]",
+    "[--ping-timeout MS] [--connect-timeout MS] [--max-payload BYTES] [--no-eio3] " +
+    "[--http-compression-threshold BYTES]",
 );
 
 const httpServer = http.createServer();
@@ -40,7 +42,11 @@ const io = new Server(httpServer, {
   maxHttpBufferSize: opts.maxPayload,
   cors: { origin: true, credentials: true },
   serveClient: false,
-  httpCompression: false,
+  // Off unless a threshold is given (http-compression.test.mjs).
+  httpCompression:
+    opts.httpCompressionThreshold === undefined
+      ? false
+      : { threshold: opts.httpCompressionThreshold },
   perMessageDeflate: false,
 });
 
