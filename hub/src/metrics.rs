@@ -47,6 +47,10 @@ pub struct Metrics {
     accept_errors: Family<ShardLabel, Counter>,
     namespaces: Family<ShardLabel, Gauge>,
     outgoing_buffered_bytes: Family<ShardLabel, Gauge>,
+    deflate_compressions: Family<ShardLabel, Counter>,
+    deflated_messages: Family<ShardLabel, Counter>,
+    deflated_bytes_before: Family<ShardLabel, Counter>,
+    deflated_bytes_after: Family<ShardLabel, Counter>,
 }
 
 /// One shard's handles.
@@ -85,6 +89,14 @@ pub struct ShardMetrics {
     /// not yet written): raised once per send batch, lowered once per write
     /// or GET, never per packet (see `engine::SessionEntry`).
     pub outgoing_buffered_bytes: Gauge,
+    /// Messages compressed (permessage-deflate): a broadcast's shared frame
+    /// counts once, however many recipients it goes to.
+    pub deflate_compressions: Counter,
+    /// WebSocket messages sent compressed, and their payload bytes before
+    /// and after compression.
+    pub deflated_messages: Counter,
+    pub deflated_bytes_before: Counter,
+    pub deflated_bytes_after: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -141,6 +153,22 @@ impl Metrics {
             "accept_errors",
             "Failed accepts (out of descriptors, say); the listener backs off",
         );
+        let deflate_compressions = family(
+            "ws_deflate_compressions",
+            "Messages compressed with permessage-deflate (a broadcast's shared frame once)",
+        );
+        let deflated_messages = family(
+            "ws_deflated_messages",
+            "WebSocket messages sent compressed",
+        );
+        let deflated_bytes_before = family(
+            "ws_deflated_bytes_before",
+            "Payload bytes of the WebSocket messages sent compressed, before compression",
+        );
+        let deflated_bytes_after = family(
+            "ws_deflated_bytes_after",
+            "Payload bytes of the WebSocket messages sent compressed, as sent",
+        );
         let mut gauge = |name: &str, help: &str| {
             let f = Family::<ShardLabel, Gauge>::default();
             registry.register(name, help, f.clone());
@@ -187,6 +215,10 @@ impl Metrics {
             accept_errors,
             namespaces,
             outgoing_buffered_bytes,
+            deflate_compressions,
+            deflated_messages,
+            deflated_bytes_before,
+            deflated_bytes_after,
         }
     }
 
@@ -217,6 +249,10 @@ impl Metrics {
             accept_errors: self.accept_errors.get_or_create(&label).clone(),
             namespaces: self.namespaces.get_or_create(&label).clone(),
             outgoing_buffered_bytes: self.outgoing_buffered_bytes.get_or_create(&label).clone(),
+            deflate_compressions: self.deflate_compressions.get_or_create(&label).clone(),
+            deflated_messages: self.deflated_messages.get_or_create(&label).clone(),
+            deflated_bytes_before: self.deflated_bytes_before.get_or_create(&label).clone(),
+            deflated_bytes_after: self.deflated_bytes_after.get_or_create(&label).clone(),
         }
     }
 

@@ -13,6 +13,23 @@ pub struct EngineConfig {
     pub cors: Cors,
     /// Accept Engine.IO v3 (Socket.IO v1/v2 clients).
     pub allow_eio3: bool,
+    /// permessage-deflate on WebSockets whose client offers it; `None`: never.
+    pub deflate: Option<DeflateConfig>,
+}
+
+/// permessage-deflate (RFC 7692) settings of an endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeflateConfig {
+    /// Messages (the Engine.IO packet, type digit included) shorter than
+    /// this go uncompressed: compressing a short one costs more than it
+    /// saves. 1024 by default, as socket.io's.
+    pub threshold: usize,
+}
+
+impl Default for DeflateConfig {
+    fn default() -> Self {
+        DeflateConfig { threshold: 1024 }
+    }
 }
 
 impl EngineConfig {
@@ -33,6 +50,7 @@ impl EngineConfig {
                 max_age_secs: None,
             },
             allow_eio3: true,
+            deflate: Some(DeflateConfig::default()),
         }
     }
 

@@ -5,8 +5,11 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::ops::Deref;
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+use std::sync::Arc;
 
 use bytes::Bytes;
+use once_cell::race::OnceBox;
 
 use crate::ws::codec;
 
@@ -15,12 +18,38 @@ use crate::ws::codec;
 /// A text built by [`Text::framed_message`] sits behind the head of the
 /// WebSocket frame that carries it as an Engine.IO message, in the same
 /// allocation: every WebSocket recipient of a broadcast copies that frame
-/// as it is, instead of framing the text again.
+/// as it is, instead of framing the text again. Such a text, when large
+/// enough to be compressed, also has room for its permessage-deflate frame
+/// ([`Text::deflated_frame`]), made once by the first writer that needs it
+/// and shared by every clone, on every shard.
 #[derive(Clone, Default)]
 pub struct Text {
     bytes: Bytes,
     /// Where the string starts in `bytes`; anything before it is the frame head.
     start: u8,
+    /// Never sent compressed (the Socket.IO `compress(false)` flag).
+    uncompressed: bool,
+    /// The compressed frame of a framed message, shared by every clone.
+    deflated: Option<Arc<DeflatedFrame>>,
+}
+
+/// The permessage-deflate frame of a message, filled once, without a lock:
+/// writers on two shards that race to fill it both compress, and one result
+/// is kept (a race no worse than compressing once per shard). An empty frame
+/// means the message does not shrink and goes plain.
+pub type DeflatedFrame = OnceBox<Box<[u8]>>;
+
+/// The smallest message length (Engine.IO packet, `4` included) that any
+/// running endpoint compresses; `usize::MAX` while none does. Framed messages
+/// at least this long get room for a shared compressed frame; shorter ones
+/// don't pay for it (an allocation per broadcast). It is a hint: a message
+/// without that room is compressed per recipient, if at all.
+static SHARED_DEFLATE_MIN: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// Give framed messages of at least `len` bytes (the Engine.IO packet)
+/// room for a shared compressed frame, from now on in this process.
+pub fn share_deflated_frames_from(len: usize) {
+    SHARED_DEFLATE_MIN.fetch_min(len, AtomicOrdering::Relaxed);
 }
 
 impl Text {
@@ -50,6 +79,8 @@ impl Text {
         Text {
             bytes: Bytes::from_static(s.as_bytes()),
             start: 0,
+            uncompressed: false,
+            deflated: None,
         }
     }
 
@@ -62,9 +93,13 @@ impl Text {
         bytes.push(b'4');
         let start = bytes.len() as u8;
         bytes.extend_from_slice(text.as_bytes());
+        let deflated = (payload >= SHARED_DEFLATE_MIN.load(AtomicOrdering::Relaxed))
+            .then(|| Arc::new(DeflatedFrame::new()));
         Text {
             bytes: Bytes::from(bytes),
             start,
+            uncompressed: false,
+            deflated,
         }
     }
 
@@ -72,6 +107,24 @@ impl Text {
     /// when it was built with one ([`Text::framed_message`]).
     pub fn ws_message_frame(&self) -> Option<&[u8]> {
         (self.start > 0).then_some(&self.bytes[..])
+    }
+
+    /// The same text, never to be sent compressed (Socket.IO's `compress(false)`).
+    pub fn without_compression(mut self) -> Text {
+        self.uncompressed = true;
+        self.deflated = None;
+        self
+    }
+
+    /// May this text be sent compressed?
+    pub fn compressible(&self) -> bool {
+        !self.uncompressed
+    }
+
+    /// The room for this message's shared compressed frame (made with a
+    /// 15-bit window, without context takeover), if it has one.
+    pub fn deflated_frame(&self) -> Option<&DeflatedFrame> {
+        self.deflated.as_deref()
     }
 }
 
@@ -120,6 +173,8 @@ impl From<String> for Text {
         Text {
             bytes: Bytes::from(s.into_bytes()),
             start: 0,
+            uncompressed: false,
+            deflated: None,
         }
     }
 }
@@ -129,6 +184,8 @@ impl From<&str> for Text {
         Text {
             bytes: Bytes::copy_from_slice(s.as_bytes()),
             start: 0,
+            uncompressed: false,
+            deflated: None,
         }
     }
 }
