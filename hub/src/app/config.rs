@@ -161,6 +161,19 @@ pub struct Settings {
         value_name = "BYTES"
     )]
     pub max_cross_shard_backlog: usize,
+    /// WebSocket messages of at least this many bytes go compressed (permessage-deflate) to
+    /// clients that offer it, as browsers and Node clients do; a broadcast is compressed once for
+    /// all its recipients.
+    #[arg(
+        long,
+        env = "HUB_DEFLATE_THRESHOLD",
+        default_value_t = 1024,
+        value_name = "BYTES"
+    )]
+    pub deflate_threshold: usize,
+    /// Never negotiate permessage-deflate: WebSocket messages go uncompressed both ways.
+    #[arg(long, env = "HUB_NO_DEFLATE")]
+    pub no_deflate: bool,
     /// Namespaces served, as glob patterns (repeatable; default: all).
     #[arg(
         long = "namespace",
@@ -301,6 +314,8 @@ struct FileSettings {
     max_buffered_bytes: Option<usize>,
     max_buffered_packets: Option<usize>,
     max_cross_shard_backlog: Option<usize>,
+    deflate_threshold: Option<usize>,
+    no_deflate: Option<bool>,
     namespace: Option<Vec<String>>,
     auth_secret: Option<String>,
     redis_url: Option<String>,
@@ -416,6 +431,8 @@ impl Settings {
             max_buffered_bytes,
             max_buffered_packets,
             max_cross_shard_backlog,
+            deflate_threshold,
+            no_deflate,
             namespace,
             redis_prefix,
             redis_mode,
@@ -578,6 +595,14 @@ mod tests {
         assert_eq!(s.path, "/socket.io/");
         assert_eq!(s.namespace, vec!["*"]);
         assert!(!s.no_eio3 && s.auth_secret.is_none());
+    }
+
+    #[test]
+    fn deflate_is_on_above_1024_bytes_unless_turned_off() {
+        let s = load(&[]).unwrap();
+        assert_eq!((s.deflate_threshold, s.no_deflate), (1024, false));
+        let s = load(&["--deflate-threshold", "0", "--no-deflate"]).unwrap();
+        assert_eq!((s.deflate_threshold, s.no_deflate), (0, true));
     }
 
     #[test]
