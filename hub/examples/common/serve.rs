@@ -5,7 +5,7 @@ use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use hub::engine::{EngineConfig, ServerConfig};
+use hub::engine::{DeflateConfig, EngineConfig, ServerConfig};
 use hub::shard::{RunningServer, ServerError};
 
 /// The options every test server takes, so that the suites start each of
@@ -32,6 +32,13 @@ pub struct ServerArgs {
     /// Largest payload accepted, in bytes.
     #[arg(long, default_value_t = 1_000_000)]
     pub max_payload: u64,
+    /// WebSocket messages of at least this many bytes go compressed to
+    /// clients that negotiated permessage-deflate.
+    #[arg(long, default_value_t = 1024)]
+    pub deflate_threshold: usize,
+    /// Never negotiate permessage-deflate.
+    #[arg(long)]
+    pub no_deflate: bool,
 }
 
 impl ServerArgs {
@@ -43,6 +50,9 @@ impl ServerArgs {
         engine.session.ping_timeout = Duration::from_millis(self.ping_timeout);
         engine.session.max_payload = self.max_payload;
         engine.allow_eio3 = !no_eio3;
+        engine.deflate = (!self.no_deflate).then_some(DeflateConfig {
+            threshold: self.deflate_threshold,
+        });
         engine
     }
 
