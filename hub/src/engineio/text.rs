@@ -5,11 +5,8 @@ use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::ops::Deref;
-use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
-use std::sync::Arc;
 
 use bytes::Bytes;
-use once_cell::race::OnceBox;
 
 use crate::ws::codec;
 
@@ -18,38 +15,15 @@ use crate::ws::codec;
 /// A text built by [`Text::framed_message`] sits behind the head of the
 /// WebSocket frame that carries it as an Engine.IO message, in the same
 /// allocation: every WebSocket recipient of a broadcast copies that frame
-/// as it is, instead of framing the text again. Such a text, when large
-/// enough to be compressed, also has room for its permessage-deflate frame
-/// ([`Text::deflated_frame`]), made once by the first writer that needs it
-/// and shared by every clone, on every shard.
+/// as it is, instead of framing the text again.
 #[derive(Clone, Default)]
 pub struct Text {
     bytes: Bytes,
     /// Where the string starts in `bytes`; anything before it is the frame head.
     start: u8,
-    /// Never sent compressed (the Socket.IO `compress(false)` flag).
+    /// Never sent compressed (the Socket.IO `compress(false)` flag). In
+    /// what was padding: a text is no larger for it.
     uncompressed: bool,
-    /// The compressed frame of a framed message, shared by every clone.
-    deflated: Option<Arc<DeflatedFrame>>,
-}
-
-/// The permessage-deflate frame of a message, filled once, without a lock:
-/// writers on two shards that race to fill it both compress, and one result
-/// is kept (a race no worse than compressing once per shard). An empty frame
-/// means the message does not shrink and goes plain.
-pub type DeflatedFrame = OnceBox<Box<[u8]>>;
-
-/// The smallest message length (Engine.IO packet, `4` included) that any
-/// running endpoint compresses; `usize::MAX` while none does. Framed messages
-/// at least this long get room for a shared compressed frame; shorter ones
-/// don't pay for it (an allocation per broadcast). It is a hint: a message
-/// without that room is compressed per recipient, if at all.
-static SHARED_DEFLATE_MIN: AtomicUsize = AtomicUsize::new(usize::MAX);
-
-/// Give framed messages of at least `len` bytes (the Engine.IO packet)
-/// room for a shared compressed frame, from now on in this process.
-pub fn share_deflated_frames_from(len: usize) {
-    SHARED_DEFLATE_MIN.fetch_min(len, AtomicOrdering::Relaxed);
 }
 
 impl Text {
@@ -80,7 +54,6 @@ impl Text {
             bytes: Bytes::from_static(s.as_bytes()),
             start: 0,
             uncompressed: false,
-            deflated: None,
         }
     }
 
@@ -93,13 +66,10 @@ impl Text {
         bytes.push(b'4');
         let start = bytes.len() as u8;
         bytes.extend_from_slice(text.as_bytes());
-        let deflated = (payload >= SHARED_DEFLATE_MIN.load(AtomicOrdering::Relaxed))
-            .then(|| Arc::new(DeflatedFrame::new()));
         Text {
             bytes: Bytes::from(bytes),
             start,
             uncompressed: false,
-            deflated,
         }
     }
 
@@ -112,7 +82,6 @@ impl Text {
     /// The same text, never to be sent compressed (Socket.IO's `compress(false)`).
     pub fn without_compression(mut self) -> Text {
         self.uncompressed = true;
-        self.deflated = None;
         self
     }
 
@@ -121,10 +90,10 @@ impl Text {
         !self.uncompressed
     }
 
-    /// The room for this message's shared compressed frame (made with a
-    /// 15-bit window, without context takeover), if it has one.
-    pub fn deflated_frame(&self) -> Option<&DeflatedFrame> {
-        self.deflated.as_deref()
+    /// Do both share one allocation (clones of one text)? While one of
+    /// them lives, no other text can have its address.
+    pub fn same_bytes(&self, other: &Text) -> bool {
+        self.bytes.as_ptr() == other.bytes.as_ptr() && self.bytes.len() == other.bytes.len()
     }
 }
 
@@ -174,7 +143,6 @@ impl From<String> for Text {
             bytes: Bytes::from(s.into_bytes()),
             start: 0,
             uncompressed: false,
-            deflated: None,
         }
     }
 }
@@ -185,7 +153,6 @@ impl From<&str> for Text {
             bytes: Bytes::copy_from_slice(s.as_bytes()),
             start: 0,
             uncompressed: false,
-            deflated: None,
         }
     }
 }

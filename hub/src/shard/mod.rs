@@ -7,6 +7,7 @@ mod buffers;
 mod conn;
 pub mod context;
 mod deferred;
+mod deflated;
 pub(crate) mod memory;
 mod mesh;
 mod per_ip;

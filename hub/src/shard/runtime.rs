@@ -222,13 +222,6 @@ impl Server {
             });
         }
         let config = Arc::new(self.config);
-        // Broadcasts large enough to be compressed get room for their one
-        // compressed frame, shared by every recipient.
-        for (endpoint, _) in &self.endpoints {
-            if let Some(deflate) = endpoint.deflate {
-                crate::engineio::text::share_deflated_frames_from(deflate.threshold);
-            }
-        }
         let endpoints: Arc<Vec<(Arc<EngineConfig>, HandlerFactory)>> = Arc::new(
             self.endpoints
                 .into_iter()

@@ -15,6 +15,7 @@ use glommio::net::TcpStream;
 use glommio::timer::Timer;
 
 use super::buffers::{self, Chunk};
+use super::deflated::Deflating;
 use super::mesh::Handoff;
 use super::per_ip::IpSlot;
 use super::polling::{open_session, EngineResponse};
@@ -29,7 +30,7 @@ use crate::http::response::Response;
 use crate::panics::CatchUnwind;
 use crate::signal::Listener;
 use crate::ws::codec::{self, Decoder, Message, WsError};
-use crate::ws::{deflate, handshake};
+use crate::ws::handshake;
 
 /// A WebSocket connection after its handshake. Waiting for its peer, it
 /// owns no buffer: reads borrow the shard's read buffer, and writes a buffer
@@ -45,89 +46,6 @@ struct WsConn {
     version: ProtocolVersion,
     /// permessage-deflate, when negotiated.
     deflate: Option<Deflating>,
-}
-
-/// How a connection that negotiated permessage-deflate compresses.
-#[derive(Clone, Copy)]
-struct Deflating {
-    /// Messages shorter than this go plain.
-    threshold: usize,
-    /// The window the client allows (`server_max_window_bits`, else 15).
-    window_bits: u8,
-}
-
-impl Deflating {
-    /// Write `data` as a compressed frame, if it is worth it and allowed;
-    /// false when it is to go plain. A broadcast's text is compressed once
-    /// for all its recipients (on every shard): its frame does not depend on
-    /// the connection (`server_no_context_takeover`).
-    fn push(&self, data: &Data, version: ProtocolVersion, out: &mut Vec<u8>) -> bool {
-        match data {
-            Data::Text(text) => {
-                if 1 + text.len() < self.threshold || !text.compressible() {
-                    return false;
-                }
-                let parts: [&[u8]; 2] = [b"4", text.as_bytes()];
-                match text.deflated_frame() {
-                    Some(shared) if self.window_bits == 15 => {
-                        let frame = shared.get_or_init(|| {
-                            let mut frame = Vec::new();
-                            count_compression();
-                            if !deflate::deflate_frame(true, &parts, 15, &mut frame) {
-                                frame.clear();
-                            }
-                            Box::new(frame.into_boxed_slice())
-                        });
-                        if frame.is_empty() {
-                            return false;
-                        }
-                        out.extend_from_slice(frame);
-                        count_deflated(1 + text.len(), frame.len());
-                        true
-                    }
-                    _ => self.compress(true, &parts, out),
-                }
-            }
-            Data::Binary(bytes) => {
-                let prefix: &[u8] = match version {
-                    ProtocolVersion::V3 => &[4],
-                    ProtocolVersion::V4 => &[],
-                };
-                if prefix.len() + bytes.len() < self.threshold {
-                    return false;
-                }
-                self.compress(false, &[prefix, bytes], out)
-            }
-        }
-    }
-
-    /// Compress a message for this connection alone.
-    fn compress(&self, text: bool, parts: &[&[u8]], out: &mut Vec<u8>) -> bool {
-        count_compression();
-        let at = out.len();
-        if !deflate::deflate_frame(text, parts, self.window_bits, out) {
-            return false;
-        }
-        count_deflated(parts.iter().map(|p| p.len()).sum(), out.len() - at);
-        true
-    }
-}
-
-fn count_compression() {
-    crate::metrics::with(|m| {
-        m.deflate_compressions.inc();
-    });
-}
-
-/// A message of `plain` payload bytes went out as a compressed frame of
-/// `frame` bytes: counted as frames, heads included, before and after.
-fn count_deflated(plain: usize, frame: usize) {
-    crate::metrics::with(|m| {
-        m.deflated_messages.inc();
-        m.deflated_bytes_before
-            .inc_by((codec::server_head_len(plain) + plain) as u64);
-        m.deflated_bytes_after.inc_by(frame as u64);
-    });
 }
 
 enum Wake {
