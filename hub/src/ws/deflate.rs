@@ -14,6 +14,7 @@
 //! The compressor and the inflater are per thread (per shard): they are
 //! scratch state, used whole within one call, never across an await.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
@@ -61,33 +62,40 @@ impl Negotiated {
 /// client's order of preference), or `None`: no offer, or none acceptable,
 /// or a header that does not parse (then nothing is negotiated rather than
 /// the handshake refused: the client still gets a WebSocket).
+///
+/// Nothing is allocated for an ordinary offer (a value with escapes excepted).
 pub fn negotiate<'a>(values: impl Iterator<Item = &'a str>) -> Option<Negotiated> {
+    let mut agreed = None;
     for value in values {
-        let Some(offers) = parse_extensions(value) else {
-            return None;
-        };
-        for offer in offers {
-            if offer.name.eq_ignore_ascii_case(NAME) {
-                if let Some(agreed) = accept_offer(&offer.params) {
-                    return Some(agreed);
-                }
+        let mut rest = value;
+        loop {
+            // The whole header is read, so that a malformed one agrees nothing.
+            let offer = next_offer(&mut rest)?;
+            if agreed.is_none() && offer.name.eq_ignore_ascii_case(NAME) {
+                agreed = accept_offer(&offer.params);
+            }
+            if rest.is_empty() {
+                break;
             }
         }
     }
-    None
+    agreed
 }
 
-/// One offered extension: its name and parameters (a value unquoted).
+/// A parameter's name and value (unquoted: borrowed unless it had escapes).
+type Param<'a> = (&'a str, Option<Cow<'a, str>>);
+
+/// One offered extension: its name and parameters.
 #[derive(Debug, PartialEq, Eq)]
 struct Offer<'a> {
     name: &'a str,
-    params: Vec<(&'a str, Option<String>)>,
+    params: smallvec::SmallVec<[Param<'a>; 4]>,
 }
 
 /// Accept one offer's parameters or decline it (RFC 7692 7.1): a parameter
 /// hub does not know, one given twice, or one with an invalid value
 /// declines the offer.
-fn accept_offer(params: &[(&str, Option<String>)]) -> Option<Negotiated> {
+fn accept_offer(params: &[Param<'_>]) -> Option<Negotiated> {
     let mut agreed = Negotiated::DEFAULT;
     let mut seen = [false; 4];
     for (name, value) in params {
@@ -102,7 +110,7 @@ fn accept_offer(params: &[(&str, Option<String>)]) -> Option<Negotiated> {
         if std::mem::replace(&mut seen[index], true) {
             return None;
         }
-        match (index, value) {
+        match (index, value.as_deref()) {
             // The two no_context_takeover parameters take no value; hub
             // answers with both anyway.
             (0 | 1, None) => {}
@@ -143,46 +151,43 @@ fn window_bits(value: &str) -> Option<u8> {
     (8..=15).contains(&bits).then_some(bits)
 }
 
-/// Parse one `Sec-WebSocket-Extensions` value (RFC 6455 9.1):
-/// `extension *( "," extension )`, `extension = token *( ";" param )`,
-/// `param = token [ "=" ( token / quoted-string ) ]`. `None` if it does
-/// not follow the grammar. Written by hand: it is a few lines, and no
+/// Parse the extension at the front of `rest`, a `Sec-WebSocket-Extensions`
+/// value (RFC 6455 9.1: `extension *( "," extension )`,
+/// `extension = token *( ";" param )`,
+/// `param = token [ "=" ( token / quoted-string ) ]`), and move `rest` past
+/// it and its comma; `None` if it does not follow the grammar, or if a
+/// comma is followed by nothing. Written by hand: it is a few lines, and no
 /// well-kept crate parses this header alone.
-fn parse_extensions(value: &str) -> Option<Vec<Offer<'_>>> {
-    let mut offers = Vec::new();
-    let mut rest = value;
-    loop {
-        rest = skip_ows(rest);
-        let (name, after) = token(rest)?;
-        let mut offer = Offer {
-            name,
-            params: Vec::new(),
-        };
-        rest = skip_ows(after);
-        while let Some(after) = rest.strip_prefix(';') {
-            let (param, after) = token(skip_ows(after))?;
-            rest = skip_ows(after);
-            let mut param_value = None;
-            if let Some(after) = rest.strip_prefix('=') {
-                let after = skip_ows(after);
-                let (v, after) = if after.starts_with('"') {
-                    quoted(after)?
-                } else {
-                    let (v, after) = token(after)?;
-                    (v.to_string(), after)
-                };
-                param_value = Some(v);
-                rest = skip_ows(after);
-            }
-            offer.params.push((param, param_value));
+fn next_offer<'a>(rest: &mut &'a str) -> Option<Offer<'a>> {
+    let (name, after) = token(skip_ows(rest))?;
+    let mut offer = Offer {
+        name,
+        params: smallvec::SmallVec::new(),
+    };
+    let mut at = skip_ows(after);
+    while let Some(after) = at.strip_prefix(';') {
+        let (param, after) = token(skip_ows(after))?;
+        at = skip_ows(after);
+        let mut param_value = None;
+        if let Some(after) = at.strip_prefix('=') {
+            let after = skip_ows(after);
+            let (v, after) = if after.starts_with('"') {
+                quoted(after)?
+            } else {
+                let (v, after) = token(after)?;
+                (Cow::Borrowed(v), after)
+            };
+            param_value = Some(v);
+            at = skip_ows(after);
         }
-        offers.push(offer);
-        match rest.strip_prefix(',') {
-            Some(after) => rest = after,
-            None if rest.is_empty() => return Some(offers),
-            None => return None,
-        }
+        offer.params.push((param, param_value));
     }
+    match at.strip_prefix(',') {
+        Some(after) if !skip_ows(after).is_empty() => *rest = after,
+        None if at.is_empty() => *rest = at,
+        _ => return None,
+    }
+    Some(offer)
 }
 
 fn skip_ows(s: &str) -> &str {
@@ -204,20 +209,25 @@ fn is_tchar(b: u8) -> bool {
 
 /// A quoted-string at the start of `s` (which starts with `"`), unescaped,
 /// and what follows it. RFC 6455 9.1: its unescaped value must be a token.
-fn quoted(s: &str) -> Option<(String, &str)> {
-    let mut value = String::new();
-    let mut chars = s[1..].char_indices();
-    while let Some((i, c)) = chars.next() {
-        match c {
-            '"' => {
-                let ok = !value.is_empty() && value.bytes().all(is_tchar);
-                return ok.then(|| (value, &s[1 + i + 1..]));
+fn quoted(s: &str) -> Option<(Cow<'_, str>, &str)> {
+    let body = &s[1..];
+    let end = body.find(['"', '\\'])?;
+    let (value, after) = if body.as_bytes()[end] == b'"' {
+        (Cow::Borrowed(&body[..end]), &body[end + 1..])
+    } else {
+        // Escapes: unescaped into a string of its own.
+        let mut value = String::new();
+        let mut chars = body.char_indices();
+        loop {
+            match chars.next()? {
+                (i, '"') => break (Cow::Owned(value), &body[i + 1..]),
+                (_, '\\') => value.push(chars.next()?.1),
+                (_, c) => value.push(c),
             }
-            '\\' => value.push(chars.next()?.1),
-            c => value.push(c),
         }
-    }
-    None
+    };
+    let ok = !value.is_empty() && value.bytes().all(is_tchar);
+    ok.then_some((value, after))
 }
 
 /// Why a compressed message could not be inflated.

@@ -75,28 +75,45 @@ fn negotiation_matrix() {
     }
 }
 
+/// Every offer of a header value, or `None` where it does not parse.
+fn parse_extensions(value: &str) -> Option<Vec<Offer<'_>>> {
+    let mut rest = value;
+    let mut offers = Vec::new();
+    loop {
+        offers.push(next_offer(&mut rest)?);
+        if rest.is_empty() {
+            return Some(offers);
+        }
+    }
+}
+
+fn offer_of<'a>(name: &'a str, params: &[(&'a str, Option<&'a str>)]) -> Offer<'a> {
+    Offer {
+        name,
+        params: params
+            .iter()
+            .map(|(n, v)| (*n, v.map(Cow::Borrowed)))
+            .collect(),
+    }
+}
+
 #[test]
 fn parser_reads_the_grammar() {
     assert_eq!(
-        parse_extensions("foo, bar; baz=2;q=\"a\\bc\"\t, x").unwrap(),
+        parse_extensions("foo, bar; baz=2;q=\"a\\bc\"\t, x;y=\"15\"").unwrap(),
         vec![
-            Offer {
-                name: "foo",
-                params: vec![]
-            },
-            Offer {
-                name: "bar",
-                params: vec![("baz", Some("2".into())), ("q", Some("abc".into()))]
-            },
-            Offer {
-                name: "x",
-                params: vec![]
-            },
+            offer_of("foo", &[]),
+            offer_of("bar", &[("baz", Some("2")), ("q", Some("abc"))]),
+            offer_of("x", &[("y", Some("15"))]),
         ]
     );
     assert_eq!(parse_extensions(""), None);
+    assert_eq!(parse_extensions("a,"), None);
+    assert_eq!(parse_extensions("a b"), None);
     // A quoted value must be a token once unquoted.
     assert_eq!(parse_extensions("a; b=\"x y\""), None);
+    assert_eq!(parse_extensions("a; b=\"x\\ y\""), None);
+    assert_eq!(parse_extensions("a; b=\"\""), None);
 }
 
 #[test]
