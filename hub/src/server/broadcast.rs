@@ -194,8 +194,8 @@ impl BroadcastOperator {
         self
     }
 
-    /// Per-message compression flag: `false` sends the packet's text uncompressed even on
-    /// WebSockets that negotiated permessage-deflate (binary attachments follow the threshold).
+    /// Per-message compression flag: `false` sends the packet (its text and binary attachments)
+    /// uncompressed even on WebSockets that negotiated permessage-deflate.
     pub fn compress(mut self, compress: bool) -> BroadcastOperator {
         self.compress = Some(compress);
         self

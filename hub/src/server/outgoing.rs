@@ -18,8 +18,10 @@ pub(crate) struct Outgoing {
 }
 
 impl Outgoing {
-    /// Apply Socket.IO's `compress` flag: `Some(false)` sends the packet's
-    /// text uncompressed whatever the connection negotiated.
+    /// Apply Socket.IO's `compress` flag: `Some(false)` sends the packet
+    /// uncompressed whatever the connection negotiated (the flag rides on
+    /// the text; a WebSocket writer sends the binary messages queued behind
+    /// such a text, its attachments, plain too).
     pub fn compress(self, compress: Option<bool>) -> Outgoing {
         match compress {
             Some(false) => Outgoing {

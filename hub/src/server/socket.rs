@@ -685,8 +685,8 @@ impl Socket {
         }
     }
 
-    /// Per-message compression flag: `false` sends the packet's text uncompressed even on a
-    /// WebSocket that negotiated permessage-deflate (binary attachments follow the threshold).
+    /// Per-message compression flag: `false` sends the packet (its text and binary attachments)
+    /// uncompressed even on a WebSocket that negotiated permessage-deflate.
     pub fn compress(&self, compress: bool) -> SocketEmitter {
         SocketEmitter {
             socket: self.clone(),

@@ -24,15 +24,20 @@ pub(crate) struct Deflating {
     pub threshold: usize,
     /// The window the client allows (`server_max_window_bits`, else 15).
     pub window_bits: u8,
+    /// The last text went plain by its `compress(false)` flag: the binary
+    /// messages behind it (a Socket.IO packet's attachments, queued right
+    /// after its text) go plain too.
+    pub plain_binary: bool,
 }
 
 impl Deflating {
     /// Write `data` as one compressed frame into `out` if it is long enough,
     /// allowed and shrinks; false when it is to go plain (nothing written).
-    pub fn push(&self, data: &Data, version: ProtocolVersion, out: &mut Vec<u8>) -> bool {
+    pub fn push(&mut self, data: &Data, version: ProtocolVersion, out: &mut Vec<u8>) -> bool {
         match data {
             Data::Text(text) => {
-                if 1 + text.len() < self.threshold || !text.compressible() {
+                self.plain_binary = !text.compressible();
+                if 1 + text.len() < self.threshold || self.plain_binary {
                     return false;
                 }
                 let parts: [&[u8]; 2] = [b"4", text.as_bytes()];
@@ -65,7 +70,7 @@ impl Deflating {
                     ProtocolVersion::V3 => &[4],
                     ProtocolVersion::V4 => &[],
                 };
-                if prefix.len() + bytes.len() < self.threshold {
+                if prefix.len() + bytes.len() < self.threshold || self.plain_binary {
                     return false;
                 }
                 self.compress(false, &[prefix, bytes], out)

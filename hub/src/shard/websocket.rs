@@ -114,8 +114,10 @@ impl WsConn {
     /// generic drop of a `Packet` cost more than the rest of this.
     fn push_packet(&mut self, packet: Packet) {
         let version = self.version;
-        if let (Some(deflating), Packet::Message(data)) = (self.deflate, &packet) {
-            if deflating.push(data, version, self.out()) {
+        if let (Some(mut deflating), Packet::Message(data)) = (self.deflate, &packet) {
+            let compressed = deflating.push(data, version, self.out());
+            self.deflate = Some(deflating);
+            if compressed {
                 return;
             }
         }
@@ -335,6 +337,7 @@ pub(crate) async fn serve(
         (Some(agreed), Some(deflate)) => Some(Deflating {
             threshold: deflate.threshold,
             window_bits: agreed.server_window_bits,
+            plain_binary: false,
         }),
         _ => None,
     };

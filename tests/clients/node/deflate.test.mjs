@@ -199,6 +199,13 @@ for (const shards of [1, 2]) {
               const [got] = await echo("message", bin);
               assert.ok(Buffer.from(got).equals(bin), `binary echo of ${len}`);
             });
+            if (len >= THRESHOLD) {
+              // compress(false) covers the packet's attachments too.
+              await expectWire(ws, len, false, `compress(false) binary ${len}`, async () => {
+                const [got] = await echo("message-uncompressed", bin);
+                assert.ok(Buffer.from(got).equals(bin), `binary echo of ${len}`);
+              });
+            }
           }
         }
       } finally {

@@ -5,6 +5,7 @@ fn deflating() -> Deflating {
     Deflating {
         threshold: 1024,
         window_bits: 15,
+        plain_binary: false,
     }
 }
 
@@ -60,7 +61,7 @@ fn a_broadcast_is_compressed_once_for_all_its_recipients() {
 
 #[test]
 fn what_goes_plain() {
-    let d = deflating();
+    let mut d = deflating();
     let mut out = Vec::new();
     // Under the threshold (the `4` counts): 1022 + 1 bytes.
     let short = Text::framed_message(&records(1022));
@@ -72,6 +73,13 @@ fn what_goes_plain() {
     let flagged = Text::framed_message(&records(5000)).without_compression();
     assert!(!d.push(&Data::Text(flagged), ProtocolVersion::V4, &mut out));
     assert!(out.is_empty());
+    // ...and the attachments behind it, until the next text.
+    let attachment = Data::Binary(vec![1u8; 5000].into());
+    assert!(!d.push(&attachment, ProtocolVersion::V4, &mut out));
+    assert!(out.is_empty());
+    assert!(d.push(&Data::Text(Text::framed_message(&records(2000))), ProtocolVersion::V4, &mut out));
+    assert!(d.push(&attachment, ProtocolVersion::V4, &mut out));
+    out.clear();
     // What does not shrink.
     let mut rng = crate::test_rng::Rng(3);
     let noise: Vec<u8> = (0..5000).map(|_| rng.next() as u8).collect();
@@ -81,7 +89,7 @@ fn what_goes_plain() {
 
 #[test]
 fn binary_and_unframed_text_and_other_windows() {
-    let d = deflating();
+    let mut d = deflating();
     // v3 binary carries its type byte inside the compressed payload.
     let data = vec![5u8; 3000];
     for (version, head) in [(ProtocolVersion::V4, &[][..]), (ProtocolVersion::V3, &[4u8][..])] {
@@ -102,7 +110,7 @@ fn binary_and_unframed_text_and_other_windows() {
         deflate::inflate(payload(&out), 1 << 20).unwrap(),
         format!("4{}", &*plain).as_bytes()
     );
-    let narrow = Deflating {
+    let mut narrow = Deflating {
         window_bits: 10,
         ..d
     };
@@ -113,7 +121,7 @@ fn binary_and_unframed_text_and_other_windows() {
 
 #[test]
 fn the_cache_is_bounded() {
-    let d = deflating();
+    let mut d = deflating();
     let texts: Vec<Text> = (0..MAX_FRAMES + 5)
         .map(|i| Text::framed_message(&format!("{i}{}", records(2000))))
         .collect();
