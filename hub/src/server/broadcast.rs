@@ -128,6 +128,7 @@ impl BroadcastOperator {
             self.sender.as_deref(),
             event,
             &args,
+            self.compress,
             timeout,
             cluster,
         );
