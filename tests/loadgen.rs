@@ -179,9 +179,15 @@ fn fanout_with_deflate_inflates_every_delivery() {
     let deflated = hub.metric("hub_ws_deflated_messages_total");
     let compressions = hub.metric("hub_ws_deflate_compressions_total");
     let deliveries = hub.metric("hub_deliveries_total");
-    assert!(deflated >= deliveries && deliveries >= expected as f64, "{deflated} {deliveries}");
+    assert!(
+        deflated >= deliveries && deliveries >= expected as f64,
+        "{deflated} {deliveries}"
+    );
     // One per publish on each of the two shards at most (publish acks are short: plain).
-    assert!(compressions <= 2.0 * deliveries / 40.0, "{compressions} for {deliveries}");
+    assert!(
+        compressions <= 2.0 * deliveries / 40.0,
+        "{compressions} for {deliveries}"
+    );
     let (before, after) = (
         hub.metric("hub_ws_deflated_bytes_before_total"),
         hub.metric("hub_ws_deflated_bytes_after_total"),

@@ -14,8 +14,7 @@ use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 use support::*;
 
 const OFFER: &str = "permessage-deflate; client_max_window_bits";
-const AGREED: &str =
-    "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
+const AGREED: &str = "permessage-deflate; server_no_context_takeover; client_no_context_takeover";
 
 fn start(shards: u32, extra: &[&str]) -> Server {
     let n = shards.to_string();
@@ -208,7 +207,10 @@ fn json_text(len: usize) -> String {
     let mut s = String::from("4");
     let mut i = 0;
     while s.len() < len {
-        s.push_str(&format!("{{\"id\":{i},\"text\":\"hello number {}\"}},", i % 13));
+        s.push_str(&format!(
+            "{{\"id\":{i},\"text\":\"hello number {}\"}},",
+            i % 13
+        ));
         i += 1;
     }
     s.truncate(len);
@@ -233,7 +235,11 @@ fn compressed_both_ways(shards: u32) {
             assert_eq!(echo.opcode(), 1);
             assert_eq!(echo.rsv1(), len >= 1024, "{len}");
             let got = if echo.rsv1() {
-                assert!(echo.payload.len() < len / 3, "{len}: {}", echo.payload.len());
+                assert!(
+                    echo.payload.len() < len / 3,
+                    "{len}: {}",
+                    echo.payload.len()
+                );
                 inflate(&echo.payload, 15)
             } else {
                 echo.payload
@@ -285,7 +291,10 @@ fn window_bits_honoured(shards: u32) {
         Some("permessage-deflate; server_max_window_bits=8, permessage-deflate"),
     );
     assert_eq!(ws.extensions.as_deref(), Some(AGREED));
-    let ws = RawWs::open(srv.addr(), Some("permessage-deflate; server_max_window_bits=8"));
+    let ws = RawWs::open(
+        srv.addr(),
+        Some("permessage-deflate; server_max_window_bits=8"),
+    );
     assert_eq!(ws.extensions, None);
 }
 

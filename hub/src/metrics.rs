@@ -157,10 +157,8 @@ impl Metrics {
             "ws_deflate_compressions",
             "Messages compressed with permessage-deflate (a broadcast's shared frame once)",
         );
-        let deflated_messages = family(
-            "ws_deflated_messages",
-            "WebSocket messages sent compressed",
-        );
+        let deflated_messages =
+            family("ws_deflated_messages", "WebSocket messages sent compressed");
         let deflated_bytes_before = family(
             "ws_deflated_bytes_before",
             "Payload bytes of the WebSocket messages sent compressed, before compression",

@@ -154,7 +154,8 @@ impl DeflatedFrames {
             text: text.clone(),
             frame,
         });
-        while self.entries.len() > MAX_FRAMES || (self.bytes > MAX_BYTES && self.entries.len() > 1) {
+        while self.entries.len() > MAX_FRAMES || (self.bytes > MAX_BYTES && self.entries.len() > 1)
+        {
             let old = self.entries.pop_front().expect("more than one entry");
             self.bytes -= old.text.len() + old.frame.len();
         }

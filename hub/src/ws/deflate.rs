@@ -196,10 +196,7 @@ fn skip_ows(s: &str) -> &str {
 
 /// A token (RFC 7230 tchar+) at the start of `s`, and what follows it.
 fn token(s: &str) -> Option<(&str, &str)> {
-    let end = s
-        .bytes()
-        .position(|b| !is_tchar(b))
-        .unwrap_or(s.len());
+    let end = s.bytes().position(|b| !is_tchar(b)).unwrap_or(s.len());
     (end > 0).then(|| s.split_at(end))
 }
 

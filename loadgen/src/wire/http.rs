@@ -132,7 +132,8 @@ mod tests {
         assert!(req.contains("Sec-WebSocket-Key: k\r\n"));
         assert!(!req.contains("Extensions"));
         let req = String::from_utf8(upgrade_request("h:1", "/socket.io/", "k", true)).unwrap();
-        assert!(req.contains("Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover"));
+        assert!(req
+            .contains("Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover"));
         assert!(req.ends_with("\r\n\r\n"));
         let post = polling_request("h", "/s/", Some("abc"), Some(b"40"));
         let post = String::from_utf8(post).unwrap();

@@ -153,9 +153,13 @@ pub fn stamp_padded(sender: u32, seq: u64, nanos: u64, size: usize, json: bool, 
     out.push(b':');
     let end = start + size.max(out.len() - start);
     if json {
-        let mut x = seq.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut x = seq
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         while out.len() < end {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             out.extend_from_slice(b"{id:");
             push_decimal((x >> 40) % 100_000, out);
             out.extend_from_slice(b",name:user");
@@ -286,7 +290,11 @@ mod tests {
         assert!(!json.contains(&b'"') && !json.contains(&b'\\'));
         assert_eq!(
             read_stamp(&json),
-            Some(Stamp { sender: 7, seq: 42, nanos: 123456789 })
+            Some(Stamp {
+                sender: 7,
+                seq: 42,
+                nanos: 123456789
+            })
         );
         assert_eq!(out.len(), 100);
         let stamp = read_stamp(&out).unwrap();

@@ -160,7 +160,8 @@ mod tests {
     #[test]
     fn inflates_compressed_messages() {
         use flate2::{Compress, Compression, FlushCompress};
-        let text = b"42[\"m\",\"{id:1,name:user1},{id:2,name:user2},{id:3,name:user3}\"]".repeat(50);
+        let text =
+            b"42[\"m\",\"{id:1,name:user1},{id:2,name:user2},{id:3,name:user3}\"]".repeat(50);
         let mut z = Vec::with_capacity(text.len() + 64);
         Compress::new(Compression::default(), false)
             .compress_vec(&text, &mut z, FlushCompress::Sync)

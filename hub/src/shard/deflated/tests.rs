@@ -77,7 +77,11 @@ fn what_goes_plain() {
     let attachment = Data::Binary(vec![1u8; 5000].into());
     assert!(!d.push(&attachment, ProtocolVersion::V4, &mut out));
     assert!(out.is_empty());
-    assert!(d.push(&Data::Text(Text::framed_message(&records(2000))), ProtocolVersion::V4, &mut out));
+    assert!(d.push(
+        &Data::Text(Text::framed_message(&records(2000))),
+        ProtocolVersion::V4,
+        &mut out
+    ));
     assert!(d.push(&attachment, ProtocolVersion::V4, &mut out));
     out.clear();
     // What does not shrink.
@@ -92,7 +96,10 @@ fn binary_and_unframed_text_and_other_windows() {
     let mut d = deflating();
     // v3 binary carries its type byte inside the compressed payload.
     let data = vec![5u8; 3000];
-    for (version, head) in [(ProtocolVersion::V4, &[][..]), (ProtocolVersion::V3, &[4u8][..])] {
+    for (version, head) in [
+        (ProtocolVersion::V4, &[][..]),
+        (ProtocolVersion::V3, &[4u8][..]),
+    ] {
         let mut out = Vec::new();
         assert!(d.push(&Data::Binary(data.clone().into()), version, &mut out));
         assert_eq!(out[0], 0xc2, "FIN, RSV1, binary");
@@ -135,7 +142,11 @@ fn the_cache_is_bounded() {
     });
     // One large message over the byte bound alone is still held (the last one).
     let big = Text::framed_message(&records(MAX_BYTES + 10));
-    assert!(d.push(&Data::Text(big.clone()), ProtocolVersion::V4, &mut Vec::new()));
+    assert!(d.push(
+        &Data::Text(big.clone()),
+        ProtocolVersion::V4,
+        &mut Vec::new()
+    ));
     FRAMES.with(|f| {
         let f = f.borrow();
         assert_eq!(f.entries.len(), 1);

@@ -24,10 +24,22 @@ fn negotiation_matrix() {
             &["permessage-deflate; server_no_context_takeover; client_no_context_takeover"],
             default,
         ),
-        (&["permessage-deflate; server_max_window_bits=10"], agreed(10, true)),
-        (&["permessage-deflate; server_max_window_bits=15"], agreed(15, true)),
-        (&["permessage-deflate; server_max_window_bits=\"12\""], agreed(12, true)),
-        (&["permessage-deflate;server_max_window_bits = 9"], agreed(9, true)),
+        (
+            &["permessage-deflate; server_max_window_bits=10"],
+            agreed(10, true),
+        ),
+        (
+            &["permessage-deflate; server_max_window_bits=15"],
+            agreed(15, true),
+        ),
+        (
+            &["permessage-deflate; server_max_window_bits=\"12\""],
+            agreed(12, true),
+        ),
+        (
+            &["permessage-deflate;server_max_window_bits = 9"],
+            agreed(9, true),
+        ),
         // Declined offers: the next one is taken.
         (
             &["permessage-deflate; server_max_window_bits=8, permessage-deflate"],
@@ -38,7 +50,10 @@ fn negotiation_matrix() {
             agreed(11, true),
         ),
         (
-            &["x-webkit-deflate-frame", "permessage-deflate; client_max_window_bits"],
+            &[
+                "x-webkit-deflate-frame",
+                "permessage-deflate; client_max_window_bits",
+            ],
             default,
         ),
         // Each way an offer is declined, alone: nothing agreed.
@@ -235,11 +250,19 @@ fn decompression_bomb_stops_at_the_limit() {
 #[test]
 fn invalid_data_is_refused() {
     // A block type of 3 is reserved.
-    assert_eq!(inflate(&[0xff, 0xff, 0xff], 1000), Err(InflateError::Invalid));
+    assert_eq!(
+        inflate(&[0xff, 0xff, 0xff], 1000),
+        Err(InflateError::Invalid)
+    );
     // An empty compressed message inflates to nothing.
     assert_eq!(inflate(&[0x00], 1000), Ok(Vec::new()));
     let mut frame = Vec::new();
-    deflate_frame(true, &[b"hello hello hello hello hello hello"], 15, &mut frame);
+    deflate_frame(
+        true,
+        &[b"hello hello hello hello hello hello"],
+        15,
+        &mut frame,
+    );
     assert_eq!(
         inflate(payload_of(&frame).1, 1000).unwrap(),
         b"hello hello hello hello hello hello"
