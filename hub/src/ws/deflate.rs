@@ -272,7 +272,7 @@ fn inflate_with(
     limit: usize,
 ) -> Result<Vec<u8>, InflateError> {
     let cap = limit.saturating_add(1);
-    let mut out = Vec::with_capacity(compressed.len().saturating_mul(4).clamp(64, cap));
+    let mut out = Vec::with_capacity(compressed.len().saturating_mul(4).max(64).min(cap));
     for part in [compressed, &TAIL[..]] {
         let mut used = 0;
         loop {

@@ -248,6 +248,20 @@ fn decompression_bomb_stops_at_the_limit() {
 }
 
 #[test]
+fn tiny_limits() {
+    // Found by fuzzing (ws_frames): a limit under 63 bytes made the first
+    // output buffer's bounds cross (`clamp` panicked).
+    let mut frame = Vec::new();
+    assert!(deflate_frame(false, &[&[7u8; 300]], 15, &mut frame));
+    let payload = payload_of(&frame).1;
+    for limit in [0, 1, 16, 62, 63, 64, 299] {
+        assert_eq!(inflate(payload, limit), Err(InflateError::TooBig), "{limit}");
+    }
+    assert_eq!(inflate(payload, 300).unwrap(), vec![7u8; 300]);
+    assert_eq!(inflate(&[0x00], 0), Ok(Vec::new()));
+}
+
+#[test]
 fn invalid_data_is_refused() {
     // A block type of 3 is reserved.
     assert_eq!(
