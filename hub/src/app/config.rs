@@ -162,8 +162,8 @@ pub struct Settings {
     )]
     pub max_cross_shard_backlog: usize,
     /// WebSocket messages of at least this many bytes go compressed (permessage-deflate) to
-    /// clients that offer it, as browsers and Node clients do; a broadcast is compressed once for
-    /// all its recipients.
+    /// clients that offer it, as browsers and Node clients do; a broadcast is compressed once per
+    /// shard, not once per recipient.
     #[arg(
         long,
         env = "HUB_DEFLATE_THRESHOLD",
