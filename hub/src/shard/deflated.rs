@@ -1,6 +1,7 @@
 //! Outgoing permessage-deflate: what a WebSocket that negotiated it sends
 //! compressed, and the shard's recently compressed broadcast frames, so that
-//! a broadcast is compressed once per shard rather than once per recipient.
+//! a broadcast (its text and its binary attachments) is compressed once per
+//! shard rather than once per recipient.
 //!
 //! Why a per-shard cache rather than a compressed frame carried by the
 //! shared text itself (filled once for every shard): that costs every
@@ -13,6 +14,8 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
+
+use bytes::Bytes;
 
 use crate::engineio::{Data, ProtocolVersion, Text};
 use crate::ws::{codec, deflate};
@@ -47,23 +50,7 @@ impl Deflating {
                 if text.ws_message_frame().is_none() || self.window_bits != 15 {
                     return self.compress(true, &parts, out);
                 }
-                FRAMES.with(|frames| {
-                    let mut frames = frames.borrow_mut();
-                    let frame = frames.get_or_make(text, || {
-                        count_compression();
-                        let mut frame = Vec::new();
-                        if !deflate::deflate_frame(true, &parts, 15, &mut frame) {
-                            frame.clear();
-                        }
-                        frame.into_boxed_slice()
-                    });
-                    if frame.is_empty() {
-                        return false;
-                    }
-                    out.extend_from_slice(frame);
-                    count_deflated(1 + text.len(), frame.len());
-                    true
-                })
+                shared(Pinned::Text(text.clone()), true, &parts, out)
             }
             Data::Binary(bytes) => {
                 let prefix: &[u8] = match version {
@@ -73,7 +60,13 @@ impl Deflating {
                 if prefix.len() + bytes.len() < self.threshold || self.plain_binary {
                     return false;
                 }
-                self.compress(false, &[prefix, bytes], out)
+                let parts = [prefix, &bytes[..]];
+                if self.window_bits != 15 {
+                    return self.compress(false, &parts, out);
+                }
+                // A broadcast's attachments are shared as its text is.
+                let pinned = Pinned::Binary(bytes.clone(), version == ProtocolVersion::V3);
+                shared(pinned, false, &parts, out)
             }
         }
     }
@@ -88,6 +81,29 @@ impl Deflating {
         count_deflated(parts.iter().map(|p| p.len()).sum(), out.len() - at);
         true
     }
+}
+
+/// Write the frame of the message `pinned` (whose payload is `parts`
+/// joined) from the shard's frames, compressing it if they lack it; false
+/// when it does not shrink.
+fn shared(pinned: Pinned, text: bool, parts: &[&[u8]], out: &mut Vec<u8>) -> bool {
+    FRAMES.with(|frames| {
+        let mut frames = frames.borrow_mut();
+        let frame = frames.get_or_make(pinned, || {
+            count_compression();
+            let mut frame = Vec::new();
+            if !deflate::deflate_frame(text, parts, 15, &mut frame) {
+                frame.clear();
+            }
+            frame.into_boxed_slice()
+        });
+        if frame.is_empty() {
+            return false;
+        }
+        out.extend_from_slice(frame);
+        count_deflated(parts.iter().map(|p| p.len()).sum(), frame.len());
+        true
+    })
 }
 
 fn count_compression() {
@@ -117,7 +133,7 @@ thread_local! {
     static FRAMES: RefCell<DeflatedFrames> = RefCell::new(DeflatedFrames::default());
 }
 
-/// The shard's most recently compressed framed texts and their frames.
+/// The shard's most recently compressed messages and their frames.
 #[derive(Default)]
 struct DeflatedFrames {
     /// Oldest first.
@@ -129,19 +145,46 @@ struct DeflatedFrames {
     made: usize,
 }
 
+/// A message, held by the entry so that its allocation, the entry's key,
+/// cannot be reused by another while the entry lives (shared bytes never
+/// change, so the same address and length mean the same message).
+enum Pinned {
+    /// A framed text (`4` + text in the frame).
+    Text(Text),
+    /// A binary message; true for Engine.IO v3 (a `4` byte before it).
+    Binary(Bytes, bool),
+}
+
+impl Pinned {
+    fn same(&self, other: &Pinned) -> bool {
+        match (self, other) {
+            (Pinned::Text(a), Pinned::Text(b)) => a.same_bytes(b),
+            (Pinned::Binary(a, v3), Pinned::Binary(b, w3)) => {
+                v3 == w3 && a.as_ptr() == b.as_ptr() && a.len() == b.len()
+            }
+            _ => false,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Pinned::Text(text) => text.len(),
+            Pinned::Binary(bytes, _) => bytes.len(),
+        }
+    }
+}
+
 struct Entry {
-    /// Kept so that its allocation, the entry's key, cannot be reused by
-    /// another text while the entry lives.
-    text: Text,
-    /// The compressed frame; empty when the text does not shrink.
+    message: Pinned,
+    /// The compressed frame; empty when the message does not shrink.
     frame: Box<[u8]>,
 }
 
 impl DeflatedFrames {
-    /// The compressed frame of `text`, made by `make` unless held.
-    fn get_or_make(&mut self, text: &Text, make: impl FnOnce() -> Box<[u8]>) -> &[u8] {
+    /// The compressed frame of `message`, made by `make` unless held.
+    fn get_or_make(&mut self, message: Pinned, make: impl FnOnce() -> Box<[u8]>) -> &[u8] {
         // The most recent first: the broadcast being written is usually the last one.
-        if let Some(at) = self.entries.iter().rposition(|e| e.text.same_bytes(text)) {
+        if let Some(at) = self.entries.iter().rposition(|e| e.message.same(&message)) {
             return &self.entries[at].frame;
         }
         let frame = make();
@@ -149,15 +192,12 @@ impl DeflatedFrames {
         {
             self.made += 1;
         }
-        self.bytes += text.len() + frame.len();
-        self.entries.push_back(Entry {
-            text: text.clone(),
-            frame,
-        });
+        self.bytes += message.len() + frame.len();
+        self.entries.push_back(Entry { message, frame });
         while self.entries.len() > MAX_FRAMES || (self.bytes > MAX_BYTES && self.entries.len() > 1)
         {
             let old = self.entries.pop_front().expect("more than one entry");
-            self.bytes -= old.text.len() + old.frame.len();
+            self.bytes -= old.message.len() + old.frame.len();
         }
         &self.entries.back().expect("just pushed").frame
     }

@@ -255,7 +255,11 @@ fn tiny_limits() {
     assert!(deflate_frame(false, &[&[7u8; 300]], 15, &mut frame));
     let payload = payload_of(&frame).1;
     for limit in [0, 1, 16, 62, 63, 64, 299] {
-        assert_eq!(inflate(payload, limit), Err(InflateError::TooBig), "{limit}");
+        assert_eq!(
+            inflate(payload, limit),
+            Err(InflateError::TooBig),
+            "{limit}"
+        );
     }
     assert_eq!(inflate(payload, 300).unwrap(), vec![7u8; 300]);
     assert_eq!(inflate(&[0x00], 0), Ok(Vec::new()));
