@@ -58,6 +58,16 @@ struct Partial {
     utf8_checked: usize,
 }
 
+/// One whole frame from the client, validated.
+struct Frame {
+    fin: bool,
+    /// RSV1: the first frame of a compressed message.
+    compressed: bool,
+    opcode: OpCode,
+    /// Unmasked.
+    payload: Vec<u8>,
+}
+
 /// Incremental frame decoder. Holds only the reassembly state of a fragmented message; when no
 /// message is in flight it owns no heap memory, so idle connections stay cheap.
 ///
@@ -110,7 +120,13 @@ impl Decoder {
     /// frame is left in it for the caller to keep and offer again with the bytes that follow.
     pub fn decode_from(&mut self, input: &mut &[u8]) -> Result<Option<Message>, WsError> {
         loop {
-            let Some((fin, compressed, opcode, payload)) = self.next_frame(input)? else {
+            let Some(Frame {
+                fin,
+                compressed,
+                opcode,
+                payload,
+            }) = self.next_frame(input)?
+            else {
                 return Ok(None);
             };
             match opcode {
@@ -149,12 +165,8 @@ impl Decoder {
         }
     }
 
-    /// Validate and take the next whole frame: `(fin, rsv1, opcode, unmasked payload)`.
-    #[allow(clippy::type_complexity)]
-    fn next_frame(
-        &self,
-        buf: &mut &[u8],
-    ) -> Result<Option<(bool, bool, OpCode, Vec<u8>)>, WsError> {
+    /// Validate and take the next whole frame.
+    fn next_frame(&self, buf: &mut &[u8]) -> Result<Option<Frame>, WsError> {
         // Checks on the first two bytes come first so a bad frame fails as early as possible.
         let Some(&b0) = buf.first() else {
             return Ok(None);
@@ -225,7 +237,12 @@ impl Decoder {
         let mut payload = buf[header_len..header_len + len].to_vec();
         unmask(&mut payload, mask);
         *buf = &buf[header_len + len..];
-        Ok(Some((fin, rsv1, header.opcode, payload)))
+        Ok(Some(Frame {
+            fin,
+            compressed: rsv1,
+            opcode: header.opcode,
+            payload,
+        }))
     }
 
     /// Turn a whole data message into a [`Message`], inflating it first if
