@@ -603,6 +603,14 @@ mod tests {
         assert_eq!((s.deflate_threshold, s.no_deflate), (1024, false));
         let s = load(&["--deflate-threshold", "0", "--no-deflate"]).unwrap();
         assert_eq!((s.deflate_threshold, s.no_deflate), (0, true));
+        // The file's keys.
+        let dir = std::env::temp_dir().join(format!("hub-deflate-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("hub.toml");
+        std::fs::write(&file, "deflate-threshold = 4096\nno-deflate = true\n").unwrap();
+        let s = load(&["--config", file.to_str().unwrap()]).unwrap();
+        assert_eq!((s.deflate_threshold, s.no_deflate), (4096, true));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
