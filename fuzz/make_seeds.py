@@ -151,6 +151,30 @@ WS = [
 for i, frames in enumerate(WS):
     seed("ws_frames", bytes([(7, 5, 2, 3)[i % 4], (0, 3, 6)[i % 3]]) + b(frames))
 
+
+def deflated(data):
+    """A message compressed as a permessage-deflate client sends it."""
+    import zlib
+
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    out = c.compress(b(data)) + c.flush(zlib.Z_SYNC_FLUSH)
+    return out[:-4]
+
+
+# permessage-deflate agreed (the max payload byte's high bit): hub/src/ws/codec.rs
+# and tests/ws_deflate.rs: compressed text and binary, fragmented, RSV1 misuse, a bomb.
+WS_DEFLATE = [
+    frame(0xC1, deflated("4" + "hello deflate " * 40)),
+    frame(0x41, deflated("4" + "abc" * 300)[:5]) + frame(0x89, "p") + frame(0x80, deflated("4" + "abc" * 300)[5:]),
+    frame(0xC2, deflated(bytes(3000))) + frame(0x81, "4plain"),
+    frame(0xC9, ""),
+    frame(0x41, deflated("4xyzxyz")[:2]) + frame(0xC0, deflated("4xyzxyz")[2:]),
+    frame(0xC1, [0xFF, 0xFF, 0xFF]),
+    frame(0xC2, deflated(bytes(200_000))),
+]
+for i, frames in enumerate(WS_DEFLATE):
+    seed("ws_frames", bytes([0x80 | (7, 5, 2, 3)[i % 4], (0, 3, 6)[i % 3]]) + b(frames))
+
 # --------------------------------------------------------------- eio_packet
 # <mode byte: bit 0 v3, bit 1 binary frame><payload>
 TEXT_PACKETS = [

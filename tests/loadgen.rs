@@ -144,6 +144,57 @@ fn fanout_over_polling_delivers_every_publish_once() {
     fanout_adds_up("polling");
 }
 
+/// With `--deflate`, every delivery of a 2 KB JSON-like payload comes
+/// compressed, is inflated by loadgen and counted once; hub compressed each
+/// publish once per shard, not once per recipient.
+#[test]
+fn fanout_with_deflate_inflates_every_delivery() {
+    let hub = start_hub(&[], &[]);
+    let summary = run_json(&[
+        "fanout",
+        "--url",
+        &url(&hub),
+        "--clients",
+        "40",
+        "--rooms",
+        "1",
+        "--publishers",
+        "2",
+        "--rate",
+        "40",
+        "--duration",
+        "1s",
+        "--warmup",
+        "300ms",
+        "--payload-bytes",
+        "2000",
+        "--json-padding",
+        "--deflate",
+    ]);
+    assert_no_errors(&summary);
+    let expected = n(&summary, "expected_deliveries");
+    assert!(expected >= 40 * 30, "too few publishes: {summary:#}");
+    assert_eq!(n(&summary, "lost"), 0, "{summary:#}");
+    assert_eq!(n(&summary, "duplicated"), 0, "{summary:#}");
+    let deflated = hub.metric("hub_ws_deflated_messages_total");
+    let compressions = hub.metric("hub_ws_deflate_compressions_total");
+    let deliveries = hub.metric("hub_deliveries_total");
+    assert!(
+        deflated >= deliveries && deliveries >= expected as f64,
+        "{deflated} {deliveries}"
+    );
+    // One per publish on each of the two shards at most (publish acks are short: plain).
+    assert!(
+        compressions <= 2.0 * deliveries / 40.0,
+        "{compressions} for {deliveries}"
+    );
+    let (before, after) = (
+        hub.metric("hub_ws_deflated_bytes_before_total"),
+        hub.metric("hub_ws_deflated_bytes_after_total"),
+    );
+    assert!(after < before / 2.0, "{after} of {before}");
+}
+
 fn echo_adds_up(transport: &str) {
     let hub = start_hub(&["--shards", "1"], &[]);
     let summary = run_json(&[

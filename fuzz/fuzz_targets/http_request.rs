@@ -74,8 +74,11 @@ fn check_request(request: &Request, used: usize, available: usize, limits: &Limi
     // The coding of a polling answer, from every Accept-Encoding field.
     let _ = hub::http::compression::negotiate(request.header_values("accept-encoding"));
     if request.is_websocket_upgrade() {
-        if let Ok(answer) = hub::ws::handshake::accept(request) {
-            assert!(answer.starts_with(b"HTTP/1.1 101 "));
+        for allow_deflate in [false, true] {
+            if let Ok(answer) = hub::ws::handshake::accept(request, allow_deflate) {
+                assert!(answer.response.starts_with(b"HTTP/1.1 101 "));
+                assert!(answer.deflate.is_none() || allow_deflate);
+            }
         }
     }
     check_cors(request);

@@ -2,7 +2,9 @@
 //! one buffer and again fed in arbitrary pieces as a connection reads them
 //! (`shard/websocket.rs` keeps a `BytesMut` and calls `decode` in a loop).
 //!
-//! Input: `<max payload byte><split byte><bytes from the client>`.
+//! Input: `<max payload byte><split byte><bytes from the client>`; the max
+//! payload byte's high bit decodes as after permessage-deflate was agreed
+//! (RSV1 messages inflated within the same maximum).
 //!
 //! Checks: no panic; no message over the maximum payload; the messages and
 //! the error (if any) are the same whatever the split; and every message
@@ -30,8 +32,12 @@ struct Outcome {
     left: usize,
 }
 
-fn run(reads: &[&[u8]], max: usize) -> Outcome {
-    let mut decoder = Decoder::new(max);
+fn run(reads: &[&[u8]], max: usize, inflate: bool) -> Outcome {
+    let mut decoder = if inflate {
+        Decoder::with_inflate(max)
+    } else {
+        Decoder::new(max)
+    };
     let mut buf = BytesMut::new();
     let mut messages = Vec::new();
     for read in reads {
@@ -76,9 +82,10 @@ fuzz_target!(|data: &[u8]| {
     let (max_selector, data) = take_byte(data);
     let (split_seed, data) = take_byte(data);
     let max = max_payload(max_selector);
+    let inflate = max_selector & 0x80 != 0;
 
-    let whole = run(&[data], max);
-    let split = run(&pieces(data, split_seed), max);
+    let whole = run(&[data], max, inflate);
+    let split = run(&pieces(data, split_seed), max, inflate);
     assert_eq!(whole, split);
 
     let key = [split_seed, max_selector, 0x5a, 0xa5];

@@ -31,7 +31,8 @@ struct Args {
 
 /// The Socket.IO part, as the Socket.IO protocol's own test suite expects:
 /// `/` and `/custom`; each socket first gets its auth back; on `/`,
-/// `message` is echoed as `message-back` and `message-with-ack` acknowledged,
+/// `message` is echoed as `message-back` (`message-uncompressed` too, with
+/// `compress(false)`) and `message-with-ack` acknowledged,
 /// all arguments kept (binary as binary).
 fn socket_io(connect_timeout: Duration) -> Io {
     let greet = |socket: &Socket| {
@@ -44,6 +45,10 @@ fn socket_io(connect_timeout: Duration) -> Io {
                 greet(socket);
                 socket.on("message", |socket, args, _| {
                     let _ = socket.emit("message-back", args);
+                });
+                // The same, with Socket.IO's compress(false): never compressed.
+                socket.on("message-uncompressed", |socket, args, _| {
+                    let _ = socket.compress(false).emit("message-back", args);
                 });
                 socket.on("message-with-ack", |_, args, ack| {
                     if let Some(ack) = ack {

@@ -49,6 +49,10 @@ pub struct Metrics {
     outgoing_buffered_bytes: Family<ShardLabel, Gauge>,
     polling_compressed: Family<ShardLabel, Counter>,
     polling_compression_saved_bytes: Family<ShardLabel, Counter>,
+    deflate_compressions: Family<ShardLabel, Counter>,
+    deflated_messages: Family<ShardLabel, Counter>,
+    deflated_bytes_before: Family<ShardLabel, Counter>,
+    deflated_bytes_after: Family<ShardLabel, Counter>,
 }
 
 /// One shard's handles.
@@ -92,6 +96,14 @@ pub struct ShardMetrics {
     pub polling_compressed: Counter,
     /// Bytes those answers shrank by.
     pub polling_compression_saved_bytes: Counter,
+    /// Messages compressed (permessage-deflate): a broadcast's shared frame
+    /// counts once, however many recipients it goes to.
+    pub deflate_compressions: Counter,
+    /// WebSocket messages sent compressed, and their payload bytes before
+    /// and after compression.
+    pub deflated_messages: Counter,
+    pub deflated_bytes_before: Counter,
+    pub deflated_bytes_after: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -156,6 +168,20 @@ impl Metrics {
             "polling_compression_saved_bytes",
             "Bytes saved by compressing long-polling answers",
         );
+        let deflate_compressions = family(
+            "ws_deflate_compressions",
+            "Messages compressed with permessage-deflate (a broadcast's shared frame once)",
+        );
+        let deflated_messages =
+            family("ws_deflated_messages", "WebSocket messages sent compressed");
+        let deflated_bytes_before = family(
+            "ws_deflated_bytes_before",
+            "Payload bytes of the WebSocket messages sent compressed, before compression",
+        );
+        let deflated_bytes_after = family(
+            "ws_deflated_bytes_after",
+            "Payload bytes of the WebSocket messages sent compressed, as sent",
+        );
         let mut gauge = |name: &str, help: &str| {
             let f = Family::<ShardLabel, Gauge>::default();
             registry.register(name, help, f.clone());
@@ -204,6 +230,10 @@ impl Metrics {
             outgoing_buffered_bytes,
             polling_compressed,
             polling_compression_saved_bytes,
+            deflate_compressions,
+            deflated_messages,
+            deflated_bytes_before,
+            deflated_bytes_after,
         }
     }
 
@@ -239,6 +269,10 @@ impl Metrics {
                 .polling_compression_saved_bytes
                 .get_or_create(&label)
                 .clone(),
+            deflate_compressions: self.deflate_compressions.get_or_create(&label).clone(),
+            deflated_messages: self.deflated_messages.get_or_create(&label).clone(),
+            deflated_bytes_before: self.deflated_bytes_before.get_or_create(&label).clone(),
+            deflated_bytes_after: self.deflated_bytes_after.get_or_create(&label).clone(),
         }
     }
 

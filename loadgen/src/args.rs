@@ -100,6 +100,16 @@ pub struct Args {
     #[arg(long, default_value_t = 100)]
     pub payload_bytes: usize,
 
+    /// Pad payloads with JSON-like records (`{id:..,name:..,score:..},`, compressible about as
+    /// real JSON is) rather than `x`, which any compressor squeezes to nothing.
+    #[arg(long)]
+    pub json_padding: bool,
+
+    /// WebSocket clients offer permessage-deflate (RFC 7692, without context takeover on the
+    /// server's side) and inflate what comes compressed; they send uncompressed.
+    #[arg(long)]
+    pub deflate: bool,
+
     /// Socket.IO namespace the clients connect to.
     #[arg(long, default_value = "/")]
     pub namespace: String,

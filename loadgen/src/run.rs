@@ -392,6 +392,7 @@ async fn shard_main(
             path: target.path,
             connect: connect.clone(),
             nsp: nsp.clone(),
+            deflate: args.deflate,
         })
         .collect();
     let shard = Rc::new(Shard {

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use hub::engine::{EngineConfig, ServerConfig};
+use hub::engine::{DeflateConfig, EngineConfig, ServerConfig};
 use hub::shard::{RunningServer, ServerError};
 
 /// The options every test server takes, so that the suites start each of
@@ -39,6 +39,13 @@ pub struct ServerArgs {
     /// Never compress long-polling answers.
     #[arg(long)]
     pub no_http_compression: bool,
+    /// WebSocket messages of at least this many bytes go compressed to
+    /// clients that negotiated permessage-deflate.
+    #[arg(long, default_value_t = 1024)]
+    pub deflate_threshold: usize,
+    /// Never negotiate permessage-deflate.
+    #[arg(long)]
+    pub no_deflate: bool,
 }
 
 impl ServerArgs {
@@ -56,6 +63,9 @@ impl ServerArgs {
         if self.no_http_compression {
             engine.http_compression_threshold = None;
         }
+        engine.deflate = (!self.no_deflate).then_some(DeflateConfig {
+            threshold: self.deflate_threshold,
+        });
         engine
     }
 

@@ -173,6 +173,19 @@ pub struct Settings {
         value_name = "BYTES"
     )]
     pub max_cross_shard_backlog: usize,
+    /// WebSocket messages of at least this many bytes go compressed (permessage-deflate) to
+    /// clients that offer it, as browsers and Node clients do; a broadcast is compressed once per
+    /// shard, not once per recipient.
+    #[arg(
+        long,
+        env = "HUB_DEFLATE_THRESHOLD",
+        default_value_t = 1024,
+        value_name = "BYTES"
+    )]
+    pub deflate_threshold: usize,
+    /// Never negotiate permessage-deflate: WebSocket messages go uncompressed both ways.
+    #[arg(long, env = "HUB_NO_DEFLATE")]
+    pub no_deflate: bool,
     /// Namespaces served, as glob patterns (repeatable; default: all).
     #[arg(
         long = "namespace",
@@ -315,6 +328,8 @@ struct FileSettings {
     max_cross_shard_backlog: Option<usize>,
     http_compression_threshold: Option<usize>,
     no_http_compression: Option<bool>,
+    deflate_threshold: Option<usize>,
+    no_deflate: Option<bool>,
     namespace: Option<Vec<String>>,
     auth_secret: Option<String>,
     redis_url: Option<String>,
@@ -432,6 +447,8 @@ impl Settings {
             max_cross_shard_backlog,
             http_compression_threshold,
             no_http_compression,
+            deflate_threshold,
+            no_deflate,
             namespace,
             redis_prefix,
             redis_mode,
@@ -599,6 +616,22 @@ mod tests {
         assert_eq!(s.path, "/socket.io/");
         assert_eq!(s.namespace, vec!["*"]);
         assert!(!s.no_eio3 && s.auth_secret.is_none());
+    }
+
+    #[test]
+    fn deflate_is_on_above_1024_bytes_unless_turned_off() {
+        let s = load(&[]).unwrap();
+        assert_eq!((s.deflate_threshold, s.no_deflate), (1024, false));
+        let s = load(&["--deflate-threshold", "0", "--no-deflate"]).unwrap();
+        assert_eq!((s.deflate_threshold, s.no_deflate), (0, true));
+        // The file's keys.
+        let dir = std::env::temp_dir().join(format!("hub-deflate-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("hub.toml");
+        std::fs::write(&file, "deflate-threshold = 4096\nno-deflate = true\n").unwrap();
+        let s = load(&["--config", file.to_str().unwrap()]).unwrap();
+        assert_eq!((s.deflate_threshold, s.no_deflate), (4096, true));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

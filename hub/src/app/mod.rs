@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::auth::TokenVerifier;
-use crate::engine::{EngineConfig, ServerConfig};
+use crate::engine::{DeflateConfig, EngineConfig, ServerConfig};
 use crate::engineio::session::PacketRate;
 use crate::http::cors::AllowedOrigins;
 use crate::metrics::Metrics;
@@ -101,6 +101,9 @@ pub fn run_with(
     engine.session.max_buffered = settings.max_buffered_packets;
     engine.allow_eio3 = !settings.no_eio3;
     engine.http_compression_threshold = settings.http_compression();
+    engine.deflate = (!settings.no_deflate).then_some(DeflateConfig {
+        threshold: settings.deflate_threshold,
+    });
     if !settings.cors_origin.is_empty() {
         engine.cors.origins = AllowedOrigins::List(settings.cors_origin.clone());
     }

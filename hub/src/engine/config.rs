@@ -18,6 +18,23 @@ pub struct EngineConfig {
     /// engine.io's `httpCompression`; `None` sends every answer as it is.
     /// Default: 1024 bytes, engine.io's threshold.
     pub http_compression_threshold: Option<usize>,
+    /// permessage-deflate on WebSockets whose client offers it; `None`: never.
+    pub deflate: Option<DeflateConfig>,
+}
+
+/// permessage-deflate (RFC 7692) settings of an endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeflateConfig {
+    /// Messages (the Engine.IO packet, type digit included) shorter than
+    /// this go uncompressed: compressing a short one costs more than it
+    /// saves. 1024 by default, as socket.io's.
+    pub threshold: usize,
+}
+
+impl Default for DeflateConfig {
+    fn default() -> Self {
+        DeflateConfig { threshold: 1024 }
+    }
 }
 
 impl EngineConfig {
@@ -39,6 +56,7 @@ impl EngineConfig {
             },
             allow_eio3: true,
             http_compression_threshold: Some(crate::http::compression::DEFAULT_THRESHOLD),
+            deflate: Some(DeflateConfig::default()),
         }
     }
 

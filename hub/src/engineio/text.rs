@@ -21,6 +21,9 @@ pub struct Text {
     bytes: Bytes,
     /// Where the string starts in `bytes`; anything before it is the frame head.
     start: u8,
+    /// Never sent compressed (the Socket.IO `compress(false)` flag). In
+    /// what was padding: a text is no larger for it.
+    uncompressed: bool,
 }
 
 impl Text {
@@ -50,6 +53,7 @@ impl Text {
         Text {
             bytes: Bytes::from_static(s.as_bytes()),
             start: 0,
+            uncompressed: false,
         }
     }
 
@@ -65,6 +69,7 @@ impl Text {
         Text {
             bytes: Bytes::from(bytes),
             start,
+            uncompressed: false,
         }
     }
 
@@ -72,6 +77,23 @@ impl Text {
     /// when it was built with one ([`Text::framed_message`]).
     pub fn ws_message_frame(&self) -> Option<&[u8]> {
         (self.start > 0).then_some(&self.bytes[..])
+    }
+
+    /// The same text, never to be sent compressed (Socket.IO's `compress(false)`).
+    pub fn without_compression(mut self) -> Text {
+        self.uncompressed = true;
+        self
+    }
+
+    /// May this text be sent compressed?
+    pub fn compressible(&self) -> bool {
+        !self.uncompressed
+    }
+
+    /// Do both share one allocation (clones of one text)? While one of
+    /// them lives, no other text can have its address.
+    pub fn same_bytes(&self, other: &Text) -> bool {
+        self.bytes.as_ptr() == other.bytes.as_ptr() && self.bytes.len() == other.bytes.len()
     }
 }
 
@@ -120,6 +142,7 @@ impl From<String> for Text {
         Text {
             bytes: Bytes::from(s.into_bytes()),
             start: 0,
+            uncompressed: false,
         }
     }
 }
@@ -129,6 +152,7 @@ impl From<&str> for Text {
         Text {
             bytes: Bytes::copy_from_slice(s.as_bytes()),
             start: 0,
+            uncompressed: false,
         }
     }
 }

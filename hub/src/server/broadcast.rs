@@ -128,6 +128,7 @@ impl BroadcastOperator {
             self.sender.as_deref(),
             event,
             &args,
+            self.compress,
             timeout,
             cluster,
         );
@@ -194,7 +195,8 @@ impl BroadcastOperator {
         self
     }
 
-    /// Per-message compression flag (carried; the transport does not compress yet).
+    /// Per-message compression flag: `false` sends the packet (its text and binary attachments)
+    /// uncompressed even on WebSockets that negotiated permessage-deflate.
     pub fn compress(mut self, compress: bool) -> BroadcastOperator {
         self.compress = Some(compress);
         self
@@ -216,7 +218,7 @@ impl BroadcastOperator {
         if is_reserved_event(event) {
             return Err(EmitError::Reserved(event.to_string()));
         }
-        let packet = outgoing::event(&self.nsp.name, event, &args, None);
+        let packet = outgoing::event(&self.nsp.name, event, &args, None).compress(self.compress);
         if let Some((cluster, target)) = self.cluster_target() {
             let flags = WireFlags {
                 volatile: self.target.volatile,

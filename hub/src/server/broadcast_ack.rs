@@ -86,6 +86,7 @@ pub(crate) fn start(
     exclude: Option<&SocketInner>,
     event: &str,
     args: &Args,
+    compress: Option<bool>,
     timeout: Duration,
     cluster: Option<(Arc<ClusterShared>, WireTarget)>,
 ) -> AckStart {
@@ -93,7 +94,7 @@ pub(crate) fn start(
     let (tx, events) = local_channel::new_unbounded();
     shard.broadcast_acks.borrow_mut().insert(request, tx);
     let id = next_ack_id();
-    let packet = outgoing::event(&nsp.name, event, args, Some(id));
+    let packet = outgoing::event(&nsp.name, event, args, Some(id)).compress(compress);
     let origin = shard.shard_id();
     let relay = Rc::new(AckRelay {
         origin,

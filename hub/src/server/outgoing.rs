@@ -17,6 +17,22 @@ pub(crate) struct Outgoing {
     pub attachments: Vec<Bytes>,
 }
 
+impl Outgoing {
+    /// Apply Socket.IO's `compress` flag: `Some(false)` sends the packet
+    /// uncompressed whatever the connection negotiated (the flag rides on
+    /// the text; a WebSocket writer sends the binary messages queued behind
+    /// such a text, its attachments, plain too).
+    pub fn compress(self, compress: Option<bool>) -> Outgoing {
+        match compress {
+            Some(false) => Outgoing {
+                text: self.text.without_compression(),
+                attachments: self.attachments,
+            },
+            _ => self,
+        }
+    }
+}
+
 thread_local! {
     /// Where packets are encoded before they are copied into an allocation
     /// of their exact size: no reallocation as the JSON grows.

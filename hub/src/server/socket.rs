@@ -445,7 +445,7 @@ impl SocketInner {
         if !self.connected.get() {
             return Err(EmitError::Disconnected);
         }
-        let packet = outgoing::event(&self.nsp.name, event, args, ack_id);
+        let packet = outgoing::event(&self.nsp.name, event, args, ack_id).compress(flags.compress);
         self.client.send(&packet, flags.volatile);
         Ok(())
     }
@@ -685,7 +685,8 @@ impl Socket {
         }
     }
 
-    /// Per-message compression flag (accepted and carried; the transport does not compress yet).
+    /// Per-message compression flag: `false` sends the packet (its text and binary attachments)
+    /// uncompressed even on a WebSocket that negotiated permessage-deflate.
     pub fn compress(&self, compress: bool) -> SocketEmitter {
         SocketEmitter {
             socket: self.clone(),

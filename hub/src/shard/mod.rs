@@ -7,6 +7,7 @@ mod buffers;
 mod conn;
 pub mod context;
 mod deferred;
+mod deflated;
 mod http_compression;
 pub(crate) mod memory;
 mod mesh;

@@ -14,7 +14,7 @@ use crate::engine::{HandshakeInfo, SessionEntry, SessionHost, Socket};
 use crate::engineio::jsonp::{unwrap_jsonp_post, wrap_jsonp, JSONP_CONTENT_TYPE};
 use crate::engineio::payload::{decode_payload, encode_payload};
 use crate::engineio::session::{CloseReason, GetOutcome, Session};
-use crate::engineio::{EngineQuery, ErrorCode, Packet, Sid, TransportKind};
+use crate::engineio::{Data, EngineQuery, ErrorCode, Packet, Sid, TransportKind};
 
 const TEXT: &str = "text/plain; charset=UTF-8";
 
@@ -277,7 +277,7 @@ fn encode(query: &EngineQuery, session: &RefCell<Session>, packets: &[Packet]) -
         let session = session.borrow();
         (session.version(), session.binary_payloads())
     };
-    let compressible = packets.iter().any(compressible);
+    let compressible = compressible(packets);
     match &query.jsonp {
         Some(j) => {
             let payload = encode_payload(version, packets, false);
@@ -301,19 +301,32 @@ fn encode(query: &EngineQuery, session: &RefCell<Session>, packets: &[Packet]) -
     }
 }
 
-/// Whether a packet lets the answer holding it be compressed, as engine.io
-/// decides: packets the engine sends with options (open, heartbeats,
-/// messages) are compressible unless sent with `compress: false`; those
-/// its transports write bare (the noop that ends a GET, the close packet)
-/// are not.
-///
-/// Messages carry no per-packet flag yet, so every message counts as
-/// compressible: the Socket.IO `compress(false)` flag is being carried down
-/// to the engine's outgoing packets for permessage-deflate (the `deflate`
-/// branch); once it is, the `Message` arm reads it.
-fn compressible(packet: &Packet) -> bool {
-    match packet {
-        Packet::Open(_) | Packet::Ping(_) | Packet::Pong(_) | Packet::Message(_) => true,
-        Packet::Close | Packet::Noop | Packet::Upgrade => false,
+/// Whether an answer holding `packets` may be compressed, as engine.io
+/// decides: when any packet in it was sent with options (open, heartbeats,
+/// messages) that did not say `compress: false`. The packets its
+/// transports write bare (the noop that ends a GET, the close packet) do
+/// not count. A text sent with Socket.IO's `compress(false)` carries the
+/// flag; the binary attachments queued right behind it belong to the same
+/// Socket.IO packet, so they follow it (in engine.io every engine packet of
+/// that Socket.IO packet has the option).
+fn compressible(packets: &[Packet]) -> bool {
+    let mut attachments_of_uncompressed = false;
+    for packet in packets {
+        match packet {
+            Packet::Message(Data::Text(text)) => {
+                if text.compressible() {
+                    return true;
+                }
+                attachments_of_uncompressed = true;
+            }
+            Packet::Message(Data::Binary(_)) => {
+                if !attachments_of_uncompressed {
+                    return true;
+                }
+            }
+            Packet::Open(_) | Packet::Ping(_) | Packet::Pong(_) => return true,
+            Packet::Close | Packet::Noop | Packet::Upgrade => {}
+        }
     }
+    false
 }

@@ -15,6 +15,7 @@ use glommio::net::TcpStream;
 use glommio::timer::Timer;
 
 use super::buffers::{self, Chunk};
+use super::deflated::Deflating;
 use super::mesh::Handoff;
 use super::per_ip::IpSlot;
 use super::polling::{open_session, EngineResponse};
@@ -43,6 +44,8 @@ struct WsConn {
     wbuf: Vec<u8>,
     decoder: Decoder,
     version: ProtocolVersion,
+    /// permessage-deflate, when negotiated.
+    deflate: Option<Deflating>,
 }
 
 enum Wake {
@@ -111,6 +114,13 @@ impl WsConn {
     /// generic drop of a `Packet` cost more than the rest of this.
     fn push_packet(&mut self, packet: Packet) {
         let version = self.version;
+        if let (Some(mut deflating), Packet::Message(data)) = (self.deflate, &packet) {
+            let compressed = deflating.push(data, version, self.out());
+            self.deflate = Some(deflating);
+            if compressed {
+                return;
+            }
+        }
         let out = self.out();
         // Messages go straight into the write buffer: no per-recipient allocation.
         match (packet, version) {
@@ -318,9 +328,18 @@ pub(crate) async fn serve(
     // Until the session's writer runs (it races the session), no write
     // waits longer than a heartbeat for a peer that reads nothing.
     let _ = stream.set_write_timeout(Some(shard.write_timeout()));
-    let accept = match handshake::accept(&request) {
-        Ok(accept) => accept,
+    let config = &shard.endpoints[endpoint].config;
+    let accepted = match handshake::accept(&request, config.deflate.is_some()) {
+        Ok(accepted) => accepted,
         Err(_) => return refuse(stream, ErrorCode::BadRequest).await,
+    };
+    let deflate = match (accepted.deflate, config.deflate) {
+        (Some(agreed), Some(deflate)) => Some(Deflating {
+            threshold: deflate.threshold,
+            window_bits: agreed.server_window_bits,
+            plain_binary: false,
+        }),
+        _ => None,
     };
     let existing = match &query.sid {
         Some(raw) => {
@@ -332,18 +351,23 @@ pub(crate) async fn serve(
         }
         None => None,
     };
-    if stream.write_all(&accept).await.is_err() {
+    if stream.write_all(&accepted.response).await.is_err() {
         return;
     }
     let max_payload = shard.endpoints[endpoint].config.session.max_payload as usize;
+    let decoder = match deflate {
+        Some(_) => Decoder::with_inflate(max_payload),
+        None => Decoder::new(max_payload),
+    };
     let mut conn = WsConn {
         stream,
         // Bytes the client sent right behind its request (rare), in an
         // allocation of their own size.
         inbox: BytesMut::from(&leftover[..]),
         wbuf: Vec::new(),
-        decoder: Decoder::new(max_payload),
+        decoder,
         version: query.version,
+        deflate,
     };
     let entry = match existing {
         Some(entry) => {

@@ -30,6 +30,9 @@ pub enum WsError {
     TooBig,
     #[error("invalid UTF-8 in WebSocket text")]
     InvalidUtf8,
+    /// A compressed message (permessage-deflate) that does not inflate.
+    #[error("invalid compressed WebSocket message")]
+    InvalidDeflate,
 }
 
 impl WsError {
@@ -38,7 +41,7 @@ impl WsError {
         match self {
             WsError::Protocol(_) => 1002,
             WsError::TooBig => 1009,
-            WsError::InvalidUtf8 => 1007,
+            WsError::InvalidUtf8 | WsError::InvalidDeflate => 1007,
         }
     }
 }
@@ -47,10 +50,22 @@ impl WsError {
 #[derive(Debug)]
 struct Partial {
     text: bool,
+    /// Sent compressed (RSV1 on its first frame): inflated once whole.
+    compressed: bool,
     data: Vec<u8>,
     /// For text: bytes known to be valid UTF-8 so far, so invalid text fails on the fragment that
     /// breaks it (RFC 6455 8.1 "fail fast") without re-scanning earlier fragments.
     utf8_checked: usize,
+}
+
+/// One whole frame from the client, validated.
+struct Frame {
+    fin: bool,
+    /// RSV1: the first frame of a compressed message.
+    compressed: bool,
+    opcode: OpCode,
+    /// Unmasked.
+    payload: Vec<u8>,
 }
 
 /// Incremental frame decoder. Holds only the reassembly state of a fragmented message; when no
@@ -60,6 +75,9 @@ struct Partial {
 #[derive(Debug)]
 pub struct Decoder {
     max_message_bytes: usize,
+    /// permessage-deflate was negotiated: a message's first frame may have
+    /// RSV1 set, and such a message is inflated (see [`super::deflate`]).
+    inflate: bool,
     /// Boxed: most connections never see a fragmented message, and this keeps the decoder small.
     partial: Option<Box<Partial>>,
 }
@@ -69,7 +87,17 @@ impl Decoder {
     pub fn new(max_message_bytes: usize) -> Self {
         Decoder {
             max_message_bytes,
+            inflate: false,
             partial: None,
+        }
+    }
+
+    /// A decoder for a connection that negotiated permessage-deflate: a
+    /// compressed message is inflated within the same `max_message_bytes`.
+    pub fn with_inflate(max_message_bytes: usize) -> Self {
+        Decoder {
+            inflate: true,
+            ..Decoder::new(max_message_bytes)
         }
     }
 
@@ -92,7 +120,13 @@ impl Decoder {
     /// frame is left in it for the caller to keep and offer again with the bytes that follow.
     pub fn decode_from(&mut self, input: &mut &[u8]) -> Result<Option<Message>, WsError> {
         loop {
-            let Some((fin, opcode, payload)) = self.next_frame(input)? else {
+            let Some(Frame {
+                fin,
+                compressed,
+                opcode,
+                payload,
+            }) = self.next_frame(input)?
+            else {
                 return Ok(None);
             };
             match opcode {
@@ -102,10 +136,11 @@ impl Decoder {
                 OpCode::Data(Data::Text) | OpCode::Data(Data::Binary) => {
                     let text = opcode == OpCode::Data(Data::Text);
                     if fin {
-                        return finish(text, payload).map(Some);
+                        return self.finish(text, compressed, payload).map(Some);
                     }
                     let mut p = Partial {
                         text,
+                        compressed,
                         data: payload,
                         utf8_checked: 0,
                     };
@@ -121,7 +156,7 @@ impl Decoder {
                     check_utf8_prefix(p)?;
                     if fin {
                         let p = self.partial.take().expect("checked above");
-                        return finish(p.text, p.data).map(Some);
+                        return self.finish(p.text, p.compressed, p.data).map(Some);
                     }
                 }
                 // Rejected by next_frame.
@@ -130,19 +165,22 @@ impl Decoder {
         }
     }
 
-    /// Validate and take the next whole frame: `(fin, opcode, unmasked payload)`.
-    fn next_frame(&self, buf: &mut &[u8]) -> Result<Option<(bool, OpCode, Vec<u8>)>, WsError> {
+    /// Validate and take the next whole frame.
+    fn next_frame(&self, buf: &mut &[u8]) -> Result<Option<Frame>, WsError> {
         // Checks on the first two bytes come first so a bad frame fails as early as possible.
         let Some(&b0) = buf.first() else {
             return Ok(None);
         };
         let fin = b0 & 0x80 != 0;
-        if b0 & 0x70 != 0 {
-            // No extension is negotiated, so RSV1-3 must be clear.
-            return Err(WsError::Protocol("reserved bits set"));
-        }
         let op = b0 & 0x0f;
         let is_control = op & 0x08 != 0;
+        let rsv1 = b0 & 0x40 != 0;
+        // RSV2 and RSV3 have no meaning here; RSV1 marks a compressed
+        // message (RFC 7692 6), set on its first frame only, never on a
+        // control frame, and only once permessage-deflate was negotiated.
+        if b0 & 0x30 != 0 || (rsv1 && (!self.inflate || is_control || op == 0)) {
+            return Err(WsError::Protocol("reserved bits set"));
+        }
         match op {
             0 if self.partial.is_none() => {
                 return Err(WsError::Protocol("continuation frame without a start"))
@@ -199,7 +237,25 @@ impl Decoder {
         let mut payload = buf[header_len..header_len + len].to_vec();
         unmask(&mut payload, mask);
         *buf = &buf[header_len + len..];
-        Ok(Some((fin, header.opcode, payload)))
+        Ok(Some(Frame {
+            fin,
+            compressed: rsv1,
+            opcode: header.opcode,
+            payload,
+        }))
+    }
+
+    /// Turn a whole data message into a [`Message`], inflating it first if
+    /// it came compressed, within the same size limit.
+    fn finish(&self, text: bool, compressed: bool, data: Vec<u8>) -> Result<Message, WsError> {
+        if !compressed {
+            return finish(text, data);
+        }
+        match super::deflate::inflate(&data, self.max_message_bytes) {
+            Ok(data) => finish(text, data),
+            Err(super::deflate::InflateError::TooBig) => Err(WsError::TooBig),
+            Err(super::deflate::InflateError::Invalid) => Err(WsError::InvalidDeflate),
+        }
     }
 
     /// A data frame of `len` bytes must fit in what is left of the message budget.
@@ -237,7 +293,7 @@ fn finish(text: bool, data: Vec<u8>) -> Result<Message, WsError> {
 
 /// For a fragmented text message, fail as soon as the bytes so far cannot be a UTF-8 prefix.
 fn check_utf8_prefix(p: &mut Partial) -> Result<(), WsError> {
-    if !p.text {
+    if !p.text || p.compressed {
         return Ok(());
     }
     match std::str::from_utf8(&p.data[p.utf8_checked..]) {
@@ -310,6 +366,31 @@ fn server_head(opcode: OpCode, len: usize, out: &mut Vec<u8>) {
         }
     }
 }
+
+/// Append the head of a final data frame compressed with permessage-deflate
+/// (RSV1 set), for `len` compressed payload bytes that follow it.
+pub fn server_deflated_head(text: bool, len: usize, out: &mut Vec<u8>) {
+    let opcode = if text {
+        OpCode::Data(Data::Text)
+    } else {
+        OpCode::Data(Data::Binary)
+    };
+    let at = out.len();
+    server_head(opcode, len, out);
+    out[at] |= RSV1;
+}
+
+/// The length of the head of a server frame of `len` payload bytes.
+pub fn server_head_len(len: usize) -> usize {
+    match len {
+        0..=125 => 2,
+        126..=0xFFFF => 4,
+        _ => 10,
+    }
+}
+
+/// The bit of a frame's first byte that marks a compressed message.
+const RSV1: u8 = 0x40;
 
 /// Append the head of a final text frame the server sends, for `len`
 /// payload bytes that follow it.
@@ -835,6 +916,102 @@ mod tests {
         assert_eq!(
             d.decode(&mut BytesMut::from(&raw[..])),
             Err(WsError::TooBig)
+        );
+    }
+
+    /// The compressed payload of `data` (RFC 7692 7.2.1: no context, tail removed).
+    fn compressed(data: &[u8]) -> Vec<u8> {
+        let mut frame = Vec::new();
+        assert!(super::super::deflate::deflate_frame(
+            false,
+            &[data],
+            15,
+            &mut frame
+        ));
+        frame[server_head_len(frame.len() - 2)..].to_vec()
+    }
+
+    fn decode_inflating(raw: &[u8], max: usize) -> Result<Vec<Message>, WsError> {
+        let mut d = Decoder::with_inflate(max);
+        let mut buf = BytesMut::from(raw);
+        let mut out = Vec::new();
+        while let Some(m) = d.decode(&mut buf)? {
+            out.push(m);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn compressed_messages_are_inflated() {
+        let body = "4".to_string() + &"hello deflate ".repeat(200);
+        let z = compressed(body.as_bytes());
+        assert!(z.len() < body.len() / 4);
+        // Whole, then fragmented (RSV1 on the first frame only), text then binary,
+        // with a plain message and a ping between.
+        let mut raw = masked(0xc1, &z);
+        raw.extend(masked(0x41, &z[..10]));
+        raw.extend(masked(0x89, b"p"));
+        raw.extend(masked(0x00, &z[10..20]));
+        raw.extend(masked(0x80, &z[20..]));
+        raw.extend(masked(0x81, b"4plain"));
+        raw.extend(masked(0xc2, &compressed(&[9u8; 3000])));
+        assert_eq!(
+            decode_inflating(&raw, MAX),
+            Ok(vec![
+                text(&body),
+                Message::Ping(Bytes::from_static(b"p")),
+                text(&body),
+                text("4plain"),
+                Message::Binary(vec![9u8; 3000].into()),
+            ])
+        );
+    }
+
+    #[test]
+    fn rsv1_misuse_is_a_protocol_error() {
+        let p = Err(WsError::Protocol("reserved bits set"));
+        let z = compressed(b"abcabcabcabc");
+        // Not negotiated.
+        assert_eq!(decode_all(&masked(0xc1, &z), MAX), p.clone());
+        // On a control frame.
+        assert_eq!(decode_inflating(&masked(0xc9, b""), MAX), p.clone());
+        assert_eq!(decode_inflating(&masked(0xc8, &[3, 232]), MAX), p.clone());
+        // On a continuation frame.
+        let mut raw = masked(0x41, &z[..4]);
+        raw.extend(masked(0xc0, &z[4..]));
+        assert_eq!(decode_inflating(&raw, MAX), p.clone());
+        // RSV2, RSV3 stay reserved.
+        assert_eq!(decode_inflating(&masked(0xa1, b"x"), MAX), p.clone());
+        assert_eq!(decode_inflating(&masked(0x91, b"x"), MAX), p);
+    }
+
+    #[test]
+    fn inflating_is_bounded_by_the_message_limit() {
+        // 1 MB of zeros in about 1 KB: refused as too big (1009) at 100 KB.
+        let z = compressed(&vec![0u8; 1 << 20]);
+        assert!(z.len() < 2048, "{}", z.len());
+        let err = decode_inflating(&masked(0xc2, &z), 100_000);
+        assert_eq!(err, Err(WsError::TooBig));
+        assert_eq!(WsError::TooBig.close_code(), 1009);
+        // Fragmented the same.
+        let mut raw = masked(0x42, &z[..100]);
+        raw.extend(masked(0x80, &z[100..]));
+        assert_eq!(decode_inflating(&raw, 100_000), Err(WsError::TooBig));
+        // Within the limit, fine.
+        let got = decode_inflating(&masked(0xc2, &z), 1 << 20).unwrap();
+        assert_eq!(got, vec![Message::Binary(vec![0u8; 1 << 20].into())]);
+    }
+
+    #[test]
+    fn bad_compressed_data_and_bad_inflated_text() {
+        assert_eq!(
+            decode_inflating(&masked(0xc1, &[0xff, 0xff, 0xff]), MAX),
+            Err(WsError::InvalidDeflate)
+        );
+        assert_eq!(WsError::InvalidDeflate.close_code(), 1007);
+        assert_eq!(
+            decode_inflating(&masked(0xc1, &compressed(&[0xff; 200])), MAX),
+            Err(WsError::InvalidUtf8)
         );
     }
 

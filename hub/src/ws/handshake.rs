@@ -3,6 +3,7 @@
 //! Checks and answers mirror the Node `ws` server that engine.io uses, so clients see the same
 //! 101 bytes and the same rejection reasons.
 
+use super::deflate::{self, Negotiated};
 use crate::http::request::{Method, Request};
 use crate::http::response::Response;
 
@@ -40,13 +41,23 @@ impl WsHandshakeError {
     }
 }
 
+/// An accepted upgrade: the 101 answer to write, and the compression agreed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// The `101 Switching Protocols` answer.
+    pub response: Vec<u8>,
+    /// permessage-deflate as agreed, if it was offered, acceptable and allowed.
+    pub deflate: Option<Negotiated>,
+}
+
 /// Validate a WebSocket upgrade request and build the `101 Switching Protocols` answer.
 ///
 /// Requires GET, HTTP/1.1, `Upgrade: websocket`, `Connection` listing `upgrade`,
 /// `Sec-WebSocket-Version: 13` and a `Sec-WebSocket-Key` of 16 base64-encoded bytes.
-/// Extension offers (`permessage-deflate`) and subprotocols are ignored on purpose: frames are
-/// encoded once and shared by many sockets, which per-connection compression would defeat.
-pub fn accept(req: &Request) -> Result<Vec<u8>, WsHandshakeError> {
+/// With `allow_deflate`, the first acceptable `permessage-deflate` offer is agreed
+/// ([`deflate::negotiate`]: always without context takeover either way, so a compressed
+/// frame is shared by every recipient as a plain one is). Subprotocols are ignored.
+pub fn accept(req: &Request, allow_deflate: bool) -> Result<Accepted, WsHandshakeError> {
     if req.method != Method::Get {
         return Err(WsHandshakeError::Method);
     }
@@ -69,13 +80,25 @@ pub fn accept(req: &Request) -> Result<Vec<u8>, WsHandshakeError> {
         _ => return Err(WsHandshakeError::Key),
     };
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
-    let mut out = Vec::with_capacity(129);
+    let deflate = if allow_deflate {
+        deflate::negotiate(req.header_values("sec-websocket-extensions"))
+    } else {
+        None
+    };
+    let mut out = Vec::with_capacity(256);
     out.extend_from_slice(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ",
     );
     out.extend_from_slice(accept.as_bytes());
-    out.extend_from_slice(b"\r\n\r\n");
-    Ok(out)
+    out.extend_from_slice(b"\r\n");
+    if let Some(agreed) = &deflate {
+        agreed.write_header(&mut out);
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok(Accepted {
+        response: out,
+        deflate,
+    })
 }
 
 /// A key must be the base64 of 16 bytes: 22 alphabet characters then `==` (the same test as
@@ -119,17 +142,40 @@ mod tests {
 
     #[test]
     fn rfc6455_sample_key() {
-        let out = accept(&req(GOOD)).unwrap();
-        // No Sec-WebSocket-Extensions: permessage-deflate is never negotiated.
-        assert_eq!(String::from_utf8(out).unwrap(), ACCEPTED);
+        let out = accept(&req(GOOD), false).unwrap();
+        // Deflate not allowed: no Sec-WebSocket-Extensions, whatever is offered.
+        assert_eq!(String::from_utf8(out.response).unwrap(), ACCEPTED);
+        assert_eq!(out.deflate, None);
+    }
+
+    #[test]
+    fn deflate_offer_answered() {
+        let out = accept(&req(GOOD), true).unwrap();
+        assert_eq!(
+            String::from_utf8(out.response).unwrap(),
+            ACCEPTED.replace(
+                "\r\n\r\n",
+                "\r\nSec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; \
+                 client_no_context_takeover\r\n\r\n"
+            )
+        );
+        assert_eq!(out.deflate, Some(Negotiated::DEFAULT));
+        // No offer: nothing agreed, the plain answer.
+        let r = with(
+            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n",
+            "",
+        );
+        let out = accept(&r, true).unwrap();
+        assert_eq!(out.response, ACCEPTED.as_bytes());
+        assert_eq!(out.deflate, None);
     }
 
     #[test]
     fn lenient_token_matching() {
         let r = with("Upgrade: websocket", "Upgrade: WebSocket");
-        assert_eq!(accept(&r).unwrap(), ACCEPTED.as_bytes());
+        assert_eq!(accept(&r, false).unwrap().response, ACCEPTED.as_bytes());
         let r = with("Connection: Upgrade", "Connection: keep-alive, upgrade");
-        assert_eq!(accept(&r).unwrap(), ACCEPTED.as_bytes());
+        assert_eq!(accept(&r, false).unwrap().response, ACCEPTED.as_bytes());
     }
 
     #[test]
@@ -187,7 +233,7 @@ mod tests {
             ),
         ];
         for (r, want) in cases {
-            assert_eq!(accept(&r), Err(want), "{want:?}");
+            assert_eq!(accept(&r, true), Err(want), "{want:?}");
         }
     }
 

@@ -26,6 +26,8 @@ pub struct Spec {
     pub nsp: Vec<u8>,
     /// The CONNECT packet, auth included.
     pub connect: Vec<u8>,
+    /// WebSocket clients offer permessage-deflate.
+    pub deflate: bool,
 }
 
 /// Packets waiting to be written, already framed for the transport.

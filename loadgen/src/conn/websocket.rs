@@ -21,6 +21,12 @@ pub struct WsConn {
     end: usize,
     /// A text message arriving in fragments.
     fragments: Vec<u8>,
+    /// The server agreed permessage-deflate.
+    inflate: bool,
+    /// The message being reassembled came compressed.
+    fragments_compressed: bool,
+    /// Where a compressed message is inflated (kept: its room is reused).
+    inflated: Vec<u8>,
     /// Send a close frame when dropped.
     close_on_drop: bool,
 }
@@ -32,7 +38,7 @@ impl WsConn {
             use base64::Engine;
             base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>())
         };
-        let request = upgrade_request(&spec.host, &spec.path, &key);
+        let request = upgrade_request(&spec.host, &spec.path, &key, spec.deflate);
         stream
             .write_all(&request)
             .await
@@ -43,6 +49,9 @@ impl WsConn {
             start: 0,
             end: 0,
             fragments: Vec::new(),
+            inflate: false,
+            fragments_compressed: false,
+            inflated: Vec::new(),
             close_on_drop: true,
         };
         loop {
@@ -59,6 +68,7 @@ impl WsConn {
                     return Err(Cause::BadHandshake);
                 }
                 conn.start = head.len;
+                conn.inflate = head.deflate;
                 return Ok(conn);
             }
             if conn.end == conn.rbuf.len() {
@@ -112,12 +122,31 @@ impl WsConn {
             };
             handed = true;
             let payload = &buf[frame.payload.clone()];
+            if frame.rsv1 && !self.inflate {
+                return Err(Cause::Protocol);
+            }
             match frame.opcode {
+                Opcode::Text if frame.fin && self.fragments.is_empty() && frame.rsv1 => {
+                    if !ws::inflate(payload, &mut self.inflated) {
+                        return Err(Cause::Protocol);
+                    }
+                    on(&self.inflated, out);
+                }
                 Opcode::Text if frame.fin && self.fragments.is_empty() => on(payload, out),
                 Opcode::Text | Opcode::Continuation => {
+                    if frame.opcode == Opcode::Text {
+                        self.fragments_compressed = frame.rsv1;
+                    }
                     self.fragments.extend_from_slice(payload);
                     if frame.fin {
-                        on(&self.fragments, out);
+                        if self.fragments_compressed {
+                            if !ws::inflate(&self.fragments, &mut self.inflated) {
+                                return Err(Cause::Protocol);
+                            }
+                            on(&self.inflated, out);
+                        } else {
+                            on(&self.fragments, out);
+                        }
                         self.fragments.clear();
                     }
                 }

@@ -51,7 +51,14 @@ pub async fn run(
                         buf.extend_from_slice(b"[\"publish\",{\"to\":\"room-");
                         packet::push_decimal(room as u64, buf);
                         buf.extend_from_slice(b"\",\"event\":\"m\",\"data\":\"");
-                        packet::stamp(p, seq, at, args.payload_bytes, buf);
+                        packet::stamp_padded(
+                            p,
+                            seq,
+                            at,
+                            args.payload_bytes,
+                            args.json_padding,
+                            buf,
+                        );
                         buf.extend_from_slice(b"\"}]");
                         bump(
                             &counters.expected,
@@ -60,7 +67,14 @@ pub async fn run(
                     }
                     _ => {
                         buf.extend_from_slice(b"[\"echo\",\"");
-                        packet::stamp(me, seq, at, args.payload_bytes, buf);
+                        packet::stamp_padded(
+                            me,
+                            seq,
+                            at,
+                            args.payload_bytes,
+                            args.json_padding,
+                            buf,
+                        );
                         buf.extend_from_slice(b"\"]");
                     }
                 }

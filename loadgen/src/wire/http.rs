@@ -3,12 +3,19 @@
 
 use std::fmt::Write;
 
-/// `GET <path>?EIO=4&transport=websocket` with the upgrade headers.
-pub fn upgrade_request(host: &str, path: &str, key: &str) -> Vec<u8> {
+/// `GET <path>?EIO=4&transport=websocket` with the upgrade headers; with
+/// `deflate`, an offer of permessage-deflate whose server side keeps no
+/// context, so that each message inflates alone.
+pub fn upgrade_request(host: &str, path: &str, key: &str, deflate: bool) -> Vec<u8> {
+    let offer = if deflate {
+        "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; client_max_window_bits\r\n"
+    } else {
+        ""
+    };
     format!(
         "GET {path}?EIO=4&transport=websocket HTTP/1.1\r\nHost: {host}\r\n\
          Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n\
-         Sec-WebSocket-Version: 13\r\n\r\n"
+         Sec-WebSocket-Version: 13\r\n{offer}\r\n"
     )
     .into_bytes()
 }
@@ -45,6 +52,8 @@ pub struct ResponseHead {
     pub len: usize,
     pub content_length: Option<usize>,
     pub accept: Option<String>,
+    /// The server agreed permessage-deflate.
+    pub deflate: bool,
     /// The server will close the connection after this response.
     pub close: bool,
 }
@@ -71,6 +80,7 @@ pub fn parse_response(buf: &[u8]) -> Result<Option<ResponseHead>, HttpError> {
         len,
         content_length: None,
         accept: None,
+        deflate: false,
         close: response.version == Some(0),
     };
     for header in response.headers.iter() {
@@ -89,6 +99,8 @@ pub fn parse_response(buf: &[u8]) -> Result<Option<ResponseHead>, HttpError> {
             return Err(HttpError::Chunked);
         } else if header.name.eq_ignore_ascii_case("sec-websocket-accept") {
             head.accept = Some(value.to_string());
+        } else if header.name.eq_ignore_ascii_case("sec-websocket-extensions") {
+            head.deflate |= value.starts_with("permessage-deflate");
         } else if header.name.eq_ignore_ascii_case("connection") {
             head.close = value.eq_ignore_ascii_case("close");
         }
@@ -115,9 +127,14 @@ mod tests {
 
     #[test]
     fn builds_requests() {
-        let req = String::from_utf8(upgrade_request("h:1", "/socket.io/", "k")).unwrap();
+        let req = String::from_utf8(upgrade_request("h:1", "/socket.io/", "k", false)).unwrap();
         assert!(req.starts_with("GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"));
         assert!(req.contains("Sec-WebSocket-Key: k\r\n"));
+        assert!(!req.contains("Extensions"));
+        let req = String::from_utf8(upgrade_request("h:1", "/socket.io/", "k", true)).unwrap();
+        assert!(req
+            .contains("Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover"));
+        assert!(req.ends_with("\r\n\r\n"));
         let post = polling_request("h", "/s/", Some("abc"), Some(b"40"));
         let post = String::from_utf8(post).unwrap();
         assert!(post.starts_with("POST /s/?EIO=4&transport=polling&sid=abc HTTP/1.1\r\n"));

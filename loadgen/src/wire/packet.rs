@@ -136,6 +136,14 @@ pub fn parse_open(json: &[u8]) -> Option<Open> {
 /// padded with `x` to the payload size, so a receiver reads three numbers
 /// and no JSON.
 pub fn stamp(sender: u32, seq: u64, nanos: u64, size: usize, out: &mut Vec<u8>) {
+    stamp_padded(sender, seq, nanos, size, false, out);
+}
+
+/// [`stamp`], padded with JSON-like records when `json` (no quote or
+/// backslash, so the stamp stays one JSON string): `{id:N,name:userN,score:N},`
+/// with numbers drawn from the sequence number, about as compressible as a
+/// real JSON payload.
+pub fn stamp_padded(sender: u32, seq: u64, nanos: u64, size: usize, json: bool, out: &mut Vec<u8>) {
     let start = out.len();
     push_decimal(sender as u64, out);
     out.push(b':');
@@ -143,8 +151,26 @@ pub fn stamp(sender: u32, seq: u64, nanos: u64, size: usize, out: &mut Vec<u8>) 
     out.push(b':');
     push_decimal(nanos, out);
     out.push(b':');
-    let used = out.len() - start;
-    out.resize(start + size.max(used), b'x');
+    let end = start + size.max(out.len() - start);
+    if json {
+        let mut x = seq
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        while out.len() < end {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            out.extend_from_slice(b"{id:");
+            push_decimal((x >> 40) % 100_000, out);
+            out.extend_from_slice(b",name:user");
+            push_decimal((x >> 20) % 1000, out);
+            out.extend_from_slice(b",score:");
+            push_decimal(x % 10_000, out);
+            out.extend_from_slice(b"},");
+        }
+        out.truncate(end);
+    }
+    out.resize(end, b'x');
 }
 
 /// A stamp read back: sender, sequence number, send time.
@@ -257,6 +283,19 @@ mod tests {
     fn stamps_round_trip_at_the_requested_size() {
         let mut out = Vec::new();
         stamp(7, 42, 123456789, 100, &mut out);
+        let mut json = Vec::new();
+        stamp_padded(7, 42, 123456789, 100, true, &mut json);
+        assert_eq!(json.len(), 100);
+        assert!(json.starts_with(b"7:42:123456789:{id:"));
+        assert!(!json.contains(&b'"') && !json.contains(&b'\\'));
+        assert_eq!(
+            read_stamp(&json),
+            Some(Stamp {
+                sender: 7,
+                seq: 42,
+                nanos: 123456789
+            })
+        );
         assert_eq!(out.len(), 100);
         let stamp = read_stamp(&out).unwrap();
         assert_eq!(

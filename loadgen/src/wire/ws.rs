@@ -15,6 +15,8 @@ pub enum Opcode {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Frame {
     pub fin: bool,
+    /// RSV1: a message compressed with permessage-deflate (on its first frame).
+    pub rsv1: bool,
     pub opcode: Opcode,
     /// Where the payload lies in the buffer.
     pub payload: std::ops::Range<usize>,
@@ -39,6 +41,7 @@ pub fn decode(buf: &[u8]) -> Result<Option<Frame>, FrameError> {
         return Ok(None);
     }
     let fin = buf[0] & 0x80 != 0;
+    let rsv1 = buf[0] & 0x40 != 0;
     let opcode = match buf[0] & 0x0f {
         0 => Opcode::Continuation,
         1 => Opcode::Text,
@@ -66,6 +69,7 @@ pub fn decode(buf: &[u8]) -> Result<Option<Frame>, FrameError> {
     }
     Ok(Some(Frame {
         fin,
+        rsv1,
         opcode,
         payload: header..end,
     }))
@@ -88,6 +92,43 @@ pub fn encode(opcode: u8, payload: &[u8], out: &mut Vec<u8>) {
     }
     out.extend_from_slice(&[0, 0, 0, 0]);
     out.extend_from_slice(payload);
+}
+
+/// Inflate one message compressed with permessage-deflate whose sender kept
+/// no context (what loadgen offers), into `out`; false if it does not inflate.
+pub fn inflate(compressed: &[u8], out: &mut Vec<u8>) -> bool {
+    use flate2::{Decompress, FlushDecompress, Status};
+    thread_local! {
+        static INFLATER: std::cell::RefCell<Decompress> =
+            std::cell::RefCell::new(Decompress::new(false));
+    }
+    INFLATER.with(|inflater| {
+        let mut inflater = inflater.borrow_mut();
+        inflater.reset(false);
+        out.clear();
+        for part in [compressed, &[0, 0, 0xff, 0xff][..]] {
+            let mut used = 0;
+            loop {
+                if out.capacity() - out.len() < 1024 {
+                    out.reserve(out.capacity().max(4096));
+                }
+                let before = inflater.total_in();
+                match inflater.decompress_vec(&part[used..], out, FlushDecompress::Sync) {
+                    Ok(Status::StreamEnd) => return true,
+                    Ok(_) => {}
+                    Err(_) => return false,
+                }
+                used += (inflater.total_in() - before) as usize;
+                if used == part.len() && out.len() < out.capacity() {
+                    break;
+                }
+                if out.len() as u64 > MAX_FRAME {
+                    return false;
+                }
+            }
+        }
+        true
+    })
 }
 
 pub const TEXT: u8 = 1;
@@ -117,6 +158,27 @@ mod tests {
     }
 
     #[test]
+    fn inflates_compressed_messages() {
+        use flate2::{Compress, Compression, FlushCompress};
+        let text =
+            b"42[\"m\",\"{id:1,name:user1},{id:2,name:user2},{id:3,name:user3}\"]".repeat(50);
+        let mut z = Vec::with_capacity(text.len() + 64);
+        Compress::new(Compression::default(), false)
+            .compress_vec(&text, &mut z, FlushCompress::Sync)
+            .unwrap();
+        assert!(z.ends_with(&[0, 0, 0xff, 0xff]));
+        z.truncate(z.len() - 4);
+        let mut out = Vec::new();
+        for _ in 0..2 {
+            assert!(inflate(&z, &mut out));
+            assert_eq!(out, text);
+        }
+        assert!(!inflate(&[0xff, 0xff, 0xff], &mut out));
+        let frame = decode(&[0xc1, 1, 0]).unwrap().unwrap();
+        assert!(frame.rsv1 && frame.fin);
+    }
+
+    #[test]
     fn decodes_server_frames() {
         assert_eq!(decode(&[0x81]).unwrap(), None);
         let frame = decode(&[0x81, 2, b'4', b'2', 0xff]).unwrap().unwrap();
@@ -124,6 +186,7 @@ mod tests {
             frame,
             Frame {
                 fin: true,
+                rsv1: false,
                 opcode: Opcode::Text,
                 payload: 2..4
             }

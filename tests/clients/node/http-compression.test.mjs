@@ -23,12 +23,14 @@ import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 
 import { Fetch } from "engine.io-client";
+import { io as ioV4 } from "socket.io-client";
 
 import {
   assertBinary,
   assertText,
   closeClient,
   openClient,
+  withTimeout,
   patternBytes,
   startCountingProxy,
   startServer,
@@ -49,6 +51,11 @@ function jsonText(n, tag) {
   }
   return JSON.stringify(items);
 }
+
+// reference-server.mjs has no Socket.IO part, so no `message-uncompressed`.
+const REFERENCE_SERVER =
+  (process.env.HUB_CONFORMANCE_CMD ?? "").includes("reference-server") &&
+  "reference-server.mjs has no Socket.IO part (no compress(false) echo)";
 
 const cleanup = [];
 after(async () => {
@@ -140,3 +147,41 @@ for (const shards of [1, 2]) {
     });
   });
 }
+
+describe("socket.io-client 4.8, polling only: compress(false)", () => {
+  for (const shards of [1, 2]) {
+    test(`an answer holding only compress(false) packets goes plain, --shards ${shards}`, { ...T, skip: REFERENCE_SERVER }, async () => {
+      const { proxy } = await serverAndProxy(startServer, shards);
+      const socket = ioV4(proxy.url, { transports: [Fetch], forceNew: true, reconnection: false });
+      try {
+        await withTimeout(
+          new Promise((resolve, reject) => socket.once("connect", resolve).once("connect_error", reject)),
+          10_000,
+          "connect",
+        );
+        const echo = (event, ...args) =>
+          withTimeout(
+            new Promise((resolve) => {
+              socket.once("message-back", (...got) => resolve(got));
+              socket.emit(event, ...args);
+            }),
+            10_000,
+            `${event} echo`,
+          );
+        const text = jsonText(20_000, "plain");
+        const bin = patternBytes(20_000, 3).map((b) => b & 7);
+        // The conformance server answers `message-uncompressed` with compress(false):
+        // the text and its attachment go plain although the client asks for gzip.
+        assert.deepEqual(await echo("message-uncompressed", text), [text]);
+        const [back] = await echo("message-uncompressed", bin);
+        assert.deepEqual(Buffer.from(back), Buffer.from(bin));
+        assert.deepEqual(proxy.stats.coded, { gzip: 0, deflate: 0 }, "nothing coded for compress(false)");
+        // The same echo with the default flag is coded.
+        assert.deepEqual(await echo("message", text), [text]);
+        assert.ok(proxy.stats.coded.gzip >= 1, JSON.stringify(proxy.stats));
+      } finally {
+        socket.disconnect();
+      }
+    });
+  }
+});

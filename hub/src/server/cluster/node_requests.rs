@@ -203,7 +203,17 @@ pub(super) fn handle(link: &Rc<Link>, sio: &Rc<SioShard>, nsp_name: &str, reques
                 except: target.except,
                 volatile: flags.volatile,
             };
-            let start = broadcast_ack::start(sio, &nsp, target, None, &name, &args, timeout, None);
+            let start = broadcast_ack::start(
+                sio,
+                &nsp,
+                target,
+                None,
+                &name,
+                &args,
+                flags.compress,
+                timeout,
+                None,
+            );
             let forget = broadcast_ack::Forget {
                 shard: sio.clone(),
                 request: start.request,

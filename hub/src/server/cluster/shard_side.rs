@@ -208,7 +208,7 @@ impl SioShard {
             return;
         };
         let args = Args::from_parts(data, event.attachments);
-        let packet = outgoing::event(&nsp.name, &name, &args, None);
+        let packet = outgoing::event(&nsp.name, &name, &args, None).compress(flags.compress);
         let target = Target {
             rooms: target.rooms,
             except: target.except,
