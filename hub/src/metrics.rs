@@ -25,6 +25,18 @@ pub struct LimitLabel {
     pub limit: &'static str,
 }
 
+/// A shard and why a connection-state recovery failed
+/// (`hub_recoveries_failed_total`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RecoveryFailLabel {
+    pub shard: String,
+    /// `unknown`, `expired`, `offset`, `buffer` or `timeout`.
+    pub cause: &'static str,
+}
+
+/// The causes `hub_recoveries_failed_total` counts.
+const RECOVERY_FAIL_CAUSES: [&str; 5] = ["unknown", "expired", "offset", "buffer", "timeout"];
+
 /// Every metric of the process, by shard.
 pub struct Metrics {
     registry: Registry,
@@ -47,6 +59,11 @@ pub struct Metrics {
     accept_errors: Family<ShardLabel, Counter>,
     namespaces: Family<ShardLabel, Gauge>,
     outgoing_buffered_bytes: Family<ShardLabel, Gauge>,
+    recoveries_attempted: Family<ShardLabel, Counter>,
+    recoveries_succeeded: Family<ShardLabel, Counter>,
+    recoveries_failed: Family<RecoveryFailLabel, Counter>,
+    recovery_bytes: Family<ShardLabel, Gauge>,
+    recovery_sessions: Family<ShardLabel, Gauge>,
 }
 
 /// One shard's handles.
@@ -85,6 +102,27 @@ pub struct ShardMetrics {
     /// not yet written): raised once per send batch, lowered once per write
     /// or GET, never per packet (see `engine::SessionEntry`).
     pub outgoing_buffered_bytes: Gauge,
+    /// Connection-state recoveries asked for (a CONNECT with a private id
+    /// and an offset), on the shard the client reconnected to.
+    pub recoveries_attempted: Counter,
+    pub recoveries_succeeded: Counter,
+    /// Failed recoveries, by cause (in `RECOVERY_FAIL_CAUSES` order).
+    recoveries_failed: Vec<Counter>,
+    /// Bytes of packets kept for recovery.
+    pub recovery_bytes: Gauge,
+    /// Sessions kept for recovery.
+    pub recovery_sessions: Gauge,
+}
+
+impl ShardMetrics {
+    /// The failed-recoveries counter of `cause` (one of `RECOVERY_FAIL_CAUSES`).
+    pub fn recovery_failed(&self, cause: &str) -> &Counter {
+        let index = RECOVERY_FAIL_CAUSES
+            .iter()
+            .position(|c| *c == cause)
+            .unwrap_or(0);
+        &self.recoveries_failed[index]
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -141,6 +179,14 @@ impl Metrics {
             "accept_errors",
             "Failed accepts (out of descriptors, say); the listener backs off",
         );
+        let recoveries_attempted = family(
+            "recoveries_attempted",
+            "Connection-state recoveries asked for (CONNECT with a private id and an offset)",
+        );
+        let recoveries_succeeded = family(
+            "recoveries_succeeded",
+            "Connection-state recoveries that gave the socket back",
+        );
         let mut gauge = |name: &str, help: &str| {
             let f = Family::<ShardLabel, Gauge>::default();
             registry.register(name, help, f.clone());
@@ -159,6 +205,20 @@ impl Metrics {
         let outgoing_buffered_bytes = gauge(
             "outgoing_buffered_bytes",
             "Bytes of messages held for clients: queued, or being written",
+        );
+        let recovery_bytes = gauge(
+            "recovery_bytes",
+            "Bytes of packets kept for connection-state recovery",
+        );
+        let recovery_sessions = gauge(
+            "recovery_sessions",
+            "Sessions kept for connection-state recovery",
+        );
+        let recoveries_failed = Family::<RecoveryFailLabel, Counter>::default();
+        registry.register(
+            "recoveries_failed",
+            "Connection-state recoveries that gave a fresh session (label cause: unknown, expired, offset, buffer, timeout)",
+            recoveries_failed.clone(),
         );
         let limit_refusals = Family::<LimitLabel, Counter>::default();
         registry.register(
@@ -187,6 +247,11 @@ impl Metrics {
             accept_errors,
             namespaces,
             outgoing_buffered_bytes,
+            recoveries_attempted,
+            recoveries_succeeded,
+            recoveries_failed,
+            recovery_bytes,
+            recovery_sessions,
         }
     }
 
@@ -217,6 +282,20 @@ impl Metrics {
             accept_errors: self.accept_errors.get_or_create(&label).clone(),
             namespaces: self.namespaces.get_or_create(&label).clone(),
             outgoing_buffered_bytes: self.outgoing_buffered_bytes.get_or_create(&label).clone(),
+            recoveries_attempted: self.recoveries_attempted.get_or_create(&label).clone(),
+            recoveries_succeeded: self.recoveries_succeeded.get_or_create(&label).clone(),
+            recoveries_failed: RECOVERY_FAIL_CAUSES
+                .iter()
+                .map(|cause| {
+                    let label = RecoveryFailLabel {
+                        shard: shard.to_string(),
+                        cause,
+                    };
+                    self.recoveries_failed.get_or_create(&label).clone()
+                })
+                .collect(),
+            recovery_bytes: self.recovery_bytes.get_or_create(&label).clone(),
+            recovery_sessions: self.recovery_sessions.get_or_create(&label).clone(),
         }
     }
 
