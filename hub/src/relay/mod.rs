@@ -269,6 +269,15 @@ fn on_connection(socket: &Socket) {
         answer(ack, result);
     });
     socket.on("refresh", on_refresh);
+    socket.on("session", |socket, _, ack| {
+        if let Some(ack) = ack {
+            ack.send(Args::new().arg(json!({
+                "id": socket.id(),
+                "recovered": socket.recovered(),
+                "rooms": socket.rooms(),
+            })));
+        }
+    });
     socket.on("echo", |_, args, ack| {
         if let Some(ack) = ack {
             ack.send(args);

@@ -312,6 +312,13 @@ fn bytes_held(change: isize) {
 
 /// A recovery attempt and how it ended, counted.
 pub(crate) fn count_attempt(outcome: Result<(), FailCause>) {
+    match outcome {
+        Ok(()) => tracing::debug!("connection state recovered"),
+        Err(cause) => tracing::debug!(
+            cause = cause.as_str(),
+            "connection state not recovered: a fresh session"
+        ),
+    }
     crate::metrics::with(|m| {
         m.recoveries_attempted.inc();
         match outcome {
