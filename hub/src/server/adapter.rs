@@ -5,6 +5,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ahash::AHashMap;
@@ -56,8 +57,10 @@ pub(crate) enum ClusterBody {
         offset: Option<Offset>,
         /// The shard that emitted it (the sender, if excluded, is on it).
         origin: usize,
-        /// The sender's id, when it is excluded (recorded in the logs).
-        sender: Option<String>,
+        /// With an offset: its target as the logs keep it (the sender's
+        /// id among the except rooms when it is excluded), built once and
+        /// shared by every shard's log.
+        logged: Option<Arc<LoggedTarget>>,
     },
     /// Restore session `pid` of this namespace for a client of shard
     /// `origin` that read up to `offset` (connection-state recovery).
@@ -451,23 +454,14 @@ impl ShardAdapter {
     fn log(
         &self,
         nsp: &str,
-        target: &Target,
-        sender: Option<&str>,
+        logged: Option<&Arc<LoggedTarget>>,
         offset: Option<Offset>,
         packet: &Outgoing,
     ) {
-        let (Some(recovery), Some(offset)) = (&self.recovery, offset) else {
+        let (Some(recovery), Some(offset), Some(logged)) = (&self.recovery, offset, logged) else {
             return;
         };
-        let mut except = target.except.clone();
-        if let Some(sender) = sender {
-            except.push(sender.to_string());
-        }
-        let logged = LoggedTarget {
-            rooms: target.rooms.clone(),
-            except,
-        };
-        recovery.log(nsp, offset, logged, packet.clone());
+        recovery.log(nsp, offset, logged.clone(), packet.clone());
     }
 
     fn post(&self, shard: usize, nsp: &str, body: ClusterBody) {
@@ -489,9 +483,9 @@ impl ShardAdapter {
                 packet,
                 offset,
                 origin,
-                sender,
+                logged,
             } => {
-                self.log(&msg.nsp, &target, sender.as_deref(), offset, &packet);
+                self.log(&msg.nsp, logged.as_ref(), offset, &packet);
                 if let Some(nsp) = nsp {
                     self.broadcast_each(nsp, &target, None, &packet, |_| {});
                 }
@@ -500,7 +494,7 @@ impl ShardAdapter {
                     packet: packet.clone(),
                     offset,
                     origin,
-                    sender: sender.clone(),
+                    logged: logged.clone(),
                 });
                 Vec::new()
             }
@@ -680,9 +674,18 @@ impl Adapter for ShardAdapter {
         packet: Outgoing,
         offset: Option<Offset>,
     ) {
-        // Only a kept packet needs the sender named on the other shards.
-        let sender = offset.and(exclude).map(|s| s.id.to_string());
-        self.log(&nsp.name, &target, sender.as_deref(), offset, &packet);
+        // Only a kept packet needs its target as the logs keep it.
+        let logged = offset.map(|_| {
+            let mut except = target.except.clone();
+            if let Some(sender) = exclude {
+                except.push(sender.id.to_string());
+            }
+            Arc::new(LoggedTarget {
+                rooms: target.rooms.clone(),
+                except,
+            })
+        });
+        self.log(&nsp.name, logged.as_ref(), offset, &packet);
         self.broadcast_each(nsp, &target, exclude, &packet, |_| {});
         crate::metrics::with(|m| {
             m.broadcasts.inc();
@@ -694,7 +697,7 @@ impl Adapter for ShardAdapter {
                 packet: packet.clone(),
                 offset,
                 origin: self.shard,
-                sender: sender.clone(),
+                logged: logged.clone(),
             };
             self.post(shard, &nsp.name, body);
         }

@@ -189,7 +189,7 @@ fn a_message_from_another_shard_for_a_removed_namespace_is_dropped() {
             packet: outgoing::event("/dyn-m", "late", &Args::new(), None),
             offset: None,
             origin: 1,
-            sender: None,
+            logged: None,
         },
     };
     assert!(shard.on_shard_message(Box::new(msg)).is_none(), "taken");

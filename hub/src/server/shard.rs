@@ -328,7 +328,7 @@ impl SioShard {
                 Some((session, _)) => Rc::from(session.pid.as_str()),
                 None => Rc::from(Sid::generate(self.shard).as_str()),
             };
-            *inner.pid.borrow_mut() = Some(pid);
+            let _ = inner.pid.set(pid);
             if let Some((session, _)) = &restored {
                 inner.recovered.set(true);
                 if let Some(data) = &session.data {
@@ -382,7 +382,7 @@ impl SioShard {
                 self.adapter.join(&nsp, &inner, room);
             }
         }
-        let pid = inner.pid.borrow().clone();
+        let pid = inner.pid.get().cloned();
         client.send(
             &outgoing::connected(name, client.protocol, &id, pid.as_deref()),
             false,
@@ -711,6 +711,12 @@ impl Handler for SioShard {
                 };
                 self.broadcast_ack_event(origin, request, AckEvent::ShardCount(count));
                 return None;
+            }
+            ClusterBody::Broadcast {
+                offset: Some(_), ..
+            } => {
+                // Kept in this shard's log: purged in time.
+                self.ensure_purge();
             }
             _ => {}
         }

@@ -106,7 +106,7 @@ pub(crate) struct SocketInner {
     data: RefCell<Option<SocketData>>,
     /// The private id a recovering client names its session by (set when
     /// recovery is on and the client speaks protocol v5).
-    pub pid: RefCell<Option<Rc<str>>>,
+    pub pid: std::cell::OnceCell<Rc<str>>,
     /// The socket came back with a recovered session.
     pub recovered: Cell<bool>,
 }
@@ -250,7 +250,7 @@ impl SocketInner {
             acks: RefCell::new(HashMap::default()),
             next_ack: Cell::new(0),
             data: RefCell::new(None),
-            pid: RefCell::new(None),
+            pid: std::cell::OnceCell::new(),
             recovered: Cell::new(false),
         }
     }
@@ -466,7 +466,7 @@ impl SocketInner {
         if !self.connected.get() {
             return Err(EmitError::Disconnected);
         }
-        if ack_id.is_none() && !flags.volatile && self.pid.borrow().is_some() {
+        if ack_id.is_none() && !flags.volatile && self.pid.get().is_some() {
             // As socket.io with recovery on: the packet gets an offset and
             // is kept, for the socket's own room, in case it is missed.
             if let Some(shard) = self.shard.upgrade() {

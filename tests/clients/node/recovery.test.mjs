@@ -23,7 +23,17 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { after, test } from "node:test";
 
-import { relayClient, startRelay, unique, waitConnected, withTimeout } from "./relay-helpers.mjs";
+import {
+  eventually,
+  freePort,
+  metricSum,
+  mintToken,
+  relayClient,
+  startRelay,
+  unique,
+  waitConnected,
+  withTimeout,
+} from "./relay-helpers.mjs";
 
 const NODE_RELAY = ["node", "tests/clients/node/reference-relay.mjs"];
 const SERVERS = [
@@ -114,10 +124,13 @@ async function startProxy(port) {
   };
 }
 
-async function startServer(command, { shards = 1, window = WINDOW_MS, budget } = {}) {
-  const args = ["--recovery-window", String(window)];
+async function startServer(command, { shards = 1, window = WINDOW_MS, budget, extra = [] } = {}) {
+  const admin = `127.0.0.1:${await freePort()}`;
+  const args = ["--recovery-window", String(window), "--admin-bind", admin, ...extra];
   if (budget !== undefined) args.push("--recovery-buffer-bytes", String(budget));
   const server = await startRelay(args, { shards, command });
+  // The hub's metrics say when it keeps a session (the reference has none).
+  server.keptSessions = command === undefined ? () => metricSum(`http://${admin}`, "hub_recovery_sessions") : undefined;
   cleanup.push(() => server.stop());
   const proxy = await startProxy(server.port);
   cleanup.push(() => proxy.close());
@@ -125,10 +138,11 @@ async function startServer(command, { shards = 1, window = WINDOW_MS, budget } =
 }
 
 /** A client through the proxy that reconnects at once; `returns` counts its connects. */
-async function subject(proxy, mode) {
+async function subject(proxy, mode, token) {
   const client = relayClient(proxy.url, {
     version: 4,
     mode,
+    token,
     extra: { reconnection: true, reconnectionDelay: 50, reconnectionDelayMax: 100, randomizationFactor: 0 },
   });
   client.connects = 0;
@@ -139,8 +153,8 @@ async function subject(proxy, mode) {
   return waitConnected(client);
 }
 
-async function publisher(server) {
-  const client = relayClient(server.url, { version: 4, mode: "websocket" });
+async function publisher(server, token) {
+  const client = relayClient(server.url, { version: 4, mode: "websocket", token });
   cleanup.push(async () => client.close());
   return waitConnected(client);
 }
@@ -159,15 +173,24 @@ function received(client, prefix) {
     });
 }
 
-/** Drop the transport, publish `missed` while the client is away, let it back; resolves once it is connected again. */
-async function dropAndMiss(proxy, client, from, room, missed) {
+/**
+ * Drop the transport, publish `missed` while the client is away, let it
+ * back once the server keeps its session (on a hub, from its metrics: a
+ * client that comes back before the server has seen it go gets a fresh
+ * session, with socket.io too); resolves once it is connected again.
+ */
+async function dropAndMiss(server, proxy, client, from, room, missed) {
   if (client.mode === "polling") await proxy.parkedGet();
+  const kept = server.keptSessions ? await server.keptSessions() : 0;
   const before = client.connects;
   const gone = new Promise((resolve) => client.socket.once("disconnect", resolve));
   proxy.cut();
   const reason = await withTimeout(gone, 10_000, "the client sees its transport go");
   assert.match(reason, /^transport (close|error)$/, "an abrupt loss, not a clean disconnect");
   for (const [event, data] of missed) await publish(from, room, event, data);
+  if (server.keptSessions) {
+    await eventually(async () => (await server.keptSessions()) > kept, 10_000, "the hub keeps the session");
+  }
   proxy.open();
   await withTimeout(
     new Promise((resolve) => {
@@ -198,7 +221,7 @@ for (const [name, command] of SERVERS) {
 
       const id = client.socket.id;
       const missed = [1, 2, 3, 4, 5].map((n) => [`m-${n}`, { n }]);
-      await dropAndMiss(proxy, client, from, room, missed);
+      await dropAndMiss(server, proxy, client, from, room, missed);
       assert.equal(client.socket.id, id, "the same socket id");
       assert.equal(client.socket.recovered, true, "socket.recovered on the client");
       const again = await client.request("session");
@@ -268,7 +291,7 @@ for (const [name, command] of SERVERS) {
         const id = client.socket.id;
         // 16 KB while away: the client's offset is evicted.
         const missed = Array.from({ length: 16 }, (_, i) => [`b-${i + 1}`, "x".repeat(1024)]);
-        await dropAndMiss(proxy, client, from, room, missed);
+        await dropAndMiss(server, proxy, client, from, room, missed);
         assert.notEqual(client.socket.id, id, "a new socket id");
         assert.equal(client.socket.recovered, false, "not recovered");
         assert.equal((await client.request("session")).recovered, false);
@@ -299,7 +322,7 @@ for (const mode of MODES) {
         n += 1;
         return [`c-${n}`, n];
       });
-      await dropAndMiss(proxy, client, from, room, missed);
+      await dropAndMiss(server, proxy, client, from, room, missed);
       const shard = shardOf(client.socket.io.engine.id);
       places.push(shard);
       if (shard !== home || crossed > 0) crossed += 1;
@@ -319,6 +342,45 @@ for (const mode of MODES) {
       got,
       Array.from({ length: n + 1 }, (_, i) => `c-${i}`),
       `every publish once, in order (returns on shards ${places}, socket id on shard ${home})`,
+    );
+  });
+}
+
+for (const [name, command, shards] of [
+  ["hub --shards 2", undefined, 2],
+  ["node", NODE_RELAY, 1],
+]) {
+  test(`${name}: a recovered socket keeps its token grant (middlewares skipped)`, { timeout: 90_000 }, async () => {
+    const secret = "recovery-secret";
+    const { server, proxy } = await startServer(command, { shards, extra: ["--auth-secret", secret] });
+    const from = await publisher(server, mintToken(secret, { sub: "pub", rooms: ["*"], publish: ["*"] }));
+    const client = await subject(proxy, "websocket", mintToken(secret, { sub: "u1", rooms: ["t-*"], publish: ["t-*"] }));
+    const room = unique("t-grant");
+    assert.deepEqual(await client.request("join", room), { ok: true });
+    await publish(from, room, "g-0", 0);
+    await client.inbox.next("g-0");
+    const id = client.socket.id;
+    // On a hub with two shards, until a return lands on the other shard.
+    let n = 0;
+    for (let round = 0; round < 16; round++) {
+      n += 1;
+      await dropAndMiss(server, proxy, client, from, room, [[`g-${n}`, n]]);
+      assert.equal(client.socket.id, id, "the same socket id");
+      assert.equal(client.socket.recovered, true, "recovered");
+      if (shards === 1 || shardOf(client.socket.io.engine.id) !== shardOf(id)) break;
+    }
+    if (shards > 1) assert.notEqual(shardOf(client.socket.io.engine.id), shardOf(id), "came back on the other shard");
+    const session = await client.request("session");
+    assert.ok(session.rooms.includes("user:u1"), `the user's room kept: ${JSON.stringify(session.rooms)}`);
+    // What the token allows, and only that, still holds.
+    assert.deepEqual(await client.request("join", unique("t-more")), { ok: true });
+    assert.deepEqual(await client.request("join", unique("other")), { ok: false, error: "forbidden" });
+    assert.deepEqual(await client.request("publish", { to: unique("other"), event: "x", data: 1 }), { ok: false, error: "forbidden" });
+    await client.inbox.waitCount(`g-${n}`, 1, 10_000);
+    assert.deepEqual(
+      received(client, "g-").map((g) => g.event),
+      Array.from({ length: n + 1 }, (_, i) => `g-${i}`),
+      "every publish once, in order",
     );
   });
 }

@@ -8,6 +8,7 @@
 //! the front, so when an offset is held, everything after it is held.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::offset::Offset;
@@ -44,7 +45,8 @@ impl LoggedTarget {
 struct Entry {
     offset: Offset,
     at: Instant,
-    target: LoggedTarget,
+    /// Shared by the logs of every shard the packet reached.
+    target: Arc<LoggedTarget>,
     packet: Outgoing,
     weight: usize,
 }
@@ -101,7 +103,6 @@ impl RecoveryLog {
     }
 
     /// Bytes held (what the budget counts).
-    #[cfg(test)]
     pub fn bytes(&self) -> usize {
         self.bytes
     }
@@ -123,7 +124,7 @@ impl RecoveryLog {
         &mut self,
         offset: Offset,
         now: Instant,
-        target: LoggedTarget,
+        target: Arc<LoggedTarget>,
         packet: Outgoing,
     ) -> isize {
         let before = self.bytes as isize;

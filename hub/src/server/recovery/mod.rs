@@ -17,6 +17,7 @@ mod tests;
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ahash::AHashMap;
@@ -181,7 +182,7 @@ impl RecoveryShard {
     }
 
     /// Keep a packet in namespace `nsp`'s log.
-    pub fn log(&self, nsp: &str, offset: Offset, target: LoggedTarget, packet: Outgoing) {
+    pub fn log(&self, nsp: &str, offset: Offset, target: Arc<LoggedTarget>, packet: Outgoing) {
         let now = Instant::now();
         let mut logs = self.logs.borrow_mut();
         let log = match logs.get_mut(nsp) {
@@ -287,6 +288,16 @@ impl RecoveryShard {
         let gone = self.sessions.borrow_mut().purge(now);
         self.sessions_gauge();
         gone
+    }
+
+    /// Sessions kept.
+    pub fn session_count(&self) -> usize {
+        self.sessions.borrow().len()
+    }
+
+    /// Bytes of packets kept, every namespace.
+    pub fn bytes_held(&self) -> usize {
+        self.logs.borrow().values().map(RecoveryLog::bytes).sum()
     }
 
     /// Whether anything is held (the purge task stops when nothing is).

@@ -3,6 +3,7 @@
 //! shard that holds the session.
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_lite::future;
@@ -41,6 +42,7 @@ impl SioShard {
         match self.adapter.recovery.as_ref().filter(|_| !volatile) {
             None => (outgoing::event(nsp, event, args, None), None),
             Some(recovery) => {
+                self.ensure_purge();
                 let offset = recovery.next_offset();
                 let text = offset.to_string();
                 let packet = outgoing::event_with_offset(nsp, event, args, None, Some(&text));
@@ -54,10 +56,10 @@ impl SioShard {
     pub(crate) fn emit_logged(&self, socket: &SocketInner, event: &str, args: &Args) {
         let (packet, offset) = self.encode_broadcast(&socket.nsp.name, event, args, false);
         if let (Some(recovery), Some(offset)) = (&self.adapter.recovery, offset) {
-            let target = LoggedTarget {
+            let target = Arc::new(LoggedTarget {
                 rooms: vec![socket.id.to_string()],
                 except: Vec::new(),
-            };
+            });
             recovery.log(&socket.nsp.name, offset, target, packet.clone());
             self.ensure_purge();
         }
@@ -75,7 +77,7 @@ impl SioShard {
         let Some(recovery) = &self.adapter.recovery else {
             return;
         };
-        let Some(pid) = socket.pid.borrow().clone() else {
+        let Some(pid) = socket.pid.get().cloned() else {
             return;
         };
         if !recoverable(reason) {
