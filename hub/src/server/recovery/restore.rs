@@ -105,6 +105,10 @@ impl SioShard {
     /// Sessions dropped for good (expired, or past the bound): the shard
     /// their ids name forgets where they were.
     pub(crate) fn sessions_gone(&self, gone: Vec<KeptSession>) {
+        if !gone.is_empty() {
+            // A flood of sessions freed: the shard gives the memory back.
+            crate::shard::memory::freed(gone.len());
+        }
         for session in gone {
             self.session_ended(&session.sid, &session.pid);
         }
