@@ -231,7 +231,7 @@ fn subscribe(
         next += 1;
         tally.received += 1;
         offset = o.to_string();
-        if next % drop_every == 0 && next < MESSAGES {
+        if next.is_multiple_of(drop_every) && next < MESSAGES {
             let _one_at_a_time = turn.lock().unwrap();
             let kept = hub.metric("hub_recovery_sessions");
             client.reset();
