@@ -13,6 +13,8 @@ mod offset;
 mod restore;
 mod sessions;
 #[cfg(test)]
+mod shard_tests;
+#[cfg(test)]
 mod tests;
 
 use std::cell::{Cell, RefCell};
