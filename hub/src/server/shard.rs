@@ -249,7 +249,8 @@ impl SioShard {
     /// Connect a client to a namespace: middleware, then the CONNECT reply
     /// and the connection handler.
     fn connect(&self, client: &Rc<Client>, name: &str, auth: Value, query: Option<&str>) {
-        if client.socket(name).is_some() {
+        // Open already, or waiting for another shard's recovery answer.
+        if client.socket(name).is_some() || client.restoring.borrow().iter().any(|n| n == name) {
             return;
         }
         let max = self.config.settings.max_namespaces_per_connection;
@@ -303,14 +304,13 @@ impl SioShard {
         let nsp = nsp.clone();
         let key = self.next_key.get();
         self.next_key.set(key + 1);
-        let id: Rc<str> = match client.protocol {
-            _ if restored.is_some() => {
-                Rc::from(restored.as_ref().map_or("", |(s, _)| s.sid.as_str()))
-            }
-            Protocol::V5 => Rc::from(Sid::generate(self.shard).as_str()),
+        let id: Rc<str> = match (&restored, client.protocol) {
+            // A recovered socket keeps its id (which names the shard it was first on).
+            (Some((session, _)), _) => Rc::from(session.sid.as_str()),
+            (None, Protocol::V5) => Rc::from(Sid::generate(self.shard).as_str()),
             // v2 clients compute their socket id themselves from the Engine.IO sid.
-            Protocol::V4 if name == "/" => Rc::from(client.conn.sid()),
-            Protocol::V4 => Rc::from(format!("{name}#{}", client.conn.sid())),
+            (None, Protocol::V4) if name == "/" => Rc::from(client.conn.sid()),
+            (None, Protocol::V4) => Rc::from(format!("{name}#{}", client.conn.sid())),
         };
         let handshake = Handshake::new(&client.conn, auth, query);
         let inner = Rc::new(SocketInner::new(
