@@ -25,6 +25,18 @@ pub struct LimitLabel {
     pub limit: &'static str,
 }
 
+/// A shard and why a connection-state recovery failed
+/// (`hub_recoveries_failed_total`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RecoveryFailLabel {
+    pub shard: String,
+    /// `unknown`, `expired`, `offset`, `buffer` or `timeout`.
+    pub cause: &'static str,
+}
+
+/// The causes `hub_recoveries_failed_total` counts.
+const RECOVERY_FAIL_CAUSES: [&str; 5] = ["unknown", "expired", "offset", "buffer", "timeout"];
+
 /// Every metric of the process, by shard.
 pub struct Metrics {
     registry: Registry,
@@ -53,6 +65,11 @@ pub struct Metrics {
     deflated_messages: Family<ShardLabel, Counter>,
     deflated_bytes_before: Family<ShardLabel, Counter>,
     deflated_bytes_after: Family<ShardLabel, Counter>,
+    recoveries_attempted: Family<ShardLabel, Counter>,
+    recoveries_succeeded: Family<ShardLabel, Counter>,
+    recoveries_failed: Family<RecoveryFailLabel, Counter>,
+    recovery_bytes: Family<ShardLabel, Gauge>,
+    recovery_sessions: Family<ShardLabel, Gauge>,
 }
 
 /// One shard's handles.
@@ -104,6 +121,27 @@ pub struct ShardMetrics {
     pub deflated_messages: Counter,
     pub deflated_bytes_before: Counter,
     pub deflated_bytes_after: Counter,
+    /// Connection-state recoveries asked for (a CONNECT with a private id
+    /// and an offset), on the shard the client reconnected to.
+    pub recoveries_attempted: Counter,
+    pub recoveries_succeeded: Counter,
+    /// Failed recoveries, by cause (in `RECOVERY_FAIL_CAUSES` order).
+    recoveries_failed: Vec<Counter>,
+    /// Bytes of packets kept for recovery.
+    pub recovery_bytes: Gauge,
+    /// Sessions kept for recovery.
+    pub recovery_sessions: Gauge,
+}
+
+impl ShardMetrics {
+    /// The failed-recoveries counter of `cause` (one of `RECOVERY_FAIL_CAUSES`).
+    pub fn recovery_failed(&self, cause: &str) -> &Counter {
+        let index = RECOVERY_FAIL_CAUSES
+            .iter()
+            .position(|c| *c == cause)
+            .unwrap_or(0);
+        &self.recoveries_failed[index]
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -182,6 +220,14 @@ impl Metrics {
             "ws_deflated_bytes_after",
             "Payload bytes of the WebSocket messages sent compressed, as sent",
         );
+        let recoveries_attempted = family(
+            "recoveries_attempted",
+            "Connection-state recoveries asked for (CONNECT with a private id and an offset)",
+        );
+        let recoveries_succeeded = family(
+            "recoveries_succeeded",
+            "Connection-state recoveries that gave the socket back",
+        );
         let mut gauge = |name: &str, help: &str| {
             let f = Family::<ShardLabel, Gauge>::default();
             registry.register(name, help, f.clone());
@@ -200,6 +246,20 @@ impl Metrics {
         let outgoing_buffered_bytes = gauge(
             "outgoing_buffered_bytes",
             "Bytes of messages held for clients: queued, or being written",
+        );
+        let recovery_bytes = gauge(
+            "recovery_bytes",
+            "Bytes of packets kept for connection-state recovery",
+        );
+        let recovery_sessions = gauge(
+            "recovery_sessions",
+            "Sessions kept for connection-state recovery",
+        );
+        let recoveries_failed = Family::<RecoveryFailLabel, Counter>::default();
+        registry.register(
+            "recoveries_failed",
+            "Connection-state recoveries that gave a fresh session (label cause: unknown, expired, offset, buffer, timeout)",
+            recoveries_failed.clone(),
         );
         let limit_refusals = Family::<LimitLabel, Counter>::default();
         registry.register(
@@ -234,6 +294,11 @@ impl Metrics {
             deflated_messages,
             deflated_bytes_before,
             deflated_bytes_after,
+            recoveries_attempted,
+            recoveries_succeeded,
+            recoveries_failed,
+            recovery_bytes,
+            recovery_sessions,
         }
     }
 
@@ -273,6 +338,20 @@ impl Metrics {
             deflated_messages: self.deflated_messages.get_or_create(&label).clone(),
             deflated_bytes_before: self.deflated_bytes_before.get_or_create(&label).clone(),
             deflated_bytes_after: self.deflated_bytes_after.get_or_create(&label).clone(),
+            recoveries_attempted: self.recoveries_attempted.get_or_create(&label).clone(),
+            recoveries_succeeded: self.recoveries_succeeded.get_or_create(&label).clone(),
+            recoveries_failed: RECOVERY_FAIL_CAUSES
+                .iter()
+                .map(|cause| {
+                    let label = RecoveryFailLabel {
+                        shard: shard.to_string(),
+                        cause,
+                    };
+                    self.recoveries_failed.get_or_create(&label).clone()
+                })
+                .collect(),
+            recovery_bytes: self.recovery_bytes.get_or_create(&label).clone(),
+            recovery_sessions: self.recovery_sessions.get_or_create(&label).clone(),
         }
     }
 

@@ -103,6 +103,22 @@ pub struct Settings {
         value_name = "N"
     )]
     pub max_rooms_per_socket: usize,
+    /// Connection-state recovery: how long (ms) a client that lost its connection may come back with its socket id, rooms and missed broadcasts (socket.io's connectionStateRecovery). Every broadcast event then carries an offset as its last argument. 0 = off.
+    #[arg(
+        long,
+        env = "HUB_RECOVERY_WINDOW",
+        default_value_t = 0,
+        value_name = "MS"
+    )]
+    pub recovery_window: u64,
+    /// Most bytes of broadcasts kept for recovery per namespace per shard; past it the oldest go, and a client whose last one went gets a fresh session.
+    #[arg(
+        long,
+        env = "HUB_RECOVERY_BUFFER_BYTES",
+        default_value_t = 8 << 20,
+        value_name = "BYTES"
+    )]
+    pub recovery_buffer_bytes: usize,
     // The default is far above any real client (a browser game sends tens
     // a second) and above what loadgen's echo reaches on one connection
     // with up to 4 emits in flight (measured, release, loopback: 22,000/s
@@ -320,6 +336,8 @@ struct FileSettings {
     max_connections: Option<usize>,
     max_namespaces_per_connection: Option<usize>,
     max_rooms_per_socket: Option<usize>,
+    recovery_window: Option<u64>,
+    recovery_buffer_bytes: Option<usize>,
     max_packets_per_second: Option<u32>,
     packet_burst: Option<u32>,
     max_connections_per_ip: Option<usize>,
@@ -439,6 +457,8 @@ impl Settings {
             max_connections,
             max_namespaces_per_connection,
             max_rooms_per_socket,
+            recovery_window,
+            recovery_buffer_bytes,
             max_packets_per_second,
             packet_burst,
             max_connections_per_ip,

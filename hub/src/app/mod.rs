@@ -13,7 +13,7 @@ use crate::engineio::session::PacketRate;
 use crate::http::cors::AllowedOrigins;
 use crate::metrics::Metrics;
 use crate::relay::{relay, RelayConfig};
-use crate::server::{ClusterConfig, IoSettings};
+use crate::server::{ClusterConfig, IoSettings, RecoveryConfig};
 use crate::shard::{stop_on_signals, Server, ServerError};
 use config::{LogFormat, Settings};
 
@@ -133,7 +133,13 @@ pub fn run_with(
         };
         cluster
     });
+    let recovery = (settings.recovery_window > 0).then(|| RecoveryConfig {
+        window: Settings::ms(settings.recovery_window),
+        buffer_bytes: settings.recovery_buffer_bytes,
+        ..RecoveryConfig::default()
+    });
     let relay_config = RelayConfig {
+        recovery,
         cluster,
         customize,
         namespaces: settings.namespace.clone(),

@@ -2,6 +2,7 @@
 //! time comes in as an argument.
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::auth::{Claims, TokenError, TokenVerifier};
@@ -16,13 +17,24 @@ pub enum Grant {
     Token(TokenGrant),
 }
 
-/// A socket's token: its claims, and where its expiry is watched.
+/// A socket's token: its claims, and where its expiry is watched. It is
+/// the socket's data, which a session recovered on another shard takes
+/// along: so it names its relay (instance and verifier) rather than
+/// holding a shard's state, and its key is unique in the process.
 pub struct TokenGrant {
     pub claims: Claims,
     /// The socket's key in its shard's expiry queue.
     pub key: u64,
-    /// The relay's state on the socket's shard.
-    pub shard: Rc<RelayShard>,
+    /// The relay it belongs to.
+    pub instance: u64,
+    pub verifier: Arc<TokenVerifier>,
+}
+
+impl TokenGrant {
+    /// The relay's state on the calling shard.
+    pub fn shard(&self) -> Rc<RelayShard> {
+        RelayShard::local(self.instance)
+    }
 }
 
 impl Grant {

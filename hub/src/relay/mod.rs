@@ -8,7 +8,6 @@ mod sweeper;
 #[cfg(test)]
 mod tests;
 
-use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -17,11 +16,11 @@ use serde_json::{json, Value};
 
 use crate::auth::{glob_match, TokenVerifier};
 use crate::server::{
-    Ack, Args, ClusterConfig, ConnectError, Io, IoSettings, JoinError, NamespaceBuilder, Socket,
+    Ack, Args, ClusterConfig, ConnectError, Io, IoSettings, JoinError, NamespaceBuilder,
+    RecoveryConfig, Socket,
 };
 use grant::{Grant, Refresh, TokenGrant};
 use request::Refusal;
-use sweeper::RelayShard;
 pub use sweeper::AUTH_ERROR_EVENT;
 
 /// How the relay is configured.
@@ -34,6 +33,8 @@ pub struct RelayConfig {
     pub settings: IoSettings,
     /// A cluster on Redis to join (see `docs/cluster.md`).
     pub cluster: Option<ClusterConfig>,
+    /// Connection-state recovery, when on.
+    pub recovery: Option<RecoveryConfig>,
     /// More for every namespace after the relay's own: connection
     /// handlers (run after the relay's), server-side emit handlers.
     pub customize: Option<NamespaceCustomizer>,
@@ -49,6 +50,7 @@ impl Default for RelayConfig {
             auth: None,
             settings: IoSettings::default(),
             cluster: None,
+            recovery: None,
             customize: None,
         }
     }
@@ -65,6 +67,10 @@ pub fn relay(config: RelayConfig) -> Io {
     let builder = match config.cluster {
         Some(cluster) => Io::builder().cluster(cluster),
         None => Io::builder(),
+    };
+    let builder = match config.recovery {
+        Some(recovery) => builder.recovery(recovery),
+        None => builder,
     };
     builder
         .settings(config.settings)
@@ -114,9 +120,13 @@ fn authenticate(
         tracing::debug!(%error, nsp = socket.nsp(), "token refused");
         unauthorized()
     })?;
-    let shard = RelayShard::local(instance, verifier);
-    let key = shard.next_key();
-    socket.set_data(Grant::Token(TokenGrant { claims, key, shard }));
+    let key = sweeper::next_key();
+    socket.set_data(Grant::Token(TokenGrant {
+        claims,
+        key,
+        instance,
+        verifier: verifier.clone(),
+    }));
     Ok(())
 }
 
@@ -130,10 +140,10 @@ fn answer(ack: Option<Ack>, result: Result<(), Refusal>) {
     }
 }
 
-fn grant(socket: &Socket) -> Rc<Grant> {
+fn grant(socket: &Socket) -> Arc<Grant> {
     socket
         .data::<Grant>()
-        .unwrap_or_else(|| Rc::new(Grant::Open))
+        .unwrap_or_else(|| Arc::new(Grant::Open))
 }
 
 /// A socket whose token has expired is refused, whatever it asks, and
@@ -165,7 +175,7 @@ fn on_refresh(socket: &Socket, args: Args, ack: Option<Ack>) {
     };
     let rooms = socket.rooms();
     let outcome = grant::refresh(
-        current.shard.verifier(),
+        &current.verifier,
         &current.claims,
         token,
         SystemTime::now(),
@@ -177,7 +187,7 @@ fn on_refresh(socket: &Socket, args: Args, ack: Option<Ack>) {
             for room in &leave {
                 socket.leave(room);
             }
-            current.shard.watch(current.key, claims.exp, socket);
+            current.shard().watch(current.key, claims.exp, socket);
             tracing::debug!(
                 socket = socket.id(),
                 exp = claims.exp,
@@ -187,7 +197,8 @@ fn on_refresh(socket: &Socket, args: Args, ack: Option<Ack>) {
             socket.set_data(Grant::Token(TokenGrant {
                 claims,
                 key: current.key,
-                shard: current.shard.clone(),
+                instance: current.instance,
+                verifier: current.verifier.clone(),
             }));
             answer(ack, Ok(()));
         }
@@ -258,6 +269,15 @@ fn on_connection(socket: &Socket) {
         answer(ack, result);
     });
     socket.on("refresh", on_refresh);
+    socket.on("session", |socket, _, ack| {
+        if let Some(ack) = ack {
+            ack.send(Args::new().arg(json!({
+                "id": socket.id(),
+                "recovered": socket.recovered(),
+                "rooms": socket.rooms(),
+            })));
+        }
+    });
     socket.on("echo", |_, args, ack| {
         if let Some(ack) = ack {
             ack.send(args);

@@ -9,9 +9,8 @@
 //! so a socket whose deadline comes before the one it sleeps until wakes it;
 //! it stops when the queue is empty and is started again by the next socket.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::{Rc, Weak};
-use std::sync::Arc;
 use std::time::SystemTime;
 
 use ahash::AHashMap;
@@ -20,7 +19,6 @@ use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::timer::Timer;
 use serde_json::json;
 
-use crate::auth::TokenVerifier;
 use crate::server::{spawn_local, Args, Socket};
 
 use super::expiry::{self, ExpiryQueue};
@@ -32,28 +30,32 @@ use super::request::Refusal;
 /// `{"error": "user mismatch"}`. Not a reserved name of any Socket.IO client.
 pub const AUTH_ERROR_EVENT: &str = "auth_error";
 
-/// The relay's token state on one shard: the verifier (for `refresh`) and
-/// the expiry of every socket with a token.
+/// The relay's token state on one shard: the expiry of every socket with a token.
 pub struct RelayShard {
     me: Weak<RelayShard>,
-    verifier: Arc<TokenVerifier>,
     /// The sockets with a token, by key, in deadline order.
     expiries: RefCell<ExpiryQueue<Socket>>,
     /// Wakes the sweeper; `None` when no sweeper runs.
     wake: RefCell<Option<LocalSender<()>>>,
-    next_key: Cell<u64>,
+}
+
+/// A key for a new socket in the expiry queues: unique in the process, as
+/// a recovered socket takes its key to another shard.
+pub fn next_key() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 thread_local! {
-    /// This thread's shard state of each relay (by instance). Weak: the
-    /// sockets' grants and the sweeper keep it alive, so a thread that
+    /// This thread's shard state of each relay (by instance). Weak: its
+    /// sweeper keeps it alive while a socket is watched, so a thread that
     /// ends holds no socket in a thread-local.
     static SHARDS: RefCell<AHashMap<u64, Weak<RelayShard>>> = RefCell::new(AHashMap::new());
 }
 
 impl RelayShard {
     /// The state of relay `instance` on the calling thread's shard.
-    pub fn local(instance: u64, verifier: &Arc<TokenVerifier>) -> Rc<RelayShard> {
+    pub fn local(instance: u64) -> Rc<RelayShard> {
         SHARDS.with(|shards| {
             let mut shards = shards.borrow_mut();
             if let Some(shard) = shards.get(&instance).and_then(Weak::upgrade) {
@@ -61,25 +63,12 @@ impl RelayShard {
             }
             let shard = Rc::new_cyclic(|me| RelayShard {
                 me: me.clone(),
-                verifier: verifier.clone(),
                 expiries: RefCell::new(ExpiryQueue::new()),
                 wake: RefCell::new(None),
-                next_key: Cell::new(0),
             });
             shards.insert(instance, Rc::downgrade(&shard));
             shard
         })
-    }
-
-    pub fn verifier(&self) -> &TokenVerifier {
-        &self.verifier
-    }
-
-    /// A key for a new socket in the expiry queue.
-    pub fn next_key(&self) -> u64 {
-        let key = self.next_key.get();
-        self.next_key.set(key + 1);
-        key
     }
 
     /// Disconnect `socket` (under `key`) when a token with `exp` expires,
@@ -109,7 +98,9 @@ impl RelayShard {
             let (tx, rx) = local_channel::new_bounded(1);
             // Set before spawning: glommio may run the task at once.
             *self.wake.borrow_mut() = Some(tx);
-            spawn_local(sweep(self.me.clone(), rx));
+            if let Some(me) = self.me.upgrade() {
+                spawn_local(sweep(me, rx));
+            }
         }
     }
 
@@ -130,13 +121,13 @@ pub fn watch_new_socket(socket: &Socket) {
     let Grant::Token(token) = &*grant else {
         return;
     };
-    token.shard.watch(token.key, token.claims.exp, socket);
+    token.shard().watch(token.key, token.claims.exp, socket);
     socket.on_disconnect(|socket, _| {
         // The grant is still there: the socket's data goes after the
         // `disconnect` handlers.
         if let Some(grant) = socket.data::<Grant>() {
             if let Grant::Token(token) = &*grant {
-                token.shard.forget(token.key);
+                token.shard().forget(token.key);
             }
         }
     });
@@ -160,12 +151,12 @@ pub fn end_session(socket: &Socket, reason: Refusal) {
 
 /// The shard's sweeper: sleep until the first deadline (or a wake-up),
 /// disconnect every socket due, again; end when no socket is watched.
-async fn sweep(me: Weak<RelayShard>, wake: LocalReceiver<()>) {
+/// It holds the shard's state while it runs (the sockets' grants name
+/// their relay but do not hold its state): so the state lives while a
+/// socket is watched, and goes with the last.
+async fn sweep(shard: Rc<RelayShard>, wake: LocalReceiver<()>) {
     loop {
         let wait = {
-            let Some(shard) = me.upgrade() else {
-                return;
-            };
             let wait = shard.expiries.borrow().poll_timeout(SystemTime::now());
             if wait.is_none() {
                 shard.wake.borrow_mut().take();
@@ -186,9 +177,6 @@ async fn sweep(me: Weak<RelayShard>, wake: LocalReceiver<()>) {
             )
             .await;
         }
-        let Some(shard) = me.upgrade() else {
-            return;
-        };
         loop {
             let due = shard.expiries.borrow_mut().poll_expired(SystemTime::now());
             let Some((_, socket)) = due else {

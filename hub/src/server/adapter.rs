@@ -5,6 +5,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ahash::AHashMap;
@@ -16,6 +17,7 @@ use smallvec::SmallVec;
 use super::broadcast::RemoteSocket;
 use super::namespace::Nsp;
 use super::outgoing::Outgoing;
+use super::recovery::{LoggedTarget, Offset, RecoveryShard, RestoreAnswer};
 use super::socket::{JoinError, SocketInner};
 use super::stats::ShardStats;
 use crate::engine::Tally;
@@ -51,6 +53,34 @@ pub(crate) enum ClusterBody {
     Broadcast {
         target: Target,
         packet: Outgoing,
+        /// Its recovery offset, when it is kept for recovery.
+        offset: Option<Offset>,
+        /// The shard that emitted it (the sender, if excluded, is on it).
+        origin: usize,
+        /// With an offset: its target as the logs keep it (the sender's
+        /// id among the except rooms when it is excluded), built once and
+        /// shared by every shard's log.
+        logged: Option<Arc<LoggedTarget>>,
+    },
+    /// Restore session `pid` of this namespace for a client of shard
+    /// `origin` that read up to `offset` (connection-state recovery).
+    Restore {
+        origin: usize,
+        request: u64,
+        pid: String,
+        offset: Offset,
+    },
+    /// The answer to a `Restore`.
+    Restored {
+        request: u64,
+        answer: RestoreAnswer,
+    },
+    /// To the shard a socket's id names: the socket (its session) is on
+    /// shard `to` now, or (None) is gone for good.
+    Moved {
+        sid: String,
+        pid: String,
+        to: Option<usize>,
     },
     RoomOp {
         target: Target,
@@ -106,7 +136,9 @@ impl ClusterBody {
                 .sum::<usize>()
         };
         match self {
-            ClusterBody::Broadcast { target: t, packet } => {
+            ClusterBody::Broadcast {
+                target: t, packet, ..
+            } => {
                 target(t)
                     + packet.text.len()
                     + packet.attachments.iter().map(|a| a.len()).sum::<usize>()
@@ -132,6 +164,21 @@ impl ClusterBody {
                     + packet.attachments.iter().map(|a| a.len()).sum::<usize>()
             }
             ClusterBody::BroadcastAckEvent { .. } => 64,
+            ClusterBody::Restore { pid, .. } => pid.len() + 64,
+            ClusterBody::Restored { answer, .. } => match answer {
+                Ok(session) => {
+                    session
+                        .missed
+                        .iter()
+                        .map(|p| {
+                            p.text.len() + p.attachments.iter().map(|a| a.len()).sum::<usize>()
+                        })
+                        .sum::<usize>()
+                        + session.rooms.iter().map(String::len).sum::<usize>()
+                }
+                Err(_) => 0,
+            },
+            ClusterBody::Moved { sid, pid, .. } => sid.len() + pid.len(),
         }
     }
 }
@@ -144,8 +191,16 @@ pub(crate) trait Adapter {
     fn join(&self, nsp: &Nsp, socket: &Rc<SocketInner>, room: &str);
     fn leave(&self, nsp: &Nsp, socket: &SocketInner, room: &str);
     fn leave_all(&self, nsp: &Nsp, socket: &SocketInner);
-    /// Deliver an encoded packet to the target, on every shard.
-    fn broadcast(&self, nsp: &Nsp, target: Target, exclude: Option<&SocketInner>, packet: Outgoing);
+    /// Deliver an encoded packet to the target, on every shard; with an
+    /// offset, every shard keeps it for recovery.
+    fn broadcast(
+        &self,
+        nsp: &Nsp,
+        target: Target,
+        exclude: Option<&SocketInner>,
+        packet: Outgoing,
+        offset: Option<Offset>,
+    );
     /// Apply a room operation to the target, on every shard. Returns the local sockets to
     /// disconnect (run by the caller, since that calls user code).
     fn room_op(
@@ -176,6 +231,8 @@ pub(crate) struct ShardAdapter {
     /// Tell the cluster's link when a room appears or goes on this shard
     /// (the sharded dialect's dynamic mode subscribes a channel per room).
     report_rooms: bool,
+    /// Connection-state recovery, when on.
+    pub(crate) recovery: Option<Rc<RecoveryShard>>,
 }
 
 type Fetches = Rc<RefCell<AHashMap<u64, LocalSender<Vec<RemoteSocket>>>>>;
@@ -186,9 +243,11 @@ impl ShardAdapter {
         instance: u64,
         max_rooms_per_socket: usize,
         report_rooms: bool,
+        recovery: Option<Rc<RecoveryShard>>,
     ) -> ShardAdapter {
         ShardAdapter {
             report_rooms,
+            recovery,
             shard,
             instance,
             max_rooms_per_socket,
@@ -339,10 +398,70 @@ impl ShardAdapter {
                         peers.push(shard);
                     }
                 }
+                // A socket this shard names may live elsewhere now.
+                if let Some(recovery) = self.recovery.as_ref().filter(|r| r.any_moved()) {
+                    for room in &target.rooms {
+                        if let Some(to) = recovery.moved_to(room) {
+                            if to != self.shard && !peers.contains(&to) {
+                                peers.push(to);
+                            }
+                        }
+                    }
+                }
             }
             None => peers.extend((0..count).filter(|s| *s != self.shard)),
         }
         peers
+    }
+
+    /// An id-targeted message reached this shard for a socket it names
+    /// that now lives on another shard: pass it on, unless that shard had
+    /// it already (it sent it, or owns another target room). Only when
+    /// every target room is a socket id: otherwise every shard got it.
+    fn forward_moved(
+        &self,
+        target: &Target,
+        origin: usize,
+        nsp: &str,
+        body: impl Fn() -> ClusterBody,
+    ) {
+        let Some(recovery) = self.recovery.as_ref().filter(|r| r.any_moved()) else {
+            return;
+        };
+        if target.rooms.is_empty() {
+            return;
+        }
+        let mut owners: SmallVec<[usize; 8]> = SmallVec::new();
+        for room in &target.rooms {
+            match socket_shard(room) {
+                Some(shard) => owners.push(shard),
+                None => return,
+            }
+        }
+        let mut sent: SmallVec<[usize; 4]> = SmallVec::new();
+        for room in &target.rooms {
+            if let Some(to) = recovery.moved_to(room) {
+                if to != origin && to != self.shard && !owners.contains(&to) && !sent.contains(&to)
+                {
+                    sent.push(to);
+                    self.post(to, nsp, body());
+                }
+            }
+        }
+    }
+
+    /// Keep a broadcast for recovery in this shard's log of `nsp`.
+    fn log(
+        &self,
+        nsp: &str,
+        logged: Option<&Arc<LoggedTarget>>,
+        offset: Option<Offset>,
+        packet: &Outgoing,
+    ) {
+        let (Some(recovery), Some(offset), Some(logged)) = (&self.recovery, offset, logged) else {
+            return;
+        };
+        recovery.log(nsp, offset, logged.clone(), packet.clone());
     }
 
     fn post(&self, shard: usize, nsp: &str, body: ClusterBody) {
@@ -359,16 +478,38 @@ impl ShardAdapter {
     /// name, if it has one. Returns the sockets to disconnect.
     pub fn receive(&self, nsp: Option<&Nsp>, msg: ClusterMsg) -> Vec<(Rc<SocketInner>, bool)> {
         match msg.body {
-            ClusterBody::Broadcast { target, packet } => {
+            ClusterBody::Broadcast {
+                target,
+                packet,
+                offset,
+                origin,
+                logged,
+            } => {
+                self.log(&msg.nsp, logged.as_ref(), offset, &packet);
                 if let Some(nsp) = nsp {
                     self.broadcast_each(nsp, &target, None, &packet, |_| {});
                 }
+                self.forward_moved(&target, origin, &msg.nsp, || ClusterBody::Broadcast {
+                    target: target.clone(),
+                    packet: packet.clone(),
+                    offset,
+                    origin,
+                    logged: logged.clone(),
+                });
                 Vec::new()
             }
-            ClusterBody::RoomOp { target, op } => match nsp {
-                Some(nsp) => self.apply_local(nsp, &target, None, &op),
-                None => Vec::new(),
-            },
+            ClusterBody::RoomOp { target, op } => {
+                // The origin is unknown here: a shard that already had it
+                // ignores an operation for sockets it does not hold.
+                self.forward_moved(&target, usize::MAX, &msg.nsp, || ClusterBody::RoomOp {
+                    target: target.clone(),
+                    op: op.clone(),
+                });
+                match nsp {
+                    Some(nsp) => self.apply_local(nsp, &target, None, &op),
+                    None => Vec::new(),
+                }
+            }
             ClusterBody::Fetch {
                 target,
                 origin,
@@ -395,7 +536,10 @@ impl ShardAdapter {
             | ClusterBody::StatsReply { .. }
             | ClusterBody::Cluster(_)
             | ClusterBody::BroadcastWithAck { .. }
-            | ClusterBody::BroadcastAckEvent { .. } => Vec::new(),
+            | ClusterBody::BroadcastAckEvent { .. }
+            | ClusterBody::Restore { .. }
+            | ClusterBody::Restored { .. }
+            | ClusterBody::Moved { .. } => Vec::new(),
         }
     }
 
@@ -528,7 +672,20 @@ impl Adapter for ShardAdapter {
         target: Target,
         exclude: Option<&SocketInner>,
         packet: Outgoing,
+        offset: Option<Offset>,
     ) {
+        // Only a kept packet needs its target as the logs keep it.
+        let logged = offset.map(|_| {
+            let mut except = target.except.clone();
+            if let Some(sender) = exclude {
+                except.push(sender.id.to_string());
+            }
+            Arc::new(LoggedTarget {
+                rooms: target.rooms.clone(),
+                except,
+            })
+        });
+        self.log(&nsp.name, logged.as_ref(), offset, &packet);
         self.broadcast_each(nsp, &target, exclude, &packet, |_| {});
         crate::metrics::with(|m| {
             m.broadcasts.inc();
@@ -538,6 +695,9 @@ impl Adapter for ShardAdapter {
             let body = ClusterBody::Broadcast {
                 target: target.clone(),
                 packet: packet.clone(),
+                offset,
+                origin: self.shard,
+                logged: logged.clone(),
             };
             self.post(shard, &nsp.name, body);
         }
@@ -624,7 +784,7 @@ impl Drop for FetchDone {
 
 /// The shard owning a socket id: v5 ids are sids; v2 clients' ids are the
 /// Engine.IO sid, after `<nsp>#` outside `/`.
-fn socket_shard(id: &str) -> Option<usize> {
+pub(crate) fn socket_shard(id: &str) -> Option<usize> {
     let sid = id.rsplit('#').next().unwrap_or(id);
     Sid::parse(sid).map(|sid| sid.shard())
 }

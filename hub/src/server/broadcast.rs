@@ -16,7 +16,6 @@ use super::broadcast_ack::{self, BroadcastAckTimeout};
 use super::cluster::link::NodeRequest;
 use super::cluster::ClusterShared;
 use super::namespace::Nsp;
-use super::outgoing;
 use super::reason::DisconnectReason;
 use super::shard::SioShard;
 use super::socket::{EmitError, SocketInner};
@@ -218,7 +217,10 @@ impl BroadcastOperator {
         if is_reserved_event(event) {
             return Err(EmitError::Reserved(event.to_string()));
         }
-        let packet = outgoing::event(&self.nsp.name, event, &args, None).compress(self.compress);
+        let (packet, offset) =
+            self.shard
+                .encode_broadcast(&self.nsp.name, event, &args, self.target.volatile);
+        let packet = packet.compress(self.compress);
         if let Some((cluster, target)) = self.cluster_target() {
             let flags = WireFlags {
                 volatile: self.target.volatile,
@@ -241,7 +243,7 @@ impl BroadcastOperator {
         let nsp = self.shard.live(&self.nsp);
         self.shard
             .adapter
-            .broadcast(&nsp, self.target, self.sender.as_deref(), packet);
+            .broadcast(&nsp, self.target, self.sender.as_deref(), packet, offset);
         Ok(())
     }
 

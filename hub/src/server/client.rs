@@ -16,6 +16,8 @@ pub(crate) struct Client {
     sockets: RefCell<Vec<Rc<SocketInner>>>,
     /// No namespace joined yet: the connection closes at the connect timeout.
     pub awaiting_connect: Cell<bool>,
+    /// Namespaces whose CONNECT waits for another shard's recovery answer.
+    pub restoring: RefCell<Vec<String>>,
 }
 
 impl Client {
@@ -26,6 +28,7 @@ impl Client {
             decoder: RefCell::new(Decoder::new(protocol, max_attachments)),
             sockets: RefCell::new(Vec::new()),
             awaiting_connect: Cell::new(false),
+            restoring: RefCell::new(Vec::new()),
         }
     }
 

@@ -187,6 +187,9 @@ fn a_message_from_another_shard_for_a_removed_namespace_is_dropped() {
         body: ClusterBody::Broadcast {
             target: Target::default(),
             packet: outgoing::event("/dyn-m", "late", &Args::new(), None),
+            offset: None,
+            origin: 1,
+            logged: None,
         },
     };
     assert!(shard.on_shard_message(Box::new(msg)).is_none(), "taken");

@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::args::Args;
 use super::cluster::link::Link;
 use super::cluster::{ClusterConfig, ClusterShared, ClusterStatus, LINK_SHARD};
+use super::recovery::RecoveryConfig;
 use super::shard::SioShard;
 use super::socket::Socket;
 use crate::engine::{Handler, HandlerFactory};
@@ -172,6 +173,8 @@ pub(crate) struct IoConfig {
     pub instance: u64,
     /// The cluster this server is a node of, if any.
     pub cluster: Option<Arc<ClusterShared>>,
+    /// Connection-state recovery, when on.
+    pub recovery: Option<RecoveryConfig>,
 }
 
 impl IoConfig {
@@ -204,6 +207,7 @@ impl Io {
             namespaces: Vec::new(),
             dynamic: Vec::new(),
             cluster: None,
+            recovery: None,
         }
     }
 
@@ -253,9 +257,24 @@ pub struct IoBuilder {
     namespaces: Vec<(String, NamespaceDef)>,
     dynamic: Vec<(NamespaceMatcher, NamespaceDef)>,
     cluster: Option<ClusterConfig>,
+    recovery: Option<RecoveryConfig>,
 }
 
 impl IoBuilder {
+    /// Turn on connection-state recovery (socket.io's
+    /// `connectionStateRecovery`): a client that reconnects within the
+    /// window, on any shard, gets its socket id, rooms and data back and
+    /// the packets it missed, and [`Socket::recovered`] is true. With it,
+    /// every broadcast EVENT that is not volatile and asks no ack, and
+    /// every `socket.emit` without ack, carries an offset as its last
+    /// argument (as socket.io's), which clients' listeners see.
+    /// Within one node: a client that reconnects to another node of a
+    /// cluster gets a fresh session.
+    pub fn recovery(mut self, config: RecoveryConfig) -> IoBuilder {
+        self.recovery = Some(config);
+        self
+    }
+
     pub fn settings(mut self, settings: IoSettings) -> IoBuilder {
         self.settings = settings;
         self
@@ -322,6 +341,7 @@ impl IoBuilder {
                 dynamic: self.dynamic,
                 instance: rand::random(),
                 cluster: self.cluster.map(|c| Arc::new(ClusterShared::new(c))),
+                recovery: self.recovery,
             }),
         }
     }

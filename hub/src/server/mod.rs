@@ -42,6 +42,7 @@ mod io;
 mod namespace;
 mod outgoing;
 mod reason;
+mod recovery;
 mod shard;
 mod socket;
 mod stats;
@@ -60,6 +61,7 @@ pub use handshake::{Handshake, RequestInfo};
 pub use io::{ConnectError, Io, IoBuilder, IoSettings, LocalIo, NamespaceBuilder};
 pub use namespace::Namespace;
 pub use reason::DisconnectReason;
+pub use recovery::RecoveryConfig;
 pub use socket::{
     Ack, AckError, ClientInfo, EmitError, JoinError, ListenerId, Socket, SocketEmitter,
 };

@@ -63,8 +63,8 @@ fn write_value(out: &mut Vec<u8>, value: &Value) {
     serde_json::to_writer(out, value).expect("a Vec never fails to write");
 }
 
-/// `[<first>, values...]` without building a new array.
-fn write_array(out: &mut Vec<u8>, first: Option<&str>, values: &[Value]) {
+/// `[<first>, values..., <last>]` without building a new array.
+fn write_array(out: &mut Vec<u8>, first: Option<&str>, values: &[Value], last: Option<&str>) {
     out.push(b'[');
     let mut comma = false;
     if let Some(first) = first {
@@ -78,11 +78,29 @@ fn write_array(out: &mut Vec<u8>, first: Option<&str>, values: &[Value]) {
         write_value(out, value);
         comma = true;
     }
+    if let Some(last) = last {
+        if comma {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut *out, last).expect("a Vec never fails to write");
+    }
     out.push(b']');
 }
 
 /// EVENT (BINARY_EVENT with attachments), optionally asking for an ack.
 pub(crate) fn event(nsp: &str, event: &str, args: &Args, ack_id: Option<u64>) -> Outgoing {
+    event_with_offset(nsp, event, args, ack_id, None)
+}
+
+/// EVENT with a recovery offset appended as its last argument (where
+/// socket.io's session-aware adapter puts it).
+pub(crate) fn event_with_offset(
+    nsp: &str,
+    event: &str,
+    args: &Args,
+    ack_id: Option<u64>,
+    offset: Option<&str>,
+) -> Outgoing {
     let attachments = args.attachments().len();
     let kind = if attachments == 0 {
         PacketType::Event
@@ -92,7 +110,9 @@ pub(crate) fn event(nsp: &str, event: &str, args: &Args, ack_id: Option<u64>) ->
     let mut head = String::with_capacity(16 + event.len());
     encode_header(kind, nsp, attachments, ack_id, &mut head);
     Outgoing {
-        text: finish(&head, |out| write_array(out, Some(event), args.values())),
+        text: finish(&head, |out| {
+            write_array(out, Some(event), args.values(), offset)
+        }),
         attachments: args.attachments().to_vec(),
     }
 }
@@ -108,7 +128,7 @@ pub(crate) fn ack(nsp: &str, id: u64, args: &Args) -> Outgoing {
     let mut head = String::with_capacity(16);
     encode_header(kind, nsp, attachments, Some(id), &mut head);
     Outgoing {
-        text: finish(&head, |out| write_array(out, None, args.values())),
+        text: finish(&head, |out| write_array(out, None, args.values(), None)),
         attachments: args.attachments().to_vec(),
     }
 }
@@ -126,11 +146,22 @@ fn plain(kind: PacketType, nsp: &str, data: Option<&Value>) -> Outgoing {
     }
 }
 
-/// The CONNECT reply: v5 names the socket id, v4 has no payload.
-pub(crate) fn connected(nsp: &str, protocol: Protocol, socket_id: &str) -> Outgoing {
-    match protocol {
-        Protocol::V5 => plain(PacketType::Connect, nsp, Some(&json!({ "sid": socket_id }))),
-        Protocol::V4 => plain(PacketType::Connect, nsp, None),
+/// The CONNECT reply: v5 names the socket id (and, with recovery on, the
+/// private id), v4 has no payload.
+pub(crate) fn connected(
+    nsp: &str,
+    protocol: Protocol,
+    socket_id: &str,
+    pid: Option<&str>,
+) -> Outgoing {
+    match (protocol, pid) {
+        (Protocol::V5, None) => plain(PacketType::Connect, nsp, Some(&json!({ "sid": socket_id }))),
+        (Protocol::V5, Some(pid)) => plain(
+            PacketType::Connect,
+            nsp,
+            Some(&json!({ "sid": socket_id, "pid": pid })),
+        ),
+        (Protocol::V4, _) => plain(PacketType::Connect, nsp, None),
     }
 }
 
@@ -199,10 +230,21 @@ mod tests {
     fn acks_and_control_packets() {
         assert_eq!(&*ack("/", 7, &Args::new().arg(1).arg(2)).text, "37[1,2]");
         assert_eq!(
-            &*connected("/", Protocol::V5, "abc").text,
+            &*connected("/", Protocol::V5, "abc", None).text,
             r#"0{"sid":"abc"}"#
         );
-        assert_eq!(&*connected("/admin", Protocol::V4, "abc").text, "0/admin,");
+        assert_eq!(
+            &*connected("/", Protocol::V5, "abc", Some("p")).text,
+            r#"0{"sid":"abc","pid":"p"}"#
+        );
+        assert_eq!(
+            &*connected("/admin", Protocol::V4, "abc", None).text,
+            "0/admin,"
+        );
+        assert_eq!(
+            &*event_with_offset("/", "x", &Args::new().arg(1), None, Some("a-0")).text,
+            r#"2["x",1,"a-0"]"#
+        );
         assert_eq!(
             &*connect_error("/x", Protocol::V5, "no", Some(&json!({"a":1})), false).text,
             r#"4/x,{"message":"no","data":{"a":1}}"#

@@ -24,6 +24,7 @@ use super::io::IoConfig;
 use super::namespace::Nsp;
 use super::outgoing;
 use super::reason::DisconnectReason;
+use super::recovery::{RecoveryShard, RestoredSession};
 use super::socket::{Socket, SocketInner};
 use super::stats::PendingStats;
 use crate::engine::{
@@ -79,6 +80,10 @@ impl SioShard {
             .cluster
             .as_ref()
             .is_some_and(|c| c.dialect() == crate::redis::Dialect::Sharded { dynamic: true });
+        let recovery = config
+            .recovery
+            .clone()
+            .map(|c| Rc::new(RecoveryShard::new(c, shard)));
         let shard_state = Rc::new_cyclic(|me| SioShard {
             config,
             shard,
@@ -90,7 +95,13 @@ impl SioShard {
             awaiting_connect: RefCell::new(VecDeque::new()),
             connect_sweeper: Cell::new(false),
             pending_stats: Rc::default(),
-            adapter: ShardAdapter::new(shard, instance, max_rooms_per_socket, report_rooms),
+            adapter: ShardAdapter::new(
+                shard,
+                instance,
+                max_rooms_per_socket,
+                report_rooms,
+                recovery,
+            ),
             link: RefCell::new(None),
             broadcast_acks: RefCell::new(AHashMap::new()),
             cluster_waiters: RefCell::new(AHashMap::new()),
@@ -238,7 +249,8 @@ impl SioShard {
     /// Connect a client to a namespace: middleware, then the CONNECT reply
     /// and the connection handler.
     fn connect(&self, client: &Rc<Client>, name: &str, auth: Value, query: Option<&str>) {
-        if client.socket(name).is_some() {
+        // Open already, or waiting for another shard's recovery answer.
+        if client.socket(name).is_some() || client.restoring.borrow().iter().any(|n| n == name) {
             return;
         }
         let max = self.config.settings.max_namespaces_per_connection;
@@ -264,13 +276,41 @@ impl SioShard {
             client.send(&refusal, false);
             return;
         };
+        if client.protocol == Protocol::V5 && self.adapter.recovery.is_some() {
+            // As socket.io: a recovery needs both a private id and an offset, as strings.
+            if let (Some(Value::String(pid)), Some(Value::String(offset))) =
+                (auth.get("pid"), auth.get("offset"))
+            {
+                let (pid, offset) = (pid.clone(), offset.clone());
+                self.restore(client, nsp, auth, query, &pid, &offset);
+                return;
+            }
+        }
+        self.open_socket(client, &nsp, auth, query, None);
+    }
+
+    /// Connect a client to `nsp`: middleware (unless a recovered session
+    /// skips them), then the CONNECT reply (and, recovered, the missed
+    /// packets) and the connection handler.
+    pub(crate) fn open_socket(
+        &self,
+        client: &Rc<Client>,
+        nsp: &Rc<Nsp>,
+        auth: Value,
+        query: Option<&str>,
+        restored: Option<(RestoredSession, Vec<outgoing::Outgoing>)>,
+    ) {
+        let name = nsp.name.as_str();
+        let nsp = nsp.clone();
         let key = self.next_key.get();
         self.next_key.set(key + 1);
-        let id: Rc<str> = match client.protocol {
-            Protocol::V5 => Rc::from(Sid::generate(self.shard).as_str()),
+        let id: Rc<str> = match (&restored, client.protocol) {
+            // A recovered socket keeps its id (which names the shard it was first on).
+            (Some((session, _)), _) => Rc::from(session.sid.as_str()),
+            (None, Protocol::V5) => Rc::from(Sid::generate(self.shard).as_str()),
             // v2 clients compute their socket id themselves from the Engine.IO sid.
-            Protocol::V4 if name == "/" => Rc::from(client.conn.sid()),
-            Protocol::V4 => Rc::from(format!("{name}#{}", client.conn.sid())),
+            (None, Protocol::V4) if name == "/" => Rc::from(client.conn.sid()),
+            (None, Protocol::V4) => Rc::from(format!("{name}#{}", client.conn.sid())),
         };
         let handshake = Handshake::new(&client.conn, auth, query);
         let inner = Rc::new(SocketInner::new(
@@ -282,7 +322,28 @@ impl SioShard {
             handshake,
         ));
         let socket = Socket(inner.clone());
-        for middleware in &nsp.def.middlewares {
+        let recovery = self.adapter.recovery.as_ref();
+        if recovery.is_some() && client.protocol == Protocol::V5 {
+            let pid: Rc<str> = match &restored {
+                Some((session, _)) => Rc::from(session.pid.as_str()),
+                None => Rc::from(Sid::generate(self.shard).as_str()),
+            };
+            let _ = inner.pid.set(pid);
+            if let Some((session, _)) = &restored {
+                inner.recovered.set(true);
+                if let Some(data) = &session.data {
+                    inner.set_data_shared(data.clone());
+                }
+            }
+        }
+        let skip_middlewares =
+            restored.is_some() && recovery.is_some_and(|r| r.config.skip_middlewares);
+        let middlewares: &[_] = if skip_middlewares {
+            &[]
+        } else {
+            &nsp.def.middlewares
+        };
+        for middleware in middlewares {
             let Some(verdict) = inner.run_app("namespace middleware", || middleware(&socket))
             else {
                 // The connection is closing: the socket never joined.
@@ -316,7 +377,23 @@ impl SioShard {
         nsp.sockets.borrow_mut().insert(key, inner.clone());
         client.add(inner.clone());
         self.adapter.join(&nsp, &inner, &id);
-        client.send(&outgoing::connected(name, client.protocol, &id), false);
+        if let Some((session, _)) = &restored {
+            for room in &session.rooms {
+                self.adapter.join(&nsp, &inner, room);
+            }
+        }
+        let pid = inner.pid.get().cloned();
+        client.send(
+            &outgoing::connected(name, client.protocol, &id, pid.as_deref()),
+            false,
+        );
+        if let Some((session, replay)) = restored {
+            // What the answering shard held after the client's offset, then
+            // what only this shard holds (above that shard's cut).
+            for packet in session.missed.iter().chain(&replay) {
+                client.send(packet, false);
+            }
+        }
         for on_connection in &nsp.def.on_connection {
             if !inner.connected.get() {
                 break;
@@ -599,6 +676,13 @@ impl Handler for SioShard {
                 self.on_cluster_op(&msg.nsp, op);
                 return None;
             }
+            body @ (ClusterBody::Restore { .. }
+            | ClusterBody::Restored { .. }
+            | ClusterBody::Moved { .. }) => {
+                let rest = self.on_recovery_message(&msg.nsp, body);
+                debug_assert!(rest.is_none());
+                return None;
+            }
             ClusterBody::BroadcastAckEvent { request, event } => {
                 if let Some(tx) = self.broadcast_acks.borrow().get(&request) {
                     let _ = tx.try_send(event);
@@ -627,6 +711,12 @@ impl Handler for SioShard {
                 };
                 self.broadcast_ack_event(origin, request, AckEvent::ShardCount(count));
                 return None;
+            }
+            ClusterBody::Broadcast {
+                offset: Some(_), ..
+            } => {
+                // Kept in this shard's log: purged in time.
+                self.ensure_purge();
             }
             _ => {}
         }

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::hash::BuildHasherDefault;
 use std::rc::{Rc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ahash::{AHashMap, AHashSet, AHasher};
@@ -102,8 +103,17 @@ pub(crate) struct SocketInner {
     /// By ack id (a counter: a fixed hasher will do, and keeps the socket smaller).
     acks: RefCell<HashMap<u64, AckSink, BuildHasherDefault<AHasher>>>,
     next_ack: Cell<u64>,
-    data: RefCell<Option<Rc<dyn Any>>>,
+    data: RefCell<Option<SocketData>>,
+    /// The private id a recovering client names its session by (set when
+    /// recovery is on and the client speaks protocol v5).
+    pub pid: std::cell::OnceCell<Rc<str>>,
+    /// The socket came back with a recovered session.
+    pub recovered: Cell<bool>,
 }
+
+/// A socket's application data (`socket.data`): `Send + Sync`, so that a
+/// session recovered on another shard takes it along.
+pub(crate) type SocketData = Arc<dyn Any + Send + Sync>;
 
 /// Event names shared by the listeners of every socket on the shard, at most
 /// this many (past it, a listener has its own copy).
@@ -240,6 +250,8 @@ impl SocketInner {
             acks: RefCell::new(HashMap::default()),
             next_ack: Cell::new(0),
             data: RefCell::new(None),
+            pid: std::cell::OnceCell::new(),
+            recovered: Cell::new(false),
         }
     }
 
@@ -397,6 +409,10 @@ impl SocketInner {
         for handler in handlers {
             self.run_app("disconnecting handler", || handler(&socket, reason));
         }
+        if let Some(shard) = self.shard.upgrade() {
+            // Rooms and data as the `disconnecting` handlers left them.
+            shard.socket_leaving(self, reason, self.data.borrow().clone());
+        }
         if notify {
             self.client
                 .send(&outgoing::disconnect(&self.nsp.name), false);
@@ -418,6 +434,11 @@ impl SocketInner {
         let hooks = self.hooks.borrow_mut().take();
         drop(hooks);
         self.data.borrow_mut().take();
+    }
+
+    /// Set the socket's data as a recovered session carried it.
+    pub(crate) fn set_data_shared(&self, data: SocketData) {
+        *self.data.borrow_mut() = Some(data);
     }
 
     /// Look into the socket's hooks, if it has any.
@@ -444,6 +465,14 @@ impl SocketInner {
         }
         if !self.connected.get() {
             return Err(EmitError::Disconnected);
+        }
+        if ack_id.is_none() && !flags.volatile && self.pid.get().is_some() {
+            // As socket.io with recovery on: the packet gets an offset and
+            // is kept, for the socket's own room, in case it is missed.
+            if let Some(shard) = self.shard.upgrade() {
+                shard.emit_logged(self, event, args, flags.compress);
+                return Ok(());
+            }
         }
         let packet = outgoing::event(&self.nsp.name, event, args, ack_id).compress(flags.compress);
         self.client.send(&packet, flags.volatile);
@@ -559,15 +588,24 @@ impl Socket {
     }
 
     /// Attach the application's data to the socket (the reference `socket.data`),
-    /// e.g. what a middleware learned from the handshake.
-    pub fn set_data<T: 'static>(&self, data: T) {
-        *self.0.data.borrow_mut() = Some(Rc::new(data));
+    /// e.g. what a middleware learned from the handshake. It must be
+    /// `Send + Sync`: with connection-state recovery, a session that comes
+    /// back on another shard takes its data along.
+    pub fn set_data<T: Send + Sync + 'static>(&self, data: T) {
+        *self.0.data.borrow_mut() = Some(Arc::new(data));
     }
 
     /// The data set with [`Socket::set_data`], if it has type `T`.
-    pub fn data<T: 'static>(&self) -> Option<Rc<T>> {
+    pub fn data<T: Send + Sync + 'static>(&self) -> Option<Arc<T>> {
         let data = self.0.data.borrow().clone()?;
         data.downcast::<T>().ok()
+    }
+
+    /// Whether the socket came back with a recovered session
+    /// (connection-state recovery): same id, rooms and data, and the
+    /// missed packets sent after its CONNECT.
+    pub fn recovered(&self) -> bool {
+        self.0.recovered.get()
     }
 
     /// Add a middleware for incoming packets (`socket.use`); an `Err` stops

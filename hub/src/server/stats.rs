@@ -37,6 +37,10 @@ pub struct ShardStats {
     /// Clients on Engine.IO v4 (Socket.IO v3/v4).
     pub eio4: usize,
     pub namespaces: BTreeMap<String, NamespaceStats>,
+    /// Sessions kept for connection-state recovery.
+    pub recovery_sessions: usize,
+    /// Bytes of packets kept for connection-state recovery.
+    pub recovery_bytes: usize,
 }
 
 const STATS_TIMEOUT: Duration = Duration::from_secs(5);
@@ -59,6 +63,10 @@ impl SioShard {
                 Protocol::V4 => stats.eio3 += 1,
                 Protocol::V5 => stats.eio4 += 1,
             }
+        }
+        if let Some(recovery) = &self.adapter.recovery {
+            stats.recovery_sessions = recovery.session_count();
+            stats.recovery_bytes = recovery.bytes_held();
         }
         for nsp in self.namespaces_snapshot() {
             stats.namespaces.insert(

@@ -111,6 +111,11 @@ let authSecret;
 const namespacePatterns = [];
 const redis = { url: undefined, prefix: "socket.io", mode: "classic", subscriptionMode: "dynamic" };
 let clusterTest = false;
+// Connection-state recovery (issue 13): `--recovery-window MS` (0 = off) is
+// socket.io's connectionStateRecovery.maxDisconnectionDuration;
+// `--recovery-buffer-bytes` is accepted and ignored (socket.io's in-memory
+// adapter keeps every packet of the window, with no byte budget).
+let recoveryWindow = 0;
 const rest = [];
 {
   const argv = process.argv.slice(2);
@@ -146,6 +151,12 @@ const rest = [];
       i++;
     } else if (arg === "--redis-subscription-mode") {
       redis.subscriptionMode = value(i, arg);
+      i++;
+    } else if (arg === "--recovery-window") {
+      recoveryWindow = Number(value(i, arg));
+      i++;
+    } else if (arg === "--recovery-buffer-bytes") {
+      value(i, arg);
       i++;
     } else if (arg === "--cluster-test") {
       clusterTest = true;
@@ -269,6 +280,9 @@ const io = new Server(httpServer, {
   serveClient: false,
   httpCompression: false,
   perMessageDeflate: false,
+  ...(recoveryWindow > 0
+    ? { connectionStateRecovery: { maxDisconnectionDuration: recoveryWindow, skipMiddlewares: true } }
+    : {}),
 });
 
 const MAX_ROOM_BYTES = 256;
@@ -433,6 +447,12 @@ function onConnection(socket) {
     if (all.length > 0 && typeof all[all.length - 1] === "function") {
       const ack = all.pop();
       ack(...all);
+    }
+  });
+  // `session`: who the socket is, as the server sees it (recovery tests).
+  socket.on("session", (...all) => {
+    if (all.length > 0 && typeof all[all.length - 1] === "function") {
+      all.pop()({ id: socket.id, recovered: socket.recovered, rooms: [...socket.rooms] });
     }
   });
   if (clusterTest) clusterTestEvents(socket);

@@ -19,7 +19,6 @@ use crate::server::adapter::{Adapter, ClusterBody, ClusterMsg, RoomOp, Target};
 use crate::server::args::Args;
 use crate::server::broadcast_ack::AckEvent;
 use crate::server::namespace::{Namespace, Nsp};
-use crate::server::outgoing;
 use crate::server::reason::DisconnectReason;
 use crate::server::shard::SioShard;
 use crate::shard::context;
@@ -208,13 +207,14 @@ impl SioShard {
             return;
         };
         let args = Args::from_parts(data, event.attachments);
-        let packet = outgoing::event(&nsp.name, &name, &args, None).compress(flags.compress);
+        let (packet, offset) = self.encode_broadcast(&nsp.name, &name, &args, flags.volatile);
+        let packet = packet.compress(flags.compress);
         let target = Target {
             rooms: target.rooms,
             except: target.except,
             volatile: flags.volatile,
         };
-        self.adapter.broadcast(&nsp, target, None, packet);
+        self.adapter.broadcast(&nsp, target, None, packet, offset);
     }
 
     /// A room operation from another node, on every shard of this one.

@@ -1,0 +1,231 @@
+//! The packets a namespace keeps on one shard for connection-state
+//! recovery: every broadcast EVENT that reached the shard (not volatile,
+//! asking no ack), whether or not it had local recipients, in arrival
+//! order. Sans-IO: the time comes in as an argument.
+//!
+//! Bounded by the window (entries older than it are purged) and by a
+//! byte budget (past it, the oldest go first). Eviction is only ever from
+//! the front, so when an offset is held, everything after it is held.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::offset::Offset;
+use crate::server::outgoing::Outgoing;
+
+/// Rooms a logged packet was sent to and the rooms it left out (the
+/// sender's own room included when the sender was excluded).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct LoggedTarget {
+    /// Empty: every socket of the namespace.
+    pub rooms: Vec<String>,
+    pub except: Vec<String>,
+}
+
+impl LoggedTarget {
+    /// Whether a socket in `rooms` would have received the packet
+    /// (socket.io's `shouldIncludePacket`).
+    pub fn includes<'a>(&self, rooms: impl Iterator<Item = &'a str> + Clone) -> bool {
+        let included =
+            self.rooms.is_empty() || rooms.clone().any(|r| self.rooms.iter().any(|t| t == r));
+        let excluded = rooms.clone().any(|r| self.except.iter().any(|e| e == r));
+        included && !excluded
+    }
+
+    fn bytes(&self) -> usize {
+        self.rooms
+            .iter()
+            .chain(&self.except)
+            .map(|r| r.len() + std::mem::size_of::<String>())
+            .sum()
+    }
+}
+
+struct Entry {
+    offset: Offset,
+    at: Instant,
+    /// Shared by the logs of every shard the packet reached.
+    target: Arc<LoggedTarget>,
+    packet: Outgoing,
+    weight: usize,
+}
+
+/// Fixed cost counted for an entry besides its packet and rooms.
+const ENTRY_OVERHEAD: usize = std::mem::size_of::<Entry>();
+
+/// Why missed packets cannot be given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LogMiss {
+    /// The client's offset is not (or no longer) held.
+    Offset,
+    /// Entries above the cut were evicted for the budget.
+    Buffer,
+}
+
+/// One namespace's recovery log on one shard.
+pub(crate) struct RecoveryLog {
+    entries: VecDeque<Entry>,
+    bytes: usize,
+    budget: usize,
+    window: Duration,
+    /// Per origin shard: the highest sequence number logged here, evicted
+    /// or not (0: none).
+    last_seen: Vec<u64>,
+    /// Per origin shard: the highest sequence number evicted for the
+    /// budget (0: none).
+    evicted: Vec<u64>,
+}
+
+fn raise(slots: &mut Vec<u64>, origin: usize, seq: u64) {
+    if slots.len() <= origin {
+        slots.resize(origin + 1, 0);
+    }
+    if slots[origin] < seq {
+        slots[origin] = seq;
+    }
+}
+
+fn slot(slots: &[u64], origin: usize) -> u64 {
+    slots.get(origin).copied().unwrap_or(0)
+}
+
+impl RecoveryLog {
+    pub fn new(window: Duration, budget: usize) -> RecoveryLog {
+        RecoveryLog {
+            entries: VecDeque::new(),
+            bytes: 0,
+            budget,
+            window,
+            last_seen: Vec::new(),
+            evicted: Vec::new(),
+        }
+    }
+
+    /// Bytes held (what the budget counts).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Keep a packet. Returns the change in bytes held (for the gauge):
+    /// the oldest entries go while the budget is exceeded, and those older
+    /// than the window.
+    #[must_use]
+    pub fn push(
+        &mut self,
+        offset: Offset,
+        now: Instant,
+        target: Arc<LoggedTarget>,
+        packet: Outgoing,
+    ) -> isize {
+        let before = self.bytes as isize;
+        let weight = ENTRY_OVERHEAD
+            + packet.text.len()
+            + packet.attachments.iter().map(|a| a.len()).sum::<usize>()
+            + target.bytes();
+        raise(&mut self.last_seen, offset.origin(), offset.seq());
+        self.entries.push_back(Entry {
+            offset,
+            at: now,
+            target,
+            packet,
+            weight,
+        });
+        self.bytes += weight;
+        self.purge_expired(now);
+        while self.bytes > self.budget {
+            let Some(entry) = self.entries.pop_front() else {
+                break;
+            };
+            self.bytes -= entry.weight;
+            raise(&mut self.evicted, entry.offset.origin(), entry.offset.seq());
+        }
+        self.bytes as isize - before
+    }
+
+    /// Drop the entries older than the window. Returns the change in bytes.
+    #[must_use]
+    pub fn purge(&mut self, now: Instant) -> isize {
+        let before = self.bytes as isize;
+        self.purge_expired(now);
+        self.bytes as isize - before
+    }
+
+    fn purge_expired(&mut self, now: Instant) {
+        while let Some(front) = self.entries.front() {
+            if now.saturating_duration_since(front.at) <= self.window {
+                break;
+            }
+            let entry = self.entries.pop_front().expect("front exists");
+            self.bytes -= entry.weight;
+        }
+        if self.entries.is_empty() && self.entries.capacity() > 64 {
+            self.entries = VecDeque::new();
+        }
+    }
+
+    /// Change the budget (a test's way to force an eviction).
+    #[cfg(test)]
+    pub fn budget_for_test(&mut self, budget: usize) {
+        self.budget = budget;
+    }
+
+    /// Per origin shard, the highest sequence number logged here: the cut
+    /// a restore answer carries.
+    pub fn cut(&self) -> Vec<u64> {
+        self.last_seen.clone()
+    }
+
+    /// The packets after `offset` that a socket in `rooms` would have
+    /// received, in this log's order; `Offset` when it is not held (never
+    /// a partial replay).
+    pub fn missed_after<'a>(
+        &self,
+        offset: Offset,
+        rooms: impl Iterator<Item = &'a str> + Clone,
+    ) -> Result<Vec<Outgoing>, LogMiss> {
+        let position = self
+            .entries
+            .iter()
+            .rposition(|e| e.offset == offset)
+            .ok_or(LogMiss::Offset)?;
+        Ok(self
+            .entries
+            .iter()
+            .skip(position + 1)
+            .filter(|e| e.target.includes(rooms.clone()))
+            .map(|e| e.packet.clone())
+            .collect())
+    }
+
+    /// The packets above `cut` (per origin) that a socket in `rooms` would
+    /// have received: those another shard's answer could not hold. `Buffer`
+    /// when any entry above the cut was evicted here.
+    pub fn replay_above<'a>(
+        &self,
+        cut: &[u64],
+        rooms: impl Iterator<Item = &'a str> + Clone,
+    ) -> Result<Vec<Outgoing>, LogMiss> {
+        for (origin, &evicted) in self.evicted.iter().enumerate() {
+            if evicted > slot(cut, origin) {
+                return Err(LogMiss::Buffer);
+            }
+        }
+        Ok(self
+            .entries
+            .iter()
+            .filter(|e| e.offset.seq() > slot(cut, e.offset.origin()))
+            .filter(|e| e.target.includes(rooms.clone()))
+            .map(|e| e.packet.clone())
+            .collect())
+    }
+}

@@ -1,0 +1,276 @@
+//! The recovery log and session store, with a fake clock.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::*;
+use crate::engineio::Text;
+
+fn packet(text: &str) -> Outgoing {
+    Outgoing {
+        text: Text::framed_message(text),
+        attachments: Vec::new(),
+    }
+}
+
+fn to(rooms: &[&str]) -> Arc<LoggedTarget> {
+    Arc::new(LoggedTarget {
+        rooms: rooms.iter().map(|r| r.to_string()).collect(),
+        except: Vec::new(),
+    })
+}
+
+fn texts(packets: &[Outgoing]) -> Vec<String> {
+    packets.iter().map(|p| p.text.to_string()).collect()
+}
+
+const WINDOW: Duration = Duration::from_secs(10);
+
+#[test]
+fn offsets_read_back_and_refuse_what_was_never_written() {
+    let offset = Offset::new(3, 0x1f);
+    assert_eq!(offset.to_string(), "1f-3");
+    assert_eq!(Offset::parse("1f-3"), Some(offset));
+    assert_eq!(
+        Offset::parse(&Offset::new(4095, 1 << 40).to_string()),
+        Some(Offset::new(4095, 1 << 40))
+    );
+    for bad in [
+        "",
+        "1f",
+        "-3",
+        "1f-",
+        "0-0",
+        "zz-1",
+        "1-1000",
+        "1-fff0",
+        "12345678901234-0",
+        "1f-3-4",
+    ] {
+        assert_eq!(Offset::parse(bad), None, "{bad}");
+    }
+}
+
+#[test]
+fn missed_packets_are_those_after_the_offset_that_match_the_rooms() {
+    let now = Instant::now();
+    let mut log = RecoveryLog::new(WINDOW, 1 << 20);
+    let _ = log.push(Offset::new(0, 1), now, to(&["a"]), packet("one"));
+    let _ = log.push(Offset::new(1, 1), now, to(&["a"]), packet("two"));
+    let _ = log.push(Offset::new(0, 2), now, to(&["b"]), packet("three"));
+    let _ = log.push(Offset::new(0, 3), now, to(&[]), packet("four"));
+    let except = Arc::new(LoggedTarget {
+        rooms: vec!["a".into()],
+        except: vec!["me".into()],
+    });
+    let _ = log.push(Offset::new(1, 2), now, except, packet("five"));
+    let rooms = ["me", "a"];
+    let missed = log
+        .missed_after(Offset::new(0, 1), rooms.iter().copied())
+        .expect("held");
+    // "three" is for room b; "five" left the socket out.
+    assert_eq!(texts(&missed), ["two", "four"]);
+    let none = log
+        .missed_after(Offset::new(1, 2), rooms.iter().copied())
+        .expect("held");
+    assert!(none.is_empty());
+    assert_eq!(
+        log.missed_after(Offset::new(0, 9), rooms.iter().copied())
+            .err(),
+        Some(LogMiss::Offset)
+    );
+}
+
+#[test]
+fn the_window_purges_from_the_front() {
+    let start = Instant::now();
+    let mut log = RecoveryLog::new(WINDOW, 1 << 20);
+    let _ = log.push(Offset::new(0, 1), start, to(&[]), packet("old"));
+    let _ = log.push(
+        Offset::new(0, 2),
+        start + Duration::from_secs(6),
+        to(&[]),
+        packet("new"),
+    );
+    let held = log.bytes();
+    let change = log.purge(start + WINDOW);
+    assert_eq!(change, 0, "nothing older than the window yet");
+    let change = log.purge(start + WINDOW + Duration::from_millis(1));
+    assert!(change < 0);
+    assert_eq!(log.bytes() as isize, held as isize + change);
+    assert_eq!(log.len(), 1);
+    // The client that read "old" is past the window: fresh session.
+    assert_eq!(
+        log.missed_after(Offset::new(0, 1), ["x"].into_iter()).err(),
+        Some(LogMiss::Offset)
+    );
+    let change = log.purge(start + Duration::from_secs(17));
+    assert!(change < 0);
+    assert!(log.is_empty());
+    assert_eq!(log.bytes(), 0);
+}
+
+#[test]
+fn the_budget_evicts_the_oldest_and_never_gives_a_partial_replay() {
+    let now = Instant::now();
+    let big = "x".repeat(1000);
+    let mut log = RecoveryLog::new(WINDOW, 3500);
+    for seq in 1..=3 {
+        let _ = log.push(Offset::new(0, seq), now, to(&[]), packet(&big));
+    }
+    assert_eq!(log.len(), 3);
+    assert!(log.bytes() <= 3500);
+    let _ = log.push(Offset::new(0, 4), now, to(&[]), packet(&big));
+    assert_eq!(log.len(), 3, "the oldest went for the budget");
+    assert!(log.bytes() <= 3500);
+    assert_eq!(
+        log.missed_after(Offset::new(0, 1), ["r"].into_iter()).err(),
+        Some(LogMiss::Offset)
+    );
+    // Held offsets keep everything after them.
+    assert_eq!(
+        log.missed_after(Offset::new(0, 2), ["r"].into_iter())
+            .expect("held")
+            .len(),
+        2
+    );
+    // A single packet over the budget is not kept at all.
+    let mut small = RecoveryLog::new(WINDOW, 100);
+    let change = small.push(Offset::new(0, 1), now, to(&[]), packet(&big));
+    assert_eq!(change, 0);
+    assert!(small.is_empty());
+}
+
+#[test]
+fn the_cut_replays_what_the_answering_shard_had_not_seen() {
+    let now = Instant::now();
+    // The answering shard (T) had origin 0 up to 2 and origin 1 up to 1.
+    let mut t = RecoveryLog::new(WINDOW, 1 << 20);
+    let _ = t.push(Offset::new(0, 1), now, to(&["r"]), packet("a"));
+    let _ = t.push(Offset::new(0, 2), now, to(&["r"]), packet("b"));
+    let _ = t.push(Offset::new(1, 1), now, to(&["r"]), packet("c"));
+    let cut = t.cut();
+    assert_eq!(cut, [2, 1]);
+    // The restoring shard (S) got them in another interleaving, and more
+    // from each origin that T had not had when it answered.
+    let mut s = RecoveryLog::new(WINDOW, 1 << 20);
+    let _ = s.push(Offset::new(1, 1), now, to(&["r"]), packet("c"));
+    let _ = s.push(Offset::new(0, 1), now, to(&["r"]), packet("a"));
+    let _ = s.push(Offset::new(1, 2), now, to(&["r"]), packet("d"));
+    let _ = s.push(Offset::new(0, 2), now, to(&["r"]), packet("b"));
+    let _ = s.push(Offset::new(0, 3), now, to(&["other"]), packet("not-mine"));
+    let _ = s.push(Offset::new(2, 1), now, to(&["r"]), packet("e"));
+    let _ = s.push(Offset::new(0, 4), now, to(&["r"]), packet("f"));
+    let replay = s
+        .replay_above(&cut, ["id", "r"].into_iter())
+        .expect("all held");
+    assert_eq!(texts(&replay), ["d", "e", "f"]);
+    // Once S evicted an entry above the cut, the restore must fail.
+    let mut tight = RecoveryLog::new(WINDOW, 1 << 20);
+    let _ = tight.push(Offset::new(0, 3), now, to(&["r"]), packet("g"));
+    tight.budget_for_test(0);
+    let _ = tight.push(Offset::new(0, 4), now, to(&["r"]), packet("h"));
+    assert_eq!(
+        tight.replay_above(&cut, ["r"].into_iter()).err(),
+        Some(LogMiss::Buffer)
+    );
+    // Evictions at or below the cut do not matter.
+    let mut below = RecoveryLog::new(WINDOW, 1 << 20);
+    let _ = below.push(Offset::new(0, 2), now, to(&["r"]), packet("b"));
+    below.budget_for_test(0);
+    let _ = below.push(Offset::new(0, 2), now, to(&["r"]), packet("b"));
+    assert!(below.replay_above(&cut, ["r"].into_iter()).is_ok());
+}
+
+#[test]
+fn attachments_count_in_the_budget() {
+    let now = Instant::now();
+    let mut log = RecoveryLog::new(WINDOW, 1 << 20);
+    let mut with = packet("b");
+    with.attachments.push(Bytes::from(vec![0u8; 5000]));
+    let grew = log.push(Offset::new(0, 1), now, to(&[]), with);
+    assert!(grew >= 5000, "{grew}");
+}
+
+fn session(pid: &str, at: Instant) -> KeptSession {
+    KeptSession {
+        sid: format!("sid-{pid}"),
+        pid: pid.to_string(),
+        nsp: "/".to_string(),
+        rooms: vec![format!("sid-{pid}"), "room".to_string()],
+        data: Some(Arc::new(7u32)),
+        disconnected_at: at,
+    }
+}
+
+#[test]
+fn sessions_are_taken_once_within_the_window() {
+    let start = Instant::now();
+    let mut store = SessionStore::new(WINDOW, 10);
+    assert!(store.keep(session("p1", start), start).is_empty());
+    assert!(store.keep(session("p2", start), start).is_empty());
+    let taken = store.take("p1", start + WINDOW).expect("within the window");
+    assert_eq!(taken.rooms, ["sid-p1", "room"]);
+    let data = taken.data.expect("data").downcast::<u32>().expect("a u32");
+    assert_eq!(*data, 7);
+    assert_eq!(store.take("p1", start).err(), Some(SessionMiss::Unknown));
+    assert_eq!(
+        store
+            .take("p2", start + WINDOW + Duration::from_millis(1))
+            .err(),
+        Some(SessionMiss::Expired)
+    );
+    assert_eq!(
+        store.len(),
+        0,
+        "an expired session is dropped when asked for"
+    );
+}
+
+#[test]
+fn expired_sessions_are_purged_and_the_bound_drops_the_oldest() {
+    let start = Instant::now();
+    let mut store = SessionStore::new(WINDOW, 2);
+    let _ = store.keep(session("a", start), start);
+    let later = start + Duration::from_secs(5);
+    let _ = store.keep(session("b", later), later);
+    let gone = store.keep(session("c", later), later);
+    assert_eq!(
+        gone.iter().map(|s| s.pid.as_str()).collect::<Vec<_>>(),
+        ["a"]
+    );
+    assert_eq!(store.len(), 2);
+    // A taken session's place in the order is skipped by the purge.
+    assert!(store.take("b", later).is_ok());
+    let gone = store.purge(later + WINDOW + Duration::from_millis(1));
+    assert_eq!(
+        gone.iter().map(|s| s.pid.as_str()).collect::<Vec<_>>(),
+        ["c"]
+    );
+    assert_eq!(store.len(), 0);
+    // The purge stops at the first session inside the window.
+    let now = later + WINDOW * 2;
+    let _ = store.keep(session("d", now), now);
+    let _ = store.keep(session("e", now + WINDOW), now + WINDOW);
+    let gone = store.purge(now + WINDOW + Duration::from_millis(1));
+    assert_eq!(
+        gone.iter().map(|s| s.pid.as_str()).collect::<Vec<_>>(),
+        ["d"]
+    );
+    assert!(store.contains("e"));
+}
+
+#[test]
+fn recoverable_reasons_are_socket_ios() {
+    assert!(recoverable(DisconnectReason::TransportClose));
+    assert!(recoverable(DisconnectReason::TransportError));
+    assert!(recoverable(DisconnectReason::PingTimeout));
+    assert!(recoverable(DisconnectReason::ForcedClose));
+    assert!(recoverable(DisconnectReason::ServerShuttingDown));
+    assert!(recoverable(DisconnectReason::ForcedServerClose));
+    assert!(!recoverable(DisconnectReason::ClientNamespaceDisconnect));
+    assert!(!recoverable(DisconnectReason::ServerNamespaceDisconnect));
+    assert!(!recoverable(DisconnectReason::ParseError));
+}
