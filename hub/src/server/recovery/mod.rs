@@ -45,18 +45,24 @@ pub struct RecoveryConfig {
     /// Most bytes of packets kept per namespace per shard; past it the
     /// oldest go (a client whose offset went gets a fresh session).
     pub buffer_bytes: usize,
+    /// Most bytes of packets kept per shard, every namespace's log
+    /// together (dynamic namespaces can be many); past it the oldest
+    /// packet of any namespace goes.
+    pub shard_buffer_bytes: usize,
     /// Most sessions kept per shard; past it the oldest goes.
     pub max_sessions: usize,
 }
 
 impl Default for RecoveryConfig {
     /// socket.io's defaults (2 minutes, middlewares skipped), 8 MiB per
-    /// namespace per shard and 100,000 sessions per shard.
+    /// namespace per shard, 64 MiB per shard in all, and 100,000 sessions
+    /// per shard.
     fn default() -> Self {
         RecoveryConfig {
             window: Duration::from_secs(120),
             skip_middlewares: true,
             buffer_bytes: 8 << 20,
+            shard_buffer_bytes: 64 << 20,
             max_sessions: 100_000,
         }
     }
@@ -143,6 +149,8 @@ pub(crate) struct RecoveryShard {
     shard: usize,
     next_seq: Cell<u64>,
     logs: RefCell<AHashMap<String, RecoveryLog>>,
+    /// Bytes held by every log (bounded by `shard_buffer_bytes`).
+    total_bytes: Cell<usize>,
     sessions: RefCell<SessionStore>,
     /// On the shard a socket id (or private id) names: where the socket
     /// lives (or its session is kept) now, when that is another shard.
@@ -162,6 +170,7 @@ impl RecoveryShard {
             shard,
             next_seq: Cell::new(0),
             logs: RefCell::new(AHashMap::new()),
+            total_bytes: Cell::new(0),
             sessions: RefCell::new(sessions),
             moved: RefCell::new(AHashMap::new()),
             waiting: RefCell::new(AHashMap::new()),
@@ -185,7 +194,21 @@ impl RecoveryShard {
 
     /// Keep a packet in namespace `nsp`'s log.
     pub fn log(&self, nsp: &str, offset: Offset, target: Arc<LoggedTarget>, packet: Outgoing) {
-        let now = Instant::now();
+        self.log_at(Instant::now(), nsp, offset, target, packet);
+    }
+
+    /// [`RecoveryShard::log`] at `now`. Past the shard's budget, the
+    /// oldest packet of whichever log holds it goes (a linear look over
+    /// the logs, only while over the budget: there are few logs unless
+    /// dynamic namespaces are many).
+    pub(crate) fn log_at(
+        &self,
+        now: Instant,
+        nsp: &str,
+        offset: Offset,
+        target: Arc<LoggedTarget>,
+        packet: Outgoing,
+    ) {
         let mut logs = self.logs.borrow_mut();
         let log = match logs.get_mut(nsp) {
             Some(log) => log,
@@ -193,7 +216,22 @@ impl RecoveryShard {
                 .entry(nsp.to_string())
                 .or_insert_with(|| RecoveryLog::new(self.config.window, self.config.buffer_bytes)),
         };
-        let change = log.push(offset, now, target, packet);
+        let mut change = log.push(offset, now, target, packet);
+        let mut total = self.total_bytes.get().saturating_add_signed(change);
+        while total > self.config.shard_buffer_bytes {
+            let Some(oldest) = logs
+                .values_mut()
+                .filter_map(|log| Some((log.oldest()?, log)))
+                .min_by_key(|(at, _)| *at)
+                .map(|(_, log)| log)
+            else {
+                break;
+            };
+            let evicted = oldest.evict_oldest();
+            change += evicted;
+            total = total.saturating_add_signed(evicted);
+        }
+        self.total_bytes.set(total);
         bytes_held(change);
     }
 
@@ -286,6 +324,8 @@ impl RecoveryShard {
             change += log.purge(now);
             !log.is_empty()
         });
+        self.total_bytes
+            .set(self.total_bytes.get().saturating_add_signed(change));
         bytes_held(change);
         let gone = self.sessions.borrow_mut().purge(now);
         self.sessions_gauge();
@@ -299,7 +339,7 @@ impl RecoveryShard {
 
     /// Bytes of packets kept, every namespace.
     pub fn bytes_held(&self) -> usize {
-        self.logs.borrow().values().map(RecoveryLog::bytes).sum()
+        self.total_bytes.get()
     }
 
     /// Whether anything is held (the purge task stops when nothing is).

@@ -274,3 +274,84 @@ fn recoverable_reasons_are_socket_ios() {
     assert!(!recoverable(DisconnectReason::ServerNamespaceDisconnect));
     assert!(!recoverable(DisconnectReason::ParseError));
 }
+
+#[test]
+fn the_shard_budget_evicts_the_oldest_packet_of_any_namespace() {
+    let t0 = Instant::now();
+    let weight = {
+        let mut log = RecoveryLog::new(WINDOW, 1 << 20);
+        log.push(Offset::new(0, 1), t0, to(&["a"]), packet("xxxxxxxx")) as usize
+    };
+    // Room for three entries on the shard, each namespace's own budget larger.
+    let shard = RecoveryShard::new(
+        RecoveryConfig {
+            window: WINDOW,
+            buffer_bytes: 1 << 20,
+            shard_buffer_bytes: 3 * weight,
+            ..RecoveryConfig::default()
+        },
+        0,
+    );
+    let at = |ms| t0 + Duration::from_millis(ms);
+    shard.log_at(
+        at(1),
+        "/a",
+        Offset::new(0, 1),
+        to(&["r"]),
+        packet("xxxxxxx1"),
+    );
+    shard.log_at(
+        at(2),
+        "/b",
+        Offset::new(0, 2),
+        to(&["r"]),
+        packet("xxxxxxx2"),
+    );
+    shard.log_at(
+        at(3),
+        "/a",
+        Offset::new(0, 3),
+        to(&["r"]),
+        packet("xxxxxxx3"),
+    );
+    assert_eq!(shard.bytes_held(), 3 * weight);
+    // A fourth, in /b: /a's first entry is the shard's oldest and goes.
+    shard.log_at(
+        at(4),
+        "/b",
+        Offset::new(0, 4),
+        to(&["r"]),
+        packet("xxxxxxx4"),
+    );
+    assert_eq!(shard.bytes_held(), 3 * weight);
+    let logs = shard.logs.borrow();
+    let rooms = ["r"];
+    assert_eq!(
+        logs["/a"]
+            .missed_after(Offset::new(0, 1), rooms.iter().copied())
+            .err(),
+        Some(LogMiss::Offset),
+        "the evicted offset is no longer held"
+    );
+    assert_eq!(
+        texts(
+            &logs["/a"]
+                .missed_after(Offset::new(0, 3), rooms.iter().copied())
+                .unwrap()
+        ),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        texts(
+            &logs["/b"]
+                .missed_after(Offset::new(0, 2), rooms.iter().copied())
+                .unwrap()
+        ),
+        vec!["xxxxxxx4".to_string()]
+    );
+    // A replay above a cut below the evicted entry cannot be whole.
+    assert_eq!(
+        logs["/a"].replay_above(&[0], rooms.iter().copied()).err(),
+        Some(LogMiss::Buffer)
+    );
+}
