@@ -103,6 +103,7 @@ impl RecoveryLog {
     }
 
     /// Bytes held (what the budget counts).
+    #[cfg(test)]
     pub fn bytes(&self) -> usize {
         self.bytes
     }

@@ -325,6 +325,11 @@ fn the_shard_budget_evicts_the_oldest_packet_of_any_namespace() {
     );
     assert_eq!(shard.bytes_held(), 3 * weight);
     let logs = shard.logs.borrow();
+    assert_eq!(
+        logs.values().map(RecoveryLog::bytes).sum::<usize>(),
+        shard.bytes_held(),
+        "the shard's count is its logs' sum"
+    );
     let rooms = ["r"];
     assert_eq!(
         logs["/a"]
