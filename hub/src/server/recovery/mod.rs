@@ -155,6 +155,11 @@ pub(crate) struct RecoveryShard {
     /// On the shard a socket id (or private id) names: where the socket
     /// lives (or its session is kept) now, when that is another shard.
     moved: RefCell<AHashMap<String, usize>>,
+    /// Restored sockets of this shard (by key) and the cut of the answer
+    /// that restored them: a broadcast from another shard at or below it
+    /// (per origin) was in the answer or had reached the client, so it is
+    /// not delivered to them again. Bounded by the restored sockets alive.
+    cuts: RefCell<AHashMap<u64, Box<[u64]>>>,
     /// This shard's restores waiting for another shard's answer.
     pub(crate) waiting: RefCell<AHashMap<u64, LocalSender<RestoreAnswer>>>,
     next_request: Cell<u64>,
@@ -173,6 +178,7 @@ impl RecoveryShard {
             total_bytes: Cell::new(0),
             sessions: RefCell::new(sessions),
             moved: RefCell::new(AHashMap::new()),
+            cuts: RefCell::new(AHashMap::new()),
             waiting: RefCell::new(AHashMap::new()),
             next_request: Cell::new(0),
             purging: Cell::new(false),
@@ -244,29 +250,49 @@ impl RecoveryShard {
 
     /// Answer a restore of `pid` in namespace `nsp` after `offset`, from
     /// this shard's store and log. Synchronous: the cut is what the log
-    /// holds at this instant.
-    pub fn answer(&self, pid: &str, nsp: &str, offset: Offset) -> RestoreAnswer {
+    /// holds at this instant. With a failure, the ids of a session that was
+    /// taken and not given back (expired, or its offset no longer held),
+    /// to be forgotten where they are recorded.
+    pub fn answer(
+        &self,
+        pid: &str,
+        nsp: &str,
+        offset: Offset,
+    ) -> (RestoreAnswer, Option<(String, String)>) {
         let now = Instant::now();
         let taken = self.sessions.borrow_mut().take(pid, now);
         self.sessions_gauge();
-        let session = taken?;
+        let session = match taken {
+            Ok(session) => session,
+            Err((miss, session)) => {
+                return (Err(miss.into()), session.map(|s| (s.sid, s.pid)));
+            }
+        };
         if session.nsp != nsp {
             // Another namespace's session: not this client's to take.
             let _ = self.sessions.borrow_mut().keep(session, now);
             self.sessions_gauge();
-            return Err(FailCause::Unknown);
+            return (Err(FailCause::Unknown), None);
         }
         let logs = self.logs.borrow();
-        let log = logs.get(nsp).ok_or(FailCause::Offset)?;
-        let missed = log.missed_after(offset, session.rooms.iter().map(String::as_str))?;
-        Ok(RestoredSession {
-            cut: log.cut(),
-            sid: session.sid,
-            pid: session.pid,
-            rooms: session.rooms,
-            data: session.data,
-            missed,
-        })
+        let missed = logs.get(nsp).ok_or(LogMiss::Offset).and_then(|log| {
+            let missed = log.missed_after(offset, session.rooms.iter().map(String::as_str))?;
+            Ok((missed, log.cut()))
+        });
+        match missed {
+            Ok((missed, cut)) => (
+                Ok(RestoredSession {
+                    cut,
+                    sid: session.sid,
+                    pid: session.pid,
+                    rooms: session.rooms,
+                    data: session.data,
+                    missed,
+                }),
+                None,
+            ),
+            Err(miss) => (Err(miss.into()), Some((session.sid, session.pid))),
+        }
     }
 
     /// Whether this shard keeps a session under `pid`.
@@ -286,6 +312,36 @@ impl RecoveryShard {
             Some(log) => Ok(log.replay_above(cut, rooms.iter().map(String::as_str))?),
             None => Ok(Vec::new()),
         }
+    }
+
+    /// Socket `key` was restored with `cut`: see `cuts`.
+    pub fn skip_through(&self, key: u64, cut: Vec<u64>) {
+        if cut.iter().any(|&seq| seq > 0) {
+            self.cuts.borrow_mut().insert(key, cut.into_boxed_slice());
+        }
+    }
+
+    /// Socket `key` left.
+    pub fn forget_cut(&self, key: u64) {
+        let mut cuts = self.cuts.borrow_mut();
+        if cuts.remove(&key).is_some() && cuts.is_empty() && cuts.capacity() > 64 {
+            cuts.shrink_to_fit();
+        }
+    }
+
+    /// Whether any socket of this shard has a cut (the per-recipient check
+    /// is skipped otherwise).
+    pub fn any_cut(&self) -> bool {
+        !self.cuts.borrow().is_empty()
+    }
+
+    /// Whether a packet with `offset` is one restored socket `key` must
+    /// not get from a live broadcast.
+    pub fn covered(&self, key: u64, offset: Offset) -> bool {
+        self.cuts
+            .borrow()
+            .get(&key)
+            .is_some_and(|cut| offset.seq() <= cut.get(offset.origin()).copied().unwrap_or(0))
     }
 
     /// Where a socket id or private id named by this shard lives now.
