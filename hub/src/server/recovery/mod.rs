@@ -264,9 +264,7 @@ impl RecoveryShard {
         self.sessions_gauge();
         let session = match taken {
             Ok(session) => session,
-            Err((miss, session)) => {
-                return (Err(miss.into()), session.map(|s| (s.sid, s.pid)));
-            }
+            Err((miss, ids)) => return (Err(miss.into()), ids),
         };
         if session.nsp != nsp {
             // Another namespace's session: not this client's to take.

@@ -90,19 +90,19 @@ impl SessionStore {
     }
 
     /// Take the session of `pid` (it is kept no longer either way). An
-    /// expired one comes back with the miss, so that its ids can be
-    /// forgotten where they are recorded.
+    /// expired one's ids (socket id, private id) come back with the miss,
+    /// so that they can be forgotten where they are recorded.
     pub fn take(
         &mut self,
         pid: &str,
         now: Instant,
-    ) -> Result<KeptSession, (SessionMiss, Option<KeptSession>)> {
+    ) -> Result<KeptSession, (SessionMiss, Option<(String, String)>)> {
         let session = self
             .by_pid
             .remove(pid)
             .ok_or((SessionMiss::Unknown, None))?;
         if now.saturating_duration_since(session.disconnected_at) > self.window {
-            return Err((SessionMiss::Expired, Some(session)));
+            return Err((SessionMiss::Expired, Some((session.sid, session.pid))));
         }
         Ok(session)
     }

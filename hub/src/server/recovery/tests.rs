@@ -223,7 +223,7 @@ fn sessions_are_taken_once_within_the_window() {
     ));
     // An expired one comes back with the miss: its ids are to be forgotten.
     match store.take("p2", start + WINDOW + Duration::from_millis(1)) {
-        Err((SessionMiss::Expired, Some(expired))) => assert_eq!(expired.pid, "p2"),
+        Err((SessionMiss::Expired, Some((_, pid)))) => assert_eq!(pid, "p2"),
         _ => panic!("p2 expired"),
     }
     assert_eq!(
