@@ -111,7 +111,7 @@ pub struct Settings {
         value_name = "MS"
     )]
     pub recovery_window: u64,
-    /// Most bytes of broadcasts kept for recovery per namespace per shard; past it the oldest go, and a client whose last one went gets a fresh session.
+    /// Most bytes of broadcasts kept for recovery per namespace per shard (all namespaces of a shard: 8 times this); past it the oldest go, and a client whose last one went gets a fresh session.
     #[arg(
         long,
         env = "HUB_RECOVERY_BUFFER_BYTES",

@@ -136,6 +136,9 @@ pub fn run_with(
     let recovery = (settings.recovery_window > 0).then(|| RecoveryConfig {
         window: Settings::ms(settings.recovery_window),
         buffer_bytes: settings.recovery_buffer_bytes,
+        // Dynamic namespaces can be many: all logs of a shard together
+        // hold at most eight namespaces' budgets.
+        shard_buffer_bytes: settings.recovery_buffer_bytes.saturating_mul(8),
         ..RecoveryConfig::default()
     });
     let relay_config = RelayConfig {

@@ -414,6 +414,12 @@ impl ShardAdapter {
         peers
     }
 
+    /// Every other shard.
+    fn all_peers(&self) -> SmallVec<[usize; 8]> {
+        let count = context::shard_count().unwrap_or(1);
+        (0..count).filter(|s| *s != self.shard).collect()
+    }
+
     /// An id-targeted message reached this shard for a socket it names
     /// that now lives on another shard: pass it on, unless that shard had
     /// it already (it sent it, or owns another target room). Only when
@@ -487,15 +493,35 @@ impl ShardAdapter {
             } => {
                 self.log(&msg.nsp, logged.as_ref(), offset, &packet);
                 if let Some(nsp) = nsp {
-                    self.broadcast_each(nsp, &target, None, &packet, |_| {});
+                    // A socket restored here with a cut does not get again
+                    // what the restore gave it (see `RecoveryShard::cuts`).
+                    let cuts = self.recovery.as_ref().filter(|r| r.any_cut()).zip(offset);
+                    match cuts {
+                        None => {
+                            self.broadcast_each(nsp, &target, None, &packet, |_| {});
+                        }
+                        Some((recovery, offset)) => {
+                            self.broadcast_each_but(
+                                nsp,
+                                &target,
+                                None,
+                                &packet,
+                                |s| recovery.covered(s.key, offset),
+                                |_| {},
+                            );
+                        }
+                    }
                 }
-                self.forward_moved(&target, origin, &msg.nsp, || ClusterBody::Broadcast {
-                    target: target.clone(),
-                    packet: packet.clone(),
-                    offset,
-                    origin,
-                    logged: logged.clone(),
-                });
+                // A packet with an offset went to every shard (see `broadcast`).
+                if offset.is_none() {
+                    self.forward_moved(&target, origin, &msg.nsp, || ClusterBody::Broadcast {
+                        target: target.clone(),
+                        packet: packet.clone(),
+                        offset,
+                        origin,
+                        logged: logged.clone(),
+                    });
+                }
                 Vec::new()
             }
             ClusterBody::RoomOp { target, op } => {
@@ -552,11 +578,27 @@ impl ShardAdapter {
         target: &Target,
         exclude: Option<&SocketInner>,
         packet: &Outgoing,
+        sent: impl FnMut(&Rc<SocketInner>),
+    ) -> usize {
+        self.broadcast_each_but(nsp, target, exclude, packet, |_| false, sent)
+    }
+
+    /// [`ShardAdapter::broadcast_each`], leaving out the sockets `skip` names.
+    fn broadcast_each_but(
+        &self,
+        nsp: &Nsp,
+        target: &Target,
+        exclude: Option<&SocketInner>,
+        packet: &Outgoing,
+        skip: impl Fn(&SocketInner) -> bool,
         mut sent: impl FnMut(&Rc<SocketInner>),
     ) -> usize {
         let mut delivered = 0;
         let mut tally = Tally::default();
         self.for_each_local(nsp, target, exclude, |s| {
+            if skip(s) {
+                return;
+            }
             if s.client.send_tallied(packet, target.volatile, &mut tally) {
                 delivered += 1;
                 sent(s);
@@ -690,7 +732,15 @@ impl Adapter for ShardAdapter {
         crate::metrics::with(|m| {
             m.broadcasts.inc();
         });
-        for shard in self.peers(&target) {
+        // A packet kept for recovery goes to every shard, even one for a
+        // socket id: each shard's log then holds every such packet in each
+        // origin's order, which a restore on another shard relies on
+        // (docs/architecture.md, "Connection-state recovery").
+        let peers = match offset {
+            Some(_) => self.all_peers(),
+            None => self.peers(&target),
+        };
+        for shard in peers {
             // The packet's bytes are shared: one refcount per shard, not per recipient.
             let body = ClusterBody::Broadcast {
                 target: target.clone(),

@@ -382,18 +382,25 @@ impl SioShard {
                 self.adapter.join(&nsp, &inner, room);
             }
         }
+        if let Some((session, replay)) = restored {
+            // As socket.io, the missed packets go before the CONNECT (the
+            // client buffers them and emits them before `connect`): what
+            // the answering shard held after the client's offset, then what
+            // only this shard holds (above that shard's cut).
+            for packet in session.missed.iter().chain(&replay) {
+                client.send(packet, false);
+            }
+            if let Some(recovery) = &self.adapter.recovery {
+                // Broadcasts at or below the cut that have yet to reach
+                // this shard were in the answer, or the client had them.
+                recovery.skip_through(inner.key, session.cut);
+            }
+        }
         let pid = inner.pid.get().cloned();
         client.send(
             &outgoing::connected(name, client.protocol, &id, pid.as_deref()),
             false,
         );
-        if let Some((session, replay)) = restored {
-            // What the answering shard held after the client's offset, then
-            // what only this shard holds (above that shard's cut).
-            for packet in session.missed.iter().chain(&replay) {
-                client.send(packet, false);
-            }
-        }
         for on_connection in &nsp.def.on_connection {
             if !inner.connected.get() {
                 break;
@@ -479,6 +486,13 @@ impl SioShard {
     /// it leaves the rooms a middleware joined, joins none again, and a
     /// dynamic namespace created for it goes if it is empty.
     fn refused(&self, nsp: &Nsp, socket: &SocketInner) {
+        if socket.recovered.get() {
+            // A restored session refused (middlewares not skipped): it
+            // ends here, and where its ids are recorded forgets them.
+            if let Some(pid) = socket.pid.get() {
+                self.session_ended(&socket.id, pid);
+            }
+        }
         socket.left.set(true);
         self.adapter.leave_all(nsp, socket);
         self.release_if_empty(nsp);

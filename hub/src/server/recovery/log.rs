@@ -103,6 +103,7 @@ impl RecoveryLog {
     }
 
     /// Bytes held (what the budget counts).
+    #[cfg(test)]
     pub fn bytes(&self) -> usize {
         self.bytes
     }
@@ -150,6 +151,23 @@ impl RecoveryLog {
             raise(&mut self.evicted, entry.offset.origin(), entry.offset.seq());
         }
         self.bytes as isize - before
+    }
+
+    /// When the oldest entry was logged.
+    pub fn oldest(&self) -> Option<Instant> {
+        self.entries.front().map(|e| e.at)
+    }
+
+    /// Evict the oldest entry (for the shard's budget, over every log).
+    /// Returns the change in bytes.
+    #[must_use]
+    pub fn evict_oldest(&mut self) -> isize {
+        let Some(entry) = self.entries.pop_front() else {
+            return 0;
+        };
+        self.bytes -= entry.weight;
+        raise(&mut self.evicted, entry.offset.origin(), entry.offset.seq());
+        -(entry.weight as isize)
     }
 
     /// Drop the entries older than the window. Returns the change in bytes.

@@ -45,18 +45,24 @@ pub struct RecoveryConfig {
     /// Most bytes of packets kept per namespace per shard; past it the
     /// oldest go (a client whose offset went gets a fresh session).
     pub buffer_bytes: usize,
+    /// Most bytes of packets kept per shard, every namespace's log
+    /// together (dynamic namespaces can be many); past it the oldest
+    /// packet of any namespace goes.
+    pub shard_buffer_bytes: usize,
     /// Most sessions kept per shard; past it the oldest goes.
     pub max_sessions: usize,
 }
 
 impl Default for RecoveryConfig {
     /// socket.io's defaults (2 minutes, middlewares skipped), 8 MiB per
-    /// namespace per shard and 100,000 sessions per shard.
+    /// namespace per shard, 64 MiB per shard in all, and 100,000 sessions
+    /// per shard.
     fn default() -> Self {
         RecoveryConfig {
             window: Duration::from_secs(120),
             skip_middlewares: true,
             buffer_bytes: 8 << 20,
+            shard_buffer_bytes: 64 << 20,
             max_sessions: 100_000,
         }
     }
@@ -143,10 +149,17 @@ pub(crate) struct RecoveryShard {
     shard: usize,
     next_seq: Cell<u64>,
     logs: RefCell<AHashMap<String, RecoveryLog>>,
+    /// Bytes held by every log (bounded by `shard_buffer_bytes`).
+    total_bytes: Cell<usize>,
     sessions: RefCell<SessionStore>,
     /// On the shard a socket id (or private id) names: where the socket
     /// lives (or its session is kept) now, when that is another shard.
     moved: RefCell<AHashMap<String, usize>>,
+    /// Restored sockets of this shard (by key) and the cut of the answer
+    /// that restored them: a broadcast from another shard at or below it
+    /// (per origin) was in the answer or had reached the client, so it is
+    /// not delivered to them again. Bounded by the restored sockets alive.
+    cuts: RefCell<AHashMap<u64, Box<[u64]>>>,
     /// This shard's restores waiting for another shard's answer.
     pub(crate) waiting: RefCell<AHashMap<u64, LocalSender<RestoreAnswer>>>,
     next_request: Cell<u64>,
@@ -162,8 +175,10 @@ impl RecoveryShard {
             shard,
             next_seq: Cell::new(0),
             logs: RefCell::new(AHashMap::new()),
+            total_bytes: Cell::new(0),
             sessions: RefCell::new(sessions),
             moved: RefCell::new(AHashMap::new()),
+            cuts: RefCell::new(AHashMap::new()),
             waiting: RefCell::new(AHashMap::new()),
             next_request: Cell::new(0),
             purging: Cell::new(false),
@@ -185,7 +200,21 @@ impl RecoveryShard {
 
     /// Keep a packet in namespace `nsp`'s log.
     pub fn log(&self, nsp: &str, offset: Offset, target: Arc<LoggedTarget>, packet: Outgoing) {
-        let now = Instant::now();
+        self.log_at(Instant::now(), nsp, offset, target, packet);
+    }
+
+    /// [`RecoveryShard::log`] at `now`. Past the shard's budget, the
+    /// oldest packet of whichever log holds it goes (a linear look over
+    /// the logs, only while over the budget: there are few logs unless
+    /// dynamic namespaces are many).
+    pub(crate) fn log_at(
+        &self,
+        now: Instant,
+        nsp: &str,
+        offset: Offset,
+        target: Arc<LoggedTarget>,
+        packet: Outgoing,
+    ) {
         let mut logs = self.logs.borrow_mut();
         let log = match logs.get_mut(nsp) {
             Some(log) => log,
@@ -193,7 +222,22 @@ impl RecoveryShard {
                 .entry(nsp.to_string())
                 .or_insert_with(|| RecoveryLog::new(self.config.window, self.config.buffer_bytes)),
         };
-        let change = log.push(offset, now, target, packet);
+        let mut change = log.push(offset, now, target, packet);
+        let mut total = self.total_bytes.get().saturating_add_signed(change);
+        while total > self.config.shard_buffer_bytes {
+            let Some(oldest) = logs
+                .values_mut()
+                .filter_map(|log| Some((log.oldest()?, log)))
+                .min_by_key(|(at, _)| *at)
+                .map(|(_, log)| log)
+            else {
+                break;
+            };
+            let evicted = oldest.evict_oldest();
+            change += evicted;
+            total = total.saturating_add_signed(evicted);
+        }
+        self.total_bytes.set(total);
         bytes_held(change);
     }
 
@@ -206,29 +250,47 @@ impl RecoveryShard {
 
     /// Answer a restore of `pid` in namespace `nsp` after `offset`, from
     /// this shard's store and log. Synchronous: the cut is what the log
-    /// holds at this instant.
-    pub fn answer(&self, pid: &str, nsp: &str, offset: Offset) -> RestoreAnswer {
+    /// holds at this instant. With a failure, the ids of a session that was
+    /// taken and not given back (expired, or its offset no longer held),
+    /// to be forgotten where they are recorded.
+    pub fn answer(
+        &self,
+        pid: &str,
+        nsp: &str,
+        offset: Offset,
+    ) -> (RestoreAnswer, Option<(String, String)>) {
         let now = Instant::now();
         let taken = self.sessions.borrow_mut().take(pid, now);
         self.sessions_gauge();
-        let session = taken?;
+        let session = match taken {
+            Ok(session) => session,
+            Err((miss, ids)) => return (Err(miss.into()), ids),
+        };
         if session.nsp != nsp {
             // Another namespace's session: not this client's to take.
             let _ = self.sessions.borrow_mut().keep(session, now);
             self.sessions_gauge();
-            return Err(FailCause::Unknown);
+            return (Err(FailCause::Unknown), None);
         }
         let logs = self.logs.borrow();
-        let log = logs.get(nsp).ok_or(FailCause::Offset)?;
-        let missed = log.missed_after(offset, session.rooms.iter().map(String::as_str))?;
-        Ok(RestoredSession {
-            cut: log.cut(),
-            sid: session.sid,
-            pid: session.pid,
-            rooms: session.rooms,
-            data: session.data,
-            missed,
-        })
+        let missed = logs.get(nsp).ok_or(LogMiss::Offset).and_then(|log| {
+            let missed = log.missed_after(offset, session.rooms.iter().map(String::as_str))?;
+            Ok((missed, log.cut()))
+        });
+        match missed {
+            Ok((missed, cut)) => (
+                Ok(RestoredSession {
+                    cut,
+                    sid: session.sid,
+                    pid: session.pid,
+                    rooms: session.rooms,
+                    data: session.data,
+                    missed,
+                }),
+                None,
+            ),
+            Err(miss) => (Err(miss.into()), Some((session.sid, session.pid))),
+        }
     }
 
     /// Whether this shard keeps a session under `pid`.
@@ -248,6 +310,36 @@ impl RecoveryShard {
             Some(log) => Ok(log.replay_above(cut, rooms.iter().map(String::as_str))?),
             None => Ok(Vec::new()),
         }
+    }
+
+    /// Socket `key` was restored with `cut`: see `cuts`.
+    pub fn skip_through(&self, key: u64, cut: Vec<u64>) {
+        if cut.iter().any(|&seq| seq > 0) {
+            self.cuts.borrow_mut().insert(key, cut.into_boxed_slice());
+        }
+    }
+
+    /// Socket `key` left.
+    pub fn forget_cut(&self, key: u64) {
+        let mut cuts = self.cuts.borrow_mut();
+        if cuts.remove(&key).is_some() && cuts.is_empty() && cuts.capacity() > 64 {
+            cuts.shrink_to_fit();
+        }
+    }
+
+    /// Whether any socket of this shard has a cut (the per-recipient check
+    /// is skipped otherwise).
+    pub fn any_cut(&self) -> bool {
+        !self.cuts.borrow().is_empty()
+    }
+
+    /// Whether a packet with `offset` is one restored socket `key` must
+    /// not get from a live broadcast.
+    pub fn covered(&self, key: u64, offset: Offset) -> bool {
+        self.cuts
+            .borrow()
+            .get(&key)
+            .is_some_and(|cut| offset.seq() <= cut.get(offset.origin()).copied().unwrap_or(0))
     }
 
     /// Where a socket id or private id named by this shard lives now.
@@ -286,6 +378,8 @@ impl RecoveryShard {
             change += log.purge(now);
             !log.is_empty()
         });
+        self.total_bytes
+            .set(self.total_bytes.get().saturating_add_signed(change));
         bytes_held(change);
         let gone = self.sessions.borrow_mut().purge(now);
         self.sessions_gauge();
@@ -299,7 +393,7 @@ impl RecoveryShard {
 
     /// Bytes of packets kept, every namespace.
     pub fn bytes_held(&self) -> usize {
-        self.logs.borrow().values().map(RecoveryLog::bytes).sum()
+        self.total_bytes.get()
     }
 
     /// Whether anything is held (the purge task stops when nothing is).

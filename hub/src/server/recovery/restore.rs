@@ -84,6 +84,7 @@ impl SioShard {
         let Some(recovery) = &self.adapter.recovery else {
             return;
         };
+        recovery.forget_cut(socket.key);
         let Some(pid) = socket.pid.get().cloned() else {
             return;
         };
@@ -122,7 +123,7 @@ impl SioShard {
     }
 
     /// A socket's session ended for good on this shard.
-    fn session_ended(&self, sid: &str, pid: &str) {
+    pub(crate) fn session_ended(&self, sid: &str, pid: &str) {
         let Some(recovery) = &self.adapter.recovery else {
             return;
         };
@@ -213,7 +214,10 @@ impl SioShard {
             home
         };
         if holder == me {
-            let answer = recovery.answer(pid, &nsp.name, offset);
+            let (answer, dropped) = recovery.answer(pid, &nsp.name, offset);
+            if let Some((sid, pid)) = dropped {
+                self.session_ended(&sid, &pid);
+            }
             count_attempt(answer.as_ref().map(|_| ()).map_err(|c| *c));
             match answer {
                 Ok(session) => {
@@ -353,7 +357,10 @@ impl SioShard {
                         return None;
                     }
                 }
-                let answer = recovery.answer(&pid, nsp, offset);
+                let (answer, dropped) = recovery.answer(&pid, nsp, offset);
+                if let Some((sid, pid)) = dropped {
+                    self.session_ended(&sid, &pid);
+                }
                 if let Ok(session) = &answer {
                     // Recorded now, before anything else reaches this
                     // shard: an id-targeted message that comes after the

@@ -54,6 +54,12 @@ impl SessionStore {
         self.by_pid.len()
     }
 
+    /// Places in the keeping order (for tests of its bound).
+    #[cfg(test)]
+    pub fn order_len(&self) -> usize {
+        self.order.len()
+    }
+
     pub fn contains(&self, pid: &str) -> bool {
         self.by_pid.contains_key(pid)
     }
@@ -69,17 +75,34 @@ impl SessionStore {
                 None => break,
             }
         }
+        if self.order.len() >= 2 * self.max {
+            // Sessions taken back leave their place in the queue until the
+            // window passes: drop those places, so that sockets dropping
+            // and coming back often cannot grow it past twice the bound.
+            let by_pid = &self.by_pid;
+            self.order
+                .retain(|(at, pid)| by_pid.get(pid).is_some_and(|s| s.disconnected_at == *at));
+        }
         self.order
             .push_back((session.disconnected_at, session.pid.clone()));
         self.by_pid.insert(session.pid.clone(), session);
         gone
     }
 
-    /// Take the session of `pid` (it is kept no longer either way).
-    pub fn take(&mut self, pid: &str, now: Instant) -> Result<KeptSession, SessionMiss> {
-        let session = self.by_pid.remove(pid).ok_or(SessionMiss::Unknown)?;
+    /// Take the session of `pid` (it is kept no longer either way). An
+    /// expired one's ids (socket id, private id) come back with the miss,
+    /// so that they can be forgotten where they are recorded.
+    pub fn take(
+        &mut self,
+        pid: &str,
+        now: Instant,
+    ) -> Result<KeptSession, (SessionMiss, Option<(String, String)>)> {
+        let session = self
+            .by_pid
+            .remove(pid)
+            .ok_or((SessionMiss::Unknown, None))?;
         if now.saturating_duration_since(session.disconnected_at) > self.window {
-            return Err(SessionMiss::Expired);
+            return Err((SessionMiss::Expired, Some((session.sid, session.pid))));
         }
         Ok(session)
     }

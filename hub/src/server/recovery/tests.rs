@@ -211,17 +211,21 @@ fn sessions_are_taken_once_within_the_window() {
     let mut store = SessionStore::new(WINDOW, 10);
     assert!(store.keep(session("p1", start), start).is_empty());
     assert!(store.keep(session("p2", start), start).is_empty());
-    let taken = store.take("p1", start + WINDOW).expect("within the window");
+    let Ok(taken) = store.take("p1", start + WINDOW) else {
+        panic!("within the window");
+    };
     assert_eq!(taken.rooms, ["sid-p1", "room"]);
     let data = taken.data.expect("data").downcast::<u32>().expect("a u32");
     assert_eq!(*data, 7);
-    assert_eq!(store.take("p1", start).err(), Some(SessionMiss::Unknown));
-    assert_eq!(
-        store
-            .take("p2", start + WINDOW + Duration::from_millis(1))
-            .err(),
-        Some(SessionMiss::Expired)
-    );
+    assert!(matches!(
+        store.take("p1", start),
+        Err((SessionMiss::Unknown, None))
+    ));
+    // An expired one comes back with the miss: its ids are to be forgotten.
+    match store.take("p2", start + WINDOW + Duration::from_millis(1)) {
+        Err((SessionMiss::Expired, Some((_, pid)))) => assert_eq!(pid, "p2"),
+        _ => panic!("p2 expired"),
+    }
     assert_eq!(
         store.len(),
         0,
@@ -273,4 +277,133 @@ fn recoverable_reasons_are_socket_ios() {
     assert!(!recoverable(DisconnectReason::ClientNamespaceDisconnect));
     assert!(!recoverable(DisconnectReason::ServerNamespaceDisconnect));
     assert!(!recoverable(DisconnectReason::ParseError));
+}
+
+#[test]
+fn the_shard_budget_evicts_the_oldest_packet_of_any_namespace() {
+    let t0 = Instant::now();
+    let weight = {
+        let mut log = RecoveryLog::new(WINDOW, 1 << 20);
+        log.push(Offset::new(0, 1), t0, to(&["a"]), packet("xxxxxxxx")) as usize
+    };
+    // Room for three entries on the shard, each namespace's own budget larger.
+    let shard = RecoveryShard::new(
+        RecoveryConfig {
+            window: WINDOW,
+            buffer_bytes: 1 << 20,
+            shard_buffer_bytes: 3 * weight,
+            ..RecoveryConfig::default()
+        },
+        0,
+    );
+    let at = |ms| t0 + Duration::from_millis(ms);
+    shard.log_at(
+        at(1),
+        "/a",
+        Offset::new(0, 1),
+        to(&["r"]),
+        packet("xxxxxxx1"),
+    );
+    shard.log_at(
+        at(2),
+        "/b",
+        Offset::new(0, 2),
+        to(&["r"]),
+        packet("xxxxxxx2"),
+    );
+    shard.log_at(
+        at(3),
+        "/a",
+        Offset::new(0, 3),
+        to(&["r"]),
+        packet("xxxxxxx3"),
+    );
+    assert_eq!(shard.bytes_held(), 3 * weight);
+    // A fourth, in /b: /a's first entry is the shard's oldest and goes.
+    shard.log_at(
+        at(4),
+        "/b",
+        Offset::new(0, 4),
+        to(&["r"]),
+        packet("xxxxxxx4"),
+    );
+    assert_eq!(shard.bytes_held(), 3 * weight);
+    let logs = shard.logs.borrow();
+    assert_eq!(
+        logs.values().map(RecoveryLog::bytes).sum::<usize>(),
+        shard.bytes_held(),
+        "the shard's count is its logs' sum"
+    );
+    let rooms = ["r"];
+    assert_eq!(
+        logs["/a"]
+            .missed_after(Offset::new(0, 1), rooms.iter().copied())
+            .err(),
+        Some(LogMiss::Offset),
+        "the evicted offset is no longer held"
+    );
+    assert_eq!(
+        texts(
+            &logs["/a"]
+                .missed_after(Offset::new(0, 3), rooms.iter().copied())
+                .unwrap()
+        ),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        texts(
+            &logs["/b"]
+                .missed_after(Offset::new(0, 2), rooms.iter().copied())
+                .unwrap()
+        ),
+        vec!["xxxxxxx4".to_string()]
+    );
+    // A replay above a cut below the evicted entry cannot be whole.
+    assert_eq!(
+        logs["/a"].replay_above(&[0], rooms.iter().copied()).err(),
+        Some(LogMiss::Buffer)
+    );
+}
+
+#[test]
+fn sessions_taken_back_often_do_not_grow_the_keeping_order() {
+    let start = Instant::now();
+    let mut store = SessionStore::new(WINDOW, 4);
+    // The same socket drops and comes back 100 times within the window.
+    for i in 0..100u64 {
+        let at = start + Duration::from_millis(i);
+        let _ = store.keep(session("p", at), at);
+        assert!(store.take("p", at).is_ok());
+    }
+    assert!(
+        store.order_len() <= 2 * 4,
+        "{} places kept for at most 4 sessions",
+        store.order_len()
+    );
+}
+
+#[test]
+fn a_restored_socket_skips_live_broadcasts_at_or_below_its_cut() {
+    let shard = RecoveryShard::new(RecoveryConfig::default(), 1);
+    assert!(!shard.any_cut());
+    // Restored with a cut naming origin 0 up to 5 and origin 2 up to 9.
+    shard.skip_through(7, vec![5, 0, 9]);
+    assert!(shard.any_cut());
+    assert!(shard.covered(7, Offset::new(0, 5)), "in the answer already");
+    assert!(!shard.covered(7, Offset::new(0, 6)), "after the cut: live");
+    assert!(
+        !shard.covered(7, Offset::new(1, 1)),
+        "origin 1: nothing cut"
+    );
+    assert!(shard.covered(7, Offset::new(2, 9)));
+    assert!(
+        !shard.covered(7, Offset::new(3, 1)),
+        "an origin past the cut's end"
+    );
+    assert!(!shard.covered(8, Offset::new(0, 1)), "another socket");
+    // A cut of nothing is not kept; a socket that leaves is forgotten.
+    shard.skip_through(8, vec![0, 0, 0]);
+    assert!(!shard.covered(8, Offset::new(0, 1)));
+    shard.forget_cut(7);
+    assert!(!shard.any_cut());
 }
