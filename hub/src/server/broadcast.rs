@@ -45,12 +45,7 @@ impl RemoteSocket {
             handshake: socket.handshake.to_json(),
             id: socket.id.to_string(),
             nsp: socket.nsp.name.clone(),
-            rooms: socket
-                .rooms
-                .borrow()
-                .iter()
-                .map(|r| r.to_string())
-                .collect(),
+            rooms: socket.room_names(),
             shard,
         }
     }

@@ -225,6 +225,11 @@ pub(crate) struct Flags {
 }
 
 impl SocketInner {
+    /// The rooms the socket is in, its own id first, as owned strings.
+    pub(crate) fn room_names(&self) -> Vec<String> {
+        self.rooms.borrow().iter().map(|r| r.to_string()).collect()
+    }
+
     pub(crate) fn new(
         key: u64,
         id: Rc<str>,
@@ -542,12 +547,7 @@ impl Socket {
 
     /// The rooms the socket is in, its own id first.
     pub fn rooms(&self) -> Vec<String> {
-        self.0
-            .rooms
-            .borrow()
-            .iter()
-            .map(|r| r.to_string())
-            .collect()
+        self.0.room_names()
     }
 
     pub fn handshake(&self) -> &Handshake {

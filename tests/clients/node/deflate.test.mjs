@@ -15,7 +15,7 @@ import { after, before, describe, test } from "node:test";
 import { io as ioV4 } from "socket.io-client";
 import WebSocket from "ws";
 
-import { ENGINE_PATH, closeClient, freePort, metricSum, openClient, startServer, withTimeout } from "./helpers.mjs";
+import { ENGINE_PATH, closeClient, freePort, metricSum, openClient, sioConnected, sioEcho, startServer, withTimeout } from "./helpers.mjs";
 import { againstReference, relayClient, startRelay, waitConnected } from "./relay-helpers.mjs";
 
 // The reference servers are not hub's peers here: reference-server.mjs runs
@@ -168,18 +168,10 @@ for (const shards of [1, 2]) {
     test("socket.io-client 4: events of every size both ways; compress(false) respected", async () => {
       const socket = ioV4(server.url, { transports: ["websocket"], forceNew: true, reconnection: false });
       try {
-        await withTimeout(new Promise((resolve, reject) => socket.once("connect", resolve).once("connect_error", reject)), 10_000, "connect");
+        await sioConnected(socket);
         const ws = socket.io.engine.transport.ws;
         assert.match(ws.extensions, /permessage-deflate/);
-        const echo = (event, ...args) =>
-          withTimeout(
-            new Promise((resolve) => {
-              socket.once("message-back", (...got) => resolve(got));
-              socket.emit(event, ...args);
-            }),
-            10_000,
-            `${event} echo`,
-          );
+        const echo = (event, ...args) => sioEcho(socket, event, ...args);
         for (const len of SIZES) {
           const text = jsonText(len);
           // `42["message-back","..."]`: the packet is 20 bytes longer than the text.

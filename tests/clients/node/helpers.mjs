@@ -182,6 +182,30 @@ export function withTimeout(promise, ms, what) {
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Resolves once a socket.io-client socket connected (rejects on connect_error or after 10 s). */
+export function sioConnected(socket) {
+  return withTimeout(
+    new Promise((resolve, reject) => socket.once("connect", resolve).once("connect_error", reject)),
+    10_000,
+    "connect",
+  );
+}
+
+/**
+ * Emits `event` with `args` on a socket.io-client socket connected to the
+ * conformance server and resolves with the arguments of its `message-back`.
+ */
+export function sioEcho(socket, event, ...args) {
+  return withTimeout(
+    new Promise((resolve) => {
+      socket.once("message-back", (...got) => resolve(got));
+      socket.emit(event, ...args);
+    }),
+    10_000,
+    `${event} echo`,
+  );
+}
+
 /**
  * Resolves once `check()` is true (asked every 20 ms), failing after `ms`
  * with `what` (a string, or a function that says what was left undone).

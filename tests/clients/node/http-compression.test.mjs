@@ -30,7 +30,8 @@ import {
   assertText,
   closeClient,
   openClient,
-  withTimeout,
+  sioConnected,
+  sioEcho,
   patternBytes,
   startCountingProxy,
   startServer,
@@ -154,20 +155,8 @@ describe("socket.io-client 4.8, polling only: compress(false)", () => {
       const { proxy } = await serverAndProxy(startServer, shards);
       const socket = ioV4(proxy.url, { transports: [Fetch], forceNew: true, reconnection: false });
       try {
-        await withTimeout(
-          new Promise((resolve, reject) => socket.once("connect", resolve).once("connect_error", reject)),
-          10_000,
-          "connect",
-        );
-        const echo = (event, ...args) =>
-          withTimeout(
-            new Promise((resolve) => {
-              socket.once("message-back", (...got) => resolve(got));
-              socket.emit(event, ...args);
-            }),
-            10_000,
-            `${event} echo`,
-          );
+        await sioConnected(socket);
+        const echo = (event, ...args) => sioEcho(socket, event, ...args);
         const text = jsonText(20_000, "plain");
         const bin = patternBytes(20_000, 3).map((b) => b & 7);
         // The conformance server answers `message-uncompressed` with compress(false):

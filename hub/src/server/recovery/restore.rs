@@ -96,12 +96,7 @@ impl SioShard {
             sid: socket.id.to_string(),
             pid: pid.to_string(),
             nsp: socket.nsp.name.clone(),
-            rooms: socket
-                .rooms
-                .borrow()
-                .iter()
-                .map(|r| r.to_string())
-                .collect(),
+            rooms: socket.room_names(),
             data,
             disconnected_at: Instant::now(),
         };
@@ -124,26 +119,18 @@ impl SioShard {
 
     /// A socket's session ended for good on this shard.
     pub(crate) fn session_ended(&self, sid: &str, pid: &str) {
-        let Some(recovery) = &self.adapter.recovery else {
-            return;
-        };
-        match socket_shard(sid) {
-            Some(home) if home != self.shard_id() => self.post_recovery(
-                home,
-                "",
-                ClusterBody::Moved {
-                    sid: sid.to_string(),
-                    pid: pid.to_string(),
-                    to: None,
-                },
-            ),
-            _ => recovery.set_moved(sid, pid, None),
-        }
+        self.record_where(sid, pid, None);
     }
 
     /// Where socket `sid` (private id `pid`) lives now: tell the shard
     /// its id names (or record it, on that shard).
     fn note_moved(&self, sid: &str, pid: &str, to: usize) {
+        self.record_where(sid, pid, Some(to));
+    }
+
+    /// Record on the shard `sid` names where the socket lives (`None`:
+    /// nowhere any more, its session ended).
+    fn record_where(&self, sid: &str, pid: &str, to: Option<usize>) {
         let Some(recovery) = &self.adapter.recovery else {
             return;
         };
@@ -154,10 +141,10 @@ impl SioShard {
                 ClusterBody::Moved {
                     sid: sid.to_string(),
                     pid: pid.to_string(),
-                    to: Some(to),
+                    to,
                 },
             ),
-            _ => recovery.set_moved(sid, pid, Some(to)),
+            _ => recovery.set_moved(sid, pid, to),
         }
     }
 
