@@ -43,6 +43,10 @@ impl Client {
 
     /// As [`Client::send`], for broadcasts: the metrics are counted once
     /// for every recipient together (see [`Tally`]).
+    // Inlined into the room walk: without the hint the compiler stopped
+    // inlining it once the walk took a skip closure (fanout 516 -> 550
+    // instructions per delivery, `scripts/instructions`).
+    #[inline]
     pub fn send_tallied(&self, packet: &Outgoing, volatile: bool, tally: &mut Tally) -> bool {
         if volatile && !self.conn.writable() {
             crate::metrics::with(|m| {
