@@ -10,28 +10,13 @@
 // A missing Chromium fails the suite (never skips).
 
 import assert from "node:assert/strict";
-import { existsSync, readFileSync } from "node:fs";
 import http from "node:http";
-import path from "node:path";
 import { after, before, test } from "node:test";
-import { fileURLToPath } from "node:url";
 
-import { chromium } from "playwright-core";
+import { assertChromium, clientBundle, launchChromium } from "./browser-helpers.mjs";
 
 import { againstReference, freePort, metricSum, relayClient, startRelay, waitConnected } from "./relay-helpers.mjs";
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const CHROMIUM = process.env.HUB_CHROMIUM || "/usr/bin/chromium";
-const CHROMIUM_ARGS = [
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
-const CLIENT_JS = path.join(HERE, "node_modules", "socket.io-client", "dist", "socket.io.min.js");
 const WAIT_MS = 10_000;
 const ROOM_PAGE = "deflate-page";
 const ROOM_NODE = "deflate-node";
@@ -73,13 +58,8 @@ let admin;
 
 before(async () => {
   if (SKIP) return;
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(
-      `Chromium not found at ${CHROMIUM}: install Debian's chromium package (scripts/test does) or set HUB_CHROMIUM`,
-    );
-  }
-  assert.ok(existsSync(CLIENT_JS), `${CLIENT_JS} is missing: run \`npm ci\` in tests/clients/node`);
-  const clientJs = readFileSync(CLIENT_JS);
+  assertChromium();
+  const clientJs = clientBundle();
   const server = http.createServer((req, res) => {
     const url = new URL(req.url, "http://x");
     if (url.pathname === "/") {
@@ -97,7 +77,7 @@ before(async () => {
   site = { server, origin: `http://127.0.0.1:${server.address().port}` };
   admin = `127.0.0.1:${await freePort()}`;
   hub = await startRelay(["--admin-bind", admin], { shards: 2 });
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 20_000 });
+  browser = await launchChromium();
 });
 
 after(async () => {

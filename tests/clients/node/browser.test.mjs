@@ -17,13 +17,10 @@
 // socket.io-client through the relay's `publish` request instead.
 
 import assert from "node:assert/strict";
-import { existsSync, readFileSync } from "node:fs";
 import http from "node:http";
-import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import { fileURLToPath } from "node:url";
 
-import { chromium } from "playwright-core";
+import { assertChromium, clientBundle, launchChromium } from "./browser-helpers.mjs";
 
 import {
   againstReference,
@@ -35,27 +32,12 @@ import {
   waitConnected,
 } from "./relay-helpers.mjs";
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const CHROMIUM = process.env.HUB_CHROMIUM || "/usr/bin/chromium";
-// What the machine's closed network needs (docs: machines/rust.md). Playwright
-// adds --headless itself and starts every launch with a fresh temporary
-// --user-data-dir (it refuses one in `args`).
-const CHROMIUM_ARGS = [
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 const ROOM = "browser-room";
 const EVENT = "news";
 const DATA = { hello: "browser" };
 const WAIT_MS = 10_000;
 const T = { timeout: 30_000 };
 
-const CLIENT_JS = path.join(HERE, "node_modules", "socket.io-client", "dist", "socket.io.min.js");
 
 // The page: `?hub=<url>&transports=a,b`. Everything it sees goes to
 // `window.hubTest`, which the test polls.
@@ -108,7 +90,7 @@ const PAGE = `<!doctype html>
 
 /** Static server on 127.0.0.1:<free port>: the page and the client bundle. */
 async function startStatic() {
-  const clientJs = readFileSync(CLIENT_JS);
+  const clientJs = clientBundle();
   const server = http.createServer((req, res) => {
     const url = new URL(req.url, "http://x");
     if (url.pathname === "/") {
@@ -167,16 +149,10 @@ let site;
 let hub;
 
 before(async () => {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(
-      `Chromium not found at ${CHROMIUM}: the browser test needs Debian's chromium package ` +
-        "(`apt-get install -y --no-install-recommends chromium`, which scripts/test runs), " +
-        "or HUB_CHROMIUM set to a Chromium binary",
-    );
-  }
-  assert.ok(existsSync(CLIENT_JS), `${CLIENT_JS} is missing: run \`npm ci\` in tests/clients/node`);
+  assertChromium();
+  clientBundle();
   [site, hub] = await Promise.all([startStatic(), startHub()]);
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 20_000 });
+  browser = await launchChromium();
 });
 
 after(async () => {
