@@ -170,7 +170,7 @@ impl ClusterBody {
                     session
                         .missed
                         .iter()
-                        .map(|p| {
+                        .map(|(_, p)| {
                             p.text.len() + p.attachments.iter().map(|a| a.len()).sum::<usize>()
                         })
                         .sum::<usize>()
@@ -725,6 +725,7 @@ impl Adapter for ShardAdapter {
             Arc::new(LoggedTarget {
                 rooms: target.rooms.clone(),
                 except,
+                local_only: false,
             })
         });
         self.log(&nsp.name, logged.as_ref(), offset, &packet);

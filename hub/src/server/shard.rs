@@ -387,13 +387,14 @@ impl SioShard {
             // client buffers them and emits them before `connect`): what
             // the answering shard held after the client's offset, then what
             // only this shard holds (above that shard's cut).
-            for packet in session.missed.iter().chain(&replay) {
+            for packet in session.missed.iter().map(|(_, p)| p).chain(&replay) {
                 client.send(packet, false);
             }
-            if let Some(recovery) = &self.adapter.recovery {
-                // Broadcasts at or below the cut that have yet to reach
-                // this shard were in the answer, or the client had them.
-                recovery.skip_through(inner.key, session.cut);
+            if let (Some(recovery), Some(resume)) = (&self.adapter.recovery, session.resume) {
+                // Restored from another shard's answer (now or before):
+                // broadcasts at or below its cut that have yet to reach
+                // this shard were in that answer, or the client had them.
+                recovery.skip_through(inner.key, resume);
             }
         }
         let pid = inner.pid.get().cloned();

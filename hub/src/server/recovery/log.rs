@@ -21,6 +21,9 @@ pub(crate) struct LoggedTarget {
     /// Empty: every socket of the namespace.
     pub rooms: Vec<String>,
     pub except: Vec<String>,
+    /// Kept on its socket's shard only (a `socket.emit`), not sent to
+    /// every shard: other shards' cuts say nothing about it.
+    pub local_only: bool,
 }
 
 impl LoggedTarget {
@@ -43,12 +46,42 @@ impl LoggedTarget {
 }
 
 struct Entry {
+    /// Its place among every entry the shard logged (all namespaces): a
+    /// restore remembers where the shard's logs stood.
+    pos: u64,
     offset: Offset,
     at: Instant,
     /// Shared by the logs of every shard the packet reached.
     target: Arc<LoggedTarget>,
     packet: Outgoing,
     weight: usize,
+}
+
+/// What a socket restored from another shard's answer got, in the terms
+/// of this shard's log: first the answer's packets (`answer`, their
+/// offsets in the answering shard's order); then this log's entries logged
+/// before `from` above the answer's `cut` (per origin), in this log's
+/// order; then, live, the entries logged from `from` on, those at or below
+/// the cut left out (they were in the answer, or had reached the client).
+/// A later restore from this log follows the same rules.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Resume {
+    pub from: u64,
+    pub cut: Box<[u64]>,
+    /// Empty when the answer was too long to keep (a client whose last
+    /// packet was in it then gets a fresh session).
+    pub answer: Arc<[Offset]>,
+}
+
+/// Most offsets of an answer a restored socket keeps (8 bytes each).
+pub(crate) const MAX_KEPT_ANSWER: usize = 4096;
+
+impl Resume {
+    /// Whether a packet kept everywhere with `offset` came in the answer
+    /// (or before it), not live.
+    pub fn covers(&self, offset: Offset) -> bool {
+        offset.seq() <= slot(&self.cut, offset.origin())
+    }
 }
 
 /// Fixed cost counted for an entry besides its packet and rooms.
@@ -75,6 +108,8 @@ pub(crate) struct RecoveryLog {
     /// Per origin shard: the highest sequence number evicted for the
     /// budget (0: none).
     evicted: Vec<u64>,
+    /// The place of the last entry evicted for the budget.
+    evicted_through: Option<u64>,
 }
 
 fn raise(slots: &mut Vec<u64>, origin: usize, seq: u64) {
@@ -99,6 +134,7 @@ impl RecoveryLog {
             window,
             last_seen: Vec::new(),
             evicted: Vec::new(),
+            evicted_through: None,
         }
     }
 
@@ -123,6 +159,7 @@ impl RecoveryLog {
     #[must_use]
     pub fn push(
         &mut self,
+        pos: u64,
         offset: Offset,
         now: Instant,
         target: Arc<LoggedTarget>,
@@ -133,8 +170,11 @@ impl RecoveryLog {
             + packet.text.len()
             + packet.attachments.iter().map(|a| a.len()).sum::<usize>()
             + target.bytes();
-        raise(&mut self.last_seen, offset.origin(), offset.seq());
+        if !target.local_only {
+            raise(&mut self.last_seen, offset.origin(), offset.seq());
+        }
         self.entries.push_back(Entry {
+            pos,
             offset,
             at: now,
             target,
@@ -144,11 +184,9 @@ impl RecoveryLog {
         self.bytes += weight;
         self.purge_expired(now);
         while self.bytes > self.budget {
-            let Some(entry) = self.entries.pop_front() else {
+            if self.evict_oldest() == 0 {
                 break;
-            };
-            self.bytes -= entry.weight;
-            raise(&mut self.evicted, entry.offset.origin(), entry.offset.seq());
+            }
         }
         self.bytes as isize - before
     }
@@ -166,7 +204,10 @@ impl RecoveryLog {
             return 0;
         };
         self.bytes -= entry.weight;
-        raise(&mut self.evicted, entry.offset.origin(), entry.offset.seq());
+        self.evicted_through = Some(entry.pos);
+        if !entry.target.local_only {
+            raise(&mut self.evicted, entry.offset.origin(), entry.offset.seq());
+        }
         -(entry.weight as isize)
     }
 
@@ -203,25 +244,84 @@ impl RecoveryLog {
         self.last_seen.clone()
     }
 
-    /// The packets after `offset` that a socket in `rooms` would have
-    /// received, in this log's order; `Offset` when it is not held (never
-    /// a partial replay).
+    /// The packets (with their offsets) after `offset` that a socket in
+    /// `rooms` would have received, in this log's order; `Offset` when it is not held (never
+    /// a partial replay). With `resume` (the socket was restored here from
+    /// another shard's answer), what it got is the answer, then this log
+    /// in the terms of [`Resume`].
     pub fn missed_after<'a>(
         &self,
         offset: Offset,
         rooms: impl Iterator<Item = &'a str> + Clone,
-    ) -> Result<Vec<Outgoing>, LogMiss> {
+        resume: Option<&Resume>,
+    ) -> Result<Vec<(Offset, Outgoing)>, LogMiss> {
+        let wanted = |e: &Entry| e.target.includes(rooms.clone());
+        let Some(resume) = resume else {
+            let position = self
+                .entries
+                .iter()
+                .rposition(|e| e.offset == offset)
+                .ok_or(LogMiss::Offset)?;
+            return Ok(self
+                .entries
+                .iter()
+                .skip(position + 1)
+                .filter(|e| wanted(e))
+                .map(|e| (e.offset, e.packet.clone()))
+                .collect());
+        };
+        // What the socket got after the answer: this log's entries before
+        // `from` above the cut (not one kept here only: the socket lived
+        // elsewhere then), and those from `from` on not covered by the cut.
+        let got_here = |e: &Entry| {
+            let covered = !e.target.local_only && resume.covers(e.offset);
+            !covered && (e.pos >= resume.from || !e.target.local_only)
+        };
+        if let Some(i) = resume.answer.iter().position(|o| *o == offset) {
+            // The client's last packet was in the answer: the rest of the
+            // answer (found here by offset), then all this log gave it.
+            // Whole, or not at all.
+            let above_cut_evicted = self
+                .evicted
+                .iter()
+                .enumerate()
+                .any(|(origin, &seq)| seq > slot(&resume.cut, origin));
+            if above_cut_evicted || self.evicted_through.is_some_and(|p| p >= resume.from) {
+                return Err(LogMiss::Buffer);
+            }
+            let mut missed = Vec::new();
+            for later in &resume.answer[i + 1..] {
+                let entry = self
+                    .entries
+                    .iter()
+                    .rfind(|e| e.offset == *later)
+                    .ok_or(LogMiss::Buffer)?;
+                missed.push((entry.offset, entry.packet.clone()));
+            }
+            missed.extend(
+                self.entries
+                    .iter()
+                    .filter(|e| got_here(e) && wanted(e))
+                    .map(|e| (e.offset, e.packet.clone())),
+            );
+            return Ok(missed);
+        }
         let position = self
             .entries
             .iter()
             .rposition(|e| e.offset == offset)
             .ok_or(LogMiss::Offset)?;
+        if !got_here(&self.entries[position]) {
+            // Not a packet it got from this log (one the answer held
+            // that was not kept with it): it cannot be placed.
+            return Err(LogMiss::Offset);
+        }
         Ok(self
             .entries
             .iter()
             .skip(position + 1)
-            .filter(|e| e.target.includes(rooms.clone()))
-            .map(|e| e.packet.clone())
+            .filter(|e| got_here(e) && wanted(e))
+            .map(|e| (e.offset, e.packet.clone()))
             .collect())
     }
 
@@ -238,9 +338,12 @@ impl RecoveryLog {
                 return Err(LogMiss::Buffer);
             }
         }
+        // An entry kept here only (a `socket.emit` to a socket of this
+        // shard) is not this socket's: it lived on the answering shard.
         Ok(self
             .entries
             .iter()
+            .filter(|e| !e.target.local_only)
             .filter(|e| e.offset.seq() > slot(cut, e.offset.origin()))
             .filter(|e| e.target.includes(rooms.clone()))
             .map(|e| e.packet.clone())

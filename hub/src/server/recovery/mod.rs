@@ -18,6 +18,8 @@ mod shard_tests;
 mod tests;
 
 use std::cell::{Cell, RefCell};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +27,7 @@ use std::time::{Duration, Instant};
 use ahash::AHashMap;
 use glommio::channels::local_channel::LocalSender;
 
-pub(crate) use log::{LogMiss, LoggedTarget, RecoveryLog};
+pub(crate) use log::{LogMiss, LoggedTarget, RecoveryLog, Resume, MAX_KEPT_ANSWER};
 pub(crate) use offset::Offset;
 pub(crate) use sessions::{KeptSession, SessionMiss, SessionStore};
 
@@ -134,11 +136,16 @@ pub(crate) struct RestoredSession {
     pub pid: String,
     pub rooms: Vec<String>,
     pub data: Option<SocketData>,
-    /// The packets after the client's offset, in the answering shard's order.
-    pub missed: Vec<Outgoing>,
+    /// The packets after the client's offset, in the answering shard's
+    /// order, with their offsets.
+    pub missed: Vec<(Offset, Outgoing)>,
     /// Per origin shard, the highest sequence number the answering shard
     /// had logged (see [`RecoveryLog::replay_above`]).
     pub cut: Vec<u64>,
+    /// Answered by this shard itself: what the kept session carried from
+    /// an earlier restore from another shard, if anything (it stays with
+    /// the socket). Never sent to another shard.
+    pub resume: Option<Resume>,
 }
 
 pub(crate) type RestoreAnswer = Result<RestoredSession, FailCause>;
@@ -159,7 +166,9 @@ pub(crate) struct RecoveryShard {
     /// that restored them: a broadcast from another shard at or below it
     /// (per origin) was in the answer or had reached the client, so it is
     /// not delivered to them again. Bounded by the restored sockets alive.
-    cuts: RefCell<AHashMap<u64, Box<[u64]>>>,
+    cuts: RefCell<AHashMap<u64, Resume>>,
+    /// The place of the next entry logged on this shard, every namespace.
+    next_pos: Cell<u64>,
     /// This shard's restores waiting for another shard's answer.
     pub(crate) waiting: RefCell<AHashMap<u64, LocalSender<RestoreAnswer>>>,
     next_request: Cell<u64>,
@@ -179,6 +188,7 @@ impl RecoveryShard {
             sessions: RefCell::new(sessions),
             moved: RefCell::new(AHashMap::new()),
             cuts: RefCell::new(AHashMap::new()),
+            next_pos: Cell::new(0),
             waiting: RefCell::new(AHashMap::new()),
             next_request: Cell::new(0),
             purging: Cell::new(false),
@@ -222,23 +232,42 @@ impl RecoveryShard {
                 .entry(nsp.to_string())
                 .or_insert_with(|| RecoveryLog::new(self.config.window, self.config.buffer_bytes)),
         };
-        let mut change = log.push(offset, now, target, packet);
+        let pos = self.next_pos.get();
+        self.next_pos.set(pos + 1);
+        let mut change = log.push(pos, offset, now, target, packet);
         let mut total = self.total_bytes.get().saturating_add_signed(change);
-        while total > self.config.shard_buffer_bytes {
-            let Some(oldest) = logs
-                .values_mut()
-                .filter_map(|log| Some((log.oldest()?, log)))
-                .min_by_key(|(at, _)| *at)
-                .map(|(_, log)| log)
-            else {
-                break;
-            };
-            let evicted = oldest.evict_oldest();
-            change += evicted;
-            total = total.saturating_add_signed(evicted);
+        if total > self.config.shard_buffer_bytes {
+            // Oldest first across the logs, down to 7/8 of the budget, so
+            // that the logs are looked over once per eighth of the budget,
+            // not once per packet.
+            let low = self.config.shard_buffer_bytes - self.config.shard_buffer_bytes / 8;
+            let mut fronts: BinaryHeap<Reverse<(Instant, String)>> = logs
+                .iter()
+                .filter_map(|(name, log)| Some(Reverse((log.oldest()?, name.clone()))))
+                .collect();
+            while total > low {
+                let Some(Reverse((_, name))) = fronts.pop() else {
+                    break;
+                };
+                let Some(log) = logs.get_mut(&name) else {
+                    continue;
+                };
+                let evicted = log.evict_oldest();
+                change += evicted;
+                total = total.saturating_add_signed(evicted);
+                if let Some(at) = log.oldest() {
+                    fronts.push(Reverse((at, name)));
+                }
+            }
         }
         self.total_bytes.set(total);
         bytes_held(change);
+    }
+
+    /// Where this shard's logs stand: entries logged from now on come at
+    /// or after it.
+    pub fn position(&self) -> u64 {
+        self.next_pos.get()
     }
 
     /// Keep the state of a socket that left.
@@ -258,23 +287,25 @@ impl RecoveryShard {
         pid: &str,
         nsp: &str,
         offset: Offset,
-    ) -> (RestoreAnswer, Option<(String, String)>) {
+    ) -> (RestoreAnswer, Vec<(String, String)>) {
         let now = Instant::now();
         let taken = self.sessions.borrow_mut().take(pid, now);
         self.sessions_gauge();
         let session = match taken {
             Ok(session) => session,
-            Err((miss, ids)) => return (Err(miss.into()), ids),
+            Err((miss, ids)) => return (Err(miss.into()), ids.into_iter().collect()),
         };
         if session.nsp != nsp {
             // Another namespace's session: not this client's to take.
-            let _ = self.sessions.borrow_mut().keep(session, now);
+            let gone = self.sessions.borrow_mut().keep(session, now);
             self.sessions_gauge();
-            return (Err(FailCause::Unknown), None);
+            let gone = gone.into_iter().map(|s| (s.sid, s.pid)).collect();
+            return (Err(FailCause::Unknown), gone);
         }
         let logs = self.logs.borrow();
         let missed = logs.get(nsp).ok_or(LogMiss::Offset).and_then(|log| {
-            let missed = log.missed_after(offset, session.rooms.iter().map(String::as_str))?;
+            let rooms = session.rooms.iter().map(String::as_str);
+            let missed = log.missed_after(offset, rooms, session.resume.as_ref())?;
             Ok((missed, log.cut()))
         });
         match missed {
@@ -286,10 +317,11 @@ impl RecoveryShard {
                     rooms: session.rooms,
                     data: session.data,
                     missed,
+                    resume: session.resume,
                 }),
-                None,
+                Vec::new(),
             ),
-            Err(miss) => (Err(miss.into()), Some((session.sid, session.pid))),
+            Err(miss) => (Err(miss.into()), vec![(session.sid, session.pid)]),
         }
     }
 
@@ -312,11 +344,15 @@ impl RecoveryShard {
         }
     }
 
-    /// Socket `key` was restored with `cut`: see `cuts`.
-    pub fn skip_through(&self, key: u64, cut: Vec<u64>) {
-        if cut.iter().any(|&seq| seq > 0) {
-            self.cuts.borrow_mut().insert(key, cut.into_boxed_slice());
-        }
+    /// Socket `key` was restored from another shard's answer: see `cuts`.
+    pub fn skip_through(&self, key: u64, resume: Resume) {
+        self.cuts.borrow_mut().insert(key, resume);
+    }
+
+    /// What socket `key` carries from its restore, if it was restored
+    /// from another shard's answer.
+    pub fn resume_of(&self, key: u64) -> Option<Resume> {
+        self.cuts.borrow().get(&key).cloned()
     }
 
     /// Socket `key` left.
@@ -339,7 +375,7 @@ impl RecoveryShard {
         self.cuts
             .borrow()
             .get(&key)
-            .is_some_and(|cut| offset.seq() <= cut.get(offset.origin()).copied().unwrap_or(0))
+            .is_some_and(|resume| resume.covers(offset))
     }
 
     /// Where a socket id or private id named by this shard lives now.

@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::{
     count_attempt, recoverable, FailCause, KeptSession, LoggedTarget, Offset, RestoreAnswer,
+    Resume, MAX_KEPT_ANSWER,
 };
 use crate::engineio::Sid;
 use crate::server::adapter::{socket_shard, ClusterBody, ClusterMsg};
@@ -66,6 +67,7 @@ impl SioShard {
             let target = Arc::new(LoggedTarget {
                 rooms: vec![socket.id.to_string()],
                 except: Vec::new(),
+                local_only: true,
             });
             recovery.log(&socket.nsp.name, offset, target, packet.clone());
             self.ensure_purge();
@@ -84,6 +86,7 @@ impl SioShard {
         let Some(recovery) = &self.adapter.recovery else {
             return;
         };
+        let resume = recovery.resume_of(socket.key);
         recovery.forget_cut(socket.key);
         let Some(pid) = socket.pid.get().cloned() else {
             return;
@@ -99,6 +102,7 @@ impl SioShard {
             rooms: socket.room_names(),
             data,
             disconnected_at: Instant::now(),
+            resume,
         };
         let gone = recovery.keep(session);
         self.sessions_gone(gone);
@@ -202,7 +206,7 @@ impl SioShard {
         };
         if holder == me {
             let (answer, dropped) = recovery.answer(pid, &nsp.name, offset);
-            if let Some((sid, pid)) = dropped {
+            for (sid, pid) in dropped {
                 self.session_ended(&sid, &pid);
             }
             count_attempt(answer.as_ref().map(|_| ()).map_err(|c| *c));
@@ -280,9 +284,25 @@ impl SioShard {
                 return;
             }
         };
-        let outcome = answer.and_then(|session| {
+        let outcome = answer.and_then(|mut session| {
             match recovery.replay_above(name, &session.cut, &session.rooms) {
-                Ok(replay) => Ok((session, replay)),
+                Ok(replay) => {
+                    // From here on, this shard's log is what the socket
+                    // gets live (see `Resume`).
+                    // Kept so that a client whose last packet was in the
+                    // answer can be placed (a long answer is not kept).
+                    let answer = if session.missed.len() <= MAX_KEPT_ANSWER {
+                        session.missed.iter().map(|(o, _)| *o).collect()
+                    } else {
+                        Vec::new().into()
+                    };
+                    session.resume = Some(Resume {
+                        from: recovery.position(),
+                        cut: session.cut.clone().into_boxed_slice(),
+                        answer,
+                    });
+                    Ok((session, replay))
+                }
                 Err(cause) => {
                     self.session_ended(&session.sid, &session.pid);
                     Err(cause)
@@ -345,15 +365,18 @@ impl SioShard {
                     }
                 }
                 let (answer, dropped) = recovery.answer(&pid, nsp, offset);
-                if let Some((sid, pid)) = dropped {
+                for (sid, pid) in dropped {
                     self.session_ended(&sid, &pid);
                 }
-                if let Ok(session) = &answer {
+                let answer = answer.map(|mut session| {
                     // Recorded now, before anything else reaches this
                     // shard: an id-targeted message that comes after the
                     // answer is passed on to the socket's new shard.
                     self.note_moved(&session.sid, &session.pid, origin);
-                }
+                    // In this shard's terms only: the new shard makes its own.
+                    session.resume = None;
+                    session
+                });
                 self.post_recovery(origin, nsp, ClusterBody::Restored { request, answer });
                 None
             }

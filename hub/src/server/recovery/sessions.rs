@@ -20,6 +20,9 @@ pub(crate) struct KeptSession {
     pub rooms: Vec<String>,
     pub data: Option<SocketData>,
     pub disconnected_at: Instant,
+    /// Restored here from another shard's answer before: how this shard's
+    /// log relates to what the socket got (see [`super::Resume`]).
+    pub resume: Option<super::Resume>,
 }
 
 /// Why no session was found.

@@ -19,11 +19,20 @@ fn to(rooms: &[&str]) -> Arc<LoggedTarget> {
     Arc::new(LoggedTarget {
         rooms: rooms.iter().map(|r| r.to_string()).collect(),
         except: Vec::new(),
+        local_only: false,
     })
 }
 
-fn texts(packets: &[Outgoing]) -> Vec<String> {
-    packets.iter().map(|p| p.text.to_string()).collect()
+fn texts<P: std::borrow::Borrow<Outgoing>>(packets: &[P]) -> Vec<String> {
+    packets
+        .iter()
+        .map(|p| p.borrow().text.to_string())
+        .collect()
+}
+
+/// The packets of a log's answer, without their offsets.
+fn packets(missed: Vec<(Offset, Outgoing)>) -> Vec<Outgoing> {
+    missed.into_iter().map(|(_, p)| p).collect()
 }
 
 const WINDOW: Duration = Duration::from_secs(10);
@@ -57,27 +66,28 @@ fn offsets_read_back_and_refuse_what_was_never_written() {
 fn missed_packets_are_those_after_the_offset_that_match_the_rooms() {
     let now = Instant::now();
     let mut log = RecoveryLog::new(WINDOW, 1 << 20);
-    let _ = log.push(Offset::new(0, 1), now, to(&["a"]), packet("one"));
-    let _ = log.push(Offset::new(1, 1), now, to(&["a"]), packet("two"));
-    let _ = log.push(Offset::new(0, 2), now, to(&["b"]), packet("three"));
-    let _ = log.push(Offset::new(0, 3), now, to(&[]), packet("four"));
+    let _ = log.push(0, Offset::new(0, 1), now, to(&["a"]), packet("one"));
+    let _ = log.push(0, Offset::new(1, 1), now, to(&["a"]), packet("two"));
+    let _ = log.push(0, Offset::new(0, 2), now, to(&["b"]), packet("three"));
+    let _ = log.push(0, Offset::new(0, 3), now, to(&[]), packet("four"));
     let except = Arc::new(LoggedTarget {
         rooms: vec!["a".into()],
         except: vec!["me".into()],
+        local_only: false,
     });
-    let _ = log.push(Offset::new(1, 2), now, except, packet("five"));
+    let _ = log.push(0, Offset::new(1, 2), now, except, packet("five"));
     let rooms = ["me", "a"];
     let missed = log
-        .missed_after(Offset::new(0, 1), rooms.iter().copied())
+        .missed_after(Offset::new(0, 1), rooms.iter().copied(), None)
         .expect("held");
     // "three" is for room b; "five" left the socket out.
-    assert_eq!(texts(&missed), ["two", "four"]);
+    assert_eq!(texts(&packets(missed)), ["two", "four"]);
     let none = log
-        .missed_after(Offset::new(1, 2), rooms.iter().copied())
+        .missed_after(Offset::new(1, 2), rooms.iter().copied(), None)
         .expect("held");
     assert!(none.is_empty());
     assert_eq!(
-        log.missed_after(Offset::new(0, 9), rooms.iter().copied())
+        log.missed_after(Offset::new(0, 9), rooms.iter().copied(), None)
             .err(),
         Some(LogMiss::Offset)
     );
@@ -87,8 +97,9 @@ fn missed_packets_are_those_after_the_offset_that_match_the_rooms() {
 fn the_window_purges_from_the_front() {
     let start = Instant::now();
     let mut log = RecoveryLog::new(WINDOW, 1 << 20);
-    let _ = log.push(Offset::new(0, 1), start, to(&[]), packet("old"));
+    let _ = log.push(0, Offset::new(0, 1), start, to(&[]), packet("old"));
     let _ = log.push(
+        1,
         Offset::new(0, 2),
         start + Duration::from_secs(6),
         to(&[]),
@@ -103,7 +114,8 @@ fn the_window_purges_from_the_front() {
     assert_eq!(log.len(), 1);
     // The client that read "old" is past the window: fresh session.
     assert_eq!(
-        log.missed_after(Offset::new(0, 1), ["x"].into_iter()).err(),
+        log.missed_after(Offset::new(0, 1), ["x"].into_iter(), None)
+            .err(),
         Some(LogMiss::Offset)
     );
     let change = log.purge(start + Duration::from_secs(17));
@@ -118,27 +130,28 @@ fn the_budget_evicts_the_oldest_and_never_gives_a_partial_replay() {
     let big = "x".repeat(1000);
     let mut log = RecoveryLog::new(WINDOW, 3500);
     for seq in 1..=3 {
-        let _ = log.push(Offset::new(0, seq), now, to(&[]), packet(&big));
+        let _ = log.push(0, Offset::new(0, seq), now, to(&[]), packet(&big));
     }
     assert_eq!(log.len(), 3);
     assert!(log.bytes() <= 3500);
-    let _ = log.push(Offset::new(0, 4), now, to(&[]), packet(&big));
+    let _ = log.push(0, Offset::new(0, 4), now, to(&[]), packet(&big));
     assert_eq!(log.len(), 3, "the oldest went for the budget");
     assert!(log.bytes() <= 3500);
     assert_eq!(
-        log.missed_after(Offset::new(0, 1), ["r"].into_iter()).err(),
+        log.missed_after(Offset::new(0, 1), ["r"].into_iter(), None)
+            .err(),
         Some(LogMiss::Offset)
     );
     // Held offsets keep everything after them.
     assert_eq!(
-        log.missed_after(Offset::new(0, 2), ["r"].into_iter())
+        log.missed_after(Offset::new(0, 2), ["r"].into_iter(), None)
             .expect("held")
             .len(),
         2
     );
     // A single packet over the budget is not kept at all.
     let mut small = RecoveryLog::new(WINDOW, 100);
-    let change = small.push(Offset::new(0, 1), now, to(&[]), packet(&big));
+    let change = small.push(0, Offset::new(0, 1), now, to(&[]), packet(&big));
     assert_eq!(change, 0);
     assert!(small.is_empty());
 }
@@ -148,39 +161,45 @@ fn the_cut_replays_what_the_answering_shard_had_not_seen() {
     let now = Instant::now();
     // The answering shard (T) had origin 0 up to 2 and origin 1 up to 1.
     let mut t = RecoveryLog::new(WINDOW, 1 << 20);
-    let _ = t.push(Offset::new(0, 1), now, to(&["r"]), packet("a"));
-    let _ = t.push(Offset::new(0, 2), now, to(&["r"]), packet("b"));
-    let _ = t.push(Offset::new(1, 1), now, to(&["r"]), packet("c"));
+    let _ = t.push(0, Offset::new(0, 1), now, to(&["r"]), packet("a"));
+    let _ = t.push(0, Offset::new(0, 2), now, to(&["r"]), packet("b"));
+    let _ = t.push(0, Offset::new(1, 1), now, to(&["r"]), packet("c"));
     let cut = t.cut();
     assert_eq!(cut, [2, 1]);
     // The restoring shard (S) got them in another interleaving, and more
     // from each origin that T had not had when it answered.
     let mut s = RecoveryLog::new(WINDOW, 1 << 20);
-    let _ = s.push(Offset::new(1, 1), now, to(&["r"]), packet("c"));
-    let _ = s.push(Offset::new(0, 1), now, to(&["r"]), packet("a"));
-    let _ = s.push(Offset::new(1, 2), now, to(&["r"]), packet("d"));
-    let _ = s.push(Offset::new(0, 2), now, to(&["r"]), packet("b"));
-    let _ = s.push(Offset::new(0, 3), now, to(&["other"]), packet("not-mine"));
-    let _ = s.push(Offset::new(2, 1), now, to(&["r"]), packet("e"));
-    let _ = s.push(Offset::new(0, 4), now, to(&["r"]), packet("f"));
+    let _ = s.push(0, Offset::new(1, 1), now, to(&["r"]), packet("c"));
+    let _ = s.push(0, Offset::new(0, 1), now, to(&["r"]), packet("a"));
+    let _ = s.push(0, Offset::new(1, 2), now, to(&["r"]), packet("d"));
+    let _ = s.push(0, Offset::new(0, 2), now, to(&["r"]), packet("b"));
+    let _ = s.push(
+        0,
+        Offset::new(0, 3),
+        now,
+        to(&["other"]),
+        packet("not-mine"),
+    );
+    let _ = s.push(0, Offset::new(2, 1), now, to(&["r"]), packet("e"));
+    let _ = s.push(0, Offset::new(0, 4), now, to(&["r"]), packet("f"));
     let replay = s
         .replay_above(&cut, ["id", "r"].into_iter())
         .expect("all held");
     assert_eq!(texts(&replay), ["d", "e", "f"]);
     // Once S evicted an entry above the cut, the restore must fail.
     let mut tight = RecoveryLog::new(WINDOW, 1 << 20);
-    let _ = tight.push(Offset::new(0, 3), now, to(&["r"]), packet("g"));
+    let _ = tight.push(0, Offset::new(0, 3), now, to(&["r"]), packet("g"));
     tight.budget_for_test(0);
-    let _ = tight.push(Offset::new(0, 4), now, to(&["r"]), packet("h"));
+    let _ = tight.push(0, Offset::new(0, 4), now, to(&["r"]), packet("h"));
     assert_eq!(
         tight.replay_above(&cut, ["r"].into_iter()).err(),
         Some(LogMiss::Buffer)
     );
     // Evictions at or below the cut do not matter.
     let mut below = RecoveryLog::new(WINDOW, 1 << 20);
-    let _ = below.push(Offset::new(0, 2), now, to(&["r"]), packet("b"));
+    let _ = below.push(0, Offset::new(0, 2), now, to(&["r"]), packet("b"));
     below.budget_for_test(0);
-    let _ = below.push(Offset::new(0, 2), now, to(&["r"]), packet("b"));
+    let _ = below.push(0, Offset::new(0, 2), now, to(&["r"]), packet("b"));
     assert!(below.replay_above(&cut, ["r"].into_iter()).is_ok());
 }
 
@@ -190,7 +209,7 @@ fn attachments_count_in_the_budget() {
     let mut log = RecoveryLog::new(WINDOW, 1 << 20);
     let mut with = packet("b");
     with.attachments.push(Bytes::from(vec![0u8; 5000]));
-    let grew = log.push(Offset::new(0, 1), now, to(&[]), with);
+    let grew = log.push(0, Offset::new(0, 1), now, to(&[]), with);
     assert!(grew >= 5000, "{grew}");
 }
 
@@ -202,6 +221,7 @@ fn session(pid: &str, at: Instant) -> KeptSession {
         rooms: vec![format!("sid-{pid}"), "room".to_string()],
         data: Some(Arc::new(7u32)),
         disconnected_at: at,
+        resume: None,
     }
 }
 
@@ -284,7 +304,7 @@ fn the_shard_budget_evicts_the_oldest_packet_of_any_namespace() {
     let t0 = Instant::now();
     let weight = {
         let mut log = RecoveryLog::new(WINDOW, 1 << 20);
-        log.push(Offset::new(0, 1), t0, to(&["a"]), packet("xxxxxxxx")) as usize
+        log.push(0, Offset::new(0, 1), t0, to(&["a"]), packet("xxxxxxxx")) as usize
     };
     // Room for three entries on the shard, each namespace's own budget larger.
     let shard = RecoveryShard::new(
@@ -319,7 +339,8 @@ fn the_shard_budget_evicts_the_oldest_packet_of_any_namespace() {
         packet("xxxxxxx3"),
     );
     assert_eq!(shard.bytes_held(), 3 * weight);
-    // A fourth, in /b: /a's first entry is the shard's oldest and goes.
+    // A fourth, in /b: over the budget, the oldest go, whichever log
+    // holds them, down to 7/8 of it: /a's first, then /b's first.
     shard.log_at(
         at(4),
         "/b",
@@ -327,7 +348,7 @@ fn the_shard_budget_evicts_the_oldest_packet_of_any_namespace() {
         to(&["r"]),
         packet("xxxxxxx4"),
     );
-    assert_eq!(shard.bytes_held(), 3 * weight);
+    assert_eq!(shard.bytes_held(), 2 * weight);
     let logs = shard.logs.borrow();
     assert_eq!(
         logs.values().map(RecoveryLog::bytes).sum::<usize>(),
@@ -337,26 +358,33 @@ fn the_shard_budget_evicts_the_oldest_packet_of_any_namespace() {
     let rooms = ["r"];
     assert_eq!(
         logs["/a"]
-            .missed_after(Offset::new(0, 1), rooms.iter().copied())
+            .missed_after(Offset::new(0, 1), rooms.iter().copied(), None)
             .err(),
         Some(LogMiss::Offset),
         "the evicted offset is no longer held"
     );
     assert_eq!(
-        texts(
-            &logs["/a"]
-                .missed_after(Offset::new(0, 3), rooms.iter().copied())
+        texts(&packets(
+            logs["/a"]
+                .missed_after(Offset::new(0, 3), rooms.iter().copied(), None)
                 .unwrap()
-        ),
+        )),
         Vec::<String>::new()
     );
     assert_eq!(
-        texts(
-            &logs["/b"]
-                .missed_after(Offset::new(0, 2), rooms.iter().copied())
+        logs["/b"]
+            .missed_after(Offset::new(0, 2), rooms.iter().copied(), None)
+            .err(),
+        Some(LogMiss::Offset),
+        "the second oldest went too"
+    );
+    assert_eq!(
+        texts(&packets(
+            logs["/b"]
+                .missed_after(Offset::new(0, 4), rooms.iter().copied(), None)
                 .unwrap()
-        ),
-        vec!["xxxxxxx4".to_string()]
+        )),
+        Vec::<String>::new()
     );
     // A replay above a cut below the evicted entry cannot be whole.
     assert_eq!(
@@ -387,7 +415,12 @@ fn a_restored_socket_skips_live_broadcasts_at_or_below_its_cut() {
     let shard = RecoveryShard::new(RecoveryConfig::default(), 1);
     assert!(!shard.any_cut());
     // Restored with a cut naming origin 0 up to 5 and origin 2 up to 9.
-    shard.skip_through(7, vec![5, 0, 9]);
+    let resume = |cut: &[u64]| Resume {
+        from: 0,
+        cut: cut.into(),
+        answer: Vec::new().into(),
+    };
+    shard.skip_through(7, resume(&[5, 0, 9]));
     assert!(shard.any_cut());
     assert!(shard.covered(7, Offset::new(0, 5)), "in the answer already");
     assert!(!shard.covered(7, Offset::new(0, 6)), "after the cut: live");
@@ -401,9 +434,90 @@ fn a_restored_socket_skips_live_broadcasts_at_or_below_its_cut() {
         "an origin past the cut's end"
     );
     assert!(!shard.covered(8, Offset::new(0, 1)), "another socket");
-    // A cut of nothing is not kept; a socket that leaves is forgotten.
-    shard.skip_through(8, vec![0, 0, 0]);
+    // A cut of nothing covers nothing; a socket that leaves is forgotten.
+    shard.skip_through(8, resume(&[0, 0, 0]));
     assert!(!shard.covered(8, Offset::new(0, 1)));
+    assert_eq!(shard.resume_of(7), Some(resume(&[5, 0, 9])));
     shard.forget_cut(7);
+    shard.forget_cut(8);
     assert!(!shard.any_cut());
+}
+
+fn local(rooms: &[&str]) -> Arc<LoggedTarget> {
+    Arc::new(LoggedTarget {
+        rooms: rooms.iter().map(|r| r.to_string()).collect(),
+        except: Vec::new(),
+        local_only: true,
+    })
+}
+
+#[test]
+fn a_socket_emit_kept_on_one_shard_is_not_replayed_above_another_shards_cut() {
+    // Shard 1's log: an old `socket.emit` to X (kept here only, from when
+    // X lived here), then nothing. X comes back here from shard 0, whose
+    // cut says nothing of shard 1's emits: the old emit is not X's to get
+    // again, nor does its eviction fail a restore.
+    let now = Instant::now();
+    let mut log = RecoveryLog::new(WINDOW, 1 << 20);
+    let _ = log.push(0, Offset::new(1, 1), now, local(&["X"]), packet("old-emit"));
+    let replay = log.replay_above(&[1, 0], ["X"].into_iter()).unwrap();
+    assert_eq!(texts(&replay), Vec::<String>::new());
+    assert_eq!(log.cut(), Vec::<u64>::new(), "a local entry raises no cut");
+    log.budget_for_test(0);
+    let _ = log.push(
+        1,
+        Offset::new(1, 2),
+        now,
+        local(&["X"]),
+        packet("newer-emit"),
+    );
+    assert!(log.is_empty());
+    assert!(
+        log.replay_above(&[1, 0], ["X"].into_iter()).is_ok(),
+        "evicting local entries fails no restore"
+    );
+}
+
+#[test]
+fn a_restore_from_a_log_follows_what_the_socket_got_since_its_last_restore() {
+    // X was restored on this shard from shard 0's answer, which held B then
+    // A (shard 0's order); this log had them as A then B. Then C came live.
+    let now = Instant::now();
+    let mut log = RecoveryLog::new(WINDOW, 1 << 20);
+    let a = Offset::new(1, 1);
+    let b = Offset::new(2, 1);
+    let _ = log.push(0, a, now, to(&["r"]), packet("A"));
+    let _ = log.push(1, b, now, to(&["r"]), packet("B"));
+    let resume = Resume {
+        from: 2,
+        cut: vec![0, 1, 1].into(),
+        answer: Vec::new().into(),
+    };
+    let c = Offset::new(1, 2);
+    let _ = log.push(2, c, now, to(&["r"]), packet("C"));
+    // A late copy of a packet the answer held (at or below the cut) is
+    // logged here after the restore; it was not delivered live.
+    let late = Offset::new(0, 1);
+    let mut resume = resume;
+    resume.cut = vec![1, 1, 1].into();
+    let _ = log.push(3, late, now, to(&["r"]), packet("late"));
+    let d = Offset::new(2, 2);
+    let _ = log.push(4, d, now, to(&["r"]), packet("D"));
+    let rooms = ["r"];
+    let missed = |offset| {
+        log.missed_after(offset, rooms.iter().copied(), Some(&resume))
+            .map(packets)
+    };
+    // The client's last was A (the answer's last): it cannot be placed in
+    // this log's order, so a fresh session, never a repeat of B.
+    assert_eq!(missed(a).err(), Some(LogMiss::Offset));
+    // Its last was C (live): D, not the late copy.
+    assert_eq!(texts(&missed(c).unwrap()), ["D"]);
+    // Without the restore's terms, B would have been given again.
+    assert_eq!(
+        texts(&packets(
+            log.missed_after(a, rooms.iter().copied(), None).unwrap()
+        )),
+        ["B", "C", "late", "D"]
+    );
 }
