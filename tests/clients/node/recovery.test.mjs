@@ -197,7 +197,12 @@ async function dropAndMiss(server, proxy, client, from, room, missed) {
     await eventually(async () => (await server.keptSessions()) > kept, 10_000, "the hub keeps the session");
   }
   proxy.open();
-  await withTimeout(
+  await reconnected(client, before);
+}
+
+/** Resolves once `client` has connected more than `before` times. */
+function reconnected(client, before) {
+  return withTimeout(
     new Promise((resolve) => {
       const check = () => (client.connects > before ? resolve() : setTimeout(check, 20));
       check();
@@ -266,14 +271,7 @@ for (const [name, command] of SERVERS) {
       // a time: the window is what is tested).
       await new Promise((resolve) => setTimeout(resolve, SHORT_WINDOW_MS + 300));
       proxy.open();
-      await withTimeout(
-        new Promise((resolve) => {
-          const check = () => (client.connects > before ? resolve() : setTimeout(check, 20));
-          check();
-        }),
-        10_000,
-        "the client reconnects",
-      );
+      await reconnected(client, before);
       assert.notEqual(client.socket.id, id, "a new socket id");
       assert.equal(client.socket.recovered, false, "not recovered");
       const session = await client.request("session");
