@@ -19,15 +19,15 @@
 
 mod support;
 
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io;
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{eventually, start_hub, tcp_connect, Before, Proc};
+use support::{eventually, start_hub, tcp_connect, Before, Proc, RawWs};
 
 const SUBSCRIBERS: usize = 6;
 const MESSAGES: u64 = 3_000;
@@ -35,13 +35,9 @@ const MESSAGES: u64 = 3_000;
 const WINDOW: u64 = 16;
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A relay client over a WebSocket written by hand.
+/// A relay client over a WebSocket written by hand (`support::RawWs`).
 struct Client {
-    stream: TcpStream,
-    buf: Vec<u8>,
-    at: usize,
-    /// The Engine.IO session id (names the shard of the connection).
-    eio_sid: String,
+    ws: RawWs,
     /// Packets that came before the CONNECT answer (a recovered socket's
     /// missed events, sent first as socket.io does), given out first.
     early: std::collections::VecDeque<String>,
@@ -50,35 +46,13 @@ struct Client {
 impl Client {
     /// Connects and opens the Engine.IO session (no namespace yet).
     fn open(addr: SocketAddr) -> Client {
-        let mut stream = tcp_connect(addr, Before::default());
+        let stream = tcp_connect(addr, Before::default());
         stream.set_nodelay(true).unwrap();
         stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
-        write!(
-            stream,
-            "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {addr}\r\n\
-             Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
-             Sec-WebSocket-Key: {}\r\n\r\n",
-            support::WS_KEY
-        )
-        .unwrap();
-        let mut client = Client {
-            stream,
-            buf: Vec::new(),
-            at: 0,
-            eio_sid: String::new(),
+        Client {
+            ws: RawWs::open(stream, addr),
             early: Default::default(),
-        };
-        let end = loop {
-            if let Some(end) = client.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break end + 4;
-            }
-            assert!(client.fill().unwrap() > 0, "closed during the upgrade");
-        };
-        assert!(client.buf.starts_with(b"HTTP/1.1 101"));
-        client.at = end;
-        let open: Value = serde_json::from_str(client.text().strip_prefix('0').unwrap()).unwrap();
-        client.eio_sid = open["sid"].as_str().unwrap().to_string();
-        client
+        }
     }
 
     /// CONNECT to `/` with `auth`; the answer's socket id and private id.
@@ -87,7 +61,7 @@ impl Client {
         // As socket.io-client: events before the CONNECT are buffered and
         // emitted once connected.
         let answer = loop {
-            let text = self.next_text();
+            let text = self.ws.text();
             if text.starts_with("40") {
                 break text;
             }
@@ -106,69 +80,17 @@ impl Client {
         (field("sid"), field("pid"))
     }
 
-    fn fill(&mut self) -> io::Result<usize> {
-        if self.at > 0 && self.at * 2 > self.buf.len() {
-            self.buf.drain(..self.at);
-            self.at = 0;
-        }
-        let len = self.buf.len();
-        self.buf.resize(len + 64 * 1024, 0);
-        let read = self.stream.read(&mut self.buf[len..]);
-        self.buf.truncate(len + *read.as_ref().unwrap_or(&0));
-        read
-    }
-
     /// The next Engine.IO packet that is not a ping, those that came
     /// before the CONNECT answer first.
     fn text(&mut self) -> String {
         match self.early.pop_front() {
             Some(text) => text,
-            None => self.next_text(),
+            None => self.ws.text(),
         }
     }
 
-    /// The next Engine.IO packet read that is not a ping (pings are answered).
-    fn next_text(&mut self) -> String {
-        loop {
-            let b = &self.buf[self.at..];
-            if b.len() >= 2 {
-                let (len, head) = match b[1] & 0x7f {
-                    126 if b.len() >= 4 => (u16::from_be_bytes([b[2], b[3]]) as usize, 4),
-                    127 if b.len() >= 10 => (
-                        u64::from_be_bytes(b[2..10].try_into().unwrap()) as usize,
-                        10,
-                    ),
-                    n @ 0..=125 => (n as usize, 2),
-                    _ => (usize::MAX, 0),
-                };
-                if len != usize::MAX && b.len() >= head + len {
-                    assert_eq!(b[0], 0x81, "a whole text frame");
-                    let text = String::from_utf8(b[head..head + len].to_vec()).unwrap();
-                    self.at += head + len;
-                    if text == "2" {
-                        self.send("3");
-                        continue;
-                    }
-                    return text;
-                }
-            }
-            assert!(self.fill().expect("read") > 0, "connection closed");
-        }
-    }
-
-    /// Send a text frame (masked with a zero key, which RFC 6455 allows).
     fn send(&mut self, text: &str) {
-        let mut frame = vec![0x81];
-        match text.len() {
-            n @ 0..=125 => frame.push(0x80 | n as u8),
-            n => {
-                frame.push(0x80 | 126);
-                frame.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-        }
-        frame.extend_from_slice(&[0; 4]);
-        frame.extend_from_slice(text.as_bytes());
-        self.stream.write_all(&frame).unwrap();
+        self.ws.send(text);
     }
 
     /// Lose the connection abruptly: a reset, nothing more read.
@@ -181,7 +103,7 @@ impl Client {
         // to a local of the length given.
         let rc = unsafe {
             libc::setsockopt(
-                self.stream.as_raw_fd(),
+                self.ws.stream.as_raw_fd(),
                 libc::SOL_SOCKET,
                 libc::SO_LINGER,
                 (&linger as *const libc::linger).cast(),
@@ -271,7 +193,7 @@ fn subscribe(
                 ));
             }
             tally.returns += 1;
-            if shard_of(&client.eio_sid) != shard_of(&sid) {
+            if shard_of(&client.ws.eio_sid) != shard_of(&sid) {
                 tally.elsewhere += 1;
             }
         }

@@ -25,12 +25,12 @@
 
 mod support;
 
-use std::io::{self, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{eventually, start_hub, tcp_connect, Before, Conn};
+use support::{eventually, start_hub, tcp_connect, Before, Conn, RawFrame, RawWs};
 
 const SUBSCRIBERS: usize = 20;
 /// The data of each message: its number in 8 digits, then filler.
@@ -97,134 +97,39 @@ fn assert_ended(stream: &mut TcpStream) {
     );
 }
 
-/// A relay client over a WebSocket written by hand: frames are parsed in
-/// place from one buffer, so twenty of them keep up with a debug hub.
+/// A relay client over a WebSocket written by hand (`support::RawWs`):
+/// frames are parsed in place from one buffer, so twenty of them keep up
+/// with a debug hub.
 struct Client {
-    stream: TcpStream,
-    buf: Vec<u8>,
-    at: usize,
-    sid: String,
+    ws: RawWs,
 }
 
-enum Frame {
-    Text(String),
-    Other(u8),
+impl std::ops::Deref for Client {
+    type Target = RawWs;
+    fn deref(&self) -> &RawWs {
+        &self.ws
+    }
+}
+
+impl std::ops::DerefMut for Client {
+    fn deref_mut(&mut self) -> &mut RawWs {
+        &mut self.ws
+    }
 }
 
 impl Client {
     fn open(addr: SocketAddr, rcvbuf: Option<libc::c_int>) -> Client {
-        let mut stream = connect(addr, rcvbuf);
+        let stream = connect(addr, rcvbuf);
         stream.set_nodelay(true).unwrap();
         stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(READ_TIMEOUT)).unwrap();
-        write!(
-            stream,
-            "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {addr}\r\n\
-             Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
-             Sec-WebSocket-Key: {}\r\n\r\n",
-            support::WS_KEY
-        )
-        .unwrap();
         let mut client = Client {
-            stream,
-            buf: Vec::new(),
-            at: 0,
-            sid: String::new(),
+            ws: RawWs::open(stream, addr),
         };
-        let end = loop {
-            if let Some(end) = client.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break end + 4;
-            }
-            assert!(client.fill().unwrap() > 0, "closed during the upgrade");
-        };
-        let head = String::from_utf8_lossy(&client.buf[..end]).to_string();
-        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-        client.at = end;
-        let open = client.text();
-        let json: serde_json::Value =
-            serde_json::from_str(open.strip_prefix('0').unwrap()).unwrap();
-        client.sid = json["sid"].as_str().unwrap().to_string();
         client.send("40");
         let connected = client.text();
         assert!(connected.starts_with("40{\"sid\""), "{connected}");
         client
-    }
-
-    /// Read more from the peer; 0 at the end of the stream.
-    fn fill(&mut self) -> io::Result<usize> {
-        if self.at > 0 && self.at * 2 > self.buf.len() {
-            self.buf.drain(..self.at);
-            self.at = 0;
-        }
-        let len = self.buf.len();
-        self.buf.resize(len + 64 * 1024, 0);
-        let read = self.stream.read(&mut self.buf[len..]);
-        self.buf.truncate(len + *read.as_ref().unwrap_or(&0));
-        read
-    }
-
-    /// The next frame; None at the end of the stream.
-    fn frame(&mut self) -> io::Result<Option<Frame>> {
-        loop {
-            let b = &self.buf[self.at..];
-            if b.len() >= 2 {
-                assert_eq!(b[1] & 0x80, 0, "server frames are not masked");
-                let (len, head) = match b[1] & 0x7f {
-                    126 if b.len() >= 4 => (u16::from_be_bytes([b[2], b[3]]) as usize, 4),
-                    127 if b.len() >= 10 => (
-                        u64::from_be_bytes(b[2..10].try_into().unwrap()) as usize,
-                        10,
-                    ),
-                    n @ 0..=125 => (n as usize, 2),
-                    _ => (usize::MAX, 0),
-                };
-                if len != usize::MAX && b.len() >= head + len {
-                    let opcode = b[0] & 0x0f;
-                    assert_eq!(b[0] & 0x80, 0x80, "no fragmented frames expected");
-                    let frame = match opcode {
-                        1 => Frame::Text(String::from_utf8(b[head..head + len].to_vec()).unwrap()),
-                        other => Frame::Other(other),
-                    };
-                    self.at += head + len;
-                    return Ok(Some(frame));
-                }
-            }
-            if self.fill()? == 0 {
-                return Ok(None);
-            }
-        }
-    }
-
-    /// The next Engine.IO packet that is not a ping (pings are answered).
-    fn text(&mut self) -> String {
-        loop {
-            match self.frame() {
-                Ok(Some(Frame::Text(t))) if t == "2" => self.send("3"),
-                Ok(Some(Frame::Text(t))) => return t,
-                Ok(Some(Frame::Other(op))) => panic!("unexpected frame, opcode {op}"),
-                Ok(None) => panic!("connection closed"),
-                Err(e) => panic!("read failed: {e}"),
-            }
-        }
-    }
-
-    /// Send a text frame (masked with a zero key, which RFC 6455 allows).
-    fn send(&mut self, text: &str) {
-        let mut frame = vec![0x81];
-        match text.len() {
-            n @ 0..=125 => frame.push(0x80 | n as u8),
-            n @ 126..=0xffff => {
-                frame.push(0x80 | 126);
-                frame.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                frame.push(0x80 | 127);
-                frame.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        frame.extend_from_slice(&[0; 4]);
-        frame.extend_from_slice(text.as_bytes());
-        self.stream.write_all(&frame).unwrap();
     }
 
     fn join(&mut self, room: &str) {
@@ -324,7 +229,7 @@ fn slow_reader_room_broadcast(shards: &str) {
         .find(|l| l.contains("closing a slow consumer"))
         .unwrap_or_else(|| panic!("no slow consumer line in the log:\n{log}"));
     assert!(
-        line.contains(&slow.sid),
+        line.contains(&slow.eio_sid),
         "the line names the session: {line}"
     );
     assert!(
@@ -353,8 +258,8 @@ fn slow_reader_room_broadcast(shards: &str) {
     let mut got = 0;
     let end = loop {
         match slow.frame() {
-            Ok(Some(Frame::Text(t))) if t == "2" => {}
-            Ok(Some(Frame::Text(t))) => {
+            Ok(Some(RawFrame::Text(t))) if t == "2" => {}
+            Ok(Some(RawFrame::Text(t))) => {
                 assert_eq!(
                     sequence(&t),
                     Some(got),
@@ -362,7 +267,7 @@ fn slow_reader_room_broadcast(shards: &str) {
                 );
                 got += 1;
             }
-            Ok(Some(Frame::Other(op))) => break format!("a frame of opcode {op}"),
+            Ok(Some(RawFrame::Other(op))) => break format!("a frame of opcode {op}"),
             Ok(None) => break "end of stream".to_string(),
             Err(e) => {
                 assert_ne!(e.kind(), ErrorKind::WouldBlock, "the hub left it open");
@@ -468,7 +373,7 @@ fn a_writer_stuck_on_a_silent_peer_ends_with_its_session() {
     assert!(
         log.lines().any(
             |l| l.contains("resetting a connection whose peer does not read")
-                && l.contains(&client.sid)
+                && l.contains(&client.eio_sid)
                 && l.contains("PingTimeout")
         ),
         "the writer gave up on the ping timeout:\n{log}"

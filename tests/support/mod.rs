@@ -27,12 +27,15 @@
 #![allow(dead_code)]
 
 mod process;
+mod raw_ws;
 mod redis;
 mod tcp;
 mod wait;
 
 // Not every test binary uses each of these.
 pub use process::*;
+#[allow(unused_imports)]
+pub use raw_ws::*;
 #[allow(unused_imports)]
 pub use redis::*;
 #[allow(unused_imports)]
