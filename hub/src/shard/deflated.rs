@@ -50,7 +50,7 @@ impl Deflating {
                 if text.ws_message_frame().is_none() || self.window_bits != 15 {
                     return self.compress(true, &parts, out);
                 }
-                shared(Pinned::Text(text.clone()), true, &parts, out)
+                shared(Key::Text(text), true, &parts, out)
             }
             Data::Binary(bytes) => {
                 let prefix: &[u8] = match version {
@@ -65,8 +65,8 @@ impl Deflating {
                     return self.compress(false, &parts, out);
                 }
                 // A broadcast's attachments are shared as its text is.
-                let pinned = Pinned::Binary(bytes.clone(), version == ProtocolVersion::V3);
-                shared(pinned, false, &parts, out)
+                let key = Key::Binary(bytes, version == ProtocolVersion::V3);
+                shared(key, false, &parts, out)
             }
         }
     }
@@ -83,13 +83,13 @@ impl Deflating {
     }
 }
 
-/// Write the frame of the message `pinned` (whose payload is `parts`
-/// joined) from the shard's frames, compressing it if they lack it; false
-/// when it does not shrink.
-fn shared(pinned: Pinned, text: bool, parts: &[&[u8]], out: &mut Vec<u8>) -> bool {
+/// Write the frame of the message `key` (whose payload is `parts` joined)
+/// from the shard's frames, compressing it if they lack it; false when it
+/// does not shrink.
+fn shared(key: Key<'_>, text: bool, parts: &[&[u8]], out: &mut Vec<u8>) -> bool {
     FRAMES.with(|frames| {
         let mut frames = frames.borrow_mut();
-        let frame = frames.get_or_make(pinned, || {
+        let frame = frames.get_or_make(key, || {
             count_compression();
             let mut frame = Vec::new();
             if !deflate::deflate_frame(text, parts, 15, &mut frame) {
@@ -155,17 +155,35 @@ enum Pinned {
     Binary(Bytes, bool),
 }
 
-impl Pinned {
-    fn same(&self, other: &Pinned) -> bool {
-        match (self, other) {
-            (Pinned::Text(a), Pinned::Text(b)) => a.same_bytes(b),
-            (Pinned::Binary(a, v3), Pinned::Binary(b, w3)) => {
+/// A message being written, looked up by reference: a recipient whose
+/// frame is held clones nothing.
+#[derive(Clone, Copy)]
+enum Key<'a> {
+    Text(&'a Text),
+    Binary(&'a Bytes, bool),
+}
+
+impl Key<'_> {
+    fn is(&self, pinned: &Pinned) -> bool {
+        match (self, pinned) {
+            (Key::Text(a), Pinned::Text(b)) => a.same_bytes(b),
+            (Key::Binary(a, v3), Pinned::Binary(b, w3)) => {
                 v3 == w3 && a.as_ptr() == b.as_ptr() && a.len() == b.len()
             }
             _ => false,
         }
     }
 
+    /// Held by an entry (a refcount, no copy).
+    fn pin(self) -> Pinned {
+        match self {
+            Key::Text(text) => Pinned::Text(text.clone()),
+            Key::Binary(bytes, v3) => Pinned::Binary(bytes.clone(), v3),
+        }
+    }
+}
+
+impl Pinned {
     fn len(&self) -> usize {
         match self {
             Pinned::Text(text) => text.len(),
@@ -182,11 +200,12 @@ struct Entry {
 
 impl DeflatedFrames {
     /// The compressed frame of `message`, made by `make` unless held.
-    fn get_or_make(&mut self, message: Pinned, make: impl FnOnce() -> Box<[u8]>) -> &[u8] {
+    fn get_or_make(&mut self, key: Key<'_>, make: impl FnOnce() -> Box<[u8]>) -> &[u8] {
         // The most recent first: the broadcast being written is usually the last one.
-        if let Some(at) = self.entries.iter().rposition(|e| e.message.same(&message)) {
+        if let Some(at) = self.entries.iter().rposition(|e| key.is(&e.message)) {
             return &self.entries[at].frame;
         }
+        let message = key.pin();
         let frame = make();
         #[cfg(test)]
         {
