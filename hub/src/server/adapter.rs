@@ -138,11 +138,10 @@ impl ClusterBody {
         match self {
             ClusterBody::Broadcast {
                 target: t, packet, ..
-            } => {
-                target(t)
-                    + packet.text.len()
-                    + packet.attachments.iter().map(|a| a.len()).sum::<usize>()
             }
+            | ClusterBody::BroadcastWithAck {
+                target: t, packet, ..
+            } => target(t) + packet.bytes(),
             ClusterBody::RoomOp { target: t, op } => {
                 target(t)
                     + match op {
@@ -156,24 +155,11 @@ impl ClusterBody {
             ClusterBody::Fetched { sockets, .. } => sockets.len() * 128,
             ClusterBody::Stats { .. } | ClusterBody::StatsReply { .. } => 0,
             ClusterBody::Cluster(op) => op.payload_bytes(),
-            ClusterBody::BroadcastWithAck {
-                target: t, packet, ..
-            } => {
-                target(t)
-                    + packet.text.len()
-                    + packet.attachments.iter().map(|a| a.len()).sum::<usize>()
-            }
             ClusterBody::BroadcastAckEvent { .. } => 64,
             ClusterBody::Restore { pid, .. } => pid.len() + 64,
             ClusterBody::Restored { answer, .. } => match answer {
                 Ok(session) => {
-                    session
-                        .missed
-                        .iter()
-                        .map(|(_, p)| {
-                            p.text.len() + p.attachments.iter().map(|a| a.len()).sum::<usize>()
-                        })
-                        .sum::<usize>()
+                    session.missed.iter().map(|(_, p)| p.bytes()).sum::<usize>()
                         + session.rooms.iter().map(String::len).sum::<usize>()
                 }
                 Err(_) => 0,
@@ -409,7 +395,7 @@ impl ShardAdapter {
                     }
                 }
             }
-            None => peers.extend((0..count).filter(|s| *s != self.shard)),
+            None => return self.all_peers(),
         }
         peers
     }

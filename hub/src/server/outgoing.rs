@@ -18,6 +18,11 @@ pub(crate) struct Outgoing {
 }
 
 impl Outgoing {
+    /// Bytes of the packet: its text and its attachments.
+    pub fn bytes(&self) -> usize {
+        self.text.len() + self.attachments.iter().map(|a| a.len()).sum::<usize>()
+    }
+
     /// Apply Socket.IO's `compress` flag: `Some(false)` sends the packet
     /// uncompressed whatever the connection negotiated (the flag rides on
     /// the text; a WebSocket writer sends the binary messages queued behind
@@ -154,14 +159,15 @@ pub(crate) fn connected(
     socket_id: &str,
     pid: Option<&str>,
 ) -> Outgoing {
-    match (protocol, pid) {
-        (Protocol::V5, None) => plain(PacketType::Connect, nsp, Some(&json!({ "sid": socket_id }))),
-        (Protocol::V5, Some(pid)) => plain(
-            PacketType::Connect,
-            nsp,
-            Some(&json!({ "sid": socket_id, "pid": pid })),
-        ),
-        (Protocol::V4, _) => plain(PacketType::Connect, nsp, None),
+    match protocol {
+        Protocol::V5 => {
+            let mut body = json!({ "sid": socket_id });
+            if let Some(pid) = pid {
+                body["pid"] = json!(pid);
+            }
+            plain(PacketType::Connect, nsp, Some(&body))
+        }
+        Protocol::V4 => plain(PacketType::Connect, nsp, None),
     }
 }
 

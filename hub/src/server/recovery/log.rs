@@ -166,10 +166,7 @@ impl RecoveryLog {
         packet: Outgoing,
     ) -> isize {
         let before = self.bytes as isize;
-        let weight = ENTRY_OVERHEAD
-            + packet.text.len()
-            + packet.attachments.iter().map(|a| a.len()).sum::<usize>()
-            + target.bytes();
+        let weight = ENTRY_OVERHEAD + packet.bytes() + target.bytes();
         if !target.local_only {
             raise(&mut self.last_seen, offset.origin(), offset.seq());
         }
