@@ -286,14 +286,20 @@ impl RecoveryLog {
             if above_cut_evicted || self.evicted_through.is_some_and(|p| p >= resume.from) {
                 return Err(LogMiss::Buffer);
             }
-            let mut missed = Vec::new();
-            for later in &resume.answer[i + 1..] {
-                let entry = self
-                    .entries
-                    .iter()
-                    .rfind(|e| e.offset == *later)
-                    .ok_or(LogMiss::Buffer)?;
-                missed.push((entry.offset, entry.packet.clone()));
+            // The rest of the answer, found in one pass over this log
+            // (not one pass per packet: an answer may hold thousands).
+            let rest = &resume.answer[i + 1..];
+            let mut found: Vec<Option<&Outgoing>> = vec![None; rest.len()];
+            let wanted_at: ahash::AHashMap<Offset, usize> =
+                rest.iter().enumerate().map(|(at, o)| (*o, at)).collect();
+            for entry in &self.entries {
+                if let Some(&at) = wanted_at.get(&entry.offset) {
+                    found[at] = Some(&entry.packet);
+                }
+            }
+            let mut missed = Vec::with_capacity(rest.len());
+            for (offset, packet) in rest.iter().zip(found) {
+                missed.push((*offset, packet.ok_or(LogMiss::Buffer)?.clone()));
             }
             missed.extend(
                 self.entries
