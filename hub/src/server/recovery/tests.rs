@@ -520,4 +520,28 @@ fn a_restore_from_a_log_follows_what_the_socket_got_since_its_last_restore() {
         )),
         ["B", "C", "late", "D"]
     );
+    // The answer kept with the socket (B then A): its last was B, so A,
+    // then what this log gave it (C, D; not the late copy).
+    let kept = Resume {
+        answer: vec![b, a].into(),
+        ..resume.clone()
+    };
+    let missed = |offset| {
+        log.missed_after(offset, rooms.iter().copied(), Some(&kept))
+            .map(packets)
+    };
+    assert_eq!(texts(&missed(b).unwrap()), ["A", "C", "D"]);
+    assert_eq!(texts(&missed(a).unwrap()), ["C", "D"]);
+    // A packet of the answer this log does not hold (the answering
+    // shard's own `socket.emit`): no partial replay.
+    let emit_elsewhere = Offset::new(0, 7);
+    let kept = Resume {
+        answer: vec![b, emit_elsewhere, a].into(),
+        ..resume.clone()
+    };
+    assert_eq!(
+        log.missed_after(b, rooms.iter().copied(), Some(&kept))
+            .err(),
+        Some(LogMiss::Buffer)
+    );
 }
