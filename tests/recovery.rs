@@ -205,22 +205,7 @@ fn subscribe(
 fn publish(hub: &Proc) -> Result<u64, String> {
     let mut client = Client::open(hub.addr);
     client.connect(&serde_json::json!({}));
-    let (mut sent, mut acked) = (0u64, 0u64);
-    while acked < MESSAGES {
-        while sent < MESSAGES && sent - acked < WINDOW {
-            client.send(&format!(
-                "42{}[\"publish\",{{\"to\":\"r\",\"event\":\"m\",\"data\":{sent}}}]",
-                sent + 1
-            ));
-            sent += 1;
-        }
-        let ack = client.text();
-        if ack != format!("43{}[{{\"ok\":true}}]", acked + 1) {
-            return Err(format!("publish {} answered {ack}", acked + 1));
-        }
-        acked += 1;
-    }
-    Ok(acked)
+    client.ws.publish_acked(MESSAGES, WINDOW, |n| n.to_string())
 }
 
 #[test]

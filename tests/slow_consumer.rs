@@ -157,28 +157,6 @@ fn subscribe(client: &mut Client, count: usize) -> Result<(), String> {
     Ok(())
 }
 
-/// Publish `count` messages to `r`, `WINDOW` acks in flight; every ack must
-/// be `{"ok":true}`.
-fn publish(client: &mut Client, count: usize) -> Result<(), String> {
-    let filler = "x".repeat(PAYLOAD - 8);
-    let (mut sent, mut acked) = (0, 0);
-    while acked < count {
-        while sent < count && sent - acked < WINDOW {
-            client.send(&format!(
-                "42{}[\"publish\",{{\"to\":\"r\",\"event\":\"m\",\"data\":\"{sent:08}{filler}\"}}]",
-                sent + 1
-            ));
-            sent += 1;
-        }
-        let ack = client.text();
-        if ack != format!("43{}[{{\"ok\":true}}]", acked + 1) {
-            return Err(format!("publish {} answered {ack}", acked + 1));
-        }
-        acked += 1;
-    }
-    Ok(())
-}
-
 fn slow_reader_room_broadcast(shards: &str) {
     let count = messages();
     let mut hub = start_hub(&["--shards", shards], &[]);
@@ -204,7 +182,12 @@ fn slow_reader_room_broadcast(shards: &str) {
             })
         })
         .collect();
-    let published = publish(&mut publisher, count);
+    let filler = "x".repeat(PAYLOAD - 8);
+    let published = publisher
+        .publish_acked(count as u64, WINDOW as u64, |n| {
+            format!("\"{n:08}{filler}\"")
+        })
+        .map(|_| ());
     // The subscribers stay connected to the end.
     let (results, _subscribers): (Vec<_>, Vec<_>) =
         readers.into_iter().map(|r| r.join().unwrap()).unzip();

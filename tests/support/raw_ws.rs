@@ -135,4 +135,32 @@ impl RawWs {
         frame.extend_from_slice(text.as_bytes());
         self.stream.write_all(&frame).unwrap();
     }
+
+    /// Publish `count` relay messages (event `m`, `data(n)` the JSON of the
+    /// n-th) to room `r`, `window` acks in flight; every ack must be
+    /// `{"ok":true}`. How many were acknowledged.
+    pub fn publish_acked(
+        &mut self,
+        count: u64,
+        window: u64,
+        data: impl Fn(u64) -> String,
+    ) -> Result<u64, String> {
+        let (mut sent, mut acked) = (0u64, 0u64);
+        while acked < count {
+            while sent < count && sent - acked < window {
+                self.send(&format!(
+                    "42{}[\"publish\",{{\"to\":\"r\",\"event\":\"m\",\"data\":{}}}]",
+                    sent + 1,
+                    data(sent)
+                ));
+                sent += 1;
+            }
+            let ack = self.text();
+            if ack != format!("43{}[{{\"ok\":true}}]", acked + 1) {
+                return Err(format!("publish {} answered {ack}", acked + 1));
+            }
+            acked += 1;
+        }
+        Ok(acked)
+    }
 }
