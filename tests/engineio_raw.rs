@@ -269,23 +269,7 @@ fn websocket_echo_v4(shards: u32) {
 /// A masked client text frame built by hand, to control how its bytes are
 /// split across writes.
 fn masked_text_frame(text: &str) -> Vec<u8> {
-    let payload = text.as_bytes();
-    let mask = [0x37, 0xfa, 0x21, 0x3d];
-    let mut frame = vec![0x81];
-    match payload.len() {
-        n if n < 126 => frame.push(0x80 | n as u8),
-        n if n < 65536 => {
-            frame.push(0x80 | 126);
-            frame.extend((n as u16).to_be_bytes());
-        }
-        n => {
-            frame.push(0x80 | 127);
-            frame.extend((n as u64).to_be_bytes());
-        }
-    }
-    frame.extend(mask);
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    frame
+    ws_frame(0x1, text.as_bytes(), Some([0x37, 0xfa, 0x21, 0x3d]))
 }
 
 /// However the client's bytes are cut into reads, every frame is decoded

@@ -163,23 +163,9 @@ impl RawWs {
     }
 }
 
+/// A client frame with first byte `b0`, masked.
 fn masked(b0: u8, payload: &[u8]) -> Vec<u8> {
-    let mask = [0x11, 0x22, 0x33, 0x44];
-    let mut frame = vec![b0];
-    match payload.len() {
-        n if n < 126 => frame.push(0x80 | n as u8),
-        n if n < 65536 => {
-            frame.push(0x80 | 126);
-            frame.extend((n as u16).to_be_bytes());
-        }
-        n => {
-            frame.push(0x80 | 127);
-            frame.extend((n as u64).to_be_bytes());
-        }
-    }
-    frame.extend(mask);
-    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    frame
+    ws_frame_with_head(b0, payload, Some([0x11, 0x22, 0x33, 0x44]))
 }
 
 /// A message's compressed payload as a client sends it (RFC 7692 7.2.1).

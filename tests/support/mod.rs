@@ -1129,7 +1129,13 @@ pub fn ws_upgrade_request(query: &str, key: &str) -> Vec<u8> {
 
 /// Encodes one client frame. `mask: None` sends it unmasked (illegal).
 pub fn ws_frame(opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
-    let mut out = vec![0x80 | opcode];
+    ws_frame_with_head(0x80 | opcode, payload, mask)
+}
+
+/// Encodes one client frame whose first byte is `b0` as given (FIN, RSV
+/// bits and opcode).
+pub fn ws_frame_with_head(b0: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+    let mut out = vec![b0];
     let mask_bit = if mask.is_some() { 0x80 } else { 0 };
     let len = payload.len();
     if len < 126 {
