@@ -13,6 +13,11 @@
 //!
 //! The compressor and the inflater are per thread (per shard): they are
 //! scratch state, used whole within one call, never across an await.
+//!
+//! The offers' grammar (tokens, quoted strings, parameters; RFC 7692 5 and
+//! RFC 6455 9.1) is parsed here by hand: `tungstenite`, which hub uses for
+//! the rest of the handshake, keeps `Sec-WebSocket-Extensions` as raw
+//! bytes, and flate2 does only the compression.
 
 use std::borrow::Cow;
 use std::cell::RefCell;
