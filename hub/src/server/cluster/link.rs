@@ -353,22 +353,25 @@ impl Link {
                 );
             }
             self.unlogged_failures.set(0);
+            // Taken from the queue and not yet answered: whatever ends
+            // this loop (an error, or the subscriber connection's error
+            // cancelling it mid-await), the guard counts them as failed.
+            let mut in_flight = InFlight {
+                status: self.status(),
+                waiters: waiters.into(),
+            };
             if let Err(e) = conn.write(&bytes).await {
-                // Taken from the queue, never (wholly) written: failed.
-                ClusterStatus::add(&self.status().publish_failed, publishes(waiters));
                 return e;
             }
             ClusterStatus::add(&self.status().bytes_out, bytes.len() as u64);
-            let mut waiters = waiters.into_iter();
-            while let Some(waiter) = waiters.next() {
+            while !in_flight.waiters.is_empty() {
                 let frame = match conn.read_frame().await {
                     Ok(frame) => frame,
-                    Err(e) => {
-                        // Written, but Redis never said it ran them: failed.
-                        let lost = publishes(std::iter::once(waiter).chain(waiters));
-                        ClusterStatus::add(&self.status().publish_failed, lost);
-                        return e;
-                    }
+                    // Written, but Redis never said it ran them.
+                    Err(e) => return e,
+                };
+                let Some(waiter) = in_flight.waiters.pop_front() else {
+                    break;
                 };
                 if waiter.is_none() {
                     ClusterStatus::add(&self.status().published, 1);
@@ -597,6 +600,23 @@ impl Link {
 /// counts of the nodes, have someone waiting for their reply).
 fn publishes(waiters: impl IntoIterator<Item = Option<LocalSender<Option<i64>>>>) -> u64 {
     waiters.into_iter().filter(|w| w.is_none()).count() as u64
+}
+
+/// Commands written (or being written) to Redis whose replies have not
+/// come: dropped before they all came, the publishes among them are
+/// counted as failed (their askers, if any, hear None).
+struct InFlight<'a> {
+    status: &'a ClusterStatus,
+    waiters: std::collections::VecDeque<Option<LocalSender<Option<i64>>>>,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        ClusterStatus::add(
+            &self.status.publish_failed,
+            publishes(self.waiters.drain(..)),
+        );
+    }
 }
 
 /// A request of this node's waiting for the other nodes' answers: its id,
