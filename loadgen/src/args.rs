@@ -36,6 +36,9 @@ use clap::{Parser, ValueEnum};
       on URL N and subscriber i on the (i mod (U-1))th of the other URLs, so every delivery crosses nodes.\n  \
       Latency is measured on loadgen's one clock, from the publish to its receipt, whichever server each\n  \
       side is on. The summary gives, per URL, the clients placed there, their connects and failed connects.\n\n\
+      TLS: https:// and wss:// URLs (port 443 unless given) speak TLS 1.2 or 1.3 (rustls), checking the\n  \
+      server's certificate against the public roots, or the certificates of --ca PEM (a self-signed\n  \
+      server's own), or not at all with --insecure. A failed TLS handshake counts as tls_handshake.\n\n\
       Example: loadgen fanout --url http://127.0.0.1:3000 --clients 1000 --rooms 1 --publishers 10 --rate 1000\n\
       Across two nodes: loadgen fanout --url http://10.0.0.1:3000 --url http://10.0.0.2:3000 --publishers-on 0 \\\n  \
         --server-pid PID1 --server-pid PID2 --clients 1000 --publishers 10 --rate 1000"
@@ -45,7 +48,8 @@ pub struct Args {
     #[arg(value_enum)]
     pub scenario: Scenario,
 
-    /// A server: http://host:port[/path/] or ws://...; the path defaults to /socket.io/ (no TLS).
+    /// A server: http://host:port[/path/] or ws://...; the path defaults to /socket.io/;
+    /// https:// and wss:// speak TLS (trust: the public roots, --ca or --insecure).
     /// Give it several times (one per node of a cluster) and the clients are spread over the
     /// URLs round robin (see --publishers-on).
     #[arg(long = "url", value_name = "URL", default_value = "http://127.0.0.1:3000", action = clap::ArgAction::Append)]
@@ -113,6 +117,16 @@ pub struct Args {
     /// Socket.IO namespace the clients connect to.
     #[arg(long, default_value = "/")]
     pub namespace: String,
+
+    /// https:// and wss:// URLs: trust the certificates of this PEM file (a self-signed
+    /// server's certificate, or the CA that signed it) rather than the public roots.
+    #[arg(long, value_name = "PEM")]
+    pub ca: Option<String>,
+
+    /// https:// and wss:// URLs: accept any server certificate (self-signed ones, say). The
+    /// connection is still encrypted, but not authenticated: for tests and benchmarks only.
+    #[arg(long, conflicts_with = "ca")]
+    pub insecure: bool,
 
     /// Token sent in the CONNECT packet's auth ({"token": ...}).
     #[arg(long)]
@@ -206,6 +220,15 @@ pub enum Transport {
 pub struct SourceIps(pub Vec<Ipv4Addr>);
 
 impl Args {
+    /// Where TLS targets' certificates are trusted from.
+    pub fn trust(&self) -> crate::conn::Trust<'_> {
+        match (&self.ca, self.insecure) {
+            (Some(path), _) => crate::conn::Trust::CaFile(path),
+            (None, true) => crate::conn::Trust::Insecure,
+            (None, false) => crate::conn::Trust::PublicRoots,
+        }
+    }
+
     /// Checks what clap cannot: the combinations.
     pub fn validate(&self) -> Result<(), String> {
         if self.clients == 0 && self.scenario != Scenario::Fanout {

@@ -11,6 +11,7 @@ use hdrhistogram::Histogram;
 
 use crate::args::{Args, Scenario};
 use crate::conn::Spec;
+use crate::conn::TlsClient;
 use crate::output::HistLog;
 use crate::placement::ClientPlacement;
 use crate::procfs::{self, RssCurve};
@@ -50,8 +51,15 @@ pub fn run(args: Args) -> Result<Outcome, RunError> {
     let targets = args
         .urls
         .iter()
-        .map(|url| Target::parse(url))
-        .collect::<Result<Vec<_>, _>>()
+        .map(|url| {
+            let target = Target::parse(url)?;
+            let tls = match &target.tls_name {
+                Some(name) => Some(TlsClient::new(name, args.trust())?),
+                None => None,
+            };
+            Ok((target, tls))
+        })
+        .collect::<Result<Vec<_>, String>>()
         .map_err(RunError::Setup)?;
     let placement = ClientPlacement::of(&args);
     let shards = args.shard_count();
@@ -379,14 +387,15 @@ async fn shard_main(
     shards: usize,
     args: Arc<Args>,
     control: Arc<Control>,
-    targets: Vec<Target>,
+    targets: Vec<(Target, Option<TlsClient>)>,
     placement: ClientPlacement,
 ) -> Histogram<u64> {
     let nsp = packet::namespace_prefix(&args.namespace);
     let connect = packet::connect(&nsp, args.token.as_deref());
     let specs = targets
         .into_iter()
-        .map(|target| Spec {
+        .map(|(target, tls)| Spec {
+            tls,
             addr: target.addr,
             host: target.host,
             path: target.path,

@@ -14,6 +14,8 @@ pub enum Cause {
     HttpStatus,
     /// The handshake response or packet was not what Engine.IO specifies.
     BadHandshake,
+    /// The TLS handshake failed (an untrusted certificate, say).
+    TlsHandshake,
     /// The namespace CONNECT was refused (CONNECT_ERROR).
     NamespaceRefused,
     /// The server closed the connection or the session.
@@ -29,12 +31,13 @@ pub enum Cause {
 }
 
 impl Cause {
-    pub const ALL: [Cause; 11] = [
+    pub const ALL: [Cause; 12] = [
         Cause::ConnectRefused,
         Cause::ConnectTimeout,
         Cause::ConnectFailed,
         Cause::HttpStatus,
         Cause::BadHandshake,
+        Cause::TlsHandshake,
         Cause::NamespaceRefused,
         Cause::ServerClosed,
         Cause::Io,
@@ -53,6 +56,7 @@ impl Cause {
                 | Cause::ConnectFailed
                 | Cause::HttpStatus
                 | Cause::BadHandshake
+                | Cause::TlsHandshake
                 | Cause::NamespaceRefused
         )
     }
@@ -64,6 +68,7 @@ impl Cause {
             Cause::ConnectFailed => "connect_failed",
             Cause::HttpStatus => "http_status",
             Cause::BadHandshake => "bad_handshake",
+            Cause::TlsHandshake => "tls_handshake",
             Cause::NamespaceRefused => "namespace_refused",
             Cause::ServerClosed => "server_closed",
             Cause::Io => "io",

@@ -1,5 +1,5 @@
-//! Where the clients connect: the server's address, the Engine.IO path and
-//! the Host header, from `--url`.
+//! Where the clients connect: the server's address, the Engine.IO path, the
+//! Host header and whether TLS is spoken, from `--url`.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
@@ -10,20 +10,22 @@ pub struct Target {
     pub host: String,
     /// The Engine.IO path, ending in `/`.
     pub path: String,
+    /// `https://` or `wss://`: the name the server's certificate must
+    /// carry (the host without its port).
+    pub tls_name: Option<String>,
 }
 
 impl Target {
     pub fn parse(url: &str) -> Result<Target, String> {
-        let rest = ["http://", "ws://"]
-            .iter()
-            .find_map(|scheme| url.strip_prefix(scheme))
-            .ok_or_else(|| {
-                if url.starts_with("https://") || url.starts_with("wss://") {
-                    format!("`{url}`: TLS is not supported; point loadgen at the plain-text port")
-                } else {
-                    format!("`{url}` is not an http:// or ws:// URL")
-                }
-            })?;
+        let (rest, tls) = [
+            ("http://", false),
+            ("ws://", false),
+            ("https://", true),
+            ("wss://", true),
+        ]
+        .iter()
+        .find_map(|(scheme, tls)| url.strip_prefix(scheme).map(|rest| (rest, *tls)))
+        .ok_or_else(|| format!("`{url}` is not an http://, https://, ws:// or wss:// URL"))?;
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -47,8 +49,19 @@ impl Target {
         {
             authority.to_string()
         } else {
-            format!("{authority}:80")
+            format!("{authority}:{}", if tls { 443 } else { 80 })
         };
+        let tls_name = tls.then(|| {
+            let host = match authority.rsplit_once(':') {
+                Some((host, port)) if port.parse::<u16>().is_ok() && !authority.ends_with(']') => {
+                    host
+                }
+                _ => authority,
+            };
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string()
+        });
         let addr = with_port
             .to_socket_addrs()
             .map_err(|e| format!("`{url}`: cannot resolve {authority}: {e}"))?
@@ -58,6 +71,7 @@ impl Target {
             addr,
             host: authority.to_string(),
             path,
+            tls_name,
         })
     }
 }
@@ -77,10 +91,15 @@ mod tests {
         let t = Target::parse("http://localhost:9/x/").unwrap();
         assert_eq!(t.addr.port(), 9);
         assert_eq!(t.path, "/x/");
+        assert_eq!(t.tls_name, None);
         assert!(Target::parse("127.0.0.1:3000").is_err());
-        assert!(Target::parse("https://127.0.0.1")
-            .unwrap_err()
-            .contains("TLS"));
+        let t = Target::parse("https://127.0.0.1").unwrap();
+        assert_eq!(t.addr, "127.0.0.1:443".parse().unwrap());
+        assert_eq!(t.tls_name.as_deref(), Some("127.0.0.1"));
+        let t = Target::parse("wss://localhost:8443/x").unwrap();
+        assert_eq!(t.addr.port(), 8443);
+        assert_eq!(t.host, "localhost:8443");
+        assert_eq!(t.tls_name.as_deref(), Some("localhost"));
         assert!(Target::parse("http://:3000").is_err());
         assert!(Target::parse("http://127.0.0.1:3000/x?y").is_err());
     }

@@ -5,6 +5,7 @@ use std::os::fd::FromRawFd;
 
 use glommio::net::TcpStream;
 
+use super::tls::{ClientStream, TlsClient};
 use crate::stats::Cause;
 
 /// Starts connecting and returns the stream at once: the first write waits
@@ -79,6 +80,31 @@ fn sockaddr_ptr(addr: &libc::sockaddr_in) -> *const libc::sockaddr {
 
 fn sockaddr_len() -> libc::socklen_t {
     std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
+}
+
+/// Connects, then (for a TLS target) does the TLS handshake.
+pub async fn connect(
+    addr: SocketAddr,
+    source: Option<Ipv4Addr>,
+    tls: Option<&TlsClient>,
+) -> Result<ClientStream, Cause> {
+    let stream = dial(addr, source)?;
+    match tls {
+        None => Ok(ClientStream::Plain(stream)),
+        Some(tls) => match tls.handshake(stream).await {
+            Ok(stream) => Ok(ClientStream::Tls(Box::new(stream))),
+            Err(e) => Err(match e.kind() {
+                std::io::ErrorKind::InvalidData => {
+                    // The cause is counted; why is said once (an untrusted
+                    // certificate, say, which --ca or --insecure fixes).
+                    static SAID: std::sync::Once = std::sync::Once::new();
+                    SAID.call_once(|| eprintln!("loadgen: TLS handshake with {addr} failed: {e}"));
+                    Cause::TlsHandshake
+                }
+                _ => io_cause(&e, false),
+            }),
+        },
+    }
 }
 
 /// The cause behind a failed first write or read.

@@ -4,17 +4,17 @@ use std::cell::Cell;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
-
-use super::dial::{dial, io_cause, reset_on_close};
+use super::dial::{connect, io_cause, reset_on_close};
+use super::tls::{ClientStream, TlsClient};
 use crate::stats::Cause;
 use crate::wire::http::parse_response;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
 pub struct HttpConn {
     addr: SocketAddr,
     source: Option<Ipv4Addr>,
-    stream: Option<TcpStream>,
+    tls: Option<TlsClient>,
+    stream: Option<ClientStream>,
     buf: Vec<u8>,
     /// Whether this connection has completed a response: failures before
     /// that are connect failures.
@@ -28,10 +28,11 @@ pub struct HttpConn {
 const MAX_BODY: usize = 16 << 20;
 
 impl HttpConn {
-    pub fn new(addr: SocketAddr, source: Option<Ipv4Addr>) -> HttpConn {
+    pub fn new(addr: SocketAddr, source: Option<Ipv4Addr>, tls: Option<TlsClient>) -> HttpConn {
         HttpConn {
             addr,
             source,
+            tls,
             stream: None,
             buf: Vec::with_capacity(4096),
             answered: false,
@@ -59,12 +60,15 @@ impl HttpConn {
         let connected = self.answered;
         let stream = match &mut self.stream {
             Some(stream) => stream,
-            None => self.stream.insert(dial(self.addr, self.source)?),
+            None => self
+                .stream
+                .insert(connect(self.addr, self.source, self.tls.as_ref()).await?),
         };
         stream
             .write_all(request)
             .await
             .map_err(|e| io_cause(&e, connected))?;
+        stream.flush().await.map_err(|e| io_cause(&e, connected))?;
         self.buf.clear();
         let head = loop {
             read_some(stream, &mut self.buf, connected).await?;
@@ -94,14 +98,14 @@ impl Drop for HttpConn {
     fn drop(&mut self) {
         if let (true, Some(stream)) = (self.reset_on_drop.get(), &self.stream) {
             use std::os::fd::AsRawFd;
-            reset_on_close(stream.as_raw_fd());
+            reset_on_close(stream.tcp().as_raw_fd());
         }
     }
 }
 
 /// Appends what one read brings; the end of the stream is an error.
 async fn read_some(
-    stream: &mut TcpStream,
+    stream: &mut ClientStream,
     buf: &mut Vec<u8>,
     connected: bool,
 ) -> Result<(), Cause> {

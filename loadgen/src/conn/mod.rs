@@ -5,6 +5,7 @@
 mod dial;
 mod http;
 mod polling;
+mod tls;
 mod websocket;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -15,6 +16,7 @@ use crate::wire::packet::{self, Incoming};
 use crate::wire::ws;
 
 pub use polling::PollConn;
+pub use tls::{TlsClient, Trust};
 pub use websocket::WsConn;
 
 /// What every connection of a run shares.
@@ -28,6 +30,8 @@ pub struct Spec {
     pub connect: Vec<u8>,
     /// WebSocket clients offer permessage-deflate.
     pub deflate: bool,
+    /// `https://` and `wss://` targets: how to speak TLS to them.
+    pub tls: Option<TlsClient>,
 }
 
 /// Packets waiting to be written, already framed for the transport.

@@ -29,7 +29,7 @@ pub struct PollConn {
 
 impl PollConn {
     pub async fn open(spec: &Spec, source: Option<Ipv4Addr>) -> Result<PollConn, Cause> {
-        let mut get = HttpConn::new(spec.addr, source);
+        let mut get = HttpConn::new(spec.addr, source, spec.tls.clone());
         let (status, body) = get
             .request(&polling_request(&spec.host, &spec.path, None, None))
             .await?;
@@ -75,7 +75,7 @@ impl PollConn {
         })
         .detach();
         Ok(PollConn {
-            post: HttpConn::new(spec.addr, source).reset_on_drop(reset.clone()),
+            post: HttpConn::new(spec.addr, source, spec.tls.clone()).reset_on_drop(reset.clone()),
             post_target: (spec.host.clone(), spec.path.clone(), sid),
             bodies,
             _stop: stop,

@@ -2,19 +2,18 @@
 
 use std::net::Ipv4Addr;
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
-
-use super::dial::{dial, io_cause, reset_on_close};
+use super::dial::{connect, io_cause, reset_on_close};
+use super::tls::ClientStream;
 use super::{Outbox, Spec};
 use crate::stats::Cause;
 use crate::wire::http::{accept_key, parse_response, upgrade_request};
 use crate::wire::ws::{self, Opcode};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
 const READ_SIZE: usize = 8192;
 
 pub struct WsConn {
-    stream: TcpStream,
+    stream: ClientStream,
     rbuf: Vec<u8>,
     /// Unread bytes are `rbuf[start..end]`.
     start: usize,
@@ -33,7 +32,7 @@ pub struct WsConn {
 
 impl WsConn {
     pub async fn open(spec: &Spec, source: Option<Ipv4Addr>) -> Result<WsConn, Cause> {
-        let mut stream = dial(spec.addr, source)?;
+        let mut stream = connect(spec.addr, source, spec.tls.as_ref()).await?;
         let key = {
             use base64::Engine;
             base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 16]>())
@@ -43,6 +42,7 @@ impl WsConn {
             .write_all(&request)
             .await
             .map_err(|e| io_cause(&e, false))?;
+        stream.flush().await.map_err(|e| io_cause(&e, false))?;
         let mut conn = WsConn {
             stream,
             rbuf: vec![0; READ_SIZE],
@@ -163,7 +163,8 @@ impl WsConn {
         self.stream
             .write_all(bytes)
             .await
-            .map_err(|e| io_cause(&e, true))
+            .map_err(|e| io_cause(&e, true))?;
+        self.stream.flush().await.map_err(|e| io_cause(&e, true))
     }
 }
 
@@ -174,14 +175,16 @@ impl WsConn {
         self.close_on_drop = false;
         if reset {
             use std::os::fd::AsRawFd;
-            reset_on_close(self.stream.as_raw_fd());
+            reset_on_close(self.stream.tcp().as_raw_fd());
         }
     }
 }
 
 impl Drop for WsConn {
     fn drop(&mut self) {
-        if !self.close_on_drop {
+        // Over TLS a close frame would have to be a record: the TCP close
+        // is all the server gets.
+        if !self.close_on_drop || self.stream.is_tls() {
             return;
         }
         // A close frame, best effort, so servers log a clean close.
@@ -191,7 +194,7 @@ impl Drop for WsConn {
         unsafe {
             use std::os::fd::AsRawFd;
             libc::send(
-                self.stream.as_raw_fd(),
+                self.stream.tcp().as_raw_fd(),
                 frame.as_ptr() as *const libc::c_void,
                 frame.len(),
                 libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
