@@ -75,8 +75,8 @@ impl Drop for TestCert {
 /// A new self-signed certificate for localhost and 127.0.0.1 in `cert`,
 /// its key in `key` (written whole, each by a rename); its DER.
 fn write_cert(cert: &Path, key: &Path) -> CertificateDer<'static> {
-    let made = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-        .unwrap();
+    let made =
+        rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
     let write = |path: &Path, text: &str| {
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, text).unwrap();
@@ -184,7 +184,14 @@ fn read_answer(stream: &mut impl Read) -> Answer {
     }
     let head = String::from_utf8(head).unwrap();
     let mut lines = head.split("\r\n");
-    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers: Vec<(String, String)> = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
@@ -293,7 +300,11 @@ fn polling_and_websocket(shards: &str) {
     assert_eq!(got.text(), "430[\"p\"]");
 
     // WebSocket only.
-    let mut ws = wss_on(connect(hub.addr, &config), hub.addr, "EIO=4&transport=websocket");
+    let mut ws = wss_on(
+        connect(hub.addr, &config),
+        hub.addr,
+        "EIO=4&transport=websocket",
+    );
     let open = ws_text(&mut ws);
     assert!(open.starts_with("0{"), "{open}");
     ws_connect_and_echo(&mut ws, "websocket");
@@ -384,10 +395,15 @@ fn plain_http_on_the_tls_port_gets_a_400_and_a_close() {
     let answer = String::from_utf8(answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
     assert!(answer.contains("Connection: close"), "{answer}");
-    assert!(answer.ends_with("This port speaks HTTPS: use https:// or wss://"), "{answer}");
+    assert!(
+        answer.ends_with("This port speaks HTTPS: use https:// or wss://"),
+        "{answer}"
+    );
     // The admin listener shares the main certificate, and refuses the same.
     let mut admin = tcp(hub.admin);
-    admin.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    admin
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     let mut answer = Vec::new();
     admin.read_to_end(&mut answer).unwrap();
     assert!(answer.starts_with(b"HTTP/1.1 400 "));
@@ -418,7 +434,7 @@ fn tls_1_2_and_1_3_both_work_and_alpn_agrees_on_http_1_1_only() {
     polling_open(&mut conn);
     // h2 only: refused in the handshake.
     let config = client_config(&[&cert.der], rustls::ALL_VERSIONS, &[b"h2"]);
-    let error = try_connect(hub.addr, &config).err().expect("an h2-only client is refused");
+    let error = try_connect(hub.addr, &config).expect_err("an h2-only client is refused");
     assert!(
         error.to_string().contains("NoApplicationProtocol"),
         "{error}"
@@ -463,7 +479,12 @@ fn start_fails(args: &[&str]) -> (Option<i32>, String) {
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             let mut stderr = String::new();
-            child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut stderr)
+                .unwrap();
             return (status.code(), stderr);
         }
         if Instant::now() > deadline {
@@ -485,11 +506,26 @@ fn bad_files_at_start_exit_2_naming_the_option() {
     let missing = cert.dir.join("missing.pem");
     let missing = missing.to_str().unwrap();
     let cases: [(&[&str], &str); 7] = [
-        (&["--tls-cert", garbage, "--tls-key", cert.key()], "--tls-cert"),
-        (&["--tls-cert", missing, "--tls-key", cert.key()], "--tls-cert"),
-        (&["--tls-cert", cert.cert(), "--tls-key", missing], "--tls-key"),
-        (&["--tls-cert", cert.cert(), "--tls-key", garbage], "--tls-key"),
-        (&["--tls-cert", cert.cert(), "--tls-key", other.key()], "--tls-key"),
+        (
+            &["--tls-cert", garbage, "--tls-key", cert.key()],
+            "--tls-cert",
+        ),
+        (
+            &["--tls-cert", missing, "--tls-key", cert.key()],
+            "--tls-cert",
+        ),
+        (
+            &["--tls-cert", cert.cert(), "--tls-key", missing],
+            "--tls-key",
+        ),
+        (
+            &["--tls-cert", cert.cert(), "--tls-key", garbage],
+            "--tls-key",
+        ),
+        (
+            &["--tls-cert", cert.cert(), "--tls-key", other.key()],
+            "--tls-key",
+        ),
         (&["--tls-cert", cert.cert()], "--tls-key"),
         (
             &[
@@ -508,7 +544,10 @@ fn bad_files_at_start_exit_2_naming_the_option() {
     for (args, option) in cases {
         let (code, stderr) = start_fails(args);
         assert_eq!(code, Some(2), "{args:?}: {stderr}");
-        assert!(stderr.contains(option), "{args:?} should name {option}: {stderr}");
+        assert!(
+            stderr.contains(option),
+            "{args:?} should name {option}: {stderr}"
+        );
         assert!(!stderr.contains("listening"), "{args:?}: {stderr}");
     }
     // The key that does not match: the message says so.
@@ -555,7 +594,11 @@ fn sighup_reloads_the_certificate_without_dropping_connections() {
     assert_eq!(served_cert(hub.addr, &config), first);
 
     let open = |what: &str| {
-        let mut ws = wss_on(connect(hub.addr, &config), hub.addr, "EIO=4&transport=websocket");
+        let mut ws = wss_on(
+            connect(hub.addr, &config),
+            hub.addr,
+            "EIO=4&transport=websocket",
+        );
         assert!(ws_text(&mut ws).starts_with("0{"));
         ws_connect_and_echo(&mut ws, what);
         ws
@@ -574,7 +617,10 @@ fn sighup_reloads_the_certificate_without_dropping_connections() {
                 n + 10
             )))
             .unwrap();
-        assert_eq!(ws_text(&mut publisher), format!("43{}[{{\"ok\":true}}]", n + 10));
+        assert_eq!(
+            ws_text(&mut publisher),
+            format!("43{}[{{\"ok\":true}}]", n + 10)
+        );
         let got = ws_text(&mut subscriber);
         assert_eq!(got, format!("42[\"m\",{n}]"));
     };
@@ -598,7 +644,11 @@ fn sighup_reloads_the_certificate_without_dropping_connections() {
         publish(n);
         n += 1;
     }
-    assert_eq!(served_cert(hub.addr, &config), next, "a new handshake sees the new certificate");
+    assert_eq!(
+        served_cert(hub.addr, &config),
+        next,
+        "a new handshake sees the new certificate"
+    );
     assert_eq!(
         served_cert(hub.admin, &config),
         next,
@@ -616,5 +666,8 @@ fn sighup_reloads_the_certificate_without_dropping_connections() {
         "the failed reload names the file: {}",
         hub.stderr()
     );
-    assert_eq!(metric(&hub, &config, "hub_tls_reloads_total", "result=\"ok\""), 1.0);
+    assert_eq!(
+        metric(&hub, &config, "hub_tls_reloads_total", "result=\"ok\""),
+        1.0
+    );
 }

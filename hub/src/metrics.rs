@@ -394,7 +394,9 @@ impl Metrics {
     /// Count a certificate reload (process-wide: it runs on the signal thread).
     pub fn count_tls_reload(&self, ok: bool) {
         let result = if ok { "ok" } else { "failed" };
-        self.tls_reloads.get_or_create(&ReloadLabel { result }).inc();
+        self.tls_reloads
+            .get_or_create(&ReloadLabel { result })
+            .inc();
     }
 
     /// The OpenMetrics text exposition.

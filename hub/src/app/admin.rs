@@ -14,11 +14,11 @@ use glommio::timer::Timer;
 use serde_json::{json, Value};
 
 use crate::auth::constant_time_eq;
+use crate::engine::TlsConfig;
 use crate::http::request::{parse_request, Limits, Method, Request};
 use crate::http::response::Response;
 use crate::server::{Args, Io, LocalIo};
 use crate::server::{ClusterSnapshot, ClusterStatus};
-use crate::engine::TlsConfig;
 use crate::shard::accept::AcceptBackoff;
 use crate::shard::stream::Stream;
 use crate::shard::{spawn_contained, LocalTask, ShardTask};

@@ -644,10 +644,16 @@ impl Settings {
         ] {
             match (cert, key) {
                 (Some(_), None) => {
-                    return Err(invalid(key_option, format!("missing: --{cert_option} needs it")))
+                    return Err(invalid(
+                        key_option,
+                        format!("missing: --{cert_option} needs it"),
+                    ))
                 }
                 (None, Some(_)) => {
-                    return Err(invalid(cert_option, format!("missing: --{key_option} needs it")))
+                    return Err(invalid(
+                        cert_option,
+                        format!("missing: --{key_option} needs it"),
+                    ))
                 }
                 _ => {}
             }

@@ -259,11 +259,7 @@ impl Acceptor<'_> {
                     refuse_plain(io, deadline).await;
                     return Err(AcceptError::PlainHttp);
                 }
-                Ok(_) => {
-                    return Err(AcceptError::Handshake(
-                        io::ErrorKind::UnexpectedEof.into(),
-                    ))
-                }
+                Ok(_) => return Err(AcceptError::Handshake(io::ErrorKind::UnexpectedEof.into())),
                 Err(e) => return Err(AcceptError::Handshake(e.into())),
             }
             let mut session = ServerConnection::new(self.config.clone())
