@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
-use support::{hub_command, parse_open, start_hub, Proc, IO_TIMEOUT};
+use support::{hub_command, parse_open, start_hub, tcp_connect, Before, Proc, IO_TIMEOUT};
 use tungstenite::Message;
 
 type TlsConn = StreamOwned<ClientConnection, TcpStream>;
@@ -127,9 +127,14 @@ fn tcp(addr: SocketAddr) -> TcpStream {
 
 /// A TLS connection to `addr` for "localhost", its handshake done.
 fn try_connect(addr: SocketAddr, config: &Arc<ClientConfig>) -> io::Result<TlsConn> {
+    try_connect_over(tcp(addr), config)
+}
+
+/// TLS for "localhost" over `stream`, its handshake done.
+fn try_connect_over(stream: TcpStream, config: &Arc<ClientConfig>) -> io::Result<TlsConn> {
     let name = ServerName::try_from("localhost").unwrap();
     let conn = ClientConnection::new(config.clone(), name).unwrap();
-    let mut tls = StreamOwned::new(conn, tcp(addr));
+    let mut tls = StreamOwned::new(conn, stream);
     while tls.conn.is_handshaking() {
         tls.conn.complete_io(&mut tls.sock)?;
     }
@@ -464,6 +469,62 @@ fn a_silent_client_is_dropped_after_the_handshake_timeout() {
         metric(&hub, &config, "hub_tls_handshake_failures_total", ""),
         2.0
     );
+}
+
+/// A WSS subscriber that stops reading (a small receive window, nothing
+/// read) is closed as a slow consumer: rustls takes no more plaintext while
+/// its ciphertext waits for the socket, so the writer blocks and the byte
+/// budget is reached, as on a plain connection.
+#[test]
+fn a_wss_subscriber_that_stops_reading_is_closed_as_a_slow_consumer() {
+    let cert = TestCert::new();
+    let mut args = vec!["--shards", "1", "--max-buffered-bytes", "1000000"];
+    args.extend(cert.args());
+    let hub = start_hub(&args, &[]);
+    let config = trusting(&cert);
+    let small_window = tcp_connect(
+        hub.addr,
+        Before {
+            rcvbuf: Some(4096),
+            ..Before::default()
+        },
+    );
+    small_window.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let tls = try_connect_over(small_window, &config).unwrap();
+    let mut slow = wss_on(tls, hub.addr, "EIO=4&transport=websocket");
+    assert!(ws_text(&mut slow).starts_with("0{"));
+    ws_connect_and_echo(&mut slow, "slow");
+    slow.send(Message::text("421[\"join\",\"room\"]")).unwrap();
+    assert_eq!(ws_text(&mut slow), "431[{\"ok\":true}]");
+    let mut publisher = wss_on(
+        connect(hub.addr, &config),
+        hub.addr,
+        "EIO=4&transport=websocket",
+    );
+    assert!(ws_text(&mut publisher).starts_with("0{"));
+    ws_connect_and_echo(&mut publisher, "publisher");
+    // 5 MB to a client that reads nothing, with a 1 MB budget.
+    let data = "x".repeat(50_000);
+    for i in 0..100 {
+        publisher
+            .send(Message::text(format!(
+                "42{}[\"publish\",{{\"to\":\"room\",\"event\":\"m\",\"data\":\"{data}\"}}]",
+                i + 10
+            )))
+            .unwrap();
+        assert_eq!(
+            ws_text(&mut publisher),
+            format!("43{}[{{\"ok\":true}}]", i + 10)
+        );
+    }
+    let deadline = Instant::now() + IO_TIMEOUT;
+    while metric(&hub, &config, "hub_slow_consumer_disconnects_total", "") < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the subscriber that reads nothing was not closed as a slow consumer"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Runs `hub` with `args`, which must stop it at start: its exit code and stderr.
