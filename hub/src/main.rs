@@ -21,6 +21,12 @@ fn main() {
     });
     if let Err(error) = result {
         eprintln!("hub: {error}");
-        std::process::exit(1);
+        // A bad setting found at start (a certificate file, say) is a usage
+        // error, as one found while parsing the flags.
+        let code = match error {
+            hub::app::AppError::Config(_) => 2,
+            _ => 1,
+        };
+        std::process::exit(code);
     }
 }

@@ -34,6 +34,13 @@ pub struct RecoveryFailLabel {
     pub cause: &'static str,
 }
 
+/// How a certificate reload ended (`hub_tls_reloads_total`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabel {
+    /// `ok` or `failed`.
+    pub result: &'static str,
+}
+
 /// The causes `hub_recoveries_failed_total` counts.
 const RECOVERY_FAIL_CAUSES: [&str; 5] = ["unknown", "expired", "offset", "buffer", "timeout"];
 
@@ -70,6 +77,8 @@ pub struct Metrics {
     recoveries_failed: Family<RecoveryFailLabel, Counter>,
     recovery_bytes: Family<ShardLabel, Gauge>,
     recovery_sessions: Family<ShardLabel, Gauge>,
+    tls_handshake_failures: Family<ShardLabel, Counter>,
+    tls_reloads: Family<ReloadLabel, Counter>,
 }
 
 /// One shard's handles.
@@ -131,6 +140,9 @@ pub struct ShardMetrics {
     pub recovery_bytes: Gauge,
     /// Sessions kept for recovery.
     pub recovery_sessions: Gauge,
+    /// TLS connections closed before their first request (handshake
+    /// failed or timed out, or plain HTTP on the TLS port).
+    pub tls_handshake_failures: Counter,
 }
 
 impl ShardMetrics {
@@ -228,6 +240,10 @@ impl Metrics {
             "recoveries_succeeded",
             "Connection-state recoveries that gave the socket back",
         );
+        let tls_handshake_failures = family(
+            "tls_handshake_failures",
+            "TLS connections closed before their first request: a failed or too slow handshake, or plain HTTP on the TLS port",
+        );
         let mut gauge = |name: &str, help: &str| {
             let f = Family::<ShardLabel, Gauge>::default();
             registry.register(name, help, f.clone());
@@ -267,7 +283,18 @@ impl Metrics {
             "Requests refused by a limit (label limit: namespaces_per_connection, rooms_per_socket, connections_per_ip)",
             limit_refusals.clone(),
         );
+        let tls_reloads = Family::<ReloadLabel, Counter>::default();
+        registry.register(
+            "tls_reloads",
+            "Certificate reloads on SIGHUP (label result: ok, failed; a failed one keeps the certificate in use)",
+            tls_reloads.clone(),
+        );
+        for result in ["ok", "failed"] {
+            let _ = tls_reloads.get_or_create(&ReloadLabel { result });
+        }
         Metrics {
+            tls_handshake_failures,
+            tls_reloads,
             registry,
             connections,
             handshakes,
@@ -352,6 +379,7 @@ impl Metrics {
                 .collect(),
             recovery_bytes: self.recovery_bytes.get_or_create(&label).clone(),
             recovery_sessions: self.recovery_sessions.get_or_create(&label).clone(),
+            tls_handshake_failures: self.tls_handshake_failures.get_or_create(&label).clone(),
         }
     }
 
@@ -361,6 +389,14 @@ impl Metrics {
             limit,
         };
         self.limit_refusals.get_or_create(&label).clone()
+    }
+
+    /// Count a certificate reload (process-wide: it runs on the signal thread).
+    pub fn count_tls_reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "failed" };
+        self.tls_reloads
+            .get_or_create(&ReloadLabel { result })
+            .inc();
     }
 
     /// The OpenMetrics text exposition.

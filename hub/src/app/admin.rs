@@ -14,11 +14,13 @@ use glommio::timer::Timer;
 use serde_json::{json, Value};
 
 use crate::auth::constant_time_eq;
+use crate::engine::TlsConfig;
 use crate::http::request::{parse_request, Limits, Method, Request};
 use crate::http::response::Response;
 use crate::server::{Args, Io, LocalIo};
 use crate::server::{ClusterSnapshot, ClusterStatus};
 use crate::shard::accept::AcceptBackoff;
+use crate::shard::stream::Stream;
 use crate::shard::{spawn_contained, LocalTask, ShardTask};
 
 /// Largest request body the admin API reads.
@@ -34,6 +36,8 @@ pub struct AdminConfig {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// The node's link to its cluster, when it is in one.
     pub cluster: Option<Arc<ClusterStatus>>,
+    /// HTTPS only, when set.
+    pub tls: Option<TlsConfig>,
 }
 
 /// The shard task that runs the listener on shard 0; the bound address (or
@@ -97,8 +101,15 @@ pub fn task(
     })
 }
 
-async fn serve(io: LocalIo, config: AdminConfig, mut stream: TcpStream) {
+async fn serve(io: LocalIo, config: AdminConfig, stream: TcpStream) {
     let peer = stream.peer_addr().ok();
+    let mut stream = match Stream::accept(stream, config.tls.as_ref()).await {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::debug!(?peer, %error, "admin: closing a TLS connection before its request");
+            return;
+        }
+    };
     let response = match future::or(read(&mut stream), async {
         Timer::new(REQUEST_TIMEOUT).await;
         Err(Response::new(408))
@@ -114,7 +125,7 @@ async fn serve(io: LocalIo, config: AdminConfig, mut stream: TcpStream) {
     let _ = stream.close().await;
 }
 
-async fn read(stream: &mut TcpStream) -> Result<Request, Response> {
+async fn read(stream: &mut Stream) -> Result<Request, Response> {
     let limits = Limits {
         max_body_bytes: MAX_BODY,
         ..Limits::default()

@@ -277,6 +277,28 @@ pub struct Settings {
         value_name = "ADDR"
     )]
     pub admin_bind: SocketAddr,
+    /// Serve HTTPS and WSS with this certificate chain (PEM; with --tls-key).
+    /// SIGHUP reloads it and the key from the same files.
+    #[arg(long, env = "HUB_TLS_CERT", value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "HUB_TLS_KEY", value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
+    /// Certificate chain of the admin listener (PEM; with --admin-tls-key).
+    /// Without it, the admin listener uses --tls-cert/--tls-key when given.
+    #[arg(long, env = "HUB_ADMIN_TLS_CERT", value_name = "PEM")]
+    pub admin_tls_cert: Option<PathBuf>,
+    /// The private key of --admin-tls-cert (PEM).
+    #[arg(long, env = "HUB_ADMIN_TLS_KEY", value_name = "PEM")]
+    pub admin_tls_key: Option<PathBuf>,
+    /// Milliseconds a TLS client has, from its connection, to finish its handshake.
+    #[arg(
+        long,
+        env = "HUB_TLS_HANDSHAKE_TIMEOUT",
+        default_value_t = 10_000,
+        value_name = "MS"
+    )]
+    pub tls_handshake_timeout: u64,
     /// Milliseconds to finish sending and close connections on SIGTERM/SIGINT.
     #[arg(
         long,
@@ -358,6 +380,11 @@ struct FileSettings {
     redis_request_timeout: Option<u64>,
     api_key: Option<String>,
     admin_bind: Option<SocketAddr>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    admin_tls_cert: Option<PathBuf>,
+    admin_tls_key: Option<PathBuf>,
+    tls_handshake_timeout: Option<u64>,
     shutdown_timeout: Option<u64>,
     log_format: Option<LogFormat>,
     log_level: Option<String>,
@@ -476,6 +503,7 @@ impl Settings {
             redis_max_pending_bytes,
             redis_request_timeout,
             admin_bind,
+            tls_handshake_timeout,
             shutdown_timeout,
             log_format,
             log_level
@@ -495,6 +523,16 @@ impl Settings {
                 self.api_key = Some(key);
             }
         }
+        macro_rules! take_some {
+            ($($field:ident),*) => {$(
+                if let Some(value) = file.$field {
+                    if unset(stringify!($field)) {
+                        self.$field = Some(value);
+                    }
+                }
+            )*};
+        }
+        take_some!(tls_cert, tls_key, admin_tls_cert, admin_tls_key);
     }
 
     fn check(&mut self) -> Result<(), ConfigError> {
@@ -595,6 +633,34 @@ impl Settings {
         if self.api_key.as_deref().is_some_and(str::is_empty) {
             return Err(invalid("api-key", "must not be empty"));
         }
+        for (cert, key, cert_option, key_option) in [
+            (&self.tls_cert, &self.tls_key, "tls-cert", "tls-key"),
+            (
+                &self.admin_tls_cert,
+                &self.admin_tls_key,
+                "admin-tls-cert",
+                "admin-tls-key",
+            ),
+        ] {
+            match (cert, key) {
+                (Some(_), None) => {
+                    return Err(invalid(
+                        key_option,
+                        format!("missing: --{cert_option} needs it"),
+                    ))
+                }
+                (None, Some(_)) => {
+                    return Err(invalid(
+                        cert_option,
+                        format!("missing: --{key_option} needs it"),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        if self.tls_handshake_timeout == 0 {
+            return Err(invalid("tls-handshake-timeout", "must be at least 1 ms"));
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
             return Err(invalid(
                 "log-level",
@@ -610,6 +676,26 @@ impl Settings {
     /// The threshold of long-polling compression, `None` when it is off.
     pub fn http_compression(&self) -> Option<usize> {
         (!self.no_http_compression).then_some(self.http_compression_threshold)
+    }
+
+    /// The main listener's certificate files, when TLS is on.
+    pub fn tls_files(&self) -> Option<super::tls::CertFiles> {
+        Some(super::tls::CertFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            cert_option: "tls-cert",
+            key_option: "tls-key",
+        })
+    }
+
+    /// The admin listener's own certificate files, when given.
+    pub fn admin_tls_files(&self) -> Option<super::tls::CertFiles> {
+        Some(super::tls::CertFiles {
+            cert: self.admin_tls_cert.clone()?,
+            key: self.admin_tls_key.clone()?,
+            cert_option: "admin-tls-cert",
+            key_option: "admin-tls-key",
+        })
     }
 
     pub fn listen_addr(&self) -> SocketAddr {

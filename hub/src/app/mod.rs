@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use crate::http::cors::AllowedOrigins;
 use crate::metrics::Metrics;
 use crate::relay::{relay, RelayConfig};
 use crate::server::{ClusterConfig, IoSettings, RecoveryConfig};
-use crate::shard::{stop_on_signals, Server, ServerError};
+use crate::shard::{reload_on_hangup, stop_on_signals, Server, ServerError};
 use config::{LogFormat, Settings};
 
 /// Why the hub could not run.
@@ -107,6 +108,18 @@ pub fn run_with(
     if !settings.cors_origin.is_empty() {
         engine.cors.origins = AllowedOrigins::List(settings.cors_origin.clone());
     }
+    // Certificates are read before anything listens: a bad file stops the
+    // start with a message naming its option.
+    let handshake_timeout = Settings::ms(settings.tls_handshake_timeout);
+    let main_cert = settings
+        .tls_files()
+        .map(tls::ReloadingCert::load)
+        .transpose()?;
+    let admin_cert = match settings.admin_tls_files() {
+        Some(files) => Some(tls::ReloadingCert::load(files)?),
+        // The admin listener shares the main certificate (see --admin-tls-cert).
+        None => main_cert.clone(),
+    };
     let metrics = Arc::new(Metrics::new());
     let server_config = ServerConfig {
         bind: settings.listen_addr(),
@@ -117,6 +130,9 @@ pub fn run_with(
         max_connections_per_ip: settings.max_connections_per_ip,
         max_cross_shard_backlog: settings.max_cross_shard_backlog,
         metrics: Some(metrics.clone()),
+        tls: main_cert
+            .as_ref()
+            .map(|cert| cert.listener_config(handshake_timeout)),
         ..ServerConfig::default()
     };
     let cluster = settings.redis_url.as_deref().map(|url| {
@@ -164,6 +180,9 @@ pub fn run_with(
         api_key: settings.api_key.clone(),
         metrics: metrics.clone(),
         cluster: io.cluster_status(),
+        tls: admin_cert
+            .as_ref()
+            .map(|cert| cert.listener_config(handshake_timeout)),
     };
     let server = Server::new(server_config)
         .endpoint(engine, io.handler_factory())
@@ -175,6 +194,16 @@ pub fn run_with(
         .map_err(|_| AppError::Admin("the admin listener did not start".into()))?
         .map_err(AppError::Admin)?;
     stop_on_signals(server.shutdown_handle()).map_err(AppError::Signals)?;
+    let mut certs: Vec<Arc<tls::ReloadingCert>> = main_cert.iter().cloned().collect();
+    if let Some(admin) = &admin_cert {
+        if !certs.iter().any(|c| Arc::ptr_eq(c, admin)) {
+            certs.push(admin.clone());
+        }
+    }
+    if !certs.is_empty() {
+        let metrics = metrics.clone();
+        reload_on_hangup(move || tls::reload_all(&certs, &metrics)).map_err(AppError::Signals)?;
+    }
     let protocols = if settings.no_eio3 {
         "Socket.IO v5 (clients v3, v4)"
     } else {
@@ -182,6 +211,7 @@ pub fn run_with(
     };
     tracing::info!(
         addr = %server.local_addr(),
+        tls = main_cert.is_some(),
         path = %settings.path,
         shards = server.shards(),
         protocols,
@@ -202,6 +232,7 @@ pub fn run_with(
     tracing::info!(
         addr = %admin_addr,
         key = settings.api_key.is_some(),
+        tls = admin_cert.is_some(),
         "admin API listening (without a key: loopback callers only)"
     );
     on_listening(server.local_addr(), admin_addr);

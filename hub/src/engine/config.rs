@@ -103,6 +103,28 @@ pub struct ServerConfig {
     pub max_connections_per_ip: usize,
     /// Where the shards count what they do (none: not counted).
     pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    /// TLS on the listeners (none: plain HTTP).
+    pub tls: Option<TlsConfig>,
+}
+
+/// TLS on a listener: HTTPS and WSS only.
+#[derive(Clone)]
+pub struct TlsConfig {
+    /// The rustls configuration; its certificate resolver may swap the
+    /// certificate (a reload), which new handshakes then see.
+    pub rustls: std::sync::Arc<rustls::ServerConfig>,
+    /// How long a client has from its accept to the end of its handshake
+    /// (a plain-HTTP client: to send its request and be refused).
+    pub handshake_timeout: Duration,
+}
+
+impl std::fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("alpn", &self.rustls.alpn_protocols)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ServerConfig {
@@ -121,6 +143,7 @@ impl Default for ServerConfig {
             max_sessions: 0,
             max_connections_per_ip: 0,
             metrics: None,
+            tls: None,
         }
     }
 }

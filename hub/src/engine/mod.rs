@@ -9,7 +9,7 @@ mod host;
 mod pairs;
 mod socket;
 
-pub use config::{DeflateConfig, EngineConfig, ServerConfig};
+pub use config::{DeflateConfig, EngineConfig, ServerConfig, TlsConfig};
 pub use echo::Echo;
 pub use handler::{Handler, HandlerFactory};
 pub(crate) use host::SessionHost;

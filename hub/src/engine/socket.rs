@@ -23,6 +23,8 @@ pub struct HandshakeInfo {
     /// Header names are lower case.
     pub headers: Pairs,
     pub issued: SystemTime,
+    /// Whether the connection is TLS (HTTPS or WSS).
+    pub secure: bool,
 }
 
 impl HandshakeInfo {
@@ -108,6 +110,7 @@ impl SessionEntry {
             query: Pairs::default(),
             headers: Pairs::default(),
             issued: SystemTime::now(),
+            secure: false,
         });
         SessionEntry::new(sid, session, 0, handshake, handler, host)
     }

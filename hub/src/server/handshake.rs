@@ -54,9 +54,10 @@ impl Handshake {
         self.header("origin").is_some()
     }
 
-    /// Whether the connection is TLS (never: hub speaks plain HTTP; put TLS in front).
+    /// Whether the connection is TLS (hub's own: a proxy in front that
+    /// ends TLS is not seen).
     pub fn secure(&self) -> bool {
-        false
+        self.info.secure
     }
 
     /// Milliseconds since the Unix epoch.

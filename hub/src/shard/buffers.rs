@@ -21,7 +21,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_lite::io::AsyncRead;
-use glommio::net::TcpStream;
+
+use super::stream::Stream;
 
 /// The most one read takes: a whole burst of small frames, or a good part of
 /// a large one, in one `recv`.
@@ -75,7 +76,7 @@ fn take_read_buf() -> Box<[u8]> {
 /// Poll for what the peer has sent: the bytes, an empty chunk at end of
 /// stream, or an error. Nothing is read while pending, so dropping the
 /// future between polls loses nothing.
-pub(crate) fn poll_read(stream: &mut TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<Chunk>> {
+pub(crate) fn poll_read(stream: &mut Stream, cx: &mut Context<'_>) -> Poll<io::Result<Chunk>> {
     let mut chunk = Chunk {
         buf: Some(take_read_buf()),
         len: 0,
@@ -93,7 +94,7 @@ pub(crate) fn poll_read(stream: &mut TcpStream, cx: &mut Context<'_>) -> Poll<io
 }
 
 /// Wait for what the peer sends next (see [`poll_read`]).
-pub(crate) async fn read(stream: &mut TcpStream) -> io::Result<Chunk> {
+pub(crate) async fn read(stream: &mut Stream) -> io::Result<Chunk> {
     poll_fn(|cx| poll_read(stream, cx)).await
 }
 

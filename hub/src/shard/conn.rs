@@ -18,6 +18,7 @@ use super::mesh::{Handoff, Mesh};
 use super::per_ip::IpSlot;
 use super::polling::{self, EngineResponse, PollRequest};
 use super::state::Shard;
+use super::stream::Stream;
 use super::websocket;
 use crate::engineio::query::parse_query;
 use crate::engineio::{ErrorCode, Sid, TransportKind};
@@ -36,9 +37,12 @@ enum ReadOutcome {
 /// Serve one connection; `slot` is its place in its address's count,
 /// held for as long as the connection is open (a WebSocket's task, or the
 /// shard it is handed to, takes it over).
-pub(crate) async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, slot: IpSlot) {
+pub(crate) async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, slot: IpSlot) {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(shard.write_timeout()));
+    let Some(mut stream) = secure(&shard, stream, peer).await else {
+        return;
+    };
     let mut buf = BytesMut::new();
     let mut first = true;
     loop {
@@ -118,6 +122,22 @@ pub(crate) async fn serve(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketA
     }
 }
 
+/// The connection as the HTTP loop reads it: plain, or (on a TLS listener)
+/// once its handshake is done. None: a plain-HTTP client refused, or a
+/// client that did not finish its handshake in time; it is closed.
+async fn secure(shard: &Shard, stream: TcpStream, peer: SocketAddr) -> Option<Stream> {
+    match Stream::accept(stream, shard.config.tls.as_ref()).await {
+        Ok(stream) => Some(stream),
+        Err(error) => {
+            crate::metrics::with(|m| {
+                m.tls_handshake_failures.inc();
+            });
+            tracing::debug!(%peer, %error, "closing a TLS connection before its first request");
+            None
+        }
+    }
+}
+
 /// How long a connection refused for its address's limit may take to send
 /// its first request: it holds a descriptor meanwhile.
 const REFUSAL_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
@@ -127,7 +147,10 @@ const REFUSAL_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 /// the connection closed. Reading the request first lets the close be a
 /// clean one: closing with unread bytes would reset the connection, and the
 /// client could lose the answer.
-pub(crate) async fn refuse_too_many(mut stream: TcpStream) {
+pub(crate) async fn refuse_too_many(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
+    let Some(mut stream) = secure(&shard, stream, peer).await else {
+        return;
+    };
     let mut buf = BytesMut::new();
     let deadline = Instant::now() + REFUSAL_READ_TIMEOUT;
     loop {
@@ -157,8 +180,9 @@ pub(crate) async fn refuse_too_many(mut stream: TcpStream) {
 /// set when it was accepted) gives up on a peer that takes none of it: a
 /// client that stopped reading must not hold its connection, and a request
 /// in flight that shutdown waits for, for ever.
-async fn write_answer(stream: &mut TcpStream, answer: &[u8]) -> bool {
-    stream.write_all(answer).await.is_ok()
+async fn write_answer(stream: &mut Stream, answer: &[u8]) -> bool {
+    // The flush: under TLS, until the ciphertext is in the kernel.
+    stream.write_all(answer).await.is_ok() && stream.flush().await.is_ok()
 }
 
 /// Counts a request from its head to its answer written.
@@ -185,7 +209,7 @@ impl Drop for InFlight {
 /// may wait the idle timeout before their first byte.
 async fn read_request(
     shard: &Shard,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
     first: bool,
 ) -> ReadOutcome {
@@ -220,7 +244,7 @@ async fn read_request(
 
 /// Completes when the peer closes its end while a request is being served.
 /// Bytes it sends meanwhile (a pipelined request) are kept in `buf`.
-async fn watch_hangup(shard: &Shard, stream: &mut TcpStream, buf: &mut BytesMut) {
+async fn watch_hangup(shard: &Shard, stream: &mut Stream, buf: &mut BytesMut) {
     let cap = shard.limits.max_header_bytes + shard.limits.max_body_bytes;
     loop {
         if buf.len() > cap {
@@ -241,7 +265,7 @@ fn refusal_status(error: &HttpError) -> u16 {
 /// Read what is available into `buf`; None when `deadline` passes first.
 /// Cancel-safe: if the future is dropped mid-read, nothing was read.
 async fn read_some(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut BytesMut,
     deadline: Instant,
 ) -> Option<std::io::Result<usize>> {
@@ -255,7 +279,7 @@ async fn read_some(
 
 /// Read what is available into `buf`, with no deadline. Cancel-safe as
 /// [`read_some`]: nothing is read until the bytes can be appended.
-async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
+async fn read_more(stream: &mut Stream, buf: &mut BytesMut) -> std::io::Result<usize> {
     let chunk = buffers::read(stream).await?;
     buf.extend_from_slice(&chunk);
     Ok(chunk.len())
@@ -395,7 +419,7 @@ async fn hand_off(
     shard: &Rc<Shard>,
     owner: usize,
     endpoint: usize,
-    stream: TcpStream,
+    stream: Stream,
     peer: SocketAddr,
     request: Request,
     query: crate::engineio::EngineQuery,
@@ -404,6 +428,15 @@ async fn hand_off(
 ) {
     let Some(mesh) = shard.mesh.get() else {
         return;
+    };
+    // Under TLS the session's state (keys, sequence numbers, records read
+    // and not yet returned) goes with the descriptor.
+    let (stream, tls) = match stream {
+        Stream::Plain(stream) => (stream, None),
+        Stream::Tls(tls) => {
+            let (stream, session) = tls.into_parts();
+            (stream, Some(session))
+        }
     };
     // SAFETY: dup returns a fresh descriptor that nothing else owns.
     let dup = unsafe { libc::dup(stream.as_raw_fd()) };
@@ -414,6 +447,7 @@ async fn hand_off(
     drop(stream);
     let handoff = Handoff {
         fd,
+        tls,
         peer,
         endpoint,
         request,

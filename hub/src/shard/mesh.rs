@@ -79,6 +79,8 @@ impl Cancel {
 /// A WebSocket upgrade whose session lives on another shard.
 pub(crate) struct Handoff {
     pub fd: OwnedFd,
+    /// The TLS session of the connection, when it is one (`shard::tls`).
+    pub tls: Option<Box<rustls::ServerConnection>>,
     pub peer: SocketAddr,
     pub endpoint: usize,
     pub request: Request,

@@ -17,9 +17,11 @@ mod runtime;
 mod shutdown;
 mod signals;
 mod state;
+pub(crate) mod stream;
 pub(crate) mod timer;
+pub(crate) mod tls;
 mod websocket;
 
 pub(crate) use runtime::spawn_contained;
 pub use runtime::{LocalTask, RunningServer, Server, ServerError, ShardTask, ShutdownHandle};
-pub use signals::stop_on_signals;
+pub use signals::{reload_on_hangup, stop_on_signals};

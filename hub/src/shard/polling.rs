@@ -124,6 +124,7 @@ pub(crate) fn open_session(
         query: query.params.iter().map(|(n, v)| (n, v)).collect(),
         headers: headers.into_iter().collect(),
         issued: SystemTime::now(),
+        secure: shard.config.tls.is_some(),
     });
     let host: Weak<dyn SessionHost> = Rc::downgrade(shard) as Weak<Shard>;
     let entry = SessionEntry::new(sid, session, endpoint, handshake, ep.handler.clone(), host);

@@ -441,7 +441,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
                             m.refused_connections_per_ip.inc();
                         });
                         tracing::debug!(%peer, "refusing a connection past the per-address limit");
-                        spawn_contained(peer, conn::refuse_too_many(stream));
+                        spawn_contained(peer, conn::refuse_too_many(shard.clone(), stream, peer));
                     }
                 }
             }

@@ -1,6 +1,7 @@
-//! SIGTERM and SIGINT stop the server gracefully.
+//! SIGTERM and SIGINT stop the server gracefully; SIGHUP, when something
+//! asks for it, reloads (the TLS certificates).
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use super::runtime::ShutdownHandle;
@@ -21,6 +22,20 @@ pub fn stop_on_signals(handle: ShutdownHandle) -> std::io::Result<()> {
                 } else {
                     std::process::exit(130);
                 }
+            }
+        })?;
+    Ok(())
+}
+
+/// On each SIGHUP, run `reload` on a thread of its own (never a shard's:
+/// it reads files). Without this a SIGHUP ends the process, as by default.
+pub fn reload_on_hangup(reload: impl Fn() + Send + 'static) -> std::io::Result<()> {
+    let mut signals = Signals::new([SIGHUP])?;
+    std::thread::Builder::new()
+        .name("hub-reload".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                reload();
             }
         })?;
     Ok(())

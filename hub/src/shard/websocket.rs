@@ -20,6 +20,8 @@ use super::mesh::Handoff;
 use super::per_ip::IpSlot;
 use super::polling::{open_session, EngineResponse};
 use super::state::Shard;
+use super::stream::Stream;
+use super::tls::TlsStream;
 use crate::engine::SessionEntry;
 use crate::engineio::session::{CloseReason, UpgradeStep};
 use crate::engineio::{
@@ -36,7 +38,7 @@ use crate::ws::handshake;
 /// owns no buffer: reads borrow the shard's read buffer, and writes a buffer
 /// from the shard's pool until they are written (see `buffers`).
 struct WsConn {
-    stream: TcpStream,
+    stream: Stream,
     /// The start of a frame still incomplete; empty, with no allocation,
     /// between frames.
     inbox: BytesMut,
@@ -84,7 +86,9 @@ impl WsConn {
 
     /// Write what is buffered, then give the buffer back to the pool.
     async fn flush(&mut self) -> bool {
-        let ok = self.wbuf.is_empty() || self.stream.write_all(&self.wbuf).await.is_ok();
+        let ok = self.wbuf.is_empty()
+            || (self.stream.write_all(&self.wbuf).await.is_ok()
+                && self.stream.flush().await.is_ok());
         buffers::give_write(std::mem::take(&mut self.wbuf));
         ok
     }
@@ -227,7 +231,7 @@ impl WsConn {
 /// write loses nothing but the bytes not written. Nothing is set up for
 /// the race until a write would block: most writes complete at once.
 struct WriteRacing<'a> {
-    stream: &'a mut TcpStream,
+    stream: &'a mut Stream,
     bytes: &'a [u8],
     entry: &'a SessionEntry,
     written: usize,
@@ -257,7 +261,12 @@ impl Future for WriteRacing<'_> {
                 }
             }
             if this.written == this.bytes.len() {
-                return Poll::Ready(Flushed::Written);
+                // Under TLS, written means in the kernel, not in rustls.
+                match Pin::new(&mut *this.stream).poll_flush(cx) {
+                    Poll::Ready(Ok(())) => return Poll::Ready(Flushed::Written),
+                    Poll::Ready(Err(_)) => return Poll::Ready(Flushed::PeerGone),
+                    Poll::Pending => {}
+                }
             }
             // The peer is not reading. Listen before looking at the
             // session, so that no change after the look is missed.
@@ -294,7 +303,7 @@ impl Future for WriteRacing<'_> {
 /// reading, so it would not learn of the close, and the kernel would keep
 /// the socket and its buffer (up to megabytes) until its orphan retries ran
 /// out.
-pub(crate) fn reset_on_close(stream: &TcpStream) {
+pub(crate) fn reset_on_close(stream: &Stream) {
     let linger = libc::linger {
         l_onoff: 1,
         l_linger: 0,
@@ -318,7 +327,7 @@ pub(crate) fn reset_on_close(stream: &TcpStream) {
 pub(crate) async fn serve(
     shard: Rc<Shard>,
     endpoint: usize,
-    mut stream: TcpStream,
+    mut stream: Stream,
     peer: SocketAddr,
     request: Request,
     query: EngineQuery,
@@ -351,7 +360,7 @@ pub(crate) async fn serve(
         }
         None => None,
     };
-    if stream.write_all(&accepted.response).await.is_err() {
+    if stream.write_all(&accepted.response).await.is_err() || stream.flush().await.is_err() {
         return;
     }
     let max_payload = shard.endpoints[endpoint].config.session.max_payload as usize;
@@ -436,7 +445,7 @@ pub(crate) async fn serve(
 }
 
 /// Answer an upgrade request with an Engine.IO error instead of upgrading.
-async fn refuse(mut stream: TcpStream, code: ErrorCode) {
+async fn refuse(mut stream: Stream, code: ErrorCode) {
     let answer = EngineResponse::error(code);
     let mut out = Vec::new();
     Response::new(answer.status)
@@ -451,6 +460,10 @@ pub(crate) async fn adopt(shard: Rc<Shard>, handoff: Handoff) {
     let raw = std::os::fd::IntoRawFd::into_raw_fd(handoff.fd);
     // SAFETY: the descriptor was duplicated for us and is owned by nothing else.
     let stream = unsafe { <TcpStream as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+    let stream = match handoff.tls {
+        Some(session) => Stream::Tls(TlsStream::from_parts(stream, session)),
+        None => Stream::Plain(stream),
+    };
     serve(
         shard,
         handoff.endpoint,

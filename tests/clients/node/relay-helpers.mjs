@@ -62,11 +62,14 @@ process.on("exit", () => {
  * `extraArgs`, waits for `listening on HOST:PORT` and returns a handle:
  * `url`, `exited` (resolves with `{code, signal}`), `terminate()` (SIGTERM,
  * no wait) and `stop()` (SIGTERM, SIGKILL after 3 s; always call it).
- * `command` (`[program, ...args]`) replaces `relayCommand()`.
+ * `command` (`[program, ...args]`) replaces `relayCommand()`. With `tls`
+ * (`{cert, key}`: PEM file paths) the relay serves HTTPS and WSS, and `url`
+ * is `https://...`.
  */
-export async function startRelay(extraArgs = [], { shards = 2, command } = {}) {
+export async function startRelay(extraArgs = [], { shards = 2, command, tls } = {}) {
   const [cmd, ...baseArgs] = command ?? relayCommand();
-  const args = [...baseArgs, "--port", "0", "--bind", "127.0.0.1", "--shards", String(shards), ...extraArgs];
+  const tlsArgs = tls ? ["--tls-cert", tls.cert, "--tls-key", tls.key] : [];
+  const args = [...baseArgs, "--port", "0", "--bind", "127.0.0.1", "--shards", String(shards), ...tlsArgs, ...extraArgs];
   const child = spawn(cmd, args, { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"] });
   liveRelays.add(child);
   let stderr = "";
@@ -138,7 +141,7 @@ export async function startRelay(extraArgs = [], { shards = 2, command } = {}) {
   assert.ok(ready.port > 0, `relay reported port ${ready.port}`);
   return {
     ...ready,
-    url: `http://${ready.host}:${ready.port}`,
+    url: `${tls ? "https" : "http"}://${ready.host}:${ready.port}`,
     pid: child.pid,
     exited,
     stdoutLines: lines,
