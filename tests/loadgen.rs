@@ -17,7 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use hub::auth::TokenVerifier;
 use serde_json::{json, Value};
-use support::{start_hub, Proc, HUB};
+use support::{start_hub, Proc, TestCert, HUB};
 
 /// The loadgen binary next to the hub binary, built once for these tests.
 fn loadgen() -> Command {
@@ -968,4 +968,93 @@ fn a_server_that_is_not_socketio_is_an_error_by_cause() {
             "{transport} {reply:?}: expected {cause}: {stderr}"
         );
     }
+}
+
+/// loadgen over TLS (`https://`, `wss://`) against `hub --tls-cert`, with a
+/// certificate made by the test: fanout over both transports with
+/// everything delivered once, the upgrade-free WebSocket path and polling's
+/// two connections both through rustls, on two shards.
+#[test]
+fn fanout_over_tls_delivers_every_publish_once_on_both_transports() {
+    let cert = TestCert::new();
+    let hub = start_hub(&cert.args(), &[]);
+    for (scheme, transport) in [("wss", "websocket"), ("https", "polling")] {
+        let summary = run_json(&[
+            "fanout",
+            "--url",
+            &format!("{scheme}://{}", hub.addr),
+            "--ca",
+            cert.cert(),
+            "--transport",
+            transport,
+            "--clients",
+            "30",
+            "--rooms",
+            "1",
+            "--publishers",
+            "2",
+            "--rate",
+            "40",
+            "--duration",
+            "1s",
+            "--warmup",
+            "300ms",
+        ]);
+        assert_eq!(n(&summary, "connects"), 32, "{transport}: {summary:#}");
+        assert_no_errors(&summary);
+        assert!(n(&summary, "expected_deliveries") >= 30 * 20, "{summary:#}");
+        assert_eq!(n(&summary, "lost"), 0, "{transport}: {summary:#}");
+        assert_eq!(n(&summary, "duplicated"), 0, "{transport}: {summary:#}");
+    }
+}
+
+/// A certificate loadgen does not trust fails every TLS handshake (counted
+/// as `tls_handshake`, the reason said once); `--insecure` accepts it and
+/// echo runs.
+#[test]
+fn an_untrusted_certificate_fails_the_tls_handshake_unless_insecure() {
+    let cert = TestCert::new();
+    let mut args = vec!["--shards", "1"];
+    args.extend(cert.args());
+    let hub = start_hub(&args, &[]);
+    let https = format!("https://{}", hub.addr);
+    let out = loadgen()
+        .args([
+            "echo",
+            "--url",
+            &https,
+            "--clients",
+            "3",
+            "--duration",
+            "300ms",
+        ])
+        .args(["--json", "--quiet"])
+        .output()
+        .expect("run loadgen");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "connected without trusting: {stderr}"
+    );
+    assert!(
+        stderr.contains("tls_handshake (3 of 3 failed)") && stderr.contains("UnknownIssuer"),
+        "{stderr}"
+    );
+    let summary = run_json(&[
+        "echo",
+        "--url",
+        &https,
+        "--insecure",
+        "--clients",
+        "5",
+        "--rate",
+        "100",
+        "--duration",
+        "500ms",
+        "--warmup",
+        "200ms",
+    ]);
+    assert_eq!(n(&summary, "connects"), 5, "{summary:#}");
+    assert_no_errors(&summary);
+    assert!(n(&summary, "acks") > 0, "{summary:#}");
 }

@@ -30,6 +30,7 @@ mod process;
 mod raw_ws;
 mod redis;
 mod tcp;
+mod tls_cert;
 mod wait;
 
 // Not every test binary uses each of these.
@@ -40,6 +41,8 @@ pub use raw_ws::*;
 pub use redis::*;
 #[allow(unused_imports)]
 pub use tcp::*;
+#[allow(unused_imports)]
+pub use tls_cert::*;
 #[allow(unused_imports)]
 pub use wait::*;
 
