@@ -541,6 +541,12 @@ impl Socket {
         Some(Namespace { shard, nsp })
     }
 
+    /// The server this socket belongs to, on this shard (for server-wide
+    /// queries such as [`LocalIo::stats`](super::LocalIo::stats)).
+    pub fn server(&self) -> Option<super::LocalIo> {
+        self.0.shard.upgrade().map(super::LocalIo::new)
+    }
+
     pub fn connected(&self) -> bool {
         self.0.connected.get()
     }
