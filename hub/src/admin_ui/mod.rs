@@ -237,6 +237,10 @@ impl AdminUi {
 /// second; on shard 0 also `server_stats` every 2 s.
 async fn run_shard(shared: Arc<Shared>, io: LocalIo, shard: usize) {
     let mut sampler = Sampler::default();
+    // The baseline: what the shard counted before it started serving.
+    if let Ok(mut buckets) = shared.buckets.lock() {
+        sampler.sample(shard_totals(&shared), unix_ms(), &mut buckets);
+    }
     let mut ticks = 0u64;
     loop {
         Timer::new(SAMPLE_INTERVAL).await;
