@@ -52,6 +52,7 @@ mod tests;
 
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -66,6 +67,7 @@ use crate::server::{
 use crate::shard::{LocalTask, ShardTask};
 use aggregate::{Buckets, Sampler, Totals, CLOSE_REASONS};
 use commands::{Command, COMMANDS};
+use dev::Notice;
 use serialize::ServerIdentity;
 use sessions::SessionSet;
 
@@ -140,6 +142,11 @@ pub(crate) struct Shared {
     buckets: Mutex<Buckets>,
     identity: ServerIdentity,
     started: Instant,
+    /// Admin sockets connected, on every shard (development notices are
+    /// queued only while there is one).
+    admin_sockets: AtomicUsize,
+    /// Development notices dropped because a shard's queue was full.
+    dropped_events: AtomicU64,
     /// Tells this Admin UI's per-shard state from another's on a thread.
     instance: u64,
 }
@@ -182,6 +189,8 @@ impl AdminUi {
                 buckets: Mutex::new(Buckets::default()),
                 identity,
                 started: Instant::now(),
+                admin_sockets: AtomicUsize::new(0),
+                dropped_events: AtomicU64::new(0),
                 instance: rand::random(),
                 config,
             }),
@@ -362,7 +371,10 @@ fn on_admin_connection(shared: &Arc<Shared>, socket: &Socket) {
     crate::metrics::with(|m| {
         m.admin_ui_sockets.inc();
     });
-    socket.on_disconnect(|_, _| {
+    shared.admin_sockets.fetch_add(1, Ordering::Relaxed);
+    let counted = shared.clone();
+    socket.on_disconnect(move |_, _| {
+        counted.admin_sockets.fetch_sub(1, Ordering::Relaxed);
         crate::metrics::with(|m| {
             m.admin_ui_sockets.dec();
         });
@@ -467,6 +479,90 @@ impl Observer for ShardObserver {
     fn client_closed(&self, _conn: &EngineSocket, reason: CloseReason) {
         let count = &self.disconnections[close_reason_index(reason)];
         count.set(count.get() + 1);
+    }
+
+    fn socket_connected(&self, socket: &Socket) {
+        if let Some(dev) = &self.dev {
+            dev.socket_connected(socket);
+        }
+    }
+
+    fn socket_disconnected(
+        &self,
+        nsp: &str,
+        id: &str,
+        reason: crate::server::DisconnectReason,
+        rooms: &[String],
+    ) {
+        if let Some(dev) = self.watching() {
+            dev.push(Notice::SocketDisconnected {
+                nsp: nsp.to_string(),
+                id: id.to_string(),
+                reason: reason.as_str(),
+                rooms: rooms.to_vec(),
+            });
+        }
+    }
+
+    fn room_joined(&self, nsp: &str, room: &str, id: &str) {
+        if let Some(dev) = self.watching() {
+            dev.push(Notice::RoomJoined {
+                nsp: nsp.to_string(),
+                room: room.to_string(),
+                id: id.to_string(),
+            });
+        }
+    }
+
+    fn room_left(&self, nsp: &str, room: &str, id: &str) {
+        if let Some(dev) = self.watching() {
+            dev.push(Notice::RoomLeft {
+                nsp: nsp.to_string(),
+                room: room.to_string(),
+                id: id.to_string(),
+            });
+        }
+    }
+
+    fn event_received(&self, nsp: &str, id: &str, event: &str, args: &Args) {
+        if let Some(dev) = self.watching().filter(|d| !d.is_admin(nsp)) {
+            let mut values = vec![Value::from(event)];
+            values.extend(args.values().iter().cloned());
+            dev.push(Notice::EventReceived {
+                nsp: nsp.to_string(),
+                id: id.to_string(),
+                args: values,
+            });
+        }
+    }
+
+    fn event_sent(&self, nsp: &str, id: &str, event: &str, args: &Args) {
+        if let Some(dev) = self.watching().filter(|d| !d.is_admin(nsp)) {
+            let mut values = vec![Value::from(event)];
+            values.extend(args.values().iter().cloned());
+            dev.push(Notice::EventSent {
+                nsp: nsp.to_string(),
+                id: id.to_string(),
+                args: values,
+            });
+        }
+    }
+
+    fn packet_sent(&self, nsp: &str, id: &str, packet: &str) {
+        if let Some(dev) = self.watching().filter(|d| !d.is_admin(nsp)) {
+            dev.push(Notice::PacketSent {
+                nsp: nsp.to_string(),
+                id: id.to_string(),
+                packet: packet.to_string(),
+            });
+        }
+    }
+}
+
+impl ShardObserver {
+    /// The development notices, when on and an admin socket listens.
+    fn watching(&self) -> Option<&dev::DevEvents> {
+        self.dev.as_ref().filter(|d| d.watching())
     }
 }
 

@@ -258,3 +258,56 @@ fn server_stats_sum_the_shards() {
     );
     assert_eq!(stats["aggregatedEvents"].as_array().map(Vec::len), Some(1));
 }
+
+#[test]
+fn dates_are_written_as_javascript_iso_strings() {
+    use super::dev::iso_date;
+    assert_eq!(iso_date(0), "1970-01-01T00:00:00.000Z");
+    assert_eq!(iso_date(951_782_400_123), "2000-02-29T00:00:00.123Z");
+    assert_eq!(iso_date(1_796_159_878_045), "2026-12-01T21:17:58.045Z");
+}
+
+#[test]
+fn a_broadcast_packet_reads_back_as_its_event_and_arguments() {
+    use super::dev::packet_args;
+    assert_eq!(
+        packet_args(r#"2["hello","world"]"#),
+        Some(vec![json!("hello"), json!("world")])
+    );
+    assert_eq!(
+        packet_args(r#"2/chat,12["a",{"b":1}]"#),
+        Some(vec![json!("a"), json!({"b": 1})])
+    );
+    assert_eq!(
+        packet_args(r#"51-/chat,["bin",{"_placeholder":true,"num":0}]"#),
+        Some(vec![json!("bin"), json!({"_placeholder": true, "num": 0})])
+    );
+    assert_eq!(packet_args("0/chat,"), None);
+    assert_eq!(packet_args(r#"3["ack"]"#), None);
+}
+
+#[test]
+fn a_disconnect_renders_as_socket_disconnected_then_room_left_per_room() {
+    use super::dev::{render, Notice};
+    let events = render(
+        0,
+        Notice::SocketDisconnected {
+            nsp: "/".into(),
+            id: "s1".into(),
+            reason: "transport close",
+            rooms: vec!["s1".into(), "club".into()],
+        },
+    );
+    let names: Vec<&str> = events.iter().map(|(e, _)| *e).collect();
+    assert_eq!(names, ["socket_disconnected", "room_left", "room_left"]);
+    assert_eq!(
+        events[0].1.values(),
+        [
+            json!("/"),
+            json!("s1"),
+            json!("transport close"),
+            json!("1970-01-01T00:00:00.000Z")
+        ]
+    );
+    assert_eq!(events[2].1.values()[1], json!("club"));
+}

@@ -46,9 +46,10 @@ pub trait Observer {
     fn room_left(&self, _nsp: &str, _room: &str, _id: &str) {}
     /// A socket received an event.
     fn event_received(&self, _nsp: &str, _id: &str, _event: &str, _args: &Args) {}
-    /// A packet was queued for a socket, alone or as one recipient of a
-    /// broadcast: `packet` is its encoded Socket.IO text (`2["ev",..]`,
-    /// with its namespace and ack id, if any).
+    /// An event was emitted to one socket (`socket.emit`).
+    fn event_sent(&self, _nsp: &str, _id: &str, _event: &str, _args: &Args) {}
+    /// A broadcast packet was queued for one of its recipients: `packet`
+    /// is its encoded Socket.IO text (`2/nsp,["ev",..]`).
     fn packet_sent(&self, _nsp: &str, _id: &str, _packet: &str) {}
 }
 

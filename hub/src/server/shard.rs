@@ -88,7 +88,7 @@ impl SioShard {
             .map(|c| Rc::new(RecoveryShard::new(c, shard)));
         let observer = config.observer.as_ref().map(|make| make(shard));
         let shard_state = Rc::new_cyclic(|me| SioShard {
-            observer,
+            observer: observer.clone(),
             config,
             shard,
             me: me.clone(),
@@ -105,7 +105,8 @@ impl SioShard {
                 max_rooms_per_socket,
                 report_rooms,
                 recovery,
-            ),
+            )
+            .with_observer(observer.clone()),
             link: RefCell::new(None),
             broadcast_acks: RefCell::new(AHashMap::new()),
             cluster_waiters: RefCell::new(AHashMap::new()),
@@ -485,6 +486,9 @@ impl SioShard {
             &outgoing::connected(name, client.protocol, &id, pid.as_deref()),
             false,
         );
+        if let Some(observer) = &self.observer {
+            observer.socket_connected(&socket);
+        }
         for on_connection in &nsp.def.on_connection {
             if !inner.connected.get() {
                 break;
@@ -533,11 +537,11 @@ impl SioShard {
                     Value::String(s) => s,
                     other => other.to_string(),
                 };
-                socket.on_event(
-                    &name,
-                    Args::from_parts(values, packet.attachments),
-                    packet.id,
-                );
+                let args = Args::from_parts(values, packet.attachments);
+                if let Some(observer) = &self.observer {
+                    observer.event_received(&packet.nsp, &socket.id, &name, &args);
+                }
+                socket.on_event(&name, args, packet.id);
             }
             PacketType::Ack | PacketType::BinaryAck => {
                 let Some(id) = packet.id else {
@@ -584,9 +588,13 @@ impl SioShard {
 
     /// Forget a socket that left its namespace (and the namespace, if it
     /// was a dynamic one and is now empty).
-    pub(crate) fn remove_socket(&self, socket: &SocketInner) {
+    pub(crate) fn remove_socket(&self, socket: &SocketInner, reason: DisconnectReason) {
         socket.left.set(true);
+        let rooms = self.observer.as_ref().map(|_| socket.room_names());
         self.adapter.leave_all(&socket.nsp, socket);
+        if let (Some(observer), Some(rooms)) = (&self.observer, rooms) {
+            observer.socket_disconnected(&socket.nsp.name, &socket.id, reason, &rooms);
+        }
         socket.nsp.sockets.borrow_mut().remove(&socket.key);
         socket.client.remove(socket);
         self.release_if_empty(&socket.nsp);

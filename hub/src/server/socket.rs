@@ -424,7 +424,7 @@ impl SocketInner {
         }
         self.connected.set(false);
         if let Some(shard) = self.shard.upgrade() {
-            shard.remove_socket(self);
+            shard.remove_socket(self, reason);
         }
         // Waiting acknowledgements fail now: dropping their senders wakes them.
         self.acks.borrow_mut().clear();
@@ -470,6 +470,9 @@ impl SocketInner {
         }
         if !self.connected.get() {
             return Err(EmitError::Disconnected);
+        }
+        if let Some(observer) = self.shard.upgrade().and_then(|s| s.observer.clone()) {
+            observer.event_sent(&self.nsp.name, &self.id, event, args);
         }
         if ack_id.is_none() && !flags.volatile && self.pid.get().is_some() {
             // As socket.io with recovery on: the packet gets an offset and

@@ -262,3 +262,63 @@ test("readonly: commands are ignored", async () => {
   assert.ok(!(await roomsOf(c)).includes("club"));
   assert.ok(!c.got.some((g) => g.event === "hello"));
 });
+
+for (const shards of [1, 2]) {
+  test(`development mode: all_sockets and the socket, room and event notices, --shards ${shards}`, async () => {
+    const relay = await hub([], { shards });
+    const before = await spread(relay.url, shards, ["websocket"]);
+    const a = admin(relay.url);
+    await withTimeout(a.connected, TIMEOUT, "admin connect");
+    await eventually(() => a.of("all_sockets").length === 1, TIMEOUT, "all_sockets");
+    const all = a.of("all_sockets")[0].args[0];
+    // Every socket of every namespace, the admin's own included (as Node).
+    assert.deepEqual(new Set(all.map((s) => s.id)), new Set([...before.map((c) => c.id), a.socket.id]));
+    const one = all.find((s) => s.id === before[0].id);
+    assert.equal(one.nsp, "/");
+    assert.equal(one.clientId, before[0].io.engine.id.slice(0, 12));
+    assert.equal(one.transport, "websocket");
+    assert.deepEqual(one.data, {});
+    assert.deepEqual(one.rooms, [before[0].id]);
+    for (const key of ["address", "headers", "query", "issued", "secure", "time", "url", "xdomain"]) {
+      assert.ok(key in one.handshake, `handshake.${key}`);
+    }
+    assert.ok(!("auth" in one.handshake));
+
+    // A new socket: room_joined (its own room) then socket_connected.
+    const c = await connectedOf(client(relay.url, { transports: ["polling", "websocket"] }));
+    await eventually(() => a.of("socket_connected").some((e) => e.args[0].id === c.id), TIMEOUT, "socket_connected");
+    const names = a.events.map((e) => e.event + ":" + JSON.stringify(e.args.slice(0, 3)));
+    const joined = names.indexOf(`room_joined:${JSON.stringify(["/", c.id, c.id])}`);
+    const connected = a.events.findIndex((e) => e.event === "socket_connected" && e.args[0].id === c.id);
+    assert.ok(joined >= 0 && joined < connected, "room_joined of its own room first");
+    const [serialized, date] = a.of("socket_connected").find((e) => e.args[0].id === c.id).args;
+    assert.equal(serialized.clientId, c.io.engine.id.slice(0, 12));
+    assert.match(date, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+
+    // Rooms: join and leave through the relay.
+    await ack(c, "join", "club");
+    await eventually(() => a.of("room_joined").some((e) => e.args[1] === "club" && e.args[2] === c.id), TIMEOUT, "room_joined");
+    await ack(c, "leave", "club");
+    await eventually(() => a.of("room_left").some((e) => e.args[1] === "club" && e.args[2] === c.id), TIMEOUT, "room_left");
+
+    // Events in, and out (a direct ack is no event; a publish reaches each recipient).
+    await ack(c, "echo", "ping", 1);
+    await eventually(() => a.of("event_received").some((e) => e.args[1] === c.id && e.args[2][0] === "echo"), TIMEOUT, "event_received");
+    const ev = a.of("event_received").find((e) => e.args[1] === c.id && e.args[2][0] === "echo").args;
+    assert.deepEqual(ev.slice(0, 3), ["/", c.id, ["echo", "ping", 1]], "the ack function is not an argument");
+    for (const r of before) await ack(r, "join", "fans");
+    await ack(c, "publish", { to: "fans", event: "news", data: { n: 1 } });
+    await eventually(() => before.every((r) => a.of("event_sent").some((e) => e.args[1] === r.id && e.args[2][0] === "news")), TIMEOUT, "event_sent per recipient");
+    assert.deepEqual(a.of("event_sent").find((e) => e.args[1] === before[0].id).args[2], ["news", { n: 1 }]);
+    assert.ok(!a.of("event_received").some((e) => e.args[0] === "/admin"), "nothing of the admin namespace's own events");
+
+    // Disconnect: socket_disconnected, then room_left for each room.
+    await ack(c, "join", "last");
+    const id = c.id;
+    c.close();
+    await eventually(() => a.of("socket_disconnected").some((e) => e.args[1] === id), TIMEOUT, "socket_disconnected");
+    const gone = a.of("socket_disconnected").find((e) => e.args[1] === id).args;
+    assert.deepEqual(gone.slice(0, 3), ["/", id, "client namespace disconnect"]);
+    await eventually(() => ["last", id].every((room) => a.of("room_left").some((e) => e.args[1] === room && e.args[2] === id)), TIMEOUT, "room_left per room");
+  });
+}
