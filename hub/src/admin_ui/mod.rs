@@ -265,7 +265,7 @@ async fn run_shard(shared: Arc<Shared>, io: LocalIo, shard: usize) {
             m.admin_ui_sessions.set(sessions as i64);
         });
         ticks += 1;
-        if ticks % (STATS_INTERVAL.as_secs() / SAMPLE_INTERVAL.as_secs()) != 0 {
+        if !ticks.is_multiple_of(STATS_INTERVAL.as_secs() / SAMPLE_INTERVAL.as_secs()) {
             continue;
         }
         let shards = io.stats().await;
