@@ -28,10 +28,11 @@ const RULES: &[(&str, &[&str])] = &[
         "redis",
         &["engine", "shard", "server", "relay", "app", "metrics"],
     ),
-    ("engine", &["shard", "server", "relay", "app"]),
-    ("shard", &["server", "relay", "app"]),
-    ("server", &["relay", "app"]),
-    ("relay", &["app"]),
+    ("engine", &["shard", "server", "relay", "app", "admin_ui"]),
+    ("shard", &["server", "relay", "app", "admin_ui"]),
+    ("server", &["relay", "app", "admin_ui"]),
+    ("relay", &["app", "admin_ui"]),
+    ("admin_ui", &["relay", "app"]),
 ];
 
 fn sources(dir: &Path, out: &mut Vec<(String, String)>) {

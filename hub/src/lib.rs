@@ -6,6 +6,7 @@
 //! - [`shard`]: glommio executors, listeners, cross-shard routing, the IO around the above;
 //! - [`engine`]: the Engine.IO server API an application sits on.
 
+pub mod admin_ui;
 pub mod app;
 pub mod auth;
 pub mod engine;

@@ -79,6 +79,9 @@ pub struct Metrics {
     recovery_sessions: Family<ShardLabel, Gauge>,
     tls_handshake_failures: Family<ShardLabel, Counter>,
     tls_reloads: Family<ReloadLabel, Counter>,
+    admin_ui_sockets: Family<ShardLabel, Gauge>,
+    admin_ui_sessions: Family<ShardLabel, Gauge>,
+    admin_ui_failed_logins: Family<ShardLabel, Counter>,
 }
 
 /// One shard's handles.
@@ -143,6 +146,12 @@ pub struct ShardMetrics {
     /// TLS connections closed before their first request (handshake
     /// failed or timed out, or plain HTTP on the TLS port).
     pub tls_handshake_failures: Counter,
+    /// Admin UI sockets connected on the shard.
+    pub admin_ui_sockets: Gauge,
+    /// Admin UI login sessions held (the process's, on shard 0's label).
+    pub admin_ui_sessions: Gauge,
+    /// Admin UI logins refused (wrong username or password, or too many checks at once).
+    pub admin_ui_failed_logins: Counter,
 }
 
 impl ShardMetrics {
@@ -271,6 +280,17 @@ impl Metrics {
             "recovery_sessions",
             "Sessions kept for connection-state recovery",
         );
+        let admin_ui_sockets = gauge("admin_ui_sockets", "Socket.IO Admin UI sockets connected");
+        let admin_ui_sessions = gauge(
+            "admin_ui_sessions",
+            "Socket.IO Admin UI login sessions held (the process's, on shard 0)",
+        );
+        let admin_ui_failed_logins = Family::<ShardLabel, Counter>::default();
+        registry.register(
+            "admin_ui_failed_logins",
+            "Socket.IO Admin UI logins refused",
+            admin_ui_failed_logins.clone(),
+        );
         let recoveries_failed = Family::<RecoveryFailLabel, Counter>::default();
         registry.register(
             "recoveries_failed",
@@ -326,6 +346,9 @@ impl Metrics {
             recoveries_failed,
             recovery_bytes,
             recovery_sessions,
+            admin_ui_sockets,
+            admin_ui_sessions,
+            admin_ui_failed_logins,
         }
     }
 
@@ -380,6 +403,9 @@ impl Metrics {
             recovery_bytes: self.recovery_bytes.get_or_create(&label).clone(),
             recovery_sessions: self.recovery_sessions.get_or_create(&label).clone(),
             tls_handshake_failures: self.tls_handshake_failures.get_or_create(&label).clone(),
+            admin_ui_sockets: self.admin_ui_sockets.get_or_create(&label).clone(),
+            admin_ui_sessions: self.admin_ui_sessions.get_or_create(&label).clone(),
+            admin_ui_failed_logins: self.admin_ui_failed_logins.get_or_create(&label).clone(),
         }
     }
 

@@ -299,6 +299,39 @@ pub struct Settings {
         value_name = "MS"
     )]
     pub tls_handshake_timeout: u64,
+    /// Serve the Socket.IO Admin UI (https://admin.socket.io, or @socket.io/admin-ui's ui/dist) on a namespace of the main port; also allows the origin https://admin.socket.io (with credentials) when --cors-origin is set.
+    #[arg(long, env = "HUB_ADMIN_UI")]
+    pub admin_ui: bool,
+    /// The Admin UI's namespace.
+    #[arg(
+        long,
+        env = "HUB_ADMIN_UI_NAMESPACE",
+        default_value = "/admin",
+        value_name = "NSP"
+    )]
+    pub admin_ui_namespace: String,
+    /// The Admin UI's username (used with --admin-ui-password-hash).
+    #[arg(
+        long,
+        env = "HUB_ADMIN_UI_USERNAME",
+        default_value = "admin",
+        value_name = "NAME"
+    )]
+    pub admin_ui_username: String,
+    /// bcrypt hash of the Admin UI's password (e.g. from `htpasswd -bnBC 10 "" PASSWORD | tr -d ':'`); without one anyone reaching the port may use the Admin UI.
+    #[arg(
+        long,
+        env = "HUB_ADMIN_UI_PASSWORD_HASH",
+        hide_env_values = true,
+        value_name = "HASH"
+    )]
+    pub admin_ui_password_hash: Option<String>,
+    /// The Admin UI may look but not act: its emit, join, leave and disconnect commands are ignored.
+    #[arg(long, env = "HUB_ADMIN_UI_READONLY")]
+    pub admin_ui_readonly: bool,
+    /// development: the UI also sees every socket, room and event (a notice per event and per broadcast recipient: costly on a busy hub); production: only the server stats every 2 s.
+    #[arg(long, env = "HUB_ADMIN_UI_MODE", value_enum, default_value_t = AdminUiMode::Development)]
+    pub admin_ui_mode: AdminUiMode,
     /// Milliseconds to finish sending and close connections on SIGTERM/SIGINT.
     #[arg(
         long,
@@ -318,6 +351,16 @@ pub struct Settings {
         value_name = "FILTER"
     )]
     pub log_level: String,
+}
+
+/// What the Admin UI sees (`--admin-ui-mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AdminUiMode {
+    /// Server stats only.
+    Production,
+    /// Server stats, and every socket, room and event.
+    Development,
 }
 
 /// How hub uses Redis pub/sub in a cluster.
@@ -385,6 +428,12 @@ struct FileSettings {
     admin_tls_cert: Option<PathBuf>,
     admin_tls_key: Option<PathBuf>,
     tls_handshake_timeout: Option<u64>,
+    admin_ui: Option<bool>,
+    admin_ui_namespace: Option<String>,
+    admin_ui_username: Option<String>,
+    admin_ui_password_hash: Option<String>,
+    admin_ui_readonly: Option<bool>,
+    admin_ui_mode: Option<AdminUiMode>,
     shutdown_timeout: Option<u64>,
     log_format: Option<LogFormat>,
     log_level: Option<String>,
@@ -504,6 +553,11 @@ impl Settings {
             redis_request_timeout,
             admin_bind,
             tls_handshake_timeout,
+            admin_ui,
+            admin_ui_namespace,
+            admin_ui_username,
+            admin_ui_readonly,
+            admin_ui_mode,
             shutdown_timeout,
             log_format,
             log_level
@@ -516,6 +570,11 @@ impl Settings {
         if let Some(url) = file.redis_url {
             if unset("redis_url") {
                 self.redis_url = Some(url);
+            }
+        }
+        if let Some(hash) = file.admin_ui_password_hash {
+            if unset("admin_ui_password_hash") {
+                self.admin_ui_password_hash = Some(hash);
             }
         }
         if let Some(key) = file.api_key {
@@ -629,6 +688,20 @@ impl Settings {
         }
         if self.auth_secret.as_deref().is_some_and(str::is_empty) {
             return Err(invalid("auth-secret", "must not be empty"));
+        }
+        if let Some(hash) = &self.admin_ui_password_hash {
+            if let Err(error) = hash.parse::<bcrypt::HashParts>() {
+                return Err(invalid(
+                    "admin-ui-password-hash",
+                    format!("not a valid bcrypt hash ({error})"),
+                ));
+            }
+        }
+        if !self.admin_ui_namespace.starts_with('/') {
+            return Err(invalid(
+                "admin-ui-namespace",
+                format!("{:?} must start with /", self.admin_ui_namespace),
+            ));
         }
         if self.api_key.as_deref().is_some_and(str::is_empty) {
             return Err(invalid("api-key", "must not be empty"));

@@ -8,6 +8,7 @@ pub mod tls;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::admin_ui::{AdminUi, AdminUiConfig, BasicAuth, Mode};
 use crate::auth::TokenVerifier;
 use crate::engine::{DeflateConfig, EngineConfig, ServerConfig};
 use crate::engineio::session::PacketRate;
@@ -17,6 +18,38 @@ use crate::relay::{relay, RelayConfig};
 use crate::server::{ClusterConfig, IoSettings, RecoveryConfig};
 use crate::shard::{reload_on_hangup, stop_on_signals, Server, ServerError};
 use config::{LogFormat, Settings};
+
+/// Where the hosted Socket.IO Admin UI is served from.
+pub const ADMIN_UI_ORIGIN: &str = "https://admin.socket.io";
+
+/// The Admin UI add-on the settings ask for (None when `--admin-ui` is off).
+fn admin_ui(settings: &Settings) -> Result<Option<AdminUi>, config::ConfigError> {
+    if !settings.admin_ui {
+        return Ok(None);
+    }
+    let config = AdminUiConfig {
+        namespace: settings.admin_ui_namespace.clone(),
+        auth: settings
+            .admin_ui_password_hash
+            .clone()
+            .map(|password_hash| BasicAuth {
+                username: settings.admin_ui_username.clone(),
+                password_hash,
+            }),
+        readonly: settings.admin_ui_readonly,
+        mode: match settings.admin_ui_mode {
+            config::AdminUiMode::Production => Mode::Production,
+            config::AdminUiMode::Development => Mode::Development,
+        },
+        ..AdminUiConfig::default()
+    };
+    AdminUi::new(config)
+        .map(Some)
+        .map_err(|error| config::ConfigError::Invalid {
+            option: "admin-ui-password-hash",
+            message: error.to_string(),
+        })
+}
 
 /// Why the hub could not run.
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +122,7 @@ pub fn run_with(
     customize: Option<crate::relay::NamespaceCustomizer>,
     on_listening: impl FnOnce(SocketAddr, SocketAddr),
 ) -> Result<(), AppError> {
+    let admin_ui = admin_ui(&settings)?;
     let fds = raise_fd_limit();
     // Each connection is one descriptor; keep some for listeners, the mesh and logs.
     let capacity = fds.saturating_sub(64);
@@ -106,7 +140,12 @@ pub fn run_with(
         threshold: settings.deflate_threshold,
     });
     if !settings.cors_origin.is_empty() {
-        engine.cors.origins = AllowedOrigins::List(settings.cors_origin.clone());
+        let mut origins = settings.cors_origin.clone();
+        if settings.admin_ui {
+            // The hosted Admin UI polls with credentials (engine.cors has them on).
+            origins.push(ADMIN_UI_ORIGIN.to_string());
+        }
+        engine.cors.origins = AllowedOrigins::List(origins);
     }
     // Certificates are read before anything listens: a bad file stops the
     // start with a message naming its option.
@@ -161,6 +200,9 @@ pub fn run_with(
         recovery,
         cluster,
         customize,
+        instrument: admin_ui.clone().map(|admin_ui| {
+            Arc::new(move |builder| admin_ui.instrument(builder)) as crate::relay::Instrument
+        }),
         namespaces: settings.namespace.clone(),
         auth: settings
             .auth_secret
@@ -184,7 +226,11 @@ pub fn run_with(
             .as_ref()
             .map(|cert| cert.listener_config(handshake_timeout)),
     };
-    let server = Server::new(server_config)
+    let mut server = Server::new(server_config);
+    if let Some(admin_ui) = &admin_ui {
+        server = server.task(admin_ui.task(&io));
+    }
+    let server = server
         .endpoint(engine, io.handler_factory())
         .task(io.cluster_task())
         .task(admin::task(io.clone(), admin, admin_tx))
@@ -223,6 +269,20 @@ pub fn run_with(
         tracing::warn!(
             "no --auth-secret: the hub is open, anyone may join and publish to any room"
         );
+    }
+    if let Some(admin_ui) = &admin_ui {
+        tracing::info!(
+            namespace = %settings.admin_ui_namespace,
+            mode = ?settings.admin_ui_mode,
+            readonly = settings.admin_ui_readonly,
+            features = ?admin_ui.features(),
+            "Socket.IO Admin UI on (https://admin.socket.io, server URL: this hub's address)"
+        );
+        if settings.admin_ui_password_hash.is_none() {
+            tracing::warn!(
+                "--admin-ui without --admin-ui-password-hash: anyone who reaches the hub can use the Admin UI, see every socket and disconnect them"
+            );
+        }
     }
     let limit = match settings.max_connections {
         0 => capacity,

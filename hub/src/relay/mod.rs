@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use crate::auth::{glob_match, TokenVerifier};
 use crate::server::{
-    Ack, Args, ClusterConfig, ConnectError, Io, IoSettings, JoinError, NamespaceBuilder,
+    Ack, Args, ClusterConfig, ConnectError, Io, IoBuilder, IoSettings, JoinError, NamespaceBuilder,
     RecoveryConfig, Socket,
 };
 use grant::{Grant, Refresh, TokenGrant};
@@ -38,7 +38,13 @@ pub struct RelayConfig {
     /// More for every namespace after the relay's own: connection
     /// handlers (run after the relay's), server-side emit handlers.
     pub customize: Option<NamespaceCustomizer>,
+    /// Applied to the server's builder before the relay's namespaces (an
+    /// add-on's namespaces, such as the Admin UI's, come first).
+    pub instrument: Option<Instrument>,
 }
+
+/// Adds to the server being built (see [`RelayConfig::instrument`]).
+pub type Instrument = Arc<dyn Fn(IoBuilder) -> IoBuilder + Send + Sync>;
 
 /// Adds to each namespace the relay serves.
 pub type NamespaceCustomizer = Arc<dyn Fn(NamespaceBuilder) -> NamespaceBuilder + Send + Sync>;
@@ -52,6 +58,7 @@ impl Default for RelayConfig {
             cluster: None,
             recovery: None,
             customize: None,
+            instrument: None,
         }
     }
 }
@@ -70,6 +77,10 @@ pub fn relay(config: RelayConfig) -> Io {
     };
     let builder = match config.recovery {
         Some(recovery) => builder.recovery(recovery),
+        None => builder,
+    };
+    let builder = match &config.instrument {
+        Some(instrument) => instrument(builder),
         None => builder,
     };
     builder

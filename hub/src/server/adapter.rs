@@ -219,6 +219,8 @@ pub(crate) struct ShardAdapter {
     report_rooms: bool,
     /// Connection-state recovery, when on.
     pub(crate) recovery: Option<Rc<RecoveryShard>>,
+    /// What watches the shard's server (rooms and broadcast recipients).
+    pub(crate) observer: Option<Rc<dyn super::Observer>>,
 }
 
 type Fetches = Rc<RefCell<AHashMap<u64, LocalSender<Vec<RemoteSocket>>>>>;
@@ -240,7 +242,14 @@ impl ShardAdapter {
             generation: Cell::new(0),
             next_request: Cell::new(0),
             fetches: Rc::default(),
+            observer: None,
         }
+    }
+
+    /// Tell `observer` of room changes and broadcast recipients.
+    pub fn with_observer(mut self, observer: Option<Rc<dyn super::Observer>>) -> ShardAdapter {
+        self.observer = observer;
+        self
     }
 
     /// Join `rooms`, all or none: none when the socket would be in more
@@ -587,6 +596,10 @@ impl ShardAdapter {
             }
             if s.client.send_tallied(packet, target.volatile, &mut tally) {
                 delivered += 1;
+                if let Some(observer) = &self.observer {
+                    // It only records: the room index is borrowed here.
+                    observer.packet_sent(&nsp.name, &s.id, packet.text.as_str());
+                }
                 sent(s);
             }
         });
@@ -646,6 +659,9 @@ impl Adapter for ShardAdapter {
             .insert(socket.key, socket.clone());
         drop(index);
         socket.rooms.borrow_mut().push(name);
+        if let Some(observer) = &self.observer {
+            observer.room_joined(&nsp.name, room, &socket.id);
+        }
         if created {
             self.room_changed(nsp, room, true);
         }
@@ -668,6 +684,9 @@ impl Adapter for ShardAdapter {
             }
         }
         drop(index);
+        if let Some(observer) = &self.observer {
+            observer.room_left(&nsp.name, room, &socket.id);
+        }
         if removed {
             self.room_changed(nsp, room, false);
         }

@@ -36,6 +36,11 @@ pub struct RemoteSocket {
     /// Its handshake as Node serializes it (headers, time, address, url,
     /// query, auth...).
     pub handshake: Value,
+    /// The Engine.IO session id of its connection (None for a socket of
+    /// another node: Node's answer does not carry it).
+    pub client_id: Option<String>,
+    /// Its connection's transport now (None for another node's socket).
+    pub transport: Option<crate::engine::TransportKind>,
 }
 
 impl RemoteSocket {
@@ -47,6 +52,8 @@ impl RemoteSocket {
             nsp: socket.nsp.name.clone(),
             rooms: socket.room_names(),
             shard,
+            client_id: Some(socket.client.conn.sid().to_string()),
+            transport: Some(socket.client.conn.transport()),
         }
     }
 }
@@ -321,5 +328,7 @@ fn remote_socket(nsp: &str, socket: &Value) -> Option<RemoteSocket> {
         shard: 0,
         on_this_node: false,
         handshake: socket.get("handshake").cloned().unwrap_or(Value::Null),
+        client_id: None,
+        transport: None,
     })
 }

@@ -44,6 +44,12 @@ pub type ConnectionHandler = Arc<dyn Fn(&Socket) + Send + Sync>;
 /// id) and may refuse it.
 pub type NamespaceMiddleware = Arc<dyn Fn(&Socket) -> Result<(), ConnectError> + Send + Sync>;
 pub type NamespaceMatcher = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+/// What an asynchronous middleware returns: a future run on the socket's
+/// shard, which may await (a blocking-thread computation, a lookup).
+pub type MiddlewareFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), ConnectError>>>>;
+/// A namespace middleware that answers later ([`NamespaceBuilder::use_async_middleware`]).
+pub type AsyncNamespaceMiddleware = Arc<dyn Fn(&Socket) -> MiddlewareFuture + Send + Sync>;
 /// Runs for a server-side emit from another node of the cluster (Node's
 /// `io.on(event, (...args, ack) => ..)`), on shard 0: the arguments after
 /// the event name, and the ack when the sender waits for one.
@@ -56,6 +62,8 @@ pub type ServerSideAnyHandler =
 #[derive(Clone, Default)]
 pub(crate) struct NamespaceDef {
     pub middlewares: Vec<NamespaceMiddleware>,
+    /// Run after `middlewares`, in order, each awaited before the next.
+    pub async_middlewares: Vec<AsyncNamespaceMiddleware>,
     pub on_connection: Vec<ConnectionHandler>,
     pub close_last: bool,
     /// Serves every name a matcher accepts (`of_dynamic`): such a namespace
@@ -80,6 +88,19 @@ impl NamespaceBuilder {
         middleware: impl Fn(&Socket) -> Result<(), ConnectError> + Send + Sync + 'static,
     ) -> NamespaceBuilder {
         self.def.middlewares.push(Arc::new(middleware));
+        self
+    }
+
+    /// Add a middleware that may await before it answers (a password hash
+    /// checked on a blocking thread, say). They run after the synchronous
+    /// ones, in order. While one is pending the client's CONNECT for this
+    /// namespace is in progress: a second CONNECT to it is ignored, and a
+    /// connection that closes meanwhile never gets the socket.
+    pub fn use_async_middleware(
+        mut self,
+        middleware: impl Fn(&Socket) -> MiddlewareFuture + Send + Sync + 'static,
+    ) -> NamespaceBuilder {
+        self.def.async_middlewares.push(Arc::new(middleware));
         self
     }
 
@@ -175,6 +196,8 @@ pub(crate) struct IoConfig {
     pub cluster: Option<Arc<ClusterShared>>,
     /// Connection-state recovery, when on.
     pub recovery: Option<RecoveryConfig>,
+    /// Makes each shard's observer, when one watches the server.
+    pub observer: Option<super::ObserverFactory>,
 }
 
 impl IoConfig {
@@ -208,6 +231,7 @@ impl Io {
             dynamic: Vec::new(),
             cluster: None,
             recovery: None,
+            observer: None,
         }
     }
 
@@ -258,9 +282,24 @@ pub struct IoBuilder {
     dynamic: Vec<(NamespaceMatcher, NamespaceDef)>,
     cluster: Option<ClusterConfig>,
     recovery: Option<RecoveryConfig>,
+    observer: Option<super::ObserverFactory>,
 }
 
 impl IoBuilder {
+    /// Watch the server with an [`Observer`](super::Observer) per shard,
+    /// made by `factory` on each shard as it starts (one observer: a later
+    /// call replaces an earlier one).
+    pub fn observe(mut self, factory: super::ObserverFactory) -> IoBuilder {
+        self.observer = Some(factory);
+        self
+    }
+
+    /// The namespaces declared so far (for an add-on that instruments the
+    /// builder, such as the Admin UI).
+    pub fn declared_namespaces(&self) -> impl Iterator<Item = &str> {
+        self.namespaces.iter().map(|(n, _)| n.as_str())
+    }
+
     /// Turn on connection-state recovery (socket.io's
     /// `connectionStateRecovery`): a client that reconnects within the
     /// window, on any shard, gets its socket id, rooms and data back and
@@ -342,6 +381,7 @@ impl IoBuilder {
                 instance: rand::random(),
                 cluster: self.cluster.map(|c| Arc::new(ClusterShared::new(c))),
                 recovery: self.recovery,
+                observer: self.observer,
             }),
         }
     }
@@ -362,6 +402,10 @@ pub struct LocalIo {
 }
 
 impl LocalIo {
+    pub(crate) fn new(shard: Rc<SioShard>) -> LocalIo {
+        LocalIo { shard }
+    }
+
     /// A namespace the server serves, or None. A declared namespace is
     /// created on first use; a dynamic one is not created by this call (it
     /// exists while sockets are in it), but the handle reaches it.

@@ -40,6 +40,7 @@ mod flood_tests;
 mod handshake;
 mod io;
 mod namespace;
+mod observer;
 mod outgoing;
 mod reason;
 mod recovery;
@@ -58,8 +59,12 @@ pub use cluster::{
     ClusterConfig, ClusterSnapshot, ClusterStatus, ServerSideAck, ServerSideEmitTimeout,
 };
 pub use handshake::{Handshake, RequestInfo};
-pub use io::{ConnectError, Io, IoBuilder, IoSettings, LocalIo, NamespaceBuilder};
+pub use io::{
+    AsyncNamespaceMiddleware, ConnectError, Io, IoBuilder, IoSettings, LocalIo, MiddlewareFuture,
+    NamespaceBuilder,
+};
 pub use namespace::Namespace;
+pub use observer::{Observer, ObserverFactory};
 pub use reason::DisconnectReason;
 pub use recovery::RecoveryConfig;
 pub use socket::{

@@ -59,6 +59,8 @@ pub(crate) struct SioShard {
     pub(crate) broadcast_acks: RefCell<AHashMap<u64, LocalSender<AckEvent>>>,
     /// This shard's requests to the other nodes, waiting for shard 0.
     pub(crate) cluster_waiters: RefCell<AHashMap<u64, LocalSender<NodeAnswers>>>,
+    /// What watches this shard's server (the Admin UI), if anything.
+    pub(crate) observer: Option<Rc<dyn super::Observer>>,
 }
 
 thread_local! {
@@ -84,7 +86,9 @@ impl SioShard {
             .recovery
             .clone()
             .map(|c| Rc::new(RecoveryShard::new(c, shard)));
+        let observer = config.observer.as_ref().map(|make| make(shard));
         let shard_state = Rc::new_cyclic(|me| SioShard {
+            observer: observer.clone(),
             config,
             shard,
             me: me.clone(),
@@ -101,7 +105,8 @@ impl SioShard {
                 max_rooms_per_socket,
                 report_rooms,
                 recovery,
-            ),
+            )
+            .with_observer(observer.clone()),
             link: RefCell::new(None),
             broadcast_acks: RefCell::new(AHashMap::new()),
             cluster_waiters: RefCell::new(AHashMap::new()),
@@ -364,22 +369,101 @@ impl SioShard {
                 return;
             }
         }
+        if !skip_middlewares && !nsp.def.async_middlewares.is_empty() {
+            self.await_middlewares(client, nsp, inner, restored);
+            return;
+        }
+        self.admit(client, &nsp, inner, restored);
+    }
+
+    /// Run the namespace's asynchronous middlewares in a task, then admit
+    /// the socket or refuse it. Until they answer the namespace counts as
+    /// connecting for this client (a second CONNECT is ignored).
+    fn await_middlewares(
+        &self,
+        client: &Rc<Client>,
+        nsp: Rc<Nsp>,
+        inner: Rc<SocketInner>,
+        restored: Option<(RestoredSession, Vec<outgoing::Outgoing>)>,
+    ) {
+        client.restoring.borrow_mut().push(nsp.name.clone());
+        let me = self.me.clone();
+        let client = client.clone();
+        glommio::spawn_local(async move {
+            let socket = Socket(inner.clone());
+            let mut verdict = Ok(());
+            for middleware in nsp.def.async_middlewares.clone() {
+                let Some(future) = inner.run_app("namespace middleware", || middleware(&socket))
+                else {
+                    verdict = Err(None);
+                    break;
+                };
+                let result = crate::panics::CatchUnwind::new(future).await;
+                match result {
+                    Ok(Ok(())) => {}
+                    Ok(Err(refusal)) => {
+                        verdict = Err(Some(refusal));
+                        break;
+                    }
+                    Err(panic) => {
+                        inner.panicked("namespace middleware", &panic);
+                        verdict = Err(None);
+                        break;
+                    }
+                }
+            }
+            client.restoring.borrow_mut().retain(|n| *n != nsp.name);
+            let Some(shard) = me.upgrade() else {
+                return;
+            };
+            match verdict {
+                Ok(()) => shard.admit(&client, &nsp, inner, restored),
+                Err(refusal) => {
+                    if let Some(refusal) = refusal.filter(|_| !client.conn.is_closed()) {
+                        let packet = outgoing::connect_error(
+                            &nsp.name,
+                            client.protocol,
+                            &refusal.message,
+                            refusal.data.as_ref(),
+                            false,
+                        );
+                        client.send(&packet, false);
+                    }
+                    shard.refused(&nsp, &inner);
+                }
+            }
+        })
+        .detach();
+    }
+
+    /// The middlewares accepted the socket: it joins its namespace and its
+    /// own room, gets its CONNECT, and the connection handlers run.
+    fn admit(
+        &self,
+        client: &Rc<Client>,
+        nsp: &Rc<Nsp>,
+        inner: Rc<SocketInner>,
+        restored: Option<(RestoredSession, Vec<outgoing::Outgoing>)>,
+    ) {
+        let name = nsp.name.as_str();
+        let (key, id) = (inner.key, inner.id.clone());
+        let socket = Socket(inner.clone());
         if client.conn.is_closed() {
-            self.refused(&nsp, &inner);
+            self.refused(nsp, &inner);
             return;
         }
         if !nsp.attached.get() {
             // A middleware made the namespace's last socket leave: it was
             // removed, and this socket brings it back.
-            self.attach(&nsp);
+            self.attach(nsp);
         }
         inner.connected.set(true);
         nsp.sockets.borrow_mut().insert(key, inner.clone());
         client.add(inner.clone());
-        self.adapter.join(&nsp, &inner, &id);
+        self.adapter.join(nsp, &inner, &id);
         if let Some((session, _)) = &restored {
             for room in &session.rooms {
-                self.adapter.join(&nsp, &inner, room);
+                self.adapter.join(nsp, &inner, room);
             }
         }
         if let Some((session, replay)) = restored {
@@ -402,6 +486,9 @@ impl SioShard {
             &outgoing::connected(name, client.protocol, &id, pid.as_deref()),
             false,
         );
+        if let Some(observer) = &self.observer {
+            observer.socket_connected(&socket);
+        }
         for on_connection in &nsp.def.on_connection {
             if !inner.connected.get() {
                 break;
@@ -450,11 +537,11 @@ impl SioShard {
                     Value::String(s) => s,
                     other => other.to_string(),
                 };
-                socket.on_event(
-                    &name,
-                    Args::from_parts(values, packet.attachments),
-                    packet.id,
-                );
+                let args = Args::from_parts(values, packet.attachments);
+                if let Some(observer) = &self.observer {
+                    observer.event_received(&packet.nsp, &socket.id, &name, &args);
+                }
+                socket.on_event(&name, args, packet.id);
             }
             PacketType::Ack | PacketType::BinaryAck => {
                 let Some(id) = packet.id else {
@@ -501,9 +588,13 @@ impl SioShard {
 
     /// Forget a socket that left its namespace (and the namespace, if it
     /// was a dynamic one and is now empty).
-    pub(crate) fn remove_socket(&self, socket: &SocketInner) {
+    pub(crate) fn remove_socket(&self, socket: &SocketInner, reason: DisconnectReason) {
         socket.left.set(true);
+        let rooms = self.observer.as_ref().map(|_| socket.room_names());
         self.adapter.leave_all(&socket.nsp, socket);
+        if let (Some(observer), Some(rooms)) = (&self.observer, rooms) {
+            observer.socket_disconnected(&socket.nsp.name, &socket.id, reason, &rooms);
+        }
         socket.nsp.sockets.borrow_mut().remove(&socket.key);
         socket.client.remove(socket);
         self.release_if_empty(&socket.nsp);
@@ -608,6 +699,9 @@ impl Handler for SioShard {
             self.config.settings.max_attachments,
         ));
         self.clients.borrow_mut().insert(sid, client.clone());
+        if let Some(observer) = &self.observer {
+            observer.client_opened(conn);
+        }
         match protocol {
             // v2 clients are in `/` at once, without asking.
             Protocol::V4 => self.connect(&client, "/", json!({}), None),
@@ -648,6 +742,9 @@ impl Handler for SioShard {
             return;
         };
         client.awaiting_connect.set(false);
+        if let Some(observer) = &self.observer {
+            observer.client_closed(conn, reason);
+        }
         let reason = DisconnectReason::from(reason);
         for socket in client.sockets_snapshot() {
             socket.close(reason, false);

@@ -424,7 +424,7 @@ impl SocketInner {
         }
         self.connected.set(false);
         if let Some(shard) = self.shard.upgrade() {
-            shard.remove_socket(self);
+            shard.remove_socket(self, reason);
         }
         // Waiting acknowledgements fail now: dropping their senders wakes them.
         self.acks.borrow_mut().clear();
@@ -470,6 +470,9 @@ impl SocketInner {
         }
         if !self.connected.get() {
             return Err(EmitError::Disconnected);
+        }
+        if let Some(observer) = self.shard.upgrade().and_then(|s| s.observer.clone()) {
+            observer.event_sent(&self.nsp.name, &self.id, event, args);
         }
         if ack_id.is_none() && !flags.volatile && self.pid.get().is_some() {
             // As socket.io with recovery on: the packet gets an offset and
@@ -539,6 +542,12 @@ impl Socket {
         let shard = self.0.shard.upgrade()?;
         let nsp = shard.namespace_handle(name)?;
         Some(Namespace { shard, nsp })
+    }
+
+    /// The server this socket belongs to, on this shard (for server-wide
+    /// queries such as [`LocalIo::stats`](super::LocalIo::stats)).
+    pub fn server(&self) -> Option<super::LocalIo> {
+        self.0.shard.upgrade().map(super::LocalIo::new)
     }
 
     pub fn connected(&self) -> bool {

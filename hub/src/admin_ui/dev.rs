@@ -1,0 +1,237 @@
+//! Development mode: the socket, room and event notices sent to every
+//! admin socket. The server's hooks only queue a notice here (they run
+//! while the server's state may be borrowed); a task of this shard then
+//! serializes the queue and emits it to the admin namespace, which reaches
+//! the admin sockets of every shard. The queue is bounded
+//! ([`super::AdminUiConfig::max_pending_events`]): past it notices are
+//! dropped and counted. Admin sockets are ordinary sockets: a slow UI is
+//! closed by hub's slow-consumer limits like any client.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+
+use super::{serialize, Shared};
+use crate::server::{Args, LocalIo, RemoteSocket, Socket};
+
+/// One thing to tell the admin sockets.
+#[derive(Debug)]
+pub(crate) enum Notice {
+    SocketConnected(Value),
+    SocketDisconnected {
+        nsp: String,
+        id: String,
+        reason: &'static str,
+        rooms: Vec<String>,
+    },
+    RoomJoined {
+        nsp: String,
+        room: String,
+        id: String,
+    },
+    RoomLeft {
+        nsp: String,
+        room: String,
+        id: String,
+    },
+    EventReceived {
+        nsp: String,
+        id: String,
+        args: Vec<Value>,
+    },
+    EventSent {
+        nsp: String,
+        id: String,
+        args: Vec<Value>,
+    },
+    /// A broadcast's packet text, read when the queue is drained.
+    PacketSent {
+        nsp: String,
+        id: String,
+        packet: String,
+    },
+}
+
+/// The notices of one shard waiting for the admin sockets.
+pub(crate) struct DevEvents {
+    shared: Arc<Shared>,
+    queue: Rc<RefCell<VecDeque<(u64, Notice)>>>,
+    /// A drain task is scheduled.
+    scheduled: Rc<Cell<bool>>,
+    /// The server on this shard, known once a socket connected here.
+    io: RefCell<Option<LocalIo>>,
+}
+
+impl DevEvents {
+    pub fn new(shared: Arc<Shared>) -> DevEvents {
+        DevEvents {
+            shared,
+            queue: Rc::default(),
+            scheduled: Rc::default(),
+            io: RefCell::new(None),
+        }
+    }
+
+    /// Whether notices are wanted: some admin socket is connected, and the
+    /// namespace is not the admin one (for events).
+    pub fn watching(&self) -> bool {
+        self.shared.admin_sockets.load(Ordering::Relaxed) > 0
+    }
+
+    pub fn is_admin(&self, nsp: &str) -> bool {
+        nsp == self.shared.config.namespace
+    }
+
+    pub fn socket_connected(&self, socket: &Socket) {
+        if self.io.borrow().is_none() {
+            *self.io.borrow_mut() = socket.server();
+        }
+        if !self.watching() {
+            return;
+        }
+        let remote = RemoteSocket::of(&socket.0, 0);
+        self.push(Notice::SocketConnected(serialize::socket(&remote)));
+    }
+
+    /// Queue a notice and make sure a drain is coming.
+    pub fn push(&self, notice: Notice) {
+        if !self.watching() {
+            return;
+        }
+        {
+            let mut queue = self.queue.borrow_mut();
+            if queue.len() >= self.shared.config.max_pending_events {
+                self.shared.dropped_events.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            queue.push_back((super::unix_ms(), notice));
+        }
+        if self.scheduled.replace(true) {
+            return;
+        }
+        let Some(io) = self.io.borrow().clone() else {
+            self.scheduled.set(false);
+            self.queue.borrow_mut().clear();
+            return;
+        };
+        let (queue, scheduled, name) = (
+            self.queue.clone(),
+            self.scheduled.clone(),
+            self.shared.config.namespace.clone(),
+        );
+        glommio::spawn_local(async move {
+            scheduled.set(false);
+            let notices = std::mem::take(&mut *queue.borrow_mut());
+            let Some(admin) = io.of(&name) else {
+                return;
+            };
+            for (at, notice) in notices {
+                for (event, args) in render(at, notice) {
+                    let _ = admin.emit(event, args);
+                }
+            }
+        })
+        .detach();
+    }
+}
+
+/// The events a notice becomes, with their arguments.
+pub(crate) fn render(at_ms: u64, notice: Notice) -> Vec<(&'static str, Args)> {
+    let date = Value::from(iso_date(at_ms));
+    let args = |values: Vec<Value>| Args::from_parts(values, Vec::new());
+    match notice {
+        Notice::SocketConnected(socket) => vec![("socket_connected", args(vec![socket, date]))],
+        Notice::SocketDisconnected {
+            nsp,
+            id,
+            reason,
+            rooms,
+        } => {
+            let mut out = vec![(
+                "socket_disconnected",
+                args(vec![json!(nsp), json!(id), json!(reason), date.clone()]),
+            )];
+            for room in rooms {
+                out.push((
+                    "room_left",
+                    args(vec![json!(nsp), json!(room), json!(id), date.clone()]),
+                ));
+            }
+            out
+        }
+        Notice::RoomJoined { nsp, room, id } => vec![(
+            "room_joined",
+            args(vec![json!(nsp), json!(room), json!(id), date]),
+        )],
+        Notice::RoomLeft { nsp, room, id } => vec![(
+            "room_left",
+            args(vec![json!(nsp), json!(room), json!(id), date]),
+        )],
+        Notice::EventReceived { nsp, id, args: a } => vec![(
+            "event_received",
+            args(vec![json!(nsp), json!(id), Value::Array(a), date]),
+        )],
+        Notice::EventSent { nsp, id, args: a } => vec![(
+            "event_sent",
+            args(vec![json!(nsp), json!(id), Value::Array(a), date]),
+        )],
+        Notice::PacketSent { nsp, id, packet } => match packet_args(&packet) {
+            Some(a) => vec![(
+                "event_sent",
+                args(vec![json!(nsp), json!(id), Value::Array(a), date]),
+            )],
+            None => Vec::new(),
+        },
+    }
+}
+
+/// The `[event, ...args]` of an encoded EVENT packet text
+/// (`2/nsp,12["ev",1]`); None for other packets. Binary placeholders stay
+/// as they are encoded (`{"_placeholder":true,"num":0}`).
+pub(crate) fn packet_args(packet: &str) -> Option<Vec<Value>> {
+    let rest = packet.strip_prefix('2').or_else(|| {
+        // BINARY_EVENT: `5<count>-`.
+        let rest = packet.strip_prefix('5')?;
+        let dash = rest.find('-')?;
+        Some(&rest[dash + 1..])
+    })?;
+    let rest = match rest.strip_prefix('/') {
+        Some(_) => &rest[rest.find(',')? + 1..],
+        None => rest,
+    };
+    let rest = rest.trim_start_matches(|c: char| c.is_ascii_digit());
+    match serde_json::from_str(rest).ok()? {
+        Value::Array(values) => Some(values),
+        _ => None,
+    }
+}
+
+/// A Unix time in ms as JavaScript's `Date.toISOString` writes it
+/// (`2026-12-01T20:11:47.123Z`). Written here because the crate has no
+/// date library and this is its only use (days to a civil date: Howard
+/// Hinnant's published algorithm).
+pub(crate) fn iso_date(unix_ms: u64) -> String {
+    let secs = unix_ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        unix_ms % 1000
+    )
+}
