@@ -70,6 +70,12 @@ pub struct Metrics {
     recoveries_failed: Family<RecoveryFailLabel, Counter>,
     recovery_bytes: Family<ShardLabel, Gauge>,
     recovery_sessions: Family<ShardLabel, Gauge>,
+    /// Dashboard event streams open on the admin listener.
+    pub dashboard_streams: Gauge,
+    /// Dashboard streams refused at the open-streams bound.
+    pub dashboard_streams_refused: Counter,
+    /// Dashboard streams closed because their client stopped reading.
+    pub dashboard_streams_stalled: Counter,
 }
 
 /// One shard's handles.
@@ -261,6 +267,24 @@ impl Metrics {
             "Connection-state recoveries that gave a fresh session (label cause: unknown, expired, offset, buffer, timeout)",
             recoveries_failed.clone(),
         );
+        let dashboard_streams = Gauge::default();
+        registry.register(
+            "dashboard_streams",
+            "Dashboard event streams open on the admin listener",
+            dashboard_streams.clone(),
+        );
+        let dashboard_streams_refused = Counter::default();
+        registry.register(
+            "dashboard_streams_refused",
+            "Dashboard event streams refused because the most allowed were open",
+            dashboard_streams_refused.clone(),
+        );
+        let dashboard_streams_stalled = Counter::default();
+        registry.register(
+            "dashboard_streams_stalled",
+            "Dashboard event streams closed because their client stopped reading",
+            dashboard_streams_stalled.clone(),
+        );
         let limit_refusals = Family::<LimitLabel, Counter>::default();
         registry.register(
             "limit_refusals",
@@ -299,6 +323,9 @@ impl Metrics {
             recoveries_failed,
             recovery_bytes,
             recovery_sessions,
+            dashboard_streams,
+            dashboard_streams_refused,
+            dashboard_streams_stalled,
         }
     }
 
