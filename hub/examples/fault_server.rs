@@ -208,6 +208,7 @@ fn main() {
         api_key: None,
         metrics,
         cluster: None,
+        dashboard: Default::default(),
     };
     let started = Server::new(config)
         .endpoint(engine, io.handler_factory())

@@ -117,6 +117,7 @@ async fn serve(
     .await
     {
         Ok(request) if dashboard::is_stream(&request) => {
+            dashboard::limit_send_buffer(std::os::fd::AsRawFd::as_raw_fd(&stream));
             dashboard::serve_stream(&dashboard, &config, peer, &request, &mut stream).await;
             let _ = stream.close().await;
             return;

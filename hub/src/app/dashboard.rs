@@ -138,6 +138,33 @@ pub(super) fn is_stream(request: &Request) -> bool {
     request.path() == "/api/stream"
 }
 
+/// Kernel send buffer of a stream's socket: the kernel would otherwise
+/// grow it to megabytes for a client that does not read, and the stall
+/// timeout would start only once that is full.
+const STREAM_SEND_BUFFER: libc::c_int = 32 * 1024;
+
+/// Bound the kernel's send buffer of the socket `fd` that carries a
+/// stream (the kernel doubles the value for its bookkeeping).
+pub(super) fn limit_send_buffer(fd: std::os::fd::RawFd) {
+    // SAFETY: setsockopt on a socket the caller owns, with a c_int value
+    // that lives across the call.
+    let done = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            (&STREAM_SEND_BUFFER as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if done != 0 {
+        tracing::debug!(
+            error = %std::io::Error::last_os_error(),
+            "cannot bound a dashboard stream's send buffer"
+        );
+    }
+}
+
 /// As the admin API's check, and `?key=` in the URL as well.
 fn authorized(
     config: &AdminConfig,
@@ -178,7 +205,11 @@ pub(super) fn page(config: &AdminConfig, peer: Option<SocketAddr>, request: &Req
 }
 
 fn key_form(wrong: bool) -> String {
-    let note = if wrong { "<p>That key is wrong.</p>" } else { "" };
+    let note = if wrong {
+        "<p>That key is wrong.</p>"
+    } else {
+        ""
+    };
     format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>hub dashboard</title></head>\
          <body style=\"font-family:sans-serif;margin:3em\"><h1>hub dashboard</h1>{note}\
@@ -204,8 +235,7 @@ pub(super) async fn serve_stream<S: AsyncWrite + Unpin>(
     let slot = match refusal {
         Some(refusal) => Err(refusal),
         None => dashboard.open_stream().ok_or_else(|| {
-            admin::error_response(503, "too many dashboard streams open")
-                .header("Retry-After", "5")
+            admin::error_response(503, "too many dashboard streams open").header("Retry-After", "5")
         }),
     };
     let _slot = match slot {
@@ -221,7 +251,10 @@ pub(super) async fn serve_stream<S: AsyncWrite + Unpin>(
     match send_events(dashboard, out, stall).await {
         Ended::Stalled => {
             dashboard.metrics.dashboard_streams_stalled.inc();
-            tracing::debug!(?peer, "closed a dashboard stream whose client stopped reading");
+            tracing::debug!(
+                ?peer,
+                "closed a dashboard stream whose client stopped reading"
+            );
         }
         Ended::Gone | Ended::Stopping => {}
     }
@@ -338,7 +371,8 @@ async fn sample_every_interval(
     let mut shard_rates = RateMeter::new();
     let mut cluster_rates = RateMeter::new();
     let interval = dashboard.config.interval;
-    let mut next = Instant::now();
+    let mut next = Instant::now() + interval;
+    Timer::new(interval).await;
     loop {
         if context::stopping() {
             return;
@@ -363,6 +397,7 @@ async fn sample_every_interval(
         let sample = sample_json(
             &handles,
             &stats,
+            &counters,
             &rates,
             cluster,
             dashboard.streams.get(),
@@ -408,6 +443,7 @@ impl ShardCounters {
 fn sample_json(
     handles: &[ShardMetrics],
     stats: &[ShardStats],
+    counters: &[u64],
     rates: &[f64],
     cluster: Option<Value>,
     streams: usize,
@@ -415,6 +451,10 @@ fn sample_json(
 ) -> Value {
     let width = ShardCounters::NAMES.len();
     let mut totals = [0.0f64; 4];
+    let mut counts = [0u64; 4];
+    for (i, count) in counters.iter().enumerate() {
+        counts[i % width] += count;
+    }
     let mut shards = Vec::with_capacity(handles.len());
     let (mut connections, mut polling, mut websocket) = (0u64, 0u64, 0u64);
     let (mut queue, mut backlog_bytes, mut slow) = (0i64, 0i64, 0u64);
@@ -471,6 +511,10 @@ fn sample_json(
         "deliveries_per_s": round(totals[1]),
         "bytes_out_per_s": round(totals[2]),
         "bytes_in_per_s": round(totals[3]),
+        "handshakes_total": counts[0],
+        "deliveries_total": counts[1],
+        "bytes_out_total": counts[2],
+        "bytes_in_total": counts[3],
         "cross_shard_queue": queue,
         "cross_shard_backlog_bytes": backlog_bytes,
         "slow_consumer_disconnects": slow,

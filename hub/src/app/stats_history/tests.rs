@@ -55,7 +55,10 @@ fn history_keeps_the_newest_and_numbers_them() {
         assert_eq!(history.push(n * 10), n);
     }
     assert_eq!(history.len(), 3);
-    assert_eq!(history.iter().copied().collect::<Vec<_>>(), vec![20, 30, 40]);
+    assert_eq!(
+        history.iter().copied().collect::<Vec<_>>(),
+        vec![20, 30, 40]
+    );
     assert_eq!(history.next_seq(), 5);
 }
 
