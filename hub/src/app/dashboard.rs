@@ -523,3 +523,6 @@ fn sample_json(
         "cluster": cluster,
     })
 }
+
+#[cfg(test)]
+mod tests;
