@@ -270,6 +270,9 @@ enum Ended {
     Stopping,
 }
 
+/// How often at least a stream looks whether its shard is stopping.
+const STOP_CHECK: Duration = Duration::from_millis(250);
+
 const STREAM_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\n\
 Content-Type: text/event-stream\r\n\
 Cache-Control: no-store\r\n\
@@ -309,11 +312,12 @@ async fn send_events<S: AsyncWrite + Unpin>(
             }
             event.clear();
         }
-        // Wait for a sample; wake each interval anyway to see a stop.
+        // Wait for a sample; wake every `STOP_CHECK` anyway to see a stop
+        // (nothing tells a task beside the listener that its shard stops).
         let fresh = dashboard.fresh.listen();
         if dashboard.history.borrow().catch_up(cursor).is_none() {
             future::or(fresh, async {
-                Timer::new(dashboard.config.interval).await;
+                Timer::new(dashboard.config.interval.min(STOP_CHECK)).await;
             })
             .await;
         }
