@@ -63,6 +63,8 @@ fn help_lists_every_option_and_version_prints() {
         "--api-key",
         "--admin-bind",
         "--shutdown-timeout",
+        "--dashboard-streams",
+        "--dashboard-interval",
         "--log-format",
         "--log-level",
         "--namespace",

@@ -209,6 +209,7 @@ fn main() {
         metrics,
         cluster: None,
         tls: None,
+        dashboard: Default::default(),
     };
     let started = Server::new(config)
         .endpoint(engine, io.handler_factory())

@@ -82,6 +82,12 @@ pub struct Metrics {
     admin_ui_sockets: Family<ShardLabel, Gauge>,
     admin_ui_sessions: Family<ShardLabel, Gauge>,
     admin_ui_failed_logins: Family<ShardLabel, Counter>,
+    /// Dashboard event streams open on the admin listener.
+    pub dashboard_streams: Gauge,
+    /// Dashboard streams refused at the open-streams bound.
+    pub dashboard_streams_refused: Counter,
+    /// Dashboard streams closed because their client stopped reading.
+    pub dashboard_streams_stalled: Counter,
 }
 
 /// One shard's handles.
@@ -297,6 +303,24 @@ impl Metrics {
             "Connection-state recoveries that gave a fresh session (label cause: unknown, expired, offset, buffer, timeout)",
             recoveries_failed.clone(),
         );
+        let dashboard_streams = Gauge::default();
+        registry.register(
+            "dashboard_streams",
+            "Dashboard event streams open on the admin listener",
+            dashboard_streams.clone(),
+        );
+        let dashboard_streams_refused = Counter::default();
+        registry.register(
+            "dashboard_streams_refused",
+            "Dashboard event streams refused because the most allowed were open",
+            dashboard_streams_refused.clone(),
+        );
+        let dashboard_streams_stalled = Counter::default();
+        registry.register(
+            "dashboard_streams_stalled",
+            "Dashboard event streams closed because their client stopped reading",
+            dashboard_streams_stalled.clone(),
+        );
         let limit_refusals = Family::<LimitLabel, Counter>::default();
         registry.register(
             "limit_refusals",
@@ -349,6 +373,9 @@ impl Metrics {
             admin_ui_sockets,
             admin_ui_sessions,
             admin_ui_failed_logins,
+            dashboard_streams,
+            dashboard_streams_refused,
+            dashboard_streams_stalled,
         }
     }
 

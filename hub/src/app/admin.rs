@@ -1,6 +1,7 @@
 //! The admin HTTP listener, on shard 0: publish to rooms, read stats,
 //! health and Prometheus metrics. One request per connection; the body is
-//! bounded and must arrive within a few seconds.
+//! bounded and must arrive within a few seconds. `/` and `/api/stream` are
+//! the live dashboard (see `dashboard`): the stream holds its connection.
 
 use std::net::SocketAddr;
 use std::sync::{mpsc, Arc, Mutex};
@@ -23,6 +24,8 @@ use crate::shard::accept::AcceptBackoff;
 use crate::shard::stream::Stream;
 use crate::shard::{spawn_contained, LocalTask, ShardTask};
 
+use super::dashboard::{self, Dashboard, DashboardConfig};
+
 /// Largest request body the admin API reads.
 pub const MAX_BODY: usize = 1 << 20;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -38,6 +41,8 @@ pub struct AdminConfig {
     pub cluster: Option<Arc<ClusterStatus>>,
     /// HTTPS only, when set.
     pub tls: Option<TlsConfig>,
+    /// The live dashboard's bounds and pace.
+    pub dashboard: DashboardConfig,
 }
 
 /// The shard task that runs the listener on shard 0; the bound address (or
@@ -67,6 +72,7 @@ pub fn task(
                 tracing::error!("admin listener: no Socket.IO server on shard 0");
                 return;
             };
+            let dashboard = Dashboard::start(local.clone(), &config);
             let mut backoff = AcceptBackoff::new();
             loop {
                 match listener.accept().await {
@@ -76,7 +82,7 @@ pub fn task(
                         let peer = stream
                             .peer_addr()
                             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-                        spawn_contained(peer, serve(local, config, stream));
+                        spawn_contained(peer, serve(local, config, dashboard.clone(), stream));
                     }
                     Err(error) => {
                         // Out of descriptors, say: as the shards' listeners do.
@@ -101,7 +107,12 @@ pub fn task(
     })
 }
 
-async fn serve(io: LocalIo, config: AdminConfig, stream: TcpStream) {
+async fn serve(
+    io: LocalIo,
+    config: AdminConfig,
+    dashboard: std::rc::Rc<Dashboard>,
+    stream: TcpStream,
+) {
     let peer = stream.peer_addr().ok();
     let mut stream = match Stream::accept(stream, config.tls.as_ref()).await {
         Ok(stream) => stream,
@@ -116,6 +127,12 @@ async fn serve(io: LocalIo, config: AdminConfig, stream: TcpStream) {
     })
     .await
     {
+        Ok(request) if dashboard::is_stream(&request) => {
+            dashboard::limit_send_buffer(std::os::fd::AsRawFd::as_raw_fd(&stream));
+            dashboard::serve_stream(&dashboard, &config, peer, &request, &mut stream).await;
+            let _ = stream.close().await;
+            return;
+        }
         Ok(request) => handle(&io, &config, peer, request).await,
         Err(response) => response,
     };
@@ -145,7 +162,7 @@ async fn read(stream: &mut Stream) -> Result<Request, Response> {
     }
 }
 
-fn error_response(status: u16, message: &str) -> Response {
+pub(super) fn error_response(status: u16, message: &str) -> Response {
     json_response(status, &json!({"ok": false, "error": message}))
 }
 
@@ -155,7 +172,7 @@ fn json_response(status: u16, body: &Value) -> Response {
 
 /// A key, when set, is required (compared in constant time); without one
 /// only loopback callers are served.
-fn authorized(
+pub(super) fn authorized(
     config: &AdminConfig,
     peer: Option<SocketAddr>,
     request: &Request,
@@ -199,6 +216,7 @@ async fn handle(
             _ => Response::new(200).body("text/plain; charset=utf-8", "ready\n"),
         },
         (_, "/readyz") => error_response(405, "method not allowed"),
+        (_, "/") => dashboard::page(config, peer, &request),
         (method, path @ ("/api/publish" | "/api/stats" | "/metrics")) => {
             if let Err(refusal) = authorized(config, peer, &request) {
                 return refusal;

@@ -340,6 +340,23 @@ pub struct Settings {
         value_name = "MS"
     )]
     pub shutdown_timeout: u64,
+    /// Live dashboard event streams (`GET /api/stream` on the admin listener) open at once; more get 503.
+    #[arg(
+        long,
+        env = "HUB_DASHBOARD_STREAMS",
+        default_value_t = 8,
+        value_name = "N"
+    )]
+    pub dashboard_streams: usize,
+    /// Milliseconds between the live dashboard's samples (it keeps the last 300).
+    #[arg(
+        long,
+        env = "HUB_DASHBOARD_INTERVAL",
+        default_value_t = 1_000,
+        value_parser = clap::value_parser!(u64).range(10..),
+        value_name = "MS"
+    )]
+    pub dashboard_interval: u64,
     /// Log line format.
     #[arg(long, env = "HUB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -435,6 +452,8 @@ struct FileSettings {
     admin_ui_readonly: Option<bool>,
     admin_ui_mode: Option<AdminUiMode>,
     shutdown_timeout: Option<u64>,
+    dashboard_streams: Option<usize>,
+    dashboard_interval: Option<u64>,
     log_format: Option<LogFormat>,
     log_level: Option<String>,
 }
@@ -559,6 +578,8 @@ impl Settings {
             admin_ui_readonly,
             admin_ui_mode,
             shutdown_timeout,
+            dashboard_streams,
+            dashboard_interval,
             log_format,
             log_level
         );

@@ -3,6 +3,9 @@
 
 pub mod admin;
 pub mod config;
+pub mod dashboard;
+pub mod log_ring;
+pub mod stats_history;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -68,16 +71,23 @@ pub enum AppError {
 }
 
 pub fn init_logging(settings: &Settings) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let filter = tracing_subscriber::EnvFilter::try_new(&settings.log_level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let output = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match settings.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let output = match settings.log_format {
+        LogFormat::Text => output.boxed(),
+        LogFormat::Json => output.json().boxed(),
+    };
+    // The dashboard's recent errors: WARN and ERROR whatever the level.
+    tracing_subscriber::registry()
+        .with(output.with_filter(filter))
+        .with(log_ring::layer())
+        .init();
 }
 
 /// Raise the soft open-file limit to the hard limit: each connection is a
@@ -225,6 +235,10 @@ pub fn run_with(
         tls: admin_cert
             .as_ref()
             .map(|cert| cert.listener_config(handshake_timeout)),
+        dashboard: dashboard::DashboardConfig {
+            max_streams: settings.dashboard_streams,
+            interval: Settings::ms(settings.dashboard_interval),
+        },
     };
     let mut server = Server::new(server_config);
     if let Some(admin_ui) = &admin_ui {

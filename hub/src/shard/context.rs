@@ -30,6 +30,13 @@ pub fn shard_count() -> Option<usize> {
     with(|s| s.count)
 }
 
+/// Whether the current shard is stopping (shutdown was asked for); false
+/// off the shards. For tasks beside the listener that hold connections
+/// open (the admin listener's event streams), which must end in time.
+pub fn stopping() -> bool {
+    with(|s| s.stopping.get()).unwrap_or(false)
+}
+
 /// Post `msg` to the handlers on shard `target` (their `on_shard_message`).
 /// Messages to one shard arrive in order; posting to oneself delivers at once.
 /// False off the shards or for an unknown target.
