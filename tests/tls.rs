@@ -668,3 +668,51 @@ fn sighup_reloads_the_certificate_without_dropping_connections() {
         1.0
     );
 }
+
+/// The live dashboard over the admin listener's TLS: the page, and its
+/// event stream (long-lived, written sample by sample: each must come out
+/// of rustls, not wait in it for the next).
+#[test]
+fn the_dashboard_and_its_event_stream_are_served_over_tls() {
+    let cert = TestCert::new();
+    let mut args = vec!["--shards", "2", "--dashboard-interval", "100"];
+    args.extend(cert.args());
+    let hub = start_hub(&args, &[]);
+    let config = trusting(&cert);
+    let page = https_get(hub.admin, &config, "/");
+    assert_eq!(page.status, 200);
+    assert!(
+        page.text().contains("<canvas"),
+        "not the page: {}",
+        page.text()
+    );
+    let mut stream = connect(hub.admin, &config);
+    stream
+        .write_all(b"GET /api/stream HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    stream.flush().unwrap();
+    // The history, then samples: at 100 ms each, three come within a
+    // second, each in a record of its own (nothing kept back by TLS).
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    let started = Instant::now();
+    while String::from_utf8_lossy(&seen).matches("\nid: ").count() < 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "three samples within 10 s: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        match stream.read(&mut buf) {
+            Ok(0) => panic!("the stream ended: {}", String::from_utf8_lossy(&seen)),
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut => {
+            }
+            Err(e) => panic!("reading the stream: {e}"),
+        }
+    }
+    let text = String::from_utf8_lossy(&seen);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("text/event-stream"), "{text}");
+    assert!(text.contains("event: history"), "{text}");
+}
