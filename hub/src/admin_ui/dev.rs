@@ -28,6 +28,12 @@ pub(crate) enum Notice {
         reason: &'static str,
         rooms: Vec<String>,
     },
+    /// `socket_updated` with the socket's new transport.
+    SocketUpdated {
+        nsp: String,
+        id: String,
+        transport: &'static str,
+    },
     RoomJoined {
         nsp: String,
         room: String,
@@ -163,6 +169,11 @@ pub(crate) fn render(at_ms: u64, notice: Notice) -> Vec<(&'static str, Args)> {
             }
             out
         }
+        // A partial serialized socket, and no date (as the UI expects).
+        Notice::SocketUpdated { nsp, id, transport } => vec![(
+            "socket_updated",
+            args(vec![json!({"id": id, "nsp": nsp, "transport": transport})]),
+        )],
         Notice::RoomJoined { nsp, room, id } => vec![(
             "room_joined",
             args(vec![json!(nsp), json!(room), json!(id), date]),

@@ -481,6 +481,18 @@ impl Observer for ShardObserver {
         count.set(count.get() + 1);
     }
 
+    fn client_upgraded(&self, sockets: &[(&str, &str)]) {
+        if let Some(dev) = self.watching() {
+            for (nsp, id) in sockets {
+                dev.push(Notice::SocketUpdated {
+                    nsp: nsp.to_string(),
+                    id: id.to_string(),
+                    transport: "websocket",
+                });
+            }
+        }
+    }
+
     fn socket_connected(&self, socket: &Socket) {
         if let Some(dev) = &self.dev {
             dev.socket_connected(socket);

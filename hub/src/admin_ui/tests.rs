@@ -311,3 +311,22 @@ fn a_disconnect_renders_as_socket_disconnected_then_room_left_per_room() {
     );
     assert_eq!(events[2].1.values()[1], json!("club"));
 }
+
+#[test]
+fn an_upgrade_renders_as_socket_updated_with_the_transport_and_no_date() {
+    use super::dev::{render, Notice};
+    let events = render(
+        0,
+        Notice::SocketUpdated {
+            nsp: "/chat".into(),
+            id: "s1".into(),
+            transport: "websocket",
+        },
+    );
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].0, "socket_updated");
+    assert_eq!(
+        events[0].1.values(),
+        [json!({"id": "s1", "nsp": "/chat", "transport": "websocket"})]
+    );
+}

@@ -11,6 +11,9 @@ pub trait Handler: 'static {
     fn on_open(&self, socket: &Socket);
     /// A message arrived.
     fn on_message(&self, socket: &Socket, data: Data);
+    /// The session moved from polling to WebSocket (on the shard that
+    /// owns it, before any message that came over the WebSocket).
+    fn on_upgrade(&self, _socket: &Socket) {}
     /// The session closed; `socket.send` no longer delivers.
     fn on_close(&self, socket: &Socket, reason: CloseReason);
     /// The server is stopping. Called on every shard; then, once every

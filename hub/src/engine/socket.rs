@@ -161,6 +161,7 @@ impl SessionEntry {
                     });
                     self.handler.on_message(&socket, data);
                 }
+                Some(Event::Upgraded) => self.handler.on_upgrade(&socket),
                 Some(Event::Closed(reason)) => {
                     if reason == CloseReason::PacketRateExceeded {
                         self.report_rate_exceeded();

@@ -211,6 +211,9 @@ impl std::fmt::Display for CloseReason {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
     Message(Data),
+    /// The session moved from polling to WebSocket (once, when the
+    /// client's upgrade packet arrives on the probed WebSocket).
+    Upgraded,
     Closed(CloseReason),
 }
 
@@ -985,6 +988,7 @@ impl Session {
             Packet::Upgrade if probed => {
                 self.upgrade = UpgradeState::None;
                 self.transport = TransportKind::WebSocket;
+                self.events.push_back(Event::Upgraded);
                 UpgradeStep::Upgraded
             }
             Packet::Noop => UpgradeStep::Ignore,
@@ -1585,6 +1589,9 @@ mod tests {
             UpgradeStep::Upgraded
         );
         assert_eq!(s.transport(), TransportKind::WebSocket);
+        // The application hears of it once.
+        assert_eq!(s.poll_event(), Some(Event::Upgraded));
+        assert_eq!(s.poll_event(), None);
         s.take_ws_packets(&mut out);
         assert_eq!(out, vec![text("held")]);
         assert_eq!(s.on_get(t0), GetOutcome::WrongTransport);

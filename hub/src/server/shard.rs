@@ -735,6 +735,22 @@ impl Handler for SioShard {
         }
     }
 
+    fn on_upgrade(&self, conn: &EngineSocket) {
+        // Only an observer wants to know (one branch without one).
+        let Some(observer) = &self.observer else {
+            return;
+        };
+        let Some(client) = self.client(conn) else {
+            return;
+        };
+        let sockets = client.sockets_snapshot();
+        let pairs: Vec<(&str, &str)> = sockets
+            .iter()
+            .map(|s| (s.nsp.name.as_str(), &*s.id))
+            .collect();
+        observer.client_upgraded(&pairs);
+    }
+
     fn on_close(&self, conn: &EngineSocket, reason: CloseReason) {
         let sid = conn.sid_key();
         let client = self.clients.borrow_mut().remove(&sid);
