@@ -486,3 +486,78 @@ fn a_stopping_hub_does_not_wait_for_a_peer_that_does_not_read() {
     assert_eq!(log.matches("closing a slow consumer").count(), 0, "{log}");
     drop((stuck, publisher));
 }
+
+/// A Socket.IO Admin UI socket (development mode: a notice per event and
+/// per broadcast recipient) that stops reading is closed as any slow
+/// consumer is, and costs only itself: every subscriber gets every publish,
+/// in order, and the hub's memory stays bounded by the byte budget and the
+/// notice queues' bound.
+#[test]
+fn a_slow_admin_ui_socket_is_closed_as_a_slow_consumer() {
+    const BUDGET: u64 = 1 << 20;
+    const PENDING: u64 = 1000;
+    let count = 2000;
+    let mut hub = start_hub(
+        &[
+            "--shards",
+            "2",
+            "--admin-ui",
+            "--max-buffered-bytes",
+            &BUDGET.to_string(),
+            "--admin-ui-max-pending-events",
+            &PENDING.to_string(),
+        ],
+        &[],
+    );
+    let mut subscribers: Vec<Client> = (0..10).map(|_| Client::open(hub.addr, None)).collect();
+    for client in &mut subscribers {
+        client.join("r");
+    }
+    let mut admin = RawWs::open(connect(hub.addr, Some(SLOW_RCVBUF)), hub.addr);
+    admin.send("40/admin,");
+    let connected = admin.text();
+    assert!(connected.starts_with("40/admin,{\"sid\""), "{connected}");
+    eventually(Duration::from_secs(10), "the admin socket counted", || {
+        hub.metric("hub_admin_ui_sockets") == 1.0
+    });
+    let mut publisher = Client::open(hub.addr, None);
+    let rss_before = hub.status_kb("VmRSS");
+    // From here on the admin socket never reads.
+    let readers: Vec<_> = subscribers
+        .into_iter()
+        .map(|mut client| thread::spawn(move || subscribe(&mut client, count)))
+        .collect();
+    let filler = "x".repeat(PAYLOAD - 8);
+    let published = publisher.publish_acked(count as u64, WINDOW as u64, |n| {
+        format!("\"{n:08}{filler}\"")
+    });
+    assert_eq!(published, Ok(count as u64), "every publish acknowledged ok");
+    for (i, reader) in readers.into_iter().enumerate() {
+        assert_eq!(
+            reader.join().unwrap(),
+            Ok(()),
+            "subscriber {i} got all, in order"
+        );
+    }
+    eventually(
+        Duration::from_secs(10),
+        "the admin socket closed as slow",
+        || {
+            hub.metric("hub_slow_consumer_disconnects_total") == 1.0
+                && hub.metric("hub_admin_ui_sockets") == 0.0
+        },
+    );
+    // Each publish makes 11 notices of about a kilobyte (the event received,
+    // one sent per subscriber): past the budget within a few hundred. What
+    // is held at once: the budget, each shard's notice queue (PENDING
+    // notices of about 1.2 KB), the writers' batches and SLACK_KB.
+    let growth_kb = hub.status_kb("VmHWM").saturating_sub(rss_before);
+    let bound_kb = (BUDGET + 2 * PENDING * 1200 + 14 * 66 * 1024) / 1024 + SLACK_KB;
+    eprintln!("slow admin socket: peak RSS +{growth_kb} kB (bound +{bound_kb} kB)");
+    assert!(
+        growth_kb <= bound_kb,
+        "peak RSS grew by {growth_kb} kB, over {bound_kb} kB"
+    );
+    assert_ended(&mut admin.stream);
+    hub.assert_alive();
+}

@@ -82,6 +82,7 @@ pub struct Metrics {
     admin_ui_sockets: Family<ShardLabel, Gauge>,
     admin_ui_sessions: Family<ShardLabel, Gauge>,
     admin_ui_failed_logins: Family<ShardLabel, Counter>,
+    admin_ui_dropped_events: Family<ShardLabel, Counter>,
     /// Dashboard event streams open on the admin listener.
     pub dashboard_streams: Gauge,
     /// Dashboard streams refused at the open-streams bound.
@@ -158,6 +159,8 @@ pub struct ShardMetrics {
     pub admin_ui_sessions: Gauge,
     /// Admin UI logins refused (wrong username or password, or too many checks at once).
     pub admin_ui_failed_logins: Counter,
+    /// Admin UI development notices dropped at the shard's queue bound.
+    pub admin_ui_dropped_events: Counter,
 }
 
 impl ShardMetrics {
@@ -297,6 +300,12 @@ impl Metrics {
             "Socket.IO Admin UI logins refused",
             admin_ui_failed_logins.clone(),
         );
+        let admin_ui_dropped_events = Family::<ShardLabel, Counter>::default();
+        registry.register(
+            "admin_ui_dropped_events",
+            "Socket.IO Admin UI development notices dropped (the shard's queue for the admin sockets was full)",
+            admin_ui_dropped_events.clone(),
+        );
         let recoveries_failed = Family::<RecoveryFailLabel, Counter>::default();
         registry.register(
             "recoveries_failed",
@@ -373,6 +382,7 @@ impl Metrics {
             admin_ui_sockets,
             admin_ui_sessions,
             admin_ui_failed_logins,
+            admin_ui_dropped_events,
             dashboard_streams,
             dashboard_streams_refused,
             dashboard_streams_stalled,
@@ -433,6 +443,7 @@ impl Metrics {
             admin_ui_sockets: self.admin_ui_sockets.get_or_create(&label).clone(),
             admin_ui_sessions: self.admin_ui_sessions.get_or_create(&label).clone(),
             admin_ui_failed_logins: self.admin_ui_failed_logins.get_or_create(&label).clone(),
+            admin_ui_dropped_events: self.admin_ui_dropped_events.get_or_create(&label).clone(),
         }
     }
 

@@ -108,13 +108,13 @@ impl DevEvents {
         if !self.watching() {
             return;
         }
-        {
-            let mut queue = self.queue.borrow_mut();
-            if queue.len() >= self.shared.config.max_pending_events {
-                self.shared.dropped_events.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            queue.push_back((super::unix_ms(), notice));
+        let max = self.shared.config.max_pending_events;
+        if !enqueue(&mut self.queue.borrow_mut(), max, super::unix_ms(), notice) {
+            self.shared.dropped_events.fetch_add(1, Ordering::Relaxed);
+            crate::metrics::with(|m| {
+                m.admin_ui_dropped_events.inc();
+            });
+            return;
         }
         if self.scheduled.replace(true) {
             return;
@@ -143,6 +143,21 @@ impl DevEvents {
         })
         .detach();
     }
+}
+
+/// Queue `notice` (of `at_ms`) unless `queue` holds `max` already: false
+/// when it was dropped.
+pub(crate) fn enqueue(
+    queue: &mut VecDeque<(u64, Notice)>,
+    max: usize,
+    at_ms: u64,
+    notice: Notice,
+) -> bool {
+    if queue.len() >= max {
+        return false;
+    }
+    queue.push_back((at_ms, notice));
+    true
 }
 
 /// The events a notice becomes, with their arguments.

@@ -330,3 +330,25 @@ fn an_upgrade_renders_as_socket_updated_with_the_transport_and_no_date() {
         [json!({"id": "s1", "nsp": "/chat", "transport": "websocket"})]
     );
 }
+
+#[test]
+fn notices_past_the_queue_bound_are_dropped_oldest_kept() {
+    use super::dev::{enqueue, Notice};
+    let mut queue = std::collections::VecDeque::new();
+    let notice = |i: usize| Notice::PacketSent {
+        nsp: "/".into(),
+        id: format!("s{i}"),
+        packet: "2[\"m\"]".into(),
+    };
+    let kept: Vec<bool> = (0..5)
+        .map(|i| enqueue(&mut queue, 3, i as u64, notice(i)))
+        .collect();
+    assert_eq!(kept, [true, true, true, false, false]);
+    let ids: Vec<u64> = queue.iter().map(|(at, _)| *at).collect();
+    assert_eq!(ids, [0, 1, 2], "the first three kept, in order");
+    queue.pop_front();
+    assert!(
+        enqueue(&mut queue, 3, 9, notice(9)),
+        "room again once drained"
+    );
+}

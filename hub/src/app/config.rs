@@ -332,6 +332,14 @@ pub struct Settings {
     /// development: the UI also sees every socket, room and event (a notice per event and per broadcast recipient: costly on a busy hub); production: only the server stats every 2 s.
     #[arg(long, env = "HUB_ADMIN_UI_MODE", value_enum, default_value_t = AdminUiMode::Development)]
     pub admin_ui_mode: AdminUiMode,
+    /// development mode: the most notices (socket, room and event news) a shard queues for the admin sockets between two sends; past it they are dropped and counted (hub_admin_ui_dropped_events_total).
+    #[arg(
+        long,
+        env = "HUB_ADMIN_UI_MAX_PENDING_EVENTS",
+        default_value_t = 10_000,
+        value_name = "N"
+    )]
+    pub admin_ui_max_pending_events: usize,
     /// Milliseconds to finish sending and close connections on SIGTERM/SIGINT.
     #[arg(
         long,
@@ -451,6 +459,7 @@ struct FileSettings {
     admin_ui_password_hash: Option<String>,
     admin_ui_readonly: Option<bool>,
     admin_ui_mode: Option<AdminUiMode>,
+    admin_ui_max_pending_events: Option<usize>,
     shutdown_timeout: Option<u64>,
     dashboard_streams: Option<usize>,
     dashboard_interval: Option<u64>,
@@ -577,6 +586,7 @@ impl Settings {
             admin_ui_username,
             admin_ui_readonly,
             admin_ui_mode,
+            admin_ui_max_pending_events,
             shutdown_timeout,
             dashboard_streams,
             dashboard_interval,

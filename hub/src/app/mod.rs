@@ -44,6 +44,7 @@ fn admin_ui(settings: &Settings) -> Result<Option<AdminUi>, config::ConfigError>
             config::AdminUiMode::Production => Mode::Production,
             config::AdminUiMode::Development => Mode::Development,
         },
+        max_pending_events: settings.admin_ui_max_pending_events,
         ..AdminUiConfig::default()
     };
     AdminUi::new(config)
