@@ -716,3 +716,47 @@ fn the_dashboard_and_its_event_stream_are_served_over_tls() {
     assert!(text.contains("text/event-stream"), "{text}");
     assert!(text.contains("event: history"), "{text}");
 }
+
+/// A connection past `--max-connections-per-ip` on a TLS listener is held
+/// no longer than on a plain one: its handshake and its request share the
+/// refusal's second, not the (long) handshake timeout. A client that
+/// handshakes at once still reads its 429.
+#[test]
+fn a_connection_past_the_per_address_limit_is_not_held_for_the_handshake_timeout() {
+    let cert = TestCert::new();
+    let mut args = vec![
+        "--max-connections-per-ip",
+        "1",
+        "--tls-handshake-timeout",
+        "60000",
+    ];
+    args.extend(cert.args());
+    let hub = start_hub(&args, &[]);
+    let config = trusting(&cert);
+    let mut held = connect(hub.addr, &config);
+    polling_open(&mut held);
+    // Past the limit: a TLS client is answered 429 over TLS.
+    let mut refused = connect(hub.addr, &config);
+    assert_eq!(request(&mut refused, "GET", "/", b"").status, 429);
+    // Past the limit, a handshake started and never finished: closed well
+    // before the 60 s handshake timeout (the read would time out at 5 s).
+    let mut stalled = tcp(hub.addr);
+    stalled.write_all(&[0x16, 0x03, 0x01]).unwrap();
+    let mut rest = Vec::new();
+    match stalled.read_to_end(&mut rest) {
+        Ok(_) => assert!(rest.is_empty(), "{rest:?}"),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("a stalled handshake past the limit is still open: {e}"),
+    }
+    // The connection within the limit is untouched.
+    assert_eq!(
+        request(
+            &mut held,
+            "GET",
+            &format!("{PATH}?EIO=4&transport=polling"),
+            b""
+        )
+        .status,
+        200
+    );
+}

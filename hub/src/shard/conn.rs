@@ -147,12 +147,22 @@ const REFUSAL_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 /// the connection closed. Reading the request first lets the close be a
 /// clean one: closing with unread bytes would reset the connection, and the
 /// client could lose the answer.
+///
+/// Under TLS the handshake counts against the same deadline: with the
+/// handshake timeout instead (10 s by default), a flood from one address
+/// past its limit would hold ten times the descriptors it holds on a plain
+/// listener.
 pub(crate) async fn refuse_too_many(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
-    let Some(mut stream) = secure(&shard, stream, peer).await else {
+    let deadline = Instant::now() + REFUSAL_READ_TIMEOUT;
+    let secured = future::or(secure(&shard, stream, peer), async {
+        Timer::new(REFUSAL_READ_TIMEOUT).await;
+        None
+    })
+    .await;
+    let Some(mut stream) = secured else {
         return;
     };
     let mut buf = BytesMut::new();
-    let deadline = Instant::now() + REFUSAL_READ_TIMEOUT;
     loop {
         match read_some(&mut stream, &mut buf, deadline).await {
             Some(Ok(n)) if n > 0 => {}
