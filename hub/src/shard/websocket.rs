@@ -321,6 +321,17 @@ pub(crate) fn reset_on_close(stream: &Stream) {
     }
 }
 
+/// Close the stream, waiting at most `timeout` for it: over TLS a close
+/// writes a close_notify record, which a peer that reads nothing (its
+/// window full) would hold up forever, with the descriptor and rustls's
+/// buffers. Past the timeout the connection is reset.
+async fn close_within(conn: &mut WsConn, timeout: std::time::Duration) {
+    let _ = conn.stream.set_write_timeout(Some(timeout));
+    if conn.stream.close().await.is_err() {
+        reset_on_close(&conn.stream);
+    }
+}
+
 /// An upgrade request arriving on the shard that owns its session (or a new
 /// WebSocket-only session).
 #[allow(clippy::too_many_arguments)]
@@ -621,14 +632,14 @@ async fn run(shard: &Rc<Shard>, endpoint: usize, conn: &mut WsConn, entry: &Rc<S
                 close_code = 1008;
             }
             if peer_gone {
-                let _ = conn.stream.close().await;
+                close_within(conn, shard.write_timeout()).await;
                 return;
             }
             codec::encode_close(close_code, "", conn.out());
             match conn.flush_racing(entry).await {
                 Flushed::GaveUp => give_up(conn, entry),
                 Flushed::Written | Flushed::PeerGone => {
-                    let _ = conn.stream.close().await;
+                    close_within(conn, shard.write_timeout()).await;
                 }
             }
             return;
