@@ -849,7 +849,27 @@ fn wrong_options_are_refused_with_a_reason() {
         (&["echo", "--payload-bytes", "8"], "--payload-bytes"),
         (&["echo", "--source-ips", "127.0.0.9-127.0.0.2"], "range"),
         (&["echo", "--url", "ftp://x"], "not an http"),
-        (&["echo", "--url", "https://127.0.0.1"], "TLS"),
+        (
+            &[
+                "echo",
+                "--url",
+                "https://127.0.0.1:1",
+                "--ca",
+                "/nonexistent.pem",
+            ],
+            "--ca",
+        ),
+        (
+            &[
+                "echo",
+                "--url",
+                "wss://127.0.0.1:1",
+                "--ca",
+                "x.pem",
+                "--insecure",
+            ],
+            "--insecure",
+        ),
         (&["churn", "--abrupt-ratio", "2"], "--abrupt-ratio"),
         (&["churn", "--lifetime", "0s"], "--lifetime"),
         (&["fanout", "--publishers-on", "1"], "--publishers-on"),
