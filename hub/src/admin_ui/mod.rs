@@ -416,15 +416,17 @@ fn on_admin_connection(shared: &Arc<Shared>, socket: &Socket) {
     for event in COMMANDS {
         socket.on(event, move |socket, args, _ack| {
             if let Some(command) = commands::parse(event, args.values()) {
-                apply(socket, command);
+                apply(socket, command, args.attachments());
             }
         });
     }
 }
 
 /// Carry out a command on every shard (and node) through the namespace's
-/// broadcast operator.
-fn apply(socket: &Socket, command: Command) {
+/// broadcast operator. `attachments` are the command's binary arguments:
+/// the placeholders of an `emit`'s arguments name them by their index in
+/// the whole command, so all of them go along.
+fn apply(socket: &Socket, command: Command, attachments: &[bytes::Bytes]) {
     let (Command::Emit { nsp, .. }
     | Command::Join { nsp, .. }
     | Command::Leave { nsp, .. }
@@ -444,7 +446,8 @@ fn apply(socket: &Socket, command: Command) {
             args,
             ..
         } => {
-            let _ = target(filter).emit(event, Args::from_parts(args.clone(), Vec::new()));
+            let args = Args::from_parts(args.clone(), attachments.to_vec());
+            let _ = target(filter).emit(event, args);
         }
         Command::Join { room, filter, .. } => target(filter).sockets_join(room),
         Command::Leave { room, filter, .. } => target(filter).sockets_leave(room),
