@@ -16,6 +16,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 
 use super::{serialize, Shared};
+use crate::engineio::Text;
 use crate::server::{Args, LocalIo, RemoteSocket, Socket};
 
 /// One thing to tell the admin sockets.
@@ -54,11 +55,13 @@ pub(crate) enum Notice {
         id: String,
         args: Vec<Value>,
     },
-    /// A broadcast's packet text, read when the queue is drained.
+    /// A broadcast's packet text, read when the queue is drained. The
+    /// text every recipient shares (a reference, not a copy: a broadcast
+    /// of 1 MB to 10,000 sockets would otherwise queue 10 GB).
     PacketSent {
         nsp: String,
         id: String,
-        packet: String,
+        packet: Text,
     },
 }
 
@@ -135,8 +138,9 @@ impl DevEvents {
             let Some(admin) = io.of(&name) else {
                 return;
             };
+            let mut last = LastPacket::default();
             for (at, notice) in notices {
-                for (event, args) in render(at, notice) {
+                for (event, args) in render(at, notice, &mut last) {
                     let _ = admin.emit(event, args);
                 }
             }
@@ -160,8 +164,35 @@ pub(crate) fn enqueue(
     true
 }
 
-/// The events a notice becomes, with their arguments.
-pub(crate) fn render(at_ms: u64, notice: Notice) -> Vec<(&'static str, Args)> {
+/// The last broadcast packet read back, with its arguments: the
+/// recipients of one broadcast queue one notice each, all with the same
+/// text, which is then parsed once.
+#[derive(Default)]
+pub(crate) struct LastPacket(Option<(Text, Option<Vec<Value>>)>);
+
+impl LastPacket {
+    /// The `[event, ...args]` of `packet` ([`packet_args`]).
+    pub fn args(&mut self, packet: Text) -> Option<Vec<Value>> {
+        if let Some((last, args)) = &self.0 {
+            // The same bytes: `last` is held here, so its memory cannot
+            // have been reused for another text.
+            if last.as_str().as_ptr() == packet.as_str().as_ptr() && last.len() == packet.len() {
+                return args.clone();
+            }
+        }
+        let args = packet_args(packet.as_str());
+        self.0 = Some((packet, args.clone()));
+        args
+    }
+}
+
+/// The events a notice becomes, with their arguments (`last`: the
+/// broadcast packet read before, see [`LastPacket`]).
+pub(crate) fn render(
+    at_ms: u64,
+    notice: Notice,
+    last: &mut LastPacket,
+) -> Vec<(&'static str, Args)> {
     let date = Value::from(iso_date(at_ms));
     let args = |values: Vec<Value>| Args::from_parts(values, Vec::new());
     match notice {
@@ -205,7 +236,7 @@ pub(crate) fn render(at_ms: u64, notice: Notice) -> Vec<(&'static str, Args)> {
             "event_sent",
             args(vec![json!(nsp), json!(id), Value::Array(a), date]),
         )],
-        Notice::PacketSent { nsp, id, packet } => match packet_args(&packet) {
+        Notice::PacketSent { nsp, id, packet } => match last.args(packet) {
             Some(a) => vec![(
                 "event_sent",
                 args(vec![json!(nsp), json!(id), Value::Array(a), date]),

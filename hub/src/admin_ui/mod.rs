@@ -61,6 +61,7 @@ use glommio::timer::Timer;
 use serde_json::{json, Value};
 
 use crate::engine::{CloseReason, Socket as EngineSocket};
+use crate::engineio::Text;
 use crate::server::{
     Args, ConnectError, Io, IoBuilder, LocalIo, MiddlewareFuture, Observer, Socket,
 };
@@ -563,12 +564,12 @@ impl Observer for ShardObserver {
         }
     }
 
-    fn packet_sent(&self, nsp: &str, id: &str, packet: &str) {
+    fn packet_sent(&self, nsp: &str, id: &str, packet: &Text) {
         if let Some(dev) = self.watching().filter(|d| !d.is_admin(nsp)) {
             dev.push(Notice::PacketSent {
                 nsp: nsp.to_string(),
                 id: id.to_string(),
-                packet: packet.to_string(),
+                packet: packet.clone(),
             });
         }
     }

@@ -297,6 +297,7 @@ fn a_disconnect_renders_as_socket_disconnected_then_room_left_per_room() {
             reason: "transport close",
             rooms: vec!["s1".into(), "club".into()],
         },
+        &mut Default::default(),
     );
     let names: Vec<&str> = events.iter().map(|(e, _)| *e).collect();
     assert_eq!(names, ["socket_disconnected", "room_left", "room_left"]);
@@ -322,6 +323,7 @@ fn an_upgrade_renders_as_socket_updated_with_the_transport_and_no_date() {
             id: "s1".into(),
             transport: "websocket",
         },
+        &mut Default::default(),
     );
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].0, "socket_updated");
@@ -351,4 +353,49 @@ fn notices_past_the_queue_bound_are_dropped_oldest_kept() {
         enqueue(&mut queue, 3, 9, notice(9)),
         "room again once drained"
     );
+}
+
+#[test]
+fn the_notices_of_one_broadcast_share_its_text_and_read_it_back_alike() {
+    use super::dev::{enqueue, render, LastPacket, Notice};
+    use crate::engineio::Text;
+    let big = "x".repeat(64 * 1024);
+    let packet = Text::from(format!(r#"2["big","{big}"]"#));
+    let other = Text::from(r#"2/chat,["small",1]"#);
+    let mut queue = std::collections::VecDeque::new();
+    for (i, text) in std::iter::repeat_n(&packet, 1000)
+        .chain([&other, &packet])
+        .enumerate()
+    {
+        let notice = Notice::PacketSent {
+            nsp: "/".into(),
+            id: format!("s{i}"),
+            packet: text.clone(),
+        };
+        assert!(enqueue(&mut queue, 10_000, 0, notice));
+    }
+    // One text in memory for all 1,000 recipients, not 1,000 copies of 64 KB.
+    for (_, notice) in queue.iter().take(1000) {
+        let Notice::PacketSent { packet: held, .. } = notice else {
+            panic!("a packet notice");
+        };
+        assert_eq!(held.as_str().as_ptr(), packet.as_str().as_ptr());
+    }
+    let mut last = LastPacket::default();
+    let rendered: Vec<Value> = queue
+        .into_iter()
+        .flat_map(|(at, notice)| render(at, notice, &mut last))
+        .map(|(event, args)| {
+            assert_eq!(event, "event_sent");
+            args.values()[2].clone()
+        })
+        .collect();
+    assert_eq!(rendered.len(), 1002);
+    assert!(rendered[..1000].iter().all(|a| *a == json!(["big", big])));
+    assert_eq!(
+        rendered[1000],
+        json!(["small", 1]),
+        "another text read anew"
+    );
+    assert_eq!(rendered[1001], json!(["big", big]), "and the first again");
 }

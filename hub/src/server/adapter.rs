@@ -598,7 +598,7 @@ impl ShardAdapter {
                 delivered += 1;
                 if let Some(observer) = &self.observer {
                     // It only records: the room index is borrowed here.
-                    observer.packet_sent(&nsp.name, &s.id, packet.text.as_str());
+                    observer.packet_sent(&nsp.name, &s.id, &packet.text);
                 }
                 sent(s);
             }

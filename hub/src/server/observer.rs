@@ -16,6 +16,7 @@ use super::args::Args;
 use super::reason::DisconnectReason;
 use super::socket::Socket;
 use crate::engine::{CloseReason, Socket as EngineSocket};
+use crate::engineio::Text;
 
 /// What happens on one shard's Socket.IO server. Every method does nothing
 /// by default.
@@ -49,8 +50,10 @@ pub trait Observer {
     /// An event was emitted to one socket (`socket.emit`).
     fn event_sent(&self, _nsp: &str, _id: &str, _event: &str, _args: &Args) {}
     /// A broadcast packet was queued for one of its recipients: `packet`
-    /// is its encoded Socket.IO text (`2/nsp,["ev",..]`).
-    fn packet_sent(&self, _nsp: &str, _id: &str, _packet: &str) {}
+    /// is its encoded Socket.IO text (`2/nsp,["ev",..]`), the one every
+    /// recipient shares (an observer that keeps it clones a reference,
+    /// not the text: a broadcast has as many calls as recipients).
+    fn packet_sent(&self, _nsp: &str, _id: &str, _packet: &Text) {}
 }
 
 /// Makes the observer of each shard (given the shard's index).
