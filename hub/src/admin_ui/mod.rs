@@ -51,6 +51,7 @@ pub mod sessions;
 mod tests;
 
 use std::cell::{Cell, RefCell};
+use std::net::IpAddr;
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -129,7 +130,8 @@ pub enum AdminUiError {
 }
 
 /// Password checks running at once on one shard; a login past it is
-/// refused (a flood of logins must not queue CPU work without end).
+/// refused (a flood of logins must not queue CPU work without end). One
+/// of them at most per remote address (see [`CheckSlot`]).
 const MAX_PENDING_CHECKS: usize = 4;
 /// How often `server_stats` goes out.
 const STATS_INTERVAL: Duration = Duration::from_secs(2);
@@ -162,8 +164,9 @@ pub struct AdminUi {
 thread_local! {
     /// This shard's observers, by Admin UI instance.
     static OBSERVERS: RefCell<AHashMap<u64, Weak<ShardObserver>>> = RefCell::new(AHashMap::new());
-    /// Password checks running on this shard.
-    static PENDING_CHECKS: Cell<usize> = const { Cell::new(0) };
+    /// The addresses whose password check runs on this shard (at most
+    /// [`MAX_PENDING_CHECKS`]).
+    static CHECKING: RefCell<Vec<IpAddr>> = const { RefCell::new(Vec::new()) };
 }
 
 impl AdminUi {
@@ -318,6 +321,32 @@ fn close_reason_index(reason: CloseReason) -> usize {
     CLOSE_REASONS.iter().position(|r| *r == name).unwrap_or(4)
 }
 
+/// A place among this shard's password checks, held by the address that
+/// asked while its check runs (and given back if the login's task is
+/// dropped). One per address: a host that floods wrong logins holds one
+/// place, not all of them, so an admin elsewhere still gets a check (a
+/// flood from many addresses, or through one proxy, still fills them).
+struct CheckSlot(IpAddr);
+
+impl CheckSlot {
+    fn take(address: IpAddr) -> Option<CheckSlot> {
+        CHECKING.with(|checking| {
+            let mut checking = checking.borrow_mut();
+            if checking.len() >= MAX_PENDING_CHECKS || checking.contains(&address) {
+                return None;
+            }
+            checking.push(address);
+            Some(CheckSlot(address))
+        })
+    }
+}
+
+impl Drop for CheckSlot {
+    fn drop(&mut self) {
+        CHECKING.with(|checking| checking.borrow_mut().retain(|a| *a != self.0));
+    }
+}
+
 /// Marks a socket that logged in with a password: it is told its new session.
 struct NewSession(String);
 
@@ -339,15 +368,17 @@ fn authenticate(shared: &Arc<Shared>, socket: &Socket) -> MiddlewareFuture {
         let username = auth.get("username").and_then(Value::as_str);
         let password = auth.get("password").and_then(Value::as_str);
         if let (Some(username), Some(password)) = (username, password) {
-            if username == basic.username && PENDING_CHECKS.get() < MAX_PENDING_CHECKS {
-                PENDING_CHECKS.set(PENDING_CHECKS.get() + 1);
+            let slot = (username == basic.username)
+                .then(|| CheckSlot::take(socket.handshake().address().ip()))
+                .flatten();
+            if let Some(slot) = slot {
                 let password = password.to_string();
                 let hash = basic.password_hash.clone();
                 // bcrypt takes tens of ms by design: never on the shard's executor.
                 let ok = glommio::executor()
                     .spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
                     .await;
-                PENDING_CHECKS.set(PENDING_CHECKS.get() - 1);
+                drop(slot);
                 if ok {
                     let id = sessions::new_session_id();
                     if let Ok(mut sessions) = shared.sessions.lock() {

@@ -8,7 +8,7 @@ import { after, test } from "node:test";
 
 import { io as ioV4 } from "socket.io-client";
 
-import { eventually, startRelay, withTimeout } from "./relay-helpers.mjs";
+import { eventually, freePort, metricSum, startRelay, withTimeout } from "./relay-helpers.mjs";
 
 // bcrypt of "changeit" (the upstream tests' hash).
 const HASH = "$2b$10$nu1FHRkuxkZkqID.31gz4uQsyERZAn.m4IIruysTsHDODBtrqS5Me";
@@ -65,4 +65,25 @@ test("emit with binary arguments reaches the sockets as binary", async () => {
     assert.deepEqual([...second.nested], [4]);
     assert.equal(third, "text");
   }
+});
+
+test("a flood of wrong logins from one address does not keep an admin on another out", async () => {
+  const adminPort = await freePort();
+  const relay = await hub(["--admin-ui-password-hash", HASH, "--admin-bind", `127.0.0.1:${adminPort}`], { shards: 1 });
+  // The flood: more wrong logins at once than the shard checks at once (4).
+  const flood = [];
+  for (let i = 0; i < 8; i++) {
+    const s = socketTo(relay.url + "/admin", { auth: { username: "admin", password: `wrong${i}` }, localAddress: "127.0.0.1" });
+    flood.push(outcome(s));
+  }
+  // Once some were refused without a check the server has read all eight;
+  // the checks it took are still running (each takes tens of ms, in turn).
+  const refused = [];
+  for (const f of flood) f.then((r) => refused.push(r));
+  await eventually(() => refused.length >= 4, TIMEOUT, "the refusals past the bound");
+  const good = socketTo(relay.url + "/admin", { auth: { username: "admin", password: "changeit" }, localAddress: "127.0.0.2" });
+  assert.equal(await outcome(good), "connected", "the admin from another address is checked, not refused");
+  const results = await Promise.all(flood);
+  assert.ok(results.every((r) => r === "invalid credentials"), JSON.stringify(results));
+  assert.equal(await metricSum(`http://127.0.0.1:${adminPort}`, "hub_admin_ui_failed_logins_total"), 8, "every refusal counted");
 });
