@@ -109,6 +109,9 @@ pub(crate) struct SocketInner {
     pub pid: std::cell::OnceCell<Rc<str>>,
     /// The socket came back with a recovered session.
     pub recovered: Cell<bool>,
+    /// Its shard has an observer (the Admin UI): only then does an emit
+    /// look for it, so that without one the hook is this one branch.
+    observed: bool,
 }
 
 /// A socket's application data (`socket.data`): `Send + Sync`, so that a
@@ -238,7 +241,9 @@ impl SocketInner {
         client: Rc<Client>,
         handshake: Handshake,
     ) -> SocketInner {
+        let observed = shard.upgrade().is_some_and(|s| s.observer.is_some());
         SocketInner {
+            observed,
             key,
             id,
             nsp,
@@ -471,8 +476,10 @@ impl SocketInner {
         if !self.connected.get() {
             return Err(EmitError::Disconnected);
         }
-        if let Some(observer) = self.shard.upgrade().and_then(|s| s.observer.clone()) {
-            observer.event_sent(&self.nsp.name, &self.id, event, args);
+        if self.observed {
+            if let Some(observer) = self.shard.upgrade().and_then(|s| s.observer.clone()) {
+                observer.event_sent(&self.nsp.name, &self.id, event, args);
+            }
         }
         if ack_id.is_none() && !flags.volatile && self.pid.get().is_some() {
             // As socket.io with recovery on: the packet gets an offset and
