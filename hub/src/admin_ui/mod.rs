@@ -585,7 +585,7 @@ fn unix_ms() -> u64 {
 }
 
 /// The host's name (`gethostname`), or `localhost`.
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its length; gethostname writes at most that.
     let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
