@@ -82,10 +82,11 @@ impl DevEvents {
         }
     }
 
-    /// Whether notices are wanted: some admin socket is connected, and the
-    /// namespace is not the admin one (for events).
+    /// Whether notices are wanted: some admin socket is connected here,
+    /// or may be on another node of the cluster.
     pub fn watching(&self) -> bool {
         self.shared.admin_sockets.load(Ordering::Relaxed) > 0
+            || self.shared.clustered.load(Ordering::Relaxed)
     }
 
     pub fn is_admin(&self, nsp: &str) -> bool {

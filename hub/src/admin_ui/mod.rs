@@ -52,7 +52,7 @@ mod tests;
 
 use std::cell::{Cell, RefCell};
 use std::rc::{Rc, Weak};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -147,6 +147,11 @@ pub(crate) struct Shared {
     admin_sockets: AtomicUsize,
     /// Development notices dropped because a shard's queue was full.
     dropped_events: AtomicU64,
+    /// The server is a node of a cluster: the development notices go out
+    /// even with no admin socket here, for those of the other nodes (as
+    /// in Node, whose notices go through the adapter: each is then a
+    /// publish to the cluster). Set by [`AdminUi::task`].
+    clustered: AtomicBool,
     /// Tells this Admin UI's per-shard state from another's on a thread.
     instance: u64,
 }
@@ -191,6 +196,7 @@ impl AdminUi {
                 started: Instant::now(),
                 admin_sockets: AtomicUsize::new(0),
                 dropped_events: AtomicU64::new(0),
+                clustered: AtomicBool::new(false),
                 instance: rand::random(),
                 config,
             }),
@@ -228,6 +234,9 @@ impl AdminUi {
     /// The task that samples each shard's counters every second and, on
     /// shard 0, sends `server_stats` every 2 s (give it to `Server::task`).
     pub fn task(&self, io: &Io) -> ShardTask {
+        self.shared
+            .clustered
+            .store(io.cluster_status().is_some(), Ordering::Relaxed);
         let (shared, io) = (self.shared.clone(), io.clone());
         Arc::new(move |shard| {
             let (shared, io) = (shared.clone(), io.clone());
