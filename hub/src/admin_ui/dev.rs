@@ -2,7 +2,7 @@
 //! admin socket. The server's hooks only queue a notice here (they run
 //! while the server's state may be borrowed); a task of this shard then
 //! serializes the queue and emits it to the admin namespace, which reaches
-//! the admin sockets of every shard. The queue is bounded
+//! the admin sockets of every shard (and node). The queue is bounded
 //! ([`super::AdminUiConfig::max_pending_events`]): past it notices are
 //! dropped and counted. Admin sockets are ordinary sockets: a slow UI is
 //! closed by hub's slow-consumer limits like any client.
