@@ -2,7 +2,7 @@
 //! admin socket. The server's hooks only queue a notice here (they run
 //! while the server's state may be borrowed); a task of this shard then
 //! serializes the queue and emits it to the admin namespace, which reaches
-//! the admin sockets of every shard. The queue is bounded
+//! the admin sockets of every shard (and node). The queue is bounded
 //! ([`super::AdminUiConfig::max_pending_events`]): past it notices are
 //! dropped and counted. Admin sockets are ordinary sockets: a slow UI is
 //! closed by hub's slow-consumer limits like any client.
@@ -85,10 +85,11 @@ impl DevEvents {
         }
     }
 
-    /// Whether notices are wanted: some admin socket is connected, and the
-    /// namespace is not the admin one (for events).
+    /// Whether notices are wanted: some admin socket is connected here,
+    /// or may be on another node of the cluster.
     pub fn watching(&self) -> bool {
         self.shared.admin_sockets.load(Ordering::Relaxed) > 0
+            || self.shared.clustered.load(Ordering::Relaxed)
     }
 
     pub fn is_admin(&self, nsp: &str) -> bool {

@@ -53,7 +53,7 @@ mod tests;
 use std::cell::{Cell, RefCell};
 use std::net::IpAddr;
 use std::rc::{Rc, Weak};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -150,6 +150,11 @@ pub(crate) struct Shared {
     admin_sockets: AtomicUsize,
     /// Development notices dropped because a shard's queue was full.
     dropped_events: AtomicU64,
+    /// The server is a node of a cluster: the development notices go out
+    /// even with no admin socket here, for those of the other nodes (as
+    /// in Node, whose notices go through the adapter: each is then a
+    /// publish to the cluster). Set by [`AdminUi::task`].
+    clustered: AtomicBool,
     /// Tells this Admin UI's per-shard state from another's on a thread.
     instance: u64,
 }
@@ -195,6 +200,7 @@ impl AdminUi {
                 started: Instant::now(),
                 admin_sockets: AtomicUsize::new(0),
                 dropped_events: AtomicU64::new(0),
+                clustered: AtomicBool::new(false),
                 instance: rand::random(),
                 config,
             }),
@@ -232,6 +238,9 @@ impl AdminUi {
     /// The task that samples each shard's counters every second and, on
     /// shard 0, sends `server_stats` every 2 s (give it to `Server::task`).
     pub fn task(&self, io: &Io) -> ShardTask {
+        self.shared
+            .clustered
+            .store(io.cluster_status().is_some(), Ordering::Relaxed);
         let (shared, io) = (self.shared.clone(), io.clone());
         Arc::new(move |shard| {
             let (shared, io) = (shared.clone(), io.clone());
@@ -620,7 +629,7 @@ fn unix_ms() -> u64 {
 }
 
 /// The host's name (`gethostname`), or `localhost`.
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its length; gethostname writes at most that.
     let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;

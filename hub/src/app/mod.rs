@@ -45,6 +45,7 @@ fn admin_ui(settings: &Settings) -> Result<Option<AdminUi>, config::ConfigError>
             config::AdminUiMode::Development => Mode::Development,
         },
         max_pending_events: settings.admin_ui_max_pending_events,
+        server_id: cluster_server_id(settings),
         ..AdminUiConfig::default()
     };
     AdminUi::new(config)
@@ -53,6 +54,16 @@ fn admin_ui(settings: &Settings) -> Result<Option<AdminUi>, config::ConfigError>
             option: "admin-ui-password-hash",
             message: error.to_string(),
         })
+}
+
+/// The Admin UI's `serverId` in a cluster: `<hostname>#<pid>`, as the
+/// Node package names a cluster worker, so that the UI, which keys servers
+/// by it, tells apart two nodes on one host. None (the host name) alone.
+fn cluster_server_id(settings: &Settings) -> Option<String> {
+    settings
+        .redis_url
+        .as_ref()
+        .map(|_| format!("{}#{}", crate::admin_ui::hostname(), std::process::id()))
 }
 
 /// Why the hub could not run.

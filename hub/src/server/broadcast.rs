@@ -36,10 +36,12 @@ pub struct RemoteSocket {
     /// Its handshake as Node serializes it (headers, time, address, url,
     /// query, auth...).
     pub handshake: Value,
-    /// The Engine.IO session id of its connection (None for a socket of
-    /// another node: Node's answer does not carry it).
+    /// The Engine.IO session id of its connection; for a socket of
+    /// another node, the first 12 characters of it when the node said
+    /// (see [`RemoteSocket::wire_data`]), else None.
     pub client_id: Option<String>,
-    /// Its connection's transport now (None for another node's socket).
+    /// Its connection's transport now (for another node's socket: when
+    /// the node said, else None).
     pub transport: Option<crate::engine::TransportKind>,
 }
 
@@ -54,6 +56,25 @@ impl RemoteSocket {
             shard,
             client_id: Some(socket.client.conn.sid().to_string()),
             transport: Some(socket.client.conn.transport()),
+        }
+    }
+}
+
+impl RemoteSocket {
+    /// Its `data` in this node's `fetchSockets` answer to the cluster:
+    /// hub's sockets carry no JS data object, so only what Node's
+    /// `@socket.io/admin-ui` keeps in `socket.data._admin` (the first 12
+    /// characters of the Engine.IO id and the transport), which an Admin
+    /// UI on any node, hub or Node, shows for a socket of another node.
+    pub(crate) fn wire_data(&self) -> Value {
+        match (&self.client_id, self.transport) {
+            (Some(client_id), Some(transport)) => serde_json::json!({
+                "_admin": {
+                    "clientId": client_id.chars().take(12).collect::<String>(),
+                    "transport": transport.as_str(),
+                }
+            }),
+            _ => Value::Null,
         }
     }
 }
@@ -317,10 +338,24 @@ impl BroadcastOperator {
     }
 }
 
-/// A socket in another node's `fetchSockets` answer: `{id, handshake, rooms, data}`.
+/// A socket in another node's `fetchSockets` answer: `{id, handshake, rooms,
+/// data}` (`data._admin`: see [`RemoteSocket::wire_data`]).
 fn remote_socket(nsp: &str, socket: &Value) -> Option<RemoteSocket> {
     let id = socket.get("id")?.as_str()?.to_string();
     let rooms = crate::redis::wire::room_names(socket.get("rooms"));
+    let admin = socket.get("data").and_then(|d| d.get("_admin"));
+    let client_id = admin
+        .and_then(|a| a.get("clientId"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let transport = match admin
+        .and_then(|a| a.get("transport"))
+        .and_then(Value::as_str)
+    {
+        Some("polling") => Some(crate::engine::TransportKind::Polling),
+        Some("websocket") => Some(crate::engine::TransportKind::WebSocket),
+        _ => None,
+    };
     Some(RemoteSocket {
         id,
         nsp: nsp.to_string(),
@@ -328,7 +363,64 @@ fn remote_socket(nsp: &str, socket: &Value) -> Option<RemoteSocket> {
         shard: 0,
         on_this_node: false,
         handshake: socket.get("handshake").cloned().unwrap_or(Value::Null),
-        client_id: None,
-        transport: None,
+        client_id,
+        transport,
     })
+}
+
+#[cfg(test)]
+mod wire_data_tests {
+    use serde_json::json;
+
+    use super::{remote_socket, RemoteSocket};
+    use crate::engine::TransportKind;
+
+    fn local(client_id: Option<&str>, transport: Option<TransportKind>) -> RemoteSocket {
+        RemoteSocket {
+            id: "s1".into(),
+            nsp: "/".into(),
+            rooms: vec!["s1".into(), "club".into()],
+            shard: 1,
+            on_this_node: true,
+            handshake: json!({"url": "/socket.io/"}),
+            client_id: client_id.map(str::to_string),
+            transport,
+        }
+    }
+
+    #[test]
+    fn a_fetch_answer_carries_the_admin_ui_client_id_and_transport() {
+        let socket = local(Some("AB0123456789xyzXYZ"), Some(TransportKind::Polling));
+        let data = socket.wire_data();
+        assert_eq!(
+            data,
+            json!({"_admin": {"clientId": "AB0123456789", "transport": "polling"}})
+        );
+        let answer =
+            json!({"id": "s1", "handshake": socket.handshake, "rooms": socket.rooms, "data": data});
+        let remote = remote_socket("/", &answer).expect("a socket");
+        assert!(!remote.on_this_node);
+        assert_eq!(remote.client_id.as_deref(), Some("AB0123456789"));
+        assert_eq!(remote.transport, Some(TransportKind::Polling));
+        assert_eq!(remote.rooms, socket.rooms);
+    }
+
+    #[test]
+    fn without_the_admin_ui_data_the_client_id_and_transport_are_unknown() {
+        assert_eq!(local(None, None).wire_data(), serde_json::Value::Null);
+        for data in [
+            json!(null),
+            json!({"user": 1}),
+            json!({"_admin": {"transport": "carrier pigeon"}}),
+        ] {
+            let remote = remote_socket("/", &json!({"id": "s1", "rooms": [], "data": data}))
+                .expect("a socket");
+            assert_eq!((remote.client_id, remote.transport), (None, None), "{data}");
+        }
+        // A Node node's socket with admin-ui and data of its own.
+        let node = json!({"id": "n1", "rooms": ["n1"], "data": {"user": 1, "_admin": {"clientId": "abcdefghijkl", "transport": "websocket"}}});
+        let remote = remote_socket("/", &node).expect("a socket");
+        assert_eq!(remote.client_id.as_deref(), Some("abcdefghijkl"));
+        assert_eq!(remote.transport, Some(TransportKind::WebSocket));
+    }
 }

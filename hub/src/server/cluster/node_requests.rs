@@ -155,7 +155,7 @@ pub(super) fn handle(link: &Rc<Link>, sio: &Rc<SioShard>, nsp_name: &str, reques
                                     "id": s.id,
                                     "handshake": s.handshake,
                                     "rooms": s.rooms,
-                                    "data": Value::Null,
+                                    "data": s.wire_data(),
                                 })
                             })
                             .collect(),
