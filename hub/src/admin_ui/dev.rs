@@ -268,28 +268,8 @@ pub(crate) fn packet_args(packet: &str) -> Option<Vec<Value>> {
     }
 }
 
-/// A Unix time in ms as JavaScript's `Date.toISOString` writes it
-/// (`2026-12-01T20:11:47.123Z`). Written here because the crate has no
-/// date library and this is its only use (days to a civil date: Howard
-/// Hinnant's published algorithm).
+/// A Unix time in milliseconds as JavaScript's `Date#toISOString` writes
+/// it (`2026-12-01T20:11:47.123Z`), as the Admin UI expects.
 pub(crate) fn iso_date(unix_ms: u64) -> String {
-    let secs = unix_ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        unix_ms % 1000
-    )
+    crate::redis::msgpack::iso_date(unix_ms)
 }

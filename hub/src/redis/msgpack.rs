@@ -203,7 +203,9 @@ impl<'a> Reader<'a> {
                 let n = self.len(4)?;
                 self.map(n, depth)?
             }
-            // Extensions (notepack's `undefined`, dates...): null.
+            // Extensions: a timestamp (type -1, a JavaScript `Date` as
+            // notepack writes it) reads as the ISO string JSON would carry;
+            // any other (notepack's `undefined`...) as null.
             M::FixExt1 | M::FixExt2 | M::FixExt4 | M::FixExt8 | M::FixExt16 => {
                 let n = match marker {
                     M::FixExt1 => 1,
@@ -212,8 +214,7 @@ impl<'a> Reader<'a> {
                     M::FixExt8 => 8,
                     _ => 16,
                 };
-                self.take(1 + n)?;
-                Value::Null
+                extension(self.take(1 + n)?)
             }
             M::Ext8 | M::Ext16 | M::Ext32 => {
                 let width = match marker {
@@ -222,8 +223,7 @@ impl<'a> Reader<'a> {
                     _ => 4,
                 };
                 let n = self.len(width)?;
-                self.take(1 + n)?;
-                Value::Null
+                extension(self.take(1 + n)?)
             }
             M::Reserved => return Err(MsgpackError("marker 0xc1 is never used".into())),
         })
@@ -275,6 +275,50 @@ fn float(f: f64) -> Value {
 }
 
 /// A string as JavaScript reads invalid UTF-8: with replacement characters.
+/// An extension (its type byte, then its data): a MessagePack timestamp
+/// (type -1; 4, 8 or 12 bytes) as JavaScript's `Date#toISOString` writes
+/// it, which is what a `Date` becomes in JSON; anything else null.
+fn extension(ext: &[u8]) -> Value {
+    let Some((&kind, data)) = ext.split_first() else {
+        return Value::Null;
+    };
+    if kind as i8 != -1 {
+        return Value::Null;
+    }
+    let (secs, nanos): (i64, u32) = match data.len() {
+        4 => (
+            i64::from(u32::from_be_bytes(data.try_into().unwrap_or_default())),
+            0,
+        ),
+        8 => {
+            let v = u64::from_be_bytes(data.try_into().unwrap_or_default());
+            ((v & 0x3_ffff_ffff) as i64, (v >> 34) as u32)
+        }
+        12 => {
+            let nanos = u32::from_be_bytes(data[..4].try_into().unwrap_or_default());
+            let secs = i64::from_be_bytes(data[4..].try_into().unwrap_or_default());
+            (secs, nanos)
+        }
+        _ => return Value::Null,
+    };
+    // JavaScript dates before 1970 are not sent by the adapters; refuse them
+    // rather than write a wrong year.
+    let Ok(secs) = u64::try_from(secs) else {
+        return Value::Null;
+    };
+    match secs.checked_mul(1000) {
+        Some(ms) => Value::String(iso_date(ms + u64::from(nanos.min(999_999_999)) / 1_000_000)),
+        None => Value::Null,
+    }
+}
+
+/// A Unix time in milliseconds as JavaScript's `Date#toISOString` writes it
+/// (`2026-12-01T20:11:47.123Z`), through `humantime`.
+pub(crate) fn iso_date(unix_ms: u64) -> String {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_millis(unix_ms);
+    humantime::format_rfc3339_millis(time).to_string()
+}
+
 fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -326,6 +370,33 @@ mod tests {
         let mut out = Vec::new();
         write_value(&mut out, value, attachments);
         out
+    }
+
+    #[test]
+    fn dates_read_as_javascript_writes_them_in_json() {
+        // 2026-12-01T21:17:58.045Z, as notepack writes a Date: timestamp 64
+        // (nanoseconds above 34 bits of seconds); a whole second: timestamp
+        // 32; timestamp 96 (nanoseconds, then signed seconds).
+        let (s, ns) = (1_796_159_878u64, 45_000_000u64);
+        let mut t64 = vec![0xd7, 0xff];
+        t64.extend_from_slice(&((ns << 34) | s).to_be_bytes());
+        let mut t32 = vec![0xd6, 0xff];
+        t32.extend_from_slice(&(s as u32).to_be_bytes());
+        let mut t96 = vec![0xc7, 0x0c, 0xff];
+        t96.extend_from_slice(&(ns as u32).to_be_bytes());
+        t96.extend_from_slice(&(s as i64).to_be_bytes());
+        let read_one = |bytes: &[u8]| read(bytes).unwrap().0;
+        assert_eq!(read_one(&t64), json!("2026-12-01T21:17:58.045Z"));
+        assert_eq!(read_one(&t32), json!("2026-12-01T21:17:58.000Z"));
+        assert_eq!(read_one(&t96), json!("2026-12-01T21:17:58.045Z"));
+        // Before 1970, another extension type, or a length no timestamp has: null.
+        let mut early = vec![0xc7, 0x0c, 0xff, 0, 0, 0, 0];
+        early.extend_from_slice(&(-5i64).to_be_bytes());
+        assert_eq!(read_one(&early), Value::Null);
+        assert_eq!(read_one(&[0xd4, 0x00, 0x00]), Value::Null);
+        assert_eq!(read_one(&[0xd5, 0xff, 0x00, 0x00]), Value::Null);
+        assert_eq!(iso_date(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso_date(951_782_400_123), "2000-02-29T00:00:00.123Z");
     }
 
     #[test]
