@@ -25,6 +25,7 @@ import { after, before, test } from "node:test";
 import { io as ioV4 } from "socket.io-client";
 
 import { assertChromium, launchChromium } from "./browser-helpers.mjs";
+import { shardOf } from "./helpers.mjs";
 import { againstReference, eventually, freePort, startRelay, withTimeout } from "./relay-helpers.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -32,8 +33,6 @@ const DIST = path.join(HERE, "node_modules", "@socket.io", "admin-ui", "ui", "di
 // bcrypt of "changeit" (the upstream tests' hash).
 const HASH = "$2b$10$nu1FHRkuxkZkqID.31gz4uQsyERZAn.m4IIruysTsHDODBtrqS5Me";
 const PASSWORD = "changeit";
-const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-const shardOf = (sid) => ALPHABET.indexOf(sid[0]) * 64 + ALPHABET.indexOf(sid[1]);
 const SKIP = againstReference() && "reference-relay.mjs has no --admin-ui";
 const WAIT_MS = 10_000;
 // server_stats come every 2 s: the dashboard may lag by that much.

@@ -22,14 +22,11 @@ import assert from "node:assert/strict";
 import os from "node:os";
 import { after, before, test } from "node:test";
 
-import { io as ioV4 } from "socket.io-client";
-
+import { recordingClients } from "./admin-ui-helpers.mjs";
 import { eventually, startRelay, withTimeout } from "./relay-helpers.mjs";
 import { startRedis } from "./redis-helpers.mjs";
 
 const TIMEOUT = 10_000;
-const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-const shardOf = (sid) => ALPHABET.indexOf(sid[0]) * 64 + ALPHABET.indexOf(sid[1]);
 
 const cleanup = [];
 after(async () => {
@@ -52,25 +49,7 @@ before(async () => {
 /** What the nodes logged, for failure messages. */
 const logs = () => `--- node A ---\n${nodeA.stderr().slice(-3000)}\n--- node B ---\n${nodeB.stderr().slice(-3000)}`;
 
-/** A socket.io-client socket that keeps every event it gets. */
-function client(url, { nsp = "/", transports = ["websocket"] } = {}) {
-  const socket = ioV4(url + nsp, { transports, forceNew: true, reconnection: false });
-  cleanup.push(() => socket.close());
-  socket.got = [];
-  socket.onAny((event, ...args) => socket.got.push({ event, args }));
-  return socket;
-}
-
-const connectedOf = (s) =>
-  withTimeout(
-    new Promise((resolve, reject) => {
-      if (s.connected) return resolve(s);
-      s.once("connect", () => resolve(s));
-      s.once("connect_error", reject);
-    }),
-    TIMEOUT,
-    "connect",
-  );
+const { client, connectedOf, ack, roomsOf, spread } = recordingClients(cleanup, TIMEOUT);
 
 /** The admin socket on `url`: every event it gets, in order. */
 async function admin(url) {
@@ -78,22 +57,6 @@ async function admin(url) {
   await connectedOf(socket);
   const of = (name) => socket.got.filter((e) => e.event === name);
   return { socket, of };
-}
-
-const ack = (s, ...args) => withTimeout(s.emitWithAck(...args), TIMEOUT, `ack of ${args[0]}`);
-const roomsOf = async (s) => (await ack(s, "session")).rooms;
-
-/** Clients on `url` until each of `shards` shards has one, at least `min`. */
-async function spread(url, shards, min) {
-  const clients = [];
-  const seen = new Set();
-  while (seen.size < shards || clients.length < min) {
-    assert.ok(clients.length < 40, "could not get a client on every shard");
-    const c = await connectedOf(client(url));
-    seen.add(shardOf(c.io.engine.id));
-    clients.push(c);
-  }
-  return clients;
 }
 
 /**
@@ -112,7 +75,7 @@ async function emitUntil(a, room, receivers, event) {
 
 test("server_stats from both nodes, each its own serverId and counts; all_sockets of both", async () => {
   const onA = [await connectedOf(client(nodeA.url))];
-  const onB = await spread(nodeB.url, 2, 3);
+  const onB = await spread(nodeB.url, 2, { min: 3 });
   const chatB = await connectedOf(client(nodeB.url, { nsp: "/chat" }));
   const pollerB = await connectedOf(client(nodeB.url, { transports: ["polling"] }));
   const a = await admin(nodeA.url);
@@ -164,7 +127,7 @@ test("server_stats from both nodes, each its own serverId and counts; all_socket
 });
 
 test("join, leave, emit and _disconnect from node A act on the sockets of node B", async () => {
-  const onB = await spread(nodeB.url, 2, 3);
+  const onB = await spread(nodeB.url, 2, { min: 3 });
   const other = await connectedOf(client(nodeB.url));
   const onA = await connectedOf(client(nodeA.url));
   const a = await admin(nodeA.url);

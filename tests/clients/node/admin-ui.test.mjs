@@ -22,6 +22,8 @@ import { after, describe, test } from "node:test";
 import { NodeXHR, NodeWebSocket } from "engine.io-client";
 import { io as ioV4, Manager } from "socket.io-client";
 
+import { recordingClients } from "./admin-ui-helpers.mjs";
+import { shardOf } from "./helpers.mjs";
 import { againstReference, eventually, freePort, metricSum, startRelay, withTimeout } from "./relay-helpers.mjs";
 
 const SERVERS = [
@@ -34,8 +36,6 @@ const ONE_PROCESS = "the reference is one Node process: --shards is hub's";
 // bcrypt of "changeit" (the upstream tests' hash).
 const HASH = "$2b$10$nu1FHRkuxkZkqID.31gz4uQsyERZAn.m4IIruysTsHDODBtrqS5Me";
 const ALL = ["EMIT", "JOIN", "LEAVE", "DISCONNECT", "MJOIN", "MLEAVE", "MDISCONNECT", "AGGREGATED_EVENTS", "ALL_EVENTS"];
-const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-const shardOf = (sid) => ALPHABET.indexOf(sid[0]) * 64 + ALPHABET.indexOf(sid[1]);
 const TIMEOUT = 10_000;
 
 const cleanup = [];
@@ -63,41 +63,7 @@ function admin(url, { transports = ["websocket"], auth, nsp = "/admin" } = {}) {
   return { socket, events, connected, of: (name) => events.filter((e) => e.event === name) };
 }
 
-function client(url, { transports = ["websocket"], nsp = "/" } = {}) {
-  const socket = ioV4(url + nsp, { transports, forceNew: true, reconnection: false });
-  cleanup.push(() => socket.close());
-  const got = [];
-  socket.onAny((event, ...args) => got.push({ event, args }));
-  socket.got = got;
-  return socket;
-}
-
-const connectedOf = (s) =>
-  withTimeout(
-    new Promise((resolve, reject) => {
-      if (s.connected) return resolve(s);
-      s.once("connect", () => resolve(s));
-      s.once("connect_error", reject);
-    }),
-    TIMEOUT,
-    "connect",
-  );
-
-const ack = (s, ...args) => withTimeout(s.emitWithAck(...args), TIMEOUT, `ack of ${args[0]}`);
-const roomsOf = async (s) => (await ack(s, "session")).rooms;
-
-/** Clients on `/` until each of `shards` shards has at least one. */
-async function spread(url, shards, transports) {
-  const clients = [];
-  const seen = new Set();
-  while (seen.size < shards || clients.length < 3) {
-    assert.ok(clients.length < 40, "could not get a client on every shard");
-    const c = await connectedOf(client(url, { transports }));
-    seen.add(shardOf(c.io.engine.id));
-    clients.push(c);
-  }
-  return clients;
-}
+const { client, connectedOf, ack, roomsOf, spread } = recordingClients(cleanup, TIMEOUT);
 
 /**
  * engine.io-client's Node WebSocket transport, held back until `gate`
@@ -220,7 +186,7 @@ for (const [name, command] of SERVERS) {
       for (const transports of [["polling"], ["websocket"]]) {
         test(`server_stats and the commands, --shards ${shards}, admin over ${transports}`, { skip: shards > 1 && hubOnly(ONE_PROCESS) }, async () => {
           const relay = await server([], { shards });
-          const clients = await spread(relay.url, shards, ["websocket"]);
+          const clients = await spread(relay.url, shards, { transports: ["websocket"] });
           const pollers = [await connectedOf(client(relay.url, { transports: ["polling"] }))];
           const chat = await connectedOf(client(relay.url, { nsp: "/chat" }));
           const a = admin(relay.url, { transports });
@@ -321,7 +287,7 @@ for (const [name, command] of SERVERS) {
     for (const shards of [1, 2]) {
       test(`development mode: all_sockets and the socket, room and event notices, --shards ${shards}`, { skip: shards > 1 && hubOnly(ONE_PROCESS) }, async () => {
         const relay = await server([], { shards });
-        const before = await spread(relay.url, shards, ["websocket"]);
+        const before = await spread(relay.url, shards, { transports: ["websocket"] });
         const a = admin(relay.url);
         await withTimeout(a.connected, TIMEOUT, "admin connect");
         await eventually(() => a.of("all_sockets").length === 1, TIMEOUT, "all_sockets");

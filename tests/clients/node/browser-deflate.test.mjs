@@ -10,10 +10,9 @@
 // A missing Chromium fails the suite (never skips).
 
 import assert from "node:assert/strict";
-import http from "node:http";
 import { after, before, test } from "node:test";
 
-import { assertChromium, clientBundle, launchChromium } from "./browser-helpers.mjs";
+import { assertChromium, launchChromium, servePage } from "./browser-helpers.mjs";
 
 import { againstReference, freePort, metricSum, relayClient, startRelay, waitConnected } from "./relay-helpers.mjs";
 
@@ -59,22 +58,7 @@ let admin;
 before(async () => {
   if (SKIP) return;
   assertChromium();
-  const clientJs = clientBundle();
-  const server = http.createServer((req, res) => {
-    const url = new URL(req.url, "http://x");
-    if (url.pathname === "/") {
-      res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
-      res.end(PAGE);
-    } else if (url.pathname === "/socket.io.min.js") {
-      res.writeHead(200, { "content-type": "text/javascript; charset=utf-8" });
-      res.end(clientJs);
-    } else {
-      res.writeHead(404);
-      res.end();
-    }
-  });
-  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  site = { server, origin: `http://127.0.0.1:${server.address().port}` };
+  site = await servePage(PAGE);
   admin = `127.0.0.1:${await freePort()}`;
   hub = await startRelay(["--admin-bind", admin], { shards: 2 });
   browser = await launchChromium();
@@ -83,7 +67,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   await hub?.stop();
-  if (site) await new Promise((resolve) => site.server.close(resolve));
+  await site?.close();
 });
 
 async function waitFor(page, what, fn) {

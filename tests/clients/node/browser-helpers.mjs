@@ -4,6 +4,7 @@
 
 import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
+import http from "node:http";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -45,4 +46,31 @@ export function assertChromium() {
 /** A headless Chromium. */
 export function launchChromium() {
   return chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 20_000 });
+}
+
+/**
+ * A static server on 127.0.0.1 (a free port) for a browser test: `page` at
+ * `/` and the client bundle at `/socket.io.min.js`. `{server, origin, close}`.
+ */
+export async function servePage(page) {
+  const clientJs = clientBundle();
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url, "http://x");
+    if (url.pathname === "/") {
+      res.writeHead(200, { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" });
+      res.end(page);
+    } else if (url.pathname === "/socket.io.min.js") {
+      res.writeHead(200, { "content-type": "text/javascript; charset=utf-8", "cache-control": "no-store" });
+      res.end(clientJs);
+    } else {
+      res.writeHead(404, { "content-type": "text/plain" });
+      res.end("not found");
+    }
+  });
+  await new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", resolve);
+  });
+  const close = () => new Promise((resolve) => server.close(resolve));
+  return { server, origin: `http://127.0.0.1:${server.address().port}`, close };
 }

@@ -17,10 +17,9 @@
 // socket.io-client through the relay's `publish` request instead.
 
 import assert from "node:assert/strict";
-import http from "node:http";
 import { after, before, describe, test } from "node:test";
 
-import { assertChromium, clientBundle, launchChromium } from "./browser-helpers.mjs";
+import { assertChromium, launchChromium, servePage } from "./browser-helpers.mjs";
 
 import {
   againstReference,
@@ -88,29 +87,6 @@ const PAGE = `<!doctype html>
 </html>
 `;
 
-/** Static server on 127.0.0.1:<free port>: the page and the client bundle. */
-async function startStatic() {
-  const clientJs = clientBundle();
-  const server = http.createServer((req, res) => {
-    const url = new URL(req.url, "http://x");
-    if (url.pathname === "/") {
-      res.writeHead(200, { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" });
-      res.end(PAGE);
-    } else if (url.pathname === "/socket.io.min.js") {
-      res.writeHead(200, { "content-type": "text/javascript; charset=utf-8", "cache-control": "no-store" });
-      res.end(clientJs);
-    } else {
-      res.writeHead(404, { "content-type": "text/plain" });
-      res.end("not found");
-    }
-  });
-  await new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", resolve);
-  });
-  return { server, origin: `http://127.0.0.1:${server.address().port}` };
-}
-
 /** Starts the relay with its admin API on a known loopback address. */
 async function startHub(extraArgs = []) {
   const admin = `127.0.0.1:${await freePort()}`;
@@ -150,15 +126,14 @@ let hub;
 
 before(async () => {
   assertChromium();
-  clientBundle();
-  [site, hub] = await Promise.all([startStatic(), startHub()]);
+  [site, hub] = await Promise.all([servePage(PAGE), startHub()]);
   browser = await launchChromium();
 });
 
 after(async () => {
   await browser?.close();
   await hub?.stop();
-  if (site) await new Promise((resolve) => site.server.close(resolve));
+  await site?.close();
 });
 
 /**

@@ -18,7 +18,7 @@ import assert from "node:assert/strict";
 import path from "node:path";
 import { test } from "node:test";
 
-import { REPO_ROOT, commandFromEnv, eventually, metricSum, startCommand, withTimeout } from "./helpers.mjs";
+import { REPO_ROOT, commandFromEnv, eventually, metricSum, shardOf, startCommand, withTimeout } from "./helpers.mjs";
 import { alsoOn, relayClient, waitConnected } from "./relay-helpers.mjs";
 
 const DEFAULT_FAULT_SERVER = path.join(REPO_ROOT, "target", "debug", "examples", "fault_server");
@@ -30,10 +30,6 @@ function faultServerCommand() {
     "build it with `cargo build -p hub --example fault_server` (cargo test --workspace builds it)",
   );
 }
-
-const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-/** The shard an Engine.IO sid names (its first two characters). */
-const shardOf = (sid) => ALPHABET.indexOf(sid[0]) * 64 + ALPHABET.indexOf(sid[1]);
 
 async function startFaultServer(shards) {
   const server = await startCommand(faultServerCommand(), ["--ping-interval", "1000", "--ping-timeout", "1000"], {

@@ -182,6 +182,10 @@ export function withTimeout(promise, ms, what) {
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+const SID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+/** The shard an Engine.IO sid of hub's names (its first two characters). */
+export const shardOf = (sid) => SID_ALPHABET.indexOf(sid[0]) * 64 + SID_ALPHABET.indexOf(sid[1]);
+
 /** Resolves once a socket.io-client socket connected (rejects on connect_error or after 10 s). */
 export function sioConnected(socket) {
   return withTimeout(

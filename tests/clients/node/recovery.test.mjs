@@ -23,6 +23,7 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { after, test } from "node:test";
 
+import { shardOf } from "./helpers.mjs";
 import {
   againstReference,
   eventually,
@@ -47,9 +48,6 @@ const HUB_ONLY = againstReference() && "HUB_RELAY_CMD is the reference relay: hu
 const MODES = ["polling", "websocket"];
 const WINDOW_MS = 60_000;
 const SHORT_WINDOW_MS = 1_500;
-
-const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-const shardOf = (sid) => ALPHABET.indexOf(sid[0]) * 64 + ALPHABET.indexOf(sid[1]);
 
 const cleanup = [];
 after(async () => {

@@ -9,15 +9,14 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 
 import { io } from "socket.io-client";
 
-import { assertChromium, clientBundle, launchChromium } from "./browser-helpers.mjs";
-import { freePort, startRelay, withTimeout } from "./relay-helpers.mjs";
+import { assertChromium, launchChromium, servePage } from "./browser-helpers.mjs";
+import { startRelay, withTimeout } from "./relay-helpers.mjs";
 
 const WAIT_MS = 10_000;
 const T = { timeout: 30_000 };
@@ -162,28 +161,13 @@ describe("headless Chromium over TLS", () => {
   before(async () => {
     assertChromium();
     hub = await startRelay([], { shards: 2, tls: cert });
-    const clientJs = clientBundle();
-    server = http.createServer((req, res) => {
-      const url = new URL(req.url, "http://x");
-      if (url.pathname === "/") {
-        res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
-        res.end(PAGE);
-      } else if (url.pathname === "/socket.io.min.js") {
-        res.writeHead(200, { "content-type": "text/javascript; charset=utf-8" });
-        res.end(clientJs);
-      } else {
-        res.writeHead(404);
-        res.end();
-      }
-    });
-    const port = await freePort();
-    await new Promise((resolve) => server.listen(port, "127.0.0.1", resolve));
-    pageUrl = `http://127.0.0.1:${port}/`;
+    server = await servePage(PAGE);
+    pageUrl = `${server.origin}/`;
     browser = await launchChromium();
   });
   after(async () => {
     await browser?.close();
-    server?.close();
+    await server?.close();
     await hub?.stop();
   });
 
