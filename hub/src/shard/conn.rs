@@ -159,9 +159,21 @@ pub(crate) async fn refuse_too_many(shard: Rc<Shard>, stream: TcpStream, peer: S
         None
     })
     .await;
-    let Some(mut stream) = secured else {
+    let Some(stream) = secured else {
         return;
     };
+    let refusal = Response::new(429).body(
+        "text/plain; charset=UTF-8",
+        "Too many connections from your address",
+    );
+    answer_after_head(stream, deadline, refusal).await;
+}
+
+/// Read a request head (to its blank line, or 16 KiB) by `deadline`, then
+/// answer `response` and close; a peer gone or silent gets nothing. Reading
+/// first lets the close be a clean one: closing with unread bytes would
+/// reset the connection, and the client could lose the answer.
+pub(crate) async fn answer_after_head(mut stream: Stream, deadline: Instant, response: Response) {
     let mut buf = BytesMut::new();
     loop {
         match read_some(&mut stream, &mut buf, deadline).await {
@@ -175,12 +187,7 @@ pub(crate) async fn refuse_too_many(shard: Rc<Shard>, stream: TcpStream, peer: S
         }
     }
     let mut out = buffers::take_write();
-    Response::new(429)
-        .body(
-            "text/plain; charset=UTF-8",
-            "Too many connections from your address",
-        )
-        .write_to(false, &mut out);
+    response.write_to(false, &mut out);
     let _ = stream.write_all(&out).await;
     buffers::give_write(out);
     let _ = stream.close().await;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 
-use super::tls::{AcceptError, Acceptor, TlsStream};
+use super::tls::{AcceptError, TlsStream};
 use crate::engine::TlsConfig;
 
 /// A connection as accepted: plain TCP, or TLS over it (whose session is
@@ -24,7 +24,7 @@ pub(crate) enum Stream {
 
 impl Stream {
     /// The connection as the listener serves it: plain without `tls`, else
-    /// once the client's handshake is done (see [`Acceptor::accept`]).
+    /// once the client's handshake is done (see [`super::tls::accept`]).
     pub(crate) async fn accept(
         stream: TcpStream,
         tls: Option<&TlsConfig>,
@@ -32,11 +32,11 @@ impl Stream {
         let Some(tls) = tls else {
             return Ok(Stream::Plain(stream));
         };
-        let acceptor = Acceptor {
-            config: &tls.rustls,
-            handshake_timeout: tls.handshake_timeout,
-        };
-        acceptor.accept(stream).await.map(Stream::Tls)
+        // Boxed: the plain path's connection future (every idle keep-alive
+        // or long poll holds one) stays clear of the TLS accept's state.
+        Box::pin(super::tls::accept(stream, tls))
+            .await
+            .map(Stream::Tls)
     }
 
     fn tcp(&self) -> &TcpStream {

@@ -26,15 +26,18 @@
 use std::future::poll_fn;
 use std::io::{self, Read, Write};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_lite::future;
-use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use futures_lite::io::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 use glommio::timer::Timer;
 use rustls::ServerConnection;
+
+use super::stream::Stream;
+use crate::engine::TlsConfig;
+use crate::http::response::Response;
 
 /// Most ciphertext rustls holds for a connection whose peer is not reading
 /// (its default; said here because the slow-consumer accounting counts on it).
@@ -42,14 +45,6 @@ pub(crate) const SEND_BUFFER_LIMIT: usize = 64 * 1024;
 
 /// The first byte of a TLS handshake record.
 const HANDSHAKE_RECORD: u8 = 0x16;
-
-/// What a plain-HTTP client on the TLS port reads before the close.
-const PLAIN_REFUSAL: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
-Content-Type: text/plain; charset=UTF-8\r\n\
-Content-Length: 46\r\n\
-Connection: close\r\n\
-\r\n\
-This port speaks HTTPS: use https:// or wss://";
 
 // The session crosses the shard mesh with its descriptor.
 const _: fn() = || {
@@ -225,14 +220,6 @@ impl AsyncWrite for TlsStream {
     }
 }
 
-/// How TLS connections are accepted: the server's rustls configuration
-/// and how long a client has for its handshake.
-#[derive(Clone)]
-pub(crate) struct Acceptor<'a> {
-    pub config: &'a Arc<rustls::ServerConfig>,
-    pub handshake_timeout: Duration,
-}
-
 /// Why an accepted connection is not a TLS connection.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum AcceptError {
@@ -244,64 +231,43 @@ pub(crate) enum AcceptError {
     Handshake(io::Error),
 }
 
-impl Acceptor<'_> {
-    /// Peek at the first byte: a client speaking plain HTTP is answered a
-    /// short 400 and closed; a TLS client is handshaken. Both within the
-    /// handshake timeout, so a silent client does not hold its slot.
-    pub(crate) async fn accept(&self, io: TcpStream) -> Result<TlsStream, AcceptError> {
-        let timeout = self.handshake_timeout;
-        let deadline = Instant::now() + timeout;
-        let accepting = async {
-            let mut first = [0u8; 1];
-            match io.peek(&mut first).await {
-                Ok(1) if first[0] == HANDSHAKE_RECORD => {}
-                Ok(1) => {
-                    refuse_plain(io, deadline).await;
-                    return Err(AcceptError::PlainHttp);
-                }
-                Ok(_) => return Err(AcceptError::Handshake(io::ErrorKind::UnexpectedEof.into())),
-                Err(e) => return Err(AcceptError::Handshake(e.into())),
+/// Accept a TLS connection by `tls`'s configuration. Peek at the first
+/// byte: a client speaking plain HTTP is answered a short 400 and closed; a
+/// TLS client is handshaken. Both within the handshake timeout, so a silent
+/// client does not hold its slot.
+pub(crate) async fn accept(io: TcpStream, tls: &TlsConfig) -> Result<TlsStream, AcceptError> {
+    let timeout = tls.handshake_timeout;
+    let deadline = Instant::now() + timeout;
+    let accepting = async {
+        let mut first = [0u8; 1];
+        match io.peek(&mut first).await {
+            Ok(1) if first[0] == HANDSHAKE_RECORD => {}
+            Ok(1) => {
+                // Its request head is read first: closing with unread bytes
+                // would reset the connection, and the client could lose the
+                // answer.
+                let refusal = Response::new(400).body(
+                    "text/plain; charset=UTF-8",
+                    "This port speaks HTTPS: use https:// or wss://",
+                );
+                super::conn::answer_after_head(Stream::Plain(io), deadline, refusal).await;
+                return Err(AcceptError::PlainHttp);
             }
-            let mut session = ServerConnection::new(self.config.clone())
-                .map_err(|e| AcceptError::Handshake(io::Error::other(e)))?;
-            session.set_buffer_limit(Some(SEND_BUFFER_LIMIT));
-            let mut tls = TlsStream::from_parts(io, Box::new(session));
-            poll_fn(|cx| tls.poll_handshake(cx))
-                .await
-                .map_err(AcceptError::Handshake)?;
-            Ok(tls)
-        };
-        future::or(accepting, async {
-            Timer::new(timeout).await;
-            Err(AcceptError::Timeout(timeout))
-        })
-        .await
-    }
-}
-
-/// Answer a plain-HTTP client 400 and close. Its request head is read first
-/// (until `deadline`): closing with unread bytes would reset the connection,
-/// and the client could lose the answer.
-async fn refuse_plain(mut io: TcpStream, deadline: Instant) {
-    let mut head = Vec::new();
-    let mut chunk = [0u8; 2048];
-    let reading = async {
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
-            match futures_lite::io::AsyncReadExt::read(&mut io, &mut chunk).await {
-                Ok(n) if n > 0 => head.extend_from_slice(&chunk[..n]),
-                _ => return false,
-            }
+            Ok(_) => return Err(AcceptError::Handshake(io::ErrorKind::UnexpectedEof.into())),
+            Err(e) => return Err(AcceptError::Handshake(e.into())),
         }
-        true
+        let mut session = ServerConnection::new(tls.rustls.clone())
+            .map_err(|e| AcceptError::Handshake(io::Error::other(e)))?;
+        session.set_buffer_limit(Some(SEND_BUFFER_LIMIT));
+        let mut stream = TlsStream::from_parts(io, Box::new(session));
+        poll_fn(|cx| stream.poll_handshake(cx))
+            .await
+            .map_err(AcceptError::Handshake)?;
+        Ok(stream)
     };
-    let wait = deadline.saturating_duration_since(Instant::now());
-    let read = future::or(reading, async {
-        Timer::new(wait).await;
-        false
+    future::or(accepting, async {
+        Timer::new(timeout).await;
+        Err(AcceptError::Timeout(timeout))
     })
-    .await;
-    if read {
-        let _ = io.write_all(PLAIN_REFUSAL).await;
-    }
-    let _ = io.close().await;
+    .await
 }
