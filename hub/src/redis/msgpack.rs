@@ -274,7 +274,6 @@ fn float(f: f64) -> Value {
     Number::from_f64(f).map_or(Value::Null, Value::Number)
 }
 
-/// A string as JavaScript reads invalid UTF-8: with replacement characters.
 /// An extension (its type byte, then its data): a MessagePack timestamp
 /// (type -1; 4, 8 or 12 bytes) as JavaScript's `Date#toISOString` writes
 /// it, which is what a `Date` becomes in JSON; anything else null.
@@ -301,11 +300,15 @@ fn extension(ext: &[u8]) -> Value {
         }
         _ => return Value::Null,
     };
-    // JavaScript dates before 1970 are not sent by the adapters; refuse them
-    // rather than write a wrong year.
+    // Dates before 1970 or from the year 10000 on have no ISO form here
+    // (humantime writes years 1970 to 9999): null rather than a wrong year
+    // or a failed format.
     let Ok(secs) = u64::try_from(secs) else {
         return Value::Null;
     };
+    if secs >= YEAR_10000 {
+        return Value::Null;
+    }
     match secs.checked_mul(1000) {
         Some(ms) => Value::String(iso_date(ms + u64::from(nanos.min(999_999_999)) / 1_000_000)),
         None => Value::Null,
@@ -319,6 +322,10 @@ pub(crate) fn iso_date(unix_ms: u64) -> String {
     humantime::format_rfc3339_millis(time).to_string()
 }
 
+/// 10000-01-01T00:00:00Z, in seconds since the Unix epoch.
+const YEAR_10000: u64 = 253_402_300_800;
+
+/// A string as JavaScript reads invalid UTF-8: with replacement characters.
 fn lossy(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -395,6 +402,13 @@ mod tests {
         assert_eq!(read_one(&early), Value::Null);
         assert_eq!(read_one(&[0xd4, 0x00, 0x00]), Value::Null);
         assert_eq!(read_one(&[0xd5, 0xff, 0x00, 0x00]), Value::Null);
+        // The year 10000 (which JavaScript can send) has no ISO form: null, no panic.
+        let mut far = vec![0xc7, 0x0c, 0xff, 0, 0, 0, 0];
+        far.extend_from_slice(&253_402_300_800i64.to_be_bytes());
+        assert_eq!(read_one(&far), Value::Null);
+        let mut last = vec![0xc7, 0x0c, 0xff, 0, 0, 0, 0];
+        last.extend_from_slice(&253_402_300_799i64.to_be_bytes());
+        assert_eq!(read_one(&last), json!("9999-12-31T23:59:59.000Z"));
         assert_eq!(iso_date(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(iso_date(951_782_400_123), "2000-02-29T00:00:00.123Z");
     }
