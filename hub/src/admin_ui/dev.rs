@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use super::{serialize, Shared};
 use crate::engineio::Text;
-use crate::server::{Args, LocalIo, RemoteSocket, Socket};
+use crate::server::{Args, RemoteSocket, Socket, WeakLocalIo};
 
 /// One thing to tell the admin sockets.
 #[derive(Debug)]
@@ -71,8 +71,9 @@ pub(crate) struct DevEvents {
     queue: Rc<RefCell<VecDeque<(u64, Notice)>>>,
     /// A drain task is scheduled.
     scheduled: Rc<Cell<bool>>,
-    /// The server on this shard, known once a socket connected here.
-    io: RefCell<Option<LocalIo>>,
+    /// The server on this shard, known once a socket joined a room here:
+    /// weak, as the shard holds its observer, which holds this.
+    io: RefCell<WeakLocalIo>,
 }
 
 impl DevEvents {
@@ -81,7 +82,7 @@ impl DevEvents {
             shared,
             queue: Rc::default(),
             scheduled: Rc::default(),
-            io: RefCell::new(None),
+            io: RefCell::new(WeakLocalIo::default()),
         }
     }
 
@@ -97,8 +98,12 @@ impl DevEvents {
     }
 
     pub fn socket_connected(&self, socket: &Socket) {
-        if self.io.borrow().is_none() {
-            *self.io.borrow_mut() = socket.server();
+        // The shard's server, from its first socket. A notice before it (the
+        // socket's own room is joined first) waits in the queue until then.
+        if self.io.borrow().upgrade().is_none() {
+            if let Some(io) = socket.server() {
+                *self.io.borrow_mut() = io.downgrade();
+            }
         }
         if !self.watching() {
             return;
@@ -114,7 +119,6 @@ impl DevEvents {
         }
         let max = self.shared.config.max_pending_events;
         if !enqueue(&mut self.queue.borrow_mut(), max, super::unix_ms(), notice) {
-            self.shared.dropped_events.fetch_add(1, Ordering::Relaxed);
             crate::metrics::with(|m| {
                 m.admin_ui_dropped_events.inc();
             });
@@ -123,9 +127,10 @@ impl DevEvents {
         if self.scheduled.replace(true) {
             return;
         }
-        let Some(io) = self.io.borrow().clone() else {
+        // Unknown yet (no socket here so far): the notice waits in the
+        // bounded queue for the next push.
+        let Some(io) = self.io.borrow().upgrade() else {
             self.scheduled.set(false);
-            self.queue.borrow_mut().clear();
             return;
         };
         let (queue, scheduled, name) = (
@@ -194,7 +199,7 @@ pub(crate) fn render(
     notice: Notice,
     last: &mut LastPacket,
 ) -> Vec<(&'static str, Args)> {
-    let date = Value::from(iso_date(at_ms));
+    let date = Value::from(crate::redis::msgpack::iso_date(at_ms));
     let args = |values: Vec<Value>| Args::from_parts(values, Vec::new());
     match notice {
         Notice::SocketConnected(socket) => vec![("socket_connected", args(vec![socket, date]))],
@@ -266,10 +271,4 @@ pub(crate) fn packet_args(packet: &str) -> Option<Vec<Value>> {
         Value::Array(values) => Some(values),
         _ => None,
     }
-}
-
-/// A Unix time in milliseconds as JavaScript's `Date#toISOString` writes
-/// it (`2026-12-01T20:11:47.123Z`), as the Admin UI expects.
-pub(crate) fn iso_date(unix_ms: u64) -> String {
-    crate::redis::msgpack::iso_date(unix_ms)
 }

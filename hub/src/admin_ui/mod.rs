@@ -53,7 +53,7 @@ mod tests;
 use std::cell::{Cell, RefCell};
 use std::net::IpAddr;
 use std::rc::{Rc, Weak};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -148,8 +148,6 @@ pub(crate) struct Shared {
     /// Admin sockets connected, on every shard (development notices are
     /// queued only while there is one).
     admin_sockets: AtomicUsize,
-    /// Development notices dropped because a shard's queue was full.
-    dropped_events: AtomicU64,
     /// The server is a node of a cluster: the development notices go out
     /// even with no admin socket here, for those of the other nodes (as
     /// in Node, whose notices go through the adapter: each is then a
@@ -199,7 +197,6 @@ impl AdminUi {
                 identity,
                 started: Instant::now(),
                 admin_sockets: AtomicUsize::new(0),
-                dropped_events: AtomicU64::new(0),
                 clustered: AtomicBool::new(false),
                 instance: rand::random(),
                 config,

@@ -261,7 +261,7 @@ fn server_stats_sum_the_shards() {
 
 #[test]
 fn dates_are_written_as_javascript_iso_strings() {
-    use super::dev::iso_date;
+    use crate::redis::msgpack::iso_date;
     assert_eq!(iso_date(0), "1970-01-01T00:00:00.000Z");
     assert_eq!(iso_date(951_782_400_123), "2000-02-29T00:00:00.123Z");
     assert_eq!(iso_date(1_796_159_878_045), "2026-12-01T21:17:58.045Z");

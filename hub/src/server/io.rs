@@ -401,9 +401,24 @@ pub struct LocalIo {
     shard: Rc<SioShard>,
 }
 
+/// A [`LocalIo`] that does not keep the shard's server alive (for what
+/// the server itself holds, such as its observer).
+#[derive(Clone, Default)]
+pub(crate) struct WeakLocalIo(std::rc::Weak<SioShard>);
+
+impl WeakLocalIo {
+    pub(crate) fn upgrade(&self) -> Option<LocalIo> {
+        self.0.upgrade().map(LocalIo::new)
+    }
+}
+
 impl LocalIo {
     pub(crate) fn new(shard: Rc<SioShard>) -> LocalIo {
         LocalIo { shard }
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakLocalIo {
+        WeakLocalIo(Rc::downgrade(&self.shard))
     }
 
     /// A namespace the server serves, or None. A declared namespace is

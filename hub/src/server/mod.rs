@@ -59,6 +59,7 @@ pub use cluster::{
     ClusterConfig, ClusterSnapshot, ClusterStatus, ServerSideAck, ServerSideEmitTimeout,
 };
 pub use handshake::{Handshake, RequestInfo};
+pub(crate) use io::WeakLocalIo;
 pub use io::{
     AsyncNamespaceMiddleware, ConnectError, Io, IoBuilder, IoSettings, LocalIo, MiddlewareFuture,
     NamespaceBuilder,

@@ -131,6 +131,9 @@ pub(super) fn handle(link: &Rc<Link>, sio: &Rc<SioShard>, nsp_name: &str, reques
                 _ => Target::default(),
             };
             let fetch = sio.adapter.fetch(&nsp, target, None);
+            // The Admin UI's `_admin` data only where it runs: otherwise
+            // fetchSockets on other nodes sees `data: null`, as before.
+            let admin_data = sio.observer.is_some();
             glommio::spawn_local(async move {
                 let _slot = slot;
                 let sockets = fetch.await;
@@ -155,7 +158,7 @@ pub(super) fn handle(link: &Rc<Link>, sio: &Rc<SioShard>, nsp_name: &str, reques
                                     "id": s.id,
                                     "handshake": s.handshake,
                                     "rooms": s.rooms,
-                                    "data": s.wire_data(),
+                                    "data": if admin_data { s.wire_data() } else { serde_json::Value::Null },
                                 })
                             })
                             .collect(),
