@@ -149,6 +149,18 @@ fn open_stream(admin: SocketAddr, target: &str) -> (Stream, Vec<Value>) {
         errors["recent"].is_array() && errors["dropped"].is_u64(),
         "{errors}"
     );
+    // Every hub here starts without --auth-secret, and warns so: the log
+    // ring caught that line.
+    assert!(
+        errors["recent"].as_array().unwrap().iter().any(|e| {
+            e["level"] == "WARN"
+                && e["text"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("no --auth-secret")
+        }),
+        "the start's warning is not among the recent errors: {errors}"
+    );
     (stream, history.as_array().unwrap().clone())
 }
 
@@ -236,8 +248,10 @@ fn the_stream_shows_the_connected_clients_and_the_deliveries_of_publishes() {
     // N clients connected: N on the dashboard, all on WebSocket.
     const N: u64 = 5;
     let mut clients: Vec<Ws> = (0..N).map(|_| client(&hub)).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
     let (deliveries_before, mut previous_ms) = loop {
         let sample = stream.sample();
+        assert!(Instant::now() < deadline, "never {N} connections: {sample}");
         check_sample(&sample, 2);
         if sample["connections"] == N {
             assert_eq!(sample["websocket"], N, "{sample}");
@@ -305,10 +319,13 @@ fn the_stream_shows_the_connected_clients_and_the_deliveries_of_publishes() {
         "deliveries from the rates: {from_rates}, want {want}"
     );
     drop(clients);
+    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if stream.sample()["connections"] == 0 {
+        let sample = stream.sample();
+        if sample["connections"] == 0 {
             break;
         }
+        assert!(Instant::now() < deadline, "never back to 0: {sample}");
     }
 }
 
