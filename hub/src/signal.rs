@@ -2,7 +2,12 @@
 //!
 //! Waiters take a [`Listener`] *before* checking their condition, then await
 //! it; any [`Signal::notify`] after that point wakes them, so no wake-up is
-//! lost between the check and the wait.
+//! lost between the check and the wait. A listener dropped before it fired
+//! (its task stopped waiting for something else) takes its waker back: a
+//! notify after that would wake a task that no longer waits for it (the
+//! WebSocket task woke itself once per echo ack that way). So a task holds
+//! at most one listener of a signal at a time: dropping one would take back
+//! the waker another listener of the same task relies on.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -42,6 +47,7 @@ impl Signal {
         Listener {
             signal: self,
             generation: self.generation.get(),
+            registered: None,
         }
     }
 }
@@ -49,6 +55,9 @@ impl Signal {
 pub struct Listener<'a> {
     signal: &'a Signal,
     generation: u64,
+    /// The waker this listener left in `waiters`, to take back on drop if
+    /// no notify took it.
+    registered: Option<Waker>,
 }
 
 impl Future for Listener<'_> {
@@ -58,11 +67,31 @@ impl Future for Listener<'_> {
         if self.signal.generation.get() != self.generation {
             return Poll::Ready(());
         }
-        let mut waiters = self.signal.waiters.borrow_mut();
+        let this = self.get_mut();
+        let mut waiters = this.signal.waiters.borrow_mut();
         if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
             waiters.push(cx.waker().clone());
         }
+        if !matches!(&this.registered, Some(w) if w.will_wake(cx.waker())) {
+            this.registered = Some(cx.waker().clone());
+        }
         Poll::Pending
+    }
+}
+
+impl Drop for Listener<'_> {
+    fn drop(&mut self) {
+        let Some(mine) = self.registered.take() else {
+            return;
+        };
+        // Fired: the notify took every waker already.
+        if self.signal.generation.get() != self.generation {
+            return;
+        }
+        let mut waiters = self.signal.waiters.borrow_mut();
+        if let Some(at) = waiters.iter().position(|w| w.will_wake(&mine)) {
+            waiters.swap_remove(at);
+        }
     }
 }
 
@@ -86,5 +115,67 @@ mod tests {
         assert!(future::block_on(future::poll_once(&mut listener)).is_none());
         signal.notify();
         assert!(future::block_on(future::poll_once(&mut listener)).is_some());
+    }
+
+    /// A waker that counts its wakes.
+    struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for CountingWaker {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn wakes(waker: &std::sync::Arc<CountingWaker>) -> usize {
+        waker.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The WebSocket task's round: it waits for a read or a notify, the read
+    /// wins (the listener is dropped unfired), a notify follows while it
+    /// works, then it listens again. The notify must not wake it (it was not
+    /// waiting), and the next one must.
+    #[test]
+    fn read_wins_then_notify_then_listen_again() {
+        let counter = std::sync::Arc::new(CountingWaker(Default::default()));
+        let waker = Waker::from(counter.clone());
+        let mut cx = Context::from_waker(&waker);
+        let signal = Signal::new();
+
+        let mut listener = Box::pin(signal.listen());
+        assert!(listener.as_mut().poll(&mut cx).is_pending());
+        // The read won: the wait ends without the listener firing.
+        drop(listener);
+        assert!(signal.waiters.borrow().is_empty());
+        signal.notify();
+        assert_eq!(wakes(&counter), 0, "a task that no longer waits was woken");
+
+        // Waiting again: a notify between `listen` and the first poll is
+        // not lost, and one after the poll wakes the task.
+        let mut listener = Box::pin(signal.listen());
+        signal.notify();
+        assert!(listener.as_mut().poll(&mut cx).is_ready());
+        drop(listener);
+        let mut listener = Box::pin(signal.listen());
+        assert!(listener.as_mut().poll(&mut cx).is_pending());
+        signal.notify();
+        assert_eq!(wakes(&counter), 1);
+        assert!(listener.as_mut().poll(&mut cx).is_ready());
+    }
+
+    /// Two tasks wait on one signal; one stops waiting: the other is still woken.
+    #[test]
+    fn dropping_one_listener_keeps_the_others() {
+        let first = std::sync::Arc::new(CountingWaker(Default::default()));
+        let second = std::sync::Arc::new(CountingWaker(Default::default()));
+        let (w1, w2) = (Waker::from(first.clone()), Waker::from(second.clone()));
+        let signal = Signal::new();
+        let mut l1 = Box::pin(signal.listen());
+        let mut l2 = Box::pin(signal.listen());
+        assert!(l1.as_mut().poll(&mut Context::from_waker(&w1)).is_pending());
+        assert!(l2.as_mut().poll(&mut Context::from_waker(&w2)).is_pending());
+        drop(l1);
+        signal.notify();
+        assert_eq!((wakes(&first), wakes(&second)), (0, 1));
+        assert!(l2.as_mut().poll(&mut Context::from_waker(&w2)).is_ready());
     }
 }
