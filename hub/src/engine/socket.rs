@@ -1,5 +1,6 @@
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
+use std::os::fd::RawFd;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -61,6 +62,16 @@ pub(crate) struct SessionEntry {
     /// the send's [`Tally`]), brought back to the session's own count
     /// after each dispatch (see [`SessionEntry::sync_buffered_gauge`]).
     pub gauged_bytes: Cell<u64>,
+    /// While its WebSocket writer is parked (waiting, nothing held, a plain
+    /// connection without compression): the connection's descriptor, which
+    /// the shard's flusher writes to in the writer's stead, so that a send
+    /// costs no task switch of its own. -1 while the writer runs.
+    parked_fd: Cell<RawFd>,
+    /// Queued on the host for the flusher (see [`SessionHost::queue_write`]).
+    write_queued: Cell<bool>,
+    /// Bytes the flusher took from the outbox and could not write (the
+    /// peer's window was full): the writer, woken, writes them first.
+    unwritten: Cell<Vec<u8>>,
 }
 
 /// The host of a session that has none (see [`SessionEntry::detached`]).
@@ -72,6 +83,8 @@ impl SessionHost for NoHost {
     fn rearm(&self, _entry: &Rc<SessionEntry>) {}
 
     fn defer_dispatch(&self, _entry: &Rc<SessionEntry>) {}
+
+    fn queue_write(&self, _entry: &Rc<SessionEntry>) {}
 }
 
 impl SessionEntry {
@@ -136,6 +149,9 @@ impl SessionEntry {
             host,
             dispatch_deferred: Cell::new(false),
             gauged_bytes: Cell::new(0),
+            parked_fd: Cell::new(-1),
+            write_queued: Cell::new(false),
+            unwritten: Cell::new(Vec::new()),
         })
     }
 
@@ -248,6 +264,49 @@ impl SessionEntry {
         }
     }
 
+    /// The WebSocket writer parks: until [`SessionEntry::unpark_writer`],
+    /// sends queue the session for the host's flusher, which writes to `fd`,
+    /// instead of waking the writer.
+    pub(crate) fn park_writer(&self, fd: RawFd) {
+        self.parked_fd.set(fd);
+    }
+
+    /// The WebSocket writer runs again: what the flusher could not write,
+    /// which goes out before anything else.
+    pub(crate) fn unpark_writer(&self) -> Vec<u8> {
+        self.parked_fd.set(-1);
+        self.unwritten.take()
+    }
+
+    /// For the host's flusher: the session leaves its queue; the parked
+    /// writer's descriptor, or `None` if the writer runs again (it writes).
+    pub(crate) fn take_write_turn(&self) -> Option<RawFd> {
+        self.write_queued.set(false);
+        Some(self.parked_fd.get()).filter(|&fd| fd >= 0)
+    }
+
+    /// For the host's flusher: hand the writing back to the writer, with
+    /// the bytes not written, and wake it.
+    pub(crate) fn hand_back(&self, unwritten: Vec<u8>) {
+        self.parked_fd.set(-1);
+        self.unwritten.set(unwritten);
+        self.io_changed.notify();
+    }
+
+    /// A send queued something: wake the writer, or queue the session for
+    /// the host's flusher if its writer is parked.
+    #[inline]
+    fn queued_for_writer(self: &Rc<Self>) {
+        if self.parked_fd.get() < 0 {
+            self.io_changed.notify();
+        } else if !self.write_queued.replace(true) {
+            match self.host.upgrade() {
+                Some(host) => host.queue_write(self),
+                None => self.io_changed.notify(),
+            }
+        }
+    }
+
     /// Queue the session on its shard's clock when its next deadline is
     /// earlier than the one it is queued for (a later one is found when the
     /// clock gets to the earlier).
@@ -313,7 +372,7 @@ impl Socket {
                 tally.packets += 1;
                 tally.bytes += len;
                 self.0.gauged_bytes.set(self.0.gauged_bytes.get() + len);
-                self.0.io_changed.notify();
+                self.0.queued_for_writer();
                 true
             }
             Err(SendError::Closed) => false,

@@ -8,6 +8,7 @@ mod conn;
 pub mod context;
 mod deferred;
 mod deflated;
+mod flusher;
 mod http_compression;
 pub(crate) mod memory;
 mod mesh;

@@ -18,6 +18,7 @@ use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 use super::accept::AcceptBackoff;
 use super::conn;
 use super::deferred;
+use super::flusher;
 use super::mesh::{self, Mesh, MeshMsg};
 use super::per_ip::PerIpLimit;
 use super::shutdown;
@@ -368,6 +369,7 @@ async fn run_shard(
         mesh: OnceCell::new(),
         clock: Default::default(),
         deferred: Default::default(),
+        flusher: Default::default(),
         settled: Signal::new(),
         in_flight: Cell::new(0),
         peers_started: Cell::new(0),
@@ -413,6 +415,7 @@ async fn run_shard(
     glommio::spawn_local(shutdown::watch(control, stop.clone())).detach();
     glommio::spawn_local(timer::run(shard.clone())).detach();
     glommio::spawn_local(deferred::run(shard.clone())).detach();
+    glommio::spawn_local(flusher::run(shard.clone())).detach();
     // The listener keeps accepting while the shard stops: long-polling
     // clients need a connection to fetch their last packets. New sessions
     // are refused then (`Shard::admit_session`).

@@ -63,7 +63,7 @@ const INBOX_SLACK: usize = 4;
 /// much (and at least one packet), writes them, then takes more. So a
 /// connection holds at most its byte budget (the outbox and the bytes taken
 /// and not yet written count against it) and a batch is one `send`.
-const WRITE_BATCH: usize = 64 * 1024;
+pub(super) const WRITE_BATCH: usize = 64 * 1024;
 
 /// How a write that races its session's close ended.
 enum Flushed {
@@ -125,25 +125,15 @@ impl WsConn {
                 return;
             }
         }
-        let out = self.out();
-        // Messages go straight into the write buffer: no per-recipient allocation.
-        match (packet, version) {
-            (Packet::Message(Data::Text(text)), _) => match text.ws_message_frame() {
-                // Framed once for all its recipients.
-                Some(frame) => out.extend_from_slice(frame),
-                None => codec::encode_parts(true, &[b"4", text.as_bytes()], out),
-            },
-            (Packet::Message(Data::Binary(bytes)), ProtocolVersion::V4) => {
-                codec::encode_binary(&bytes, out)
-            }
-            (Packet::Message(Data::Binary(bytes)), ProtocolVersion::V3) => {
-                codec::encode_parts(false, &[&[4], &bytes], out)
-            }
-            (other, _) => match other.encode_ws(version) {
-                WsFrame::Text(text) => codec::encode_text(text.as_bytes(), out),
-                WsFrame::Binary(bytes) => codec::encode_binary(&bytes, out),
-            },
-        }
+        frame_packet(packet, version, self.out());
+    }
+
+    /// Whether the shard's flusher may write for this connection while its
+    /// writer waits: a plain connection (a nonblocking `send` is all a write
+    /// takes) without compression (whose state is the writer's), with
+    /// nothing held.
+    fn parkable(&self) -> bool {
+        matches!(self.stream, Stream::Plain(_)) && self.deflate.is_none() && self.wbuf.is_empty()
     }
 
     async fn close(&mut self, code: u16) {
@@ -217,6 +207,53 @@ impl WsConn {
                 .map_err(|_| CloseReason::ParseError),
             _ => Ok(None),
         }
+    }
+}
+
+/// Frame `packet` uncompressed into `out`, dropping each kind in its own
+/// arm: a broadcast's text is a refcount, and the generic drop of a
+/// `Packet` cost more than the rest of this.
+pub(super) fn frame_packet(packet: Packet, version: ProtocolVersion, out: &mut Vec<u8>) {
+    // Messages go straight into the write buffer: no per-recipient allocation.
+    match (packet, version) {
+        (Packet::Message(Data::Text(text)), _) => match text.ws_message_frame() {
+            // Framed once for all its recipients.
+            Some(frame) => out.extend_from_slice(frame),
+            None => codec::encode_parts(true, &[b"4", text.as_bytes()], out),
+        },
+        (Packet::Message(Data::Binary(bytes)), ProtocolVersion::V4) => {
+            codec::encode_binary(&bytes, out)
+        }
+        (Packet::Message(Data::Binary(bytes)), ProtocolVersion::V3) => {
+            codec::encode_parts(false, &[&[4], &bytes], out)
+        }
+        (other, _) => match other.encode_ws(version) {
+            WsFrame::Text(text) => codec::encode_text(text.as_bytes(), out),
+            WsFrame::Binary(bytes) => codec::encode_binary(&bytes, out),
+        },
+    }
+}
+
+/// A writer parked for the shard's flusher (see `super::flusher`), until
+/// dropped: also when the task is dropped or unwinds in its wait, so the
+/// flusher never writes to a descriptor the connection no longer owns.
+struct Parked<'a>(&'a SessionEntry);
+
+impl Parked<'_> {
+    fn new<'a>(entry: &'a SessionEntry, stream: &Stream) -> Parked<'a> {
+        entry.park_writer(std::os::fd::AsRawFd::as_raw_fd(stream));
+        Parked(entry)
+    }
+
+    /// The writer runs again: what the flusher could not write, to write first.
+    fn unpark(self) -> Vec<u8> {
+        self.0.unpark_writer()
+    }
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        drop(self.0.unpark_writer());
     }
 }
 
@@ -662,7 +699,20 @@ async fn run(shard: &Rc<Shard>, endpoint: usize, conn: &mut WsConn, entry: &Rc<S
         if entry.session.borrow().has_ws_packets() {
             continue;
         }
-        match conn.wait(entry, shard).await {
+        // While it waits, the flusher writes what sends queue (one task
+        // for every recipient of a broadcast rather than a wake of each).
+        let parked = conn.parkable().then(|| Parked::new(entry, &conn.stream));
+        let woke = conn.wait(entry, shard).await;
+        if let Some(parked) = parked {
+            let unwritten = parked.unpark();
+            if !unwritten.is_empty() {
+                // Before anything this round adds (a pong, say). The writer
+                // parked with no buffer.
+                debug_assert_eq!(conn.wbuf.capacity(), 0);
+                conn.wbuf = unwritten;
+            }
+        }
+        match woke {
             Wake::Read(Ok(read)) if !read.is_empty() => chunk = Some(read),
             Wake::Read(_) => {
                 entry

@@ -1,0 +1,138 @@
+//! Writes for parked WebSocket writers, by one task per shard.
+//!
+//! A broadcast reaches many sessions whose writers wait with nothing to
+//! write. Waking each writer costs a task switch, its `wait` torn down and
+//! armed again and a dispatch, per recipient (some 1,500 instructions, more
+//! than the delivery itself when few messages go in a write). Instead a send
+//! to a session whose writer is parked queues the session here
+//! (`SessionHost::queue_write`), and this shard's flusher, woken once for
+//! the whole walk, writes each queued session's outbox with one `send`: the
+//! packets of every publish before it ran go in that one write, as they did
+//! in the writer's. The writer stays parked, its read still armed.
+//!
+//! Only what cannot block is done here: a nonblocking `send` to a plain
+//! connection without compression (the writer parks only then). A write
+//! that does not complete, a closed session, an error: the bytes not written
+//! are handed back to the writer, woken, which writes them first and races
+//! the session's close as it always does.
+
+use std::cell::RefCell;
+use std::os::fd::RawFd;
+use std::rc::Rc;
+
+use super::buffers;
+use super::state::Shard;
+use super::websocket::{frame_packet, WRITE_BATCH};
+use crate::engine::SessionEntry;
+use crate::signal::Signal;
+
+#[derive(Default)]
+pub(crate) struct Flusher {
+    queue: RefCell<Vec<Rc<SessionEntry>>>,
+    ready: Signal,
+}
+
+impl Flusher {
+    /// Queue `entry` (at most once until the flusher takes it: see
+    /// `SessionEntry::take_write_turn`); the flusher is woken by the first.
+    pub fn push(&self, entry: &Rc<SessionEntry>) {
+        let mut queue = self.queue.borrow_mut();
+        queue.push(entry.clone());
+        if queue.len() == 1 {
+            drop(queue);
+            self.ready.notify();
+        }
+    }
+}
+
+/// The shard's flusher task.
+pub(crate) async fn run(shard: Rc<Shard>) {
+    let mut batch = Vec::new();
+    let mut out = Vec::new();
+    loop {
+        let listen = shard.flusher.ready.listen();
+        std::mem::swap(&mut batch, &mut *shard.flusher.queue.borrow_mut());
+        if batch.is_empty() {
+            // Nothing held between rounds: the buffer goes back to the pool.
+            buffers::give_write(std::mem::take(&mut out));
+            listen.await;
+            continue;
+        }
+        for entry in batch.drain(..) {
+            if let Some(fd) = entry.take_write_turn() {
+                if out.capacity() == 0 {
+                    out = buffers::take_write();
+                }
+                write_parked(&entry, fd, &mut out);
+            }
+        }
+    }
+}
+
+/// Write the outbox of `entry`, whose writer is parked on `fd`. `out` is
+/// empty on return, or taken (handed back to the writer).
+fn write_parked(entry: &SessionEntry, fd: RawFd, out: &mut Vec<u8>) {
+    let mut session = entry.session.borrow_mut();
+    if session.is_closed() {
+        // The writer writes the last packets and the close.
+        drop(session);
+        entry.hand_back(Vec::new());
+        return;
+    }
+    let version = session.version();
+    loop {
+        session.take_ws_batch(|packet| {
+            frame_packet(packet, version, out);
+            out.len() < WRITE_BATCH
+        });
+        if out.is_empty() {
+            break;
+        }
+        let written = send_nonblocking(fd, out);
+        if written < out.len() {
+            // The peer's window is full (or the connection failed: the
+            // writer's own write finds out). The taken bytes still count
+            // against the budget until the writer has written them.
+            out.drain(..written);
+            drop(session);
+            entry.hand_back(std::mem::take(out));
+            entry.sync_buffered_gauge();
+            return;
+        }
+        out.clear();
+        session.on_ws_written();
+        if !session.has_ws_packets() {
+            break;
+        }
+    }
+    drop(session);
+    entry.sync_buffered_gauge();
+}
+
+/// `send` without blocking: the bytes written (fewer on a full window or
+/// an error, which the writer, retrying, sees for itself).
+fn send_nonblocking(fd: RawFd, bytes: &[u8]) -> usize {
+    let mut written = 0;
+    while written < bytes.len() {
+        let rest = &bytes[written..];
+        // SAFETY: a send of a live slice on a descriptor the parked writer's
+        // connection owns (the writer unparks before it closes it).
+        let n = unsafe {
+            libc::send(
+                fd,
+                rest.as_ptr().cast(),
+                rest.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n > 0 {
+            written += n as usize;
+        } else if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
+        {
+            continue;
+        } else {
+            break;
+        }
+    }
+    written
+}
