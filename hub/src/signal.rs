@@ -12,7 +12,7 @@
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, RawWakerVTable, Waker};
 
 use smallvec::SmallVec;
 
@@ -55,9 +55,20 @@ impl Signal {
 pub struct Listener<'a> {
     signal: &'a Signal,
     generation: u64,
-    /// The waker this listener left in `waiters`, to take back on drop if
-    /// no notify took it.
-    registered: Option<Waker>,
+    /// Which waker this listener left in `waiters` (its data and vtable,
+    /// what `Waker::will_wake` compares), to take back on drop if no notify
+    /// took it. Not a clone: that would cost a refcount both ways per wait.
+    registered: Option<WakerKey>,
+}
+
+type WakerKey = (*const (), &'static RawWakerVTable);
+
+fn key_of(waker: &Waker) -> WakerKey {
+    (waker.data(), waker.vtable())
+}
+
+fn is_key(waker: &Waker, key: WakerKey) -> bool {
+    std::ptr::eq(waker.data(), key.0) && std::ptr::eq(waker.vtable(), key.1)
 }
 
 impl Future for Listener<'_> {
@@ -72,16 +83,14 @@ impl Future for Listener<'_> {
         if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
             waiters.push(cx.waker().clone());
         }
-        if !matches!(&this.registered, Some(w) if w.will_wake(cx.waker())) {
-            this.registered = Some(cx.waker().clone());
-        }
+        this.registered = Some(key_of(cx.waker()));
         Poll::Pending
     }
 }
 
 impl Drop for Listener<'_> {
     fn drop(&mut self) {
-        let Some(mine) = self.registered.take() else {
+        let Some(mine) = self.registered else {
             return;
         };
         // Fired: the notify took every waker already.
@@ -89,7 +98,7 @@ impl Drop for Listener<'_> {
             return;
         }
         let mut waiters = self.signal.waiters.borrow_mut();
-        if let Some(at) = waiters.iter().position(|w| w.will_wake(&mine)) {
+        if let Some(at) = waiters.iter().position(|w| is_key(w, mine)) {
             waiters.swap_remove(at);
         }
     }
