@@ -565,3 +565,55 @@ fn a_slow_admin_ui_socket_is_closed_as_a_slow_consumer() {
     assert_ended(&mut admin.stream);
     hub.assert_alive();
 }
+
+/// A subscriber whose window is full while messages pile up, then reads:
+/// it gets every message once, in order, and so it does again for a second
+/// round. Between writes a WebSocket writer is parked and the shard's
+/// flusher writes for it; a write that does not complete (the window full)
+/// hands the rest back to the writer, which writes it first, then parks
+/// again. Within the byte budget throughout: nobody is disconnected.
+#[test]
+fn a_subscriber_whose_window_fills_then_reads_gets_everything_in_order() {
+    // A round is more than the kernel queues to send (so the writes block
+    // and are handed back), less than the byte budget (so, unread, it is
+    // not a slow consumer): 1 MiB more than the kernel's bound.
+    let round = (tcp_wmem_max() + (1 << 20)) / PAYLOAD;
+    assert!(
+        (round * (PAYLOAD + 64)) as u64 <= BUDGET,
+        "tcp_wmem's maximum leaves no room under the budget"
+    );
+    let mut hub = start_hub(&["--shards", "1"], &[]);
+    let mut full = Client::open(hub.addr, Some(SLOW_RCVBUF));
+    full.join("r");
+    let mut healthy = Client::open(hub.addr, None);
+    healthy.join("r");
+    let mut publisher = Client::open(hub.addr, None);
+    let filler = "x".repeat(PAYLOAD - 8);
+    for first in [0, round] {
+        let reader = thread::spawn(move || {
+            let mut expected = first;
+            while expected < first + round {
+                let packet = healthy.text();
+                assert_eq!(sequence(&packet), Some(expected), "healthy: {packet:.60}");
+                expected += 1;
+            }
+            healthy
+        });
+        // Every publish is acknowledged while `full` reads nothing: its
+        // window fills after a few messages, the rest waits in the hub.
+        let published = publisher.publish_acked(round as u64, WINDOW as u64, |n| {
+            format!("\"{:08}{filler}\"", first as u64 + n)
+        });
+        assert_eq!(published, Ok(round as u64));
+        healthy = reader.join().unwrap();
+        for expected in first..first + round {
+            let packet = full.text();
+            assert_eq!(sequence(&packet), Some(expected), "full: {packet:.60}");
+        }
+    }
+    eventually(Duration::from_secs(10), "every queue written", || {
+        hub.metric("hub_outgoing_buffered_bytes") == 0.0
+    });
+    assert_eq!(hub.metric("hub_slow_consumer_disconnects_total"), 0.0);
+    hub.assert_alive();
+}
