@@ -364,6 +364,7 @@ impl Socket {
     /// a broadcast adds them to the shard's metrics once, not once per
     /// recipient (the counters are atomics, and were the largest user-space
     /// cost of a fanout).
+    #[inline]
     pub fn send_tallied(&self, data: Data, tally: &mut Tally) -> bool {
         let sent = self.0.session.borrow_mut().send(data);
         match sent {
@@ -375,20 +376,27 @@ impl Socket {
                 self.0.queued_for_writer();
                 true
             }
-            Err(SendError::Closed) => false,
-            Err(SendError::TooSlow(overflow)) => {
-                crate::metrics::with(|m| {
-                    m.slow_consumer_disconnects.inc();
-                });
-                tracing::info!(
-                    sid = self.sid(),
-                    remote = %self.0.handshake.remote_addr,
-                    "closing a slow consumer: {overflow}"
-                );
-                self.close_with(CloseReason::TransportError);
-                false
-            }
+            Err(error) => self.refused(error),
         }
+    }
+
+    /// A send refused: false, and a slow consumer closed (out of line of
+    /// the queueing path, which inlines into every broadcast).
+    #[cold]
+    #[inline(never)]
+    fn refused(&self, error: SendError) -> bool {
+        if let SendError::TooSlow(overflow) = error {
+            crate::metrics::with(|m| {
+                m.slow_consumer_disconnects.inc();
+            });
+            tracing::info!(
+                sid = self.sid(),
+                remote = %self.0.handshake.remote_addr,
+                "closing a slow consumer: {overflow}"
+            );
+            self.close_with(CloseReason::TransportError);
+        }
+        false
     }
 
     /// Close the session ("forced close"); what is already queued is still sent.

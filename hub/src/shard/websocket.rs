@@ -213,6 +213,7 @@ impl WsConn {
 /// Frame `packet` uncompressed into `out`, dropping each kind in its own
 /// arm: a broadcast's text is a refcount, and the generic drop of a
 /// `Packet` cost more than the rest of this.
+#[inline]
 pub(super) fn frame_packet(packet: Packet, version: ProtocolVersion, out: &mut Vec<u8>) {
     // Messages go straight into the write buffer: no per-recipient allocation.
     match (packet, version) {
