@@ -233,14 +233,20 @@ impl SessionEntry {
     /// and one gauge update only when the session's writer or a GET took
     /// something since.
     pub(crate) fn sync_buffered_gauge(&self) {
-        let held = self.session.borrow().held_bytes() as u64;
-        let gauged = self.gauged_bytes.replace(held);
-        if held != gauged {
+        let change = self.buffered_gauge_change();
+        if change != 0 {
             crate::metrics::with(|m| {
-                m.outgoing_buffered_bytes
-                    .inc_by(held as i64 - gauged as i64);
+                m.outgoing_buffered_bytes.inc_by(change);
             });
         }
+    }
+
+    /// As [`SessionEntry::sync_buffered_gauge`], leaving the change of the
+    /// gauge to the caller (the shard's flusher adds up a round's).
+    pub(crate) fn buffered_gauge_change(&self) -> i64 {
+        let held = self.session.borrow().held_bytes() as u64;
+        let gauged = self.gauged_bytes.replace(held);
+        held as i64 - gauged as i64
     }
 
     /// The shard forgets the session: nothing it still holds will be

@@ -58,19 +58,28 @@ pub(crate) async fn run(shard: Rc<Shard>) {
             listen.await;
             continue;
         }
+        // The bytes written leave the gauge once per round, not per session.
+        let mut gauge_change = 0;
         for entry in batch.drain(..) {
             if let Some(fd) = entry.take_write_turn() {
                 if out.capacity() == 0 {
                     out = buffers::take_write();
                 }
                 write_parked(&entry, fd, &mut out);
+                gauge_change += entry.buffered_gauge_change();
             }
+        }
+        if gauge_change != 0 {
+            crate::metrics::with(|m| {
+                m.outgoing_buffered_bytes.inc_by(gauge_change);
+            });
         }
     }
 }
 
 /// Write the outbox of `entry`, whose writer is parked on `fd`. `out` is
-/// empty on return, or taken (handed back to the writer).
+/// empty on return, or taken (handed back to the writer). The caller brings
+/// the buffered-bytes gauge in line.
 fn write_parked(entry: &SessionEntry, fd: RawFd, out: &mut Vec<u8>) {
     let mut session = entry.session.borrow_mut();
     if session.is_closed() {
@@ -96,7 +105,6 @@ fn write_parked(entry: &SessionEntry, fd: RawFd, out: &mut Vec<u8>) {
             out.drain(..written);
             drop(session);
             entry.hand_back(std::mem::take(out));
-            entry.sync_buffered_gauge();
             return;
         }
         out.clear();
@@ -105,8 +113,6 @@ fn write_parked(entry: &SessionEntry, fd: RawFd, out: &mut Vec<u8>) {
             break;
         }
     }
-    drop(session);
-    entry.sync_buffered_gauge();
 }
 
 /// `send` without blocking: the bytes written (fewer on a full window or
