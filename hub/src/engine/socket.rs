@@ -370,7 +370,6 @@ impl Socket {
     /// a broadcast adds them to the shard's metrics once, not once per
     /// recipient (the counters are atomics, and were the largest user-space
     /// cost of a fanout).
-    #[inline]
     pub fn send_tallied(&self, data: Data, tally: &mut Tally) -> bool {
         let sent = self.0.session.borrow_mut().send(data);
         match sent {
