@@ -6,7 +6,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 
 use crate::ws::codec;
 
@@ -71,6 +71,31 @@ impl Text {
             start,
             uncompressed: false,
         }
+    }
+
+    /// `s[at..]` without a copy: the text keeps `s`'s allocation (the
+    /// bytes before `at` included) while it lives. For a message received
+    /// whole, whose packet type byte is all there is to drop.
+    ///
+    /// Panics if `at` is not on a char boundary.
+    pub fn from_string_tail(s: String, at: usize) -> Text {
+        assert!(s.is_char_boundary(at), "a text starts on a char boundary");
+        let mut bytes = Bytes::from(s.into_bytes());
+        // `advance` moves the start without a clone: no shared header is
+        // allocated for a buffer owned once.
+        bytes.advance(at);
+        Text {
+            bytes,
+            start: 0,
+            uncompressed: false,
+        }
+    }
+
+    /// The text's UTF-8 bytes, shared (a frame head in front is left out).
+    pub fn into_bytes(self) -> Bytes {
+        let mut bytes = self.bytes;
+        bytes.advance(self.start as usize);
+        bytes
     }
 
     /// The whole WebSocket frame of the Engine.IO message holding this text,
@@ -192,6 +217,21 @@ mod tests {
         assert_eq!(a.as_bytes().as_ptr(), b.as_bytes().as_ptr());
         assert_eq!(&*b, "héllo");
         assert_eq!(b, "héllo");
+    }
+
+    #[test]
+    fn tails_and_bytes_share_the_allocation() {
+        let s = String::from("4héllo");
+        let ptr = s.as_ptr();
+        let text = Text::from_string_tail(s, 1);
+        assert_eq!(text, "héllo");
+        assert_eq!(text.as_bytes().as_ptr(), ptr.wrapping_add(1));
+        assert_eq!(text.ws_message_frame(), None);
+        let bytes = text.into_bytes();
+        assert_eq!(&bytes[..], "héllo".as_bytes());
+        assert_eq!(bytes.as_ptr(), ptr.wrapping_add(1));
+        let framed = Text::framed_message("abc");
+        assert_eq!(&framed.into_bytes()[..], b"abc");
     }
 
     #[test]
