@@ -61,7 +61,9 @@ impl Text {
     /// Engine.IO message packet `4<text>` (the same for Engine.IO v3 and v4).
     pub fn framed_message(text: &str) -> Text {
         let payload = 1 + text.len();
-        let mut bytes = Vec::with_capacity(codec::MAX_SERVER_HEAD + payload);
+        // Exactly the size: `Bytes` takes a full `Vec` as it is, where one
+        // with spare room costs a second allocation (its shared header).
+        let mut bytes = Vec::with_capacity(codec::server_head_len(payload) + payload);
         codec::server_text_head(payload, &mut bytes);
         bytes.push(b'4');
         let start = bytes.len() as u8;

@@ -1,19 +1,48 @@
 //! The arguments of an event or an acknowledgement.
 
+use std::cell::OnceCell;
+use std::fmt;
+
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::socketio::packet::{placeholder, placeholder_num};
+use crate::socketio::RawArray;
 
 /// JSON values with binary attachments. Binary sits anywhere in the values
 /// as a placeholder, `{"_placeholder":true,"num":N}`, naming attachment N,
 /// the way the protocol carries it; so arguments pass through unchanged
 /// (binary stays binary) without walking them.
-#[derive(Clone, Debug, Default, PartialEq)]
+///
+/// Arguments received from a client stay the JSON text they came in
+/// (checked in full when decoded): they are parsed into [`Value`]s the
+/// first time a method asks for values, and sent on by copying that text
+/// as long as they are not changed (`push`, `arg` and `binary` turn them
+/// into values first). So a server that only forwards arguments never
+/// parses them, and forwards the client's JSON as it was written (its
+/// spacing and number spelling; see docs/architecture.md).
+#[derive(Clone, Default)]
 pub struct Args {
-    values: Vec<Value>,
+    values: Values,
     attachments: Vec<Bytes>,
+}
+
+#[derive(Clone)]
+enum Values {
+    Parsed(Vec<Value>),
+    /// As received; `parsed` filled on first use (a cache: the text stays
+    /// what is written).
+    Raw {
+        array: RawArray,
+        parsed: OnceCell<Vec<Value>>,
+    },
+}
+
+impl Default for Values {
+    fn default() -> Values {
+        Values::Parsed(Vec::new())
+    }
 }
 
 impl Args {
@@ -24,21 +53,33 @@ impl Args {
     /// Arguments as decoded: values and the attachments their placeholders name.
     pub fn from_parts(values: Vec<Value>, attachments: Vec<Bytes>) -> Args {
         Args {
-            values,
+            values: Values::Parsed(values),
+            attachments,
+        }
+    }
+
+    /// Arguments kept as received: the elements of `array` and the
+    /// attachments their placeholders name.
+    pub fn from_raw(array: RawArray, attachments: Vec<Bytes>) -> Args {
+        Args {
+            values: Values::Raw {
+                array,
+                parsed: OnceCell::new(),
+            },
             attachments,
         }
     }
 
     /// Append a JSON argument.
     pub fn arg(mut self, value: impl Into<Value>) -> Args {
-        self.values.push(value.into());
+        self.values_mut().push(value.into());
         self
     }
 
     /// Append a binary argument.
     pub fn binary(mut self, bytes: impl Into<Bytes>) -> Args {
         let placeholder = self.attach(bytes);
-        self.values.push(placeholder);
+        self.values_mut().push(placeholder);
         self
     }
 
@@ -50,34 +91,43 @@ impl Args {
     }
 
     pub fn push(&mut self, value: Value) {
-        self.values.push(value);
+        self.values_mut().push(value);
     }
 
     pub fn len(&self) -> usize {
-        self.values.len()
+        match &self.values {
+            Values::Parsed(values) => values.len(),
+            Values::Raw { array, .. } => array.len(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
+        self.len() == 0
     }
 
     pub fn get(&self, index: usize) -> Option<&Value> {
-        self.values.get(index)
+        self.values().get(index)
     }
 
-    /// Argument `index` deserialized (placeholders are plain objects to serde).
+    /// Argument `index` deserialized (placeholders are plain objects to
+    /// serde). Arguments still as received are read from their text.
     pub fn parse<T: DeserializeOwned>(&self, index: usize) -> Option<T> {
-        self.values.get(index).and_then(|v| T::deserialize(v).ok())
+        match &self.values {
+            Values::Raw { array, parsed } if parsed.get().is_none() => {
+                serde_json::from_str(array.get(index)?).ok()
+            }
+            _ => self.get(index).and_then(|v| T::deserialize(v).ok()),
+        }
     }
 
     /// Argument `index` as a string, if it is one.
     pub fn str(&self, index: usize) -> Option<&str> {
-        self.values.get(index).and_then(Value::as_str)
+        self.get(index).and_then(Value::as_str)
     }
 
     /// The bytes of argument `index` when it is binary.
     pub fn binary_at(&self, index: usize) -> Option<&Bytes> {
-        self.values.get(index).and_then(|v| self.resolve(v))
+        self.get(index).and_then(|v| self.resolve(v))
     }
 
     /// The bytes a placeholder value names.
@@ -85,8 +135,22 @@ impl Args {
         placeholder_num(value).and_then(|n| self.attachments.get(n))
     }
 
+    /// The arguments as values (parsed on the first call for arguments
+    /// still as received).
     pub fn values(&self) -> &[Value] {
-        &self.values
+        match &self.values {
+            Values::Parsed(values) => values,
+            Values::Raw { array, parsed } => parsed.get_or_init(|| array.values()),
+        }
+    }
+
+    /// The JSON text of argument `index` when the arguments are still as
+    /// received (`None` once changed, or for arguments built as values).
+    pub fn raw(&self, index: usize) -> Option<&str> {
+        match &self.values {
+            Values::Raw { array, .. } => array.get(index),
+            Values::Parsed(_) => None,
+        }
     }
 
     pub fn attachments(&self) -> &[Bytes] {
@@ -94,12 +158,72 @@ impl Args {
     }
 
     pub fn into_parts(self) -> (Vec<Value>, Vec<Bytes>) {
-        (self.values, self.attachments)
+        let values = match self.values {
+            Values::Parsed(values) => values,
+            Values::Raw { array, parsed } => parsed.into_inner().unwrap_or_else(|| array.values()),
+        };
+        (values, self.attachments)
     }
 
     /// All arguments as one JSON array, placeholders included.
     pub fn to_json(&self) -> Value {
-        Value::Array(self.values.clone())
+        Value::Array(self.values().to_vec())
+    }
+
+    /// Write each argument as JSON into `out`, each preceded by a comma
+    /// when `comma` (set after the first): arguments as received are
+    /// copied, values serialised.
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>, comma: &mut bool) {
+        let mut item = |out: &mut Vec<u8>| {
+            if std::mem::replace(comma, true) {
+                out.push(b',');
+            }
+        };
+        match &self.values {
+            Values::Raw { array, .. } => {
+                for json in array.iter() {
+                    item(out);
+                    out.extend_from_slice(json.as_bytes());
+                }
+            }
+            Values::Parsed(values) => {
+                for value in values {
+                    item(out);
+                    serde_json::to_writer(&mut *out, value).expect("a Vec never fails to write");
+                }
+            }
+        }
+    }
+
+    /// The values, to change: arguments as received are parsed (once).
+    fn values_mut(&mut self) -> &mut Vec<Value> {
+        if let Values::Raw { array, parsed } = &mut self.values {
+            let values = parsed.take().unwrap_or_else(|| array.values());
+            self.values = Values::Parsed(values);
+        }
+        match &mut self.values {
+            Values::Parsed(values) => values,
+            Values::Raw { .. } => unreachable!("made values above"),
+        }
+    }
+}
+
+impl PartialEq for Args {
+    /// Equal values and attachments, however each side holds its values
+    /// (text as received or parsed).
+    fn eq(&self, other: &Args) -> bool {
+        self.values() == other.values() && self.attachments == other.attachments
+    }
+}
+
+impl fmt::Debug for Args {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Args");
+        match &self.values {
+            Values::Parsed(values) => d.field("values", values),
+            Values::Raw { array, .. } => d.field("raw", array),
+        };
+        d.field("attachments", &self.attachments).finish()
     }
 }
 

@@ -62,7 +62,8 @@ fn finish(
         scratch.clear();
         encode_header(kind, nsp, attachments, id, &mut scratch);
         // SAFETY: what `write_json` appends is JSON text from serde_json's
-        // writer, UTF-8; the callers below write nothing else.
+        // writer or copied from arguments received as text (`Args`), all
+        // UTF-8; the callers below write nothing else.
         write_json(unsafe { scratch.as_mut_vec() });
         let text = Text::framed_message(&scratch);
         if scratch.capacity() > KEEP_SCRATCH {
@@ -84,13 +85,7 @@ fn write_array(out: &mut Vec<u8>, first: Option<&str>, args: &Args, last: Option
         serde_json::to_writer(&mut *out, first).expect("a Vec never fails to write");
         comma = true;
     }
-    for value in args.values() {
-        if comma {
-            out.push(b',');
-        }
-        write_value(out, value);
-        comma = true;
-    }
+    args.write_json(out, &mut comma);
     if let Some(last) = last {
         if comma {
             out.push(b',');

@@ -943,7 +943,7 @@ impl Ack {
         }
         socket
             .client
-            .send(&outgoing::ack(&socket.nsp.name, self.id, &args), false);
+            .send_owned(outgoing::ack(&socket.nsp.name, self.id, &args), false);
         true
     }
 }
