@@ -153,6 +153,14 @@ impl Args {
         }
     }
 
+    /// The arguments as received, while they are (see [`Args::raw`]).
+    pub fn raw_array(&self) -> Option<&RawArray> {
+        match &self.values {
+            Values::Raw { array, .. } => Some(array),
+            Values::Parsed(_) => None,
+        }
+    }
+
     pub fn attachments(&self) -> &[Bytes] {
         &self.attachments
     }
@@ -255,6 +263,128 @@ mod tests {
         assert_eq!(args.binary_at(2).unwrap().as_ref(), &[9]);
         assert_eq!(args.binary_at(0), None);
         assert_eq!(args.str(0), Some("name"));
+    }
+
+    use crate::engineio::Text;
+    use crate::server::outgoing;
+    use crate::socketio::{DecodeError, Decoder, Payload, Protocol};
+
+    /// The arguments of an ACK packet `text` (`3<id>[...]` or `6<n>-<id>[...]`
+    /// then `attachments`), as the server receives them.
+    fn received(text: &str, attachments: &[&'static [u8]]) -> Result<Args, DecodeError> {
+        let mut decoder = Decoder::new(Protocol::V5, 4);
+        let mut packet = decoder.decode_message(Text::from(text))?;
+        for a in attachments {
+            packet = decoder.decode_attachment(Bytes::from_static(a))?;
+        }
+        let packet = packet.expect("a complete packet");
+        match packet.payload {
+            Payload::Array(array) => Ok(Args::from_raw(array, packet.attachments)),
+            other => panic!("not an array: {other:?}"),
+        }
+    }
+
+    fn ack_text(args: &Args) -> String {
+        outgoing::ack("/", 1, args).text.to_string()
+    }
+
+    #[test]
+    fn received_arguments_round_trip_byte_for_byte() {
+        let args = received(r#"31[ 1.50, {"b":1,"a":[1e2, "\u00e9"]} ,"x"]"#, &[]).unwrap();
+        assert_eq!(args.len(), 3);
+        assert_eq!(args.raw(0), Some("1.50"));
+        assert_eq!(
+            ack_text(&args),
+            r#"31[1.50,{"b":1,"a":[1e2, "\u00e9"]},"x"]"#,
+            "elements as sent, between the encoder's own brackets and commas"
+        );
+        // Reading values does not change what is written.
+        assert_eq!(args.get(1).unwrap()["a"][1], json!("é"));
+        assert_eq!(
+            ack_text(&args),
+            r#"31[1.50,{"b":1,"a":[1e2, "\u00e9"]},"x"]"#
+        );
+        assert_eq!(args.raw(0), Some("1.50"));
+    }
+
+    #[test]
+    fn received_arguments_parse_on_demand() {
+        let args = received(r#"31[{"n":3},"s",[true]]"#, &[]).unwrap();
+        #[derive(serde::Deserialize, PartialEq, Debug)]
+        struct N {
+            n: u32,
+        }
+        assert_eq!(args.parse::<N>(0), Some(N { n: 3 }));
+        assert_eq!(args.parse::<u32>(1), None);
+        assert_eq!(args.str(1), Some("s"));
+        assert_eq!(args.values(), &[json!({"n": 3}), json!("s"), json!([true])]);
+        assert_eq!(args.parse::<Vec<bool>>(2), Some(vec![true]));
+        assert_eq!(args, Args::from(json!([{"n": 3}, "s", [true]])));
+        let (values, attachments) = args.clone().into_parts();
+        assert_eq!(values.len(), 3);
+        assert!(attachments.is_empty());
+        assert_eq!(args.to_json(), json!([{"n": 3}, "s", [true]]));
+    }
+
+    #[test]
+    fn changed_arguments_are_written_from_values() {
+        let mut args = received(r#"31[1.50, "a"]"#, &[]).unwrap();
+        args.push(json!({"k": 1}));
+        assert_eq!(args.raw(0), None, "no longer as received");
+        assert_eq!(args.len(), 3);
+        assert_eq!(ack_text(&args), r#"31[1.5,"a",{"k":1}]"#);
+        let args = received(r#"31["a"]"#, &[])
+            .unwrap()
+            .arg(2)
+            .binary(vec![7u8]);
+        assert_eq!(
+            ack_text(&args),
+            r#"61-1["a",2,{"_placeholder":true,"num":0}]"#
+        );
+    }
+
+    #[test]
+    fn received_binary_keeps_placeholders_and_attachments() {
+        let args = received(
+            r#"62-1["a",{"f":{"_placeholder":true,"num":1}},{"_placeholder":true,"num":0}]"#,
+            &[b"zero", b"one"],
+        )
+        .unwrap();
+        assert_eq!(args.binary_at(2).unwrap().as_ref(), b"zero");
+        assert_eq!(
+            args.resolve(&args.get(1).unwrap()["f"]).unwrap().as_ref(),
+            b"one"
+        );
+        assert_eq!(
+            ack_text(&args),
+            r#"62-1["a",{"f":{"_placeholder":true,"num":1}},{"_placeholder":true,"num":0}]"#
+        );
+        assert_eq!(outgoing::ack("/", 1, &args).attachments.len(), 2);
+        // Placeholders are checked at decode, escaped or not.
+        for bad in [
+            r#"61-1[{"_placeholder":true,"num":1}]"#,
+            r#"61-1[{"_placeholder":true,"num":"0"}]"#,
+            r#"61-1[[{"\u005fplaceholder":true,"num":5}]]"#,
+        ] {
+            assert!(received(bad, &[b"x"]).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn invalid_json_is_refused_when_received() {
+        for bad in [
+            r#"31[1,]"#,
+            r#"31["a" "b"]"#,
+            r#"31[1e999]"#,
+            r#"31["\ud800"]"#,
+            r#"31[{"a":1}"#,
+            r#"31[1]x"#,
+        ] {
+            assert!(
+                matches!(received(bad, &[]), Err(DecodeError::InvalidJson(_))),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

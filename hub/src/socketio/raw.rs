@@ -78,6 +78,24 @@ impl RawArray {
         }
     }
 
+    /// A one-element array of `json`, a part of one of this array's
+    /// elements (e.g. a field's value in an object element), sharing the
+    /// text. `None` when `json` does not lie in the text.
+    pub fn part(&self, json: &str) -> Option<RawArray> {
+        let whole = self.text.as_str();
+        let start = (json.as_ptr() as usize).checked_sub(whole.as_ptr() as usize)?;
+        let end = start + json.len();
+        if end > whole.len() {
+            return None;
+        }
+        let mut items = SmallVec::new();
+        items.push((start as u32, end as u32));
+        Some(RawArray {
+            text: self.text.clone(),
+            items,
+        })
+    }
+
     /// Element `index` parsed.
     pub fn value(&self, index: usize) -> Option<Value> {
         self.get(index).map(parse_checked)
