@@ -77,14 +77,21 @@ fn check_packet(packet: &Packet, protocol: Protocol, max: usize) {
 
 /// The decoder keeps arguments as text (checked without building values):
 /// it must refuse exactly the JSON a parse into a `Value` refuses. Checked
-/// where the payload surely starts at the first `[` (only digits and `-`
-/// before it: no namespace).
+/// where the payload surely starts at the first `[`: before it only the
+/// type, the attachment count and its `-` (binary types: exactly one `-`)
+/// and the ack id, no namespace.
 fn check_json_verdict(text: &str, decoded: &Result<Option<Packet>, DecodeError>) {
     let Some(start) = text.find('[') else {
         return;
     };
-    if !matches!(text.as_bytes()[0], b'2' | b'3' | b'5' | b'6')
-        || !text[..start].bytes().all(|b| b.is_ascii_digit() || b == b'-')
+    let head = &text[..start];
+    let dashes = match head.as_bytes().first() {
+        Some(b'2' | b'3') => 0,
+        Some(b'5' | b'6') => 1,
+        _ => return,
+    };
+    if !head.bytes().all(|b| b.is_ascii_digit() || b == b'-')
+        || head.bytes().filter(|&b| b == b'-').count() != dashes
     {
         return;
     }

@@ -330,9 +330,9 @@ impl SocketInner {
             .filter(|l| &*l.event == event)
             .map(|l| (l.id, l.once, l.handler.clone()))
             .collect();
-        let once: SmallVec<[ListenerId; 2]> =
-            matching.iter().filter(|m| m.1).map(|m| m.0).collect();
-        if !once.is_empty() {
+        if matching.iter().any(|m| m.1) {
+            let once: SmallVec<[ListenerId; 2]> =
+                matching.iter().filter(|m| m.1).map(|m| m.0).collect();
             self.listeners
                 .borrow_mut()
                 .retain(|l| !once.contains(&l.id));

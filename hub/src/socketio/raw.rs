@@ -154,6 +154,10 @@ const LONG_DIGITS: usize = 300;
 pub(crate) fn split_array(text: Utf8Bytes, start: usize) -> Result<RawArray, String> {
     let items = {
         let whole = text.as_str();
+        if u32::try_from(whole.len()).is_err() {
+            // Far past any message limit; ranges are kept as u32.
+            return Err("message too large".to_string());
+        }
         let json = &whole[start..];
         let mut items = SmallVec::new();
         let mut de = serde_json::Deserializer::from_str(json);
@@ -206,7 +210,7 @@ impl<'de> Visitor<'de> for ItemsSeed<'_> {
         while let Some(raw) = seq.next_element::<&'de RawValue>()? {
             let json = raw.get();
             let start = json.as_ptr() as usize - self.base;
-            // Messages are far below 4 GiB (the WebSocket and polling limits).
+            // The text is under 4 GiB (checked by `split_array`).
             self.items.push((start as u32, (start + json.len()) as u32));
         }
         Ok(())
