@@ -100,6 +100,18 @@ impl Text {
         bytes
     }
 
+    /// The same text, its clones sharing a reference count from the start.
+    /// A text that owns its allocation alone (as [`Text::framed_message`]
+    /// makes it: one allocation) checks at every clone whether it was
+    /// shared yet; one to be cloned for many recipients saves that check
+    /// per recipient (its first clone, here, allocates the count).
+    pub fn into_shared(self) -> Text {
+        Text {
+            bytes: self.bytes.clone(),
+            ..self
+        }
+    }
+
     /// The whole WebSocket frame of the Engine.IO message holding this text,
     /// when it was built with one ([`Text::framed_message`]).
     pub fn ws_message_frame(&self) -> Option<&[u8]> {

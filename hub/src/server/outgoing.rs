@@ -115,10 +115,13 @@ pub(crate) fn event_with_offset(
     } else {
         PacketType::BinaryEvent
     };
+    let text = finish(kind, nsp, attachments, ack_id, |out| {
+        write_array(out, Some(event), args, offset)
+    });
     Outgoing {
-        text: finish(kind, nsp, attachments, ack_id, |out| {
-            write_array(out, Some(event), args, offset)
-        }),
+        // Events are broadcast (and logged for recovery): cloned per
+        // recipient. (An ack goes to one client and is moved, not cloned.)
+        text: text.into_shared(),
         attachments: args.attachments().to_vec(),
     }
 }
