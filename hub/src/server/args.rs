@@ -110,14 +110,19 @@ impl Args {
     }
 
     /// Argument `index` deserialized (placeholders are plain objects to
-    /// serde). Arguments still as received are read from their text.
+    /// serde). Arguments still as received are read from their text; when
+    /// that fails they are read as values, which differ in one case: an
+    /// object with a repeated key is one key in a value (the last), which a
+    /// derived struct accepts and refuses from text.
     pub fn parse<T: DeserializeOwned>(&self, index: usize) -> Option<T> {
-        match &self.values {
-            Values::Raw { array, parsed } if parsed.get().is_none() => {
-                serde_json::from_str(array.get(index)?).ok()
+        if let Values::Raw { array, parsed } = &self.values {
+            if parsed.get().is_none() {
+                if let Ok(value) = serde_json::from_str(array.get(index)?) {
+                    return Some(value);
+                }
             }
-            _ => self.get(index).and_then(|v| T::deserialize(v).ok()),
         }
+        self.get(index).and_then(|v| T::deserialize(v).ok())
     }
 
     /// Argument `index` as a string, if it is one.
@@ -319,6 +324,9 @@ mod tests {
         assert_eq!(args.str(1), Some("s"));
         assert_eq!(args.values(), &[json!({"n": 3}), json!("s"), json!([true])]);
         assert_eq!(args.parse::<Vec<bool>>(2), Some(vec![true]));
+        // A repeated key: the last one, as from a value.
+        let twice = received(r#"31[{"n":1,"n":2}]"#, &[]).unwrap();
+        assert_eq!(twice.parse::<N>(0), Some(N { n: 2 }));
         assert_eq!(args, Args::from(json!([{"n": 3}, "s", [true]])));
         let (values, attachments) = args.clone().into_parts();
         assert_eq!(values.len(), 3);
