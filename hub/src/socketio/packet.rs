@@ -87,6 +87,7 @@ pub struct Packet {
 /// [`RawPacket::into_packet`] gives the [`Packet`] with values.
 #[derive(Clone, Debug)]
 pub struct RawPacket {
+    /// As on the wire (binary types kept, as in [`Packet`]).
     pub kind: PacketType,
     /// `"/"` (not allocated) when the packet names none.
     pub nsp: Cow<'static, str>,
@@ -94,6 +95,7 @@ pub struct RawPacket {
     pub query: Option<String>,
     /// The ack id.
     pub id: Option<u64>,
+    /// The JSON after the header.
     pub payload: Payload,
     /// Binary attachments, index = placeholder num.
     pub attachments: Vec<Bytes>,
@@ -102,6 +104,7 @@ pub struct RawPacket {
 /// A decoded packet's JSON.
 #[derive(Clone, Debug)]
 pub enum Payload {
+    /// No JSON (CONNECT without auth, DISCONNECT).
     None,
     /// CONNECT's and CONNECT_ERROR's payload.
     Value(Value),

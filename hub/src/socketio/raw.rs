@@ -53,6 +53,7 @@ impl RawArray {
         self.items.len()
     }
 
+    /// No elements.
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }
