@@ -12,12 +12,13 @@
 //! Checks: no panic; a complete packet has exactly its announced
 //! attachments, within the limit, and every placeholder in it names one;
 //! and the packet, encoded again (`encode_packet`, then its attachments),
-//! decodes to the same packet.
+//! decodes to the same packet; and the JSON it refuses is the JSON a parse
+//! into a `Value` refuses (it checks arguments without building values).
 #![no_main]
 
 use bytes::Bytes;
 use hub::socketio::packet::placeholder_num;
-use hub::socketio::{encode_packet, Decoder, Packet, PacketType, Protocol};
+use hub::socketio::{encode_packet, DecodeError, Decoder, Packet, PacketType, Protocol};
 use hub_fuzz::{take_byte, through_json_text_opt};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -74,6 +75,45 @@ fn check_packet(packet: &Packet, protocol: Protocol, max: usize) {
     assert_eq!(again, expected, "{text:?}");
 }
 
+/// The decoder keeps arguments as text (checked without building values):
+/// it must refuse exactly the JSON a parse into a `Value` refuses. Checked
+/// where the payload surely starts at the first `[`: before it only the
+/// type, the attachment count and its `-` (binary types: exactly one `-`)
+/// and the ack id, no namespace.
+fn check_json_verdict(text: &str, decoded: &Result<Option<Packet>, DecodeError>) {
+    let Some(start) = text.find('[') else {
+        return;
+    };
+    let head = &text[..start];
+    let dashes = match head.as_bytes().first() {
+        Some(b'2' | b'3') => 0,
+        Some(b'5' | b'6') => 1,
+        _ => return,
+    };
+    if !head.bytes().all(|b| b.is_ascii_digit() || b == b'-')
+        || head.bytes().filter(|&b| b == b'-').count() != dashes
+    {
+        return;
+    }
+    let parses = serde_json::from_str::<Value>(&text[start..]).is_ok();
+    match decoded {
+        Err(DecodeError::InvalidJson(_)) => assert!(!parses, "{text:?} refused, but parses"),
+        // Refused for something found after the JSON was read, or accepted.
+        Err(_) | Ok(_) => {
+            if !matches!(
+                decoded,
+                Err(DecodeError::InvalidAttachmentCount
+                    | DecodeError::TooManyAttachments { .. }
+                    | DecodeError::UnexpectedAttachmentCount(_)
+                    | DecodeError::AckIdOverflow
+                    | DecodeError::UnexpectedText)
+            ) {
+                assert!(parses, "{text:?} accepted as JSON, but does not parse");
+            }
+        }
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let (mode, data) = take_byte(data);
     let protocol = if mode & 1 == 0 {
@@ -88,7 +128,11 @@ fuzz_target!(|data: &[u8]| {
         let decoded = match message.split_first() {
             Some((0, binary)) => decoder.decode_binary(Bytes::copy_from_slice(binary)),
             _ => match std::str::from_utf8(message) {
-                Ok(text) => decoder.decode_text(text),
+                Ok(text) => {
+                    let decoded = decoder.decode_text(text);
+                    check_json_verdict(text, &decoded);
+                    decoded
+                }
                 Err(_) => continue,
             },
         };

@@ -167,6 +167,16 @@ impl Packet {
         }
     }
 
+    /// Decode a WebSocket text frame's packet, owning it: a message keeps
+    /// the frame's allocation (no copy of its text); other packets as
+    /// [`Packet::decode_text`].
+    pub fn decode_ws_text(version: ProtocolVersion, s: String) -> Result<Packet, DecodeError> {
+        if s.as_bytes().first() == Some(&TYPE_MESSAGE) {
+            return Ok(Packet::Message(Data::Text(Text::from_string_tail(s, 1))));
+        }
+        Packet::decode_text(version, &s)
+    }
+
     /// Decode a WebSocket binary frame: in v4 the frame is the raw message; in
     /// v3 its first byte is the packet type (always 4 from real clients).
     pub fn decode_ws_binary(version: ProtocolVersion, frame: Bytes) -> Result<Packet, DecodeError> {
@@ -290,6 +300,11 @@ pub(crate) mod tests {
                 assert_eq!(packet.to_text(v), wire, "{v:?} {packet:?}");
                 assert_eq!(
                     Packet::decode_text(v, wire),
+                    Ok(packet.clone()),
+                    "{v:?} {wire}"
+                );
+                assert_eq!(
+                    Packet::decode_ws_text(v, wire.to_owned()),
                     Ok(packet.clone()),
                     "{v:?} {wire}"
                 );

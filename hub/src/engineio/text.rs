@@ -6,7 +6,7 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 
 use crate::ws::codec;
 
@@ -61,7 +61,9 @@ impl Text {
     /// Engine.IO message packet `4<text>` (the same for Engine.IO v3 and v4).
     pub fn framed_message(text: &str) -> Text {
         let payload = 1 + text.len();
-        let mut bytes = Vec::with_capacity(codec::MAX_SERVER_HEAD + payload);
+        // Exactly the size: `Bytes` takes a full `Vec` as it is, where one
+        // with spare room costs a second allocation (its shared header).
+        let mut bytes = Vec::with_capacity(codec::server_head_len(payload) + payload);
         codec::server_text_head(payload, &mut bytes);
         bytes.push(b'4');
         let start = bytes.len() as u8;
@@ -70,6 +72,43 @@ impl Text {
             bytes: Bytes::from(bytes),
             start,
             uncompressed: false,
+        }
+    }
+
+    /// `s[at..]` without a copy: the text keeps `s`'s allocation (the
+    /// bytes before `at` included) while it lives. For a message received
+    /// whole, whose packet type byte is all there is to drop.
+    ///
+    /// Panics if `at` is not on a char boundary.
+    pub fn from_string_tail(s: String, at: usize) -> Text {
+        assert!(s.is_char_boundary(at), "a text starts on a char boundary");
+        let mut bytes = Bytes::from(s.into_bytes());
+        // `advance` moves the start without a clone: no shared header is
+        // allocated for a buffer owned once.
+        bytes.advance(at);
+        Text {
+            bytes,
+            start: 0,
+            uncompressed: false,
+        }
+    }
+
+    /// The text's UTF-8 bytes, shared (a frame head in front is left out).
+    pub fn into_bytes(self) -> Bytes {
+        let mut bytes = self.bytes;
+        bytes.advance(self.start as usize);
+        bytes
+    }
+
+    /// The same text, its clones sharing a reference count from the start.
+    /// A text that owns its allocation alone (as [`Text::framed_message`]
+    /// makes it: one allocation) checks at every clone whether it was
+    /// shared yet; one to be cloned for many recipients saves that check
+    /// per recipient (its first clone, here, allocates the count).
+    pub fn into_shared(self) -> Text {
+        Text {
+            bytes: self.bytes.clone(),
+            ..self
         }
     }
 
@@ -192,6 +231,21 @@ mod tests {
         assert_eq!(a.as_bytes().as_ptr(), b.as_bytes().as_ptr());
         assert_eq!(&*b, "héllo");
         assert_eq!(b, "héllo");
+    }
+
+    #[test]
+    fn tails_and_bytes_share_the_allocation() {
+        let s = String::from("4héllo");
+        let ptr = s.as_ptr();
+        let text = Text::from_string_tail(s, 1);
+        assert_eq!(text, "héllo");
+        assert_eq!(text.as_bytes().as_ptr(), ptr.wrapping_add(1));
+        assert_eq!(text.ws_message_frame(), None);
+        let bytes = text.into_bytes();
+        assert_eq!(&bytes[..], "héllo".as_bytes());
+        assert_eq!(bytes.as_ptr(), ptr.wrapping_add(1));
+        let framed = Text::framed_message("abc");
+        assert_eq!(&framed.into_bytes()[..], b"abc");
     }
 
     #[test]

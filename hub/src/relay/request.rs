@@ -1,9 +1,13 @@
 //! The relay protocol's requests, parsed and checked without IO.
 
+use std::borrow::Cow;
+
+use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::server::Args;
-use crate::socketio::is_reserved_event;
+use crate::socketio::{is_reserved_event, RawArray};
 
 /// Longest room name, in bytes.
 pub const MAX_ROOM_BYTES: usize = 256;
@@ -73,23 +77,17 @@ pub struct Publish {
 }
 
 /// `{"to", "event", "data", "volatile"}` as the first argument.
+///
+/// Arguments still as received are read from their text: `data` is passed
+/// on as the client wrote it, never parsed (see [`RawSpec`]).
 pub fn publish(args: &Args) -> Result<Publish, Refusal> {
+    if let Some(array) = args.raw_array() {
+        return publish_raw(args, array);
+    }
     let Some(Value::Object(spec)) = args.get(0) else {
         return Err(Refusal::BadRequest);
     };
-    let to = rooms(spec.get("to"))?;
-    let event = match spec.get("event") {
-        Some(Value::String(event)) if !event.is_empty() => event.clone(),
-        _ => return Err(Refusal::BadRequest),
-    };
-    if is_reserved_event(&event) {
-        return Err(Refusal::ReservedEvent);
-    }
-    let volatile = match spec.get("volatile") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(v)) => *v,
-        Some(_) => return Err(Refusal::BadRequest),
-    };
+    let (to, event, volatile) = checked(spec.get("to"), spec.get("event"), spec.get("volatile"))?;
     // The data's placeholders still name the request's attachments.
     let data = spec.get("data").cloned().unwrap_or(Value::Null);
     Ok(Publish {
@@ -98,6 +96,100 @@ pub fn publish(args: &Args) -> Result<Publish, Refusal> {
         data: Args::from_parts(vec![data], args.attachments().to_vec()),
         volatile,
     })
+}
+
+/// The rules for a publish's `to`, `event` and `volatile`.
+fn checked(
+    to: Option<&Value>,
+    event: Option<&Value>,
+    volatile: Option<&Value>,
+) -> Result<(Vec<String>, String, bool), Refusal> {
+    let to = rooms(to)?;
+    let event = match event {
+        Some(Value::String(event)) if !event.is_empty() => event.clone(),
+        _ => return Err(Refusal::BadRequest),
+    };
+    if is_reserved_event(&event) {
+        return Err(Refusal::ReservedEvent);
+    }
+    let volatile = match volatile {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(v)) => *v,
+        Some(_) => return Err(Refusal::BadRequest),
+    };
+    Ok((to, event, volatile))
+}
+
+/// [`publish`] of arguments as received: the spec's fields as JSON text
+/// (a repeated key: the last one, as a parse into a `Value` keeps);
+/// `to`, `event` and `volatile` parsed, `data` kept as text.
+fn publish_raw(args: &Args, array: &RawArray) -> Result<Publish, Refusal> {
+    let spec = array.get(0).ok_or(Refusal::BadRequest)?;
+    let spec: RawSpec = serde_json::from_str(spec).map_err(|_| Refusal::BadRequest)?;
+    let value = |raw: Option<&RawValue>| -> Option<Value> {
+        // Valid JSON: the decoder checked every argument.
+        raw.and_then(|raw| serde_json::from_str(raw.get()).ok())
+    };
+    let (to, event, volatile) = checked(
+        value(spec.to).as_ref(),
+        value(spec.event).as_ref(),
+        value(spec.volatile).as_ref(),
+    )?;
+    // The data's placeholders still name the request's attachments.
+    let attachments = args.attachments().to_vec();
+    let data = match spec.data.and_then(|data| array.part(data.get())) {
+        Some(data) => Args::from_raw(data, attachments),
+        None => Args::from_parts(vec![Value::Null], attachments),
+    };
+    Ok(Publish {
+        to,
+        event,
+        data,
+        volatile,
+    })
+}
+
+/// A publish spec's fields, borrowed from the request's text. (By hand
+/// rather than derived: a derived struct refuses a repeated key, which a
+/// `Value` parse accepts, keeping the last.)
+#[derive(Default)]
+struct RawSpec<'a> {
+    to: Option<&'a RawValue>,
+    event: Option<&'a RawValue>,
+    data: Option<&'a RawValue>,
+    volatile: Option<&'a RawValue>,
+}
+
+impl<'de> Deserialize<'de> for RawSpec<'de> {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<RawSpec<'de>, D::Error> {
+        struct Fields;
+        impl<'de> Visitor<'de> for Fields {
+            type Value = RawSpec<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a publish object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawSpec<'de>, A::Error> {
+                let mut spec = RawSpec::default();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    let slot = match &*key {
+                        "to" => &mut spec.to,
+                        "event" => &mut spec.event,
+                        "data" => &mut spec.data,
+                        "volatile" => &mut spec.volatile,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    *slot = Some(map.next_value()?);
+                }
+                Ok(spec)
+            }
+        }
+        de.deserialize_map(Fields)
+    }
 }
 
 /// A `refresh` request: `{"token": "<JWT>"}`; the token.

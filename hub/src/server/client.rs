@@ -41,6 +41,27 @@ impl Client {
         sent
     }
 
+    /// As [`Client::send`], for a packet to this client only: its text
+    /// moves into the queue. (Sharing it would set up a reference count
+    /// for a single owner: an allocation per packet.)
+    pub fn send_owned(&self, packet: Outgoing, volatile: bool) -> bool {
+        if volatile && !self.conn.writable() {
+            crate::metrics::with(|m| {
+                m.volatile_dropped.inc();
+            });
+            return false;
+        }
+        let mut tally = Tally::default();
+        let sent = self.conn.send_tallied(Data::Text(packet.text), &mut tally);
+        if sent {
+            for attachment in packet.attachments {
+                self.conn.send_tallied(Data::Binary(attachment), &mut tally);
+            }
+        }
+        tally.flush();
+        sent
+    }
+
     /// As [`Client::send`], for broadcasts: the metrics are counted once
     /// for every recipient together (see [`Tally`]).
     // Inlined into the room walk: without the hint the compiler stopped

@@ -30,6 +30,8 @@
 use std::rc::Weak;
 
 mod adapter;
+#[cfg(test)]
+mod allocation_tests;
 mod args;
 mod broadcast;
 mod broadcast_ack;

@@ -40,25 +40,34 @@ impl Outgoing {
 
 thread_local! {
     /// Where packets are encoded before they are copied into an allocation
-    /// of their exact size: no reallocation as the JSON grows.
-    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// of their exact size: no reallocation as the JSON grows, and no
+    /// allocation for the header.
+    static SCRATCH: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
 /// A scratch buffer this large after encoding is freed rather than kept.
 const KEEP_SCRATCH: usize = 64 * 1024;
 
-/// The packet text `head` then what `write_json` writes, framed once for
-/// every WebSocket recipient.
-fn finish(head: &str, write_json: impl FnOnce(&mut Vec<u8>)) -> Text {
+/// The packet text: its header (`<type>[<n>-][<nsp>,][<id>]`) then what
+/// `write_json` writes, framed once for every WebSocket recipient.
+fn finish(
+    kind: PacketType,
+    nsp: &str,
+    attachments: usize,
+    id: Option<u64>,
+    write_json: impl FnOnce(&mut Vec<u8>),
+) -> Text {
     SCRATCH.with(|scratch| {
-        let mut bytes = scratch.borrow_mut();
-        bytes.clear();
-        bytes.extend_from_slice(head.as_bytes());
-        write_json(&mut bytes);
-        let text =
-            Text::framed_message(std::str::from_utf8(&bytes).expect("serde_json writes UTF-8"));
-        if bytes.capacity() > KEEP_SCRATCH {
-            *bytes = Vec::new();
+        let mut scratch = scratch.borrow_mut();
+        scratch.clear();
+        encode_header(kind, nsp, attachments, id, &mut scratch);
+        // SAFETY: what `write_json` appends is JSON text from serde_json's
+        // writer or copied from arguments received as text (`Args`), all
+        // UTF-8; the callers below write nothing else.
+        write_json(unsafe { scratch.as_mut_vec() });
+        let text = Text::framed_message(&scratch);
+        if scratch.capacity() > KEEP_SCRATCH {
+            *scratch = String::new();
         }
         text
     })
@@ -68,21 +77,15 @@ fn write_value(out: &mut Vec<u8>, value: &Value) {
     serde_json::to_writer(out, value).expect("a Vec never fails to write");
 }
 
-/// `[<first>, values..., <last>]` without building a new array.
-fn write_array(out: &mut Vec<u8>, first: Option<&str>, values: &[Value], last: Option<&str>) {
+/// `[<first>, args..., <last>]` without building a new array.
+fn write_array(out: &mut Vec<u8>, first: Option<&str>, args: &Args, last: Option<&str>) {
     out.push(b'[');
     let mut comma = false;
     if let Some(first) = first {
         serde_json::to_writer(&mut *out, first).expect("a Vec never fails to write");
         comma = true;
     }
-    for value in values {
-        if comma {
-            out.push(b',');
-        }
-        write_value(out, value);
-        comma = true;
-    }
+    args.write_json(out, &mut comma);
     if let Some(last) = last {
         if comma {
             out.push(b',');
@@ -112,12 +115,13 @@ pub(crate) fn event_with_offset(
     } else {
         PacketType::BinaryEvent
     };
-    let mut head = String::with_capacity(16 + event.len());
-    encode_header(kind, nsp, attachments, ack_id, &mut head);
+    let text = finish(kind, nsp, attachments, ack_id, |out| {
+        write_array(out, Some(event), args, offset)
+    });
     Outgoing {
-        text: finish(&head, |out| {
-            write_array(out, Some(event), args.values(), offset)
-        }),
+        // Events are broadcast (and logged for recovery): cloned per
+        // recipient. (An ack goes to one client and is moved, not cloned.)
+        text: text.into_shared(),
         attachments: args.attachments().to_vec(),
     }
 }
@@ -130,20 +134,18 @@ pub(crate) fn ack(nsp: &str, id: u64, args: &Args) -> Outgoing {
     } else {
         PacketType::BinaryAck
     };
-    let mut head = String::with_capacity(16);
-    encode_header(kind, nsp, attachments, Some(id), &mut head);
     Outgoing {
-        text: finish(&head, |out| write_array(out, None, args.values(), None)),
+        text: finish(kind, nsp, attachments, Some(id), |out| {
+            write_array(out, None, args, None)
+        }),
         attachments: args.attachments().to_vec(),
     }
 }
 
 fn plain(kind: PacketType, nsp: &str, data: Option<&Value>) -> Outgoing {
-    let mut head = String::with_capacity(16);
-    encode_header(kind, nsp, 0, None, &mut head);
     let text = match data {
-        Some(data) => finish(&head, |out| write_value(out, data)),
-        None => finish(&head, |_| {}),
+        Some(data) => finish(kind, nsp, 0, None, |out| write_value(out, data)),
+        None => finish(kind, nsp, 0, None, |_| {}),
     };
     Outgoing {
         text,

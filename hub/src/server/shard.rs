@@ -12,6 +12,7 @@ use std::time::Instant;
 use ahash::AHashMap;
 use glommio::timer::Timer;
 use serde_json::{json, Value};
+use smallvec::SmallVec;
 
 use super::adapter::{Adapter, ClusterBody, ClusterMsg, ShardAdapter};
 use super::args::Args;
@@ -32,7 +33,7 @@ use crate::engine::{
 };
 use crate::engineio::Sid;
 use crate::shard::context;
-use crate::socketio::{Packet, PacketType, Protocol};
+use crate::socketio::{PacketType, Payload, Protocol, RawPacket};
 use glommio::channels::local_channel::LocalSender;
 
 /// The CONNECT_ERROR message past `max_namespaces_per_connection`.
@@ -502,16 +503,17 @@ impl SioShard {
         }
     }
 
-    fn on_packet(&self, client: &Rc<Client>, packet: Packet) {
+    fn on_packet(&self, client: &Rc<Client>, packet: RawPacket) {
         let socket = client.socket(&packet.nsp);
         // As the reference server: CONNECT opens a namespace once; anything
         // else needs an open one; a client never sends CONNECT_ERROR.
         let socket = match (packet.kind, socket) {
             (PacketType::Connect, None) => {
-                let auth = match client.protocol {
-                    Protocol::V5 => packet.data.unwrap_or_else(|| json!({})),
+                let auth = match (client.protocol, packet.payload) {
+                    (Protocol::V5, Payload::Value(auth)) => auth,
+                    (Protocol::V5, _) => json!({}),
                     // v2 clients authenticate with the namespace's query string.
-                    Protocol::V4 => query_object(packet.query.as_deref()),
+                    (Protocol::V4, _) => query_object(packet.query.as_deref()),
                 };
                 self.connect(client, &packet.nsp, auth, packet.query.as_deref());
                 return;
@@ -526,32 +528,45 @@ impl SioShard {
                 socket.close(DisconnectReason::ClientNamespaceDisconnect, false);
             }
             PacketType::Event | PacketType::BinaryEvent => {
-                let Some(Value::Array(mut values)) = packet.data else {
+                let Payload::Array(mut array) = packet.payload else {
                     return;
                 };
-                if values.is_empty() {
-                    return;
-                }
-                // The decoder checked the name: a string, or a number the reference accepts too.
-                let name = match values.remove(0) {
-                    Value::String(s) => s,
-                    other => other.to_string(),
+                // The decoder checked the name: a string, or a number the
+                // reference accepts too (named by its JSON text, as a
+                // parsed number prints).
+                let mut inline = SmallVec::<[u8; 32]>::new();
+                let spelled;
+                let name = match array.str(0) {
+                    // Copied out of the text the arguments keep; short
+                    // names (most) without an allocation.
+                    Some(name) => {
+                        inline.extend_from_slice(name.as_bytes());
+                        std::str::from_utf8(&inline).expect("copied from a str")
+                    }
+                    None => {
+                        spelled = match array.value(0) {
+                            Some(other) => other.to_string(),
+                            None => return,
+                        };
+                        spelled.as_str()
+                    }
                 };
-                let args = Args::from_parts(values, packet.attachments);
+                array.remove_first();
+                let args = Args::from_raw(array, packet.attachments);
                 if let Some(observer) = &self.observer {
-                    observer.event_received(&packet.nsp, &socket.id, &name, &args);
+                    observer.event_received(&packet.nsp, &socket.id, name, &args);
                 }
-                socket.on_event(&name, args, packet.id);
+                socket.on_event(name, args, packet.id);
             }
             PacketType::Ack | PacketType::BinaryAck => {
                 let Some(id) = packet.id else {
                     return;
                 };
-                let values = match packet.data {
-                    Some(Value::Array(values)) => values,
-                    _ => Vec::new(),
+                let args = match packet.payload {
+                    Payload::Array(array) => Args::from_raw(array, packet.attachments),
+                    _ => Args::from_parts(Vec::new(), packet.attachments),
                 };
-                socket.on_ack(id, Args::from_parts(values, packet.attachments));
+                socket.on_ack(id, args);
             }
             PacketType::Connect | PacketType::ConnectError => {}
         }
@@ -716,8 +731,8 @@ impl Handler for SioShard {
         let decoded = {
             let mut decoder = client.decoder.borrow_mut();
             match data {
-                Data::Text(text) => decoder.decode_text(&text),
-                Data::Binary(bytes) => decoder.decode_binary(bytes),
+                Data::Text(text) => decoder.decode_message(text),
+                Data::Binary(bytes) => decoder.decode_attachment(bytes),
             }
         };
         match decoded {

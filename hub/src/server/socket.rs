@@ -1,7 +1,7 @@
 //! A socket: one client in one namespace, on the shard that owns it.
 
 use std::any::{Any, TypeId};
-use std::cell::{Cell, RefCell, RefMut};
+use std::cell::{Cell, OnceCell, RefCell, RefMut};
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::BuildHasherDefault;
@@ -322,7 +322,7 @@ impl SocketInner {
                 None => return,
             }
         }
-        let ack = ack_id.map(|id| Ack::new(self, id));
+        let mut ack = ack_id.map(|id| Ack::new(self, id));
         let matching: SmallVec<[(ListenerId, bool, EventHandler); 2]> = self
             .listeners
             .borrow()
@@ -330,9 +330,9 @@ impl SocketInner {
             .filter(|l| &*l.event == event)
             .map(|l| (l.id, l.once, l.handler.clone()))
             .collect();
-        let once: SmallVec<[ListenerId; 2]> =
-            matching.iter().filter(|m| m.1).map(|m| m.0).collect();
-        if !once.is_empty() {
+        if matching.iter().any(|m| m.1) {
+            let once: SmallVec<[ListenerId; 2]> =
+                matching.iter().filter(|m| m.1).map(|m| m.0).collect();
             self.listeners
                 .borrow_mut()
                 .retain(|l| !once.contains(&l.id));
@@ -340,13 +340,15 @@ impl SocketInner {
         let last = matching.len().saturating_sub(1);
         let mut args = Some(args);
         for (i, (_, _, handler)) in matching.into_iter().enumerate() {
-            let a = if i == last {
-                args.take().unwrap_or_default()
+            // The last handler takes the arguments and the ack: no copy, and
+            // an ack never cloned needs no shared flag.
+            let (a, k) = if i == last {
+                (args.take().unwrap_or_default(), ack.take())
             } else {
-                args.clone().unwrap_or_default()
+                (args.clone().unwrap_or_default(), ack.clone())
             };
             if self
-                .run_app("event handler", || handler(&socket, a, ack.clone()))
+                .run_app("event handler", || handler(&socket, a, k))
                 .is_none()
             {
                 return;
@@ -900,11 +902,14 @@ pub struct ClientInfo {
 }
 
 /// The acknowledgement a client asked for; the first `send` answers it.
-#[derive(Clone)]
 pub struct Ack {
     socket: Weak<SocketInner>,
     id: u64,
-    sent: Rc<Cell<bool>>,
+    /// Answered, while this `Ack` was never cloned.
+    sent: Cell<bool>,
+    /// Answered, shared by the clones once there are some. Made by the
+    /// first `clone` (most acks are never cloned: no allocation for them).
+    shared: OnceCell<Rc<Cell<bool>>>,
 }
 
 impl Ack {
@@ -912,13 +917,22 @@ impl Ack {
         Ack {
             socket: Rc::downgrade(socket),
             id,
-            sent: Rc::new(Cell::new(false)),
+            sent: Cell::new(false),
+            shared: OnceCell::new(),
+        }
+    }
+
+    /// Mark answered; whether it was already.
+    fn mark_sent(&self) -> bool {
+        match self.shared.get() {
+            Some(shared) => shared.replace(true),
+            None => self.sent.replace(true),
         }
     }
 
     /// Answer with `args`; false when already answered or disconnected.
     pub fn send(&self, args: Args) -> bool {
-        if self.sent.replace(true) {
+        if self.mark_sent() {
             return false;
         }
         let Some(socket) = self.socket.upgrade() else {
@@ -929,7 +943,24 @@ impl Ack {
         }
         socket
             .client
-            .send(&outgoing::ack(&socket.nsp.name, self.id, &args), false);
+            .send_owned(outgoing::ack(&socket.nsp.name, self.id, &args), false);
         true
+    }
+}
+
+impl Clone for Ack {
+    /// A clone answers the same request: once one of them has sent, the
+    /// others' `send` is refused.
+    fn clone(&self) -> Ack {
+        let shared = self
+            .shared
+            .get_or_init(|| Rc::new(Cell::new(self.sent.get())))
+            .clone();
+        Ack {
+            socket: self.socket.clone(),
+            id: self.id,
+            sent: Cell::new(false),
+            shared: OnceCell::from(shared),
+        }
     }
 }

@@ -199,7 +199,7 @@ impl WsConn {
     /// Decode one Engine.IO packet from a complete WebSocket message.
     fn packet(&self, message: Message) -> Result<Option<Packet>, CloseReason> {
         match message {
-            Message::Text(text) => Packet::decode_text(self.version, &text)
+            Message::Text(text) => Packet::decode_ws_text(self.version, text)
                 .map(Some)
                 .map_err(|_| CloseReason::ParseError),
             Message::Binary(bytes) => Packet::decode_ws_binary(self.version, bytes)

@@ -6,9 +6,14 @@
 //! Every error means the peer is broken or hostile: the caller closes the
 //! connection, as the reference server does.
 
+use std::borrow::Cow;
+
 use super::packet::{
-    claims_placeholder, is_reserved_event, placeholder_num, Packet, PacketType, Protocol,
+    claims_placeholder, is_reserved_event, placeholder_num, Packet, PacketType, Payload, Protocol,
+    RawPacket,
 };
+use super::raw::{split_array, string_of, RawArray, Utf8Bytes};
+use crate::engineio::Text;
 use bytes::Bytes;
 use serde_json::Value;
 
@@ -80,7 +85,7 @@ pub struct Decoder {
     max_attachments: usize,
     /// The binary packet waiting for attachments, and how many it needs.
     /// Boxed: a decoder is kept per connection, a waiting packet is rare.
-    pending: Option<Box<(Packet, usize)>>,
+    pending: Option<Box<(RawPacket, usize)>>,
 }
 
 impl Decoder {
@@ -97,7 +102,39 @@ impl Decoder {
     /// Decode one Engine.IO text message. `Ok(None)` when it opened a binary
     /// packet that now waits for attachments. On error the waiting packet,
     /// if any, is dropped.
+    ///
+    /// The text is kept: an event's or an ack's arguments stay the JSON
+    /// they came in (checked in full here, parsed when asked).
+    pub fn decode_message(&mut self, text: Text) -> Result<Option<RawPacket>, DecodeError> {
+        self.decode_utf8(Utf8Bytes::from_text(text))
+    }
+
+    /// Decode one Engine.IO binary message: the next attachment of the
+    /// waiting packet. Returns the packet once its last attachment arrived.
+    pub fn decode_attachment(&mut self, bytes: Bytes) -> Result<Option<RawPacket>, DecodeError> {
+        let Some((packet, count)) = self.pending.as_deref_mut() else {
+            return Err(DecodeError::UnexpectedBinary);
+        };
+        packet.attachments.push(bytes);
+        if packet.attachments.len() < *count {
+            return Ok(None);
+        }
+        Ok(self.pending.take().map(|pending| pending.0))
+    }
+
+    /// [`Decoder::decode_message`] of a copy of `text`, the JSON parsed.
     pub fn decode_text(&mut self, text: &str) -> Result<Option<Packet>, DecodeError> {
+        self.decode_utf8(Utf8Bytes::copy_from_str(text))
+            .map(|p| p.map(RawPacket::into_packet))
+    }
+
+    /// [`Decoder::decode_attachment`], the JSON parsed.
+    pub fn decode_binary(&mut self, bytes: Bytes) -> Result<Option<Packet>, DecodeError> {
+        self.decode_attachment(bytes)
+            .map(|p| p.map(RawPacket::into_packet))
+    }
+
+    fn decode_utf8(&mut self, text: Utf8Bytes) -> Result<Option<RawPacket>, DecodeError> {
         if self.pending.take().is_some() {
             return Err(DecodeError::UnexpectedText);
         }
@@ -107,19 +144,6 @@ impl Decoder {
         }
         self.pending = Some(Box::new((packet, count)));
         Ok(None)
-    }
-
-    /// Decode one Engine.IO binary message: the next attachment of the
-    /// waiting packet. Returns the packet once its last attachment arrived.
-    pub fn decode_binary(&mut self, bytes: Bytes) -> Result<Option<Packet>, DecodeError> {
-        let Some((packet, count)) = self.pending.as_deref_mut() else {
-            return Err(DecodeError::UnexpectedBinary);
-        };
-        packet.attachments.push(bytes);
-        if packet.attachments.len() < *count {
-            return Ok(None);
-        }
-        Ok(self.pending.take().map(|pending| pending.0))
     }
 
     /// Whether a binary packet waits for attachments.
@@ -132,8 +156,9 @@ impl Decoder {
 fn parse(
     protocol: Protocol,
     max_attachments: usize,
-    text: &str,
-) -> Result<(Packet, usize), DecodeError> {
+    shared: Utf8Bytes,
+) -> Result<(RawPacket, usize), DecodeError> {
+    let text = shared.as_str();
     let b = text.as_bytes();
     let Some(&first) = b.first() else {
         return Err(DecodeError::Empty);
@@ -197,35 +222,88 @@ fn parse(
         None
     };
 
-    let data = match &text[i..] {
-        "" => None,
-        rest => Some(
-            serde_json::from_str::<Value>(rest)
-                .map_err(|e| DecodeError::InvalidJson(e.to_string()))?,
-        ),
+    let nsp: Cow<'static, str> = match nsp {
+        "/" => Cow::Borrowed("/"),
+        other => Cow::Owned(other.to_string()),
     };
-    check_payload(kind, data.as_ref())?;
+    let arguments = matches!(
+        kind,
+        PacketType::Event | PacketType::BinaryEvent | PacketType::Ack | PacketType::BinaryAck
+    );
+    let json_starts = text[i..].trim_start_matches([' ', '\t', '\n', '\r']);
+    let payload = if arguments && json_starts.starts_with('[') {
+        let array = split_array(shared, i).map_err(DecodeError::InvalidJson)?;
+        check_event_name(kind, &array)?;
+        Payload::Array(array)
+    } else {
+        let data = match &text[i..] {
+            "" => None,
+            rest => Some(
+                serde_json::from_str::<Value>(rest)
+                    .map_err(|e| DecodeError::InvalidJson(e.to_string()))?,
+            ),
+        };
+        check_payload(kind, data.as_ref())?;
+        match data {
+            Some(value) => Payload::Value(value),
+            None => Payload::None,
+        }
+    };
     if matches!(kind, PacketType::Ack | PacketType::BinaryAck) && id.is_none() {
         return Err(DecodeError::MissingAckId(kind));
     }
-    if kind.is_binary() {
-        if let Some(d) = &data {
-            check_placeholders(d, count)?;
-        }
+    if let (true, Payload::Array(array)) = (kind.is_binary(), &payload) {
+        check_raw_placeholders(array, count)?;
     }
 
     Ok((
-        Packet {
+        RawPacket {
             kind,
-            nsp: nsp.to_string(),
+            nsp,
             query,
             id,
-            data,
+            payload,
             // Bounded: a hostile count must not reserve memory up front.
             attachments: Vec::with_capacity(count.min(16)),
         },
         count,
     ))
+}
+
+/// [`check_payload`] for an event's array kept as text: the name is read
+/// from the first element.
+fn check_event_name(kind: PacketType, array: &RawArray) -> Result<(), DecodeError> {
+    if !matches!(kind, PacketType::Event | PacketType::BinaryEvent) {
+        return Ok(());
+    }
+    let Some(first) = array.get(0) else {
+        return Err(DecodeError::EmptyEvent);
+    };
+    match first.as_bytes()[0] {
+        b'"' => {
+            let name = string_of(first).ok_or(DecodeError::InvalidEventName)?;
+            if is_reserved_event(&name) {
+                return Err(DecodeError::ReservedEvent(name.into_owned()));
+            }
+            Ok(())
+        }
+        b'-' | b'0'..=b'9' => Ok(()),
+        _ => Err(DecodeError::InvalidEventName),
+    }
+}
+
+/// [`check_placeholders`] over the elements that may hold one: those that
+/// name `_placeholder`, or have `\u` escapes that may spell it; only they
+/// are parsed.
+fn check_raw_placeholders(array: &RawArray, count: usize) -> Result<(), DecodeError> {
+    for item in array.iter() {
+        if item.contains("_placeholder") || item.contains("\\u") {
+            let value: Value =
+                serde_json::from_str(item).map_err(|e| DecodeError::InvalidJson(e.to_string()))?;
+            check_placeholders(&value, count)?;
+        }
+    }
+    Ok(())
 }
 
 /// How many ASCII digits start at `b[i..]`.

@@ -10,7 +10,11 @@
 pub mod decoder;
 pub mod encode;
 pub mod packet;
+pub mod raw;
 
 pub use decoder::{DecodeError, Decoder};
 pub use encode::{encode_header, encode_packet};
-pub use packet::{is_reserved_event, Packet, PacketType, Protocol, RESERVED_EVENTS};
+pub use packet::{
+    is_reserved_event, Packet, PacketType, Payload, Protocol, RawPacket, RESERVED_EVENTS,
+};
+pub use raw::RawArray;

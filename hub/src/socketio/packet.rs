@@ -1,8 +1,12 @@
 //! Socket.IO packet model: types, the decoded packet, reserved event names
 //! and the binary placeholder objects.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use serde_json::{Map, Value};
+
+use super::raw::RawArray;
 
 /// Socket.IO protocol revision. The Engine.IO revision decides it: a client
 /// on `EIO=3` speaks V4, one on `EIO=4` speaks V5.
@@ -76,6 +80,54 @@ pub struct Packet {
     /// Binary attachments, index = placeholder num. Filled for complete
     /// decoded packets; on encoding only its length is used (the count).
     pub attachments: Vec<Bytes>,
+}
+
+/// One Socket.IO packet as the server decodes it: the arguments of an
+/// event or an ack stay the JSON text they came in ([`Payload::Array`]).
+/// [`RawPacket::into_packet`] gives the [`Packet`] with values.
+#[derive(Clone, Debug)]
+pub struct RawPacket {
+    /// As on the wire (binary types kept, as in [`Packet`]).
+    pub kind: PacketType,
+    /// `"/"` (not allocated) when the packet names none.
+    pub nsp: Cow<'static, str>,
+    /// As [`Packet::query`].
+    pub query: Option<String>,
+    /// The ack id.
+    pub id: Option<u64>,
+    /// The JSON after the header.
+    pub payload: Payload,
+    /// Binary attachments, index = placeholder num.
+    pub attachments: Vec<Bytes>,
+}
+
+/// A decoded packet's JSON.
+#[derive(Clone, Debug)]
+pub enum Payload {
+    /// No JSON (CONNECT without auth, DISCONNECT).
+    None,
+    /// CONNECT's and CONNECT_ERROR's payload.
+    Value(Value),
+    /// EVENT's and ACK's array (for an event, its name first).
+    Array(RawArray),
+}
+
+impl RawPacket {
+    /// The packet with its JSON parsed.
+    pub fn into_packet(self) -> Packet {
+        Packet {
+            kind: self.kind,
+            nsp: self.nsp.into_owned(),
+            query: self.query,
+            id: self.id,
+            data: match self.payload {
+                Payload::None => None,
+                Payload::Value(value) => Some(value),
+                Payload::Array(array) => Some(Value::Array(array.values())),
+            },
+            attachments: self.attachments,
+        }
+    }
 }
 
 /// Event names an application may not use: the reference implementations

@@ -1,0 +1,101 @@
+use super::*;
+use serde_json::json;
+
+fn split(json: &str) -> Result<RawArray, String> {
+    split_array(Utf8Bytes::copy_from_str(json), 0)
+}
+
+#[test]
+fn elements_are_the_text_as_received() {
+    let a = split(r#"[ "echo" , {"b": 1.0,  "a":[1e2]}, 12,"\u00e9\n"]"#).unwrap();
+    assert_eq!(a.len(), 4);
+    let items: Vec<&str> = a.iter().collect();
+    assert_eq!(
+        items,
+        [
+            r#""echo""#,
+            r#"{"b": 1.0,  "a":[1e2]}"#,
+            "12",
+            r#""\u00e9\n""#
+        ]
+    );
+    assert_eq!(a.value(1), Some(json!({"b": 1.0, "a": [100.0]})));
+    assert_eq!(a.str(0).as_deref(), Some("echo"));
+    assert_eq!(a.str(3).as_deref(), Some("é\n"));
+    assert_eq!(a.str(2), None);
+    assert_eq!(
+        a.values(),
+        vec![json!("echo"), a.value(1).unwrap(), json!(12), json!("é\n")]
+    );
+}
+
+#[test]
+fn offsets_are_within_the_whole_text() {
+    let text = Utf8Bytes::copy_from_str(r#"2/chat,5["x",[1]]"#);
+    let mut a = split_array(text, 8).unwrap();
+    assert_eq!(a.get(0), Some(r#""x""#));
+    assert_eq!(a.get(1), Some("[1]"));
+    a.remove_first();
+    assert_eq!(a.len(), 1);
+    assert_eq!(a.get(0), Some("[1]"));
+    assert!(split(r#"[]"#).unwrap().is_empty());
+}
+
+#[test]
+fn what_a_value_parse_refuses_is_refused() {
+    for json in [
+        "[",
+        r#"["x",]"#,
+        r#"["x"] 1"#,
+        r#"["x", 1e999]"#,
+        r#"["x", -1E400]"#,
+        r#"["x", {"a": [2e500]}]"#,
+        r#"["\ud800"]"#,
+        r#"["x", {"k": "\udc00"}]"#,
+        "[\"x\u{1}\"]",
+    ] {
+        assert!(split(json).is_err(), "{json}");
+        assert!(serde_json::from_str::<Value>(json).is_err(), "{json}");
+    }
+    // Not an array: the decoder sends those to a value parse.
+    assert!(split(r#"{"a":1}"#).is_err());
+    let huge = format!("[{}]", "9".repeat(400));
+    assert!(split(&huge).is_err());
+    assert!(serde_json::from_str::<Value>(&huge).is_err());
+}
+
+#[test]
+fn what_a_value_parse_accepts_is_accepted() {
+    for json in [
+        r#"["x", 1e3, -2.5E-7, 0.5e1, true, false, null]"#,
+        r#"["\ud83d\ude00", "\u0041", {"e": "1e999"}]"#,
+        r#"[{"true": [true, false], "n": 10}]"#,
+        "[\"e\", \"E\", \"\\\\u\"]",
+    ] {
+        let a = split(json).unwrap_or_else(|e| panic!("{json}: {e}"));
+        let expected: Vec<Value> = serde_json::from_str(json).unwrap();
+        assert_eq!(a.values(), expected, "{json}");
+    }
+    let long = format!("[{}]", "9".repeat(250));
+    assert!(split(&long).is_ok());
+}
+
+#[test]
+fn nesting_limit_is_serde_jsons() {
+    // Around serde_json's limit, both agree, whatever the strings hold.
+    for depth in 120..135 {
+        for inner in ["1", r#""[[[[""#, r#"{"a":"{{"}"#] {
+            let json = format!("[\"x\",{}{inner}{}]", "[".repeat(depth), "]".repeat(depth));
+            assert_eq!(
+                split(&json).is_ok(),
+                serde_json::from_str::<Value>(&json).is_ok(),
+                "depth {depth} {inner}"
+            );
+        }
+    }
+    let deep = format!("[\"x\",{}{}]", "[".repeat(5000), "]".repeat(5000));
+    assert!(split(&deep).is_err());
+    // Many brackets, little depth.
+    let wide = format!("[{}]", vec!["[{}]"; 200].join(","));
+    assert!(split(&wide).is_ok());
+}
