@@ -179,6 +179,7 @@ pub fn run(args: Args) -> Result<Outcome, RunError> {
         let end = warm_end + args.duration.as_nanos() as u64;
         let _ = control.window.set((warm_end, end));
         control.set_phase(Phase::Run);
+        mark(&args, "warmup start");
         let mut begin = None;
         while now_ns() < end {
             let s = progress.tick(
@@ -187,18 +188,20 @@ pub fn run(args: Args) -> Result<Outcome, RunError> {
                 hist_log.as_mut(),
             );
             if begin.is_none() && now_ns() >= warm_end {
+                mark(&args, "window start");
                 begin = Some((s, cpu_now(servers)?, Instant::now()));
             }
         }
         let (first, cpu_first, first_at) = match begin {
             Some(b) => b,
-            None => (
-                Snapshot::sum(&control.counters),
-                cpu_now(servers)?,
-                Instant::now(),
-            ),
+            None => {
+                let s = Snapshot::sum(&control.counters);
+                mark(&args, "window start");
+                (s, cpu_now(servers)?, Instant::now())
+            }
         };
         let last = Snapshot::sum(&control.counters);
+        mark(&args, "window end");
         cpu = (cpu_first, cpu_now(servers)?);
         // The snapshots' own times, a few milliseconds off the window's edges.
         let seconds = first_at.elapsed().as_secs_f64();
@@ -306,6 +309,19 @@ pub fn run(args: Args) -> Result<Outcome, RunError> {
         summary,
         latency: measured_hist,
     })
+}
+
+/// With --mark-window, one line on stderr (`loadgen: {edge}`) flushed at
+/// once: scripts/instructions turns callgrind's counting on and off on these.
+fn mark(args: &Args, edge: &str) {
+    if args.mark_window {
+        let mut err = std::io::stderr().lock();
+        if std::io::stderr().is_terminal() && !args.quiet {
+            let _ = writeln!(err); // off the live progress line
+        }
+        let _ = writeln!(err, "loadgen: {edge}");
+        let _ = err.flush();
+    }
 }
 
 /// Stops the shards; the latency they measured over the window. Writes
