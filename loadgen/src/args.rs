@@ -197,7 +197,9 @@ pub struct Args {
     /// stop with: `loadgen: warmup start` once every client is set up,
     /// `loadgen: window start` and `loadgen: window end` where the summary's
     /// measured window begins and ends (its counts are exactly that window's).
-    /// Printed with --quiet too; not in the churn and connect scenarios.
+    /// After each line, wait for a line on stdin (or its end: `</dev/null`
+    /// does not wait) before going on. Printed with --quiet too; not in the
+    /// churn and connect scenarios.
     #[arg(long)]
     pub mark_window: bool,
 }
