@@ -200,8 +200,8 @@ pub fn run(args: Args) -> Result<Outcome, RunError> {
         let (first, cpu_first, first_at) = match begin {
             Some(b) => b,
             None => {
-                let s = Snapshot::sum(&control.counters);
                 mark(&args, "window start");
+                let s = Snapshot::sum(&control.counters);
                 (s, cpu_now(servers)?, Instant::now())
             }
         };
