@@ -259,6 +259,64 @@ fn echo_closed_loop_keeps_the_inflight_window() {
     assert!(n(&summary, "acks") > 100, "{summary:#}");
 }
 
+/// `--mark-window`: the three edges in order on stderr, each held until a
+/// line comes on stdin, and the summary's window taken after the answers:
+/// held at its end, the window is at least that much longer than
+/// `--duration` (a lower bound only: nothing here can make it shorter).
+#[test]
+fn mark_window_prints_the_edges_and_waits_for_an_answer_at_each() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let hub = start_hub(&["--shards", "1"], &[]);
+    let mut child = loadgen()
+        .args([
+            "echo",
+            "--url",
+            &url(&hub),
+            "--clients",
+            "5",
+            "--rate",
+            "100",
+        ])
+        .args(["--duration", "500ms", "--warmup", "200ms", "--drain", "1s"])
+        .args(["--json", "--quiet", "--mark-window"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run loadgen");
+    let mut stdin = child.stdin.take().unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let held = Duration::from_millis(400);
+    let mut edges = Vec::new();
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        let Some(edge) = line.strip_prefix("loadgen: ") else {
+            panic!("an unexpected line on stderr: {line}");
+        };
+        edges.push(edge.to_string());
+        if edge == "window end" {
+            thread::sleep(held); // what a profiler's dump takes
+        }
+        stdin.write_all(b"\n").unwrap();
+        if edge == "window end" {
+            break;
+        }
+    }
+    drop(stdin);
+    let out = child.wait_with_output().expect("loadgen ends");
+    assert!(out.status.success(), "loadgen failed");
+    assert_eq!(edges, ["warmup start", "window start", "window end"]);
+    let summary: Value = serde_json::from_slice(&out.stdout).expect("the JSON summary");
+    assert_no_errors(&summary);
+    assert!(n(&summary, "acks") > 0, "{summary:#}");
+    let seconds = summary["duration_s"].as_f64().unwrap();
+    assert!(
+        seconds >= 0.5 + held.as_secs_f64(),
+        "the window ends after the answer at its end: {summary:#}"
+    );
+}
+
 #[test]
 fn connect_counts_every_handshake() {
     let hub = start_hub(&[], &[]);

@@ -192,6 +192,16 @@ pub struct Args {
     /// Leave out the live progress line on stderr.
     #[arg(long)]
     pub quiet: bool,
+
+    /// Print a line on stderr at the run's edges, for a profiler to start and
+    /// stop with: `loadgen: warmup start` once every client is set up,
+    /// `loadgen: window start` and `loadgen: window end` where the summary's
+    /// measured window begins and ends (its counts are exactly that window's).
+    /// After each line, wait for a line on stdin (or its end: `</dev/null`
+    /// does not wait) before going on. Printed with --quiet too; not in the
+    /// churn and connect scenarios.
+    #[arg(long)]
+    pub mark_window: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]

@@ -1,7 +1,7 @@
 //! The main thread: starts the shards, steers the phases, shows progress
 //! and gathers the summary.
 
-use std::io::{IsTerminal, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -174,6 +174,7 @@ pub fn run(args: Args) -> Result<Outcome, RunError> {
     let mut cpu = (Vec::new(), Vec::new());
     let mut rss_after = rss_before;
     if args.scenario != Scenario::Connect {
+        mark(&args, "warmup start");
         let start = now_ns();
         let warm_end = start + args.warmup.as_nanos() as u64;
         let end = warm_end + args.duration.as_nanos() as u64;
@@ -187,17 +188,24 @@ pub fn run(args: Args) -> Result<Outcome, RunError> {
                 hist_log.as_mut(),
             );
             if begin.is_none() && now_ns() >= warm_end {
+                let s = if args.mark_window {
+                    mark(&args, "window start");
+                    Snapshot::sum(&control.counters)
+                } else {
+                    s
+                };
                 begin = Some((s, cpu_now(servers)?, Instant::now()));
             }
         }
         let (first, cpu_first, first_at) = match begin {
             Some(b) => b,
-            None => (
-                Snapshot::sum(&control.counters),
-                cpu_now(servers)?,
-                Instant::now(),
-            ),
+            None => {
+                mark(&args, "window start");
+                let s = Snapshot::sum(&control.counters);
+                (s, cpu_now(servers)?, Instant::now())
+            }
         };
+        mark(&args, "window end");
         let last = Snapshot::sum(&control.counters);
         cpu = (cpu_first, cpu_now(servers)?);
         // The snapshots' own times, a few milliseconds off the window's edges.
@@ -306,6 +314,26 @@ pub fn run(args: Args) -> Result<Outcome, RunError> {
         summary,
         latency: measured_hist,
     })
+}
+
+/// With --mark-window, one line on stderr (`loadgen: {edge}`), then a wait
+/// for a line (or the end) of stdin before the snapshot at that edge is
+/// taken: scripts/instructions zeroes or dumps callgrind's counts and then
+/// answers, so the window counted here lies within the one it counted, off
+/// by the return of its answer only. The clients keep running meanwhile.
+fn mark(args: &Args, edge: &str) {
+    if !args.mark_window {
+        return;
+    }
+    {
+        let mut err = std::io::stderr().lock();
+        if err.is_terminal() && !args.quiet {
+            let _ = writeln!(err); // off the live progress line
+        }
+        let _ = writeln!(err, "loadgen: {edge}");
+        let _ = err.flush();
+    }
+    let _ = std::io::stdin().lock().read_line(&mut String::new());
 }
 
 /// Stops the shards; the latency they measured over the window. Writes
