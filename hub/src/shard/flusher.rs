@@ -121,14 +121,23 @@ fn send_nonblocking(fd: RawFd, bytes: &[u8]) -> usize {
     let mut written = 0;
     while written < bytes.len() {
         let rest = &bytes[written..];
+        // The system call itself rather than glibc's `send`: the wrapper is a
+        // pthread cancellation point, and switching asynchronous
+        // cancellation on and off around the call costs more instructions
+        // than the rest of the wrapper (measured with callgrind: 57 of its
+        // 85 per call). hub never cancels a thread.
         // SAFETY: a send of a live slice on a descriptor the parked writer's
-        // connection owns (the writer unparks before it closes it).
+        // connection owns (the writer unparks before it closes it); the
+        // arguments are those of sendto(2) with no address.
         let n = unsafe {
-            libc::send(
+            libc::syscall(
+                libc::SYS_sendto,
                 fd,
-                rest.as_ptr().cast(),
+                rest.as_ptr(),
                 rest.len(),
                 libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                std::ptr::null::<libc::sockaddr>(),
+                0 as libc::socklen_t,
             )
         };
         if n > 0 {
