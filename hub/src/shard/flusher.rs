@@ -45,6 +45,10 @@ impl Flusher {
     }
 }
 
+/// How many sessions the flusher writes between two checks of its time
+/// slice.
+const YIELD_EVERY: usize = 64;
+
 /// The shard's flusher task.
 pub(crate) async fn run(shard: Rc<Shard>) {
     let mut batch = Vec::new();
@@ -60,21 +64,44 @@ pub(crate) async fn run(shard: Rc<Shard>) {
         }
         // The bytes written leave the gauge once per round, not per session.
         let mut gauge_change = 0;
-        for entry in batch.drain(..) {
-            if let Some(fd) = entry.take_write_turn() {
-                if out.capacity() == 0 {
-                    out = buffers::take_write();
-                }
-                write_parked(&entry, fd, &mut out);
-                gauge_change += entry.buffered_gauge_change();
+        // A round over many sessions gives the shard's other tasks (timers,
+        // reads, the mesh) their turn when its time slice is up, as the
+        // writers' own tasks did: checked every `YIELD_EVERY` sessions, so
+        // a short round pays nothing. The sessions not yet written stay in
+        // `batch`, each still marked queued, so none is queued twice
+        // meanwhile.
+        let mut done = 0;
+        while done < batch.len() {
+            let end = batch.len().min(done + YIELD_EVERY);
+            gauge_change += write_sessions(&batch[done..end], &mut out);
+            done = end;
+            if done < batch.len() {
+                glommio::yield_if_needed().await;
             }
         }
+        batch.clear();
         if gauge_change != 0 {
             crate::metrics::with(|m| {
                 m.outgoing_buffered_bytes.inc_by(gauge_change);
             });
         }
     }
+}
+
+/// Write the outboxes of `sessions` whose writers are still parked; the
+/// change to the buffered-bytes gauge.
+fn write_sessions(sessions: &[Rc<SessionEntry>], out: &mut Vec<u8>) -> i64 {
+    let mut gauge_change = 0;
+    for entry in sessions {
+        if let Some(fd) = entry.take_write_turn() {
+            if out.capacity() == 0 {
+                *out = buffers::take_write();
+            }
+            write_parked(entry, fd, out);
+            gauge_change += entry.buffered_gauge_change();
+        }
+    }
+    gauge_change
 }
 
 /// Write the outbox of `entry`, whose writer is parked on `fd`. `out` is
