@@ -1,7 +1,7 @@
 //! The arguments of an event or an acknowledgement.
 
-use std::cell::OnceCell;
 use std::fmt;
+use std::sync::OnceLock;
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
@@ -32,10 +32,13 @@ pub struct Args {
 enum Values {
     Parsed(Vec<Value>),
     /// As received; `parsed` filled on first use (a cache: the text stays
-    /// what is written).
+    /// what is written). A `OnceLock`, not a `OnceCell`, so that `Args`
+    /// stays `Send + Sync` as it was when it held values only (an
+    /// application may share received arguments between threads); its
+    /// check is an acquire load, a plain load on x86.
     Raw {
         array: RawArray,
-        parsed: OnceCell<Vec<Value>>,
+        parsed: OnceLock<Vec<Value>>,
     },
 }
 
@@ -64,7 +67,7 @@ impl Args {
         Args {
             values: Values::Raw {
                 array,
-                parsed: OnceCell::new(),
+                parsed: OnceLock::new(),
             },
             attachments,
         }
@@ -249,6 +252,12 @@ impl From<Value> for Args {
         }
     }
 }
+
+// `Args` is `Send + Sync`, which applications may rely on.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Args>();
+};
 
 #[cfg(test)]
 mod tests {
