@@ -248,7 +248,10 @@ impl Parked<'_> {
 
     /// The writer runs again: what the flusher could not write, to write first.
     fn unpark(self) -> Vec<u8> {
-        self.0.unpark_writer()
+        let entry = self.0;
+        // Unparked here: the drop would unpark a second time.
+        std::mem::forget(self);
+        entry.unpark_writer()
     }
 }
 
