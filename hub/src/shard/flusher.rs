@@ -24,6 +24,7 @@ use super::buffers;
 use super::state::Shard;
 use super::websocket::{frame_packet, WRITE_BATCH};
 use crate::engine::SessionEntry;
+use crate::engineio::packet::{Data, Packet};
 use crate::signal::Signal;
 
 #[derive(Default)]
@@ -116,6 +117,37 @@ fn write_parked(entry: &SessionEntry, fd: RawFd, out: &mut Vec<u8>) {
         return;
     }
     let version = session.version();
+    if session.outbox_len() == 1 {
+        // One packet queued (each delivery its own write, as at low
+        // batching): a broadcast's frame goes to the socket from where it
+        // is shared, not copied into `out` first; only what the socket did
+        // not take is copied, for the writer.
+        let mut sent_shared = false;
+        session.take_ws_batch(|packet| {
+            match packet {
+                Packet::Message(Data::Text(text)) => match text.ws_message_frame() {
+                    Some(frame) => {
+                        let written = send_nonblocking(fd, frame);
+                        out.extend_from_slice(&frame[written..]);
+                        sent_shared = true;
+                    }
+                    None => frame_packet(Packet::Message(Data::Text(text)), version, out),
+                },
+                other => frame_packet(other, version, out),
+            }
+            false
+        });
+        if sent_shared {
+            if out.is_empty() {
+                session.on_ws_written();
+            } else {
+                drop(session);
+                entry.hand_back(std::mem::take(out));
+            }
+            return;
+        }
+        // Anything else was framed into `out`, and is written below.
+    }
     loop {
         session.take_ws_batch(|packet| {
             frame_packet(packet, version, out);
