@@ -617,3 +617,40 @@ fn a_subscriber_whose_window_fills_then_reads_gets_everything_in_order() {
     assert_eq!(hub.metric("hub_slow_consumer_disconnects_total"), 0.0);
     hub.assert_alive();
 }
+
+/// A broadcast alone in a parked writer's queue is sent by the shard's
+/// flusher from the frame all its recipients share, not copied first; one
+/// larger than the kernel takes (more than tcp_wmem's maximum, to a peer
+/// with a small receive buffer that reads only later) is written in part,
+/// and the rest, copied, is handed back to the writer, which writes it
+/// first. The subscriber gets it whole, twice in a row (the writer parks
+/// again in between); nothing stays counted as buffered, nobody is
+/// disconnected.
+#[test]
+fn a_lone_broadcast_larger_than_the_socket_takes_arrives_whole() {
+    let size = tcp_wmem_max() + (1 << 20);
+    assert!(
+        size as u64 + 4096 <= BUDGET,
+        "tcp_wmem's maximum leaves no room under the budget"
+    );
+    let max_payload = (size + 4096).to_string();
+    let mut hub = start_hub(&["--shards", "1", "--max-payload", &max_payload], &[]);
+    let mut slow = Client::open(hub.addr, Some(SLOW_RCVBUF));
+    slow.join("r");
+    let mut publisher = Client::open(hub.addr, None);
+    let filler = "y".repeat(size - 8);
+    for round in 0..2u64 {
+        // Acknowledged once queued: the subscriber has read nothing yet.
+        let published = publisher.publish_acked(1, 1, |_| format!("\"{round:08}{filler}\""));
+        assert_eq!(published, Ok(1));
+        let packet = slow.text();
+        assert_eq!(sequence(&packet), Some(round as usize), "{packet:.60}");
+        assert_eq!(packet.len(), "42[\"m\",\"\"]".len() + size, "round {round}");
+        assert!(packet[16..packet.len() - 2].bytes().all(|b| b == b'y'));
+    }
+    eventually(Duration::from_secs(10), "every queue written", || {
+        hub.metric("hub_outgoing_buffered_bytes") == 0.0
+    });
+    assert_eq!(hub.metric("hub_slow_consumer_disconnects_total"), 0.0);
+    hub.assert_alive();
+}
