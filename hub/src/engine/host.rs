@@ -22,9 +22,4 @@ pub(crate) trait SessionHost {
     /// Dispatch the session's pending events after the current dispatch
     /// on this shard has finished, never from inside this call.
     fn defer_dispatch(&self, entry: &Rc<SessionEntry>);
-    /// Write what the session queued, for its parked WebSocket writer (see
-    /// [`SessionEntry::park_writer`]), once the current task yields: one
-    /// task writes for every session a broadcast reached, rather than each
-    /// session's writer waking for its own.
-    fn queue_write(&self, entry: &Rc<SessionEntry>);
 }

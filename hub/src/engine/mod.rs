@@ -8,6 +8,7 @@ mod handler;
 mod host;
 mod pairs;
 mod socket;
+mod write_queue;
 
 pub use config::{DeflateConfig, EngineConfig, ServerConfig, TlsConfig};
 pub use echo::Echo;
@@ -16,6 +17,7 @@ pub(crate) use host::SessionHost;
 pub use pairs::Pairs;
 pub(crate) use socket::SessionEntry;
 pub use socket::{HandshakeInfo, Socket, Tally};
+pub(crate) use write_queue::WriteQueue;
 
 pub use crate::engineio::session::CloseReason;
 pub use crate::engineio::{Data, ProtocolVersion, TransportKind};

@@ -67,7 +67,7 @@ pub(crate) struct SessionEntry {
     /// the shard's flusher writes to in the writer's stead, so that a send
     /// costs no task switch of its own. -1 while the writer runs.
     parked_fd: Cell<RawFd>,
-    /// Queued on the host for the flusher (see [`SessionHost::queue_write`]).
+    /// Queued for the flusher (see [`super::write_queue`]).
     write_queued: Cell<bool>,
     /// Bytes the flusher took from the outbox and could not write (the
     /// peer's window was full): the writer, woken, writes them first.
@@ -83,8 +83,6 @@ impl SessionHost for NoHost {
     fn rearm(&self, _entry: &Rc<SessionEntry>) {}
 
     fn defer_dispatch(&self, _entry: &Rc<SessionEntry>) {}
-
-    fn queue_write(&self, _entry: &Rc<SessionEntry>) {}
 }
 
 impl SessionEntry {
@@ -271,7 +269,7 @@ impl SessionEntry {
     }
 
     /// The WebSocket writer parks: until [`SessionEntry::unpark_writer`],
-    /// sends queue the session for the host's flusher, which writes to `fd`,
+    /// sends queue the session for the shard's flusher, which writes to `fd`,
     /// instead of waking the writer.
     pub(crate) fn park_writer(&self, fd: RawFd) {
         self.parked_fd.set(fd);
@@ -284,14 +282,14 @@ impl SessionEntry {
         self.unwritten.take()
     }
 
-    /// For the host's flusher: the session leaves its queue; the parked
+    /// For the shard's flusher: the session leaves its queue; the parked
     /// writer's descriptor, or `None` if the writer runs again (it writes).
     pub(crate) fn take_write_turn(&self) -> Option<RawFd> {
         self.write_queued.set(false);
         Some(self.parked_fd.get()).filter(|&fd| fd >= 0)
     }
 
-    /// For the host's flusher: hand the writing back to the writer, with
+    /// For the shard's flusher: hand the writing back to the writer, with
     /// the bytes not written, and wake it.
     pub(crate) fn hand_back(&self, unwritten: Vec<u8>) {
         self.parked_fd.set(-1);
@@ -300,16 +298,15 @@ impl SessionEntry {
     }
 
     /// A send queued something: wake the writer, or queue the session for
-    /// the host's flusher if its writer is parked.
+    /// the shard's flusher if its writer is parked (one task writes for
+    /// every session a broadcast reached, rather than each session's writer
+    /// waking for its own).
     #[inline]
     fn queued_for_writer(self: &Rc<Self>) {
         if self.parked_fd.get() < 0 {
             self.io_changed.notify();
         } else if !self.write_queued.replace(true) {
-            match self.host.upgrade() {
-                Some(host) => host.queue_write(self),
-                None => self.io_changed.notify(),
-            }
+            super::write_queue::push(self);
         }
     }
 
@@ -517,6 +514,44 @@ mod tests {
         let metrics = Metrics::new();
         crate::metrics::enter(metrics.for_shard(0));
         metrics
+    }
+
+    /// While the writer is parked, sends queue the session on the thread's
+    /// `WriteQueue` once until the flusher takes it, and the first wakes
+    /// the flusher; a writer running again is woken instead.
+    #[test]
+    fn a_parked_writers_session_is_queued_once_for_the_flusher() {
+        use futures_lite::future;
+
+        let queue = crate::engine::WriteQueue::current();
+        let mut taken = Vec::new();
+        queue.take(&mut taken);
+        assert!(taken.is_empty(), "a test thread starts with an empty queue");
+        let (entry, socket) = websocket();
+        // A descriptor the test never writes to: no flusher runs here.
+        entry.park_writer(1000);
+        let mut woken = Box::pin(queue.ready.listen());
+        assert!(socket.send(Data::Text("a".into())));
+        assert!(socket.send(Data::Text("b".into())));
+        assert!(future::block_on(future::poll_once(&mut woken)).is_some());
+        queue.take(&mut taken);
+        assert_eq!(taken.len(), 1);
+        assert!(Rc::ptr_eq(&taken[0], &entry));
+        assert_eq!(entry.take_write_turn(), Some(1000));
+        taken.clear();
+        // Taken by the flusher: the next send queues it again.
+        assert!(socket.send(Data::Text("c".into())));
+        queue.take(&mut taken);
+        assert_eq!(taken.len(), 1);
+        assert_eq!(entry.take_write_turn(), Some(1000));
+        taken.clear();
+        // The writer runs again: sends wake it and queue nothing.
+        assert!(entry.unpark_writer().is_empty());
+        let mut writer = Box::pin(entry.io_changed.listen());
+        assert!(socket.send(Data::Text("d".into())));
+        assert!(future::block_on(future::poll_once(&mut writer)).is_some());
+        queue.take(&mut taken);
+        assert!(taken.is_empty());
     }
 
     #[test]

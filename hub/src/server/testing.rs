@@ -102,9 +102,6 @@ impl SessionHost for ManualHost {
     fn defer_dispatch(&self, entry: &Rc<SessionEntry>) {
         self.deferred.borrow_mut().push(entry.clone());
     }
-
-    /// No session here has a writer to park.
-    fn queue_write(&self, _entry: &Rc<SessionEntry>) {}
 }
 
 /// A connected socket on `nsp`, in its own room, over a WebSocket session

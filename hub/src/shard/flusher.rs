@@ -5,7 +5,7 @@
 //! armed again and a dispatch, per recipient (some 1,500 instructions, more
 //! than the delivery itself when few messages go in a write). Instead a send
 //! to a session whose writer is parked queues the session here
-//! (`SessionHost::queue_write`), and this shard's flusher, woken once for
+//! (`engine::WriteQueue`), and this shard's flusher, woken once for
 //! the whole walk, writes each queued session's outbox with one `send`: the
 //! packets of every publish before it ran go in that one write, as they did
 //! in the writer's. The writer stays parked, its read still armed.
@@ -16,47 +16,27 @@
 //! are handed back to the writer, woken, which writes them first and races
 //! the session's close as it always does.
 
-use std::cell::RefCell;
 use std::os::fd::RawFd;
 use std::rc::Rc;
 
 use super::buffers;
-use super::state::Shard;
 use super::websocket::{frame_packet, WRITE_BATCH};
-use crate::engine::SessionEntry;
+use crate::engine::{SessionEntry, WriteQueue};
 use crate::engineio::packet::{Data, Packet};
-use crate::signal::Signal;
-
-#[derive(Default)]
-pub(crate) struct Flusher {
-    queue: RefCell<Vec<Rc<SessionEntry>>>,
-    ready: Signal,
-}
-
-impl Flusher {
-    /// Queue `entry` (at most once until the flusher takes it: see
-    /// `SessionEntry::take_write_turn`); the flusher is woken by the first.
-    pub fn push(&self, entry: &Rc<SessionEntry>) {
-        let mut queue = self.queue.borrow_mut();
-        queue.push(entry.clone());
-        if queue.len() == 1 {
-            drop(queue);
-            self.ready.notify();
-        }
-    }
-}
 
 /// How many sessions the flusher writes between two checks of its time
 /// slice.
 const YIELD_EVERY: usize = 64;
 
-/// The shard's flusher task.
-pub(crate) async fn run(shard: Rc<Shard>) {
+/// The shard's flusher task: it writes for the sessions queued on this
+/// thread's `WriteQueue`.
+pub(crate) async fn run() {
+    let queue = WriteQueue::current();
     let mut batch = Vec::new();
     let mut out = Vec::new();
     loop {
-        let listen = shard.flusher.ready.listen();
-        std::mem::swap(&mut batch, &mut *shard.flusher.queue.borrow_mut());
+        let listen = queue.ready.listen();
+        queue.take(&mut batch);
         if batch.is_empty() {
             // Nothing held between rounds: the buffer goes back to the pool.
             buffers::give_write(std::mem::take(&mut out));

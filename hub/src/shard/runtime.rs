@@ -369,7 +369,6 @@ async fn run_shard(
         mesh: OnceCell::new(),
         clock: Default::default(),
         deferred: Default::default(),
-        flusher: Default::default(),
         settled: Signal::new(),
         in_flight: Cell::new(0),
         peers_started: Cell::new(0),
@@ -415,7 +414,7 @@ async fn run_shard(
     glommio::spawn_local(shutdown::watch(control, stop.clone())).detach();
     glommio::spawn_local(timer::run(shard.clone())).detach();
     glommio::spawn_local(deferred::run(shard.clone())).detach();
-    glommio::spawn_local(flusher::run(shard.clone())).detach();
+    glommio::spawn_local(flusher::run()).detach();
     // The listener keeps accepting while the shard stops: long-polling
     // clients need a connection to fetch their last packets. New sessions
     // are refused then (`Shard::admit_session`).

@@ -10,7 +10,6 @@ use std::time::Instant;
 use ahash::AHashMap;
 
 use super::deferred::Deferred;
-use super::flusher::Flusher;
 use super::mesh::Mesh;
 use super::per_ip::PerIpLimit;
 use super::timer::Clock;
@@ -39,8 +38,6 @@ pub(crate) struct Shard {
     pub clock: Clock,
     /// Sessions whose events are dispatched once the current dispatch is over.
     pub deferred: Deferred,
-    /// Sessions whose parked WebSocket writer has packets to write.
-    pub flusher: Flusher,
     /// A session was forgotten or a request answered (shutdown waits on these).
     pub settled: Signal,
     /// HTTP requests being answered on this shard.
@@ -225,9 +222,5 @@ impl SessionHost for Shard {
 
     fn defer_dispatch(&self, entry: &Rc<SessionEntry>) {
         self.deferred.push(entry);
-    }
-
-    fn queue_write(&self, entry: &Rc<SessionEntry>) {
-        self.flusher.push(entry);
     }
 }
