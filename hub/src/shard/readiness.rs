@@ -129,6 +129,7 @@ impl Readiness {
     }
 
     /// Connections registered now.
+    #[cfg(test)]
     pub(crate) fn registered(&self) -> usize {
         self.registered
     }

@@ -23,7 +23,8 @@
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::mem::ManuallyDrop;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker};
@@ -73,6 +74,11 @@ fn log_fallback_once(error: &io::Error) {
 
 struct ReadinessRing {
     ring: RefCell<IoUring>,
+    /// The eventfd the kernel bumps per completion, closed with the ring
+    /// (glommio's file over it is never dropped: its drop would hand the
+    /// close to a reactor that may be gone by then).
+    #[allow(dead_code)] // held only to be closed with the ring
+    eventfd: OwnedFd,
     table: RefCell<Readiness>,
     /// Readers a drain wakes, kept for the next drain's use.
     wakers: Cell<Vec<Waker>>,
@@ -107,6 +113,9 @@ pub(crate) fn register(stream: &Stream) -> Option<Registration> {
         let mut uring = ring.ring.borrow_mut();
         arm(&mut uring, fd, token).and_then(|()| uring.submit().map(drop))
     };
+    crate::metrics::with(|m| {
+        m.ws_read_ring_connections.inc();
+    });
     let registration = Registration { ring, token, fd };
     if let Err(error) = armed {
         // Dropping the registration removes the poll if it did go in.
@@ -116,14 +125,10 @@ pub(crate) fn register(stream: &Stream) -> Option<Registration> {
     Some(registration)
 }
 
-/// Connections the shard's ring watches now (0 where it has none).
-#[allow(dead_code)]
-pub(crate) fn registered() -> usize {
-    SHARD_RING.with(|cell| {
-        cell.get()
-            .and_then(|(_, ring)| ring.as_ref())
-            .map_or(0, |ring| ring.table.borrow().registered())
-    })
+/// Make the shard's ring and start its task, if not yet done (else the
+/// first registration does).
+pub(crate) fn start() {
+    let _ = shard_ring();
 }
 
 fn shard_ring() -> Option<Rc<ReadinessRing>> {
@@ -194,6 +199,9 @@ impl Drop for Registration {
         }
         drop(uring);
         self.ring.table.borrow_mut().deregister(self.token);
+        crate::metrics::with(|m| {
+            m.ws_read_ring_connections.dec();
+        });
     }
 }
 
@@ -211,13 +219,18 @@ impl ReadinessRing {
                 return None;
             }
         };
+        // SAFETY: a descriptor the ring owns and closes after the task that
+        // reads it through this file is gone (the task holds the ring); the
+        // file is never dropped, so it closes nothing.
+        let file = ManuallyDrop::new(unsafe { BufferedFile::from_raw_fd(eventfd.as_raw_fd()) });
         let ring = Rc::new(ReadinessRing {
             ring: RefCell::new(uring),
+            eventfd,
             table: RefCell::new(Readiness::default()),
             wakers: Cell::new(Vec::new()),
             failed: Cell::new(false),
         });
-        glommio::spawn_local(watch(ring.clone(), eventfd)).detach();
+        glommio::spawn_local(watch(ring.clone(), file)).detach();
         Some(ring)
     }
 
@@ -280,7 +293,7 @@ impl ReadinessRing {
 }
 
 /// The shard's readiness task: wait for the eventfd, drain, again.
-async fn watch(ring: Rc<ReadinessRing>, eventfd: BufferedFile) {
+async fn watch(ring: Rc<ReadinessRing>, eventfd: ManuallyDrop<BufferedFile>) {
     loop {
         ring.drain();
         if ring.failed.get() {
@@ -295,7 +308,7 @@ async fn watch(ring: Rc<ReadinessRing>, eventfd: BufferedFile) {
     }
 }
 
-fn make_ring() -> io::Result<(IoUring, BufferedFile)> {
+fn make_ring() -> io::Result<(IoUring, OwnedFd)> {
     let uring = IoUring::builder()
         .setup_cqsize(CQ_ENTRIES)
         .build(SQ_ENTRIES)?;
@@ -313,9 +326,8 @@ fn make_ring() -> io::Result<(IoUring, BufferedFile)> {
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: `fd` was just made and is owned by nothing else; the file
-    // closes it.
-    let eventfd = unsafe { BufferedFile::from_raw_fd(fd) };
+    // SAFETY: `fd` was just made and is owned by nothing else.
+    let eventfd = unsafe { OwnedFd::from_raw_fd(fd) };
     uring.submitter().register_eventfd(fd)?;
     Ok((uring, eventfd))
 }
