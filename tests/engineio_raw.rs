@@ -34,7 +34,7 @@
 
 mod support;
 
-use std::io::Write;
+use std::io::{ErrorKind, Read, Write};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -96,6 +96,7 @@ sharded_tests!(
     heartbeat_websocket_v4,
     ping_timeout_closes_polling_session,
     ping_timeout_closes_websocket_session,
+    websocket_closed_by_the_server_is_closed_for_good,
     v4_client_ping_is_an_error,
     upgrade_answers_pending_get_with_noop,
     upgrade_answers_get_during_upgrade_with_noop,
@@ -667,6 +668,53 @@ fn ping_timeout_closes_websocket_session(shards: u32) {
         &format!("/engine.io/?EIO=4&transport=polling&sid={sid}"),
     )
     .assert_eio_error(1, "websocket session after a ping timeout");
+}
+
+/// A WebSocket the server closes is really closed, not only shut down for
+/// writing: bytes the client sends after the close are answered with a
+/// reset. (A descriptor still referenced by anything, such as a poll left
+/// armed on it, would take them in silently.) Also run with the readiness
+/// ring off, on glommio's reads.
+fn websocket_closed_by_the_server_is_closed_for_good(shards: u32) {
+    for env in [None, Some(("HUB_READINESS_RING", "off"))] {
+        let args = [
+            "--shards",
+            &shards.to_string(),
+            "--ping-interval",
+            "300",
+            "--ping-timeout",
+            "200",
+        ];
+        let srv = match env {
+            Some(var) => Server::start_with_env(&args, &[var]),
+            None => Server::start(&args),
+        };
+        let (mut ws, _, _) = ws_open(srv.addr(), 4);
+        assert_eq!(ws_text(&mut ws), "2");
+        let (end, _) = ws_expect_close(&mut ws, MS(1500));
+        assert_eq!(end, WsEnd::Close(Some(1000)), "{env:?}");
+        let tcp = ws.get_mut();
+        let deadline = Instant::now() + MS(3000);
+        let reset = loop {
+            assert!(
+                Instant::now() < deadline,
+                "{env:?}: no reset after the close"
+            );
+            if let Err(e) = tcp.write_all(b"late") {
+                break e.kind();
+            }
+            tcp.set_read_timeout(Some(MS(50))).unwrap();
+            match tcp.read(&mut [0; 64]) {
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) => break e.kind(),
+                Ok(_) => {}
+            }
+        };
+        assert!(
+            matches!(reset, ErrorKind::ConnectionReset | ErrorKind::BrokenPipe),
+            "{env:?}: {reset:?}"
+        );
+    }
 }
 
 fn v4_client_ping_is_an_error(shards: u32) {

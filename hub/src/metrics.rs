@@ -66,6 +66,7 @@ pub struct Metrics {
     accept_errors: Family<ShardLabel, Counter>,
     namespaces: Family<ShardLabel, Gauge>,
     outgoing_buffered_bytes: Family<ShardLabel, Gauge>,
+    ws_read_ring_connections: Family<ShardLabel, Gauge>,
     polling_compressed: Family<ShardLabel, Counter>,
     polling_compression_saved_bytes: Family<ShardLabel, Counter>,
     deflate_compressions: Family<ShardLabel, Counter>,
@@ -127,6 +128,9 @@ pub struct ShardMetrics {
     /// not yet written): raised once per send batch, lowered once per write
     /// or GET, never per packet (see `engine::SessionEntry`).
     pub outgoing_buffered_bytes: Gauge,
+    /// Plain WebSocket connections whose reads the shard's readiness ring
+    /// watches (the others read through glommio).
+    pub ws_read_ring_connections: Gauge,
     /// Long-polling answers sent compressed (gzip or deflate), counted on
     /// the shard that wrote them.
     pub polling_compressed: Counter,
@@ -281,6 +285,10 @@ impl Metrics {
             "outgoing_buffered_bytes",
             "Bytes of messages held for clients: queued, or being written",
         );
+        let ws_read_ring_connections = gauge(
+            "ws_read_ring_connections",
+            "WebSocket connections whose reads the shard's io_uring readiness ring watches",
+        );
         let recovery_bytes = gauge(
             "recovery_bytes",
             "Bytes of packets kept for connection-state recovery",
@@ -368,6 +376,7 @@ impl Metrics {
             accept_errors,
             namespaces,
             outgoing_buffered_bytes,
+            ws_read_ring_connections,
             polling_compressed,
             polling_compression_saved_bytes,
             deflate_compressions,
@@ -416,6 +425,7 @@ impl Metrics {
             accept_errors: self.accept_errors.get_or_create(&label).clone(),
             namespaces: self.namespaces.get_or_create(&label).clone(),
             outgoing_buffered_bytes: self.outgoing_buffered_bytes.get_or_create(&label).clone(),
+            ws_read_ring_connections: self.ws_read_ring_connections.get_or_create(&label).clone(),
             polling_compressed: self.polling_compressed.get_or_create(&label).clone(),
             polling_compression_saved_bytes: self
                 .polling_compression_saved_bytes

@@ -133,6 +133,12 @@ impl Server {
     /// the conformance example has short heartbeat defaults of its own, and
     /// the tests must not depend on them.
     pub fn start(args: &[&str]) -> Server {
+        Server::start_with_env(args, &[])
+    }
+
+    /// [`Server::start`] with variables `env` set in the server's
+    /// environment.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         let cmd = server_command();
         let mut all: Vec<&str> = vec!["--port", "0"];
         for (flag, default) in [
@@ -149,6 +155,7 @@ impl Server {
         let mut child = Command::new(&cmd[0])
             .args(&cmd[1..])
             .args(&all)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

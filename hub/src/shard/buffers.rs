@@ -22,6 +22,7 @@ use std::task::{Context, Poll};
 
 use futures_lite::io::AsyncRead;
 
+use super::ring::Registration;
 use super::stream::Stream;
 
 /// The most one read takes: a whole burst of small frames, or a good part of
@@ -75,14 +76,24 @@ fn take_read_buf() -> Box<[u8]> {
 
 /// Poll for what the peer has sent: the bytes, an empty chunk at end of
 /// stream, or an error. Nothing is read while pending, so dropping the
-/// future between polls loses nothing.
-pub(crate) fn poll_read(stream: &mut Stream, cx: &mut Context<'_>) -> Poll<io::Result<Chunk>> {
+/// future between polls loses nothing. A connection the shard's readiness
+/// ring watches (`watched`) reads when the ring says so, else through
+/// glommio.
+pub(crate) fn poll_read(
+    stream: &mut Stream,
+    watched: Option<&Registration>,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<Chunk>> {
     let mut chunk = Chunk {
         buf: Some(take_read_buf()),
         len: 0,
     };
     let buf = chunk.buf.as_mut().expect("just taken");
-    match Pin::new(stream).poll_read(cx, buf) {
+    let read = match watched.and_then(|watched| watched.poll_recv(cx, buf)) {
+        Some(read) => read,
+        None => Pin::new(stream).poll_read(cx, buf),
+    };
+    match read {
         Poll::Ready(Ok(len)) => {
             chunk.len = len;
             Poll::Ready(Ok(chunk))
@@ -95,7 +106,7 @@ pub(crate) fn poll_read(stream: &mut Stream, cx: &mut Context<'_>) -> Poll<io::R
 
 /// Wait for what the peer sends next (see [`poll_read`]).
 pub(crate) async fn read(stream: &mut Stream) -> io::Result<Chunk> {
-    poll_fn(|cx| poll_read(stream, cx)).await
+    poll_fn(|cx| poll_read(stream, None, cx)).await
 }
 
 /// An empty write buffer, from the pool when it has one.

@@ -14,6 +14,8 @@ pub(crate) mod memory;
 mod mesh;
 mod per_ip;
 mod polling;
+mod readiness;
+mod ring;
 mod runtime;
 mod shutdown;
 mod signals;

@@ -21,6 +21,7 @@ use super::deferred;
 use super::flusher;
 use super::mesh::{self, Mesh, MeshMsg};
 use super::per_ip::PerIpLimit;
+use super::ring;
 use super::shutdown;
 use super::state::{Endpoint, Shard};
 use super::timer;
@@ -382,6 +383,9 @@ async fn run_shard(
     if let Some(metrics) = &shard.config.metrics {
         crate::metrics::enter(metrics.for_shard(id));
     }
+    // Made now rather than at the first WebSocket: its two descriptors (the
+    // ring and its eventfd) are the shard's before it reports itself bound.
+    ring::start();
     if let Some(builder) = mesh_builder {
         executor_ids
             .lock()

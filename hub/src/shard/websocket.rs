@@ -19,6 +19,7 @@ use super::deflated::Deflating;
 use super::mesh::Handoff;
 use super::per_ip::IpSlot;
 use super::polling::{open_session, EngineResponse};
+use super::ring::{self, Registration};
 use super::state::Shard;
 use super::stream::Stream;
 use super::tls::TlsStream;
@@ -38,6 +39,10 @@ use crate::ws::handshake;
 /// owns no buffer: reads borrow the shard's read buffer, and writes a buffer
 /// from the shard's pool until they are written (see `buffers`).
 struct WsConn {
+    /// The shard's readiness ring watching `stream` for reads (a plain
+    /// connection, when the ring is there). Declared before `stream` so it
+    /// drops first: its poll must be removed before the descriptor closes.
+    watched: Option<Registration>,
     stream: Stream,
     /// The start of a frame still incomplete; empty, with no allocation,
     /// between frames.
@@ -151,6 +156,7 @@ impl WsConn {
         let mut resumed = shard.mesh.get().map(|mesh| mesh.input_resumed.listen());
         let paused = shard.input_paused();
         let stream = &mut self.stream;
+        let watched = self.watched.as_ref();
         poll_fn(|cx| {
             if paused {
                 if let Some(resumed) = &mut resumed {
@@ -158,7 +164,7 @@ impl WsConn {
                         return Poll::Ready(Wake::Changed);
                     }
                 }
-            } else if let Poll::Ready(read) = buffers::poll_read(stream, cx) {
+            } else if let Poll::Ready(read) = buffers::poll_read(stream, watched, cx) {
                 return Poll::Ready(Wake::Read(read));
             }
             Pin::new(&mut listen).poll(cx).map(|()| Wake::Changed)
@@ -423,6 +429,7 @@ pub(crate) async fn serve(
         None => Decoder::new(max_payload),
     };
     let mut conn = WsConn {
+        watched: ring::register(&stream),
         stream,
         // Bytes the client sent right behind its request (rare), in an
         // allocation of their own size.

@@ -1,0 +1,222 @@
+//! Read readiness of the shard's plain WebSocket connections, as hub's own
+//! io_uring reports it (`shard/ring.rs` is the IO around this): a slab of
+//! slots, one per registered connection, each with a `ready` flag and the
+//! waker of the connection's reader. Sans-IO: fed the completions of the
+//! connections' multishot polls, asked by the readers whether to read.
+//!
+//! A slot's user data (the poll's `user_data`) carries its index and a
+//! generation bumped when the slot is freed, so a completion still in
+//! flight for a connection that is gone never reaches the connection that
+//! took its slot.
+
+use std::task::{Context, Poll, Waker};
+
+/// One registered connection: its place in the table and the generation
+/// of that place when it registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Token {
+    slot: u32,
+    generation: u32,
+}
+
+/// User data no slot ever has (a generation is never `u32::MAX`): the
+/// completions of removals, which carry nothing to handle.
+pub(crate) const IGNORED_USER_DATA: u64 = u64::MAX;
+
+impl Token {
+    /// The poll's `user_data`: generation in the high half, slot in the low.
+    pub(crate) fn user_data(self) -> u64 {
+        (u64::from(self.generation) << 32) | u64::from(self.slot)
+    }
+
+    fn from_user_data(user_data: u64) -> Token {
+        Token {
+            slot: user_data as u32,
+            generation: (user_data >> 32) as u32,
+        }
+    }
+}
+
+struct Slot {
+    generation: u32,
+    /// The descriptor the slot's poll watches; `None` while the slot is free.
+    fd: Option<i32>,
+    /// A read may find bytes (or the end, or an error): set by the poll,
+    /// cleared by a read that found nothing more.
+    ready: bool,
+    /// The poll failed and is not re-armed: the connection reads through
+    /// glommio instead.
+    unwatched: bool,
+    /// The reader waiting for `ready`.
+    waker: Option<Waker>,
+}
+
+/// What a reader should do (see [`Readiness::poll_read_ready`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ReadReadiness {
+    /// Read now: bytes, the end or an error may be there.
+    Ready,
+    /// The ring no longer watches this connection: read the way an
+    /// unregistered connection does.
+    Unwatched,
+}
+
+/// What a completion asks of the ring around the table.
+#[must_use]
+#[derive(Debug, Default)]
+pub(crate) struct Completion {
+    /// Wake this reader (outside any borrow of the table).
+    pub(crate) wake: Option<Waker>,
+    /// The multishot poll ended: arm a new one for this descriptor with
+    /// this token's user data.
+    pub(crate) rearm: Option<(i32, Token)>,
+}
+
+/// The readiness table of one shard.
+#[derive(Default)]
+pub(crate) struct Readiness {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    registered: usize,
+}
+
+impl Readiness {
+    /// Register descriptor `fd`. It starts ready: the first read tries the
+    /// socket (bytes may have come before the poll was armed; the poll
+    /// reports them too, which only costs a spurious wake).
+    pub(crate) fn register(&mut self, fd: i32) -> Token {
+        self.registered += 1;
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    fd: None,
+                    ready: false,
+                    unwatched: false,
+                    waker: None,
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let entry = &mut self.slots[slot as usize];
+        entry.fd = Some(fd);
+        entry.ready = true;
+        entry.unwatched = false;
+        entry.waker = None;
+        Token {
+            slot,
+            generation: entry.generation,
+        }
+    }
+
+    /// Free `token`'s slot (its poll is being removed): completions still
+    /// in flight for it are ignored from now on.
+    pub(crate) fn deregister(&mut self, token: Token) {
+        let Some(entry) = self.live(token) else {
+            return;
+        };
+        entry.fd = None;
+        entry.waker = None;
+        // Skipping u32::MAX keeps every live user data apart from
+        // IGNORED_USER_DATA.
+        entry.generation = match entry.generation.wrapping_add(1) {
+            u32::MAX => 0,
+            next => next,
+        };
+        self.free.push(token.slot);
+        self.registered -= 1;
+    }
+
+    /// Connections registered now.
+    #[cfg(test)]
+    pub(crate) fn registered(&self) -> usize {
+        self.registered
+    }
+
+    fn live(&mut self, token: Token) -> Option<&mut Slot> {
+        self.slots
+            .get_mut(token.slot as usize)
+            .filter(|slot| slot.generation == token.generation && slot.fd.is_some())
+    }
+
+    /// A completion from the ring: `result` is the poll's (the event mask,
+    /// or a negative errno), `more` whether the multishot poll goes on
+    /// (`IORING_CQE_F_MORE`).
+    pub(crate) fn handle_completion(
+        &mut self,
+        user_data: u64,
+        result: i32,
+        more: bool,
+    ) -> Completion {
+        if user_data == IGNORED_USER_DATA {
+            return Completion::default();
+        }
+        let token = Token::from_user_data(user_data);
+        let Some(entry) = self.live(token) else {
+            // A connection gone, or its removal's last word.
+            return Completion::default();
+        };
+        entry.ready = true;
+        let wake = entry.waker.take();
+        let rearm = if more {
+            None
+        } else if result >= 0 {
+            // The kernel ended the poll (it may, e.g. when the completion
+            // queue overflowed): arm another.
+            entry.fd.map(|fd| (fd, token))
+        } else {
+            // The poll failed: re-arming could fail the same way at once,
+            // again and again. The reader falls back to glommio's reads.
+            entry.unwatched = true;
+            None
+        };
+        Completion { wake, rearm }
+    }
+
+    /// Whether `token`'s reader should read: if not, its waker is kept (in
+    /// place of an earlier one) and woken by the next completion.
+    pub(crate) fn poll_read_ready(
+        &mut self,
+        token: Token,
+        cx: &mut Context<'_>,
+    ) -> Poll<ReadReadiness> {
+        let Some(entry) = self.live(token) else {
+            return Poll::Ready(ReadReadiness::Unwatched);
+        };
+        if entry.unwatched {
+            return Poll::Ready(ReadReadiness::Unwatched);
+        }
+        if entry.ready {
+            return Poll::Ready(ReadReadiness::Ready);
+        }
+        match &mut entry.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// A read found the socket empty: wait for the poll's next completion.
+    pub(crate) fn clear_ready(&mut self, token: Token) {
+        if let Some(entry) = self.live(token) {
+            entry.ready = false;
+        }
+    }
+
+    /// The ring failed: every connection reads through glommio from now
+    /// on. Returns the readers to wake (they would wait for nothing).
+    pub(crate) fn unwatch_all(&mut self) -> Vec<Waker> {
+        self.slots
+            .iter_mut()
+            .filter(|slot| slot.fd.is_some())
+            .filter_map(|slot| {
+                slot.unwatched = true;
+                slot.waker.take()
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;
