@@ -103,8 +103,9 @@ pub(crate) struct SocketInner {
     next_listener: Cell<u64>,
     /// Allocated when the first is added: most sockets have none.
     hooks: RefCell<Option<Box<Hooks>>>,
-    /// By ack id (a counter: a fixed hasher will do, and keeps the socket smaller).
-    acks: RefCell<HashMap<u64, AckSink, BuildHasherDefault<AHasher>>>,
+    /// The acks awaited, by id. Boxed when the first is awaited: most sockets never wait for one,
+    /// and an empty table in place would cost every socket 24 bytes more.
+    acks: RefCell<Option<Box<AckTable>>>,
     next_ack: Cell<u64>,
     data: RefCell<Option<SocketData>>,
     /// The private id a recovering client names its session by (set when
@@ -116,6 +117,10 @@ pub(crate) struct SocketInner {
     /// look for it, so that without one the hook is this one branch.
     observed: bool,
 }
+
+/// The acks a socket waits for, by ack id (a counter: a fixed hasher will
+/// do, and keeps the table smaller).
+type AckTable = HashMap<u64, AckSink, BuildHasherDefault<AHasher>>;
 
 /// A socket's application data (`socket.data`): `Send + Sync`, so that a
 /// session recovered on another shard takes it along.
@@ -260,7 +265,7 @@ impl SocketInner {
             listeners: RefCell::new(Vec::new()),
             next_listener: Cell::new(0),
             hooks: RefCell::new(None),
-            acks: RefCell::new(HashMap::default()),
+            acks: RefCell::new(None),
             next_ack: Cell::new(0),
             data: RefCell::new(None),
             pid: std::cell::OnceCell::new(),
@@ -382,7 +387,11 @@ impl SocketInner {
     }
 
     pub(crate) fn on_ack(&self, id: u64, args: Args) {
-        let sink = self.acks.borrow_mut().remove(&id);
+        let sink = self
+            .acks
+            .borrow_mut()
+            .as_mut()
+            .and_then(|acks| acks.remove(&id));
         match sink {
             Some(AckSink::One(sender)) => {
                 let _ = sender.try_send(args);
@@ -401,6 +410,7 @@ impl SocketInner {
     /// that never acknowledges holds one entry per broadcast in flight.
     pub(crate) fn expect_broadcast_ack(&self, id: u64, relay: &Rc<AckRelay>) {
         let mut acks = self.acks.borrow_mut();
+        let acks = acks.get_or_insert_with(Box::default);
         let now = std::time::Instant::now();
         if acks.len() >= 8 {
             acks.retain(|_, sink| match sink {
@@ -437,7 +447,8 @@ impl SocketInner {
             shard.remove_socket(self, reason);
         }
         // Waiting acknowledgements fail now: dropping their senders wakes them.
-        self.acks.borrow_mut().clear();
+        let acks = self.acks.borrow_mut().take();
+        drop(acks);
         let handlers: SmallVec<[ReasonHandler; 2]> = self
             .hook(|h| h.on_disconnect.iter().cloned().collect())
             .unwrap_or_default();
@@ -510,7 +521,10 @@ impl SocketInner {
         self.next_ack.set(id + 1);
         self.emit(event, args, flags, Some(id))?;
         let (tx, rx) = local_channel::new_bounded(1);
-        self.acks.borrow_mut().insert(id, AckSink::One(tx));
+        self.acks
+            .borrow_mut()
+            .get_or_insert_with(Box::default)
+            .insert(id, AckSink::One(tx));
         let weak = Rc::downgrade(self);
         Ok(async move {
             let result = future::or(
@@ -522,7 +536,9 @@ impl SocketInner {
             )
             .await;
             if let Some(inner) = weak.upgrade() {
-                inner.acks.borrow_mut().remove(&id);
+                if let Some(acks) = inner.acks.borrow_mut().as_mut() {
+                    acks.remove(&id);
+                }
             }
             result
         })
