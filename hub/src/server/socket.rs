@@ -59,8 +59,13 @@ pub enum AckError {
 }
 
 /// Names a listener, to remove it.
+///
+/// A socket's listeners are numbered by a 32-bit counter, so that a
+/// listener with its `once` flag takes 40 bytes rather than 48 (every
+/// socket of the relay holds six). It wraps after 2^32 listeners added to
+/// one socket; only then could an id name two listeners.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ListenerId(u64);
+pub struct ListenerId(u32);
 
 type EventHandler = Rc<dyn Fn(&Socket, Args, Option<Ack>)>;
 type ReasonHandler = Rc<dyn Fn(&Socket, DisconnectReason)>;
@@ -100,7 +105,7 @@ pub(crate) struct SocketInner {
     /// in several target rooms gets a packet once without a set per broadcast.
     pub mark: Cell<u64>,
     listeners: RefCell<Vec<Listener>>,
-    next_listener: Cell<u64>,
+    next_listener: Cell<u32>,
     /// Allocated when the first is added: most sockets have none.
     hooks: RefCell<Option<Box<Hooks>>>,
     /// The acks awaited, by id. Boxed when the first is awaited: most sockets never wait for one,
@@ -656,7 +661,7 @@ impl Socket {
 
     fn add_listener(&self, event: &str, once: bool, handler: EventHandler) -> ListenerId {
         let id = ListenerId(self.0.next_listener.get());
-        self.0.next_listener.set(id.0 + 1);
+        self.0.next_listener.set(id.0.wrapping_add(1));
         self.0.listeners.borrow_mut().push(Listener {
             id,
             event: event_name(event),
