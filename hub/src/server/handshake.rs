@@ -21,10 +21,8 @@ pub struct Handshake {
 
 impl Handshake {
     pub(crate) fn new(conn: &EngineSocket, auth: Value, connect_query: Option<&str>) -> Handshake {
-        let connect_query = match connect_query {
-            Some(extra) => Some(Box::new(form_urlencoded::parse(extra.as_bytes()).collect())),
-            None => None,
-        };
+        let connect_query =
+            connect_query.map(|extra| Box::new(form_urlencoded::parse(extra.as_bytes()).collect()));
         Handshake {
             info: conn.handshake_shared(),
             connect_query,
