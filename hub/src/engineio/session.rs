@@ -342,7 +342,11 @@ impl Session {
             outbox,
             held_bytes: 0,
             unwritten_bytes: 0,
-            events: VecDeque::new(),
+            // Room for one event: a read usually brings one message, so a
+            // session seldom holds more between two dispatches, and the
+            // first push would otherwise allocate room for four (160 bytes
+            // kept until the next heartbeat).
+            events: VecDeque::with_capacity(1),
             parked: false,
             next_ping,
             heartbeat_deadline,

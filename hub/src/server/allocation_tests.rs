@@ -19,6 +19,25 @@ struct Counting;
 thread_local! {
     /// Allocations on this thread while counting, `None` when not counting.
     static COUNT: Cell<Option<u64>> = const { Cell::new(None) };
+    /// Heap bytes taken minus given back on this thread while weighing,
+    /// `None` when not weighing, in glibc's chunks (see [`chunk`]).
+    static HELD: Cell<Option<i64>> = const { Cell::new(None) };
+}
+
+/// What glibc's malloc takes for `size` bytes: the size and 8 bytes of
+/// header, rounded up to 16, at least 32. An idle connection's cost is
+/// these chunks (plus its share of the maps), so its allocations are
+/// weighed as chunks: a struct 8 bytes over a boundary costs 16.
+fn chunk(size: usize) -> i64 {
+    ((size + 8).div_ceil(16) * 16).max(32) as i64
+}
+
+fn weigh(delta: i64) {
+    let _ = HELD.try_with(|held| {
+        if let Some(n) = held.get() {
+            held.set(Some(n + delta));
+        }
+    });
 }
 
 fn count_one() {
@@ -35,17 +54,20 @@ fn count_one() {
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         count_one();
+        weigh(chunk(layout.size()));
         // SAFETY: the caller's guarantees for `layout` are `System`'s.
         unsafe { System.alloc(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        weigh(-chunk(layout.size()));
         // SAFETY: `ptr` came from `System` with `layout` (every allocation does).
         unsafe { System.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         count_one();
+        weigh(chunk(new_size) - chunk(layout.size()));
         // SAFETY: as for `dealloc`, and the caller's guarantees for `new_size`.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -115,4 +137,52 @@ fn an_echo_allocates_only_its_answer() {
     // One allocation per echo: the answer's framed text. Not the namespace,
     // the arguments (kept as received text), the ack's state or a header.
     assert_eq!(counted, ECHOES, "{counted} allocations for {ECHOES} echoes");
+}
+
+/// Heap bytes (glibc chunks) that `f` takes and keeps, on this thread.
+fn held_bytes(f: impl FnOnce()) -> i64 {
+    HELD.with(|held| held.set(Some(0)));
+    f();
+    HELD.with(|held| held.replace(None)).unwrap_or(0)
+}
+
+#[test]
+fn an_idle_client_holds_what_it_did() {
+    let io = Io::builder()
+        .of("/", |nsp| {
+            nsp.on_connection(|socket| {
+                socket.on("echo", |_, args, ack| {
+                    if let Some(ack) = ack {
+                        ack.send(args);
+                    }
+                });
+            })
+        })
+        .build();
+    let shard = SioShard::new(io.config.clone(), 0);
+    // Enough clients that the maps' growth is spread over them as on a
+    // loaded shard (about half full, as at 7,500 sessions a shard).
+    const CLIENTS: usize = 1000;
+    let mut clients = Vec::with_capacity(CLIENTS);
+    let held = held_bytes(|| {
+        for _ in 0..CLIENTS {
+            let client = TestClient::new(&shard);
+            client.send_through_session("0");
+            assert!(client.sent()[0].starts_with(r#"0{"sid""#));
+            clients.push(client);
+        }
+    });
+    let per_client = held / CLIENTS as i64;
+    // Measured at 1,771 bytes (the session's state machine and entry, the
+    // handshake, the client, its socket in `/` with its listener and its
+    // own room, the maps' share, and this harness's host); 2,107 before
+    // the session's events, the socket's rooms and the client's sockets
+    // had room for one in place, the socket's ack table and v2 CONNECT
+    // query were boxed, and a listener took 40 bytes rather than 48.
+    // The WebSocket task, glommio's poll and the engine's maps are not in
+    // it (see docs/benchmarks.md, "Issue 15, second round: idle memory").
+    assert!(
+        per_client <= 1_820,
+        "an idle client holds {per_client} bytes of heap"
+    );
 }

@@ -13,17 +13,16 @@ use crate::engine::{HandshakeInfo, Pairs, Socket as EngineSocket};
 pub struct Handshake {
     info: Arc<HandshakeInfo>,
     /// v2 clients: the namespace's CONNECT query, which follows the handshake's.
-    connect_query: Pairs,
+    /// Boxed: the other clients have none, and every socket holds a handshake.
+    connect_query: Option<Box<Pairs>>,
     /// The CONNECT auth object (v3/v4 clients); `{}` when none.
     pub auth: Value,
 }
 
 impl Handshake {
     pub(crate) fn new(conn: &EngineSocket, auth: Value, connect_query: Option<&str>) -> Handshake {
-        let connect_query = match connect_query {
-            Some(extra) => form_urlencoded::parse(extra.as_bytes()).collect(),
-            None => Pairs::default(),
-        };
+        let connect_query =
+            connect_query.map(|extra| Box::new(form_urlencoded::parse(extra.as_bytes()).collect()));
         Handshake {
             info: conn.handshake_shared(),
             connect_query,
@@ -75,13 +74,15 @@ impl Handshake {
 
     /// The handshake query, then (v2 clients) the namespace's CONNECT query.
     pub fn query(&self) -> impl DoubleEndedIterator<Item = (&str, &str)> + '_ {
-        self.info.query.iter().chain(self.connect_query.iter())
+        let connect_query = self.connect_query.iter().flat_map(|pairs| pairs.iter());
+        self.info.query.iter().chain(connect_query)
     }
 
     /// The last value of a query parameter (a CONNECT query overrides the handshake's).
     pub fn query_param(&self, name: &str) -> Option<&str> {
         self.connect_query
-            .get_last(name)
+            .as_ref()
+            .and_then(|pairs| pairs.get_last(name))
             .or_else(|| self.info.query.get_last(name))
     }
 }

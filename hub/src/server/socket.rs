@@ -59,8 +59,13 @@ pub enum AckError {
 }
 
 /// Names a listener, to remove it.
+///
+/// A socket's listeners are numbered by a 32-bit counter, so that a
+/// listener with its `once` flag takes 40 bytes rather than 48 (every
+/// socket of the relay holds six). It wraps after 2^32 listeners added to
+/// one socket; only then could an id name two listeners.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct ListenerId(u64);
+pub struct ListenerId(u32);
 
 type EventHandler = Rc<dyn Fn(&Socket, Args, Option<Ack>)>;
 type ReasonHandler = Rc<dyn Fn(&Socket, DisconnectReason)>;
@@ -88,7 +93,10 @@ pub(crate) struct SocketInner {
     pub shard: Weak<SioShard>,
     pub client: Rc<Client>,
     pub handshake: Handshake,
-    pub rooms: RefCell<Vec<Rc<str>>>,
+    /// Its own room first. Room for one in place: most sockets are in no
+    /// other room, and a `Vec` would allocate room for four (80 bytes of
+    /// heap per socket); the same 24 bytes in the socket either way.
+    pub rooms: RefCell<SmallVec<[Rc<str>; 1]>>,
     pub connected: Cell<bool>,
     /// The socket left its namespace, or was refused at connect: it joins
     /// no room again (a handler holding it cannot put it back in the index).
@@ -97,11 +105,12 @@ pub(crate) struct SocketInner {
     /// in several target rooms gets a packet once without a set per broadcast.
     pub mark: Cell<u64>,
     listeners: RefCell<Vec<Listener>>,
-    next_listener: Cell<u64>,
+    next_listener: Cell<u32>,
     /// Allocated when the first is added: most sockets have none.
     hooks: RefCell<Option<Box<Hooks>>>,
-    /// By ack id (a counter: a fixed hasher will do, and keeps the socket smaller).
-    acks: RefCell<HashMap<u64, AckSink, BuildHasherDefault<AHasher>>>,
+    /// The acks awaited, by id. Boxed when the first is awaited: most sockets never wait for one,
+    /// and an empty table in place would cost every socket 24 bytes more.
+    acks: RefCell<Option<Box<AckTable>>>,
     next_ack: Cell<u64>,
     data: RefCell<Option<SocketData>>,
     /// The private id a recovering client names its session by (set when
@@ -113,6 +122,10 @@ pub(crate) struct SocketInner {
     /// look for it, so that without one the hook is this one branch.
     observed: bool,
 }
+
+/// The acks a socket waits for, by ack id (a counter: a fixed hasher will
+/// do, and keeps the table smaller).
+type AckTable = HashMap<u64, AckSink, BuildHasherDefault<AHasher>>;
 
 /// A socket's application data (`socket.data`): `Send + Sync`, so that a
 /// session recovered on another shard takes it along.
@@ -250,14 +263,14 @@ impl SocketInner {
             shard,
             client,
             handshake,
-            rooms: RefCell::new(Vec::new()),
+            rooms: RefCell::new(SmallVec::new()),
             connected: Cell::new(false),
             left: Cell::new(false),
             mark: Cell::new(0),
             listeners: RefCell::new(Vec::new()),
             next_listener: Cell::new(0),
             hooks: RefCell::new(None),
-            acks: RefCell::new(HashMap::default()),
+            acks: RefCell::new(None),
             next_ack: Cell::new(0),
             data: RefCell::new(None),
             pid: std::cell::OnceCell::new(),
@@ -379,7 +392,11 @@ impl SocketInner {
     }
 
     pub(crate) fn on_ack(&self, id: u64, args: Args) {
-        let sink = self.acks.borrow_mut().remove(&id);
+        let sink = self
+            .acks
+            .borrow_mut()
+            .as_mut()
+            .and_then(|acks| acks.remove(&id));
         match sink {
             Some(AckSink::One(sender)) => {
                 let _ = sender.try_send(args);
@@ -398,6 +415,7 @@ impl SocketInner {
     /// that never acknowledges holds one entry per broadcast in flight.
     pub(crate) fn expect_broadcast_ack(&self, id: u64, relay: &Rc<AckRelay>) {
         let mut acks = self.acks.borrow_mut();
+        let acks = acks.get_or_insert_with(Box::default);
         let now = std::time::Instant::now();
         if acks.len() >= 8 {
             acks.retain(|_, sink| match sink {
@@ -434,7 +452,8 @@ impl SocketInner {
             shard.remove_socket(self, reason);
         }
         // Waiting acknowledgements fail now: dropping their senders wakes them.
-        self.acks.borrow_mut().clear();
+        let acks = self.acks.borrow_mut().take();
+        drop(acks);
         let handlers: SmallVec<[ReasonHandler; 2]> = self
             .hook(|h| h.on_disconnect.iter().cloned().collect())
             .unwrap_or_default();
@@ -507,7 +526,10 @@ impl SocketInner {
         self.next_ack.set(id + 1);
         self.emit(event, args, flags, Some(id))?;
         let (tx, rx) = local_channel::new_bounded(1);
-        self.acks.borrow_mut().insert(id, AckSink::One(tx));
+        self.acks
+            .borrow_mut()
+            .get_or_insert_with(Box::default)
+            .insert(id, AckSink::One(tx));
         let weak = Rc::downgrade(self);
         Ok(async move {
             let result = future::or(
@@ -519,7 +541,9 @@ impl SocketInner {
             )
             .await;
             if let Some(inner) = weak.upgrade() {
-                inner.acks.borrow_mut().remove(&id);
+                if let Some(acks) = inner.acks.borrow_mut().as_mut() {
+                    acks.remove(&id);
+                }
             }
             result
         })
@@ -637,7 +661,7 @@ impl Socket {
 
     fn add_listener(&self, event: &str, once: bool, handler: EventHandler) -> ListenerId {
         let id = ListenerId(self.0.next_listener.get());
-        self.0.next_listener.set(id.0 + 1);
+        self.0.next_listener.set(id.0.wrapping_add(1));
         self.0.listeners.borrow_mut().push(Listener {
             id,
             event: event_name(event),

@@ -207,6 +207,17 @@ impl TestClient {
             .on_message(&self.conn, Data::Text(text.to_string().into()));
     }
 
+    /// Send one Socket.IO packet, as text, the way a transport hands it
+    /// over: into the session's events, then dispatched.
+    pub fn send_through_session(&self, text: &str) {
+        let packet = Packet::Message(Data::Text(text.to_string().into()));
+        self.entry
+            .session
+            .borrow_mut()
+            .on_packets([packet], std::time::Instant::now());
+        self.entry.dispatch();
+    }
+
     /// The Socket.IO texts queued to the client since the last call.
     pub fn sent(&self) -> Vec<String> {
         sent(&self.entry)
