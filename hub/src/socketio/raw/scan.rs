@@ -126,25 +126,38 @@ struct Scanner<'a> {
     b: &'a [u8],
 }
 
-/// Eight copies of a byte.
-const fn splat(byte: u8) -> u64 {
-    0x0101_0101_0101_0101 * byte as u64
+/// A bit per byte of `chunk` that is `"`, `\\` or below 0x20 (a string's
+/// end, an escape, a refused control character), lowest byte first.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn specials(chunk: &[u8; 16]) -> u32 {
+    use std::arch::x86_64::{
+        _mm_cmpeq_epi8, _mm_loadu_si128, _mm_min_epu8, _mm_movemask_epi8, _mm_or_si128,
+        _mm_set1_epi8,
+    };
+    // SAFETY: SSE2, all these need, is part of x86-64's baseline (every
+    // x86-64 processor has it); the load is unaligned and reads the
+    // sixteen bytes `chunk` refers to.
+    unsafe {
+        let v = _mm_loadu_si128(chunk.as_ptr().cast());
+        let quote = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8));
+        let backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8));
+        // Below 0x20 (unsigned): min(byte, 0x1f) is the byte.
+        let control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1f)), v);
+        _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(quote, backslash), control)) as u32
+    }
 }
 
-const HIGH_BITS: u64 = splat(0x80);
-
-/// The high bit of each byte of `word` that is `"`, `\` or below 0x20
-/// (a string's end, an escape, a refused control character). Above the
-/// lowest such byte the bits may be wrong (a borrow carries): only the
-/// lowest is used.
+/// A bit per byte of `chunk` that is `"`, `\\` or below 0x20, lowest byte
+/// first (without SSE2: a byte at a time).
+#[cfg(not(target_arch = "x86_64"))]
 #[inline]
-fn specials(word: u64) -> u64 {
-    let quote = word ^ splat(b'"');
-    let backslash = word ^ splat(b'\\');
-    let zero_quote = quote.wrapping_sub(splat(1)) & !quote;
-    let zero_backslash = backslash.wrapping_sub(splat(1)) & !backslash;
-    let control = word.wrapping_sub(splat(0x20)) & !word;
-    (zero_quote | zero_backslash | control) & HIGH_BITS
+fn specials(chunk: &[u8; 16]) -> u32 {
+    let mut mask = 0u32;
+    for (k, &c) in chunk.iter().enumerate() {
+        mask |= u32::from((c == b'"') | (c == b'\\') | (c < 0x20)) << k;
+    }
+    mask
 }
 
 impl Scanner<'_> {
@@ -186,17 +199,7 @@ impl Scanner<'_> {
     fn string(&self, mut i: usize) -> Result<usize, ScanError> {
         let b = self.b;
         loop {
-            // Eight bytes at a time to the next quote, backslash or
-            // control character.
-            while let Some(chunk) = b.get(i..i + 8) {
-                let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
-                let found = specials(word);
-                if found != 0 {
-                    i += (found.trailing_zeros() / 8) as usize;
-                    break;
-                }
-                i += 8;
-            }
+            i = self.next_special(i);
             match b.get(i) {
                 Some(b'"') => return Ok(i + 1),
                 Some(b'\\') => i = self.escape(i + 1)?,
@@ -205,6 +208,40 @@ impl Scanner<'_> {
                 None => return Err(ScanError::Eof),
             }
         }
+    }
+
+    /// The first byte from `i` on that is `"`, `\\` or below 0x20, or the
+    /// end of the text.
+    #[inline]
+    fn next_special(&self, mut i: usize) -> usize {
+        let b = self.b;
+        while let Some(chunk) = b.get(i..i + 16) {
+            let found = specials(chunk.try_into().expect("sixteen bytes"));
+            if found != 0 {
+                return i + found.trailing_zeros() as usize;
+            }
+            i += 16;
+        }
+        if i >= b.len() {
+            return b.len();
+        }
+        // Under sixteen bytes left: the text's last sixteen, those before
+        // `i` shifted out (0 < i - window < 16).
+        if let Some(window) = b.len().checked_sub(16) {
+            let chunk = b[window..].try_into().expect("sixteen bytes");
+            let found = specials(chunk) >> (i - window);
+            return match found {
+                0 => b.len(),
+                _ => i + found.trailing_zeros() as usize,
+            };
+        }
+        while let Some(&c) = b.get(i) {
+            if c == b'"' || c == b'\\' || c < 0x20 {
+                break;
+            }
+            i += 1;
+        }
+        i
     }
 
     /// The escape after a backslash at `i - 1`; returns where it ends.

@@ -196,3 +196,26 @@ fn the_scanner_agrees_with_a_value_parse() {
     // Both verdicts were exercised.
     assert!(accepted > 1_000 && refused > 1_000, "{accepted} {refused}");
 }
+
+/// Strings of every length around the scanner's 16-byte steps, with an
+/// escape, a control character or a multi-byte character at each place.
+#[test]
+fn the_scanner_sees_every_byte_of_a_string() {
+    for len in 0..40 {
+        for at in 0..=len {
+            for inserted in ["\\n", "\u{1}", "é", "\\u0041", "\""] {
+                let mut body = "a".repeat(len);
+                body.insert_str(at, inserted);
+                for tail in ["]", "  ]  ", ",1]"] {
+                    let json = format!("[\"{body}\"{tail}");
+                    let ours = split(&json);
+                    let theirs = serde_json::from_str::<Vec<Value>>(&json);
+                    assert_eq!(ours.is_ok(), theirs.is_ok(), "{json:?}");
+                    if let (Ok(ours), Ok(theirs)) = (ours, theirs) {
+                        assert_eq!(ours.values(), theirs, "{json:?}");
+                    }
+                }
+            }
+        }
+    }
+}
