@@ -40,6 +40,9 @@ pub struct RawArray {
     text: Utf8Bytes,
     /// Byte ranges of the elements in `text`.
     items: SmallVec<[(u32, u32); 4]>,
+    /// The first element is a string without escapes (known from the
+    /// scan: [`RawArray::str`] of it needs no second look).
+    plain_first: bool,
 }
 
 impl RawArray {
@@ -72,6 +75,7 @@ impl RawArray {
         if !self.items.is_empty() {
             self.items.remove(0);
         }
+        self.plain_first = false;
     }
 
     /// A one-element array of `json`, a part of one of this array's
@@ -89,6 +93,7 @@ impl RawArray {
         Some(RawArray {
             text: self.text.clone(),
             items,
+            plain_first: false,
         })
     }
 
@@ -105,7 +110,12 @@ impl RawArray {
     /// Element `index` as a string when it is one, borrowed from the text
     /// when it has no escapes.
     pub fn str(&self, index: usize) -> Option<std::borrow::Cow<'_, str>> {
-        string_of(self.get(index)?)
+        let json = self.get(index)?;
+        if index == 0 && self.plain_first {
+            // `"` and its inside: the quotes are one byte each.
+            return Some(std::borrow::Cow::Borrowed(&json[1..json.len() - 1]));
+        }
+        string_of(json)
     }
 }
 
@@ -147,8 +157,13 @@ pub(crate) fn split_array(text: Utf8Bytes, start: usize) -> Result<RawArray, Str
         return Err("message too large".to_string());
     }
     let mut items = SmallVec::new();
-    scan::scan_array(whole.as_bytes(), start, &mut items).map_err(|e| e.to_string())?;
-    Ok(RawArray { text, items })
+    let plain_first =
+        scan::scan_array(whole.as_bytes(), start, &mut items).map_err(|e| e.to_string())?;
+    Ok(RawArray {
+        text,
+        items,
+        plain_first,
+    })
 }
 
 mod scan;

@@ -85,22 +85,33 @@ impl fmt::Display for ScanError {
 
 /// Check `json[start..]`, a JSON array with optional whitespace around it,
 /// and push each element's range in `json` (trimmed of whitespace).
+/// Returns whether the first element is a string without escapes (an
+/// event's name, most often), whose text is then its quotes' inside.
 pub(super) fn scan_array(
     json: &[u8],
     start: usize,
     items: &mut SmallVec<[(u32, u32); 4]>,
-) -> Result<(), ScanError> {
+) -> Result<bool, ScanError> {
     let scan = Scanner { b: json };
     let mut i = scan.skip_ws(start);
     if json.get(i) != Some(&b'[') {
         return Err(ScanError::NotAnArray);
     }
     i = scan.skip_ws(i + 1);
+    let mut plain_first = false;
     if json.get(i) == Some(&b']') {
         i += 1;
     } else {
+        let mut first = true;
         loop {
-            let end = scan.value(i, 1)?;
+            let end = if first && json.get(i) == Some(&b'"') {
+                let (end, escaped) = scan.string_escaped(i + 1)?;
+                plain_first = !escaped;
+                end
+            } else {
+                scan.value(i, 1)?
+            };
+            first = false;
             // The caller keeps texts under 4 GiB.
             items.push((i as u32, end as u32));
             i = scan.skip_ws(end);
@@ -119,7 +130,7 @@ pub(super) fn scan_array(
     if end != json.len() {
         return Err(ScanError::Trailing(end));
     }
-    Ok(())
+    Ok(plain_first)
 }
 
 struct Scanner<'a> {
@@ -196,13 +207,23 @@ impl Scanner<'_> {
 
     /// A string whose opening quote is before `i`; returns the index past
     /// its closing quote.
-    fn string(&self, mut i: usize) -> Result<usize, ScanError> {
+    #[inline]
+    fn string(&self, i: usize) -> Result<usize, ScanError> {
+        self.string_escaped(i).map(|(end, _)| end)
+    }
+
+    /// [`Scanner::string`], and whether the string has escapes.
+    fn string_escaped(&self, mut i: usize) -> Result<(usize, bool), ScanError> {
         let b = self.b;
+        let mut escaped = false;
         loop {
             i = self.next_special(i);
             match b.get(i) {
-                Some(b'"') => return Ok(i + 1),
-                Some(b'\\') => i = self.escape(i + 1)?,
+                Some(b'"') => return Ok((i + 1, escaped)),
+                Some(b'\\') => {
+                    i = self.escape(i + 1)?;
+                    escaped = true;
+                }
                 Some(c) if *c < 0x20 => return Err(ScanError::ControlCharacter(i)),
                 Some(_) => i += 1,
                 None => return Err(ScanError::Eof),
