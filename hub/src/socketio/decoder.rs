@@ -264,7 +264,11 @@ fn parse(
             id,
             payload,
             // Bounded: a hostile count must not reserve memory up front.
-            attachments: Vec::with_capacity(count.min(16)),
+            // (None announced, the usual case: no call at all.)
+            attachments: match count {
+                0 => Vec::new(),
+                count => Vec::with_capacity(count.min(16)),
+            },
         },
         count,
     ))
