@@ -109,13 +109,15 @@ impl RawArray {
 
     /// Element `index` as a string when it is one, borrowed from the text
     /// when it has no escapes.
+    #[inline]
     pub fn str(&self, index: usize) -> Option<std::borrow::Cow<'_, str>> {
-        let json = self.get(index)?;
         if index == 0 && self.plain_first {
-            // `"` and its inside: the quotes are one byte each.
-            return Some(std::borrow::Cow::Borrowed(&json[1..json.len() - 1]));
+            // Inside the quotes (one byte each).
+            let &(start, end) = self.items.first()?;
+            let inside = self.text.as_str().get(start as usize + 1..end as usize - 1);
+            return inside.map(std::borrow::Cow::Borrowed);
         }
-        string_of(json)
+        string_of(self.get(index)?)
     }
 }
 
