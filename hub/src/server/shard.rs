@@ -12,7 +12,6 @@ use std::time::Instant;
 use ahash::AHashMap;
 use glommio::timer::Timer;
 use serde_json::{json, Value};
-use smallvec::SmallVec;
 
 use super::adapter::{Adapter, ClusterBody, ClusterMsg, ShardAdapter};
 use super::args::Args;
@@ -534,14 +533,20 @@ impl SioShard {
                 // The decoder checked the name: a string, or a number the
                 // reference accepts too (named by its JSON text, as a
                 // parsed number prints).
-                let mut inline = SmallVec::<[u8; 32]>::new();
+                let mut inline = [0u8; 64];
                 let spelled;
                 let name = match array.str(0) {
                     // Copied out of the text the arguments keep; short
                     // names (most) without an allocation.
+                    Some(name) if name.len() <= inline.len() => {
+                        let copy = &mut inline[..name.len()];
+                        copy.copy_from_slice(name.as_bytes());
+                        // SAFETY: the bytes were copied whole from a `str`.
+                        unsafe { std::str::from_utf8_unchecked(copy) }
+                    }
                     Some(name) => {
-                        inline.extend_from_slice(name.as_bytes());
-                        std::str::from_utf8(&inline).expect("copied from a str")
+                        spelled = name.into_owned();
+                        spelled.as_str()
                     }
                     None => {
                         spelled = match array.value(0) {

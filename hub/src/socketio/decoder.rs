@@ -12,7 +12,7 @@ use super::packet::{
     claims_placeholder, is_reserved_event, placeholder_num, Packet, PacketType, Payload, Protocol,
     RawPacket,
 };
-use super::raw::{split_array, string_of, RawArray, Utf8Bytes};
+use super::raw::{split_array, RawArray, Utf8Bytes};
 use crate::engineio::Text;
 use bytes::Bytes;
 use serde_json::Value;
@@ -264,7 +264,11 @@ fn parse(
             id,
             payload,
             // Bounded: a hostile count must not reserve memory up front.
-            attachments: Vec::with_capacity(count.min(16)),
+            // (None announced, the usual case: no call at all.)
+            attachments: match count {
+                0 => Vec::new(),
+                count => Vec::with_capacity(count.min(16)),
+            },
         },
         count,
     ))
@@ -281,7 +285,7 @@ fn check_event_name(kind: PacketType, array: &RawArray) -> Result<(), DecodeErro
     };
     match first.as_bytes()[0] {
         b'"' => {
-            let name = string_of(first).ok_or(DecodeError::InvalidEventName)?;
+            let name = array.str(0).ok_or(DecodeError::InvalidEventName)?;
             if is_reserved_event(&name) {
                 return Err(DecodeError::ReservedEvent(name.into_owned()));
             }

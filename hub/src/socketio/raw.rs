@@ -2,17 +2,12 @@
 //! arguments, validated in full at decode but parsed into values only when
 //! asked, and written back by copying their bytes.
 //!
-//! serde_json's `RawValue` checks the syntax and gives each element's
-//! bytes; it does not build values, so three things a `Value` parse would
-//! refuse are checked here on top (a few bytes looked at per element, the
-//! suspicious ones parsed): numbers out of `f64`'s range (`1e999`), `\u`
-//! escapes that are lone surrogates, and nesting past serde_json's limit.
+//! One hand-written pass (`scan`) checks the array as a `Value` parse
+//! would and notes each element's bytes, without building values.
 
 use std::fmt;
 
 use bytes::Bytes;
-use serde::de::{DeserializeSeed, SeqAccess, Visitor};
-use serde_json::value::RawValue;
 use serde_json::Value;
 use smallvec::SmallVec;
 
@@ -45,6 +40,9 @@ pub struct RawArray {
     text: Utf8Bytes,
     /// Byte ranges of the elements in `text`.
     items: SmallVec<[(u32, u32); 4]>,
+    /// The first element is a string without escapes (known from the
+    /// scan: [`RawArray::str`] of it needs no second look).
+    plain_first: bool,
 }
 
 impl RawArray {
@@ -77,6 +75,7 @@ impl RawArray {
         if !self.items.is_empty() {
             self.items.remove(0);
         }
+        self.plain_first = false;
     }
 
     /// A one-element array of `json`, a part of one of this array's
@@ -94,6 +93,7 @@ impl RawArray {
         Some(RawArray {
             text: self.text.clone(),
             items,
+            plain_first: false,
         })
     }
 
@@ -109,7 +109,14 @@ impl RawArray {
 
     /// Element `index` as a string when it is one, borrowed from the text
     /// when it has no escapes.
+    #[inline]
     pub fn str(&self, index: usize) -> Option<std::borrow::Cow<'_, str>> {
+        if index == 0 && self.plain_first {
+            // Inside the quotes (one byte each).
+            let &(start, end) = self.items.first()?;
+            let inside = self.text.as_str().get(start as usize + 1..end as usize - 1);
+            return inside.map(std::borrow::Cow::Borrowed);
+        }
         string_of(self.get(index)?)
     }
 }
@@ -143,163 +150,25 @@ pub(crate) fn string_of(json: &str) -> Option<std::borrow::Cow<'_, str>> {
         .map(std::borrow::Cow::Owned)
 }
 
-/// serde_json's nesting limit: a value parse fails at this depth.
-const MAX_DEPTH: usize = 128;
-
-/// A number this many digits long may be out of `f64`'s range.
-const LONG_DIGITS: usize = 300;
-
 /// Split `text[start..]`, which begins with `[`, into a [`RawArray`], with
-/// the checks a [`Value`] parse of it would make. The error is serde_json's
-/// message.
+/// the checks a [`Value`] parse of it would make (see [`scan`]).
 pub(crate) fn split_array(text: Utf8Bytes, start: usize) -> Result<RawArray, String> {
-    let items = {
-        let whole = text.as_str();
-        if u32::try_from(whole.len()).is_err() {
-            // Far past any message limit; ranges are kept as u32.
-            return Err("message too large".to_string());
-        }
-        let json = &whole[start..];
-        let mut items = SmallVec::new();
-        let mut de = serde_json::Deserializer::from_str(json);
-        ItemsSeed {
-            base: whole.as_ptr() as usize,
-            items: &mut items,
-        }
-        .deserialize(&mut de)
-        .and_then(|()| de.end())
-        .map_err(|e| e.to_string())?;
-        if too_deep(json) {
-            return Err(format!(
-                "recursion limit exceeded (over {MAX_DEPTH} levels)"
-            ));
-        }
-        for &(s, e) in &items {
-            let item = &whole[s as usize..e as usize];
-            if needs_value_parse(item) {
-                serde_json::from_str::<Value>(item).map_err(|e| e.to_string())?;
-            }
-        }
-        items
-    };
-    Ok(RawArray { text, items })
+    let whole = text.as_str();
+    if u32::try_from(whole.len()).is_err() {
+        // Far past any message limit; ranges are kept as u32.
+        return Err("message too large".to_string());
+    }
+    let mut items = SmallVec::new();
+    let plain_first =
+        scan::scan_array(whole.as_bytes(), start, &mut items).map_err(|e| e.to_string())?;
+    Ok(RawArray {
+        text,
+        items,
+        plain_first,
+    })
 }
 
-/// Collects each element's byte range (relative to `base`) without
-/// building values.
-struct ItemsSeed<'a> {
-    base: usize,
-    items: &'a mut SmallVec<[(u32, u32); 4]>,
-}
-
-impl<'de> DeserializeSeed<'de> for ItemsSeed<'_> {
-    type Value = ();
-
-    fn deserialize<D: serde::Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
-        de.deserialize_seq(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ItemsSeed<'_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON array")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while let Some(raw) = seq.next_element::<&'de RawValue>()? {
-            let json = raw.get();
-            let start = json.as_ptr() as usize - self.base;
-            // The text is under 4 GiB (checked by `split_array`).
-            self.items.push((start as u32, (start + json.len()) as u32));
-        }
-        Ok(())
-    }
-}
-
-/// Whether valid JSON `json` nests deeper than a value parse allows. Only
-/// counts when there are enough brackets to matter.
-fn too_deep(json: &str) -> bool {
-    let b = json.as_bytes();
-    // Each level takes an opening and a closing bracket.
-    if b.len() < 2 * MAX_DEPTH {
-        return false;
-    }
-    // `[` (0x5b) and `{` (0x7b) are the only bytes that are `{` with bit
-    // 0x20 set: a branchless count.
-    let opening: usize = b.iter().map(|&c| usize::from(c | 0x20 == b'{')).sum();
-    if opening < MAX_DEPTH {
-        return false;
-    }
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &c in b {
-        if in_string {
-            match c {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match c {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth >= MAX_DEPTH {
-                    return true;
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    false
-}
-
-/// Whether valid JSON `item` may hold what only a value parse refuses: a
-/// `\u` escape (a lone surrogate), an exponent or a very long number (out
-/// of range). A string without escapes, the usual argument, is answered
-/// by one `memchr` (`contains` on bytes).
-fn needs_value_parse(item: &str) -> bool {
-    let b = item.as_bytes();
-    if b.first() == Some(&b'"') && !b.contains(&b'\\') {
-        return false;
-    }
-    let (mut in_string, mut escaped, mut digits) = (false, false, 0usize);
-    let mut prev = 0u8;
-    for &c in b {
-        if in_string {
-            match c {
-                _ if escaped => {
-                    if c == b'u' {
-                        return true;
-                    }
-                    escaped = false;
-                }
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match c {
-            b'"' => in_string = true,
-            b'0'..=b'9' => {
-                digits += 1;
-                if digits >= LONG_DIGITS {
-                    return true;
-                }
-            }
-            // After a digit (not in `true`/`false`): an exponent.
-            b'e' | b'E' if prev.is_ascii_digit() || prev == b'.' => return true,
-            _ => digits = 0,
-        }
-        prev = c;
-    }
-    false
-}
+mod scan;
 
 #[cfg(test)]
 mod tests;

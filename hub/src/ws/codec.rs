@@ -4,11 +4,8 @@
 //! fragmented messages. Encoding writes unmasked server frames, so one encoded frame can be
 //! written unchanged to every recipient of a broadcast.
 
-use std::io::Cursor;
-
 use bytes::{Buf, Bytes, BytesMut};
 use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
-use tungstenite::protocol::frame::FrameHeader;
 
 /// A complete message from the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,28 +204,30 @@ impl Decoder {
 
         // The declared length is known before the mask arrives: refuse an oversized data frame
         // right away rather than waiting for (or buffering) any more of it.
-        if let Some(len) = declared_len(buf) {
-            if len >> 63 != 0 {
-                return Err(WsError::Protocol("payload length with the high bit set"));
-            }
-            if !is_control {
-                self.check_size(len)?;
-            }
+        let Some(len) = declared_len(buf) else {
+            return Ok(None);
+        };
+        if len >> 63 != 0 {
+            return Err(WsError::Protocol("payload length with the high bit set"));
         }
-
-        let mut cursor = Cursor::new(*buf);
-        let (header, len) = match FrameHeader::parse(&mut cursor) {
-            Ok(Some(h)) => h,
-            Ok(None) => return Ok(None),
-            Err(_) => return Err(WsError::Protocol("invalid frame header")),
+        if !is_control {
+            self.check_size(len)?;
+        }
+        // The rest of the header, read here (the checks above saw its first two bytes, the
+        // mask bit set among them): the extended length, then the mask.
+        let mask_at = match buf[1] & 0x7f {
+            126 => 4,
+            127 => 10,
+            _ => 2,
         };
-        let header_len = cursor.position() as usize;
-        // Checked above (declared_len sees the same bytes): <= max_message_bytes for data,
-        // <= 125 for control frames, so it fits in usize.
+        let header_len = mask_at + 4;
+        let Some(mask) = buf.get(mask_at..header_len) else {
+            return Ok(None);
+        };
+        let mask: [u8; 4] = mask.try_into().expect("four bytes");
+        // Checked above: <= max_message_bytes for data, <= 125 for control frames, so it
+        // fits in usize.
         let len = len as usize;
-        let Some(mask) = header.mask else {
-            return Err(WsError::Protocol("unmasked client frame"));
-        };
         if buf.len() - header_len < len {
             return Ok(None);
         }
@@ -240,7 +239,7 @@ impl Decoder {
         Ok(Some(Frame {
             fin,
             compressed: rsv1,
-            opcode: header.opcode,
+            opcode: OpCode::from(op),
             payload,
         }))
     }
@@ -466,6 +465,8 @@ pub fn encode_close(code: u16, reason: &str, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Cursor;
+    use tungstenite::protocol::frame::FrameHeader;
 
     const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
     const MAX: usize = 1_000_000;
