@@ -97,6 +97,7 @@ sharded_tests!(
     ping_timeout_closes_polling_session,
     ping_timeout_closes_websocket_session,
     websocket_closed_by_the_server_is_closed_for_good,
+    websocket_data_and_fin_in_one_segment_close_at_once,
     v4_client_ping_is_an_error,
     upgrade_answers_pending_get_with_noop,
     upgrade_answers_get_during_upgrade_with_noop,
@@ -668,6 +669,60 @@ fn ping_timeout_closes_websocket_session(shards: u32) {
         &format!("/engine.io/?EIO=4&transport=polling&sid={sid}"),
     )
     .assert_eio_error(1, "websocket session after a ping timeout");
+}
+
+/// A client that sends its last message and its FIN in one TCP segment is
+/// answered, then closed at once, not at the heartbeat: TCP takes the FIN in
+/// the same read as the bytes before it, after which the socket reports no
+/// new wakeup (the readiness ring must not wait for one). Also run with the
+/// readiness ring off.
+fn websocket_data_and_fin_in_one_segment_close_at_once(shards: u32) {
+    for env in [None, Some(("HUB_READINESS_RING", "off"))] {
+        let args = ["--shards", &shards.to_string()];
+        let srv = match env {
+            Some(var) => Server::start_with_env(&args, &[var]),
+            None => Server::start(&args),
+        };
+        let (mut ws, _, _) = ws_open(srv.addr(), 4);
+        let tcp = ws.get_mut();
+        tcp.set_nodelay(true).unwrap();
+        set_cork(tcp, true);
+        // A masked text frame "4bye", then the FIN, held back by the cork
+        // and sent as one segment when it is pulled.
+        let mask = [1u8, 2, 3, 4];
+        let mut frame = vec![0x81, 0x80 | 4];
+        frame.extend_from_slice(&mask);
+        frame.extend(b"4bye".iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        tcp.write_all(&frame).unwrap();
+        tcp.shutdown(std::net::Shutdown::Write).unwrap();
+        set_cork(tcp, false);
+        // Panics if the server has not closed within 3 s (its heartbeat
+        // would take 45 s).
+        let (_end, data) = ws_expect_close(&mut ws, MS(3000));
+        assert_eq!(
+            data,
+            [tungstenite::Message::text("4bye")],
+            "{env:?}: the last message is answered"
+        );
+    }
+}
+
+/// Hold back (`true`) or send (`false`) a connection's partial segments.
+fn set_cork(tcp: &std::net::TcpStream, on: bool) {
+    use std::os::fd::AsRawFd;
+    let value: libc::c_int = on.into();
+    // SAFETY: setsockopt(2) on a live socket with a pointer to a c_int and
+    // its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            tcp.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_CORK,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "TCP_CORK: {}", std::io::Error::last_os_error());
 }
 
 /// A WebSocket the server closes is really closed, not only shut down for
