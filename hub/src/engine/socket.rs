@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use crate::engineio::session::{CloseReason, Event, SendError, Session, SessionConfig};
-use crate::engineio::{Data, ProtocolVersion, Sid, TransportKind};
+use crate::engineio::{Data, ProtocolVersion, Sid, Text, TransportKind};
 use crate::signal::Signal;
 
 use super::host::SessionHost;
@@ -382,6 +382,31 @@ impl Socket {
         }
     }
 
+    /// As [`Socket::send_tallied`], for a broadcast's text of `len` bytes
+    /// (measured once for the whole walk): cloned only if the session takes
+    /// it, and not tallied here: the walk adds `len` per delivery to its
+    /// [`Tally`] once, with [`Tally::add_deliveries`].
+    // Out of line, as `send_tallied` is (inlining it gained nothing,
+    // docs/benchmarks.md): `scripts/instructions` counts its calls.
+    #[inline(never)]
+    pub(crate) fn send_broadcast_text(&self, text: &Text, len: usize) -> bool {
+        let sent = self
+            .0
+            .session
+            .borrow_mut()
+            .send_sized(len, || Data::Text(text.clone()));
+        match sent {
+            Ok(()) => {
+                self.0
+                    .gauged_bytes
+                    .set(self.0.gauged_bytes.get() + len as u64);
+                self.0.queued_for_writer();
+                true
+            }
+            Err(error) => self.refused(error),
+        }
+    }
+
     /// A send refused: false, and a slow consumer closed (out of line of
     /// the queueing path, which inlines into every broadcast).
     #[cold]
@@ -470,6 +495,13 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// Counts `deliveries` packets of `len` bytes each, queued by
+    /// [`Socket::send_broadcast_text`].
+    pub(crate) fn add_deliveries(&mut self, deliveries: u64, len: usize) {
+        self.packets += deliveries;
+        self.bytes += deliveries * len as u64;
+    }
+
     /// Adds the counts to the shard's metrics.
     pub fn flush(&mut self) {
         if self.packets > 0 {
