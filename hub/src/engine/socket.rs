@@ -649,6 +649,40 @@ mod tests {
         assert_eq!(metric(&metrics, "hub_outgoing_buffered_bytes"), 0);
     }
 
+    /// A broadcast's text: queued and gauged per session, counted for the
+    /// walk by `Tally::add_deliveries`; a closed session takes nothing.
+    #[test]
+    fn a_broadcast_text_is_queued_and_counted_once_per_walk() {
+        let metrics = shard_metrics();
+        let (entry, socket) = websocket();
+        let (_closed_entry, closed) = websocket();
+        closed.close();
+        let text = Text::from("y".repeat(50));
+        let len = text.len();
+        let queued_before = socket.buffered();
+        let mut delivered = 0;
+        for recipient in [&socket, &closed] {
+            if recipient.send_broadcast_text(&text, len) {
+                delivered += 1;
+            }
+        }
+        assert_eq!(delivered, 1, "the closed session refused it");
+        assert_eq!(socket.buffered(), queued_before + 1);
+        assert_eq!(socket.buffered_bytes(), len);
+        assert_eq!(entry.gauged_bytes.get(), len as u64);
+        assert_eq!(
+            metric(&metrics, "hub_packets_out_total"),
+            0,
+            "not yet tallied"
+        );
+        let mut tally = Tally::default();
+        tally.add_deliveries(delivered, len);
+        tally.flush();
+        assert_eq!(metric(&metrics, "hub_packets_out_total"), 1);
+        assert_eq!(metric(&metrics, "hub_bytes_out_total"), len as i64);
+        assert_eq!(metric(&metrics, "hub_outgoing_buffered_bytes"), len as i64);
+    }
+
     #[test]
     fn the_buffered_bytes_gauge_follows_writes_and_release() {
         let metrics = shard_metrics();
