@@ -336,26 +336,24 @@ impl ShardAdapter {
         let index = nsp.rooms.borrow();
         for room in &target.except {
             if let Some(members) = index.get(room.as_str()) {
-                for socket in members.values() {
-                    socket.mark.set(generation);
-                }
+                members.for_each(|socket| socket.mark.set(generation));
             }
         }
         if target.rooms.is_empty() {
-            for socket in nsp.sockets.borrow().values() {
+            nsp.sockets.borrow().for_each(|socket| {
                 if socket.mark.get() != generation {
                     visit(socket);
                 }
-            }
+            });
         } else {
             for room in &target.rooms {
                 if let Some(members) = index.get(room.as_str()) {
-                    for socket in members.values() {
+                    members.for_each(|socket| {
                         if socket.mark.get() != generation {
                             socket.mark.set(generation);
                             visit(socket);
                         }
-                    }
+                    });
                 }
             }
         }
