@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use crate::engineio::session::{CloseReason, Event, SendError, Session, SessionConfig};
-use crate::engineio::{Data, ProtocolVersion, Sid, TransportKind};
+use crate::engineio::{Data, ProtocolVersion, Sid, Text, TransportKind};
 use crate::signal::Signal;
 
 use super::host::SessionHost;
@@ -301,7 +301,10 @@ impl SessionEntry {
     /// the shard's flusher if its writer is parked (one task writes for
     /// every session a broadcast reached, rather than each session's writer
     /// waking for its own).
-    #[inline]
+    // Always inlined: with the hint alone the compiler left it out of line
+    // in `Socket::send_broadcast_text` (a call per delivery, 17 Ir of which
+    // 10 were the call's own, closed-loop fanout under `scripts/instructions`).
+    #[inline(always)]
     fn queued_for_writer(self: &Rc<Self>) {
         if self.parked_fd.get() < 0 {
             self.io_changed.notify();
@@ -375,6 +378,31 @@ impl Socket {
                 tally.packets += 1;
                 tally.bytes += len;
                 self.0.gauged_bytes.set(self.0.gauged_bytes.get() + len);
+                self.0.queued_for_writer();
+                true
+            }
+            Err(error) => self.refused(error),
+        }
+    }
+
+    /// As [`Socket::send_tallied`], for a broadcast's text of `len` bytes
+    /// (measured once for the whole walk): cloned only if the session takes
+    /// it, and not tallied here: the walk adds `len` per delivery to its
+    /// [`Tally`] once, with [`Tally::add_deliveries`].
+    // Out of line, as `send_tallied` is (inlining it gained nothing,
+    // docs/benchmarks.md): `scripts/instructions` counts its calls.
+    #[inline(never)]
+    pub(crate) fn send_broadcast_text(&self, text: &Text, len: usize) -> bool {
+        let sent = self
+            .0
+            .session
+            .borrow_mut()
+            .send_sized(len, || Data::Text(text.clone()));
+        match sent {
+            Ok(()) => {
+                self.0
+                    .gauged_bytes
+                    .set(self.0.gauged_bytes.get() + len as u64);
                 self.0.queued_for_writer();
                 true
             }
@@ -470,6 +498,13 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// Counts `deliveries` packets of `len` bytes each, queued by
+    /// [`Socket::send_broadcast_text`].
+    pub(crate) fn add_deliveries(&mut self, deliveries: u64, len: usize) {
+        self.packets += deliveries;
+        self.bytes += deliveries * len as u64;
+    }
+
     /// Adds the counts to the shard's metrics.
     pub fn flush(&mut self) {
         if self.packets > 0 {
@@ -612,6 +647,40 @@ mod tests {
         // Its deferred dispatch brings the gauge back down.
         entry.dispatch();
         assert_eq!(metric(&metrics, "hub_outgoing_buffered_bytes"), 0);
+    }
+
+    /// A broadcast's text: queued and gauged per session, counted for the
+    /// walk by `Tally::add_deliveries`; a closed session takes nothing.
+    #[test]
+    fn a_broadcast_text_is_queued_and_counted_once_per_walk() {
+        let metrics = shard_metrics();
+        let (entry, socket) = websocket();
+        let (_closed_entry, closed) = websocket();
+        closed.close();
+        let text = Text::from("y".repeat(50));
+        let len = text.len();
+        let queued_before = socket.buffered();
+        let mut delivered = 0;
+        for recipient in [&socket, &closed] {
+            if recipient.send_broadcast_text(&text, len) {
+                delivered += 1;
+            }
+        }
+        assert_eq!(delivered, 1, "the closed session refused it");
+        assert_eq!(socket.buffered(), queued_before + 1);
+        assert_eq!(socket.buffered_bytes(), len);
+        assert_eq!(entry.gauged_bytes.get(), len as u64);
+        assert_eq!(
+            metric(&metrics, "hub_packets_out_total"),
+            0,
+            "not yet tallied"
+        );
+        let mut tally = Tally::default();
+        tally.add_deliveries(delivered, len);
+        tally.flush();
+        assert_eq!(metric(&metrics, "hub_packets_out_total"), 1);
+        assert_eq!(metric(&metrics, "hub_bytes_out_total"), len as i64);
+        assert_eq!(metric(&metrics, "hub_outgoing_buffered_bytes"), len as i64);
     }
 
     #[test]

@@ -413,6 +413,14 @@ impl Session {
     #[inline]
     pub fn send(&mut self, data: Data) -> Result<usize, SendError> {
         let len = message_len(&data);
+        self.send_sized(len, move || data).map(|()| len)
+    }
+
+    /// As [`Session::send`], for a message of `len` bytes that `data` makes
+    /// only once it is taken: a broadcast measures its message once for
+    /// every recipient, and clones it only for those that take it.
+    #[inline]
+    pub fn send_sized(&mut self, len: usize, data: impl FnOnce() -> Data) -> Result<(), SendError> {
         if self.closed.is_some()
             || self.outbox.len() >= self.config.max_buffered
             || (self.held_bytes + len > self.config.max_buffered_bytes && self.held_bytes > 0)
@@ -420,8 +428,8 @@ impl Session {
             return Err(self.refusal(len));
         }
         self.held_bytes += len;
-        self.outbox.push_back(Packet::Message(data));
-        Ok(len)
+        self.outbox.push_back(Packet::Message(data()));
+        Ok(())
     }
 
     /// Why [`Session::send`] refuses a message of `len` bytes (out of the

@@ -319,7 +319,7 @@ impl ShardAdapter {
     ///
     /// The room index stays borrowed during the walk, so `visit` must not
     /// join, leave or close a socket, nor run application code: it only
-    /// queues packets (`Client::send_tallied`), which never calls back up.
+    /// queues packets (`Client::send_broadcast`), which never calls back up.
     /// A recipient found too slow is marked closed and its close runs after
     /// the current dispatch (see `engine::SessionHost`).
     fn for_each_local(
@@ -336,26 +336,24 @@ impl ShardAdapter {
         let index = nsp.rooms.borrow();
         for room in &target.except {
             if let Some(members) = index.get(room.as_str()) {
-                for socket in members.values() {
-                    socket.mark.set(generation);
-                }
+                members.for_each(|socket| socket.mark.set(generation));
             }
         }
         if target.rooms.is_empty() {
-            for socket in nsp.sockets.borrow().values() {
+            nsp.sockets.borrow().for_each(|socket| {
                 if socket.mark.get() != generation {
                     visit(socket);
                 }
-            }
+            });
         } else {
             for room in &target.rooms {
                 if let Some(members) = index.get(room.as_str()) {
-                    for socket in members.values() {
+                    members.for_each(|socket| {
                         if socket.mark.get() != generation {
                             socket.mark.set(generation);
                             visit(socket);
                         }
-                    }
+                    });
                 }
             }
         }
@@ -590,11 +588,14 @@ impl ShardAdapter {
     ) -> usize {
         let mut delivered = 0;
         let mut tally = Tally::default();
+        let text_len = packet.text.len();
         self.for_each_local(nsp, target, exclude, |s| {
             if skip(s) {
                 return;
             }
-            if s.client.send_tallied(packet, target.volatile, &mut tally) {
+            if s.client
+                .send_broadcast(packet, text_len, target.volatile, &mut tally)
+            {
                 delivered += 1;
                 if let Some(observer) = &self.observer {
                     // It only records: the room index is borrowed here.
@@ -603,6 +604,7 @@ impl ShardAdapter {
                 sent(s);
             }
         });
+        tally.add_deliveries(delivered as u64, text_len);
         tally.flush();
         crate::metrics::with(|m| {
             m.deliveries.inc_by(delivered as u64);

@@ -85,6 +85,18 @@ impl Members {
         self.len() == 0
     }
 
+    /// Call `visit` with each member: as [`Members::values`], with the
+    /// variant matched once rather than per member (the chained iterator
+    /// of `values` tests its two halves at every step, some 10 Ir per
+    /// recipient of a broadcast's walk).
+    #[inline]
+    pub fn for_each(&self, mut visit: impl FnMut(&Rc<SocketInner>)) {
+        match self {
+            Members::One(_, socket) => visit(socket),
+            Members::Many(table) => table.values().for_each(visit),
+        }
+    }
+
     pub fn values(&self) -> impl Iterator<Item = &Rc<SocketInner>> {
         let (one, many) = match self {
             Members::One(_, socket) => (Some(socket), None),
