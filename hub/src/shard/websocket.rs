@@ -177,6 +177,11 @@ impl WsConn {
     /// is used; a frame that cannot be completed yet is kept.
     fn next_message(&mut self, fresh: &mut &[u8]) -> Result<Option<Message>, WsError> {
         if self.inbox.is_empty() {
+            if fresh.is_empty() {
+                // All read bytes used: the usual end of a read's loop, with
+                // no call into the decoder.
+                return Ok(None);
+            }
             // The usual case: whole frames, decoded where they were read.
             let message = self.decoder.decode_from(fresh)?;
             if message.is_none() {
