@@ -320,6 +320,21 @@ impl SocketInner {
 
     /// An event from the client: socket middleware, then the listeners.
     pub(crate) fn on_event(self: &Rc<Self>, event: &str, args: Args, ack_id: Option<u64>) {
+        // The common case (no socket middleware, one listener that stays)
+        // without the list of matching listeners the general case builds.
+        if self
+            .hooks
+            .borrow()
+            .as_deref()
+            .is_none_or(|h| h.middlewares.is_empty())
+        {
+            if let Some(handler) = self.sole_listener(event) {
+                let socket = Socket(self.clone());
+                let ack = ack_id.map(|id| Ack::new(self, id));
+                let _ = self.run_app("event handler", || handler(&socket, args, ack));
+                return;
+            }
+        }
         let socket = Socket(self.clone());
         let mut index = 0;
         loop {
@@ -367,6 +382,18 @@ impl SocketInner {
                 return;
             }
         }
+    }
+
+    /// The handler of the one listener for `event`, when exactly one
+    /// listens and it is not a `once` listener; None otherwise.
+    fn sole_listener(&self, event: &str) -> Option<EventHandler> {
+        let listeners = self.listeners.borrow();
+        let mut matching = listeners.iter().filter(|l| &*l.event == event);
+        let first = matching.next()?;
+        if first.once || matching.next().is_some() {
+            return None;
+        }
+        Some(first.handler.clone())
     }
 
     /// A socket middleware refused a packet: the server socket hears an
