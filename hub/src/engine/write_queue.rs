@@ -14,13 +14,17 @@ use super::socket::SessionEntry;
 use crate::signal::Signal;
 
 thread_local! {
+    /// The sessions queued. Apart from the signal and initialised as a
+    /// constant: a push, once per delivery where every delivery is its own
+    /// write, reaches it without the lazy initialisation's check and call.
+    static SESSIONS: RefCell<Vec<Rc<SessionEntry>>> = const { RefCell::new(Vec::new()) };
     static QUEUE: Rc<WriteQueue> = Rc::default();
 }
 
-/// Sessions queued for the flusher, and the signal that wakes it.
+/// The signal that wakes this thread's flusher, and its way to the
+/// sessions queued.
 #[derive(Default)]
 pub(crate) struct WriteQueue {
-    sessions: RefCell<Vec<Rc<SessionEntry>>>,
     /// Notified by the first session queued into an empty queue.
     pub ready: Signal,
 }
@@ -34,7 +38,7 @@ impl WriteQueue {
     /// Move the queued sessions into `batch`, which must be empty.
     pub fn take(&self, batch: &mut Vec<Rc<SessionEntry>>) {
         debug_assert!(batch.is_empty());
-        std::mem::swap(batch, &mut *self.sessions.borrow_mut());
+        SESSIONS.with(|sessions| std::mem::swap(batch, &mut *sessions.borrow_mut()));
     }
 }
 
@@ -43,12 +47,18 @@ impl WriteQueue {
 /// wakes the flusher.
 #[inline]
 pub(crate) fn push(entry: &Rc<SessionEntry>) {
-    QUEUE.with(|queue| {
-        let mut sessions = queue.sessions.borrow_mut();
+    let first = SESSIONS.with(|sessions| {
+        let mut sessions = sessions.borrow_mut();
         sessions.push(entry.clone());
-        if sessions.len() == 1 {
-            drop(sessions);
-            queue.ready.notify();
-        }
+        sessions.len() == 1
     });
+    if first {
+        wake_flusher();
+    }
+}
+
+/// Wake this thread's flusher (out of line: once per round, not per push).
+#[inline(never)]
+fn wake_flusher() {
+    QUEUE.with(|queue| queue.ready.notify());
 }

@@ -589,14 +589,60 @@ impl ShardAdapter {
         let mut delivered = 0;
         let mut tally = Tally::default();
         let text_len = packet.text.len();
+        // The common broadcast (not volatile, no attachments, no observer)
+        // walks a loop of its own: those three tests, the same for every
+        // recipient, are made once per walk rather than once per recipient.
+        if !target.volatile && packet.attachments.is_empty() && self.observer.is_none() {
+            self.for_each_local(nsp, target, exclude, |s| {
+                if !skip(s) && s.client.conn.send_broadcast_text(&packet.text, text_len) {
+                    delivered += 1;
+                    sent(s);
+                }
+            });
+        } else {
+            self.broadcast_walk(
+                nsp,
+                target,
+                exclude,
+                packet,
+                text_len,
+                &skip,
+                &mut sent,
+                &mut tally,
+                &mut delivered,
+            );
+        }
+        tally.add_deliveries(delivered as u64, text_len);
+        tally.flush();
+        crate::metrics::with(|m| {
+            m.deliveries.inc_by(delivered as u64);
+        });
+        delivered
+    }
+
+    /// The walk of [`ShardAdapter::broadcast_each_but`] for any broadcast:
+    /// volatile, with attachments or watched by an observer.
+    #[allow(clippy::too_many_arguments)]
+    fn broadcast_walk(
+        &self,
+        nsp: &Nsp,
+        target: &Target,
+        exclude: Option<&SocketInner>,
+        packet: &Outgoing,
+        text_len: usize,
+        skip: &impl Fn(&SocketInner) -> bool,
+        sent: &mut impl FnMut(&Rc<SocketInner>),
+        tally: &mut Tally,
+        delivered: &mut usize,
+    ) {
         self.for_each_local(nsp, target, exclude, |s| {
             if skip(s) {
                 return;
             }
             if s.client
-                .send_broadcast(packet, text_len, target.volatile, &mut tally)
+                .send_broadcast(packet, text_len, target.volatile, tally)
             {
-                delivered += 1;
+                *delivered += 1;
                 if let Some(observer) = &self.observer {
                     // It only records: the room index is borrowed here.
                     observer.packet_sent(&nsp.name, &s.id, &packet.text);
@@ -604,12 +650,6 @@ impl ShardAdapter {
                 sent(s);
             }
         });
-        tally.add_deliveries(delivered as u64, text_len);
-        tally.flush();
-        crate::metrics::with(|m| {
-            m.deliveries.inc_by(delivered as u64);
-        });
-        delivered
     }
 
     fn apply_local(
