@@ -83,9 +83,9 @@ fn allocations(f: impl FnOnce()) -> u64 {
     COUNT.with(|c| c.replace(None)).unwrap_or(0)
 }
 
-/// A client of a shard whose `/` answers `echo` with its own arguments.
-fn echo_client() -> (std::rc::Rc<SioShard>, TestClient) {
-    let io = Io::builder()
+/// A server whose `/` answers `echo` with its own arguments.
+fn echo_io() -> Io {
+    Io::builder()
         .of("/", |nsp| {
             nsp.on_connection(|socket| {
                 socket.on("echo", |_, args, ack| {
@@ -95,7 +95,12 @@ fn echo_client() -> (std::rc::Rc<SioShard>, TestClient) {
                 });
             })
         })
-        .build();
+        .build()
+}
+
+/// A client of a shard whose `/` answers `echo` with its own arguments.
+fn echo_client() -> (std::rc::Rc<SioShard>, TestClient) {
+    let io = echo_io();
     let shard = SioShard::new(io.config.clone(), 0);
     let client = TestClient::new(&shard);
     assert!(client.connect("/").starts_with(r#"0{"sid""#));
@@ -148,17 +153,7 @@ fn held_bytes(f: impl FnOnce()) -> i64 {
 
 #[test]
 fn an_idle_client_holds_what_it_did() {
-    let io = Io::builder()
-        .of("/", |nsp| {
-            nsp.on_connection(|socket| {
-                socket.on("echo", |_, args, ack| {
-                    if let Some(ack) = ack {
-                        ack.send(args);
-                    }
-                });
-            })
-        })
-        .build();
+    let io = echo_io();
     let shard = SioShard::new(io.config.clone(), 0);
     // Enough clients that the maps' growth is spread over them as on a
     // loaded shard (about half full, as at 7,500 sessions a shard).
