@@ -25,10 +25,9 @@ pub(crate) const IGNORED_USER_DATA: u64 = u64::MAX;
 
 /// Events after which a short read proves nothing: the peer's end (TCP
 /// takes the FIN in the read that copies the bytes before it, and no new
-/// wakeup follows), an error, a hang-up, or urgent data (TCP stops a read
-/// at the urgent mark with bytes still queued). Once one is reported, the
+/// wakeup follows), an error or a hang-up. Once one is reported, the
 /// connection's reader reads until `EAGAIN` (or the end).
-const STICKY_EVENTS: u32 = (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR | libc::POLLPRI) as u32;
+const STICKY_EVENTS: u32 = (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) as u32;
 
 impl Token {
     /// The poll's `user_data`: generation in the high half, slot in the low.
@@ -88,8 +87,6 @@ pub(crate) struct Readiness {
     slots: Vec<Slot>,
     free: Vec<u32>,
     registered: usize,
-    /// Registered and still watched by the ring (not fallen back).
-    watched: usize,
 }
 
 impl Readiness {
@@ -118,7 +115,6 @@ impl Readiness {
         entry.sticky = false;
         entry.unwatched = false;
         entry.waker = None;
-        self.watched += 1;
         Token {
             slot,
             generation: entry.generation,
@@ -128,12 +124,9 @@ impl Readiness {
     /// Free `token`'s slot (its poll is being removed): completions still
     /// in flight for it are ignored from now on.
     pub(crate) fn deregister(&mut self, token: Token) {
-        let Some(entry) = live(&mut self.slots, token) else {
+        let Some(entry) = self.live(token) else {
             return;
         };
-        if !entry.unwatched {
-            self.watched -= 1;
-        }
         entry.fd = None;
         entry.waker = None;
         // Skipping u32::MAX keeps every live user data apart from
@@ -152,14 +145,10 @@ impl Readiness {
         self.registered
     }
 
-    /// Connections the ring watches now: registered, not fallen back to
-    /// glommio (what the `ws_read_ring_connections` gauge shows).
-    pub(crate) fn watched(&self) -> usize {
-        self.watched
-    }
-
     fn live(&mut self, token: Token) -> Option<&mut Slot> {
-        live(&mut self.slots, token)
+        self.slots
+            .get_mut(token.slot as usize)
+            .filter(|slot| slot.generation == token.generation && slot.fd.is_some())
     }
 
     /// A completion from the ring: `result` is the poll's (the event mask,
@@ -175,14 +164,10 @@ impl Readiness {
             return Completion::default();
         }
         let token = Token::from_user_data(user_data);
-        let Some(entry) = live(&mut self.slots, token) else {
+        let Some(entry) = self.live(token) else {
             // A connection gone, or its removal's last word.
             return Completion::default();
         };
-        if entry.unwatched {
-            // Fallen back to glommio: its poll is gone or being removed.
-            return Completion::default();
-        }
         entry.ready = true;
         if result >= 0 && (result as u32) & STICKY_EVENTS != 0 {
             entry.sticky = true;
@@ -198,7 +183,6 @@ impl Readiness {
             // The poll failed: re-arming could fail the same way at once,
             // again and again. The reader falls back to glommio's reads.
             entry.unwatched = true;
-            self.watched -= 1;
             None
         };
         Completion { wake, rearm }
@@ -227,20 +211,10 @@ impl Readiness {
         Poll::Pending
     }
 
-    /// A read found the socket empty: wait for the poll's next completion.
-    pub(crate) fn clear_ready(&mut self, token: Token) {
-        if let Some(entry) = self.live(token) {
-            entry.ready = false;
-        }
-    }
-
-    /// A read took fewer bytes than it had room for. TCP copies until the
-    /// buffer is full or the receive queue is empty, and a byte that comes
-    /// after wakes the socket, which makes the multishot poll post a
-    /// completion: so the reader may wait for that rather than spend a
-    /// `recv` on `EAGAIN`. Not after one of [`STICKY_EVENTS`]: then the
-    /// read may have stopped at the FIN or the urgent mark with no wakeup
-    /// to follow.
+    /// A read took fewer bytes than it had room for: wait for the poll's
+    /// next completion (a later byte posts one), unless one of
+    /// [`STICKY_EVENTS`] was reported (then the read may have stopped at
+    /// the FIN with no wakeup to follow).
     pub(crate) fn read_short(&mut self, token: Token) {
         if let Some(entry) = self.live(token) {
             if !entry.sticky {
@@ -249,36 +223,25 @@ impl Readiness {
         }
     }
 
-    /// The ring failed: every connection reads through glommio from now
-    /// on. Returns the readers to wake (they would wait for nothing) and
-    /// the user data of the polls to remove (each still holds its socket).
-    pub(crate) fn unwatch_all(&mut self) -> (Vec<Waker>, Vec<u64>) {
-        let mut wakers = Vec::new();
-        let mut polls = Vec::new();
-        for (index, slot) in self.slots.iter_mut().enumerate() {
-            if slot.fd.is_none() || slot.unwatched {
-                continue;
-            }
-            slot.unwatched = true;
-            self.watched -= 1;
-            wakers.extend(slot.waker.take());
-            polls.push(
-                Token {
-                    slot: index as u32,
-                    generation: slot.generation,
-                }
-                .user_data(),
-            );
+    /// A read found the socket empty: wait for the poll's next completion.
+    pub(crate) fn clear_ready(&mut self, token: Token) {
+        if let Some(entry) = self.live(token) {
+            entry.ready = false;
         }
-        (wakers, polls)
     }
-}
 
-/// `token`'s slot, if it is still the one `token` registered.
-fn live(slots: &mut [Slot], token: Token) -> Option<&mut Slot> {
-    slots
-        .get_mut(token.slot as usize)
-        .filter(|slot| slot.generation == token.generation && slot.fd.is_some())
+    /// The ring failed: every connection reads through glommio from now
+    /// on. Returns the readers to wake (they would wait for nothing).
+    pub(crate) fn unwatch_all(&mut self) -> Vec<Waker> {
+        self.slots
+            .iter_mut()
+            .filter(|slot| slot.fd.is_some())
+            .filter_map(|slot| {
+                slot.unwatched = true;
+                slot.waker.take()
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@
 //! readiness costs one glommio wait, however many connections it covers.
 //!
 //! If the ring cannot be made (an old kernel, limits), connections read
-//! through glommio as before (logged). `HUB_READINESS_RING=off`
+//! through glommio as before; it is logged once. `HUB_READINESS_RING=off`
 //! in the environment makes hub read through glommio too (to compare the
 //! two, or to rule the ring out).
 
@@ -46,15 +46,14 @@ const SQ_ENTRIES: u32 = 64;
 /// bounds the ring's memory (16 bytes an entry), not the connections.
 const CQ_ENTRIES: u32 = 4096;
 
-/// What the poll waits for: bytes, urgent data, the peer's half-close, an
-/// error or a hang-up (a read then returns the end or the error).
-const POLL_MASK: u32 =
-    (libc::POLLIN | libc::POLLPRI | libc::POLLRDHUP | libc::POLLERR | libc::POLLHUP) as u32;
+/// What the poll waits for: bytes, the peer's half-close, an error or a
+/// hang-up (a read then returns the end or the error).
+const POLL_MASK: u32 = (libc::POLLIN | libc::POLLRDHUP | libc::POLLERR | libc::POLLHUP) as u32;
 
 thread_local! {
-    /// The shard's ring, made at shard start, with the id of the executor
-    /// whose task drains it (connections of another executor on the same
-    /// thread, which only tests make, read through glommio).
+    /// The shard's ring, made on the first registration, with the id of
+    /// the executor whose task drains it (a thread that runs a second
+    /// executor gets a new ring and task).
     static SHARD_RING: OnceCell<(usize, Option<Rc<ReadinessRing>>)> = const { OnceCell::new() };
 }
 
@@ -86,10 +85,6 @@ struct ReadinessRing {
     /// The ring failed after it was made: new connections read through
     /// glommio, and the registered ones were told so.
     failed: Cell<bool>,
-    /// Completions the kernel dropped so far (it may, even with NODROP,
-    /// when it cannot allocate an overflow entry): one more than seen
-    /// means a reader may never be woken, so the ring is given up.
-    dropped: Cell<u32>,
 }
 
 /// A connection the shard's ring watches, from registration to drop. Drop
@@ -118,7 +113,9 @@ pub(crate) fn register(stream: &Stream) -> Option<Registration> {
         let mut uring = ring.ring.borrow_mut();
         arm(&mut uring, fd, token).and_then(|()| uring.submit().map(drop))
     };
-    ring.update_gauge();
+    crate::metrics::with(|m| {
+        m.ws_read_ring_connections.inc();
+    });
     let registration = Registration { ring, token, fd };
     if let Err(error) = armed {
         // Dropping the registration removes the poll if it did go in.
@@ -164,10 +161,13 @@ impl Registration {
             }
             match recv_nonblocking(self.fd, buf) {
                 Ok(n) => {
-                    // A short read may wait for the poll's next completion
-                    // (see `Readiness::read_short` for when it may not). A
-                    // full buffer may leave more: stay ready. The end (0)
-                    // stays ready.
+                    // A short read emptied the socket's receive queue (TCP
+                    // copies until the buffer is full or the queue empty),
+                    // and any byte that arrives after it wakes the socket,
+                    // which makes the multishot poll post a completion that
+                    // sets `ready` again. So the next read waits for that
+                    // rather than spend a `recv` on EAGAIN. A full buffer
+                    // may leave more: stay ready. The end (0) stays ready.
                     if n > 0 && n < buf.len() {
                         self.ring.table.borrow_mut().read_short(self.token);
                     }
@@ -194,15 +194,14 @@ impl Drop for Registration {
             .build()
             .user_data(IGNORED_USER_DATA);
         let mut uring = self.ring.ring.borrow_mut();
-        let removed = push(&mut uring, &remove).and_then(|()| uring.submit().map(drop));
+        if push(&mut uring, &remove).is_ok() {
+            let _ = uring.submit();
+        }
         drop(uring);
         self.ring.table.borrow_mut().deregister(self.token);
-        if let Err(error) = removed {
-            // The poll may keep this socket open until the ring goes; the
-            // ring is given up (logged), its other polls removed.
-            self.ring.fail(&error);
-        }
-        self.ring.update_gauge();
+        crate::metrics::with(|m| {
+            m.ws_read_ring_connections.dec();
+        });
     }
 }
 
@@ -230,7 +229,6 @@ impl ReadinessRing {
             table: RefCell::new(Readiness::default()),
             wakers: Cell::new(Vec::new()),
             failed: Cell::new(false),
-            dropped: Cell::new(0),
         });
         glommio::spawn_local(watch(ring.clone(), file)).detach();
         Some(ring)
@@ -241,7 +239,6 @@ impl ReadinessRing {
     fn drain(&self) {
         let mut wakers = self.wakers.take();
         let mut rearm = Vec::new();
-        let mut failure = None;
         {
             let mut uring = self.ring.borrow_mut();
             let mut table = self.table.borrow_mut();
@@ -260,29 +257,21 @@ impl ReadinessRing {
                 }
                 // Completions that found the queue full wait in the kernel
                 // (NODROP); an enter with GETEVENTS (which `submit` adds
-                // when the overflow flag is set) moves them in. If it
-                // cannot, they might wait for good: give the ring up.
-                if let Err(error) = uring.submit() {
-                    failure = Some(error);
+                // when the overflow flag is set) moves them in.
+                if uring.submit().is_err() {
                     break;
                 }
             }
-            let dropped = uring.completion().overflow();
-            if dropped != self.dropped.replace(dropped) && failure.is_none() {
-                failure = Some(io::Error::other(format!(
-                    "the kernel dropped {dropped} readiness completions"
-                )));
-            }
-            if failure.is_none() && !rearm.is_empty() {
-                failure = rearm
+            if !rearm.is_empty() {
+                let armed = rearm
                     .into_iter()
                     .try_for_each(|(fd, token)| arm(&mut uring, fd, token))
-                    .and_then(|()| uring.submit().map(drop))
-                    .err();
+                    .and_then(|()| uring.submit().map(drop));
+                if let Err(error) = armed {
+                    drop((uring, table));
+                    self.fail(&error);
+                }
             }
-        }
-        if let Some(error) = failure {
-            self.fail(&error);
         }
         for waker in wakers.drain(..) {
             waker.wake();
@@ -290,54 +279,26 @@ impl ReadinessRing {
         self.wakers.set(wakers);
     }
 
-    /// Give up the ring: every registered reader falls back to glommio,
-    /// and their polls are removed (each holds its socket open). Logged
-    /// once per shard.
+    /// Give up the ring: every registered reader falls back to glommio.
     fn fail(&self, error: &io::Error) {
         if self.failed.replace(true) {
             return;
         }
         tracing::warn!(%error, "the WebSocket readiness ring failed: reading through glommio");
-        let (wakers, polls) = self.table.borrow_mut().unwatch_all();
-        let removed = {
-            let mut uring = self.ring.borrow_mut();
-            polls
-                .into_iter()
-                .try_for_each(|user_data| {
-                    let remove = opcode::PollRemove::new(user_data)
-                        .build()
-                        .user_data(IGNORED_USER_DATA);
-                    push(&mut uring, &remove)
-                })
-                .and_then(|()| uring.submit().map(drop))
-        };
-        if let Err(error) = removed {
-            tracing::error!(
-                %error,
-                "readiness polls not removed: their sockets stay open until the shard ends"
-            );
-        }
-        self.update_gauge();
+        let wakers = self.table.borrow_mut().unwatch_all();
         for waker in wakers {
             waker.wake();
         }
-    }
-
-    /// The shard's `ws_read_ring_connections`: the connections watched now.
-    fn update_gauge(&self) {
-        let watched = self.table.borrow().watched();
-        crate::metrics::with(|m| {
-            m.ws_read_ring_connections.set(watched as i64);
-        });
     }
 }
 
 /// The shard's readiness task: wait for the eventfd, drain, again.
 async fn watch(ring: Rc<ReadinessRing>, eventfd: ManuallyDrop<BufferedFile>) {
     loop {
-        // Drained also after a failure: the removals' completions, and
-        // those of polls not yet removed, must not pile up.
         ring.drain();
+        if ring.failed.get() {
+            return;
+        }
         // Completes when the counter is non-zero (and zeroes it): at least
         // one completion was posted since the last read.
         if let Err(error) = eventfd.read_at(0, 8).await {
