@@ -707,24 +707,6 @@ fn websocket_data_and_fin_in_one_segment_close_at_once(shards: u32) {
     }
 }
 
-/// Hold back (`true`) or send (`false`) a connection's partial segments.
-fn set_cork(tcp: &std::net::TcpStream, on: bool) {
-    use std::os::fd::AsRawFd;
-    let value: libc::c_int = on.into();
-    // SAFETY: setsockopt(2) on a live socket with a pointer to a c_int and
-    // its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            tcp.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_CORK,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(rc, 0, "TCP_CORK: {}", std::io::Error::last_os_error());
-}
-
 /// A WebSocket the server closes is really closed, not only shut down for
 /// writing: bytes the client sends after the close are answered with a
 /// reset. (A descriptor still referenced by anything, such as a poll left

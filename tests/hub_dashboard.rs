@@ -8,7 +8,6 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -416,18 +415,7 @@ fn a_stream_client_that_stops_reading_is_closed() {
     let hub = start_hub(&["--dashboard-interval", "10"], &[]);
     let tcp = TcpStream::connect(hub.admin).unwrap();
     // A small receive buffer: the server's writes block sooner.
-    let size: libc::c_int = 4096;
-    // SAFETY: setsockopt on this test's own socket, with a c_int option value.
-    let set = unsafe {
-        libc::setsockopt(
-            tcp.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVBUF,
-            (&size as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(set, 0);
+    support::set_rcvbuf(&tcp, 4096);
     let mut stalled = Stream::send(tcp, "/api/stream", &[]);
     assert_eq!(stalled.status, 200);
     // A reading stream beside it keeps going.

@@ -19,9 +19,7 @@
 
 mod support;
 
-use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -95,22 +93,7 @@ impl Client {
 
     /// Lose the connection abruptly: a reset, nothing more read.
     fn reset(self) {
-        let linger = libc::linger {
-            l_onoff: 1,
-            l_linger: 0,
-        };
-        // SAFETY: setsockopt on the stream's own descriptor, with a pointer
-        // to a local of the length given.
-        let rc = unsafe {
-            libc::setsockopt(
-                self.ws.stream.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_LINGER,
-                (&linger as *const libc::linger).cast(),
-                std::mem::size_of::<libc::linger>() as libc::socklen_t,
-            )
-        };
-        assert_eq!(rc, 0, "SO_LINGER: {}", io::Error::last_os_error());
+        support::close_with_reset(&self.ws.stream);
     }
 }
 

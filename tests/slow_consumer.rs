@@ -40,7 +40,7 @@ const WINDOW: usize = 64;
 /// `--max-buffered-bytes`'s default.
 const BUDGET: u64 = 8 << 20;
 /// The slow client's receive buffer (the kernel doubles it).
-const SLOW_RCVBUF: libc::c_int = 4096;
+const SLOW_RCVBUF: usize = 4096;
 /// What the hub's peak RSS may grow by besides its queues and write
 /// buffers: allocator, runtime and per-connection state (measured: 3 to 4
 /// MiB in this test).
@@ -67,7 +67,7 @@ fn tcp_wmem_max() -> usize {
 
 /// A TCP connection to `addr`, with a receive buffer of `rcvbuf` bytes set
 /// before the connect (so the window it offers stays small) when given.
-fn connect(addr: SocketAddr, rcvbuf: Option<libc::c_int>) -> TcpStream {
+fn connect(addr: SocketAddr, rcvbuf: Option<usize>) -> TcpStream {
     tcp_connect(
         addr,
         Before {
@@ -118,7 +118,7 @@ impl std::ops::DerefMut for Client {
 }
 
 impl Client {
-    fn open(addr: SocketAddr, rcvbuf: Option<libc::c_int>) -> Client {
+    fn open(addr: SocketAddr, rcvbuf: Option<usize>) -> Client {
         let stream = connect(addr, rcvbuf);
         stream.set_nodelay(true).unwrap();
         stream.set_read_timeout(Some(READ_TIMEOUT)).unwrap();
