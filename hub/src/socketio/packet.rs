@@ -52,6 +52,12 @@ impl PacketType {
         b'0' + self as u8
     }
 
+    /// The digit written on the wire, as text.
+    pub(crate) fn as_str(self) -> &'static str {
+        const DIGITS: [&str; 7] = ["0", "1", "2", "3", "4", "5", "6"];
+        DIGITS[self as usize]
+    }
+
     /// BinaryEvent and BinaryAck: the types that carry an attachment count.
     pub(crate) fn is_binary(self) -> bool {
         matches!(self, PacketType::BinaryEvent | PacketType::BinaryAck)
