@@ -159,6 +159,14 @@ impl FramedTextWriter {
         self.bytes.extend_from_slice(s.as_bytes());
     }
 
+    /// Append an ASCII byte (punctuation). Panics on any other byte, which
+    /// could break the text's UTF-8.
+    #[inline]
+    pub fn push_ascii(&mut self, byte: u8) {
+        assert!(byte.is_ascii(), "a text takes whole characters");
+        self.bytes.push(byte);
+    }
+
     /// The text written. Written to another length than announced (a
     /// caller's mistake), it is framed again, correctly, at the cost of a
     /// copy.
@@ -296,13 +304,15 @@ mod tests {
 
     #[test]
     fn written_in_place_as_framed() {
-        for len in [0, 1, 124, 125, 126, 65_534, 65_535, 70_000] {
+        for len in [0, 1, 123, 124, 125, 126, 65_533, 65_534, 65_535, 70_000] {
             let text = "é".repeat(len / 2) + &"x".repeat(len % 2);
             let (head, tail) = text.split_at(text.len() / 2 / 2 * 2);
-            let mut writer = FramedTextWriter::new(text.len());
+            let mut writer = FramedTextWriter::new(text.len() + 1);
             writer.push_str(head);
+            writer.push_ascii(b'-');
             writer.push_str(tail);
             let written = writer.finish();
+            let text = format!("{head}-{tail}");
             assert_eq!(written, text.as_str());
             assert_eq!(
                 written.ws_message_frame(),

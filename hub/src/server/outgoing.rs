@@ -145,14 +145,14 @@ pub(crate) fn ack(nsp: &str, id: u64, args: &Args) -> Outgoing {
             let mut out =
                 FramedTextWriter::new(header_len(kind, nsp, attachments, Some(id)) + json_len);
             encode_header_into(kind, nsp, attachments, Some(id), &mut out);
-            out.push_str("[");
+            out.push_ascii(b'[');
             for (i, json) in array.iter().enumerate() {
                 if i > 0 {
-                    out.push_str(",");
+                    out.push_ascii(b',');
                 }
                 out.push_str(json);
             }
-            out.push_str("]");
+            out.push_ascii(b']');
             out.finish()
         }
         None => finish(kind, nsp, attachments, Some(id), |out| {
