@@ -42,11 +42,13 @@ impl HandshakeInfo {
 /// A session as a shard holds it: the state machine and the signals that
 /// wake its IO.
 pub(crate) struct SessionEntry {
+    /// The session id (which names the shard that owns the session).
     pub sid: Sid,
-    pub shard: usize,
     pub session: RefCell<Session>,
-    /// The endpoint the session belongs to, on its shard.
-    pub endpoint: usize,
+    /// The endpoint the session belongs to, on its shard. A `u16`, beside
+    /// the id's bytes and the flags, where a `usize` took a word of its own
+    /// (idle memory per connection).
+    endpoint: u16,
     /// The outbox, a parked GET's answer or the upgrade state changed.
     pub io_changed: Signal,
     /// The deadline the session is queued for on its shard's clock (None:
@@ -113,6 +115,11 @@ impl SessionHost for NoHost {
 }
 
 impl SessionEntry {
+    /// The endpoint the session belongs to, on its shard.
+    pub(crate) fn endpoint(&self) -> usize {
+        usize::from(self.endpoint)
+    }
+
     /// A session with no transport task or timer behind it, for benchmarks
     /// of the layers above: what is sent to it stays in its outbox, and its
     /// deferred events wait until [`SessionEntry::dispatch`] is called.
@@ -164,9 +171,8 @@ impl SessionEntry {
     ) -> Rc<SessionEntry> {
         Rc::new(SessionEntry {
             sid,
-            shard: sid.shard(),
             session: RefCell::new(session),
-            endpoint,
+            endpoint: u16::try_from(endpoint).expect("fewer than 65,536 endpoints"),
             io_changed: Signal::new(),
             armed_deadline: Cell::new(None),
             handshake,
@@ -376,7 +382,7 @@ impl Socket {
 
     /// The shard that owns this session.
     pub fn shard(&self) -> usize {
-        self.0.shard
+        self.0.sid.shard()
     }
 
     /// Keep the layer above's state for this session, weakly (`None`
