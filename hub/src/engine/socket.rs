@@ -1,3 +1,4 @@
+use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
@@ -41,11 +42,13 @@ impl HandshakeInfo {
 /// A session as a shard holds it: the state machine and the signals that
 /// wake its IO.
 pub(crate) struct SessionEntry {
+    /// The session id (which names the shard that owns the session).
     pub sid: Sid,
-    pub shard: usize,
     pub session: RefCell<Session>,
-    /// The endpoint the session belongs to, on its shard.
-    pub endpoint: usize,
+    /// The endpoint the session belongs to, on its shard. A `u16`, beside
+    /// the id's bytes and the flags, where a `usize` took a word of its own
+    /// (idle memory per connection).
+    endpoint: u16,
     /// The outbox, a parked GET's answer or the upgrade state changed.
     pub io_changed: Signal,
     /// The deadline the session is queued for on its shard's clock (None:
@@ -72,6 +75,32 @@ pub(crate) struct SessionEntry {
     /// Bytes the flusher took from the outbox and could not write (the
     /// peer's window was full): the writer, woken, writes them first.
     unwritten: Cell<Vec<u8>>,
+    /// The state the layer above keeps for this session (see
+    /// [`Socket::set_upper`]).
+    upper: UpperSlot,
+}
+
+/// The state the layer above the engine keeps for a session (the Socket.IO
+/// layer's client), so that it finds it from the session without a lookup
+/// by id per message. The engine does not know its type (it is `Any`, the
+/// upper layer downcasts it) and holds it weakly: the upper layer owns it,
+/// and it holds the session.
+#[derive(Default)]
+struct UpperSlot(Cell<Option<Weak<dyn Any>>>);
+
+impl UpperSlot {
+    fn set(&self, state: Option<Weak<dyn Any>>) {
+        self.0.set(state);
+    }
+
+    #[inline]
+    fn get<T: Any>(&self) -> Option<Rc<T>> {
+        // Taken out and put back: a `Cell` lends no reference.
+        let weak = self.0.take()?;
+        let state = weak.upgrade();
+        self.0.set(Some(weak));
+        state?.downcast().ok()
+    }
 }
 
 /// The host of a session that has none (see [`SessionEntry::detached`]).
@@ -86,6 +115,11 @@ impl SessionHost for NoHost {
 }
 
 impl SessionEntry {
+    /// The endpoint the session belongs to, on its shard.
+    pub(crate) fn endpoint(&self) -> usize {
+        usize::from(self.endpoint)
+    }
+
     /// A session with no transport task or timer behind it, for benchmarks
     /// of the layers above: what is sent to it stays in its outbox, and its
     /// deferred events wait until [`SessionEntry::dispatch`] is called.
@@ -137,9 +171,8 @@ impl SessionEntry {
     ) -> Rc<SessionEntry> {
         Rc::new(SessionEntry {
             sid,
-            shard: sid.shard(),
             session: RefCell::new(session),
-            endpoint,
+            endpoint: u16::try_from(endpoint).expect("fewer than 65,536 endpoints"),
             io_changed: Signal::new(),
             armed_deadline: Cell::new(None),
             handshake,
@@ -150,6 +183,7 @@ impl SessionEntry {
             parked_fd: Cell::new(-1),
             write_queued: Cell::new(false),
             unwritten: Cell::new(Vec::new()),
+            upper: UpperSlot::default(),
         })
     }
 
@@ -348,7 +382,20 @@ impl Socket {
 
     /// The shard that owns this session.
     pub fn shard(&self) -> usize {
-        self.0.shard
+        self.0.sid.shard()
+    }
+
+    /// Keep the layer above's state for this session, weakly (`None`
+    /// forgets it): [`Socket::upper`] finds it without a lookup. The engine
+    /// never looks at it.
+    pub(crate) fn set_upper(&self, state: Option<Weak<dyn Any>>) {
+        self.0.upper.set(state);
+    }
+
+    /// The state [`Socket::set_upper`] kept, if it is a `T` and still lives.
+    #[inline]
+    pub(crate) fn upper<T: Any>(&self) -> Option<Rc<T>> {
+        self.0.upper.get()
     }
 
     /// Queue a message for the client; false once the session is closed.
@@ -549,6 +596,29 @@ mod tests {
         let metrics = Metrics::new();
         crate::metrics::enter(metrics.for_shard(0));
         metrics
+    }
+
+    /// The upper layer's state is found while it lives and is asked for as
+    /// its own type; forgotten, or dropped, it is not.
+    #[test]
+    fn the_upper_layers_state_is_kept_weakly() {
+        let (_entry, socket) = websocket();
+        assert!(socket.upper::<String>().is_none());
+        let state = Rc::new(String::from("client"));
+        let weak: Weak<dyn Any> = Rc::downgrade(&state) as Weak<dyn Any>;
+        socket.set_upper(Some(weak.clone()));
+        assert_eq!(
+            socket.upper::<String>().as_deref().map(String::as_str),
+            Some("client")
+        );
+        // Asked twice: it stays.
+        assert!(socket.clone().upper::<String>().is_some());
+        assert!(socket.upper::<u32>().is_none(), "another type");
+        socket.set_upper(None);
+        assert!(socket.upper::<String>().is_none(), "forgotten");
+        socket.set_upper(Some(weak));
+        drop(state);
+        assert!(socket.upper::<String>().is_none(), "dropped");
     }
 
     /// While the writer is parked, sends queue the session on the thread's

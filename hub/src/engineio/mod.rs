@@ -16,4 +16,4 @@ pub use packet::{Data, DecodeError, Packet, ProtocolVersion, WsFrame};
 pub use payload::EncodedPayload;
 pub use query::{EngineQuery, TransportKind};
 pub use sid::Sid;
-pub use text::Text;
+pub use text::{FramedTextWriter, Text};

@@ -60,19 +60,9 @@ impl Text {
     /// `text` laid out behind the head of a WebSocket text frame holding the
     /// Engine.IO message packet `4<text>` (the same for Engine.IO v3 and v4).
     pub fn framed_message(text: &str) -> Text {
-        let payload = 1 + text.len();
-        // Exactly the size: `Bytes` takes a full `Vec` as it is, where one
-        // with spare room costs a second allocation (its shared header).
-        let mut bytes = Vec::with_capacity(codec::server_head_len(payload) + payload);
-        codec::server_text_head(payload, &mut bytes);
-        bytes.push(b'4');
-        let start = bytes.len() as u8;
-        bytes.extend_from_slice(text.as_bytes());
-        Text {
-            bytes: Bytes::from(bytes),
-            start,
-            uncompressed: false,
-        }
+        let mut writer = FramedTextWriter::new(text.len());
+        writer.push_str(text);
+        writer.finish()
     }
 
     /// `s[at..]` without a copy: the text keeps `s`'s allocation (the
@@ -133,6 +123,70 @@ impl Text {
     /// them lives, no other text can have its address.
     pub fn same_bytes(&self, other: &Text) -> bool {
         self.bytes.as_ptr() == other.bytes.as_ptr() && self.bytes.len() == other.bytes.len()
+    }
+}
+
+/// A text written straight into the allocation [`Text::framed_message`]
+/// lays out (the WebSocket frame head, the Engine.IO `4`, the text), for a
+/// text whose length is known before it is written: no scratch buffer to
+/// encode into and copy from. Only `str`s are written, so the text is UTF-8.
+pub struct FramedTextWriter {
+    bytes: Vec<u8>,
+    /// Where the text starts (after the frame head and the `4`).
+    start: u8,
+    /// The length the frame head announces, frame included.
+    end: usize,
+}
+
+impl FramedTextWriter {
+    /// A writer for a text of `len` bytes.
+    #[inline]
+    pub fn new(len: usize) -> FramedTextWriter {
+        let payload = 1 + len;
+        let end = codec::server_head_len(payload) + payload;
+        // Exactly the size: `Bytes` takes a full `Vec` as it is, where one
+        // with spare room costs a second allocation (its shared header).
+        let mut bytes = Vec::with_capacity(end);
+        codec::server_text_head(payload, &mut bytes);
+        bytes.push(b'4');
+        let start = bytes.len() as u8;
+        FramedTextWriter { bytes, start, end }
+    }
+
+    /// Append `s`.
+    #[inline]
+    pub fn push_str(&mut self, s: &str) {
+        self.bytes.extend_from_slice(s.as_bytes());
+    }
+
+    /// Append an ASCII byte (punctuation). Panics on any other byte, which
+    /// could break the text's UTF-8.
+    #[inline]
+    pub fn push_ascii(&mut self, byte: u8) {
+        assert!(byte.is_ascii(), "a text takes whole characters");
+        self.bytes.push(byte);
+    }
+
+    /// The text written. Written to another length than announced (a
+    /// caller's mistake), it is framed again, correctly, at the cost of a
+    /// copy.
+    pub fn finish(self) -> Text {
+        if self.bytes.len() != self.end {
+            debug_assert!(
+                false,
+                "announced {} bytes, wrote {}",
+                self.end,
+                self.bytes.len()
+            );
+            // SAFETY: only `str`s were appended after `start`.
+            let text = unsafe { std::str::from_utf8_unchecked(&self.bytes[self.start as usize..]) };
+            return Text::framed_message(text);
+        }
+        Text {
+            bytes: Bytes::from(self.bytes),
+            start: self.start,
+            uncompressed: false,
+        }
     }
 }
 
@@ -246,6 +300,39 @@ mod tests {
         assert_eq!(bytes.as_ptr(), ptr.wrapping_add(1));
         let framed = Text::framed_message("abc");
         assert_eq!(&framed.into_bytes()[..], b"abc");
+    }
+
+    #[test]
+    fn written_in_place_as_framed() {
+        for len in [0, 1, 123, 124, 125, 126, 65_533, 65_534, 65_535, 70_000] {
+            let text = "é".repeat(len / 2) + &"x".repeat(len % 2);
+            let (head, tail) = text.split_at(text.len() / 2 / 2 * 2);
+            let mut writer = FramedTextWriter::new(text.len() + 1);
+            writer.push_str(head);
+            writer.push_ascii(b'-');
+            writer.push_str(tail);
+            let written = writer.finish();
+            let text = format!("{head}-{tail}");
+            assert_eq!(written, text.as_str());
+            assert_eq!(
+                written.ws_message_frame(),
+                Text::framed_message(&text).ws_message_frame(),
+                "len {len}"
+            );
+        }
+    }
+
+    #[test]
+    #[cfg_attr(debug_assertions, should_panic(expected = "announced"))]
+    fn a_wrong_announced_length_is_framed_again() {
+        let mut writer = FramedTextWriter::new(3);
+        writer.push_str("abcd");
+        let written = writer.finish();
+        assert_eq!(written, "abcd");
+        assert_eq!(
+            written.ws_message_frame(),
+            Text::framed_message("abcd").ws_message_frame()
+        );
     }
 
     #[test]

@@ -60,7 +60,8 @@ impl Client {
         }
         let mut tally = Tally::default();
         let sent = self.conn.send_tallied(Data::Text(packet.text), &mut tally);
-        if sent {
+        // Most packets have no attachments: no iterator to make and drop.
+        if sent && !packet.attachments.is_empty() {
             for attachment in packet.attachments {
                 self.conn.send_tallied(Data::Binary(attachment), &mut tally);
             }

@@ -7,8 +7,10 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::args::Args;
-use crate::engineio::Text;
-use crate::socketio::{encode_header, PacketType, Protocol};
+use crate::engineio::{FramedTextWriter, Text};
+use crate::socketio::{
+    encode_header, encode_header_into, header_len, HeaderOut, PacketType, Protocol,
+};
 
 /// An encoded Socket.IO packet: its text message and the binary messages after it.
 #[derive(Clone, Debug)]
@@ -134,11 +136,39 @@ pub(crate) fn ack(nsp: &str, id: u64, args: &Args) -> Outgoing {
     } else {
         PacketType::BinaryAck
     };
-    Outgoing {
-        text: finish(kind, nsp, attachments, Some(id), |out| {
+    let text = match args.raw_array() {
+        // Arguments as received (an echo's): their length is known, so the
+        // text is written in place, in its one allocation.
+        Some(array) => {
+            let items = array.len();
+            let json_len = array.iter().map(str::len).sum::<usize>() + items.saturating_sub(1) + 2;
+            let mut out =
+                FramedTextWriter::new(header_len(kind, nsp, attachments, Some(id)) + json_len);
+            encode_header_into(kind, nsp, attachments, Some(id), &mut out);
+            out.push_ascii(b'[');
+            for (i, json) in array.iter().enumerate() {
+                if i > 0 {
+                    out.push_ascii(b',');
+                }
+                out.push_str(json);
+            }
+            out.push_ascii(b']');
+            out.finish()
+        }
+        None => finish(kind, nsp, attachments, Some(id), |out| {
             write_array(out, None, args, None)
         }),
+    };
+    Outgoing {
+        text,
         attachments: args.attachments().to_vec(),
+    }
+}
+
+impl HeaderOut for FramedTextWriter {
+    #[inline]
+    fn push_str(&mut self, s: &str) {
+        FramedTextWriter::push_str(self, s)
     }
 }
 
@@ -232,6 +262,62 @@ mod tests {
         );
         assert_eq!(out.attachments.len(), 1);
         assert_eq!(&*event("/", "x", &Args::new(), None).text, r#"2["x"]"#);
+    }
+
+    /// Arguments as received, as the decoder keeps them.
+    fn raw_args(json: &str, attachments: Vec<Bytes>) -> Args {
+        use crate::socketio::raw::{split_array, Utf8Bytes};
+        let array = split_array(Utf8Bytes::copy_from_str(json), 0).unwrap();
+        Args::from_raw(array, attachments)
+    }
+
+    #[test]
+    fn acks_of_arguments_as_received_are_written_in_place() {
+        let binary = vec![Bytes::from_static(b"\x01"), Bytes::new()];
+        let cases = [
+            ("/", 7, "[]", Vec::new(), "37[]"),
+            (
+                "/",
+                0,
+                r#"[ 1 ,"é", {"a" : [2]}]"#,
+                Vec::new(),
+                r#"30[1,"é",{"a" : [2]}]"#,
+            ),
+            ("/chat", 123, r#"["x"]"#, Vec::new(), r#"3/chat,123["x"]"#),
+            (
+                "/chat",
+                10,
+                r#"[{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#,
+                binary.clone(),
+                r#"62-/chat,10[{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#,
+            ),
+        ];
+        for (nsp, id, json, attachments, want) in cases {
+            let args = raw_args(json, attachments.clone());
+            let out = ack(nsp, id, &args);
+            assert_eq!(&*out.text, want);
+            assert_eq!(out.attachments, attachments);
+            if json.contains(' ') {
+                // Kept as written: values would be written without the spaces.
+                continue;
+            }
+            // The same text and frame as the same arguments as values give.
+            let parsed = ack(
+                nsp,
+                id,
+                &Args::from_parts(args.values().to_vec(), attachments),
+            );
+            assert_eq!(out.text, parsed.text);
+            assert_eq!(out.text.ws_message_frame(), parsed.text.ws_message_frame());
+        }
+        // Long enough for a 16-bit frame length.
+        let long = format!(r#"["{}"]"#, "y".repeat(300));
+        let out = ack("/", 1, &raw_args(&long, Vec::new()));
+        assert_eq!(&*out.text, format!("31{long}"));
+        assert_eq!(
+            out.text.ws_message_frame(),
+            Text::framed_message(&format!("31{long}")).ws_message_frame()
+        );
     }
 
     #[test]

@@ -242,13 +242,20 @@ impl SioShard {
 
     /// Register a client as `on_open` does (for fixtures without a runtime).
     pub(crate) fn add_client(&self, client: Rc<Client>) {
+        client
+            .conn
+            .set_upper(Some(Rc::downgrade(&client) as Weak<dyn Any>));
         self.clients
             .borrow_mut()
             .insert(client.conn.sid_key(), client);
     }
 
+    /// The client of a session, kept by its engine socket from `on_open`
+    /// to `on_close` (a weak reference, type-erased: the engine knows
+    /// nothing of clients; the map owns them): no lookup by id per message.
+    #[inline]
     fn client(&self, conn: &EngineSocket) -> Option<Rc<Client>> {
-        self.clients.borrow().get(&conn.sid_key()).cloned()
+        conn.upper::<Client>()
     }
 
     /// Connect a client to a namespace: middleware, then the CONNECT reply
@@ -708,7 +715,6 @@ async fn sweep_connect_timeouts(me: Weak<SioShard>) {
 
 impl Handler for SioShard {
     fn on_open(&self, conn: &EngineSocket) {
-        let sid = conn.sid_key();
         let protocol = match conn.protocol() {
             ProtocolVersion::V4 => Protocol::V5,
             ProtocolVersion::V3 => Protocol::V4,
@@ -718,7 +724,7 @@ impl Handler for SioShard {
             protocol,
             self.config.settings.max_attachments,
         ));
-        self.clients.borrow_mut().insert(sid, client.clone());
+        self.add_client(client.clone());
         if let Some(observer) = &self.observer {
             observer.client_opened(conn);
         }
@@ -773,6 +779,7 @@ impl Handler for SioShard {
 
     fn on_close(&self, conn: &EngineSocket, reason: CloseReason) {
         let sid = conn.sid_key();
+        conn.set_upper(None);
         let client = self.clients.borrow_mut().remove(&sid);
         let Some(client) = client else {
             return;

@@ -42,7 +42,7 @@ pub(crate) async fn run(shard: Rc<Shard>) {
             continue;
         }
         for entry in batch.drain(..) {
-            shard.settle_contained(entry.endpoint, &entry);
+            shard.settle_contained(entry.endpoint(), &entry);
         }
     }
 }

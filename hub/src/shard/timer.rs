@@ -101,7 +101,7 @@ pub(crate) async fn run(shard: Rc<Shard>) {
             entry.session.borrow_mut().handle_timeout(now);
             // Queues the session again for its next deadline, or forgets it
             // once finished.
-            shard.settle_contained(entry.endpoint, &entry);
+            shard.settle_contained(entry.endpoint(), &entry);
         }
         let next = clock.earliest();
         clock.sleeping_until.set(next);

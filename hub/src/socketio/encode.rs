@@ -19,6 +19,53 @@ pub fn encode_header(
     write_header(kind, nsp, None, attachments, id, out);
 }
 
+/// Where a header is written: a `String`, or a text written in place of
+/// its known length (see [`header_len`]).
+pub trait HeaderOut {
+    fn push_str(&mut self, s: &str);
+}
+
+impl HeaderOut for String {
+    #[inline]
+    fn push_str(&mut self, s: &str) {
+        String::push_str(self, s)
+    }
+}
+
+/// As [`encode_header`], into any [`HeaderOut`].
+#[inline]
+pub fn encode_header_into(
+    kind: PacketType,
+    nsp: &str,
+    attachments: usize,
+    id: Option<u64>,
+    out: &mut impl HeaderOut,
+) {
+    write_header(kind, nsp, None, attachments, id, out);
+}
+
+/// The length of what [`encode_header`] writes.
+#[inline]
+pub fn header_len(kind: PacketType, nsp: &str, attachments: usize, id: Option<u64>) -> usize {
+    let mut len = 1;
+    if kind.is_binary() {
+        len += decimal_len(attachments as u64) + 1;
+    }
+    if !nsp.is_empty() && nsp != "/" {
+        len += nsp.len() + 1;
+    }
+    if let Some(id) = id {
+        len += decimal_len(id);
+    }
+    len
+}
+
+/// Digits of `n` in decimal.
+#[inline]
+fn decimal_len(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |digits| digits as usize + 1)
+}
+
 /// Append the whole text message for `packet`: the header, then the compact
 /// JSON of `data` with key order kept.
 ///
@@ -41,30 +88,32 @@ pub fn encode_packet(packet: &Packet, out: &mut String) {
     }
 }
 
+// Inlined: an ack's header is a digit and its id, and the call cost as much.
+#[inline]
 fn write_header(
     kind: PacketType,
     nsp: &str,
     query: Option<&str>,
     attachments: usize,
     id: Option<u64>,
-    out: &mut String,
+    out: &mut impl HeaderOut,
 ) {
-    out.push(kind.as_digit() as char);
+    out.push_str(kind.as_str());
     // itoa: `fmt` costs as much as the rest of an ack's header.
     if kind.is_binary() {
         out.push_str(itoa::Buffer::new().format(attachments));
-        out.push('-');
+        out.push_str("-");
     }
     match query {
         Some(q) => {
             out.push_str(if nsp.is_empty() { "/" } else { nsp });
-            out.push('?');
+            out.push_str("?");
             out.push_str(q);
-            out.push(',');
+            out.push_str(",");
         }
         None if !nsp.is_empty() && nsp != "/" => {
             out.push_str(nsp);
-            out.push(',');
+            out.push_str(",");
         }
         None => {}
     }
@@ -100,6 +149,7 @@ mod tests {
     fn header(kind: PacketType, nsp: &str, n: usize, id: Option<u64>) -> String {
         let mut s = String::new();
         encode_header(kind, nsp, n, id, &mut s);
+        assert_eq!(header_len(kind, nsp, n, id), s.len(), "{s}");
         s
     }
 
@@ -118,6 +168,10 @@ mod tests {
         assert_eq!(header(BinaryEvent, "/admin", 2, Some(3)), "52-/admin,3");
         assert_eq!(header(BinaryAck, "/", 0, Some(15)), "60-15");
         assert_eq!(header(Ack, "/", 0, Some(u64::MAX)), "318446744073709551615");
+        for id in [0, 9, 10, 99, 100, 999_999, 1_000_000] {
+            assert_eq!(header(Ack, "/", 0, Some(id)), format!("3{id}"));
+            assert_eq!(header(BinaryAck, "/", id as usize, None), format!("6{id}-"));
+        }
         // The count is only written for binary types.
         assert_eq!(header(Event, "/", 3, None), "2");
         assert_eq!(header(Ack, "/", 3, Some(1)), "31");

@@ -13,7 +13,7 @@ pub mod packet;
 pub mod raw;
 
 pub use decoder::{DecodeError, Decoder};
-pub use encode::{encode_header, encode_packet};
+pub use encode::{encode_header, encode_header_into, encode_packet, header_len, HeaderOut};
 pub use packet::{
     is_reserved_event, Packet, PacketType, Payload, Protocol, RawPacket, RESERVED_EVENTS,
 };

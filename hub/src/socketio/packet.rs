@@ -47,9 +47,10 @@ impl PacketType {
         })
     }
 
-    /// The ASCII digit written on the wire.
-    pub(crate) fn as_digit(self) -> u8 {
-        b'0' + self as u8
+    /// The digit written on the wire, as text.
+    pub(crate) fn as_str(self) -> &'static str {
+        const DIGITS: [&str; 7] = ["0", "1", "2", "3", "4", "5", "6"];
+        DIGITS[self as usize]
     }
 
     /// BinaryEvent and BinaryAck: the types that carry an attachment count.
@@ -190,7 +191,7 @@ mod tests {
     fn type_digits_round_trip() {
         for d in b'0'..=b'6' {
             let t = PacketType::from_digit(d).unwrap();
-            assert_eq!(t.as_digit(), d);
+            assert_eq!(t.as_str().as_bytes(), [d]);
             assert_eq!(t as u8, d - b'0');
         }
         for d in [b'7', b'8', b'9', b'a', b'-', b'/', b' ', 0, 0xff] {
