@@ -16,6 +16,7 @@ use glommio::timer::Timer;
 
 use super::buffers::{self, Chunk};
 use super::deflated::Deflating;
+use super::flusher::send_nonblocking;
 use super::mesh::Handoff;
 use super::per_ip::IpSlot;
 use super::polling::{open_session, EngineResponse};
@@ -131,6 +132,43 @@ impl WsConn {
             }
         }
         frame_packet(packet, version, self.out());
+    }
+
+    /// Send the outbox's only packet of an open session, when it is a text
+    /// message framed once (an ack, a broadcast's text), from that frame
+    /// with one nonblocking `send`, as the shard's flusher does: no write
+    /// buffer is taken and nothing copied, unless the socket takes less
+    /// than all of it (the rest is buffered, for [`WsConn::flush_racing`],
+    /// which also finds a failed connection). Any other lone packet is
+    /// framed into the write buffer. False, with nothing taken, when the
+    /// outbox does not hold one packet to write now. For a
+    /// [`WsConn::parkable`] connection only (plain, no compression, nothing
+    /// buffered before it).
+    fn send_lone_frame(&mut self, entry: &SessionEntry) -> bool {
+        let mut session = entry.session.borrow_mut();
+        if session.outbox_len() != 1 || session.is_closed() {
+            return false;
+        }
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.stream);
+        let version = self.version;
+        let mut taken = false;
+        session.take_ws_batch(|packet| {
+            taken = true;
+            match packet {
+                Packet::Message(Data::Text(text)) => match text.ws_message_frame() {
+                    Some(frame) => {
+                        let written = send_nonblocking(fd, frame);
+                        if written < frame.len() {
+                            self.out().extend_from_slice(&frame[written..]);
+                        }
+                    }
+                    None => frame_packet(Packet::Message(Data::Text(text)), version, self.out()),
+                },
+                other => frame_packet(other, version, self.out()),
+            }
+            false
+        });
+        taken
     }
 
     /// Whether the shard's flusher may write for this connection while its
@@ -674,12 +712,17 @@ async fn run(shard: &Rc<Shard>, endpoint: usize, conn: &mut WsConn, entry: &Rc<S
         conn.keep(&mut fresh);
         drop(chunk.take());
         shard.settle(endpoint, entry);
-        // A batch at a time: what the writer holds counts against the
-        // session's byte budget until it is written.
-        entry.session.borrow_mut().take_ws_batch(|packet| {
-            conn.push_packet(packet);
-            conn.wbuf.len() < WRITE_BATCH
-        });
+        // A lone framed message (an ack, say) goes to the socket from its
+        // own frame; anything else is taken a batch at a time: what the
+        // writer holds counts against the session's byte budget until it is
+        // written.
+        let sent_alone = conn.parkable() && conn.send_lone_frame(entry);
+        if !sent_alone {
+            entry.session.borrow_mut().take_ws_batch(|packet| {
+                conn.push_packet(packet);
+                conn.wbuf.len() < WRITE_BATCH
+            });
+        }
         let finished = entry.session.borrow().is_finished();
         if finished {
             if entry.session.borrow().close_reason() == Some(CloseReason::PacketRateExceeded) {
@@ -699,7 +742,13 @@ async fn run(shard: &Rc<Shard>, endpoint: usize, conn: &mut WsConn, entry: &Rc<S
             }
             return;
         }
-        match conn.flush_racing(entry).await {
+        let flushed = if sent_alone && conn.wbuf.is_empty() {
+            // The socket took it all: no write to wait for.
+            Flushed::Written
+        } else {
+            conn.flush_racing(entry).await
+        };
+        match flushed {
             Flushed::Written => {
                 entry.session.borrow_mut().on_ws_written();
                 entry.sync_buffered_gauge();
