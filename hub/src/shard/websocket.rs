@@ -213,13 +213,20 @@ impl WsConn {
     /// The next complete message: from the incomplete frame kept from earlier
     /// reads, then from `fresh`, bytes just read. `fresh` is moved past what
     /// is used; a frame that cannot be completed yet is kept.
+    ///
+    /// Inlined for its first test: all read bytes used, the usual end of a
+    /// read's loop, costs no call.
+    #[inline]
     fn next_message(&mut self, fresh: &mut &[u8]) -> Result<Option<Message>, WsError> {
+        if self.inbox.is_empty() && fresh.is_empty() {
+            return Ok(None);
+        }
+        self.decode_next(fresh)
+    }
+
+    /// [`WsConn::next_message`] once there are bytes to look at.
+    fn decode_next(&mut self, fresh: &mut &[u8]) -> Result<Option<Message>, WsError> {
         if self.inbox.is_empty() {
-            if fresh.is_empty() {
-                // All read bytes used: the usual end of a read's loop, with
-                // no call into the decoder.
-                return Ok(None);
-            }
             // The usual case: whole frames, decoded where they were read.
             let message = self.decoder.decode_from(fresh)?;
             if message.is_none() {
