@@ -149,6 +149,8 @@ impl WsConn {
         if session.outbox_len() != 1 || session.is_closed() {
             return false;
         }
+        // The writer's own descriptor, open while `self.stream` is (the
+        // condition `send_nonblocking`'s system call relies on).
         let fd = std::os::fd::AsRawFd::as_raw_fd(&self.stream);
         let version = self.version;
         let mut taken = false;
