@@ -7,9 +7,10 @@
 //! (RSV1 messages inflated within the same maximum).
 //!
 //! Checks: no panic; no message over the maximum payload; the messages and
-//! the error (if any) are the same whatever the split; and every message
-//! decoded, encoded again by the codec's encoders (masked as a client
-//! would), decodes to itself.
+//! the error (if any) are the same whatever the split; every text is UTF-8
+//! (an ASCII one skipped the check); and every message decoded, encoded
+//! again by the codec's encoders (masked as a client would), decodes to
+//! itself.
 #![no_main]
 
 use bytes::BytesMut;
@@ -91,7 +92,12 @@ fuzz_target!(|data: &[u8]| {
     let key = [split_seed, max_selector, 0x5a, 0xa5];
     for message in &whole.messages {
         match message {
-            Message::Text(text) => assert!(text.len() <= max),
+            Message::Text(text) => {
+                assert!(text.len() <= max);
+                // A text the codec found all ASCII skipped the UTF-8
+                // check: it must really be UTF-8.
+                assert!(std::str::from_utf8(text.as_bytes()).is_ok());
+            }
             Message::Binary(bytes) => assert!(bytes.len() <= max),
             Message::Ping(bytes) | Message::Pong(bytes) => assert!(bytes.len() <= 125),
             Message::Close(Some((_, reason))) => assert!(reason.len() <= 123),

@@ -156,7 +156,7 @@ fn write_parked(entry: &SessionEntry, fd: RawFd, out: &mut Vec<u8>) {
 
 /// `send` without blocking: the bytes written (fewer on a full window or
 /// an error, which the writer, retrying, sees for itself).
-fn send_nonblocking(fd: RawFd, bytes: &[u8]) -> usize {
+pub(super) fn send_nonblocking(fd: RawFd, bytes: &[u8]) -> usize {
     let mut written = 0;
     while written < bytes.len() {
         let rest = &bytes[written..];

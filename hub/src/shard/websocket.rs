@@ -16,6 +16,7 @@ use glommio::timer::Timer;
 
 use super::buffers::{self, Chunk};
 use super::deflated::Deflating;
+use super::flusher::send_nonblocking;
 use super::mesh::Handoff;
 use super::per_ip::IpSlot;
 use super::polling::{open_session, EngineResponse};
@@ -133,6 +134,45 @@ impl WsConn {
         frame_packet(packet, version, self.out());
     }
 
+    /// Send the outbox's only packet of an open session, when it is a text
+    /// message framed once (an ack, a broadcast's text), from that frame
+    /// with one nonblocking `send`, as the shard's flusher does: no write
+    /// buffer is taken and nothing copied, unless the socket takes less
+    /// than all of it (the rest is buffered, for [`WsConn::flush_racing`],
+    /// which also finds a failed connection). Any other lone packet is
+    /// framed into the write buffer. False, with nothing taken, when the
+    /// outbox does not hold one packet to write now. For a
+    /// [`WsConn::parkable`] connection only (plain, no compression, nothing
+    /// buffered before it).
+    fn send_lone_frame(&mut self, entry: &SessionEntry) -> bool {
+        let mut session = entry.session.borrow_mut();
+        if session.outbox_len() != 1 || session.is_closed() {
+            return false;
+        }
+        // The writer's own descriptor, open while `self.stream` is (the
+        // condition `send_nonblocking`'s system call relies on).
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&self.stream);
+        let version = self.version;
+        let mut taken = false;
+        session.take_ws_batch(|packet| {
+            taken = true;
+            match packet {
+                Packet::Message(Data::Text(text)) => match text.ws_message_frame() {
+                    Some(frame) => {
+                        let written = send_nonblocking(fd, frame);
+                        if written < frame.len() {
+                            self.out().extend_from_slice(&frame[written..]);
+                        }
+                    }
+                    None => frame_packet(Packet::Message(Data::Text(text)), version, self.out()),
+                },
+                other => frame_packet(other, version, self.out()),
+            }
+            false
+        });
+        taken
+    }
+
     /// Whether the shard's flusher may write for this connection while its
     /// writer waits: a plain connection (a nonblocking `send` is all a write
     /// takes) without compression (whose state is the writer's), with
@@ -175,13 +215,20 @@ impl WsConn {
     /// The next complete message: from the incomplete frame kept from earlier
     /// reads, then from `fresh`, bytes just read. `fresh` is moved past what
     /// is used; a frame that cannot be completed yet is kept.
+    ///
+    /// Inlined for its first test: all read bytes used, the usual end of a
+    /// read's loop, costs no call.
+    #[inline]
     fn next_message(&mut self, fresh: &mut &[u8]) -> Result<Option<Message>, WsError> {
+        if self.inbox.is_empty() && fresh.is_empty() {
+            return Ok(None);
+        }
+        self.decode_next(fresh)
+    }
+
+    /// [`WsConn::next_message`] once there are bytes to look at.
+    fn decode_next(&mut self, fresh: &mut &[u8]) -> Result<Option<Message>, WsError> {
         if self.inbox.is_empty() {
-            if fresh.is_empty() {
-                // All read bytes used: the usual end of a read's loop, with
-                // no call into the decoder.
-                return Ok(None);
-            }
             // The usual case: whole frames, decoded where they were read.
             let message = self.decoder.decode_from(fresh)?;
             if message.is_none() {
@@ -674,12 +721,17 @@ async fn run(shard: &Rc<Shard>, endpoint: usize, conn: &mut WsConn, entry: &Rc<S
         conn.keep(&mut fresh);
         drop(chunk.take());
         shard.settle(endpoint, entry);
-        // A batch at a time: what the writer holds counts against the
-        // session's byte budget until it is written.
-        entry.session.borrow_mut().take_ws_batch(|packet| {
-            conn.push_packet(packet);
-            conn.wbuf.len() < WRITE_BATCH
-        });
+        // A lone framed message (an ack, say) goes to the socket from its
+        // own frame; anything else is taken a batch at a time: what the
+        // writer holds counts against the session's byte budget until it is
+        // written.
+        let sent_alone = conn.parkable() && conn.send_lone_frame(entry);
+        if !sent_alone {
+            entry.session.borrow_mut().take_ws_batch(|packet| {
+                conn.push_packet(packet);
+                conn.wbuf.len() < WRITE_BATCH
+            });
+        }
         let finished = entry.session.borrow().is_finished();
         if finished {
             if entry.session.borrow().close_reason() == Some(CloseReason::PacketRateExceeded) {
@@ -699,7 +751,13 @@ async fn run(shard: &Rc<Shard>, endpoint: usize, conn: &mut WsConn, entry: &Rc<S
             }
             return;
         }
-        match conn.flush_racing(entry).await {
+        let flushed = if sent_alone && conn.wbuf.is_empty() {
+            // The socket took it all: no write to wait for.
+            Flushed::Written
+        } else {
+            conn.flush_racing(entry).await
+        };
+        match flushed {
             Flushed::Written => {
                 entry.session.borrow_mut().on_ws_written();
                 entry.sync_buffered_gauge();

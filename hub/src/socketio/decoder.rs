@@ -230,8 +230,12 @@ fn parse(
         kind,
         PacketType::Event | PacketType::BinaryEvent | PacketType::Ack | PacketType::BinaryAck
     );
-    let json_starts = text[i..].trim_start_matches([' ', '\t', '\n', '\r']);
-    let payload = if arguments && json_starts.starts_with('[') {
+    // JSON's whitespace, byte by byte (a `char` pattern decodes each).
+    let json_at = i + b[i..]
+        .iter()
+        .take_while(|c| matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
+        .count();
+    let payload = if arguments && b.get(json_at) == Some(&b'[') {
         let array = split_array(shared, i).map_err(DecodeError::InvalidJson)?;
         check_event_name(kind, &array)?;
         Payload::Array(array)
@@ -278,6 +282,13 @@ fn parse(
 /// from the first element.
 fn check_event_name(kind: PacketType, array: &RawArray) -> Result<(), DecodeError> {
     if !matches!(kind, PacketType::Event | PacketType::BinaryEvent) {
+        return Ok(());
+    }
+    if let Some(name) = array.plain_first() {
+        // The usual name: a string without escapes, known from the scan.
+        if is_reserved_event(name) {
+            return Err(DecodeError::ReservedEvent(name.to_owned()));
+        }
         return Ok(());
     }
     let Some(first) = array.get(0) else {

@@ -107,15 +107,24 @@ impl RawArray {
         self.iter().map(parse_checked).collect()
     }
 
+    /// The first element's string, when it is a string without escapes
+    /// (known from the scan: no second look).
+    #[inline]
+    pub(crate) fn plain_first(&self) -> Option<&str> {
+        if !self.plain_first {
+            return None;
+        }
+        // Inside the quotes (one byte each).
+        let &(start, end) = self.items.first()?;
+        self.text.as_str().get(start as usize + 1..end as usize - 1)
+    }
+
     /// Element `index` as a string when it is one, borrowed from the text
     /// when it has no escapes.
     #[inline]
     pub fn str(&self, index: usize) -> Option<std::borrow::Cow<'_, str>> {
         if index == 0 && self.plain_first {
-            // Inside the quotes (one byte each).
-            let &(start, end) = self.items.first()?;
-            let inside = self.text.as_str().get(start as usize + 1..end as usize - 1);
-            return inside.map(std::borrow::Cow::Borrowed);
+            return self.plain_first().map(std::borrow::Cow::Borrowed);
         }
         string_of(self.get(index)?)
     }

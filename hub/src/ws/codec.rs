@@ -4,6 +4,8 @@
 //! fragmented messages. Encoding writes unmasked server frames, so one encoded frame can be
 //! written unchanged to every recipient of a broadcast.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Buf, Bytes, BytesMut};
 use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 
@@ -60,9 +62,13 @@ struct Frame {
     fin: bool,
     /// RSV1: the first frame of a compressed message.
     compressed: bool,
-    opcode: OpCode,
+    /// The opcode's four bits, one of those [`Decoder::next_frame`] accepts.
+    opcode: u8,
     /// Unmasked.
     payload: Vec<u8>,
+    /// Every payload byte is below 0x80: as text, it is UTF-8 without a
+    /// further look (noted by the unmasking copy, which sees every byte).
+    ascii: bool,
 }
 
 /// Incremental frame decoder. Holds only the reassembly state of a fragmented message; when no
@@ -122,17 +128,24 @@ impl Decoder {
                 compressed,
                 opcode,
                 payload,
+                ascii,
             }) = self.next_frame(input)?
             else {
                 return Ok(None);
             };
             match opcode {
-                OpCode::Control(Control::Close) => return parse_close(payload).map(Some),
-                OpCode::Control(Control::Ping) => return Ok(Some(Message::Ping(payload.into()))),
-                OpCode::Control(Control::Pong) => return Ok(Some(Message::Pong(payload.into()))),
-                OpCode::Data(Data::Text) | OpCode::Data(Data::Binary) => {
-                    let text = opcode == OpCode::Data(Data::Text);
+                OP_CLOSE => return parse_close(payload).map(Some),
+                OP_PING => return Ok(Some(Message::Ping(payload.into()))),
+                OP_PONG => return Ok(Some(Message::Pong(payload.into()))),
+                OP_TEXT | OP_BINARY => {
+                    let text = opcode == OP_TEXT;
                     if fin {
+                        if text && ascii && !compressed {
+                            // SAFETY: every byte is below 0x80 (the unmasking
+                            // copy checked each), and ASCII is UTF-8.
+                            let text = unsafe { String::from_utf8_unchecked(payload) };
+                            return Ok(Some(Message::Text(text)));
+                        }
                         return self.finish(text, compressed, payload).map(Some);
                     }
                     let mut p = Partial {
@@ -144,7 +157,7 @@ impl Decoder {
                     check_utf8_prefix(&mut p)?;
                     self.partial = Some(Box::new(p));
                 }
-                OpCode::Data(Data::Continue) => {
+                OP_CONTINUE => {
                     // next_frame guarantees a message is in flight.
                     let Some(p) = self.partial.as_mut() else {
                         return Err(WsError::Protocol("continuation frame without a start"));
@@ -232,15 +245,15 @@ impl Decoder {
             return Ok(None);
         }
         // Copy out rather than split the read buffer, so a retained message never pins the
-        // connection's (larger) read buffer allocation.
-        let mut payload = buf[header_len..header_len + len].to_vec();
-        unmask(&mut payload, mask);
+        // connection's (larger) read buffer allocation; unmasked as it is copied.
+        let (payload, ascii) = unmask_copy(&buf[header_len..header_len + len], mask);
         *buf = &buf[header_len + len..];
         Ok(Some(Frame {
             fin,
             compressed: rsv1,
-            opcode: OpCode::from(op),
+            opcode: op,
             payload,
+            ascii,
         }))
     }
 
@@ -327,21 +340,83 @@ fn is_valid_close_code(code: u16) -> bool {
     matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
-/// XOR the payload with the 4-byte mask, eight bytes at a time (the mask period divides 8, so
-/// every word sees the mask at the same phase).
-fn unmask(data: &mut [u8], mask: [u8; 4]) {
+/// The opcodes a client frame may carry (RFC 6455 5.2), as [`Frame::opcode`] holds them.
+const OP_CONTINUE: u8 = 0x0;
+const OP_TEXT: u8 = 0x1;
+const OP_BINARY: u8 = 0x2;
+const OP_CLOSE: u8 = 0x8;
+const OP_PING: u8 = 0x9;
+const OP_PONG: u8 = 0xa;
+
+/// `masked` XORed with the 4-byte mask, in a new allocation of its size, and
+/// whether every byte of the result is ASCII. One pass does the copy, the
+/// unmasking and the ASCII test, sixteen bytes at a time (SSE2), then eight,
+/// then one (the mask's period divides 8 and 16, so every block sees the
+/// mask at the same phase): a text frame found ASCII needs no UTF-8
+/// validation after it.
+///
+/// Written by hand: the copy (`to_vec`), the XOR and `str::from_utf8` were
+/// three passes over the bytes.
+fn unmask_copy(masked: &[u8], mask: [u8; 4]) -> (Vec<u8>, bool) {
+    let len = masked.len();
+    let mut out: Vec<u8> = Vec::with_capacity(len);
+    let dst = &mut out.spare_capacity_mut()[..len];
+    let (blocks, mut ascii) = unmask_blocks(masked, dst, mask);
+    let rest = len - blocks;
+    let (dst_words, dst_tail) = dst[blocks..].split_at_mut(rest & !7);
+    let (src_words, src_tail) = masked[blocks..].split_at(rest & !7);
     let wide = u64::from_ne_bytes([
         mask[0], mask[1], mask[2], mask[3], mask[0], mask[1], mask[2], mask[3],
     ]);
-    let mut chunks = data.chunks_exact_mut(8);
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        chunk.copy_from_slice(&(u64::from_ne_bytes(word) ^ wide).to_ne_bytes());
+    let mut high = 0u64;
+    for (dst, src) in dst_words.chunks_exact_mut(8).zip(src_words.chunks_exact(8)) {
+        let plain = u64::from_ne_bytes(src.try_into().expect("eight bytes")) ^ wide;
+        high |= plain;
+        dst.copy_from_slice(&plain.to_ne_bytes().map(MaybeUninit::new));
     }
-    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
-        *b ^= mask[i & 3];
+    let mut high_tail = 0u8;
+    for (i, (dst, &src)) in dst_tail.iter_mut().zip(src_tail).enumerate() {
+        let plain = src ^ mask[i & 3];
+        high_tail |= plain;
+        dst.write(plain);
     }
+    // SAFETY: the blocks, the words and the tail wrote all of the first
+    // `len` bytes, within the capacity reserved for them.
+    unsafe { out.set_len(len) };
+    ascii &= high & 0x8080_8080_8080_8080 == 0 && high_tail & 0x80 == 0;
+    (out, ascii)
+}
+
+/// [`unmask_copy`] of `src`'s whole sixteen-byte blocks into `dst` (as long
+/// as `src`): how many bytes that is, and whether they were all ASCII.
+#[cfg(target_arch = "x86_64")]
+fn unmask_blocks(src: &[u8], dst: &mut [MaybeUninit<u8>], mask: [u8; 4]) -> (usize, bool) {
+    use std::arch::x86_64::{
+        _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi32, _mm_setzero_si128,
+        _mm_storeu_si128, _mm_xor_si128,
+    };
+    assert_eq!(src.len(), dst.len());
+    let blocks = src.len() / 16;
+    // SAFETY: SSE2, all these need, is part of x86-64's baseline. Each load
+    // and store is unaligned and of sixteen bytes at `16 * k` for
+    // `k < blocks`, within `src` and `dst` (of equal lengths, checked).
+    unsafe {
+        let wide = _mm_set1_epi32(i32::from_ne_bytes(mask));
+        let mut seen = _mm_setzero_si128();
+        for k in 0..blocks {
+            let plain = _mm_xor_si128(_mm_loadu_si128(src.as_ptr().add(16 * k).cast()), wide);
+            seen = _mm_or_si128(seen, plain);
+            _mm_storeu_si128(dst.as_mut_ptr().add(16 * k).cast(), plain);
+        }
+        // The high bit of every byte seen.
+        (16 * blocks, _mm_movemask_epi8(seen) == 0)
+    }
+}
+
+/// Elsewhere the words and the tail do it all.
+#[cfg(not(target_arch = "x86_64"))]
+fn unmask_blocks(_src: &[u8], _dst: &mut [MaybeUninit<u8>], _mask: [u8; 4]) -> (usize, bool) {
+    (0, true)
 }
 
 /// The longest head of a frame the server sends (unmasked, 64-bit length).
@@ -1066,16 +1141,65 @@ mod tests {
 
     #[test]
     fn unmask_matches_naive() {
-        for n in 0..40 {
+        for n in 0..80 {
             let orig: Vec<u8> = (0..n as u8).collect();
-            let mut fast = orig.clone();
-            unmask(&mut fast, MASK);
+            let (fast, ascii) = unmask_copy(&orig, MASK);
             let naive: Vec<u8> = orig
                 .iter()
                 .enumerate()
                 .map(|(i, b)| b ^ MASK[i % 4])
                 .collect();
             assert_eq!(fast, naive, "{n}");
+            assert_eq!(ascii, naive.is_ascii(), "{n}");
+        }
+    }
+
+    /// The ASCII flag of the unmasking copy, for a high byte at every place
+    /// of every length up to 80 (in a block, a word and the tail).
+    #[test]
+    fn unmask_copy_sees_a_high_byte_anywhere() {
+        for n in 1..80 {
+            for at in 0..n {
+                let mut plain = vec![b'a'; n];
+                plain[at] = 0x80 | (at as u8);
+                let masked: Vec<u8> = plain
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| b ^ MASK[i % 4])
+                    .collect();
+                let (out, ascii) = unmask_copy(&masked, MASK);
+                assert_eq!(out, plain, "{n} {at}");
+                assert!(!ascii, "{n} {at}");
+            }
+            let masked: Vec<u8> = (0..n).map(|i| 0x7f ^ MASK[i % 4]).collect();
+            assert_eq!(unmask_copy(&masked, MASK), (vec![0x7f; n], true), "{n}");
+        }
+    }
+
+    /// Invalid UTF-8 in a text frame is refused wherever it sits, with
+    /// ASCII around it, in every length the unmasking copy splits
+    /// differently; valid multi-byte text is taken the same way.
+    #[test]
+    fn invalid_utf8_anywhere_in_a_text_frame() {
+        for n in 1..40 {
+            for at in 0..n {
+                let mut bad = vec![b'x'; n];
+                bad[at] = 0xff;
+                assert_eq!(
+                    decode_one(&masked(0x81, &bad)),
+                    Err(WsError::InvalidUtf8),
+                    "{n} {at}"
+                );
+                if at + 2 <= n {
+                    let mut good = vec![b'x'; n];
+                    good[at..at + 2].copy_from_slice("é".as_bytes());
+                    let good = String::from_utf8(good).unwrap();
+                    assert_eq!(
+                        decode_one(&masked(0x81, good.as_bytes())),
+                        Ok(Some(text(&good)))
+                    );
+                }
+            }
         }
     }
 
