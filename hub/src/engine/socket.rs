@@ -428,7 +428,9 @@ impl Socket {
             && sends.framed
             && entry.session.borrow_mut().take_lone(len)
         {
-            entry.gauged_bytes.set(entry.gauged_bytes.get() + len as u64);
+            entry
+                .gauged_bytes
+                .set(entry.gauged_bytes.get() + len as u64);
             entry.lone_frame.set(Some(sends.frame_index()));
             entry.write_queued.set(true);
             sends.queue(entry);
@@ -451,7 +453,9 @@ impl Socket {
             .send_sized(len, || Data::Text(sends.text.clone()));
         match sent {
             Ok(()) => {
-                entry.gauged_bytes.set(entry.gauged_bytes.get() + len as u64);
+                entry
+                    .gauged_bytes
+                    .set(entry.gauged_bytes.get() + len as u64);
                 if entry.parked_fd.get() < 0 {
                     entry.io_changed.notify();
                 } else if !entry.write_queued.replace(true) {

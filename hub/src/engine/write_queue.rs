@@ -17,7 +17,6 @@
 //! it is; a writer woken first copies it ([`SessionEntry::unpark_writer`]).
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::rc::Rc;
 
 use super::socket::SessionEntry;
@@ -31,7 +30,7 @@ thread_local! {
     static SESSIONS: RefCell<Vec<Rc<SessionEntry>>> = const { RefCell::new(Vec::new()) };
     /// The texts of the broadcasts whose lone packets wait for the flusher.
     static FRAMES: RefCell<Frames> = const {
-        RefCell::new(Frames { texts: VecDeque::new(), first: 0 })
+        RefCell::new(Frames { texts: Vec::new(), first: 0 })
     };
     static QUEUE: Rc<WriteQueue> = Rc::default();
 }
@@ -63,9 +62,9 @@ impl WriteQueue {
     /// taken with it has been written (or handed back to its writer).
     pub fn release_frames(&self, mark: FramesMark) {
         FRAMES.with_borrow_mut(|frames| {
-            while frames.first != mark.0 && frames.texts.pop_front().is_some() {
-                frames.first = frames.first.wrapping_add(1);
-            }
+            let released = mark.0.wrapping_sub(frames.first) as usize;
+            frames.texts.drain(..released);
+            frames.first = mark.0;
         });
     }
 
@@ -85,7 +84,9 @@ pub(crate) struct FramesMark(u32);
 /// The texts of broadcasts whose lone packets are not yet written, each
 /// held once, by an index that only grows (wrapping).
 pub(crate) struct Frames {
-    texts: VecDeque<Text>,
+    /// A `Vec` rather than a `VecDeque`: looked up once per delivery, and
+    /// released a round's worth at a time (a few texts moved down).
+    texts: Vec<Text>,
     /// The index of `texts[0]`.
     first: u32,
 }
@@ -200,7 +201,7 @@ impl<'a> BroadcastSends<'a> {
     #[inline(never)]
     fn hold_frame(&mut self) -> u32 {
         let index = FRAMES.with_borrow_mut(|frames| {
-            frames.texts.push_back(self.text.clone());
+            frames.texts.push(self.text.clone());
             frames.end().wrapping_sub(1)
         });
         self.frame = Some(index);
