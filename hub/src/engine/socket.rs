@@ -618,7 +618,7 @@ mod tests {
 
         let queue = crate::engine::WriteQueue::current();
         let mut taken = Vec::new();
-        queue.take(&mut taken);
+        queue.release_frames(queue.take(&mut taken));
         assert!(taken.is_empty(), "a test thread starts with an empty queue");
         let (entry, socket) = websocket();
         // A descriptor the test never writes to: no flusher runs here.
@@ -627,14 +627,14 @@ mod tests {
         assert!(socket.send(Data::Text("a".into())));
         assert!(socket.send(Data::Text("b".into())));
         assert!(future::block_on(future::poll_once(&mut woken)).is_some());
-        queue.take(&mut taken);
+        queue.release_frames(queue.take(&mut taken));
         assert_eq!(taken.len(), 1);
         assert!(Rc::ptr_eq(&taken[0], &entry));
         assert_eq!(entry.take_write_turn(), Some(1000));
         taken.clear();
         // Taken by the flusher: the next send queues it again.
         assert!(socket.send(Data::Text("c".into())));
-        queue.take(&mut taken);
+        queue.release_frames(queue.take(&mut taken));
         assert_eq!(taken.len(), 1);
         assert_eq!(entry.take_write_turn(), Some(1000));
         taken.clear();
@@ -643,7 +643,7 @@ mod tests {
         let mut writer = Box::pin(entry.io_changed.listen());
         assert!(socket.send(Data::Text("d".into())));
         assert!(future::block_on(future::poll_once(&mut writer)).is_some());
-        queue.take(&mut taken);
+        queue.release_frames(queue.take(&mut taken));
         assert!(taken.is_empty());
     }
 
