@@ -42,8 +42,9 @@ impl HandshakeInfo {
 /// A session as a shard holds it: the state machine and the signals that
 /// wake its IO.
 pub(crate) struct SessionEntry {
+    /// Its shard too (read from it: a field of its own would cost every
+    /// session 8 bytes for a rare question).
     pub sid: Sid,
-    pub shard: usize,
     pub session: RefCell<Session>,
     /// The endpoint the session belongs to, on its shard.
     pub endpoint: usize,
@@ -143,7 +144,6 @@ impl SessionEntry {
     ) -> Rc<SessionEntry> {
         Rc::new(SessionEntry {
             sid,
-            shard: sid.shard(),
             session: RefCell::new(session),
             endpoint,
             io_changed: Signal::new(),
@@ -369,7 +369,7 @@ impl Socket {
 
     /// The shard that owns this session.
     pub fn shard(&self) -> usize {
-        self.0.shard
+        self.0.sid.shard()
     }
 
     /// Queue a message for the client; false once the session is closed.
