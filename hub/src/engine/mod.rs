@@ -17,7 +17,7 @@ pub(crate) use host::SessionHost;
 pub use pairs::Pairs;
 pub(crate) use socket::SessionEntry;
 pub use socket::{HandshakeInfo, Socket, Tally};
-pub(crate) use write_queue::WriteQueue;
+pub(crate) use write_queue::{BroadcastSends, Frames, WriteQueue};
 
 pub use crate::engineio::session::CloseReason;
 pub use crate::engineio::{Data, ProtocolVersion, TransportKind};

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use crate::engineio::session::{CloseReason, Event, SendError, Session, SessionConfig};
-use crate::engineio::{Data, ProtocolVersion, Sid, Text, TransportKind};
+use crate::engineio::{Data, ProtocolVersion, Sid, TransportKind};
 use crate::signal::Signal;
 
 use super::host::SessionHost;
+use super::write_queue::BroadcastSends;
 use super::{Handler, Pairs};
 
 /// What the client said when it opened the session. Kept for the session's
@@ -72,6 +73,11 @@ pub(crate) struct SessionEntry {
     parked_fd: Cell<RawFd>,
     /// Queued for the flusher (see [`super::write_queue`]).
     write_queued: Cell<bool>,
+    /// A broadcast's lone packet, taken by the session for the parked
+    /// writer and not yet written: its frame's index in the thread's
+    /// [`super::write_queue::Frames`]. Written by the flusher before
+    /// anything queued, or copied by the writer if it runs first.
+    lone_frame: Cell<Option<u32>>,
     /// Bytes the flusher took from the outbox and could not write (the
     /// peer's window was full): the writer, woken, writes them first.
     unwritten: Cell<Vec<u8>>,
@@ -182,6 +188,7 @@ impl SessionEntry {
             gauged_bytes: Cell::new(0),
             parked_fd: Cell::new(-1),
             write_queued: Cell::new(false),
+            lone_frame: Cell::new(None),
             unwritten: Cell::new(Vec::new()),
             upper: UpperSlot::default(),
         })
@@ -310,10 +317,24 @@ impl SessionEntry {
     }
 
     /// The WebSocket writer runs again: what the flusher could not write,
-    /// which goes out before anything else.
+    /// or the lone packet it did not write yet, which goes out before
+    /// anything else.
     pub(crate) fn unpark_writer(&self) -> Vec<u8> {
         self.parked_fd.set(-1);
-        self.unwritten.take()
+        let mut unwritten = self.unwritten.take();
+        if let Some(index) = self.lone_frame.take() {
+            // A lone packet is only taken while nothing is handed back.
+            debug_assert!(unwritten.is_empty());
+            super::write_queue::copy_frame(index, &mut unwritten);
+        }
+        unwritten
+    }
+
+    /// For the shard's flusher: the lone packet taken for the writer (see
+    /// `lone_frame`), to write before what is queued.
+    #[inline]
+    pub(crate) fn take_lone_frame(&self) -> Option<u32> {
+        self.lone_frame.take()
     }
 
     /// For the shard's flusher: the session leaves its queue; the parked
@@ -432,25 +453,61 @@ impl Socket {
         }
     }
 
-    /// As [`Socket::send_tallied`], for a broadcast's text of `len` bytes
-    /// (measured once for the whole walk): cloned only if the session takes
-    /// it, and not tallied here: the walk adds `len` per delivery to its
-    /// [`Tally`] once, with [`Tally::add_deliveries`].
+    /// As [`Socket::send_tallied`], for a broadcast's text (measured once
+    /// for the whole walk by `sends`): not tallied here: the walk adds its
+    /// length per delivery to its [`Tally`] once, with
+    /// [`Tally::add_deliveries`].
+    ///
+    /// To a parked writer's session with nothing queued or held (each
+    /// recipient at low batching), the packet is a *lone* one: the session
+    /// counts it as taken by its writer, and keeps only the index of the
+    /// broadcast's frame, which `sends` holds once for every recipient; the
+    /// flusher writes that frame as it is. Anywhere else the text is cloned
+    /// into the outbox.
     // Out of line, as `send_tallied` is (inlining it gained nothing,
     // docs/benchmarks.md): `scripts/instructions` counts its calls.
     #[inline(never)]
-    pub(crate) fn send_broadcast_text(&self, text: &Text, len: usize) -> bool {
-        let sent = self
-            .0
+    pub(crate) fn send_broadcast_text(&self, sends: &mut BroadcastSends) -> bool {
+        let entry = &self.0;
+        let len = sends.len;
+        if entry.parked_fd.get() >= 0
+            && !entry.write_queued.get()
+            && sends.framed
+            && entry.session.borrow_mut().take_lone(len)
+        {
+            entry
+                .gauged_bytes
+                .set(entry.gauged_bytes.get() + len as u64);
+            entry.lone_frame.set(Some(sends.frame_index()));
+            entry.write_queued.set(true);
+            sends.queue(entry);
+            return true;
+        }
+        self.send_broadcast_queued(sends)
+    }
+
+    /// [`Socket::send_broadcast_text`] where the text is queued: out of
+    /// line, so that the lone packet's path saves and restores only the
+    /// few registers it uses (the queueing path's frame cost it 16
+    /// instructions per delivery at fanout-1).
+    #[inline(never)]
+    fn send_broadcast_queued(&self, sends: &mut BroadcastSends) -> bool {
+        let entry = &self.0;
+        let len = sends.len;
+        let sent = entry
             .session
             .borrow_mut()
-            .send_sized(len, || Data::Text(text.clone()));
+            .send_sized(len, || Data::Text(sends.text.clone()));
         match sent {
             Ok(()) => {
-                self.0
+                entry
                     .gauged_bytes
-                    .set(self.0.gauged_bytes.get() + len as u64);
-                self.0.queued_for_writer();
+                    .set(entry.gauged_bytes.get() + len as u64);
+                if entry.parked_fd.get() < 0 {
+                    entry.io_changed.notify();
+                } else if !entry.write_queued.replace(true) {
+                    sends.queue(entry);
+                }
                 true
             }
             Err(error) => self.refused(error),
@@ -576,6 +633,7 @@ fn data_len(data: &Data) -> u64 {
 mod tests {
     use super::*;
     use crate::engine::Echo;
+    use crate::engineio::Text;
     use crate::metrics::Metrics;
 
     /// A v4 WebSocket session of an echo handler, outside any shard, and
@@ -630,7 +688,7 @@ mod tests {
 
         let queue = crate::engine::WriteQueue::current();
         let mut taken = Vec::new();
-        queue.take(&mut taken);
+        queue.release_frames(queue.take(&mut taken));
         assert!(taken.is_empty(), "a test thread starts with an empty queue");
         let (entry, socket) = websocket();
         // A descriptor the test never writes to: no flusher runs here.
@@ -639,14 +697,14 @@ mod tests {
         assert!(socket.send(Data::Text("a".into())));
         assert!(socket.send(Data::Text("b".into())));
         assert!(future::block_on(future::poll_once(&mut woken)).is_some());
-        queue.take(&mut taken);
+        queue.release_frames(queue.take(&mut taken));
         assert_eq!(taken.len(), 1);
         assert!(Rc::ptr_eq(&taken[0], &entry));
         assert_eq!(entry.take_write_turn(), Some(1000));
         taken.clear();
         // Taken by the flusher: the next send queues it again.
         assert!(socket.send(Data::Text("c".into())));
-        queue.take(&mut taken);
+        queue.release_frames(queue.take(&mut taken));
         assert_eq!(taken.len(), 1);
         assert_eq!(entry.take_write_turn(), Some(1000));
         taken.clear();
@@ -655,8 +713,104 @@ mod tests {
         let mut writer = Box::pin(entry.io_changed.listen());
         assert!(socket.send(Data::Text("d".into())));
         assert!(future::block_on(future::poll_once(&mut writer)).is_some());
-        queue.take(&mut taken);
+        queue.release_frames(queue.take(&mut taken));
         assert!(taken.is_empty());
+    }
+
+    /// A v4 WebSocket session whose writer has written the open packet and
+    /// parked on `fd` (never written to here).
+    fn parked_websocket(fd: RawFd) -> (Rc<SessionEntry>, Socket) {
+        let (entry, socket) = websocket();
+        entry.session.borrow_mut().take_ws_packets(&mut Vec::new());
+        entry.park_writer(fd);
+        (entry, socket)
+    }
+
+    /// A broadcast to a parked writer's session with nothing queued or held
+    /// is a lone packet: not in the outbox, its bytes held as taken by the
+    /// writer, the session queued once and the broadcast's frame held once
+    /// for the walk. A send behind it is queued; a writer that runs before
+    /// the flusher gets the frame first.
+    #[test]
+    fn a_broadcast_to_an_idle_parked_writer_is_a_lone_packet() {
+        let queue = crate::engine::WriteQueue::current();
+        let mut taken = Vec::new();
+        let mark = queue.take(&mut taken);
+        queue.release_frames(mark);
+        assert!(taken.is_empty(), "a test thread starts with an empty queue");
+        let (first, first_socket) = parked_websocket(1000);
+        let (second, second_socket) = parked_websocket(1001);
+        let text = Text::framed_message("hello");
+        let frame = text.ws_message_frame().unwrap().to_vec();
+        let mut sends = BroadcastSends::new(&text);
+        assert!(first_socket.send_broadcast_text(&mut sends));
+        assert!(second_socket.send_broadcast_text(&mut sends));
+        drop(sends);
+        for socket in [&first_socket, &second_socket] {
+            assert_eq!(socket.buffered(), 0, "not in the outbox");
+            assert_eq!(socket.buffered_bytes(), text.len(), "held until written");
+            assert!(!socket.writable());
+        }
+        // A second broadcast before the flusher runs queues behind it.
+        let next = Text::framed_message("next");
+        let mut sends = BroadcastSends::new(&next);
+        assert!(first_socket.send_broadcast_text(&mut sends));
+        drop(sends);
+        assert_eq!(first_socket.buffered(), 1);
+        assert_eq!(first_socket.buffered_bytes(), text.len() + next.len());
+
+        let mark = queue.take(&mut taken);
+        assert_eq!(taken.len(), 2, "each session queued once");
+        assert_eq!(first.take_write_turn(), Some(1000));
+        let index = first.take_lone_frame().expect("a lone packet");
+        crate::engine::WriteQueue::with_frames(|frames| {
+            assert_eq!(frames.frame(index), &frame[..]);
+        });
+        // The second session's writer runs before the flusher: the frame
+        // is its to write, first; the flusher finds nothing left.
+        assert_eq!(second.unpark_writer(), frame);
+        assert_eq!(second.take_write_turn(), None);
+        assert_eq!(second.take_lone_frame(), None);
+        assert_eq!(second_socket.buffered_bytes(), text.len(), "until written");
+        second.session.borrow_mut().on_ws_written();
+        assert_eq!(second_socket.buffered_bytes(), 0);
+        taken.clear();
+        queue.release_frames(mark);
+    }
+
+    /// Only an idle parked writer's session takes a lone packet: a running
+    /// writer's, a closed one and one with packets queued do not.
+    #[test]
+    fn a_broadcast_is_queued_where_a_lone_packet_cannot_go() {
+        let queue = crate::engine::WriteQueue::current();
+        let (running, running_socket) = websocket();
+        running
+            .session
+            .borrow_mut()
+            .take_ws_packets(&mut Vec::new());
+        let (_queued, queued_socket) = parked_websocket(1002);
+        assert!(queued_socket.send(Data::Text("before".into())));
+        let (_closed, closed_socket) = parked_websocket(1003);
+        closed_socket.close();
+        let text = Text::framed_message("hello");
+        let mut sends = BroadcastSends::new(&text);
+        assert!(running_socket.send_broadcast_text(&mut sends));
+        assert!(queued_socket.send_broadcast_text(&mut sends));
+        assert!(!closed_socket.send_broadcast_text(&mut sends));
+        drop(sends);
+        assert_eq!(running_socket.buffered(), 1);
+        assert_eq!(queued_socket.buffered(), 2);
+        let mut taken = Vec::new();
+        let mark = queue.take(&mut taken);
+        assert_eq!(
+            taken.len(),
+            1,
+            "the parked writer's, queued by its first send"
+        );
+        assert_eq!(taken[0].take_lone_frame(), None);
+        taken[0].take_write_turn();
+        taken.clear();
+        queue.release_frames(mark);
     }
 
     #[test]
@@ -731,11 +885,13 @@ mod tests {
         let len = text.len();
         let queued_before = socket.buffered();
         let mut delivered = 0;
+        let mut sends = BroadcastSends::new(&text);
         for recipient in [&socket, &closed] {
-            if recipient.send_broadcast_text(&text, len) {
+            if recipient.send_broadcast_text(&mut sends) {
                 delivered += 1;
             }
         }
+        drop(sends);
         assert_eq!(delivered, 1, "the closed session refused it");
         assert_eq!(socket.buffered(), queued_before + 1);
         assert_eq!(socket.buffered_bytes(), len);

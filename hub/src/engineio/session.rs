@@ -432,6 +432,27 @@ impl Session {
         Ok(())
     }
 
+    /// For a WebSocket session whose writer holds nothing and has nothing
+    /// queued: a message of `len` bytes goes to the writer at once, as if
+    /// queued and taken by [`Session::take_ws_batch`] in one step (its
+    /// bytes count against the budget until [`Session::on_ws_written`]).
+    /// False, and nothing changed, otherwise: the caller queues it with
+    /// [`Session::send_sized`]. For a broadcast's lone packet, which the
+    /// IO layer writes from the frame shared by every recipient.
+    #[inline]
+    pub fn take_lone(&mut self, len: usize) -> bool {
+        let lone = self.closed.is_none()
+            && self.outbox.is_empty()
+            && self.unwritten_bytes == 0
+            && self.transport == TransportKind::WebSocket
+            && self.first_write_at.is_none();
+        if lone {
+            self.held_bytes += len;
+            self.unwritten_bytes += len;
+        }
+        lone
+    }
+
     /// Why [`Session::send`] refuses a message of `len` bytes (out of the
     /// way of the queueing path, which inlines into every broadcast).
     #[cold]

@@ -20,7 +20,7 @@ use super::outgoing::Outgoing;
 use super::recovery::{LoggedTarget, Offset, RecoveryShard, RestoreAnswer};
 use super::socket::{JoinError, SocketInner};
 use super::stats::ShardStats;
-use crate::engine::Tally;
+use crate::engine::{BroadcastSends, Tally};
 use crate::engineio::Sid;
 use crate::shard::context;
 
@@ -588,13 +588,14 @@ impl ShardAdapter {
     ) -> usize {
         let mut delivered = 0;
         let mut tally = Tally::default();
-        let text_len = packet.text.len();
+        // The text measured, and its frame held, once for the walk.
+        let mut sends = BroadcastSends::new(&packet.text);
         // The common broadcast (not volatile, no attachments, no observer)
         // walks a loop of its own: those three tests, the same for every
         // recipient, are made once per walk rather than once per recipient.
         if !target.volatile && packet.attachments.is_empty() && self.observer.is_none() {
             self.for_each_local(nsp, target, exclude, |s| {
-                if !skip(s) && s.client.conn.send_broadcast_text(&packet.text, text_len) {
+                if !skip(s) && s.client.conn.send_broadcast_text(&mut sends) {
                     delivered += 1;
                     sent(s);
                 }
@@ -605,13 +606,16 @@ impl ShardAdapter {
                 target,
                 exclude,
                 packet,
-                text_len,
+                &mut sends,
                 &skip,
                 &mut sent,
                 &mut tally,
                 &mut delivered,
             );
         }
+        let text_len = sends.len();
+        // The walk's sessions go on the flusher's queue.
+        drop(sends);
         tally.add_deliveries(delivered as u64, text_len);
         tally.flush();
         crate::metrics::with(|m| {
@@ -629,7 +633,7 @@ impl ShardAdapter {
         target: &Target,
         exclude: Option<&SocketInner>,
         packet: &Outgoing,
-        text_len: usize,
+        sends: &mut BroadcastSends,
         skip: &impl Fn(&SocketInner) -> bool,
         sent: &mut impl FnMut(&Rc<SocketInner>),
         tally: &mut Tally,
@@ -640,7 +644,7 @@ impl ShardAdapter {
                 return;
             }
             if s.client
-                .send_broadcast(packet, text_len, target.volatile, tally)
+                .send_broadcast(packet, sends, target.volatile, tally)
             {
                 *delivered += 1;
                 if let Some(observer) = &self.observer {

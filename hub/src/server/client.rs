@@ -8,7 +8,7 @@ use smallvec::SmallVec;
 
 use super::outgoing::Outgoing;
 use super::socket::SocketInner;
-use crate::engine::{Data, Socket as EngineSocket, Tally};
+use crate::engine::{BroadcastSends, Data, Socket as EngineSocket, Tally};
 use crate::socketio::{Decoder, Protocol};
 
 pub(crate) struct Client {
@@ -41,9 +41,9 @@ impl Client {
     /// A volatile packet is dropped when the transport cannot take it now.
     pub fn send(&self, packet: &Outgoing, volatile: bool) -> bool {
         let mut tally = Tally::default();
-        let text_len = packet.text.len();
-        let sent = self.send_broadcast(packet, text_len, volatile, &mut tally);
-        tally.add_deliveries(u64::from(sent), text_len);
+        let mut sends = BroadcastSends::new(&packet.text);
+        let sent = self.send_broadcast(packet, &mut sends, volatile, &mut tally);
+        tally.add_deliveries(u64::from(sent), sends.len());
         tally.flush();
         sent
     }
@@ -71,8 +71,8 @@ impl Client {
     }
 
     /// As [`Client::send`], for broadcasts: the metrics are counted once
-    /// for every recipient together (see [`Tally`]). The text's
-    /// `text_len` bytes are not tallied here: the walk adds them for all
+    /// for every recipient together (see [`Tally`]). The text (sent
+    /// through `sends`) is not tallied here: the walk adds them for all
     /// the recipients that took the packet ([`Tally::add_deliveries`]);
     /// the attachments are.
     // Inlined into the room walk: without the hint the compiler stopped
@@ -82,7 +82,7 @@ impl Client {
     pub fn send_broadcast(
         &self,
         packet: &Outgoing,
-        text_len: usize,
+        sends: &mut BroadcastSends,
         volatile: bool,
         tally: &mut Tally,
     ) -> bool {
@@ -92,7 +92,7 @@ impl Client {
             });
             return false;
         }
-        if !self.conn.send_broadcast_text(&packet.text, text_len) {
+        if !self.conn.send_broadcast_text(sends) {
             return false;
         }
         for attachment in &packet.attachments {

@@ -21,7 +21,7 @@ use std::rc::Rc;
 
 use super::buffers;
 use super::websocket::{frame_packet, WRITE_BATCH};
-use crate::engine::{SessionEntry, WriteQueue};
+use crate::engine::{Frames, SessionEntry, WriteQueue};
 use crate::engineio::packet::{Data, Packet};
 
 /// How many sessions the flusher writes between two checks of its time
@@ -36,8 +36,9 @@ pub(crate) async fn run() {
     let mut out = Vec::new();
     loop {
         let listen = queue.ready.listen();
-        queue.take(&mut batch);
+        let frames = queue.take(&mut batch);
         if batch.is_empty() {
+            queue.release_frames(frames);
             // Nothing held between rounds: the buffer goes back to the pool.
             buffers::give_write(std::mem::take(&mut out));
             listen.await;
@@ -54,13 +55,20 @@ pub(crate) async fn run() {
         let mut done = 0;
         while done < batch.len() {
             let end = batch.len().min(done + YIELD_EVERY);
-            gauge_change += write_sessions(&batch[done..end], &mut out);
+            // The frames are borrowed for the sessions of one turn (nothing
+            // in it starts a broadcast, which would add one).
+            gauge_change += WriteQueue::with_frames(|frames| {
+                write_sessions(&batch[done..end], frames, &mut out)
+            });
             done = end;
             if done < batch.len() {
                 glommio::yield_if_needed().await;
             }
         }
         batch.clear();
+        // Every lone packet of the round is written or copied: their
+        // broadcasts' texts go.
+        queue.release_frames(frames);
         if gauge_change != 0 {
             crate::metrics::with(|m| {
                 m.outgoing_buffered_bytes.inc_by(gauge_change);
@@ -69,23 +77,61 @@ pub(crate) async fn run() {
     }
 }
 
-/// Write the outboxes of `sessions` whose writers are still parked; the
-/// change to the buffered-bytes gauge.
-fn write_sessions(sessions: &[Rc<SessionEntry>], out: &mut Vec<u8>) -> i64 {
+/// Write the outboxes of `sessions` whose writers are still parked, and
+/// their lone packets, whose frames `frames` holds; the change to the
+/// buffered-bytes gauge. Out of line: `scripts/instructions` counts the
+/// writes by the calls of `syscall` made from this module's functions.
+#[inline(never)]
+fn write_sessions(sessions: &[Rc<SessionEntry>], frames: &Frames, out: &mut Vec<u8>) -> i64 {
     let mut gauge_change = 0;
     for entry in sessions {
         if let Some(fd) = entry.take_write_turn() {
             if out.capacity() == 0 {
                 *out = buffers::take_write();
             }
-            write_parked(entry, fd, out);
+            match entry.take_lone_frame() {
+                Some(index) => write_lone(entry, fd, frames.frame(index), out),
+                None => write_parked(entry, fd, out),
+            }
             gauge_change += entry.buffered_gauge_change();
         }
     }
     gauge_change
 }
 
-/// Write the outbox of `entry`, whose writer is parked on `fd`. `out` is
+/// Write the lone packet `frame` of `entry` (a broadcast's frame, shared),
+/// and then what is queued behind it. As [`write_parked`] otherwise.
+#[inline(always)]
+fn write_lone(entry: &SessionEntry, fd: RawFd, frame: &[u8], out: &mut Vec<u8>) {
+    let mut session = entry.session.borrow_mut();
+    if session.is_closed() {
+        // The writer writes it, the last packets and the close.
+        drop(session);
+        out.extend_from_slice(frame);
+        entry.hand_back(std::mem::take(out));
+        return;
+    }
+    if session.outbox_len() != 0 {
+        // More behind it: one write for all, as for packets queued.
+        out.extend_from_slice(frame);
+        drop(session);
+        write_parked(entry, fd, out);
+        return;
+    }
+    // The frame goes to the socket from where it is shared; only what the
+    // socket did not take is copied, for the writer.
+    let written = send_nonblocking(fd, frame);
+    if written == frame.len() {
+        session.on_ws_written();
+    } else {
+        drop(session);
+        out.extend_from_slice(&frame[written..]);
+        entry.hand_back(std::mem::take(out));
+    }
+}
+
+/// Write the outbox of `entry`, whose writer is parked on `fd`, behind
+/// what `out` holds already (a lone packet's frame, or nothing). `out` is
 /// empty on return, or taken (handed back to the writer). The caller brings
 /// the buffered-bytes gauge in line.
 fn write_parked(entry: &SessionEntry, fd: RawFd, out: &mut Vec<u8>) {
@@ -93,11 +139,16 @@ fn write_parked(entry: &SessionEntry, fd: RawFd, out: &mut Vec<u8>) {
     if session.is_closed() {
         // The writer writes the last packets and the close.
         drop(session);
-        entry.hand_back(Vec::new());
+        let unwritten = if out.is_empty() {
+            Vec::new()
+        } else {
+            std::mem::take(out)
+        };
+        entry.hand_back(unwritten);
         return;
     }
     let version = session.version();
-    if session.outbox_len() == 1 {
+    if session.outbox_len() == 1 && out.is_empty() {
         // One packet queued (each delivery its own write, as at low
         // batching): a broadcast's frame goes to the socket from where it
         // is shared, not copied into `out` first; only what the socket did
@@ -155,38 +206,142 @@ fn write_parked(entry: &SessionEntry, fd: RawFd, out: &mut Vec<u8>) {
 }
 
 /// `send` without blocking: the bytes written (fewer on a full window or
-/// an error, which the writer, retrying, sees for itself).
+/// an error, which the writer, retrying, sees for itself). Always inlined:
+/// out of line, its call and saved registers cost 30 instructions per
+/// delivery at fanout-1 (`scripts/instructions`).
+#[inline(always)]
 pub(super) fn send_nonblocking(fd: RawFd, bytes: &[u8]) -> usize {
     let mut written = 0;
     while written < bytes.len() {
         let rest = &bytes[written..];
-        // The system call itself rather than glibc's `send`: the wrapper is a
-        // pthread cancellation point, and switching asynchronous
-        // cancellation on and off around the call costs more instructions
-        // than the rest of the wrapper (measured with callgrind: 57 of its
-        // 85 per call). hub never cancels a thread.
-        // SAFETY: a send of a live slice on a descriptor the parked writer's
-        // connection owns (the writer unparks before it closes it); the
-        // arguments are those of sendto(2) with no address.
-        let n = unsafe {
-            libc::syscall(
-                libc::SYS_sendto,
-                fd,
-                rest.as_ptr(),
-                rest.len(),
-                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-                std::ptr::null::<libc::sockaddr>(),
-                0 as libc::socklen_t,
-            )
-        };
+        let n = sendto(fd, rest);
         if n > 0 {
             written += n as usize;
-        } else if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted
-        {
-            continue;
-        } else {
+        } else if n != -(libc::EINTR as isize) {
             break;
         }
     }
     written
+}
+
+/// sendto(2) of `bytes` to the connected socket `fd`, nonblocking and
+/// without SIGPIPE: the bytes written, or the negated error number.
+///
+/// The system call itself rather than glibc's `send`: the wrapper is a
+/// pthread cancellation point, and switching asynchronous cancellation on
+/// and off around the call costs more instructions than the rest of it
+/// (measured with callgrind: 57 of its 85 per call); hub never cancels a
+/// thread. On x86-64 the `syscall` instruction is issued here, not through
+/// glibc's variadic `syscall` function (its call and errno handling, some
+/// 10 instructions per delivery at fanout-1). Out of line, so that
+/// `scripts/instructions` counts the flusher's writes by its calls.
+#[inline(never)]
+fn sendto(fd: RawFd, bytes: &[u8]) -> isize {
+    const FLAGS: libc::c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    {
+        let n: isize;
+        // SAFETY: sendto(2) of a live slice on a descriptor the parked
+        // writer's connection owns (the writer unparks before it closes
+        // it), with no address; the kernel reads only the slice, and the
+        // `syscall` instruction clobbers only rcx and r11 (declared) and
+        // returns in rax.
+        unsafe {
+            std::arch::asm!(
+                "syscall",
+                inlateout("rax") libc::SYS_sendto as isize => n,
+                in("rdi") fd as isize,
+                in("rsi") bytes.as_ptr(),
+                in("rdx") bytes.len(),
+                in("r10") FLAGS as isize,
+                in("r8") 0usize,
+                in("r9") 0usize,
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack),
+            );
+        }
+        n
+    }
+    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+    {
+        // SAFETY: as above, through glibc's `syscall`.
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_sendto,
+                fd,
+                bytes.as_ptr(),
+                bytes.len(),
+                FLAGS,
+                std::ptr::null::<libc::sockaddr>(),
+                0 as libc::socklen_t,
+            )
+        } as isize;
+        if n < 0 {
+            -(std::io::Error::last_os_error().raw_os_error().unwrap_or(0) as isize)
+        } else {
+            n
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+
+    use super::*;
+    use crate::engine::{BroadcastSends, Echo, Socket};
+    use crate::engineio::{ProtocolVersion, Sid, Text, TransportKind};
+
+    /// A lone broadcast is written from its shared frame, and a packet
+    /// queued behind it goes in the same write, after it; the session then
+    /// holds nothing.
+    #[test]
+    fn lone_packets_are_written_first_and_whole() {
+        let (ours, mut peer) = UnixStream::pair().unwrap();
+        let mut sessions = Vec::new();
+        for _ in 0..2 {
+            let entry = SessionEntry::detached(
+                Sid::generate(0),
+                ProtocolVersion::V4,
+                TransportKind::WebSocket,
+                Rc::new(Echo),
+            );
+            entry.session.borrow_mut().take_ws_packets(&mut Vec::new());
+            entry.park_writer(ours.as_raw_fd());
+            sessions.push(Socket(entry));
+        }
+        let text = Text::framed_message("lone");
+        let mut sends = BroadcastSends::new(&text);
+        for socket in &sessions {
+            assert!(socket.send_broadcast_text(&mut sends));
+        }
+        drop(sends);
+        let behind = Text::framed_message("behind");
+        let mut sends = BroadcastSends::new(&behind);
+        assert!(sessions[1].send_broadcast_text(&mut sends));
+        drop(sends);
+
+        let queue = WriteQueue::current();
+        let mut batch = Vec::new();
+        let mark = queue.take(&mut batch);
+        assert_eq!(batch.len(), 2);
+        let mut out = Vec::new();
+        let change = WriteQueue::with_frames(|frames| write_sessions(&batch, frames, &mut out));
+        queue.release_frames(mark);
+        assert!(out.is_empty(), "everything written");
+        // The walks' tallies raised the gauge by what they queued.
+        assert_eq!(change, -((2 * text.len() + behind.len()) as i64));
+        for socket in &sessions {
+            assert_eq!(socket.buffered(), 0);
+            assert_eq!(socket.buffered_bytes(), 0);
+        }
+        let lone = text.ws_message_frame().unwrap();
+        let expected = [lone, lone, behind.ws_message_frame().unwrap()].concat();
+        let mut received = vec![0; expected.len()];
+        peer.read_exact(&mut received).unwrap();
+        assert_eq!(received, expected);
+    }
 }
