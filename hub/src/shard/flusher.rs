@@ -16,8 +16,10 @@
 //! are handed back to the writer, woken, which writes them first and races
 //! the session's close as it always does.
 
-use std::os::fd::RawFd;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::rc::Rc;
+
+use rustix::net::SendFlags;
 
 use super::buffers;
 use super::websocket::{frame_packet, WRITE_BATCH};
@@ -214,75 +216,31 @@ pub(super) fn send_nonblocking(fd: RawFd, bytes: &[u8]) -> usize {
     let mut written = 0;
     while written < bytes.len() {
         let rest = &bytes[written..];
-        let n = sendto(fd, rest);
-        if n > 0 {
-            written += n as usize;
-        } else if n != -(libc::EINTR as isize) {
-            break;
+        match sendto(fd, rest) {
+            Ok(n) if n > 0 => written += n,
+            Err(rustix::io::Errno::INTR) => {}
+            _ => break,
         }
     }
     written
 }
 
 /// sendto(2) of `bytes` to the connected socket `fd`, nonblocking and
-/// without SIGPIPE: the bytes written, or the negated error number.
+/// without SIGPIPE: the bytes written, or the error.
 ///
-/// The system call itself rather than glibc's `send`: the wrapper is a
-/// pthread cancellation point, and switching asynchronous cancellation on
-/// and off around the call costs more instructions than the rest of it
-/// (measured with callgrind: 57 of its 85 per call); hub never cancels a
-/// thread. On x86-64 the `syscall` instruction is issued here, not through
-/// glibc's variadic `syscall` function (its call and errno handling, some
-/// 10 instructions per delivery at fanout-1). Out of line, so that
-/// `scripts/instructions` counts the flusher's writes by its calls.
+/// Through rustix, which issues the system call itself, rather than
+/// glibc's `send`: the wrapper is a pthread cancellation point, and
+/// switching asynchronous cancellation on and off around the call costs
+/// more instructions than the rest of it (measured with callgrind: 57 of
+/// its 85 per call); hub never cancels a thread. Out of line, so that
+/// `scripts/instructions` counts the writes by its calls.
 #[inline(never)]
-fn sendto(fd: RawFd, bytes: &[u8]) -> isize {
-    const FLAGS: libc::c_int = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
-    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-    {
-        let n: isize;
-        // SAFETY: sendto(2) of a live slice on a descriptor the parked
-        // writer's connection owns (the writer unparks before it closes
-        // it), with no address; the kernel reads only the slice, and the
-        // `syscall` instruction clobbers only rcx and r11 (declared) and
-        // returns in rax.
-        unsafe {
-            std::arch::asm!(
-                "syscall",
-                inlateout("rax") libc::SYS_sendto as isize => n,
-                in("rdi") fd as isize,
-                in("rsi") bytes.as_ptr(),
-                in("rdx") bytes.len(),
-                in("r10") FLAGS as isize,
-                in("r8") 0usize,
-                in("r9") 0usize,
-                lateout("rcx") _,
-                lateout("r11") _,
-                options(nostack),
-            );
-        }
-        n
-    }
-    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
-    {
-        // SAFETY: as above, through glibc's `syscall`.
-        let n = unsafe {
-            libc::syscall(
-                libc::SYS_sendto,
-                fd,
-                bytes.as_ptr(),
-                bytes.len(),
-                FLAGS,
-                std::ptr::null::<libc::sockaddr>(),
-                0 as libc::socklen_t,
-            )
-        } as isize;
-        if n < 0 {
-            -(std::io::Error::last_os_error().raw_os_error().unwrap_or(0) as isize)
-        } else {
-            n
-        }
-    }
+fn sendto(fd: RawFd, bytes: &[u8]) -> rustix::io::Result<usize> {
+    // SAFETY: the descriptor is a connection's, open for this call: a
+    // parked writer's (the writer unparks before it closes it) or the
+    // calling writer's own.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    rustix::net::send(fd, bytes, SendFlags::DONTWAIT | SendFlags::NOSIGNAL)
 }
 
 #[cfg(test)]
