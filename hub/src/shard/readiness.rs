@@ -25,9 +25,12 @@ pub(crate) const IGNORED_USER_DATA: u64 = u64::MAX;
 
 /// Events after which a short read proves nothing: the peer's end (TCP
 /// takes the FIN in the read that copies the bytes before it, and no new
-/// wakeup follows), an error or a hang-up. Once one is reported, the
-/// connection's reader reads until `EAGAIN` (or the end).
-const STICKY_EVENTS: u32 = (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) as u32;
+/// wakeup follows), an error, a hang-up, or urgent data (with
+/// `SO_OOBINLINE` off, TCP takes the urgent byte out of the stream and a
+/// read stops just before its place with the bytes after it queued, which
+/// woke the socket already). Once one is reported, the connection's reader
+/// reads until `EAGAIN` (or the end).
+const STICKY_EVENTS: u32 = (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR | libc::POLLPRI) as u32;
 
 impl Token {
     /// The poll's `user_data`: generation in the high half, slot in the low.
@@ -51,7 +54,8 @@ struct Slot {
     /// cleared by a read that found nothing more.
     ready: bool,
     /// The poll reported one of [`STICKY_EVENTS`]: a short read leaves
-    /// `ready` set (only `EAGAIN` clears it).
+    /// `ready` set, until a read finds `EAGAIN` (after the end or an error
+    /// a read never does; after urgent data it does once past its mark).
     sticky: bool,
     /// The poll failed and is not re-armed: the connection reads through
     /// glommio instead.
@@ -87,6 +91,8 @@ pub(crate) struct Readiness {
     slots: Vec<Slot>,
     free: Vec<u32>,
     registered: usize,
+    /// Registered and still watched by the ring (not fallen back).
+    watched: usize,
 }
 
 impl Readiness {
@@ -115,6 +121,7 @@ impl Readiness {
         entry.sticky = false;
         entry.unwatched = false;
         entry.waker = None;
+        self.watched += 1;
         Token {
             slot,
             generation: entry.generation,
@@ -124,9 +131,12 @@ impl Readiness {
     /// Free `token`'s slot (its poll is being removed): completions still
     /// in flight for it are ignored from now on.
     pub(crate) fn deregister(&mut self, token: Token) {
-        let Some(entry) = self.live(token) else {
+        let Some(entry) = live(&mut self.slots, token) else {
             return;
         };
+        if !entry.unwatched {
+            self.watched -= 1;
+        }
         entry.fd = None;
         entry.waker = None;
         // Skipping u32::MAX keeps every live user data apart from
@@ -145,10 +155,14 @@ impl Readiness {
         self.registered
     }
 
+    /// Connections the ring watches now: registered, not fallen back to
+    /// glommio (what the `ws_read_ring_connections` gauge shows).
+    pub(crate) fn watched(&self) -> usize {
+        self.watched
+    }
+
     fn live(&mut self, token: Token) -> Option<&mut Slot> {
-        self.slots
-            .get_mut(token.slot as usize)
-            .filter(|slot| slot.generation == token.generation && slot.fd.is_some())
+        live(&mut self.slots, token)
     }
 
     /// A completion from the ring: `result` is the poll's (the event mask,
@@ -164,10 +178,14 @@ impl Readiness {
             return Completion::default();
         }
         let token = Token::from_user_data(user_data);
-        let Some(entry) = self.live(token) else {
+        let Some(entry) = live(&mut self.slots, token) else {
             // A connection gone, or its removal's last word.
             return Completion::default();
         };
+        if entry.unwatched {
+            // Fallen back to glommio: its poll is gone or being removed.
+            return Completion::default();
+        }
         entry.ready = true;
         if result >= 0 && (result as u32) & STICKY_EVENTS != 0 {
             entry.sticky = true;
@@ -183,6 +201,7 @@ impl Readiness {
             // The poll failed: re-arming could fail the same way at once,
             // again and again. The reader falls back to glommio's reads.
             entry.unwatched = true;
+            self.watched -= 1;
             None
         };
         Completion { wake, rearm }
@@ -211,10 +230,24 @@ impl Readiness {
         Poll::Pending
     }
 
-    /// A read took fewer bytes than it had room for: wait for the poll's
-    /// next completion (a later byte posts one), unless one of
-    /// [`STICKY_EVENTS`] was reported (then the read may have stopped at
-    /// the FIN with no wakeup to follow).
+    /// A read found the socket empty (`EAGAIN`): wait for the poll's next
+    /// completion. Whatever made short reads suspect is behind it too (the
+    /// end or an error never reads as `EAGAIN`; urgent data's mark is
+    /// passed), so short reads wait for the poll again.
+    pub(crate) fn clear_ready(&mut self, token: Token) {
+        if let Some(entry) = self.live(token) {
+            entry.ready = false;
+            entry.sticky = false;
+        }
+    }
+
+    /// A read took fewer bytes than it had room for. TCP copies until the
+    /// buffer is full or the receive queue is empty, and a byte that comes
+    /// after wakes the socket, which makes the multishot poll post a
+    /// completion: so the reader may wait for that rather than spend a
+    /// `recv` on `EAGAIN`. Not after one of [`STICKY_EVENTS`]: then the
+    /// read may have stopped at the FIN or the urgent mark with no wakeup
+    /// to follow.
     pub(crate) fn read_short(&mut self, token: Token) {
         if let Some(entry) = self.live(token) {
             if !entry.sticky {
@@ -223,25 +256,28 @@ impl Readiness {
         }
     }
 
-    /// A read found the socket empty: wait for the poll's next completion.
-    pub(crate) fn clear_ready(&mut self, token: Token) {
-        if let Some(entry) = self.live(token) {
-            entry.ready = false;
-        }
-    }
-
-    /// The ring failed: every connection reads through glommio from now
-    /// on. Returns the readers to wake (they would wait for nothing).
+    /// The ring is given up (and closed, which ends its polls): every
+    /// connection reads through glommio from now on. Returns the readers to
+    /// wake, whose wait would never end otherwise.
     pub(crate) fn unwatch_all(&mut self) -> Vec<Waker> {
-        self.slots
-            .iter_mut()
-            .filter(|slot| slot.fd.is_some())
-            .filter_map(|slot| {
-                slot.unwatched = true;
-                slot.waker.take()
-            })
-            .collect()
+        let mut wakers = Vec::new();
+        for slot in &mut self.slots {
+            if slot.fd.is_none() || slot.unwatched {
+                continue;
+            }
+            slot.unwatched = true;
+            self.watched -= 1;
+            wakers.extend(slot.waker.take());
+        }
+        wakers
     }
+}
+
+/// `token`'s slot, if it is still the one `token` registered.
+fn live(slots: &mut [Slot], token: Token) -> Option<&mut Slot> {
+    slots
+        .get_mut(token.slot as usize)
+        .filter(|slot| slot.generation == token.generation && slot.fd.is_some())
 }
 
 #[cfg(test)]
