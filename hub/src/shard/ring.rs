@@ -16,8 +16,10 @@
 //! completion queue in user space, without a system call. So a batch of
 //! readiness costs one glommio wait, however many connections it covers.
 //!
-//! If the ring cannot be made (an old kernel, limits), connections read
-//! through glommio as before (logged). `HUB_READINESS_RING=off`
+//! If the ring cannot be made (an old kernel, limits; a kernel before 5.13,
+//! without multishot polls, is found by a probe when it is made),
+//! connections read through glommio as before (logged once).
+//! `HUB_READINESS_RING=off`
 //! in the environment makes hub read through glommio too (to compare the
 //! two, or to rule the ring out).
 //!
@@ -92,11 +94,7 @@ enum Fault {
 impl Fault {
     fn from_env() -> Option<Fault> {
         let value = std::env::var(FAULT_VAR).ok()?;
-        let parsed = match value.split_once(':') {
-            Some(("dropped-after", n)) => n.parse().ok().map(Fault::DroppedAfter),
-            Some(("removal-fails", n)) => n.parse().ok().map(Fault::RemovalFails),
-            _ => None,
-        };
+        let parsed = Fault::parse(&value);
         if parsed.is_none() {
             tracing::warn!(
                 value,
@@ -104,6 +102,14 @@ impl Fault {
             );
         }
         parsed
+    }
+
+    fn parse(value: &str) -> Option<Fault> {
+        match value.split_once(':') {
+            Some(("dropped-after", n)) => n.parse().ok().map(Fault::DroppedAfter),
+            Some(("removal-fails", n)) => n.parse().ok().map(Fault::RemovalFails),
+            _ => None,
+        }
     }
 }
 
@@ -457,8 +463,48 @@ fn make_ring() -> io::Result<(IoUring, OwnedFd)> {
     }
     // SAFETY: `fd` was just made and is owned by nothing else.
     let eventfd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut uring = uring;
+    probe_multishot(&mut uring, fd)?;
     uring.submitter().register_eventfd(fd)?;
     Ok((uring, eventfd))
+}
+
+/// Whether the kernel has multishot polls (5.13 on; 5.8 to 5.12 have
+/// NODROP but not them), found once per shard so that such a kernel sends
+/// the whole shard to glommio's reads (logged once) rather than each
+/// connection on its own at its first poll. The probe: a multishot poll of
+/// the (new, always writable) eventfd for `POLLOUT` posts at once, with
+/// `IORING_CQE_F_MORE`; a kernel without them refuses it (`EINVAL`). Its
+/// completions carry the ignored user data, so any the removal leaves are
+/// ignored by the first drain.
+fn probe_multishot(uring: &mut IoUring, fd: RawFd) -> io::Result<()> {
+    let poll = opcode::PollAdd::new(types::Fd(fd), libc::POLLOUT as u32)
+        .multi(true)
+        .build()
+        .user_data(IGNORED_USER_DATA);
+    push(uring, &poll)?;
+    uring.submit_and_wait(1)?;
+    let first = uring.completion().next();
+    let unsupported = |why: String| {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("io_uring without multishot poll: {why}"),
+        ))
+    };
+    match first {
+        None => unsupported("the probe's poll posted nothing".into()),
+        Some(cqe) if cqe.result() < 0 => {
+            unsupported(io::Error::from_raw_os_error(-cqe.result()).to_string())
+        }
+        Some(cqe) if !cqueue::more(cqe.flags()) => unsupported("the probe's poll ended".into()),
+        Some(_) => {
+            let remove = opcode::PollRemove::new(IGNORED_USER_DATA)
+                .build()
+                .user_data(IGNORED_USER_DATA);
+            push(uring, &remove)?;
+            uring.submit().map(drop)
+        }
+    }
 }
 
 /// Queue a multishot poll of `fd` for `token`.
@@ -509,5 +555,36 @@ fn recv_nonblocking(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
         Err(io::Error::last_os_error())
     } else {
         Ok(n as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_probe_finds_multishot_polls_and_leaves_only_ignored_completions() {
+        // This kernel (the CI's, 5.13 or later) has them: the ring is made.
+        let (mut uring, _eventfd) = make_ring().expect("a ring with multishot polls");
+        // What the probe left (its removal's completion and its poll's
+        // last) carries the user data the table ignores.
+        uring.submit_and_wait(2).unwrap();
+        let left: Vec<u64> = uring.completion().map(|cqe| cqe.user_data()).collect();
+        assert!(!left.is_empty());
+        assert!(left.iter().all(|&user_data| user_data == IGNORED_USER_DATA));
+        let mut table = Readiness::default();
+        for user_data in left {
+            let done = table.handle_completion(user_data, -libc::ECANCELED, false);
+            assert!(done.wake.is_none() && done.rearm.is_none());
+        }
+    }
+
+    #[test]
+    fn a_fault_is_read_from_its_two_forms_only() {
+        let parse = Fault::parse;
+        assert_eq!(parse("dropped-after:12"), Some(Fault::DroppedAfter(12)));
+        assert_eq!(parse("removal-fails:0"), Some(Fault::RemovalFails(0)));
+        assert_eq!(parse("removal-fails"), None);
+        assert_eq!(parse("dropped-after:x"), None);
     }
 }
