@@ -98,7 +98,6 @@ sharded_tests!(
     ping_timeout_closes_websocket_session,
     websocket_closed_by_the_server_is_closed_for_good,
     websocket_data_and_fin_in_one_segment_close_at_once,
-    websocket_urgent_byte_between_frames_is_skipped,
     v4_client_ping_is_an_error,
     upgrade_answers_pending_get_with_noop,
     upgrade_answers_get_during_upgrade_with_noop,
@@ -706,65 +705,6 @@ fn websocket_data_and_fin_in_one_segment_close_at_once(shards: u32) {
             "{env:?}: the last message is answered"
         );
     }
-}
-
-fn websocket_urgent_byte_between_frames_is_skipped(shards: u32) {
-    // With SO_OOBINLINE off (the default), TCP takes an urgent byte out of
-    // the stream, and a read stops just before its place: the bytes after
-    // it stay queued, and the wakeup they made came already. The reader
-    // must read on (past the mark) without waiting for another.
-    for env in [None, Some(("HUB_READINESS_RING", "off"))] {
-        let args = ["--shards", &shards.to_string()];
-        let srv = match env {
-            Some(var) => Server::start_with_env(&args, &[var]),
-            None => Server::start(&args),
-        };
-        let (mut ws, _, _) = ws_open(srv.addr(), 4);
-        let tcp = ws.get_mut();
-        tcp.set_nodelay(true).unwrap();
-        tcp.set_read_timeout(Some(MS(3000))).unwrap();
-        let mask = [1u8, 2, 3, 4];
-        let masked = |text: &[u8]| {
-            let mut frame = vec![0x81, 0x80 | text.len() as u8];
-            frame.extend_from_slice(&mask);
-            frame.extend(text.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-            frame
-        };
-        // Two messages and, between them, one urgent byte (not part of the
-        // WebSocket stream once taken out), held back by the cork and sent
-        // as one segment when it is pulled.
-        set_cork(tcp, true);
-        tcp.write_all(&masked(b"4one")).unwrap();
-        send_urgent(tcp, b'!');
-        tcp.write_all(&masked(b"4two")).unwrap();
-        set_cork(tcp, false);
-        // Panics if the second is not answered within 3 s (the reader would
-        // wait for the client's next bytes).
-        assert_eq!(ws_text(&mut ws), "4one", "{env:?}");
-        assert_eq!(
-            ws_text(&mut ws),
-            "4two",
-            "{env:?}: the bytes after the mark"
-        );
-        // And the connection goes on.
-        ws_send_text(&mut ws, "4three");
-        assert_eq!(ws_text(&mut ws), "4three", "{env:?}");
-    }
-}
-
-/// Send `byte` as TCP urgent data (`MSG_OOB`).
-fn send_urgent(tcp: &std::net::TcpStream, byte: u8) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: send(2) of one byte from a local, on a live socket.
-    let sent = unsafe {
-        libc::send(
-            tcp.as_raw_fd(),
-            (&byte as *const u8).cast(),
-            1,
-            libc::MSG_OOB,
-        )
-    };
-    assert_eq!(sent, 1, "MSG_OOB: {}", std::io::Error::last_os_error());
 }
 
 /// Hold back (`true`) or send (`false`) a connection's partial segments.
