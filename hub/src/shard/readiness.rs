@@ -25,12 +25,9 @@ pub(crate) const IGNORED_USER_DATA: u64 = u64::MAX;
 
 /// Events after which a short read proves nothing: the peer's end (TCP
 /// takes the FIN in the read that copies the bytes before it, and no new
-/// wakeup follows), an error, a hang-up, or urgent data (with
-/// `SO_OOBINLINE` off, TCP takes the urgent byte out of the stream and a
-/// read stops just before its place with the bytes after it queued, which
-/// woke the socket already). Once one is reported, the connection's reader
-/// reads until `EAGAIN` (or the end).
-const STICKY_EVENTS: u32 = (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR | libc::POLLPRI) as u32;
+/// wakeup follows), an error or a hang-up. Once one is reported, the
+/// connection's reader reads until `EAGAIN` (or the end).
+const STICKY_EVENTS: u32 = (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) as u32;
 
 impl Token {
     /// The poll's `user_data`: generation in the high half, slot in the low.
@@ -54,8 +51,7 @@ struct Slot {
     /// cleared by a read that found nothing more.
     ready: bool,
     /// The poll reported one of [`STICKY_EVENTS`]: a short read leaves
-    /// `ready` set, until a read finds `EAGAIN` (after the end or an error
-    /// a read never does; after urgent data it does once past its mark).
+    /// `ready` set (only `EAGAIN` clears it).
     sticky: bool,
     /// The poll failed and is not re-armed: the connection reads through
     /// glommio instead.
@@ -230,14 +226,10 @@ impl Readiness {
         Poll::Pending
     }
 
-    /// A read found the socket empty (`EAGAIN`): wait for the poll's next
-    /// completion. Whatever made short reads suspect is behind it too (the
-    /// end or an error never reads as `EAGAIN`; urgent data's mark is
-    /// passed), so short reads wait for the poll again.
+    /// A read found the socket empty: wait for the poll's next completion.
     pub(crate) fn clear_ready(&mut self, token: Token) {
         if let Some(entry) = self.live(token) {
             entry.ready = false;
-            entry.sticky = false;
         }
     }
 
@@ -246,8 +238,7 @@ impl Readiness {
     /// after wakes the socket, which makes the multishot poll post a
     /// completion: so the reader may wait for that rather than spend a
     /// `recv` on `EAGAIN`. Not after one of [`STICKY_EVENTS`]: then the
-    /// read may have stopped at the FIN or the urgent mark with no wakeup
-    /// to follow.
+    /// read may have stopped at the FIN with no wakeup to follow.
     pub(crate) fn read_short(&mut self, token: Token) {
         if let Some(entry) = self.live(token) {
             if !entry.sticky {

@@ -226,23 +226,6 @@ fn a_short_read_waits_for_the_poll_unless_the_peer_ended() {
         poll(&mut table, token, &waker),
         Poll::Ready(ReadReadiness::Ready)
     );
-    // Urgent data stops a read at its mark with bytes queued: the same.
-    let other = table.register(8);
-    let pri = (libc::POLLIN | libc::POLLPRI) as i32;
-    let _ = table.handle_completion(other.user_data(), pri, true);
-    table.read_short(other);
-    assert_eq!(
-        poll(&mut table, other, &waker),
-        Poll::Ready(ReadReadiness::Ready)
-    );
-    // Only EAGAIN clears it then: the mark is passed, so after the next
-    // completion a short read waits for the poll again (no `recv` spent
-    // on EAGAIN per message for the rest of the connection).
-    table.clear_ready(other);
-    assert_eq!(poll(&mut table, other, &waker), Poll::Pending);
-    let _ = table.handle_completion(other.user_data(), POLLIN, true);
-    table.read_short(other);
-    assert_eq!(poll(&mut table, other, &waker), Poll::Pending);
 }
 
 #[test]
