@@ -67,6 +67,7 @@ pub struct Metrics {
     namespaces: Family<ShardLabel, Gauge>,
     outgoing_buffered_bytes: Family<ShardLabel, Gauge>,
     ws_read_ring_connections: Family<ShardLabel, Gauge>,
+    ws_read_ring_failures: Family<ShardLabel, Counter>,
     polling_compressed: Family<ShardLabel, Counter>,
     polling_compression_saved_bytes: Family<ShardLabel, Counter>,
     deflate_compressions: Family<ShardLabel, Counter>,
@@ -131,6 +132,7 @@ pub struct ShardMetrics {
     /// Plain WebSocket connections whose reads the shard's readiness ring
     /// watches (the others read through glommio).
     pub ws_read_ring_connections: Gauge,
+    pub ws_read_ring_failures: Counter,
     /// Long-polling answers sent compressed (gzip or deflate), counted on
     /// the shard that wrote them.
     pub polling_compressed: Counter,
@@ -262,6 +264,10 @@ impl Metrics {
             "recoveries_succeeded",
             "Connection-state recoveries that gave the socket back",
         );
+        let ws_read_ring_failures = family(
+            "ws_read_ring_failures",
+            "Times the shard's readiness ring was given up (its connections read through glommio since)",
+        );
         let tls_handshake_failures = family(
             "tls_handshake_failures",
             "TLS connections closed before their first request: a failed or too slow handshake, or plain HTTP on the TLS port",
@@ -377,6 +383,7 @@ impl Metrics {
             namespaces,
             outgoing_buffered_bytes,
             ws_read_ring_connections,
+            ws_read_ring_failures,
             polling_compressed,
             polling_compression_saved_bytes,
             deflate_compressions,
@@ -426,6 +433,7 @@ impl Metrics {
             namespaces: self.namespaces.get_or_create(&label).clone(),
             outgoing_buffered_bytes: self.outgoing_buffered_bytes.get_or_create(&label).clone(),
             ws_read_ring_connections: self.ws_read_ring_connections.get_or_create(&label).clone(),
+            ws_read_ring_failures: self.ws_read_ring_failures.get_or_create(&label).clone(),
             polling_compressed: self.polling_compressed.get_or_create(&label).clone(),
             polling_compression_saved_bytes: self
                 .polling_compression_saved_bytes

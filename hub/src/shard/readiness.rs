@@ -87,6 +87,8 @@ pub(crate) struct Readiness {
     slots: Vec<Slot>,
     free: Vec<u32>,
     registered: usize,
+    /// Registered and still watched by the ring (not fallen back).
+    watched: usize,
 }
 
 impl Readiness {
@@ -115,6 +117,7 @@ impl Readiness {
         entry.sticky = false;
         entry.unwatched = false;
         entry.waker = None;
+        self.watched += 1;
         Token {
             slot,
             generation: entry.generation,
@@ -124,9 +127,12 @@ impl Readiness {
     /// Free `token`'s slot (its poll is being removed): completions still
     /// in flight for it are ignored from now on.
     pub(crate) fn deregister(&mut self, token: Token) {
-        let Some(entry) = self.live(token) else {
+        let Some(entry) = live(&mut self.slots, token) else {
             return;
         };
+        if !entry.unwatched {
+            self.watched -= 1;
+        }
         entry.fd = None;
         entry.waker = None;
         // Skipping u32::MAX keeps every live user data apart from
@@ -145,10 +151,14 @@ impl Readiness {
         self.registered
     }
 
+    /// Connections the ring watches now: registered, not fallen back to
+    /// glommio (what the `ws_read_ring_connections` gauge shows).
+    pub(crate) fn watched(&self) -> usize {
+        self.watched
+    }
+
     fn live(&mut self, token: Token) -> Option<&mut Slot> {
-        self.slots
-            .get_mut(token.slot as usize)
-            .filter(|slot| slot.generation == token.generation && slot.fd.is_some())
+        live(&mut self.slots, token)
     }
 
     /// A completion from the ring: `result` is the poll's (the event mask,
@@ -164,10 +174,14 @@ impl Readiness {
             return Completion::default();
         }
         let token = Token::from_user_data(user_data);
-        let Some(entry) = self.live(token) else {
+        let Some(entry) = live(&mut self.slots, token) else {
             // A connection gone, or its removal's last word.
             return Completion::default();
         };
+        if entry.unwatched {
+            // Fallen back to glommio: its poll is gone or being removed.
+            return Completion::default();
+        }
         entry.ready = true;
         if result >= 0 && (result as u32) & STICKY_EVENTS != 0 {
             entry.sticky = true;
@@ -183,6 +197,7 @@ impl Readiness {
             // The poll failed: re-arming could fail the same way at once,
             // again and again. The reader falls back to glommio's reads.
             entry.unwatched = true;
+            self.watched -= 1;
             None
         };
         Completion { wake, rearm }
@@ -211,10 +226,19 @@ impl Readiness {
         Poll::Pending
     }
 
-    /// A read took fewer bytes than it had room for: wait for the poll's
-    /// next completion (a later byte posts one), unless one of
-    /// [`STICKY_EVENTS`] was reported (then the read may have stopped at
-    /// the FIN with no wakeup to follow).
+    /// A read found the socket empty: wait for the poll's next completion.
+    pub(crate) fn clear_ready(&mut self, token: Token) {
+        if let Some(entry) = self.live(token) {
+            entry.ready = false;
+        }
+    }
+
+    /// A read took fewer bytes than it had room for. TCP copies until the
+    /// buffer is full or the receive queue is empty, and a byte that comes
+    /// after wakes the socket, which makes the multishot poll post a
+    /// completion: so the reader may wait for that rather than spend a
+    /// `recv` on `EAGAIN`. Not after one of [`STICKY_EVENTS`]: then the
+    /// read may have stopped at the FIN with no wakeup to follow.
     pub(crate) fn read_short(&mut self, token: Token) {
         if let Some(entry) = self.live(token) {
             if !entry.sticky {
@@ -223,25 +247,28 @@ impl Readiness {
         }
     }
 
-    /// A read found the socket empty: wait for the poll's next completion.
-    pub(crate) fn clear_ready(&mut self, token: Token) {
-        if let Some(entry) = self.live(token) {
-            entry.ready = false;
-        }
-    }
-
-    /// The ring failed: every connection reads through glommio from now
-    /// on. Returns the readers to wake (they would wait for nothing).
+    /// The ring is given up (and closed, which ends its polls): every
+    /// connection reads through glommio from now on. Returns the readers to
+    /// wake, whose wait would never end otherwise.
     pub(crate) fn unwatch_all(&mut self) -> Vec<Waker> {
-        self.slots
-            .iter_mut()
-            .filter(|slot| slot.fd.is_some())
-            .filter_map(|slot| {
-                slot.unwatched = true;
-                slot.waker.take()
-            })
-            .collect()
+        let mut wakers = Vec::new();
+        for slot in &mut self.slots {
+            if slot.fd.is_none() || slot.unwatched {
+                continue;
+            }
+            slot.unwatched = true;
+            self.watched -= 1;
+            wakers.extend(slot.waker.take());
+        }
+        wakers
     }
+}
+
+/// `token`'s slot, if it is still the one `token` registered.
+fn live(slots: &mut [Slot], token: Token) -> Option<&mut Slot> {
+    slots
+        .get_mut(token.slot as usize)
+        .filter(|slot| slot.generation == token.generation && slot.fd.is_some())
 }
 
 #[cfg(test)]

@@ -16,12 +16,22 @@
 //! completion queue in user space, without a system call. So a batch of
 //! readiness costs one glommio wait, however many connections it covers.
 //!
-//! If the ring cannot be made (an old kernel, limits), connections read
-//! through glommio as before; it is logged once. `HUB_READINESS_RING=off`
+//! If the ring cannot be made (an old kernel, limits; a kernel before 5.13,
+//! without multishot polls, is found by a probe when it is made),
+//! connections read through glommio as before (logged once).
+//! `HUB_READINESS_RING=off`
 //! in the environment makes hub read through glommio too (to compare the
 //! two, or to rule the ring out).
+//!
+//! A ring that fails once made (a completion the kernel dropped, an
+//! overflow it would not flush, a poll that could not be armed or removed)
+//! is given up for the shard: every registered reader falls back to
+//! glommio's reads, whose state is the socket's own, so no connection is
+//! closed for it, and the ring is closed, which ends all its polls at once
+//! (each held its socket open). `HUB_READINESS_RING_FAULT` makes such
+//! failures happen, for the tests of that path (see [`Fault`]).
 
-use std::cell::{Cell, OnceCell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell, RefMut};
 use std::io;
 use std::mem::ManuallyDrop;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -47,13 +57,17 @@ const SQ_ENTRIES: u32 = 64;
 const CQ_ENTRIES: u32 = 4096;
 
 /// What the poll waits for: bytes, the peer's half-close, an error or a
-/// hang-up (a read then returns the end or the error).
+/// hang-up (a read then returns the end or the error). Not `POLLPRI`
+/// (urgent data): with it in the mask, `tests/slow_consumer.rs` failed in
+/// 4 of 27 runs (healthy subscribers closed as slow consumers), without it
+/// in 0 of 30, cause not found; so a read stopped at an urgent byte's mark
+/// waits for the peer's next bytes (the peer's own doing).
 const POLL_MASK: u32 = (libc::POLLIN | libc::POLLRDHUP | libc::POLLERR | libc::POLLHUP) as u32;
 
 thread_local! {
-    /// The shard's ring, made on the first registration, with the id of
-    /// the executor whose task drains it (a thread that runs a second
-    /// executor gets a new ring and task).
+    /// The shard's ring, made at shard start, with the id of the executor
+    /// whose task drains it (connections of another executor on the same
+    /// thread, which only tests make, read through glommio).
     static SHARD_RING: OnceCell<(usize, Option<Rc<ReadinessRing>>)> = const { OnceCell::new() };
 }
 
@@ -62,6 +76,45 @@ static FALLBACK_LOGGED: AtomicBool = AtomicBool::new(false);
 
 /// The environment variable that turns the ring off (`off`).
 const DISABLE_VAR: &str = "HUB_READINESS_RING";
+
+/// The environment variable that makes the ring fail on purpose (tests).
+const FAULT_VAR: &str = "HUB_READINESS_RING_FAULT";
+
+/// A failure made on purpose (`HUB_READINESS_RING_FAULT`), so that the
+/// tests can drive the real failure paths against real connections, at a
+/// point they choose, rather than wait for a kernel that runs out of
+/// memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// `dropped-after:N`: once N completions were handled, a drain finds
+    /// the kernel's count of dropped completions grown by one.
+    DroppedAfter(u64),
+    /// `removal-fails:N`: the removal of the poll of the N-th connection
+    /// to end (from 0) cannot be submitted.
+    RemovalFails(u64),
+}
+
+impl Fault {
+    fn from_env() -> Option<Fault> {
+        let value = std::env::var(FAULT_VAR).ok()?;
+        let parsed = Fault::parse(&value);
+        if parsed.is_none() {
+            tracing::warn!(
+                value,
+                "{FAULT_VAR}: not dropped-after:N or removal-fails:N, ignored"
+            );
+        }
+        parsed
+    }
+
+    fn parse(value: &str) -> Option<Fault> {
+        match value.split_once(':') {
+            Some(("dropped-after", n)) => n.parse().ok().map(Fault::DroppedAfter),
+            Some(("removal-fails", n)) => n.parse().ok().map(Fault::RemovalFails),
+            _ => None,
+        }
+    }
+}
 
 fn log_fallback_once(error: &io::Error) {
     if !FALLBACK_LOGGED.swap(true, Ordering::Relaxed) {
@@ -73,11 +126,11 @@ fn log_fallback_once(error: &io::Error) {
 }
 
 struct ReadinessRing {
-    ring: RefCell<IoUring>,
-    /// The eventfd the kernel bumps per completion, closed with the ring
+    /// `None` once given up: closing the ring ended every poll on it.
+    ring: RefCell<Option<IoUring>>,
+    /// The eventfd the kernel bumps per completion, closed with this
     /// (glommio's file over it is never dropped: its drop would hand the
     /// close to a reactor that may be gone by then).
-    #[allow(dead_code)] // held only to be closed with the ring
     eventfd: OwnedFd,
     table: RefCell<Readiness>,
     /// Readers a drain wakes, kept for the next drain's use.
@@ -85,6 +138,15 @@ struct ReadinessRing {
     /// The ring failed after it was made: new connections read through
     /// glommio, and the registered ones were told so.
     failed: Cell<bool>,
+    /// Completions the kernel dropped so far (it may, even with NODROP,
+    /// when it cannot allocate an overflow entry): one more than seen
+    /// means a reader may never be woken, so the ring is given up.
+    dropped: Cell<u32>,
+    /// The failure to make on purpose, if any, and the completions
+    /// handled and removals made so far (counted only then).
+    fault: Option<Fault>,
+    completions: Cell<u64>,
+    removals: Cell<u64>,
 }
 
 /// A connection the shard's ring watches, from registration to drop. Drop
@@ -109,16 +171,15 @@ pub(crate) fn register(stream: &Stream) -> Option<Registration> {
     }
     let fd = tcp.as_raw_fd();
     let token = ring.table.borrow_mut().register(fd);
-    let armed = {
-        let mut uring = ring.ring.borrow_mut();
-        arm(&mut uring, fd, token).and_then(|()| uring.submit().map(drop))
+    let armed = match ring.uring().as_mut() {
+        Some(uring) => arm(uring, fd, token).and_then(|()| uring.submit().map(drop)),
+        None => Err(io::Error::other("the readiness ring is given up")),
     };
-    crate::metrics::with(|m| {
-        m.ws_read_ring_connections.inc();
-    });
+    ring.update_gauge();
     let registration = Registration { ring, token, fd };
     if let Err(error) = armed {
-        // Dropping the registration removes the poll if it did go in.
+        // Giving the ring up ends the poll if it did go in; the
+        // registration's drop frees the slot.
         registration.ring.fail(&error);
         return None;
     }
@@ -161,13 +222,10 @@ impl Registration {
             }
             match recv_nonblocking(self.fd, buf) {
                 Ok(n) => {
-                    // A short read emptied the socket's receive queue (TCP
-                    // copies until the buffer is full or the queue empty),
-                    // and any byte that arrives after it wakes the socket,
-                    // which makes the multishot poll post a completion that
-                    // sets `ready` again. So the next read waits for that
-                    // rather than spend a `recv` on EAGAIN. A full buffer
-                    // may leave more: stay ready. The end (0) stays ready.
+                    // A short read may wait for the poll's next completion
+                    // (see `Readiness::read_short` for when it may not). A
+                    // full buffer may leave more: stay ready. The end (0)
+                    // stays ready.
                     if n > 0 && n < buf.len() {
                         self.ring.table.borrow_mut().read_short(self.token);
                     }
@@ -190,18 +248,16 @@ impl Drop for Registration {
         // Removed before the descriptor is closed (the caller drops this
         // first), and submitted now: the poll's reference to the socket
         // goes with it, so closing the descriptor closes the connection.
-        let remove = opcode::PollRemove::new(self.token.user_data())
-            .build()
-            .user_data(IGNORED_USER_DATA);
-        let mut uring = self.ring.ring.borrow_mut();
-        if push(&mut uring, &remove).is_ok() {
-            let _ = uring.submit();
-        }
-        drop(uring);
+        let removed = self.ring.remove_poll(self.token);
         self.ring.table.borrow_mut().deregister(self.token);
-        crate::metrics::with(|m| {
-            m.ws_read_ring_connections.dec();
-        });
+        if let Err(error) = removed {
+            // The poll would hold this socket open (the peer would see no
+            // close) for as long as the ring lives: the ring is given up,
+            // and closing it ends this poll with the others.
+            tracing::error!(%error, "a WebSocket's read poll could not be removed");
+            self.ring.fail(&error);
+        }
+        self.ring.update_gauge();
     }
 }
 
@@ -224,26 +280,66 @@ impl ReadinessRing {
         // file is never dropped, so it closes nothing.
         let file = ManuallyDrop::new(unsafe { BufferedFile::from_raw_fd(eventfd.as_raw_fd()) });
         let ring = Rc::new(ReadinessRing {
-            ring: RefCell::new(uring),
+            ring: RefCell::new(Some(uring)),
             eventfd,
             table: RefCell::new(Readiness::default()),
             wakers: Cell::new(Vec::new()),
             failed: Cell::new(false),
+            dropped: Cell::new(0),
+            fault: Fault::from_env(),
+            completions: Cell::new(0),
+            removals: Cell::new(0),
         });
         glommio::spawn_local(watch(ring.clone(), file)).detach();
         Some(ring)
     }
 
+    /// The ring, or `None` once given up.
+    fn uring(&self) -> RefMut<'_, Option<IoUring>> {
+        self.ring.borrow_mut()
+    }
+
+    /// Submit the removal of `token`'s poll now (the poll holds the
+    /// socket open). Nothing to remove once the ring is given up: closing
+    /// it ended every poll.
+    fn remove_poll(&self, token: Token) -> io::Result<()> {
+        let mut uring = self.uring();
+        let Some(uring) = uring.as_mut() else {
+            return Ok(());
+        };
+        if let Some(Fault::RemovalFails(at)) = self.fault {
+            let nth = self.removals.replace(self.removals.get() + 1);
+            if nth == at {
+                return Err(io::Error::other(format!(
+                    "{FAULT_VAR}: removal {nth} fails"
+                )));
+            }
+        }
+        let remove = opcode::PollRemove::new(token.user_data())
+            .build()
+            .user_data(IGNORED_USER_DATA);
+        push(uring, &remove).and_then(|()| uring.submit().map(drop))
+    }
+
     /// Take every completion posted, mark the connections ready, re-arm
-    /// the polls that ended, then wake the readers (no borrow held).
+    /// the polls that ended, then wake the readers (no borrow held). A
+    /// completion the kernel dropped, an overflow it would not flush or a
+    /// poll that could not be re-armed gives the ring up: a reader whose
+    /// wakeup is lost would otherwise wait for its heartbeat.
     fn drain(&self) {
         let mut wakers = self.wakers.take();
         let mut rearm = Vec::new();
+        let mut failure = None;
         {
-            let mut uring = self.ring.borrow_mut();
+            let mut uring = self.uring();
+            let Some(uring) = uring.as_mut() else {
+                return;
+            };
             let mut table = self.table.borrow_mut();
+            let mut handled = 0u64;
             loop {
                 for cqe in uring.completion() {
+                    handled += 1;
                     let done = table.handle_completion(
                         cqe.user_data(),
                         cqe.result(),
@@ -257,21 +353,40 @@ impl ReadinessRing {
                 }
                 // Completions that found the queue full wait in the kernel
                 // (NODROP); an enter with GETEVENTS (which `submit` adds
-                // when the overflow flag is set) moves them in.
-                if uring.submit().is_err() {
-                    break;
+                // when the overflow flag is set) moves them in. If it
+                // cannot, they might wait for good: give the ring up.
+                match uring.submit() {
+                    Ok(_) => {}
+                    Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                    Err(error) => {
+                        failure = Some(error);
+                        break;
+                    }
                 }
             }
-            if !rearm.is_empty() {
-                let armed = rearm
+            let mut dropped = uring.completion().overflow();
+            if let Some(Fault::DroppedAfter(after)) = self.fault {
+                let seen = self.completions.get() + handled;
+                self.completions.set(seen);
+                if seen >= after {
+                    dropped = dropped.wrapping_add(1);
+                }
+            }
+            if dropped != self.dropped.replace(dropped) && failure.is_none() {
+                failure = Some(io::Error::other(format!(
+                    "the kernel dropped {dropped} readiness completions"
+                )));
+            }
+            if failure.is_none() && !rearm.is_empty() {
+                failure = rearm
                     .into_iter()
-                    .try_for_each(|(fd, token)| arm(&mut uring, fd, token))
-                    .and_then(|()| uring.submit().map(drop));
-                if let Err(error) = armed {
-                    drop((uring, table));
-                    self.fail(&error);
-                }
+                    .try_for_each(|(fd, token)| arm(uring, fd, token))
+                    .and_then(|()| uring.submit().map(drop))
+                    .err();
             }
+        }
+        if let Some(error) = failure {
+            self.fail(&error);
         }
         for waker in wakers.drain(..) {
             waker.wake();
@@ -279,20 +394,43 @@ impl ReadinessRing {
         self.wakers.set(wakers);
     }
 
-    /// Give up the ring: every registered reader falls back to glommio.
+    /// Give up the ring (logged once per shard): every registered reader
+    /// falls back to glommio, and the ring is closed, which ends all its
+    /// polls (each held its socket open) whatever state the ring is in;
+    /// removing them one by one could fail as the ring did. Nothing is
+    /// closed but the ring: each reader goes on where it was, through
+    /// glommio's reads. The shard's task waiting on the ring's eventfd is
+    /// woken to end.
     fn fail(&self, error: &io::Error) {
         if self.failed.replace(true) {
             return;
         }
         tracing::warn!(%error, "the WebSocket readiness ring failed: reading through glommio");
+        crate::metrics::with(|m| {
+            m.ws_read_ring_failures.inc();
+        });
         let wakers = self.table.borrow_mut().unwatch_all();
+        drop(self.uring().take());
+        // SAFETY: a write of 8 bytes from a local to the eventfd this ring
+        // owns (open until the ring is dropped).
+        unsafe { libc::eventfd_write(self.eventfd.as_raw_fd(), 1) };
+        self.update_gauge();
         for waker in wakers {
             waker.wake();
         }
     }
+
+    /// The shard's `ws_read_ring_connections`: the connections watched now.
+    fn update_gauge(&self) {
+        let watched = self.table.borrow().watched();
+        crate::metrics::with(|m| {
+            m.ws_read_ring_connections.set(watched as i64);
+        });
+    }
 }
 
-/// The shard's readiness task: wait for the eventfd, drain, again.
+/// The shard's readiness task: wait for the eventfd, drain, again, until
+/// the ring is given up.
 async fn watch(ring: Rc<ReadinessRing>, eventfd: ManuallyDrop<BufferedFile>) {
     loop {
         ring.drain();
@@ -328,8 +466,48 @@ fn make_ring() -> io::Result<(IoUring, OwnedFd)> {
     }
     // SAFETY: `fd` was just made and is owned by nothing else.
     let eventfd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut uring = uring;
+    probe_multishot(&mut uring, fd)?;
     uring.submitter().register_eventfd(fd)?;
     Ok((uring, eventfd))
+}
+
+/// Whether the kernel has multishot polls (5.13 on; 5.8 to 5.12 have
+/// NODROP but not them), found once per shard so that such a kernel sends
+/// the whole shard to glommio's reads (logged once) rather than each
+/// connection on its own at its first poll. The probe: a multishot poll of
+/// the (new, always writable) eventfd for `POLLOUT` posts at once, with
+/// `IORING_CQE_F_MORE`; a kernel without them refuses it (`EINVAL`). Its
+/// completions carry the ignored user data, so any the removal leaves are
+/// ignored by the first drain.
+fn probe_multishot(uring: &mut IoUring, fd: RawFd) -> io::Result<()> {
+    let poll = opcode::PollAdd::new(types::Fd(fd), libc::POLLOUT as u32)
+        .multi(true)
+        .build()
+        .user_data(IGNORED_USER_DATA);
+    push(uring, &poll)?;
+    uring.submit_and_wait(1)?;
+    let first = uring.completion().next();
+    let unsupported = |why: String| {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("io_uring without multishot poll: {why}"),
+        ))
+    };
+    match first {
+        None => unsupported("the probe's poll posted nothing".into()),
+        Some(cqe) if cqe.result() < 0 => {
+            unsupported(io::Error::from_raw_os_error(-cqe.result()).to_string())
+        }
+        Some(cqe) if !cqueue::more(cqe.flags()) => unsupported("the probe's poll ended".into()),
+        Some(_) => {
+            let remove = opcode::PollRemove::new(IGNORED_USER_DATA)
+                .build()
+                .user_data(IGNORED_USER_DATA);
+            push(uring, &remove)?;
+            uring.submit().map(drop)
+        }
+    }
 }
 
 /// Queue a multishot poll of `fd` for `token`.
@@ -380,5 +558,36 @@ fn recv_nonblocking(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
         Err(io::Error::last_os_error())
     } else {
         Ok(n as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_probe_finds_multishot_polls_and_leaves_only_ignored_completions() {
+        // This kernel (the CI's, 5.13 or later) has them: the ring is made.
+        let (mut uring, _eventfd) = make_ring().expect("a ring with multishot polls");
+        // What the probe left (its removal's completion and its poll's
+        // last) carries the user data the table ignores.
+        uring.submit_and_wait(2).unwrap();
+        let left: Vec<u64> = uring.completion().map(|cqe| cqe.user_data()).collect();
+        assert!(!left.is_empty());
+        assert!(left.iter().all(|&user_data| user_data == IGNORED_USER_DATA));
+        let mut table = Readiness::default();
+        for user_data in left {
+            let done = table.handle_completion(user_data, -libc::ECANCELED, false);
+            assert!(done.wake.is_none() && done.rearm.is_none());
+        }
+    }
+
+    #[test]
+    fn a_fault_is_read_from_its_two_forms_only() {
+        let parse = Fault::parse;
+        assert_eq!(parse("dropped-after:12"), Some(Fault::DroppedAfter(12)));
+        assert_eq!(parse("removal-fails:0"), Some(Fault::RemovalFails(0)));
+        assert_eq!(parse("removal-fails"), None);
+        assert_eq!(parse("dropped-after:x"), None);
     }
 }

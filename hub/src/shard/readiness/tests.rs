@@ -179,12 +179,93 @@ fn unwatch_all_wakes_every_waiting_reader() {
     let (count, waker) = counter();
     assert_eq!(poll(&mut table, a, &waker), Poll::Pending);
     assert_eq!(poll(&mut table, b, &waker), Poll::Pending);
+    assert_eq!(table.watched(), 2);
     for waker in table.unwatch_all() {
         waker.wake();
     }
     assert_eq!(count.0.load(Ordering::SeqCst), 2);
+    assert_eq!(table.watched(), 0);
     assert_eq!(
         poll(&mut table, a, &waker),
         Poll::Ready(ReadReadiness::Unwatched)
+    );
+    // A completion still queued for a poll of the ring given up (an ended
+    // multishot poll, say) neither wakes nor asks for a re-arm: a poll
+    // armed again would watch a connection whose reader no longer looks.
+    let done = table.handle_completion(a.user_data(), POLLIN, false);
+    assert!(done.wake.is_none() && done.rearm.is_none());
+    assert_eq!(
+        poll(&mut table, a, &waker),
+        Poll::Ready(ReadReadiness::Unwatched)
+    );
+    // Unwatching twice changes nothing.
+    assert!(table.unwatch_all().is_empty());
+    assert_eq!(table.watched(), 0);
+    table.deregister(a);
+    table.deregister(b);
+    assert_eq!(table.watched(), 0);
+    assert_eq!(table.registered(), 0);
+}
+
+#[test]
+fn a_short_read_waits_for_the_poll_unless_the_peer_ended() {
+    let mut table = Readiness::default();
+    let token = table.register(7);
+    let (_, waker) = counter();
+    // Plain bytes: a short read emptied the queue, a later byte posts.
+    let _ = table.handle_completion(token.user_data(), POLLIN, true);
+    table.read_short(token);
+    assert_eq!(poll(&mut table, token, &waker), Poll::Pending);
+    // Bytes and the FIN in one segment: the read that takes the bytes
+    // takes the FIN too, and no wakeup follows, so the reader must read
+    // again (and find the end) without waiting.
+    let rdhup = (libc::POLLIN | libc::POLLRDHUP) as i32;
+    let _ = table.handle_completion(token.user_data(), rdhup, true);
+    table.read_short(token);
+    assert_eq!(
+        poll(&mut table, token, &waker),
+        Poll::Ready(ReadReadiness::Ready)
+    );
+}
+
+#[test]
+fn a_failed_poll_is_no_longer_watched() {
+    let mut table = Readiness::default();
+    let token = table.register(7);
+    assert_eq!(table.watched(), 1);
+    let done = table.handle_completion(token.user_data(), -libc::EINVAL, false);
+    assert!(done.rearm.is_none());
+    assert_eq!(table.watched(), 0);
+    table.deregister(token);
+    assert_eq!(table.watched(), 0);
+    assert_eq!(table.registered(), 0);
+}
+
+#[test]
+fn the_watched_count_follows_registrations_failures_and_unwatch_all() {
+    let mut table = Readiness::default();
+    let a = table.register(1);
+    let b = table.register(2);
+    let c = table.register(3);
+    assert_eq!(table.watched(), 3);
+    // One poll fails: that connection falls back alone.
+    let _ = table.handle_completion(b.user_data(), -libc::ENOMEM, false);
+    assert_eq!(table.watched(), 2);
+    table.deregister(a);
+    assert_eq!(table.watched(), 1);
+    // The rest when the ring is given up; the fallen back are counted once.
+    let _ = table.unwatch_all();
+    assert_eq!(table.watched(), 0);
+    table.deregister(b);
+    table.deregister(c);
+    assert_eq!((table.watched(), table.registered()), (0, 0));
+    // A connection registered on a table whose slots were unwatched
+    // starts watched.
+    let d = table.register(4);
+    assert_eq!(table.watched(), 1);
+    let (_, waker) = counter();
+    assert_eq!(
+        poll(&mut table, d, &waker),
+        Poll::Ready(ReadReadiness::Ready)
     );
 }
