@@ -34,13 +34,14 @@
 use std::cell::{Cell, OnceCell, RefCell, RefMut};
 use std::io;
 use std::mem::ManuallyDrop;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use glommio::io::BufferedFile;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use rustix::net::RecvFlags;
 
 use super::readiness::{ReadReadiness, Readiness, Token, IGNORED_USER_DATA};
 use super::stream::Stream;
@@ -536,28 +537,17 @@ fn push(uring: &mut IoUring, entry: &squeue::Entry) -> io::Result<()> {
 }
 
 /// `recv` without blocking.
+///
+/// Through rustix, which issues the system call itself, rather than
+/// glibc's `recv`, a pthread cancellation point whose bookkeeping costs
+/// more instructions than the rest of it (see the flusher's `sendto`).
 fn recv_nonblocking(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    // The system call itself rather than glibc's `recv`, a pthread
-    // cancellation point whose bookkeeping costs more instructions than
-    // the rest of it (see the flusher's `send_nonblocking`).
-    // SAFETY: a recvfrom(2) into a live, writable slice of `buf.len()`
-    // bytes, on a descriptor the registration's connection owns, with no
-    // address.
-    let n = unsafe {
-        libc::syscall(
-            libc::SYS_recvfrom,
-            fd,
-            buf.as_mut_ptr(),
-            buf.len(),
-            libc::MSG_DONTWAIT,
-            std::ptr::null_mut::<libc::sockaddr>(),
-            std::ptr::null_mut::<libc::socklen_t>(),
-        )
-    };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
+    // SAFETY: the descriptor is the registration's connection's, which
+    // stays open while the registration lives (it is dropped first).
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    match rustix::net::recv(fd, buf, RecvFlags::DONTWAIT) {
+        Ok((read, _)) => Ok(read),
+        Err(errno) => Err(io::Error::from(errno)),
     }
 }
 
