@@ -74,9 +74,13 @@ fn closed_by_the_hub(mut ws: RawWs) {
 }
 
 fn ring_failed_once(hub: &Proc) {
-    eventually(Duration::from_secs(10), "the failure counted", || {
-        hub.metric("hub_ws_read_ring_failures_total") == 1.0
-    });
+    // The counter and the log line are written by the hub one after the
+    // other, and its stderr reaches the test through a pipe: wait for both.
+    eventually(
+        Duration::from_secs(10),
+        "the failure counted and logged",
+        || hub.metric("hub_ws_read_ring_failures_total") == 1.0 && hub.stderr().contains(LOG_LINE),
+    );
     let log = hub.stderr();
     assert_eq!(log.matches(LOG_LINE).count(), 1, "{log}");
     assert_eq!(hub.metric("hub_ws_read_ring_connections"), 0.0);
