@@ -41,6 +41,8 @@ enum Values {
     /// is a word less to copy at every move.
     Raw {
         array: RawArray,
+        // A thin pointer on purpose: a `Vec` in place is three words.
+        #[allow(clippy::box_collection)]
         parsed: OnceLock<Box<Vec<Value>>>,
     },
 }
