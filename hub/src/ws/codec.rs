@@ -468,9 +468,20 @@ const RSV1: u8 = 0x40;
 
 /// Append the head of a final text frame the server sends, for `len`
 /// payload bytes that follow it.
+#[inline]
 pub fn server_text_head(len: usize, out: &mut Vec<u8>) {
+    // The usual case (an ack, most broadcasts) in one two-byte append:
+    // `server_head` out of line, its opcode conversion and two pushes each
+    // checking the capacity, cost about 40 instructions per echo ack.
+    if len <= 125 {
+        out.extend_from_slice(&[FIN | TEXT_OPCODE, len as u8]);
+        return;
+    }
     server_head(OpCode::Data(Data::Text), len, out);
 }
+
+/// The opcode of a text frame (RFC 6455, 5.2).
+const TEXT_OPCODE: u8 = 0x1;
 
 /// Append one final, unmasked frame.
 fn encode(opcode: OpCode, payload: &[u8], out: &mut Vec<u8>) {
@@ -545,6 +556,16 @@ mod tests {
 
     const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
     const MAX: usize = 1_000_000;
+
+    #[test]
+    fn text_head_is_the_general_head_of_a_text_frame() {
+        for len in (0..=300).chain([65_535, 65_536, 1 << 32]) {
+            let (mut fast, mut general) = (Vec::new(), Vec::new());
+            server_text_head(len, &mut fast);
+            server_head(OpCode::Data(Data::Text), len, &mut general);
+            assert_eq!(fast, general, "len {len}");
+        }
+    }
 
     #[test]
     fn server_heads_match_tungstenite() {
