@@ -144,15 +144,33 @@ fn sequence(packet: &str) -> Option<usize> {
 }
 
 /// Read every message of the run, in order, none twice; the first fault
-/// otherwise.
-fn subscribe(client: &mut Client, count: usize) -> Result<(), String> {
+/// otherwise, with how far the subscriber got and when (from `started`):
+/// if a healthy subscriber is ever cut off, that says whether the hub
+/// stopped writing to it while the publisher went on.
+fn subscribe(client: &mut Client, count: usize, started: Instant) -> Result<(), String> {
+    let mut last_at = Duration::ZERO;
     for expected in 0..count {
-        let packet = client.text();
-        match sequence(&packet) {
-            Some(n) if n == expected => {}
-            Some(n) => return Err(format!("got message {n} where {expected} was due")),
-            None => return Err(format!("unexpected packet {packet:.60}")),
+        let fault = loop {
+            match client.frame() {
+                Ok(Some(RawFrame::Text(t))) if t == "2" => client.send("3"),
+                Ok(Some(RawFrame::Text(t))) => match sequence(&t) {
+                    Some(n) if n == expected => break None,
+                    Some(n) => break Some(format!("got message {n} where {expected} was due")),
+                    None => break Some(format!("unexpected packet {t:.60}")),
+                },
+                Ok(Some(RawFrame::Other(op))) => break Some(format!("a frame of opcode {op}")),
+                Ok(None) => break Some("the end of the stream".to_string()),
+                Err(e) => break Some(format!("read failed: {e}")),
+            }
+        };
+        if let Some(fault) = fault {
+            return Err(format!(
+                "{fault} after {expected} messages, the last at {last_at:?}, \
+                 the fault at {:?}",
+                started.elapsed()
+            ));
         }
+        last_at = started.elapsed();
     }
     Ok(())
 }
@@ -177,7 +195,7 @@ fn slow_reader_room_broadcast(shards: &str) {
         .into_iter()
         .map(|mut client| {
             thread::spawn(move || {
-                let result = subscribe(&mut client, count);
+                let result = subscribe(&mut client, count, started);
                 (result, client)
             })
         })
@@ -188,17 +206,35 @@ fn slow_reader_room_broadcast(shards: &str) {
             format!("\"{n:08}{filler}\"")
         })
         .map(|_| ());
+    let published_at = started.elapsed();
     // The subscribers stay connected to the end.
     let (results, _subscribers): (Vec<_>, Vec<_>) =
         readers.into_iter().map(|r| r.join().unwrap()).unzip();
     let took = started.elapsed();
     hub.assert_alive();
     assert_eq!(published, Ok(()), "every publish acknowledged ok");
-    for (i, result) in results.iter().enumerate() {
-        assert_eq!(
-            result,
-            &Ok(()),
-            "subscriber {i} got every message once, in order"
+    let faults: Vec<String> = results
+        .iter()
+        .enumerate()
+        .filter_map(|(i, result)| {
+            result
+                .as_ref()
+                .err()
+                .map(|e| format!("subscriber {i}: {e}"))
+        })
+        .collect();
+    if !faults.is_empty() {
+        let log = hub.stderr();
+        let closes: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("closing a slow consumer"))
+            .collect();
+        panic!(
+            "every subscriber should get every message once, in order; {} did not \
+             (the last publish acknowledged at {published_at:?}):\n{}\nthe hub's slow consumer closes:\n{}",
+            faults.len(),
+            faults.join("\n"),
+            closes.join("\n")
         );
     }
     let peak_kb = hub.status_kb("VmHWM");
@@ -522,9 +558,10 @@ fn a_slow_admin_ui_socket_is_closed_as_a_slow_consumer() {
     let mut publisher = Client::open(hub.addr, None);
     let rss_before = hub.status_kb("VmRSS");
     // From here on the admin socket never reads.
+    let started = Instant::now();
     let readers: Vec<_> = subscribers
         .into_iter()
-        .map(|mut client| thread::spawn(move || subscribe(&mut client, count)))
+        .map(|mut client| thread::spawn(move || subscribe(&mut client, count, started)))
         .collect();
     let filler = "x".repeat(PAYLOAD - 8);
     let published = publisher.publish_acked(count as u64, WINDOW as u64, |n| {
