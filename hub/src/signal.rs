@@ -239,12 +239,16 @@ mod tests {
         assert!(listener.as_mut().poll(&mut cx).is_ready());
     }
 
+    /// A waker that counts its wakes, and the count's handle.
+    fn counting_waker() -> (std::sync::Arc<CountingWaker>, Waker) {
+        let counter = std::sync::Arc::new(CountingWaker(Default::default()));
+        (counter.clone(), Waker::from(counter))
+    }
+
     /// Two tasks wait on one signal; one stops waiting: the other is still woken.
     #[test]
     fn dropping_one_listener_keeps_the_others() {
-        let first = std::sync::Arc::new(CountingWaker(Default::default()));
-        let second = std::sync::Arc::new(CountingWaker(Default::default()));
-        let (w1, w2) = (Waker::from(first.clone()), Waker::from(second.clone()));
+        let ((first, w1), (second, w2)) = (counting_waker(), counting_waker());
         let signal = Signal::new();
         let mut l1 = Box::pin(signal.listen());
         let mut l2 = Box::pin(signal.listen());
@@ -293,9 +297,7 @@ mod tests {
     /// the tasks that listened since), and they are not woken.
     #[test]
     fn idle_wakers_go_when_another_task_registers() {
-        let first = std::sync::Arc::new(CountingWaker(Default::default()));
-        let second = std::sync::Arc::new(CountingWaker(Default::default()));
-        let (w1, w2) = (Waker::from(first.clone()), Waker::from(second.clone()));
+        let ((first, w1), (second, w2)) = (counting_waker(), counting_waker());
         let signal = Signal::new();
         let mut l1 = Box::pin(signal.listen());
         assert!(l1.as_mut().poll(&mut Context::from_waker(&w1)).is_pending());
@@ -313,9 +315,7 @@ mod tests {
     /// the other is, and the first listening again is woken by the next.
     #[test]
     fn one_of_two_stops_listening_then_listens_again() {
-        let first = std::sync::Arc::new(CountingWaker(Default::default()));
-        let second = std::sync::Arc::new(CountingWaker(Default::default()));
-        let (w1, w2) = (Waker::from(first.clone()), Waker::from(second.clone()));
+        let ((first, w1), (second, w2)) = (counting_waker(), counting_waker());
         let signal = Signal::new();
         let mut l1 = Box::pin(signal.listen());
         let mut l2 = Box::pin(signal.listen());
