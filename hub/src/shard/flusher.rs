@@ -81,8 +81,8 @@ pub(crate) async fn run() {
 
 /// Write the outboxes of `sessions` whose writers are still parked, and
 /// their lone packets, whose frames `frames` holds; the change to the
-/// buffered-bytes gauge. Out of line: `scripts/instructions` counts the
-/// writes by the calls of `syscall` made from this module's functions.
+/// buffered-bytes gauge. Out of line, for the per-function figures of
+/// `scripts/instructions`.
 #[inline(never)]
 fn write_sessions(sessions: &[Rc<SessionEntry>], frames: &Frames, out: &mut Vec<u8>) -> i64 {
     let mut gauge_change = 0;
