@@ -25,6 +25,7 @@ use super::buffers;
 use super::websocket::{frame_packet, WRITE_BATCH};
 use crate::engine::{Frames, SessionEntry, WriteQueue};
 use crate::engineio::packet::{Data, Packet};
+use crate::engineio::session::Session;
 
 /// How many sessions the flusher writes between two checks of its time
 /// slice.
@@ -155,22 +156,7 @@ fn write_parked(entry: &SessionEntry, fd: RawFd, out: &mut Vec<u8>) {
         // batching): a broadcast's frame goes to the socket from where it
         // is shared, not copied into `out` first; only what the socket did
         // not take is copied, for the writer.
-        let mut sent_shared = false;
-        session.take_ws_batch(|packet| {
-            match packet {
-                Packet::Message(Data::Text(text)) => match text.ws_message_frame() {
-                    Some(frame) => {
-                        let written = send_nonblocking(fd, frame);
-                        out.extend_from_slice(&frame[written..]);
-                        sent_shared = true;
-                    }
-                    None => frame_packet(Packet::Message(Data::Text(text)), version, out),
-                },
-                other => frame_packet(other, version, out),
-            }
-            false
-        });
-        if sent_shared {
+        if send_one_packet(&mut session, fd, out) == Some(SentFrom::Frame) {
             if out.is_empty() {
                 session.on_ws_written();
             } else {
@@ -205,6 +191,52 @@ fn write_parked(entry: &SessionEntry, fd: RawFd, out: &mut Vec<u8>) {
             break;
         }
     }
+}
+
+/// How [`send_one_packet`] wrote the packet it took.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum SentFrom {
+    /// From the text's own frame, to the socket (only what the socket did
+    /// not take was copied into `out`).
+    Frame,
+    /// Framed into `out`, not written yet.
+    Out,
+}
+
+/// Take the first packet of `session`'s outbox, if the WebSocket may take
+/// one now: a text message framed once (an ack, a broadcast's shared text)
+/// is sent to `fd` from its frame with one nonblocking `send`, only what the
+/// socket does not take copied into `out`; any other packet is framed into
+/// `out`. `None` when nothing was taken. Shared by the flusher (a parked
+/// writer's one packet) and the writer itself (its lone ack).
+pub(super) fn send_one_packet(
+    session: &mut Session,
+    fd: RawFd,
+    out: &mut Vec<u8>,
+) -> Option<SentFrom> {
+    let version = session.version();
+    let mut sent = None;
+    session.take_ws_batch(|packet| {
+        sent = Some(match packet {
+            Packet::Message(Data::Text(text)) => match text.ws_message_frame() {
+                Some(frame) => {
+                    let written = send_nonblocking(fd, frame);
+                    out.extend_from_slice(&frame[written..]);
+                    SentFrom::Frame
+                }
+                None => {
+                    frame_packet(Packet::Message(Data::Text(text)), version, out);
+                    SentFrom::Out
+                }
+            },
+            other => {
+                frame_packet(other, version, out);
+                SentFrom::Out
+            }
+        });
+        false
+    });
+    sent
 }
 
 /// `send` without blocking: the bytes written (fewer on a full window or

@@ -16,7 +16,7 @@ use glommio::timer::Timer;
 
 use super::buffers::{self, Chunk};
 use super::deflated::Deflating;
-use super::flusher::send_nonblocking;
+use super::flusher::send_one_packet;
 use super::mesh::Handoff;
 use super::per_ip::IpSlot;
 use super::polling::{open_session, EngineResponse};
@@ -152,25 +152,10 @@ impl WsConn {
         // The writer's own descriptor, open while `self.stream` is (the
         // condition `send_nonblocking`'s system call relies on).
         let fd = std::os::fd::AsRawFd::as_raw_fd(&self.stream);
-        let version = self.version;
-        let mut taken = false;
-        session.take_ws_batch(|packet| {
-            taken = true;
-            match packet {
-                Packet::Message(Data::Text(text)) => match text.ws_message_frame() {
-                    Some(frame) => {
-                        let written = send_nonblocking(fd, frame);
-                        if written < frame.len() {
-                            self.out().extend_from_slice(&frame[written..]);
-                        }
-                    }
-                    None => frame_packet(Packet::Message(Data::Text(text)), version, self.out()),
-                },
-                other => frame_packet(other, version, self.out()),
-            }
-            false
-        });
-        taken
+        // Not `self.out()`: a pool buffer taken here would stay with the
+        // connection when the socket takes the whole frame (the usual
+        // case), since no flush follows to give it back.
+        send_one_packet(&mut session, fd, &mut self.wbuf).is_some()
     }
 
     /// Whether the shard's flusher may write for this connection while its
