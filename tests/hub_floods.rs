@@ -286,6 +286,68 @@ fn a_packet_flood_closes_that_connection_only() {
     assert_eq!(hub.metric("hub_rate_limit_disconnects_total"), 2.0);
 }
 
+/// A client that sends without pause, within every limit (no packet rate
+/// is set, each message is well under the payload limit), must not keep
+/// the shard from the others: its reads come back full one after another,
+/// and a reader that never waits would never let the shard's other tasks
+/// run. Another client's echo is answered while the flood goes on.
+#[test]
+fn a_client_that_sends_without_pause_does_not_starve_the_others() {
+    let hub = start(&["--shards", "1"], None);
+    let mut calm = hub.client("/");
+    let flooder = hub.client("/");
+    // One masked text frame (a zero mask key leaves the payload as it is)
+    // of an event nobody handles: nothing comes back.
+    let payload = format!(r#"42["flood","{}"]"#, "x".repeat(60_000));
+    let mut frame = vec![0x81, 0x80 | 126];
+    frame.extend_from_slice(&u16::try_from(payload.len()).unwrap().to_be_bytes());
+    frame.extend_from_slice(&[0; 4]);
+    frame.extend_from_slice(payload.as_bytes());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let flood = {
+        let (stop, sent) = (stop.clone(), sent.clone());
+        let mut stream = flooder.get_ref().try_clone().unwrap();
+        thread::spawn(move || {
+            use std::sync::atomic::Ordering::Relaxed;
+            while !stop.load(Relaxed) {
+                if stream.write_all(&frame).is_err() {
+                    return;
+                }
+                sent.fetch_add(1, Relaxed);
+            }
+        })
+    };
+    let flooding = || sent.load(std::sync::atomic::Ordering::Relaxed);
+    // The flood is under way: the hub has read some of it.
+    eventually(Duration::from_secs(10), "the flood to start", || {
+        flooding() > 100
+    });
+    for round in 0..20 {
+        let asked = Instant::now();
+        ws_send_text(&mut calm, &format!(r#"421["echo","calm {round}"]"#));
+        let answer = ws_read_within(&mut calm, Duration::from_secs(20));
+        let waited = asked.elapsed();
+        eprintln!("round {round}: echo in {waited:?}");
+        assert!(
+            matches!(&answer, Some(tungstenite::Message::Text(t)) if t.as_str() == format!(r#"431["calm {round}"]"#)),
+            "round {round}: no echo within 20 s while a client floods ({answer:?})"
+        );
+        // The flood went on meanwhile: the answer did not wait for its end.
+        assert!(
+            !flood.is_finished(),
+            "round {round}: the flood ended (answered in {waited:?}, {} frames sent)",
+            flooding()
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    flood.join().unwrap();
+    drop(flooder);
+    // The flooder broke no rule: it was not disconnected for it.
+    assert_eq!(hub.metric("hub_rate_limit_disconnects_total"), 0.0);
+    assert_eq!(hub.metric("hub_slow_consumer_disconnects_total"), 0.0);
+}
+
 /// A TCP connection to `to` from the local address `from`.
 fn connect_from(from: Ipv4Addr, to: SocketAddr) -> TcpStream {
     let stream = tcp_connect(

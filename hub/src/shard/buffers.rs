@@ -60,6 +60,13 @@ impl Deref for Chunk {
     }
 }
 
+impl Chunk {
+    /// The read filled the whole buffer: the peer may have more waiting.
+    pub(crate) fn is_full(&self) -> bool {
+        self.buf.as_ref().is_some_and(|buf| self.len == buf.len())
+    }
+}
+
 impl Drop for Chunk {
     fn drop(&mut self) {
         if let Some(buf) = self.buf.take() {

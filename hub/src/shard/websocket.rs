@@ -658,6 +658,8 @@ async fn run(shard: &Rc<Shard>, endpoint: usize, conn: &mut WsConn, entry: &Rc<S
     let mut close_code = 1000;
     let mut peer_gone = false;
     let mut chunk: Option<Chunk> = None;
+    // The last read filled the read buffer: the peer may have more waiting.
+    let mut read_full = false;
     loop {
         // Frames kept from before (e.g. sent right after the upgrade) come first.
         let mut fresh: &[u8] = chunk.as_deref().unwrap_or_default();
@@ -760,6 +762,15 @@ async fn run(shard: &Rc<Shard>, endpoint: usize, conn: &mut WsConn, entry: &Rc<S
         if entry.session.borrow().has_ws_packets() {
             continue;
         }
+        if std::mem::take(&mut read_full) {
+            // A peer that sends without pause keeps its reads full, and a
+            // read of bytes already there does not wait: without this the
+            // task would never give the shard's other tasks (the flusher,
+            // other connections) their turn. Then what they queued here
+            // meanwhile is taken above before the wait listens for more.
+            futures_lite::future::yield_now().await;
+            continue;
+        }
         // While it waits, the flusher writes what sends queue (one task
         // for every recipient of a broadcast rather than a wake of each).
         let parked = conn.parkable().then(|| Parked::new(entry, &conn.stream));
@@ -774,7 +785,10 @@ async fn run(shard: &Rc<Shard>, endpoint: usize, conn: &mut WsConn, entry: &Rc<S
             }
         }
         match woke {
-            Wake::Read(Ok(read)) if !read.is_empty() => chunk = Some(read),
+            Wake::Read(Ok(read)) if !read.is_empty() => {
+                read_full = read.is_full();
+                chunk = Some(read);
+            }
             Wake::Read(_) => {
                 entry
                     .session
