@@ -19,7 +19,6 @@ use crate::server::{
     Ack, Args, ClusterConfig, ConnectError, Io, IoBuilder, IoSettings, JoinError, NamespaceBuilder,
     RecoveryConfig, Socket,
 };
-use crate::socketio::raw::{split_array, Utf8Bytes};
 use grant::{Grant, Refresh, TokenGrant};
 use request::Refusal;
 pub use sweeper::AUTH_ERROR_EVENT;
@@ -144,22 +143,12 @@ fn authenticate(
 
 fn answer(ack: Option<Ack>, result: Result<(), Refusal>) {
     if let Some(ack) = ack {
-        let args = match result {
-            Ok(()) => OK.with(Args::clone),
-            Err(refusal) => Args::new().arg(json!({"ok": false, "error": refusal.as_str()})),
+        let body = match result {
+            Ok(()) => json!({"ok": true}),
+            Err(refusal) => json!({"ok": false, "error": refusal.as_str()}),
         };
-        ack.send(args);
+        ack.send(Args::new().arg(body));
     }
-}
-
-thread_local! {
-    /// The answer to a request that succeeded, `{"ok":true}`, as JSON text:
-    /// written as it is (an ack of arguments as received), not built and
-    /// serialized for every publish.
-    static OK: Args = Args::from_raw(
-        split_array(Utf8Bytes::copy_from_str(r#"[{"ok":true}]"#), 0).expect("valid JSON"),
-        Vec::new(),
-    );
 }
 
 fn grant(socket: &Socket) -> Arc<Grant> {
