@@ -268,9 +268,7 @@ fn on_connection(socket: &Socket) {
             if !publish.to.iter().all(|r| grant.may_publish(r)) {
                 return Err(Refusal::Forbidden);
             }
-            let mut op = socket
-                .broadcast()
-                .to_many(publish.to.iter().map(String::as_str));
+            let mut op = socket.broadcast().to_rooms(publish.to);
             if publish.volatile {
                 op = op.volatile();
             }

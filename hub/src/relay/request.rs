@@ -1,12 +1,9 @@
 //! The relay protocol's requests, parsed and checked without IO.
 
-use std::borrow::Cow;
-
-use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
-use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::server::Args;
+use crate::socketio::raw::{array_elements, object_members, string_of};
 use crate::socketio::{is_reserved_event, RawArray};
 
 /// Longest room name, in bytes.
@@ -120,24 +117,41 @@ fn checked(
     Ok((to, event, volatile))
 }
 
-/// [`publish`] of arguments as received: the spec's fields as JSON text
-/// (a repeated key: the last one, as a parse into a `Value` keeps);
-/// `to`, `event` and `volatile` parsed, `data` kept as text.
+/// [`publish`] of arguments as received, read from their text without
+/// building values: the spec's fields found by walking its object (a
+/// repeated key: the last one, as a parse into a `Value` keeps), `to`,
+/// `event` and `volatile` checked as [`checked`] checks their values,
+/// `data` kept as text.
 fn publish_raw(args: &Args, array: &RawArray) -> Result<Publish, Refusal> {
     let spec = array.get(0).ok_or(Refusal::BadRequest)?;
-    let spec: RawSpec = serde_json::from_str(spec).map_err(|_| Refusal::BadRequest)?;
-    let value = |raw: Option<&RawValue>| -> Option<Value> {
-        // Valid JSON: the decoder checked every argument.
-        raw.and_then(|raw| serde_json::from_str(raw.get()).ok())
+    let mut fields = RawSpec::default();
+    for (key, value) in object_members(spec).ok_or(Refusal::BadRequest)? {
+        let slot = match string_of(key).as_deref() {
+            Some("to") => &mut fields.to,
+            Some("event") => &mut fields.event,
+            Some("data") => &mut fields.data,
+            Some("volatile") => &mut fields.volatile,
+            _ => continue,
+        };
+        *slot = Some(value);
+    }
+    // In `checked`'s order, so that a request wrong twice gets its refusal.
+    let to = raw_rooms(fields.to)?;
+    let event = match fields.event.and_then(string_of) {
+        Some(event) if !event.is_empty() => event.into_owned(),
+        _ => return Err(Refusal::BadRequest),
     };
-    let (to, event, volatile) = checked(
-        value(spec.to).as_ref(),
-        value(spec.event).as_ref(),
-        value(spec.volatile).as_ref(),
-    )?;
+    if is_reserved_event(&event) {
+        return Err(Refusal::ReservedEvent);
+    }
+    let volatile = match fields.volatile {
+        None | Some("null") | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(Refusal::BadRequest),
+    };
     // The data's placeholders still name the request's attachments.
     let attachments = args.attachments().to_vec();
-    let data = match spec.data.and_then(|data| array.part(data.get())) {
+    let data = match fields.data.and_then(|data| array.part(data)) {
         Some(data) => Args::from_raw(data, attachments),
         None => Args::from_parts(vec![Value::Null], attachments),
     };
@@ -149,47 +163,38 @@ fn publish_raw(args: &Args, array: &RawArray) -> Result<Publish, Refusal> {
     })
 }
 
-/// A publish spec's fields, borrowed from the request's text. (By hand
-/// rather than derived: a derived struct refuses a repeated key, which a
-/// `Value` parse accepts, keeping the last.)
-#[derive(Default)]
-struct RawSpec<'a> {
-    to: Option<&'a RawValue>,
-    event: Option<&'a RawValue>,
-    data: Option<&'a RawValue>,
-    volatile: Option<&'a RawValue>,
+/// [`rooms`] of a value's JSON text (checked JSON, e.g. a field of a
+/// received argument).
+fn raw_rooms(json: Option<&str>) -> Result<Vec<String>, Refusal> {
+    let room = |json: &str| match string_of(json) {
+        Some(room) if !room.is_empty() && room.len() <= MAX_ROOM_BYTES => Ok(room.into_owned()),
+        _ => Err(Refusal::BadRequest),
+    };
+    let json = json.ok_or(Refusal::BadRequest)?;
+    if json.starts_with('"') {
+        return Ok(vec![room(json)?]);
+    }
+    let mut names = Vec::new();
+    for name in array_elements(json).ok_or(Refusal::BadRequest)? {
+        if names.len() == MAX_ROOMS {
+            return Err(Refusal::BadRequest);
+        }
+        names.push(room(name)?);
+    }
+    if names.is_empty() {
+        return Err(Refusal::BadRequest);
+    }
+    Ok(names)
 }
 
-impl<'de> Deserialize<'de> for RawSpec<'de> {
-    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<RawSpec<'de>, D::Error> {
-        struct Fields;
-        impl<'de> Visitor<'de> for Fields {
-            type Value = RawSpec<'de>;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a publish object")
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawSpec<'de>, A::Error> {
-                let mut spec = RawSpec::default();
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    let slot = match &*key {
-                        "to" => &mut spec.to,
-                        "event" => &mut spec.event,
-                        "data" => &mut spec.data,
-                        "volatile" => &mut spec.volatile,
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
-                            continue;
-                        }
-                    };
-                    *slot = Some(map.next_value()?);
-                }
-                Ok(spec)
-            }
-        }
-        de.deserialize_map(Fields)
-    }
+/// A publish spec's fields: their values' JSON text, borrowed from the
+/// request's.
+#[derive(Default)]
+struct RawSpec<'a> {
+    to: Option<&'a str>,
+    event: Option<&'a str>,
+    data: Option<&'a str>,
+    volatile: Option<&'a str>,
 }
 
 /// A `refresh` request: `{"token": "<JWT>"}`; the token.
@@ -272,6 +277,81 @@ mod tests {
                 .unwrap()
                 .as_ref(),
             &[1, 2]
+        );
+    }
+
+    /// Arguments as received, from their JSON text (an array).
+    fn received(json: &str) -> Args {
+        let text = crate::socketio::raw::Utf8Bytes::copy_from_str(json);
+        let array = crate::socketio::raw::split_array(text, 0).expect("valid arguments");
+        Args::from_raw(array, Vec::new())
+    }
+
+    /// A publish's fields, and its data parsed.
+    fn fields(
+        publish: Result<Publish, Refusal>,
+    ) -> Result<(Vec<String>, String, bool, Value), Refusal> {
+        publish.map(|p| {
+            let data = p.data.get(0).cloned().unwrap_or(Value::Null);
+            (p.to, p.event, p.volatile, data)
+        })
+    }
+
+    #[test]
+    fn a_received_spec_reads_as_its_parsed_value_does() {
+        let long = format!(r#""{}""#, "x".repeat(MAX_ROOM_BYTES));
+        let too_long = format!(r#""{}""#, "x".repeat(MAX_ROOM_BYTES + 1));
+        let list = |n: usize| {
+            let names: Vec<String> = (0..n).map(|i| format!(r#""r{i}""#)).collect();
+            format!("[{}]", names.join(","))
+        };
+        let (most, too_many) = (list(MAX_ROOMS), list(MAX_ROOMS + 1));
+        let specs = [
+            r#"{"to":"r","event":"e","data":{"n":1.50,"s":"\u00e9"}}"#.to_string(),
+            r#"{ "to" : [ "a" , "b" ] , "event" : "e" , "volatile" : true }"#.to_string(),
+            r#"{"to":"r","event":"e","volatile":false,"data":[1,{"x":[]}]}"#.to_string(),
+            r#"{"to":"r","event":"e","volatile":null}"#.to_string(),
+            r#"{"to":"r","event":"e","volatile":"yes"}"#.to_string(),
+            r#"{"to":"r","event":"e","volatile":0}"#.to_string(),
+            r#"{"to":"nowhere","event":"e","to":["r"],"event":"f"}"#.to_string(),
+            r#"{"\u0074o":"r","ev\u0065nt":"e","data":"\"}\""}"#.to_string(),
+            r#"{"to":"r\"s","event":"\u00e9"}"#.to_string(),
+            r#"{"other":{"to":"x"},"to":"r","event":"e","more":[{"event":1}]}"#.to_string(),
+            r#"{"to":"r","event":"disconnect"}"#.to_string(),
+            r#"{"to":"r","event":"connect","volatile":"yes"}"#.to_string(),
+            r#"{"to":1,"event":"disconnect"}"#.to_string(),
+            r#"{"to":"r","event":""}"#.to_string(),
+            r#"{"to":"r","event":3}"#.to_string(),
+            r#"{"to":"r"}"#.to_string(),
+            r#"{"event":"e"}"#.to_string(),
+            r#"{"to":"","event":"e"}"#.to_string(),
+            r#"{"to":[],"event":"e"}"#.to_string(),
+            r#"{"to":["a",""],"event":"e"}"#.to_string(),
+            r#"{"to":["a",1],"event":"e"}"#.to_string(),
+            r#"{"to":null,"event":"e"}"#.to_string(),
+            r#"{"to":{"a":"b"},"event":"e"}"#.to_string(),
+            format!(r#"{{"to":{long},"event":"e"}}"#),
+            format!(r#"{{"to":{too_long},"event":"e"}}"#),
+            format!(r#"{{"to":[{too_long}],"event":"e"}}"#),
+            format!(r#"{{"to":{most},"event":"e"}}"#),
+            format!(r#"{{"to":{too_many},"event":"e"}}"#),
+            "{}".to_string(),
+            r#""r""#.to_string(),
+            r#"["r","e"]"#.to_string(),
+            "null".to_string(),
+        ];
+        for spec in &specs {
+            let raw = fields(publish(&received(&format!("[{spec}]"))));
+            let value: Value = serde_json::from_str(spec).unwrap();
+            let parsed = fields(publish(&Args::new().arg(value)));
+            assert_eq!(raw, parsed, "{spec}");
+        }
+        assert_eq!(publish(&received("[]")), Err(Refusal::BadRequest));
+        let p = publish(&received(r#"[{"to":"r","event":"e","data":{"n":1.50}}]"#)).unwrap();
+        assert_eq!(
+            p.data.raw_array().and_then(|data| data.get(0)),
+            Some(r#"{"n":1.50}"#),
+            "the data as written"
         );
     }
 

@@ -63,3 +63,37 @@ fn publish_and_echo_pass_the_data_on_as_the_client_wrote_it() {
     publisher.send(r#"28["echo",1.0E2, {"a" :[]}]"#);
     assert_eq!(publisher.sent(), [r#"38[1.0E2,{"a" :[]}]"#]);
 }
+
+#[test]
+fn a_publish_to_several_rooms_reaches_each_member_once() {
+    let relay = relay(RelayConfig::default());
+    let shard = shard_of(&relay);
+    let (both, one, publisher) = (
+        TestClient::new(&shard),
+        TestClient::new(&shard),
+        TestClient::new(&shard),
+    );
+    for c in [&both, &one, &publisher] {
+        c.connect("/");
+    }
+    both.send(r#"21["join",["a","b"]]"#);
+    one.send(r#"21["join","b"]"#);
+    assert_eq!(both.sent(), [r#"31[{"ok":true}]"#]);
+    assert_eq!(one.sent(), [r#"31[{"ok":true}]"#]);
+    for (id, to) in [(2, r#"["a","b"]"#), (3, r#"["b","b"]"#), (4, r#""a""#)] {
+        publisher.send(&format!(
+            r#"2{id}["publish",{{"to":{to},"event":"e","data":{id}}}]"#
+        ));
+        assert_eq!(
+            publisher.sent(),
+            [format!(r#"3{id}[{{"ok":true}}]"#)],
+            "{to}"
+        );
+        assert_eq!(both.sent(), [format!(r#"2["e",{id}]"#)], "{to}");
+        let expected: Vec<String> = match id {
+            4 => vec![],
+            _ => vec![format!(r#"2["e",{id}]"#)],
+        };
+        assert_eq!(one.sent(), expected, "{to}");
+    }
+}

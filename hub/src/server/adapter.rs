@@ -375,6 +375,10 @@ impl ShardAdapter {
     pub(crate) fn peers(&self, target: &Target) -> SmallVec<[usize; 8]> {
         let count = context::shard_count().unwrap_or(1);
         let mut peers: SmallVec<[usize; 8]> = SmallVec::new();
+        if count <= 1 {
+            // One shard: no other to reach (its rooms need not be read).
+            return peers;
+        }
         let owners: Option<SmallVec<[usize; 8]>> = if target.rooms.is_empty() {
             None
         } else {

@@ -195,6 +195,21 @@ impl BroadcastOperator {
         self.to(room)
     }
 
+    /// [`BroadcastOperator::to_many`] of names the caller owns: they are
+    /// moved into the target, not copied.
+    pub fn to_rooms(mut self, rooms: Vec<String>) -> BroadcastOperator {
+        if self.target.rooms.is_empty() && rooms.len() == 1 {
+            self.target.rooms = rooms;
+            return self;
+        }
+        for room in rooms {
+            if !self.target.rooms.contains(&room) {
+                self.target.rooms.push(room);
+            }
+        }
+        self
+    }
+
     /// Add several target rooms.
     pub fn to_many<'a>(mut self, rooms: impl IntoIterator<Item = &'a str>) -> BroadcastOperator {
         for room in rooms {

@@ -159,6 +159,83 @@ pub(crate) fn string_of(json: &str) -> Option<std::borrow::Cow<'_, str>> {
         .map(std::borrow::Cow::Owned)
 }
 
+/// Each member of `json`, a JSON object that was checked (an element of a
+/// [`RawArray`] or a part of one), in order: its key's text (quotes and
+/// escapes as written) and its value's text. `None` when `json` is not an
+/// object.
+pub(crate) fn object_members(json: &str) -> Option<Members<'_>> {
+    let b = json.as_bytes();
+    if b.first() != Some(&b'{') {
+        return None;
+    }
+    let at = scan::skip_ws(b, 1);
+    let at = if b.get(at) == Some(&b'}') {
+        b.len()
+    } else {
+        at
+    };
+    Some(Members { json, at })
+}
+
+/// The members of an object, from [`object_members`].
+pub(crate) struct Members<'a> {
+    json: &'a str,
+    /// Where the next key starts, or the text's length at the end.
+    at: usize,
+}
+
+impl<'a> Iterator for Members<'a> {
+    /// A key's text (a JSON string, quotes included) and its value's.
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<(&'a str, &'a str)> {
+        let (json, b) = (self.json, self.json.as_bytes());
+        let key = self.at;
+        if b.get(key) != Some(&b'"') {
+            self.at = b.len();
+            return None;
+        }
+        let key_end = scan::value_end(b, key)?;
+        let colon = scan::skip_ws(b, key_end);
+        let value = scan::skip_ws(b, colon + 1);
+        let value_end = match b.get(colon) {
+            Some(b':') => scan::value_end(b, value),
+            _ => None,
+        };
+        let Some(value_end) = value_end else {
+            self.at = b.len();
+            return None;
+        };
+        let next = scan::skip_ws(b, value_end);
+        self.at = match b.get(next) {
+            Some(b',') => scan::skip_ws(b, next + 1),
+            _ => b.len(),
+        };
+        Some((&json[key..key_end], &json[value..value_end]))
+    }
+}
+
+/// Each element's text of `json`, a JSON array that was checked (a part
+/// of a [`RawArray`]'s element), in order. `None` when `json` is not an
+/// array.
+pub(crate) fn array_elements(json: &str) -> Option<impl Iterator<Item = &str> + '_> {
+    let b = json.as_bytes();
+    if b.first() != Some(&b'[') {
+        return None;
+    }
+    let mut at = scan::skip_ws(b, 1);
+    Some(std::iter::from_fn(move || {
+        let end = scan::value_end(b, at)?;
+        let start = at;
+        let next = scan::skip_ws(b, end);
+        at = match b.get(next) {
+            Some(b',') => scan::skip_ws(b, next + 1),
+            _ => b.len(),
+        };
+        Some(&json[start..end])
+    }))
+}
+
 /// Split `text[start..]`, which begins with `[`, into a [`RawArray`], with
 /// the checks a [`Value`] parse of it would make (see [`scan`]).
 pub(crate) fn split_array(text: Utf8Bytes, start: usize) -> Result<RawArray, String> {

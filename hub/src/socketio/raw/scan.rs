@@ -133,6 +133,18 @@ pub(super) fn scan_array(
     Ok(plain_first)
 }
 
+/// Where the value at `json[i]` ends, for text already checked by
+/// [`scan_array`] (an element or a part of one); `None` when it is not
+/// a value there. Whitespace after `i` is the caller's.
+pub(super) fn value_end(json: &[u8], i: usize) -> Option<usize> {
+    Scanner { b: json }.value(i, 1).ok()
+}
+
+/// The first index from `i` on that is not JSON whitespace.
+pub(super) fn skip_ws(json: &[u8], i: usize) -> usize {
+    Scanner { b: json }.skip_ws(i)
+}
+
 struct Scanner<'a> {
     b: &'a [u8],
 }
