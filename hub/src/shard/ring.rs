@@ -134,8 +134,9 @@ struct ReadinessRing {
     /// close to a reactor that may be gone by then).
     eventfd: OwnedFd,
     table: RefCell<Readiness>,
-    /// Readers a drain wakes, kept for the next drain's use.
-    wakers: Cell<Vec<Waker>>,
+    /// Readers a drain wakes (with their slots' user data, to give the
+    /// wakers back), kept for the next drain's use.
+    wakers: Cell<Vec<(u64, Waker)>>,
     /// The ring failed after it was made: new connections read through
     /// glommio, and the registered ones were told so.
     failed: Cell<bool>,
@@ -341,12 +342,12 @@ impl ReadinessRing {
             loop {
                 for cqe in uring.completion() {
                     handled += 1;
-                    let done = table.handle_completion(
-                        cqe.user_data(),
-                        cqe.result(),
-                        cqueue::more(cqe.flags()),
-                    );
-                    wakers.extend(done.wake);
+                    let user_data = cqe.user_data();
+                    let done =
+                        table.handle_completion(user_data, cqe.result(), cqueue::more(cqe.flags()));
+                    if let Some(waker) = done.wake {
+                        wakers.push((user_data, waker));
+                    }
                     rearm.extend(done.rearm);
                 }
                 if !uring.submission().cq_overflow() {
@@ -389,8 +390,17 @@ impl ReadinessRing {
         if let Some(error) = failure {
             self.fail(&error);
         }
-        for waker in wakers.drain(..) {
-            waker.wake();
+        // Woken by reference with no borrow held, then given back to the
+        // table: the reader's next wait finds its waker in place and
+        // clones none, and no waker is dropped per wake.
+        for (_, waker) in &wakers {
+            waker.wake_by_ref();
+        }
+        if !wakers.is_empty() {
+            let mut table = self.table.borrow_mut();
+            for (user_data, waker) in wakers.drain(..) {
+                table.give_back(user_data, waker);
+            }
         }
         self.wakers.set(wakers);
     }
