@@ -207,21 +207,25 @@ fn shard_ring() -> Option<Rc<ReadinessRing>> {
 }
 
 impl Registration {
-    /// Read into `buf` if the ring says the socket may have bytes: the
-    /// count (0 at the end), an error, or pending with the reader's waker
-    /// kept. `None`: the ring no longer watches this connection; read
-    /// through glommio.
+    /// Whether the ring says the socket may have bytes (or the end, or an
+    /// error): pending with the reader's waker kept, else
+    /// [`ReadReadiness::Ready`] (read with [`Registration::poll_recv`]) or
+    /// [`ReadReadiness::Unwatched`] (read through glommio). Asked before a
+    /// read buffer is taken, so a reader that waits takes none.
+    pub(crate) fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<ReadReadiness> {
+        self.ring.table.borrow_mut().poll_read_ready(self.token, cx)
+    }
+
+    /// Read into `buf`, [`Registration::poll_readable`] having said
+    /// ready in this poll: the count (0 at the end), an error, or pending
+    /// with the reader's waker kept. `None`: the ring no longer watches
+    /// this connection; read through glommio.
     pub(crate) fn poll_recv(
         &self,
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Option<Poll<io::Result<usize>>> {
         loop {
-            match self.ring.table.borrow_mut().poll_read_ready(self.token, cx) {
-                Poll::Pending => return Some(Poll::Pending),
-                Poll::Ready(ReadReadiness::Unwatched) => return None,
-                Poll::Ready(ReadReadiness::Ready) => {}
-            }
             match recv_nonblocking(self.fd, buf) {
                 Ok(n) => {
                     // A short read may wait for the poll's next completion
@@ -234,9 +238,15 @@ impl Registration {
                     return Some(Poll::Ready(Ok(n)));
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    // Nothing there: wait for the poll (the loop keeps the
-                    // waker and returns pending).
+                    // Nothing there: wait for the poll (which keeps the
+                    // waker and returns pending), or read again if a
+                    // completion came meanwhile.
                     self.ring.table.borrow_mut().clear_ready(self.token);
+                    match self.poll_readable(cx) {
+                        Poll::Pending => return Some(Poll::Pending),
+                        Poll::Ready(ReadReadiness::Unwatched) => return None,
+                        Poll::Ready(ReadReadiness::Ready) => {}
+                    }
                 }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => return Some(Poll::Ready(Err(error))),
