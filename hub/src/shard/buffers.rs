@@ -22,6 +22,7 @@ use std::task::{Context, Poll};
 
 use futures_lite::io::AsyncRead;
 
+use super::readiness::ReadReadiness;
 use super::ring::Registration;
 use super::stream::Stream;
 
@@ -91,6 +92,13 @@ pub(crate) fn poll_read(
     watched: Option<&Registration>,
     cx: &mut Context<'_>,
 ) -> Poll<io::Result<Chunk>> {
+    // A watched connection asks the ring first: a reader that waits takes
+    // no buffer (and gives none back).
+    let watched = match watched.map(|watched| (watched, watched.poll_readable(cx))) {
+        Some((_, Poll::Pending)) => return Poll::Pending,
+        Some((watched, Poll::Ready(ReadReadiness::Ready))) => Some(watched),
+        Some((_, Poll::Ready(ReadReadiness::Unwatched))) | None => None,
+    };
     let mut chunk = Chunk {
         buf: Some(take_read_buf()),
         len: 0,

@@ -56,8 +56,15 @@ struct Slot {
     /// The poll failed and is not re-armed: the connection reads through
     /// glommio instead.
     unwatched: bool,
-    /// The reader waiting for `ready`.
+    /// The reader's waker, kept across its waits: a completion takes it
+    /// only while `waiting`, and the ring gives it back once woken (see
+    /// [`Readiness::give_back`]), so a reader that waits again with the
+    /// same waker clones nothing.
     waker: Option<Waker>,
+    /// The reader waits for `ready`: set by a pending
+    /// [`Readiness::poll_read_ready`], cleared by the completion that
+    /// wakes it.
+    waiting: bool,
 }
 
 /// What a reader should do (see [`Readiness::poll_read_ready`]).
@@ -74,7 +81,8 @@ pub(crate) enum ReadReadiness {
 #[must_use]
 #[derive(Debug, Default)]
 pub(crate) struct Completion {
-    /// Wake this reader (outside any borrow of the table).
+    /// Wake this reader (outside any borrow of the table), then give its
+    /// waker back to the table with [`Readiness::give_back`].
     pub(crate) wake: Option<Waker>,
     /// The multishot poll ended: arm a new one for this descriptor with
     /// this token's user data.
@@ -107,6 +115,7 @@ impl Readiness {
                     sticky: false,
                     unwatched: false,
                     waker: None,
+                    waiting: false,
                 });
                 (self.slots.len() - 1) as u32
             }
@@ -117,6 +126,7 @@ impl Readiness {
         entry.sticky = false;
         entry.unwatched = false;
         entry.waker = None;
+        entry.waiting = false;
         self.watched += 1;
         Token {
             slot,
@@ -186,7 +196,12 @@ impl Readiness {
         if result >= 0 && (result as u32) & STICKY_EVENTS != 0 {
             entry.sticky = true;
         }
-        let wake = entry.waker.take();
+        let wake = if entry.waiting {
+            entry.waiting = false;
+            entry.waker.take()
+        } else {
+            None
+        };
         let rearm = if more {
             None
         } else if result >= 0 {
@@ -219,11 +234,23 @@ impl Readiness {
         if entry.ready {
             return Poll::Ready(ReadReadiness::Ready);
         }
+        entry.waiting = true;
         match &mut entry.waker {
             Some(waker) if waker.will_wake(cx.waker()) => {}
             slot => *slot = Some(cx.waker().clone()),
         }
         Poll::Pending
+    }
+
+    /// The waker a completion took for the reader of `user_data`, woken
+    /// since: kept for the reader's next wait, unless the slot is gone,
+    /// fallen back, or holds another waker by now.
+    pub(crate) fn give_back(&mut self, user_data: u64, waker: Waker) {
+        if let Some(entry) = live(&mut self.slots, Token::from_user_data(user_data)) {
+            if entry.waker.is_none() && !entry.unwatched {
+                entry.waker = Some(waker);
+            }
+        }
     }
 
     /// A read found the socket empty: wait for the poll's next completion.
@@ -258,6 +285,7 @@ impl Readiness {
             }
             slot.unwatched = true;
             self.watched -= 1;
+            slot.waiting = false;
             wakers.extend(slot.waker.take());
         }
         wakers

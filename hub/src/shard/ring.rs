@@ -134,8 +134,9 @@ struct ReadinessRing {
     /// close to a reactor that may be gone by then).
     eventfd: OwnedFd,
     table: RefCell<Readiness>,
-    /// Readers a drain wakes, kept for the next drain's use.
-    wakers: Cell<Vec<Waker>>,
+    /// Readers a drain wakes (with their slots' user data, to give the
+    /// wakers back), kept for the next drain's use.
+    wakers: Cell<Vec<(u64, Waker)>>,
     /// The ring failed after it was made: new connections read through
     /// glommio, and the registered ones were told so.
     failed: Cell<bool>,
@@ -206,21 +207,25 @@ fn shard_ring() -> Option<Rc<ReadinessRing>> {
 }
 
 impl Registration {
-    /// Read into `buf` if the ring says the socket may have bytes: the
-    /// count (0 at the end), an error, or pending with the reader's waker
-    /// kept. `None`: the ring no longer watches this connection; read
-    /// through glommio.
+    /// Whether the ring says the socket may have bytes (or the end, or an
+    /// error): pending with the reader's waker kept, else
+    /// [`ReadReadiness::Ready`] (read with [`Registration::poll_recv`]) or
+    /// [`ReadReadiness::Unwatched`] (read through glommio). Asked before a
+    /// read buffer is taken, so a reader that waits takes none.
+    pub(crate) fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<ReadReadiness> {
+        self.ring.table.borrow_mut().poll_read_ready(self.token, cx)
+    }
+
+    /// Read into `buf`, [`Registration::poll_readable`] having said
+    /// ready in this poll: the count (0 at the end), an error, or pending
+    /// with the reader's waker kept. `None`: the ring no longer watches
+    /// this connection; read through glommio.
     pub(crate) fn poll_recv(
         &self,
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Option<Poll<io::Result<usize>>> {
         loop {
-            match self.ring.table.borrow_mut().poll_read_ready(self.token, cx) {
-                Poll::Pending => return Some(Poll::Pending),
-                Poll::Ready(ReadReadiness::Unwatched) => return None,
-                Poll::Ready(ReadReadiness::Ready) => {}
-            }
             match recv_nonblocking(self.fd, buf) {
                 Ok(n) => {
                     // A short read may wait for the poll's next completion
@@ -233,9 +238,15 @@ impl Registration {
                     return Some(Poll::Ready(Ok(n)));
                 }
                 Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                    // Nothing there: wait for the poll (the loop keeps the
-                    // waker and returns pending).
+                    // Nothing there: wait for the poll (which keeps the
+                    // waker and returns pending), or read again if a
+                    // completion came meanwhile.
                     self.ring.table.borrow_mut().clear_ready(self.token);
+                    match self.poll_readable(cx) {
+                        Poll::Pending => return Some(Poll::Pending),
+                        Poll::Ready(ReadReadiness::Unwatched) => return None,
+                        Poll::Ready(ReadReadiness::Ready) => {}
+                    }
                 }
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => return Some(Poll::Ready(Err(error))),
@@ -341,12 +352,12 @@ impl ReadinessRing {
             loop {
                 for cqe in uring.completion() {
                     handled += 1;
-                    let done = table.handle_completion(
-                        cqe.user_data(),
-                        cqe.result(),
-                        cqueue::more(cqe.flags()),
-                    );
-                    wakers.extend(done.wake);
+                    let user_data = cqe.user_data();
+                    let done =
+                        table.handle_completion(user_data, cqe.result(), cqueue::more(cqe.flags()));
+                    if let Some(waker) = done.wake {
+                        wakers.push((user_data, waker));
+                    }
                     rearm.extend(done.rearm);
                 }
                 if !uring.submission().cq_overflow() {
@@ -389,8 +400,17 @@ impl ReadinessRing {
         if let Some(error) = failure {
             self.fail(&error);
         }
-        for waker in wakers.drain(..) {
-            waker.wake();
+        // Woken by reference with no borrow held, then given back to the
+        // table: the reader's next wait finds its waker in place and
+        // clones none, and no waker is dropped per wake.
+        for (_, waker) in &wakers {
+            waker.wake_by_ref();
+        }
+        if !wakers.is_empty() {
+            let mut table = self.table.borrow_mut();
+            for (user_data, waker) in wakers.drain(..) {
+                table.give_back(user_data, waker);
+            }
         }
         self.wakers.set(wakers);
     }

@@ -269,3 +269,71 @@ fn the_watched_count_follows_registrations_failures_and_unwatch_all() {
         Poll::Ready(ReadReadiness::Ready)
     );
 }
+
+#[test]
+fn a_woken_waker_given_back_serves_the_next_wait_and_wakes_only_a_waiting_reader() {
+    let mut table = Readiness::default();
+    let token = table.register(5);
+    table.clear_ready(token);
+    let (count, waker) = counter();
+    assert_eq!(poll(&mut table, token, &waker), Poll::Pending);
+    let woken = table
+        .handle_completion(token.user_data(), POLLIN, true)
+        .wake
+        .expect("the reader waits");
+    woken.wake_by_ref();
+    table.give_back(token.user_data(), woken);
+    assert_eq!(count.0.load(Ordering::SeqCst), 1);
+    assert!(
+        table.slots[0]
+            .waker
+            .as_ref()
+            .is_some_and(|kept| kept.will_wake(&waker)),
+        "the table keeps the waker it woke"
+    );
+    // Woken, not waiting: a completion before the reader's next wait marks
+    // it ready and wakes nothing.
+    let early = table.handle_completion(token.user_data(), POLLIN, true);
+    assert!(early.wake.is_none());
+    assert_eq!(
+        poll(&mut table, token, &waker),
+        Poll::Ready(ReadReadiness::Ready)
+    );
+    // The next wait finds its waker in place, and the next completion
+    // wakes it again.
+    table.clear_ready(token);
+    assert_eq!(poll(&mut table, token, &waker), Poll::Pending);
+    table
+        .handle_completion(token.user_data(), POLLIN, true)
+        .wake
+        .expect("the reader waits again")
+        .wake();
+    assert_eq!(count.0.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn a_waker_given_back_to_a_gone_or_taken_slot_is_dropped() {
+    let mut table = Readiness::default();
+    let token = table.register(5);
+    table.clear_ready(token);
+    let (_, first) = counter();
+    let (second_count, second) = counter();
+    assert_eq!(poll(&mut table, token, &first), Poll::Pending);
+    let woken = table
+        .handle_completion(token.user_data(), POLLIN, true)
+        .wake
+        .expect("the reader waits");
+    // Another waker came in meanwhile: it stays.
+    table.clear_ready(token);
+    assert_eq!(poll(&mut table, token, &second), Poll::Pending);
+    table.give_back(token.user_data(), woken.clone());
+    assert!(table.slots[0]
+        .waker
+        .as_ref()
+        .is_some_and(|kept| kept.will_wake(&second)));
+    // The slot freed: nothing is kept for the old token.
+    table.deregister(token);
+    table.give_back(token.user_data(), woken);
+    assert!(table.slots[0].waker.is_none());
+    assert_eq!(second_count.0.load(Ordering::SeqCst), 0);
+}
