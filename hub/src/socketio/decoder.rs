@@ -138,12 +138,7 @@ impl Decoder {
         if self.pending.take().is_some() {
             return Err(DecodeError::UnexpectedText);
         }
-        let (packet, count) = parse(self.protocol, self.max_attachments, text)?;
-        if count == 0 {
-            return Ok(Some(packet));
-        }
-        self.pending = Some(Box::new((packet, count)));
-        Ok(None)
+        parse(self.protocol, self.max_attachments, text, &mut self.pending)
     }
 
     /// Whether a binary packet waits for attachments.
@@ -152,12 +147,15 @@ impl Decoder {
     }
 }
 
-/// Parse one text message into a packet and its announced attachment count.
+/// Parse one text message into a packet; one that announces attachments
+/// goes to `pending` to wait for them (`Ok(None)`). The packet is built in
+/// the place it is returned in, not moved there (it is 176 bytes).
 fn parse(
     protocol: Protocol,
     max_attachments: usize,
     shared: Utf8Bytes,
-) -> Result<(RawPacket, usize), DecodeError> {
+    pending: &mut Option<Box<(RawPacket, usize)>>,
+) -> Result<Option<RawPacket>, DecodeError> {
     let text = shared.as_str();
     let b = text.as_bytes();
     let Some(&first) = b.first() else {
@@ -260,22 +258,28 @@ fn parse(
         check_raw_placeholders(array, count)?;
     }
 
-    Ok((
-        RawPacket {
+    if count == 0 {
+        // The usual case: no attachments announced, none to wait for.
+        return Ok(Some(RawPacket {
             kind,
             nsp,
             query,
             id,
             payload,
-            // Bounded: a hostile count must not reserve memory up front.
-            // (None announced, the usual case: no call at all.)
-            attachments: match count {
-                0 => Vec::new(),
-                count => Vec::with_capacity(count.min(16)),
-            },
-        },
-        count,
-    ))
+            attachments: Vec::new(),
+        }));
+    }
+    let packet = RawPacket {
+        kind,
+        nsp,
+        query,
+        id,
+        payload,
+        // Bounded: a hostile count must not reserve memory up front.
+        attachments: Vec::with_capacity(count.min(16)),
+    };
+    *pending = Some(Box::new((packet, count)));
+    Ok(None)
 }
 
 /// [`check_payload`] for an event's array kept as text: the name is read
