@@ -55,12 +55,29 @@ pub fn rooms(value: Option<&Value>) -> Result<Vec<String>, Refusal> {
     names
         .into_iter()
         .map(|name| match name {
-            Value::String(room) if !room.is_empty() && room.len() <= MAX_ROOM_BYTES => {
-                Ok(room.clone())
-            }
+            Value::String(room) => room_name(room),
             _ => Err(Refusal::BadRequest),
         })
         .collect()
+}
+
+/// One room name's rule: non-empty, at most [`MAX_ROOM_BYTES`].
+fn room_name(room: &str) -> Result<String, Refusal> {
+    if room.is_empty() || room.len() > MAX_ROOM_BYTES {
+        return Err(Refusal::BadRequest);
+    }
+    Ok(room.to_owned())
+}
+
+/// A publish's event name's rule: non-empty, not reserved.
+fn event_name(event: &str) -> Result<(), Refusal> {
+    if event.is_empty() {
+        return Err(Refusal::BadRequest);
+    }
+    if is_reserved_event(event) {
+        return Err(Refusal::ReservedEvent);
+    }
+    Ok(())
 }
 
 /// A `publish` request.
@@ -103,12 +120,12 @@ fn checked(
 ) -> Result<(Vec<String>, String, bool), Refusal> {
     let to = rooms(to)?;
     let event = match event {
-        Some(Value::String(event)) if !event.is_empty() => event.clone(),
+        Some(Value::String(event)) => {
+            event_name(event)?;
+            event.clone()
+        }
         _ => return Err(Refusal::BadRequest),
     };
-    if is_reserved_event(&event) {
-        return Err(Refusal::ReservedEvent);
-    }
     let volatile = match volatile {
         None | Some(Value::Null) => false,
         Some(Value::Bool(v)) => *v,
@@ -137,13 +154,12 @@ fn publish_raw(args: &Args, array: &RawArray) -> Result<Publish, Refusal> {
     }
     // In `checked`'s order, so that a request wrong twice gets its refusal.
     let to = raw_rooms(fields.to)?;
-    let event = match fields.event.and_then(string_of) {
-        Some(event) if !event.is_empty() => event.into_owned(),
-        _ => return Err(Refusal::BadRequest),
-    };
-    if is_reserved_event(&event) {
-        return Err(Refusal::ReservedEvent);
-    }
+    let event = fields
+        .event
+        .and_then(string_of)
+        .ok_or(Refusal::BadRequest)?;
+    event_name(&event)?;
+    let event = event.into_owned();
     let volatile = match fields.volatile {
         None | Some("null") | Some("false") => false,
         Some("true") => true,
@@ -166,10 +182,7 @@ fn publish_raw(args: &Args, array: &RawArray) -> Result<Publish, Refusal> {
 /// [`rooms`] of a value's JSON text (checked JSON, e.g. a field of a
 /// received argument).
 fn raw_rooms(json: Option<&str>) -> Result<Vec<String>, Refusal> {
-    let room = |json: &str| match string_of(json) {
-        Some(room) if !room.is_empty() && room.len() <= MAX_ROOM_BYTES => Ok(room.into_owned()),
-        _ => Err(Refusal::BadRequest),
-    };
+    let room = |json: &str| room_name(&string_of(json).ok_or(Refusal::BadRequest)?);
     let json = json.ok_or(Refusal::BadRequest)?;
     if json.starts_with('"') {
         return Ok(vec![room(json)?]);
