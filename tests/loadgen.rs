@@ -20,9 +20,9 @@ use serde_json::{json, Value};
 use support::{start_hub, Proc, TestCert, HUB};
 
 /// The loadgen binary next to the hub binary, built once for these tests
-/// with the workspace's binaries and examples: the features of `cargo test
-/// --workspace` (with `-p loadgen` its dependencies were built again, about
-/// 35 s in CI), so nothing is built after it either.
+/// with the workspace's binaries, examples and tests: the features of
+/// `cargo test --workspace` (with `-p loadgen` its dependencies were built
+/// again, about 35 s in CI), so nothing is built after it either.
 fn loadgen() -> Command {
     static BUILD: Once = Once::new();
     let bin = PathBuf::from(HUB).with_file_name("loadgen");
@@ -33,7 +33,7 @@ fn loadgen() -> Command {
             vec![]
         };
         let status = Command::new(env!("CARGO"))
-            .args(["build", "--workspace", "--bins", "--examples"])
+            .args(["build", "--workspace", "--bins", "--examples", "--tests"])
             .args(profile)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()

@@ -60,17 +60,24 @@ fn target_dir() -> PathBuf {
 
 /// Where the hub example `name` is, built first (once per test binary):
 /// `cargo test` does not build examples for integration tests, and a stale
-/// one would test old code. Built with `--workspace`, the features
-/// `cargo test --workspace` builds with: with `-p hub` the features differ,
-/// and the hub library and its dependencies were built again (about 50 s
-/// of a clean CI run).
+/// one would test old code. Built with the workspace's binaries, examples
+/// and tests, as `cargo test --workspace` builds them (with `-p hub` the
+/// features differ, and the hub library and its dependencies were built
+/// again: about 50 s of a clean CI run); all fresh after it.
 pub fn example(name: &str) -> PathBuf {
     static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let mut built = BUILT.lock().unwrap();
     if !built.iter().any(|b| b == name) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_string());
         let status = Command::new(cargo)
-            .args(["build", "--quiet", "--workspace", "--example", name])
+            .args([
+                "build",
+                "--quiet",
+                "--workspace",
+                "--bins",
+                "--examples",
+                "--tests",
+            ])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .unwrap_or_else(|e| panic!("run cargo to build the {name} example: {e}"));

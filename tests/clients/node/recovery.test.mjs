@@ -134,6 +134,8 @@ async function startServer(command, { shards = 1, window = WINDOW_MS, budget, ex
   // The hub's metrics say when it keeps a session (the reference has none).
   const hub = command === undefined && !againstReference();
   server.keptSessions = hub ? () => metricSum(`http://${admin}`, "hub_recovery_sessions") : undefined;
+  // The reference says on stderr when a socket is gone (and its session kept).
+  server.sawGone = (id) => server.stderr().includes(`reference-relay: socket gone socket=${id} `);
   cleanup.push(() => server.stop());
   const proxy = await startProxy(server.port);
   cleanup.push(() => proxy.close());
@@ -178,12 +180,15 @@ function received(client, prefix) {
 
 /**
  * Drop the transport, publish `missed` while the client is away, let it
- * back once the server keeps its session (on a hub, from its metrics: a
- * client that comes back before the server has seen it go gets a fresh
- * session, with socket.io too); resolves once it is connected again.
+ * back once the server keeps its session (on a hub, from its metrics; on
+ * the reference, from its stderr: a client that comes back before the
+ * server has seen it go gets a fresh session, with socket.io too; under
+ * load a reconnect could beat the reference's own look at the parked GET);
+ * resolves once it is connected again.
  */
 async function dropAndMiss(server, proxy, client, from, room, missed) {
   if (client.mode === "polling") await proxy.parkedGet();
+  const id = client.socket.id;
   const kept = server.keptSessions ? await server.keptSessions() : 0;
   const before = client.connects;
   const gone = new Promise((resolve) => client.socket.once("disconnect", resolve));
@@ -193,6 +198,8 @@ async function dropAndMiss(server, proxy, client, from, room, missed) {
   for (const [event, data] of missed) await publish(from, room, event, data);
   if (server.keptSessions) {
     await eventually(async () => (await server.keptSessions()) > kept, 10_000, "the hub keeps the session");
+  } else {
+    await eventually(() => server.sawGone(id), 10_000, `the reference sees socket ${id} go`);
   }
   proxy.open();
   await reconnected(client, before);

@@ -417,7 +417,13 @@ function onConnection(socket) {
   const claims = socket.data.claims;
   if (claims !== undefined && claims.sub !== undefined) socket.join(`user:${claims.sub}`);
   armExpiry(socket);
-  socket.on("disconnect", () => clearTimeout(socket.data.expiryTimer));
+  socket.on("disconnect", (reason) => {
+    clearTimeout(socket.data.expiryTimer);
+    // Said so that a test can wait until the server has seen a transport
+    // go (recovery.test.mjs: a client back before that gets a fresh
+    // session; the hub says it through its metrics).
+    process.stderr.write(`reference-relay: socket gone socket=${socket.id} reason="${reason}"\n`);
+  });
 
   request(socket, "join", ([rooms]) => {
     refuseIfExpired(socket);
