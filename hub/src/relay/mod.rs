@@ -19,6 +19,7 @@ use crate::server::{
     Ack, Args, ClusterConfig, ConnectError, Io, IoBuilder, IoSettings, JoinError, NamespaceBuilder,
     RecoveryConfig, Socket,
 };
+use crate::socketio::raw::{split_array, Utf8Bytes};
 use grant::{Grant, Refresh, TokenGrant};
 use request::Refusal;
 pub use sweeper::AUTH_ERROR_EVENT;
@@ -143,12 +144,22 @@ fn authenticate(
 
 fn answer(ack: Option<Ack>, result: Result<(), Refusal>) {
     if let Some(ack) = ack {
-        let body = match result {
-            Ok(()) => json!({"ok": true}),
-            Err(refusal) => json!({"ok": false, "error": refusal.as_str()}),
+        let args = match result {
+            Ok(()) => OK.with(Args::clone),
+            Err(refusal) => Args::new().arg(json!({"ok": false, "error": refusal.as_str()})),
         };
-        ack.send(Args::new().arg(body));
+        ack.send(args);
     }
+}
+
+thread_local! {
+    /// The answer to a request that succeeded, `{"ok":true}`, as JSON text:
+    /// written as it is (an ack of arguments as received), not built and
+    /// serialized for every publish.
+    static OK: Args = Args::from_raw(
+        split_array(Utf8Bytes::copy_from_str(r#"[{"ok":true}]"#), 0).expect("valid JSON"),
+        Vec::new(),
+    );
 }
 
 fn grant(socket: &Socket) -> Arc<Grant> {
