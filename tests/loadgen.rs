@@ -10,41 +10,19 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::sync::Once;
 use std::thread;
 use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hub::auth::TokenVerifier;
 use serde_json::{json, Value};
-use support::{start_hub, Proc, TestCert, HUB};
+use support::{build_workspace, start_hub, Proc, TestCert, HUB};
 
-/// The loadgen binary next to the hub binary, built once for these tests
-/// with the workspace's binaries, examples and tests: the features of
-/// `cargo test --workspace` (with `-p loadgen` its dependencies were built
-/// again, about 35 s in CI), so nothing is built after it either.
+/// The loadgen binary next to the hub binary, built ([`build_workspace`])
+/// in the hub binary's profile.
 fn loadgen() -> Command {
-    static BUILD: Once = Once::new();
-    let bin = PathBuf::from(HUB).with_file_name("loadgen");
-    BUILD.call_once(|| {
-        let profile = if HUB.contains("/release/") {
-            vec!["--release"]
-        } else {
-            vec![]
-        };
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--workspace", "--bins", "--examples", "--tests"])
-            .args(profile)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            // Set for this test by cargo test; in a build's environment it
-            // makes ring's build script run again, and ring, rustls and the
-            // hub library build again (30 s), then again for the next build.
-            .env_remove("CARGO_MANIFEST_DIR")
-            .status()
-            .expect("run cargo to build loadgen");
-        assert!(status.success(), "building loadgen failed");
-    });
-    Command::new(bin)
+    build_workspace(HUB.contains("/release/"));
+    Command::new(PathBuf::from(HUB).with_file_name("loadgen"))
 }
 
 fn url(hub: &Proc) -> String {

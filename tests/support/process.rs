@@ -6,8 +6,8 @@
 //! * [`start_hub`] starts `hub` on loopback with free ports; [`Proc::spawn`]
 //!   starts any command that prints `listening on A` and
 //!   `admin listening on B`.
-//! * [`example`] builds a hub example once per test binary and says where
-//!   it is.
+//! * [`build_workspace`] builds the workspace's binaries and examples once
+//!   per test binary; [`example`] says where a hub example is, built.
 //! * [`Captured`] and [`stdout_lines`] read a child's pipes on threads, so
 //!   that the child never blocks on a full pipe.
 
@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex, Once};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -58,26 +58,34 @@ fn target_dir() -> PathBuf {
     }
 }
 
-/// Where the hub example `name` is, built first (once per test binary):
-/// `cargo test` does not build examples for integration tests, and a stale
-/// one would test old code. Built with the workspace's binaries, examples
-/// and tests, as `cargo test --workspace` builds them (with `-p hub` the
-/// features differ, and the hub library and its dependencies were built
-/// again: about 50 s of a clean CI run); all fresh after it.
-pub fn example(name: &str) -> PathBuf {
-    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
-    let mut built = BUILT.lock().unwrap();
-    if !built.iter().any(|b| b == name) {
+/// Builds the workspace's binaries, examples and tests, once per test
+/// binary and profile (`release`: `--release`): `cargo test` builds no
+/// example and no other package's binary for integration tests, and a stale
+/// one would test old code. The same build as `cargo test --workspace`
+/// (with `-p hub` the features differ, and the hub library and its
+/// dependencies were built again: about 50 s of a clean CI run), so after it
+/// this finds everything fresh. One test file runs the same way with
+/// `cargo test --test NAME` (from the workspace; `-p hub` would select other
+/// features, and the two builds would replace each other's artifacts).
+pub fn build_workspace(release: bool) {
+    static DEBUG: Once = Once::new();
+    static RELEASE: Once = Once::new();
+    let once = if release { &RELEASE } else { &DEBUG };
+    once.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| env!("CARGO").to_string());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "--workspace",
-                "--bins",
-                "--examples",
-                "--tests",
-            ])
+        let mut command = Command::new(cargo);
+        command.args([
+            "build",
+            "--quiet",
+            "--workspace",
+            "--bins",
+            "--examples",
+            "--tests",
+        ]);
+        if release {
+            command.arg("--release");
+        }
+        let status = command
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             // Set for this test by cargo test; in a build's environment it
             // makes ring's build script run again, and ring, rustls and the
@@ -85,10 +93,14 @@ pub fn example(name: &str) -> PathBuf {
             // without it.
             .env_remove("CARGO_MANIFEST_DIR")
             .status()
-            .unwrap_or_else(|e| panic!("run cargo to build the {name} example: {e}"));
-        assert!(status.success(), "building the {name} example failed");
-        built.push(name.to_owned());
-    }
+            .unwrap_or_else(|e| panic!("run cargo to build the workspace: {e}"));
+        assert!(status.success(), "building the workspace failed");
+    });
+}
+
+/// Where the hub example `name` is, built first ([`build_workspace`]).
+pub fn example(name: &str) -> PathBuf {
+    build_workspace(false);
     target_dir().join("debug/examples").join(name)
 }
 

@@ -94,10 +94,13 @@ pub(crate) fn poll_read(
 ) -> Poll<io::Result<Chunk>> {
     // A watched connection asks the ring first: a reader that waits takes
     // no buffer (and gives none back).
-    let watched = match watched.map(|watched| (watched, watched.poll_readable(cx))) {
-        Some((_, Poll::Pending)) => return Poll::Pending,
-        Some((watched, Poll::Ready(ReadReadiness::Ready))) => Some(watched),
-        Some((_, Poll::Ready(ReadReadiness::Unwatched))) | None => None,
+    let watched = match watched {
+        Some(watched) => match watched.poll_readable(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(ReadReadiness::Ready) => Some(watched),
+            Poll::Ready(ReadReadiness::Unwatched) => None,
+        },
+        None => None,
     };
     let mut chunk = Chunk {
         buf: Some(take_read_buf()),

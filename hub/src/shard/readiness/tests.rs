@@ -24,6 +24,23 @@ fn poll(table: &mut Readiness, token: Token, waker: &Waker) -> Poll<ReadReadines
 
 const POLLIN: i32 = libc::POLLIN as i32;
 
+/// The waker a readable completion of `token`'s (still armed) poll hands
+/// out: a reader waits.
+fn woken_by_completion(table: &mut Readiness, token: Token) -> Waker {
+    table
+        .handle_completion(token.user_data(), POLLIN, true)
+        .wake
+        .expect("a reader waits")
+}
+
+/// Whether the slot of the table's first registration keeps `waker`.
+fn keeps(table: &Readiness, waker: &Waker) -> bool {
+    table.slots[0]
+        .waker
+        .as_ref()
+        .is_some_and(|kept| kept.will_wake(waker))
+}
+
 #[test]
 fn a_new_registration_is_ready_then_waits_once_cleared() {
     let mut table = Readiness::default();
@@ -135,11 +152,7 @@ fn the_waker_is_replaced_by_a_later_reader() {
     let (second, second_waker) = counter();
     assert_eq!(poll(&mut table, token, &first_waker), Poll::Pending);
     assert_eq!(poll(&mut table, token, &second_waker), Poll::Pending);
-    table
-        .handle_completion(token.user_data(), POLLIN, true)
-        .wake
-        .expect("a reader waits")
-        .wake();
+    woken_by_completion(&mut table, token).wake();
     assert_eq!(first.0.load(Ordering::SeqCst), 0);
     assert_eq!(second.0.load(Ordering::SeqCst), 1);
 }
@@ -277,20 +290,11 @@ fn a_woken_waker_given_back_serves_the_next_wait_and_wakes_only_a_waiting_reader
     table.clear_ready(token);
     let (count, waker) = counter();
     assert_eq!(poll(&mut table, token, &waker), Poll::Pending);
-    let woken = table
-        .handle_completion(token.user_data(), POLLIN, true)
-        .wake
-        .expect("the reader waits");
+    let woken = woken_by_completion(&mut table, token);
     woken.wake_by_ref();
     table.give_back(token.user_data(), woken);
     assert_eq!(count.0.load(Ordering::SeqCst), 1);
-    assert!(
-        table.slots[0]
-            .waker
-            .as_ref()
-            .is_some_and(|kept| kept.will_wake(&waker)),
-        "the table keeps the waker it woke"
-    );
+    assert!(keeps(&table, &waker), "the table keeps the waker it woke");
     // Woken, not waiting: a completion before the reader's next wait marks
     // it ready and wakes nothing.
     let early = table.handle_completion(token.user_data(), POLLIN, true);
@@ -303,11 +307,7 @@ fn a_woken_waker_given_back_serves_the_next_wait_and_wakes_only_a_waiting_reader
     // wakes it again.
     table.clear_ready(token);
     assert_eq!(poll(&mut table, token, &waker), Poll::Pending);
-    table
-        .handle_completion(token.user_data(), POLLIN, true)
-        .wake
-        .expect("the reader waits again")
-        .wake();
+    woken_by_completion(&mut table, token).wake();
     assert_eq!(count.0.load(Ordering::SeqCst), 2);
 }
 
@@ -319,18 +319,12 @@ fn a_waker_given_back_to_a_gone_or_taken_slot_is_dropped() {
     let (_, first) = counter();
     let (second_count, second) = counter();
     assert_eq!(poll(&mut table, token, &first), Poll::Pending);
-    let woken = table
-        .handle_completion(token.user_data(), POLLIN, true)
-        .wake
-        .expect("the reader waits");
+    let woken = woken_by_completion(&mut table, token);
     // Another waker came in meanwhile: it stays.
     table.clear_ready(token);
     assert_eq!(poll(&mut table, token, &second), Poll::Pending);
     table.give_back(token.user_data(), woken.clone());
-    assert!(table.slots[0]
-        .waker
-        .as_ref()
-        .is_some_and(|kept| kept.will_wake(&second)));
+    assert!(keeps(&table, &second));
     // The slot freed: nothing is kept for the old token.
     table.deregister(token);
     table.give_back(token.user_data(), woken);
